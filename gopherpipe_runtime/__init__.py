@@ -1,0 +1,54 @@
+"""GopherPipe runtime: what a deployed service or client needs (msgpack + stdlib only)."""
+
+from .client import ClientBase
+from .pipe import CallOptions, Pipe
+from .server import Server
+from .service import MethodDef, MethodKind, ServiceDef
+from .status import (
+    AbortedError,
+    AlreadyExistsError,
+    CancelledError,
+    DataLossError,
+    DeadlineExceededError,
+    FailedPreconditionError,
+    InternalError,
+    InvalidArgumentError,
+    NotFoundError,
+    OutOfRangeError,
+    PermissionDeniedError,
+    ResourceExhaustedError,
+    RpcError,
+    StatusCode,
+    UnauthenticatedError,
+    UnavailableError,
+    UnimplementedError,
+    UnknownError,
+)
+
+__all__ = [
+    "AbortedError",
+    "AlreadyExistsError",
+    "CallOptions",
+    "CancelledError",
+    "ClientBase",
+    "DataLossError",
+    "DeadlineExceededError",
+    "FailedPreconditionError",
+    "InternalError",
+    "InvalidArgumentError",
+    "MethodDef",
+    "MethodKind",
+    "NotFoundError",
+    "OutOfRangeError",
+    "PermissionDeniedError",
+    "Pipe",
+    "ResourceExhaustedError",
+    "RpcError",
+    "Server",
+    "ServiceDef",
+    "StatusCode",
+    "UnauthenticatedError",
+    "UnavailableError",
+    "UnimplementedError",
+    "UnknownError",
+]

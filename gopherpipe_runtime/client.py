@@ -1,0 +1,84 @@
+"""The base class of every generated client stub."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any, ClassVar, Self, TypeVar
+
+from .pipe import CallOptions, Pipe
+from .status import InternalError, InvalidArgumentError
+
+T = TypeVar("T")
+
+
+class ClientBase:
+    """Holds the `Pipe` and the call options; generated subclasses add the methods.
+
+    A client made by `dial` owns its pipe and closes it; a client built over a
+    shared `Pipe` (``XClient(pipe)``) leaves the pipe to its owner.
+    """
+
+    _gp_service_name: ClassVar[str]
+
+    def __init__(self, pipe: Pipe, *, options: CallOptions | None = None) -> None:
+        self._gp_pipe = pipe
+        self._gp_options = options if options is not None else CallOptions()
+        self._gp_owns_pipe = False
+
+    @classmethod
+    def dial(cls, address: str, **options: Any) -> Self:
+        """Connect to `address` (``tcp://host:port``, ``unix:///path``).
+
+        `options` go to `Pipe`. The connection is made lazily on the first call,
+        so dialing a server that is not up yet is not an error.
+        """
+        client = cls(Pipe(address, **options))
+        client._gp_owns_pipe = True
+        return client
+
+    def with_options(
+        self, *, timeout: float | None = None, metadata: Mapping[str, str] | None = None
+    ) -> Self:
+        """A client sharing this one's connection whose calls use these options.
+
+        Options given here replace the current ones; metadata is merged over them.
+        """
+        merged = dict(self._gp_options.metadata)
+        if metadata:
+            merged.update(metadata)
+        options = CallOptions(
+            timeout=timeout if timeout is not None else self._gp_options.timeout,
+            metadata=merged,
+        )
+        return type(self)(self._gp_pipe, options=options)
+
+    @property
+    def pipe(self) -> Pipe:
+        return self._gp_pipe
+
+    def close(self) -> None:
+        if self._gp_owns_pipe:
+            self._gp_pipe.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _gp_unary(self, method: str, args: list[Any], decode_result: Callable[[Any], T]) -> T:
+        wire_result = self._gp_pipe.unary(self._gp_service_name, method, args, self._gp_options)
+        try:
+            return decode_result(wire_result)
+        except InvalidArgumentError as exc:
+            # The server sent something the contract does not allow: that is the
+            # server's bug (or a contract mismatch), not the caller's argument.
+            raise InternalError(
+                f"{self._gp_service_name}.{method}: malformed result from server: {exc.message}"
+            ) from None
