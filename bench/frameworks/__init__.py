@@ -1,0 +1,29 @@
+"""One module per framework, each with the same shape, so a new scenario is one function per module.
+
+A framework module defines:
+
+- ``LABEL``: the column heading.
+- ``prepare()`` (optional): runs once in the runner process before any child starts.
+- ``serve() -> (address, stop)``: runs in the server process; starts an echo server on
+  127.0.0.1 with an OS-chosen port and returns its address and a ``stop(grace)`` callable.
+- ``SCENARIOS``: scenario name -> ``fn(address, payload, params) -> dict of figures``, run in a
+  fresh client process. A framework may lack a scenario (the raw socket has no multiplexing);
+  the report shows it as n/a. Streaming scenarios (server-stream messages/s, bidi ping-pong)
+  are meant to be added here the same way.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+# Report column order: the floor first, then the frameworks it bounds.
+FRAMEWORKS: dict[str, str] = {
+    "rawsocket": "bench.frameworks.rawsocket",
+    "gopherpipe": "bench.frameworks.gopherpipe",
+    "grpc": "bench.frameworks.grpcio",
+}
+
+
+def load(name: str) -> ModuleType:
+    return importlib.import_module(FRAMEWORKS[name])

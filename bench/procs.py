@@ -1,0 +1,128 @@
+"""Starting and always stopping child processes, with bounded waits everywhere."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import queue
+import subprocess
+import sys
+import threading
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from bench.worker import READY, RESULT
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SERVER_READY_TIMEOUT_S = 30.0
+SERVER_EXIT_TIMEOUT_S = 10.0
+_TAIL_LINES = 30
+
+
+class ChildError(RuntimeError):
+    pass
+
+
+def _command(*args: str) -> list[str]:
+    # -u: the READY line must not sit in a pipe buffer while the runner waits for it.
+    return [sys.executable, "-u", "-m", "bench.worker", *args]
+
+
+def _pump(stream: IO[str], tag: str, tail: deque[str], lines: queue.Queue[str] | None) -> None:
+    """Drain a child's pipe so it never blocks on a full pipe; echo stderr, keep a tail."""
+    for line in stream:
+        line = line.rstrip("\n")
+        tail.append(line)
+        if lines is not None and line.startswith(READY):
+            lines.put(line)
+        else:
+            print(f"  [{tag}] {line}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def server(framework: str) -> Iterator[str]:
+    """Run the framework's echo server in its own process; yield its address; always stop it."""
+    proc = subprocess.Popen(
+        _command("serve", framework),
+        cwd=REPO_ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    tail: deque[str] = deque(maxlen=_TAIL_LINES)
+    ready: queue.Queue[str] = queue.Queue()
+    assert proc.stdout is not None and proc.stderr is not None and proc.stdin is not None
+    pumps = [
+        threading.Thread(target=_pump, args=(proc.stdout, f"{framework} server", tail, ready)),
+        threading.Thread(target=_pump, args=(proc.stderr, f"{framework} server", tail, None)),
+    ]
+    for p in pumps:
+        p.daemon = True
+        p.start()
+    try:
+        try:
+            line = ready.get(timeout=SERVER_READY_TIMEOUT_S)
+        except queue.Empty:
+            state = "exited" if proc.poll() is not None else "still starting"
+            raise ChildError(
+                f"{framework} server not ready after {SERVER_READY_TIMEOUT_S:.0f} s ({state}): "
+                + _last_line(tail)
+            ) from None
+        yield line.removeprefix(READY).strip()
+    finally:
+        _stop(proc, framework)
+
+
+def _stop(proc: subprocess.Popen[str], framework: str) -> None:
+    with contextlib.suppress(OSError):
+        assert proc.stdin is not None
+        proc.stdin.close()
+    try:
+        proc.wait(timeout=SERVER_EXIT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        print(
+            f"  note: {framework} server still running {SERVER_EXIT_TIMEOUT_S:.0f} s after "
+            "stdin closed; killed",
+            file=sys.stderr,
+        )
+        proc.kill()
+        proc.wait(timeout=SERVER_EXIT_TIMEOUT_S)
+
+
+def _last_line(tail: deque[str] | list[str]) -> str:
+    for line in reversed(tail):
+        if line.strip():
+            return line.strip()
+    return "(no output)"
+
+
+def measure(
+    framework: str,
+    scenario: str,
+    address: str,
+    payload_size: int,
+    params: dict[str, Any],
+    timeout: float,
+) -> dict[str, Any]:
+    """Run one scenario in a fresh client process and return its figures."""
+    cmd = _command("measure", framework, scenario, address, str(payload_size), json.dumps(params))
+    try:
+        done = subprocess.run(
+            cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise ChildError(f"{framework} {scenario}: no result after {timeout:.0f} s") from exc
+    for line in done.stdout.splitlines():
+        if line.startswith(RESULT):
+            figures: dict[str, Any] = json.loads(line.removeprefix(RESULT))
+            return figures
+    err = done.stderr.splitlines()
+    if err:
+        print(
+            f"  [{framework} {scenario} client] " + "\n    ".join(err[-_TAIL_LINES:]),
+            file=sys.stderr,
+        )
+    raise ChildError(f"{framework} {scenario}: client exited {done.returncode}: {_last_line(err)}")

@@ -1,0 +1,138 @@
+"""Turning figures into the printed header, table and ratios (and the JSON ratios)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from bench import frameworks
+
+_LABELS = {
+    "rawsocket": "raw socket",
+    "gopherpipe": "gopherpipe",
+    "grpc": "grpc",
+}
+
+
+def header(machine: dict[str, Any], config: dict[str, Any]) -> str:
+    lat = config["scenarios"]["unary_latency"]
+    thr = config["scenarios"]["unary_throughput"]
+    cores = machine["cores"]
+    lines = [
+        "GopherPipe bench" + (" (--quick: counts too small to quote)" if config["quick"] else ""),
+        f"  {machine['python']} | {cores} cores | {machine['platform']} | grpcio "
+        f"{machine['grpcio'] or 'not installed'} | msgpack {machine['msgpack']} | {machine['date']}",
+        f"  payload: {config['payload_size']}-char ASCII str, echoed back unchanged",
+        f"  latency: 1 client thread, {lat['calls']} calls after {lat['warmup']} warm-up",
+        f"  throughput: {thr['threads']} threads sharing ONE client/channel (one connection), "
+        f"{thr['threads']} x {thr['calls_per_thread']} calls after "
+        f"{thr['threads']} x {thr['warmup_per_thread']} warm-up",
+        f"  server and client are separate processes competing for the same {cores} cores, "
+        "equally for every framework;",
+        "  frameworks run one after another (never two servers at once), each scenario in a "
+        "fresh client process.",
+    ]
+    return "\n".join(lines)
+
+
+def _get(results: dict[str, Any], name: str, scenario: str, key: str) -> float | None:
+    value = results.get(name, {}).get(scenario, {}).get(key)
+    return float(value) if value is not None else None
+
+
+def summary(scenario: str, figures: dict[str, Any]) -> str:
+    if scenario == "unary_latency":
+        return (
+            f"p50 {figures['p50_us']:.1f} µs, p99 {figures['p99_us']:.1f} µs, "
+            f"{figures['calls_per_s']:,.0f} calls/s"
+        )
+    if scenario == "unary_throughput":
+        return f"{figures['calls_per_s']:,.0f} calls/s with {figures['threads']} threads"
+    return ""
+
+
+_ROWS = [
+    ("unary p50, 1 thread (µs)", "unary_latency", "p50_us", "{:,.1f}"),
+    ("unary p99, 1 thread (µs)", "unary_latency", "p99_us", "{:,.1f}"),
+    ("unary calls/s, 1 thread", "unary_latency", "calls_per_s", "{:,.0f}"),
+    ("unary calls/s, 16 threads", "unary_throughput", "calls_per_s", "{:,.0f}"),
+]
+
+
+def table(results: dict[str, Any], config: dict[str, Any]) -> str:
+    names = [n for n in frameworks.FRAMEWORKS if n in config["frameworks"]]
+    width = 14
+    first = max(len(r[0]) for r in _ROWS) + 2
+    out = ["".ljust(first) + "".join(_LABELS[n].rjust(width) for n in names)]
+    out.append("-" * len(out[0]))
+    for label, scenario, key, fmt in _ROWS:
+        cells = []
+        for name in names:
+            res = results.get(name, {})
+            value = _get(results, name, scenario, key)
+            if value is not None:
+                cells.append(fmt.format(value))
+            elif "error" in res:
+                cells.append("FAILED")
+            elif "skipped" in res:
+                cells.append("skipped")
+            else:
+                cells.append("n/a")
+        out.append(label.ljust(first) + "".join(c.rjust(width) for c in cells))
+    for name in names:
+        res = results.get(name, {})
+        if "error" in res:
+            out.append(f"  {_LABELS[name]}: {res['error']}")
+        elif "skipped" in res:
+            out.append(f"  {_LABELS[name]}: skipped, {res['skipped']}")
+    return "\n".join(out)
+
+
+def _ratio(num: float | None, den: float | None) -> float | None:
+    if num is None or den is None or den == 0 or math.isnan(num) or math.isnan(den):
+        return None
+    return num / den
+
+
+def ratios(results: dict[str, Any]) -> dict[str, float | None]:
+    """Each ratio is oriented so that > 1 means the first-named side is ahead."""
+    lat, thr = "unary_latency", "unary_throughput"
+    gp, grpc, raw = "gopherpipe", "grpc", "rawsocket"
+    return {
+        "p50 grpc/gopherpipe": _ratio(
+            _get(results, grpc, lat, "p50_us"), _get(results, gp, lat, "p50_us")
+        ),
+        "p99 grpc/gopherpipe": _ratio(
+            _get(results, grpc, lat, "p99_us"), _get(results, gp, lat, "p99_us")
+        ),
+        "1-thread calls/s gopherpipe/grpc": _ratio(
+            _get(results, gp, lat, "calls_per_s"), _get(results, grpc, lat, "calls_per_s")
+        ),
+        "16-thread calls/s gopherpipe/grpc": _ratio(
+            _get(results, gp, thr, "calls_per_s"), _get(results, grpc, thr, "calls_per_s")
+        ),
+        "p50 gopherpipe/raw socket": _ratio(
+            _get(results, gp, lat, "p50_us"), _get(results, raw, lat, "p50_us")
+        ),
+        "p50 grpc/raw socket": _ratio(
+            _get(results, grpc, lat, "p50_us"), _get(results, raw, lat, "p50_us")
+        ),
+    }
+
+
+_NOTES = {
+    "p50 grpc/gopherpipe": "(> 1: gopherpipe answers faster)",
+    "p99 grpc/gopherpipe": "(> 1: gopherpipe's tail is shorter)",
+    "1-thread calls/s gopherpipe/grpc": "(> 1: gopherpipe does more calls/s)",
+    "16-thread calls/s gopherpipe/grpc": "(> 1: gopherpipe does more calls/s)",
+    "p50 gopherpipe/raw socket": "(times the floor; 1.0x would be free)",
+    "p50 grpc/raw socket": "(times the floor; 1.0x would be free)",
+}
+
+
+def ratio_lines(values: dict[str, float | None]) -> str:
+    out = ["", "Ratios:"]
+    for key, value in values.items():
+        shown = f"{value:.2f}x" if value is not None else "n/a"
+        out.append(f"  {key} = {shown}  {_NOTES[key]}")
+    return "\n".join(out)
