@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import math
+import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -116,3 +117,22 @@ def make_payload(size: int) -> str:
     """The same ASCII text for every framework, so UTF-8 and wire sizes match exactly."""
     alphabet = "gopherpipe-echo-0123456789-"
     return (alphabet * (size // len(alphabet) + 1))[:size]
+
+
+def combine_rounds(runs: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per scenario, the median of every figure over the rounds, plus min and max of each."""
+    combined: dict[str, dict[str, Any]] = {}
+    scenarios = set.intersection(*(set(run) for run in runs)) if runs else set()
+    for scenario in sorted(scenarios):
+        rounds = [run[scenario] for run in runs]
+        out: dict[str, Any] = {"rounds": len(rounds)}
+        for key, value in rounds[0].items():
+            values = [r[key] for r in rounds]
+            if isinstance(value, float):
+                out[key] = statistics.median(values)
+                out[key + "_min"] = min(values)
+                out[key + "_max"] = max(values)
+            else:
+                out[key] = value
+        combined[scenario] = out
+    return combined

@@ -8,6 +8,7 @@ import queue
 import subprocess
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,17 +64,35 @@ def server(framework: str) -> Iterator[str]:
         p.daemon = True
         p.start()
     try:
-        try:
-            line = ready.get(timeout=SERVER_READY_TIMEOUT_S)
-        except queue.Empty:
-            state = "exited" if proc.poll() is not None else "still starting"
-            raise ChildError(
-                f"{framework} server not ready after {SERVER_READY_TIMEOUT_S:.0f} s ({state}): "
-                + _last_line(tail)
-            ) from None
-        yield line.removeprefix(READY).strip()
+        yield _wait_ready(proc, framework, ready, tail, pumps[1])
+
     finally:
         _stop(proc, framework)
+
+
+def _wait_ready(
+    proc: subprocess.Popen[str],
+    framework: str,
+    ready: queue.Queue[str],
+    tail: deque[str],
+    stderr_pump: threading.Thread,
+) -> str:
+    deadline = time.monotonic() + SERVER_READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            return ready.get(timeout=0.05).removeprefix(READY).strip()
+        except queue.Empty:
+            pass
+        if proc.poll() is not None:
+            # Let the pump finish reading the traceback so the error names the cause.
+            stderr_pump.join(timeout=2)
+            raise ChildError(
+                f"{framework} server exited {proc.returncode} before it was ready: "
+                + _last_line(tail)
+            )
+    raise ChildError(
+        f"{framework} server not ready after {SERVER_READY_TIMEOUT_S:.0f} s: " + _last_line(tail)
+    )
 
 
 def _stop(proc: subprocess.Popen[str], framework: str) -> None:

@@ -22,7 +22,9 @@ def header(machine: dict[str, Any], config: dict[str, Any]) -> str:
         "GopherPipe bench" + (" (--quick: counts too small to quote)" if config["quick"] else ""),
         f"  {machine['python']} | {cores} cores | {machine['platform']} | grpcio "
         f"{machine['grpcio'] or 'not installed'} | msgpack {machine['msgpack']} | {machine['date']}",
-        f"  payload: {config['payload_size']}-char ASCII str, echoed back unchanged",
+        f"  load average before the run: {machine['loadavg']}",
+        f"  payload: {config['payload_size']}-char ASCII str, echoed back unchanged; "
+        f"median of {config['rounds']} round(s), framework order rotated each round",
         f"  latency: 1 client thread, {lat['calls']} calls after {lat['warmup']} warm-up",
         f"  throughput: {thr['threads']} threads sharing ONE client/channel (one connection), "
         f"{thr['threads']} x {thr['calls_per_thread']} calls after "
@@ -61,7 +63,7 @@ _ROWS = [
 
 def table(results: dict[str, Any], config: dict[str, Any]) -> str:
     names = [n for n in frameworks.FRAMEWORKS if n in config["frameworks"]]
-    width = 14
+    width = 18
     first = max(len(r[0]) for r in _ROWS) + 2
     out = ["".ljust(first) + "".join(_LABELS[n].rjust(width) for n in names)]
     out.append("-" * len(out[0]))
@@ -79,6 +81,16 @@ def table(results: dict[str, Any], config: dict[str, Any]) -> str:
             else:
                 cells.append("n/a")
         out.append(label.ljust(first) + "".join(c.rjust(width) for c in cells))
+        if config["rounds"] > 1:
+            spread = []
+            for name in names:
+                low = _get(results, name, scenario, key + "_min")
+                high = _get(results, name, scenario, key + "_max")
+                both = low is not None and high is not None
+                spread.append(f"{fmt.format(low)}..{fmt.format(high)}" if both else "")
+            out.append(
+                "  (min..max over rounds)".ljust(first) + "".join(c.rjust(width) for c in spread)
+            )
     for name in names:
         res = results.get(name, {})
         if "error" in res:
@@ -94,45 +106,38 @@ def _ratio(num: float | None, den: float | None) -> float | None:
     return num / den
 
 
+# (key, numerator framework, denominator framework, scenario, figure, how to read it); each is
+# oriented so that > 1 means gopherpipe is ahead, or, against the floor, how many floors it costs.
+_RATIOS = [
+    ("p50 grpc/gopherpipe", "grpc", "gopherpipe", "unary_latency", "p50_us",
+     "(> 1: gopherpipe answers faster)"),
+    ("p99 grpc/gopherpipe", "grpc", "gopherpipe", "unary_latency", "p99_us",
+     "(> 1: gopherpipe's tail is shorter)"),
+    ("1-thread calls/s gopherpipe/grpc", "gopherpipe", "grpc", "unary_latency", "calls_per_s",
+     "(> 1: gopherpipe does more calls/s)"),
+    ("16-thread calls/s gopherpipe/grpc", "gopherpipe", "grpc", "unary_throughput",
+     "calls_per_s", "(> 1: gopherpipe does more calls/s)"),
+    ("p50 gopherpipe/raw socket", "gopherpipe", "rawsocket", "unary_latency", "p50_us",
+     "(times the floor; 1.0x would be free)"),
+    ("p50 grpc/raw socket", "grpc", "rawsocket", "unary_latency", "p50_us",
+     "(times the floor; 1.0x would be free)"),
+]  # fmt: skip
+
+
 def ratios(results: dict[str, Any]) -> dict[str, float | None]:
-    """Each ratio is oriented so that > 1 means the first-named side is ahead."""
-    lat, thr = "unary_latency", "unary_throughput"
-    gp, grpc, raw = "gopherpipe", "grpc", "rawsocket"
     return {
-        "p50 grpc/gopherpipe": _ratio(
-            _get(results, grpc, lat, "p50_us"), _get(results, gp, lat, "p50_us")
-        ),
-        "p99 grpc/gopherpipe": _ratio(
-            _get(results, grpc, lat, "p99_us"), _get(results, gp, lat, "p99_us")
-        ),
-        "1-thread calls/s gopherpipe/grpc": _ratio(
-            _get(results, gp, lat, "calls_per_s"), _get(results, grpc, lat, "calls_per_s")
-        ),
-        "16-thread calls/s gopherpipe/grpc": _ratio(
-            _get(results, gp, thr, "calls_per_s"), _get(results, grpc, thr, "calls_per_s")
-        ),
-        "p50 gopherpipe/raw socket": _ratio(
-            _get(results, gp, lat, "p50_us"), _get(results, raw, lat, "p50_us")
-        ),
-        "p50 grpc/raw socket": _ratio(
-            _get(results, grpc, lat, "p50_us"), _get(results, raw, lat, "p50_us")
-        ),
+        key: _ratio(_get(results, num, scenario, fig), _get(results, den, scenario, fig))
+        for key, num, den, scenario, fig, _ in _RATIOS
     }
 
 
-_NOTES = {
-    "p50 grpc/gopherpipe": "(> 1: gopherpipe answers faster)",
-    "p99 grpc/gopherpipe": "(> 1: gopherpipe's tail is shorter)",
-    "1-thread calls/s gopherpipe/grpc": "(> 1: gopherpipe does more calls/s)",
-    "16-thread calls/s gopherpipe/grpc": "(> 1: gopherpipe does more calls/s)",
-    "p50 gopherpipe/raw socket": "(times the floor; 1.0x would be free)",
-    "p50 grpc/raw socket": "(times the floor; 1.0x would be free)",
-}
-
-
-def ratio_lines(values: dict[str, float | None]) -> str:
+def ratio_lines(values: dict[str, float | None], selected: list[str]) -> str:
     out = ["", "Ratios:"]
-    for key, value in values.items():
+    for key, num, den, _, _, note in _RATIOS:
+        # A ratio against a framework nobody asked for is noise, not a missing figure.
+        if num not in selected or den not in selected:
+            continue
+        value = values.get(key)
         shown = f"{value:.2f}x" if value is not None else "n/a"
-        out.append(f"  {key} = {shown}  {_NOTES[key]}")
+        out.append(f"  {key} = {shown}  {note}")
     return "\n".join(out)

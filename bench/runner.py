@@ -10,9 +10,10 @@ import platform
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-from bench import frameworks, procs, report
+from bench import frameworks, measure, procs, report
 
 # Scenario name -> (full params, --quick params). A framework lacking a scenario reports n/a.
 SCENARIOS: dict[str, tuple[dict[str, int], dict[str, int]]] = {
@@ -23,6 +24,10 @@ SCENARIOS: dict[str, tuple[dict[str, int], dict[str, int]]] = {
     ),
 }
 SCENARIO_TIMEOUT_S = {False: 300.0, True: 60.0}
+# Unpinned client and server land on the same core or on two, and on a VM that alone can move
+# a loopback round trip by 100 us; several rounds and their median keep one placement from
+# deciding the comparison.
+DEFAULT_ROUNDS = {False: 3, True: 1}
 DEFAULT_PAYLOAD = 64
 
 
@@ -45,7 +50,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         metavar="N",
         help=f"echoed ASCII characters per call (default {DEFAULT_PAYLOAD})",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        metavar="R",
+        help="repeat everything R times and report medians (default 3, 1 with --quick)",
+    )
     args = parser.parse_args(argv)
+    if args.rounds is not None and args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     if args.frameworks:
         names = [n.strip() for n in args.frameworks.split(",") if n.strip()]
         unknown = [n for n in names if n not in frameworks.FRAMEWORKS]
@@ -74,54 +87,61 @@ def _machine() -> dict[str, Any]:
         "protobuf": version("protobuf"),
         "msgpack": version("msgpack"),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        # Other work on a 2-core machine moves these figures more than most code changes do.
+        "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
 
 
-def _run_framework(name: str, config: dict[str, Any], results: dict[str, dict[str, Any]]) -> bool:
-    """Measure one framework into results[name]; False if anything failed."""
-    out: dict[str, Any] = {}
-    results[name] = out
+def _prepare(name: str, out: dict[str, Any]) -> ModuleType | None:
     try:
         module = frameworks.load(name)
     except ImportError as exc:
         out["skipped"] = f"not importable: {exc}"
         print(f"{name}: skipped ({out['skipped']})", flush=True)
-        return False
-    scenarios = [s for s in SCENARIOS if s in module.SCENARIOS]
+        return None
     try:
         if hasattr(module, "prepare"):
             module.prepare()
-        with procs.server(name) as address:
-            print(f"{name}: server at {address}", flush=True)
-            for scenario in scenarios:
-                started = time.monotonic()
-                figures = procs.measure(
-                    name,
-                    scenario,
-                    address,
-                    config["payload_size"],
-                    config["scenarios"][scenario],
-                    config["scenario_timeout_s"],
-                )
-                out[scenario] = figures
-                print(
-                    f"{name}: {scenario} done in {time.monotonic() - started:.1f} s: "
-                    + report.summary(scenario, figures),
-                    flush=True,
-                )
     except Exception as exc:
-        # One broken framework must not cost the others their figures.
-        out["error"] = f"{type(exc).__name__}: {exc}"
+        out["error"] = f"prepare: {type(exc).__name__}: {exc}"
         print(f"{name}: FAILED: {out['error']}", flush=True)
-        return False
-    return True
+        return None
+    return module
+
+
+def _run_round(
+    name: str, module: ModuleType, config: dict[str, Any], tag: str
+) -> dict[str, dict[str, Any]]:
+    """One fresh server process, then one fresh client process per scenario."""
+    figures: dict[str, dict[str, Any]] = {}
+    with procs.server(name) as address:
+        for scenario in SCENARIOS:
+            if scenario not in module.SCENARIOS:
+                continue
+            started = time.monotonic()
+            figures[scenario] = procs.measure(
+                name,
+                scenario,
+                address,
+                config["payload_size"],
+                config["scenarios"][scenario],
+                config["scenario_timeout_s"],
+            )
+            print(
+                f"{tag}{name}: {scenario} ({time.monotonic() - started:.1f} s): "
+                + report.summary(scenario, figures[scenario]),
+                flush=True,
+            )
+    return figures
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     pick = 1 if args.quick else 0
+    rounds = args.rounds if args.rounds is not None else DEFAULT_ROUNDS[args.quick]
     config: dict[str, Any] = {
         "quick": args.quick,
+        "rounds": rounds,
         "payload_size": args.payload_size,
         "scenarios": {name: params[pick] for name, params in SCENARIOS.items()},
         "scenario_timeout_s": SCENARIO_TIMEOUT_S[args.quick],
@@ -130,18 +150,45 @@ def main(argv: list[str] | None = None) -> int:
     machine = _machine()
     print(report.header(machine, config), flush=True)
 
-    results: dict[str, dict[str, Any]] = {}
-    failed = []
+    results: dict[str, dict[str, Any]] = {name: {} for name in args.names}
+    modules = {}
     for name in args.names:
-        ok = _run_framework(name, config, results)
+        module = _prepare(name, results[name])
+        if module is not None:
+            modules[name] = module
+    per_round: dict[str, list[dict[str, dict[str, Any]]]] = {name: [] for name in modules}
+    for r in range(rounds):
+        # Rotate who goes first so no framework always runs on the coldest (or warmest) machine.
+        order = (
+            list(modules)[r % max(1, len(modules)) :] + list(modules)[: r % max(1, len(modules))]
+        )
+        for name in order:
+            if "error" in results[name]:
+                continue
+            try:
+                per_round[name].append(
+                    _run_round(name, modules[name], config, f"[round {r + 1}/{rounds}] ")
+                )
+            except Exception as exc:
+                # One broken framework must not cost the others their figures.
+                results[name]["error"] = f"{type(exc).__name__}: {exc}"
+                print(f"{name}: FAILED: {results[name]['error']}", flush=True)
+    for name, runs in per_round.items():
+        if "error" not in results[name]:
+            results[name].update(measure.combine_rounds(runs))
+            results[name]["rounds"] = runs
+
+    failed = [
+        name
+        for name in args.names
         # An uninstalled optional framework is only a failure when it was asked for by name.
-        if not ok and (args.explicit or "skipped" not in results[name]):
-            failed.append(name)
+        if "error" in results[name] or ("skipped" in results[name] and args.explicit)
+    ]
 
     print()
     print(report.table(results, config))
     ratios = report.ratios(results)
-    print(report.ratio_lines(ratios))
+    print(report.ratio_lines(ratios, args.names))
     if args.json:
         doc = {"machine": machine, "config": config, "results": results, "ratios": ratios}
         args.json.write_text(json.dumps(doc, indent=2) + "\n")

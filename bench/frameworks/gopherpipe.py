@@ -19,13 +19,21 @@ _ECHO_DIR = Path(__file__).resolve().parent.parent.parent / "examples" / "echo"
 
 def _stub(kind: str) -> ModuleType:
     """Import examples/echo/service_<kind>.py, however the generated stub imports its contract."""
+    name = f"service_{kind}"
+    if not (_ECHO_DIR / f"{name}.py").exists():
+        raise ImportError(
+            f"examples/echo/{name}.py does not exist yet; "
+            "generate it with `gopherpipe gen examples/echo/service.py`"
+        )
     try:
-        return importlib.import_module(f"examples.echo.service_{kind}")
-    except ImportError:
-        # A stub that imports its contract as a top-level `service` module needs its directory.
+        return importlib.import_module(f"examples.echo.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != "service":
+            raise
+        # The stub imports its contract as a top-level `service` module: it needs its directory.
         if str(_ECHO_DIR) not in sys.path:
             sys.path.insert(0, str(_ECHO_DIR))
-        return importlib.import_module(f"service_{kind}")
+        return importlib.import_module(name)
 
 
 def _contract() -> ModuleType:
