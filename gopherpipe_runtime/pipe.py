@@ -1,10 +1,57 @@
-"""Pipe: the client-side handle to one service address (placeholder; being written)."""
+"""Pipe: the client-side handle to one service address.
+
+A Pipe owns at most one live connection at a time and multiplexes every call
+from every thread over it: each call gets a stream id, writes its CALL frame
+(see writer.py for how concurrent writes coalesce) and sleeps on a private lock
+until the connection's reader thread hands it the STATUS frame.
+
+It connects lazily, and after the connection drops the next call reconnects.
+Failed connects back off exponentially (with jitter); a call made while backing
+off fails at once with UNAVAILABLE rather than hanging, as gRPC does without
+wait-for-ready.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import logging
+import random
+import select
+import socket
+import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from . import frames
+from .address import Address, connect, parse_address
+from .codec import CODECS, DEFAULT_CODECS, Codec, CodecError
+from .envelope import decode_status, encode_call
+from .frames import (
+    PREFACE,
+    FrameDecoder,
+    FrameType,
+    ProtocolError,
+    decode_goaway,
+    encode_frame,
+    encode_stream_frame,
+)
+from .handshake import HandshakeError, Settings, client_accept, client_hello
+from .status import (
+    DeadlineExceededError,
+    InvalidArgumentError,
+    ResourceExhaustedError,
+    RpcError,
+    StatusCode,
+    UnavailableError,
+)
+from .writer import ConnectionLost, FrameWriter
+
+log = logging.getLogger("gopherpipe.client")
+
+_READ_SIZE = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,12 +61,421 @@ class CallOptions:
     metadata: Mapping[str, str] = field(default_factory=dict)
 
 
-class Pipe:
-    def __init__(self, address: str, **options: Any) -> None:
-        self.address = address
+_PENDING, _DONE, _LEAD = 0, 1, 2
+
+
+class _Waiter:
+    """One call waiting for its STATUS.
+
+    `wake` is released exactly once per state change away from PENDING: to DONE
+    (the answer is in) or to LEAD (this thread should take over reading). All
+    state changes happen under the connection's mutex.
+    """
+
+    __slots__ = ("code", "message", "result", "retryable", "state", "wake")
+
+    def __init__(self) -> None:
+        self.wake = threading.Lock()
+        self.wake.acquire()
+        self.state = _PENDING
+        self.code = StatusCode.UNKNOWN.value
+        self.message = ""
+        self.result: Any = None
+        self.retryable = False
+
+
+class _NotProcessed(Exception):
+    """The server never saw this call (GOAWAY named an older last stream); safe to resend."""
+
+
+class _Connection:
+    """One connection, read by whichever calling thread is the current leader.
+
+    There is no reader thread. A calling thread that finds nobody reading becomes
+    the leader and reads the socket until its own answer arrives, handing other
+    threads their answers on the way; when it leaves it promotes a waiting
+    thread to lead. With one calling thread that means an answer is read by the
+    thread that wants it, with no thread handoff -- on a loaded 2-core machine a
+    handoff costs as much as the rest of the client-side work together.
+    """
+
+    def __init__(
+        self, sock: socket.socket, settings: Settings, write_timeout: float, decoder: FrameDecoder
+    ) -> None:
+        self.sock = sock
+        self.settings = settings
+        self.codec: Codec = CODECS[settings.codec]
+        self.decoder = decoder
+        self.calls: dict[int, _Waiter] = {}
+        self._ids = itertools.count(1)
+        self._mutex = threading.Lock()
+        self._read_lock = threading.Lock()
+        self._poller = select.poll()
+        self._poller.register(sock.fileno(), select.POLLIN)
+        self.closed_reason: str | None = None
+        self.goaway = False
+        self.writer = FrameWriter(sock, write_timeout, self._on_write_error, _send_in_thread)
+
+    @property
+    def usable(self) -> bool:
+        return self.closed_reason is None and not self.goaway
 
     def unary(self, service: str, method: str, args: list[Any], options: CallOptions) -> Any:
-        raise NotImplementedError
+        timeout = options.timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        timeout_ms = None if timeout is None else max(0, int(timeout * 1000))
+        try:
+            body = encode_call(
+                self.codec, service, method, timeout_ms, dict(options.metadata), args
+            )
+        except CodecError as exc:
+            raise InvalidArgumentError(f"{method}(): {exc}") from None
+        if len(body) + frames.STREAM_ID_SIZE > self.settings.peer_max_frame_size:
+            raise ResourceExhaustedError(
+                f"{method}(): request of {len(body)} bytes exceeds the server's max frame "
+                f"size of {self.settings.peer_max_frame_size}"
+            )
+        waiter = _Waiter()
+        with self._mutex:
+            if self.closed_reason is not None or self.goaway:
+                raise _NotProcessed()
+            stream_id = next(self._ids)
+            if stream_id > frames.MAX_STREAM_ID:
+                self.goaway = True  # ids never repeat on a connection; use a fresh one
+                raise _NotProcessed()
+            self.calls[stream_id] = waiter
+        try:
+            self.writer.write(encode_stream_frame(FrameType.CALL, stream_id, body))
+        except ConnectionLost as exc:
+            with self._mutex:
+                self.calls.pop(stream_id, None)
+            raise UnavailableError(f"connection lost: {exc}") from None
+        self._wait(waiter, stream_id, deadline)
+        if waiter.code == 0:
+            return waiter.result
+        if waiter.retryable:
+            raise _NotProcessed()
+        if waiter.code == StatusCode.DEADLINE_EXCEEDED and not waiter.message:
+            raise DeadlineExceededError(f"{service}.{method} did not answer within {timeout:g}s")
+        raise RpcError(waiter.code, waiter.message)
+
+    def _wait(self, waiter: _Waiter, stream_id: int, deadline: float | None) -> None:
+        while True:
+            if self._read_lock.acquire(blocking=False):
+                try:
+                    self._lead(waiter, deadline)
+                finally:
+                    self._read_lock.release()
+                    self._promote_next()
+            else:
+                remaining = -1.0 if deadline is None else max(0.0, deadline - time.monotonic())
+                if not waiter.wake.acquire(timeout=remaining):
+                    with self._mutex:
+                        if waiter.state == _PENDING:
+                            self._expire(waiter, stream_id)
+                            return
+                    waiter.wake.acquire()  # a state change raced the deadline
+                with self._mutex:
+                    if waiter.state == _LEAD:
+                        waiter.state = _PENDING
+                        continue
+            if waiter.state == _DONE:
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                with self._mutex:
+                    if waiter.state != _DONE:
+                        self._expire(waiter, stream_id)
+                return
+
+    def _expire(self, waiter: _Waiter, stream_id: int) -> None:
+        """Give up on a call at its deadline (mutex held)."""
+        self.calls.pop(stream_id, None)
+        waiter.state = _DONE
+        waiter.code = StatusCode.DEADLINE_EXCEEDED
+        waiter.message = ""
+        with contextlib.suppress(ConnectionLost):
+            self.writer.write_nowait(encode_stream_frame(FrameType.CANCEL, stream_id, b""))
+
+    def _lead(self, waiter: _Waiter, deadline: float | None) -> None:
+        """Read and dispatch until `waiter` is done or its deadline passes."""
+        poll = self._poller.poll
+        while waiter.state != _DONE:
+            if self.closed_reason is not None:
+                return
+            if deadline is None:
+                ready = poll()
+            else:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                ready = poll(remaining * 1000.0)
+            if not ready:
+                continue
+            try:
+                data = self.sock.recv(_READ_SIZE)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError as exc:
+                self._shut(f"connection lost: {exc}")
+                return
+            if not data:
+                self._shut("connection closed by server")
+                return
+            try:
+                self._dispatch(self.decoder.feed(data))
+            except ProtocolError as exc:
+                log.warning("protocol error from %s: %s", self.settings.peer_agent, exc)
+                self._shut(f"protocol error from server: {exc}")
+                return
+
+    def _promote_next(self) -> None:
+        with self._mutex:
+            for other in self.calls.values():
+                if other.state == _PENDING:
+                    other.state = _LEAD
+                    other.wake.release()
+                    return
+
+    @staticmethod
+    def _finish(waiter: _Waiter, code: int, message: str, result: Any) -> None:
+        """Complete a waiter (mutex held)."""
+        waiter.code = code
+        waiter.message = message
+        waiter.result = result
+        if waiter.state == _PENDING:
+            waiter.wake.release()
+        waiter.state = _DONE
+
+    def _dispatch(self, received: list[frames.Frame]) -> None:
+        for frame in received:
+            frame_type = frame.type
+            if frame_type == FrameType.STATUS:
+                try:
+                    code, message, result = decode_status(self.codec, frame.payload)
+                except ProtocolError as exc:
+                    code, message, result = StatusCode.INTERNAL, f"malformed STATUS: {exc}", None
+                with self._mutex:
+                    waiter = self.calls.pop(frame.stream_id, None)
+                    if waiter is not None:  # else the caller gave up at its deadline
+                        self._finish(waiter, code, message, result)
+            elif frame_type == FrameType.PING:
+                self.writer.write_nowait(encode_frame(FrameType.PONG, frame.payload))
+            elif frame_type == FrameType.GOAWAY:
+                last_stream_id, _, message = decode_goaway(frame.payload)
+                with self._mutex:
+                    self.goaway = True
+                    for stream_id in [s for s in self.calls if s > last_stream_id]:
+                        waiter = self.calls.pop(stream_id)
+                        waiter.retryable = True
+                        self._finish(waiter, StatusCode.UNAVAILABLE, message, None)
+            elif frame_type in (FrameType.CALL, FrameType.CANCEL, FrameType.HELLO):
+                raise ProtocolError(f"unexpected {FrameType(frame_type).name} from a server")
+
+    def poll_idle(self) -> None:
+        """Before reusing a connection nobody is reading, take in what arrived.
+
+        An idle connection may have received GOAWAY or been closed; learning that
+        now lets the next call go to a fresh connection instead of failing.
+        """
+        if not self._read_lock.acquire(blocking=False):
+            return  # a leader is reading; it will see whatever is there
+        try:
+            while self.closed_reason is None and self._poller.poll(0):
+                try:
+                    data = self.sock.recv(_READ_SIZE)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError as exc:
+                    self._shut(f"connection lost: {exc}")
+                    return
+                if not data:
+                    self._shut("connection closed by server")
+                    return
+                try:
+                    self._dispatch(self.decoder.feed(data))
+                except ProtocolError as exc:
+                    self._shut(f"protocol error from server: {exc}")
+                    return
+        finally:
+            self._read_lock.release()
+            self._promote_next()
+
+    def _on_write_error(self, exc: BaseException) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # the leader's next read sees EOF
+        except OSError:
+            pass
+
+    def _shut(self, reason: str) -> None:
+        with self._mutex:
+            if self.closed_reason is not None:
+                return
+            self.closed_reason = reason
+            self.writer.close(ConnectionLost(reason))
+            with contextlib.suppress(OSError):
+                self.sock.close()
+            calls, self.calls = self.calls, {}
+            for waiter in calls.values():
+                self._finish(waiter, StatusCode.UNAVAILABLE, reason, None)
+
+    def close(self, reason: str = "pipe closed") -> None:
+        self._shut(reason)
+
+
+def _send_in_thread(flush: Any) -> bool:
+    # Only small control frames (CANCEL, PONG) are written without blocking; when
+    # the socket cannot take one at once, finish it on a short-lived thread so the
+    # reading thread never waits on the server.
+    threading.Thread(target=flush, name="gopherpipe-client-flush", daemon=True).start()
+    return True
+
+
+def _handshake(
+    address: Address, codecs: tuple[str, ...], max_frame_size: int, timeout: float
+) -> tuple[socket.socket, Settings, FrameDecoder]:
+    deadline = time.monotonic() + timeout
+    sock = connect(address, timeout)
+    try:
+        sock.sendall(PREFACE + encode_frame(FrameType.HELLO, client_hello(codecs, max_frame_size)))
+        decoder = FrameDecoder(frames.MAX_HELLO_SIZE)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("no HELLO from server")
+            sock.settimeout(remaining)
+            data = sock.recv(_READ_SIZE)
+            if not data:
+                raise ConnectionError("server closed the connection during the handshake")
+            received = decoder.feed(data)
+            if received:
+                break
+        first = received[0]
+        if first.type == FrameType.GOAWAY:
+            raise HandshakeError(decode_goaway(first.payload)[2])
+        if first.type != FrameType.HELLO:
+            raise ProtocolError("server's first frame is not HELLO")
+        settings = client_accept(first.payload, codecs)
+        if len(received) > 1:
+            raise ProtocolError("server sent frames before the first call")
+        decoder.max_frame_size = max_frame_size
+        sock.setblocking(False)
+        return sock, settings, decoder
+    except BaseException:
+        sock.close()
+        raise
+
+
+class Pipe:
+    """One client-side handle to a service address; share it between threads.
+
+    Options:
+      codec            "msgpack" (default) or "json"; or a tuple in preference order
+      connect_timeout  seconds for TCP connect + HELLO (default 5)
+      max_frame_size   largest frame accepted from the server (default 4 MiB)
+      write_timeout    seconds the server may stop reading before we give up (30)
+      backoff_base / backoff_max   reconnect backoff in seconds (0.05 / 5)
+    """
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        codec: str | tuple[str, ...] = DEFAULT_CODECS,
+        connect_timeout: float = 5.0,
+        max_frame_size: int = frames.DEFAULT_MAX_FRAME_SIZE,
+        write_timeout: float = 30.0,
+        backoff_base: float = 0.05,
+        backoff_max: float = 5.0,
+    ) -> None:
+        self.address = address
+        self._address = parse_address(address)
+        self._codecs = (codec,) if isinstance(codec, str) else tuple(codec)
+        unknown = [c for c in self._codecs if c not in CODECS]
+        if unknown:
+            raise ValueError(f"unknown codecs {unknown}; available: {sorted(CODECS)}")
+        self._connect_timeout = connect_timeout
+        self._max_frame_size = max_frame_size
+        self._write_timeout = write_timeout
+        self._backoff_base = backoff_base
+        self._backoff_max = backoff_max
+        self._lock = threading.Lock()
+        self._connection: _Connection | None = None
+        self._failures = 0
+        self._retry_at = 0.0
+        self._last_error = ""
+        self._closed = False
+
+    @property
+    def codec(self) -> str | None:
+        """The codec of the live connection, if any."""
+        connection = self._connection
+        return None if connection is None else connection.settings.codec
+
+    def unary(self, service: str, method: str, args: list[Any], options: CallOptions) -> Any:
+        """Send one call and wait for its result (wire form); raises RpcError.
+
+        A call the server provably never saw (refused by GOAWAY, or on a
+        connection already known dead) is resent once on a fresh connection.
+        """
+        for attempt in (1, 2):
+            connection = self._connection
+            if connection is not None and not connection.calls:
+                connection.poll_idle()
+            if connection is None or not connection.usable:
+                connection = self._connect()
+            try:
+                return connection.unary(service, method, args, options)
+            except _NotProcessed:
+                if attempt == 2:
+                    raise UnavailableError(
+                        f"{service}.{method}: {self.address} refused the call twice "
+                        f"({connection.closed_reason or 'going away'})"
+                    ) from None
+        raise AssertionError("unreachable")
+
+    def _connect(self) -> _Connection:
+        with self._lock:
+            if self._closed:
+                raise UnavailableError(f"pipe to {self.address} is closed")
+            connection = self._connection
+            if connection is not None and connection.usable:
+                return connection
+            now = time.monotonic()
+            if now < self._retry_at:
+                raise UnavailableError(
+                    f"cannot reach {self.address} ({self._last_error}); "
+                    f"next attempt in {self._retry_at - now:.2f}s"
+                )
+            try:
+                sock, settings, decoder = _handshake(
+                    self._address, self._codecs, self._max_frame_size, self._connect_timeout
+                )
+            except (OSError, ProtocolError, HandshakeError) as exc:
+                self._failures += 1
+                backoff = min(self._backoff_max, self._backoff_base * 2 ** (self._failures - 1))
+                self._retry_at = now + backoff * random.uniform(0.8, 1.2)
+                self._last_error = str(exc) or type(exc).__name__
+                raise UnavailableError(f"cannot reach {self.address}: {self._last_error}") from None
+            self._failures = 0
+            self._retry_at = 0.0
+            if connection is not None and not connection.calls:
+                connection.close("replaced after GOAWAY")
+            self._connection = _Connection(sock, settings, self._write_timeout, decoder)
+            return self._connection
 
     def close(self) -> None:
-        pass
+        """Close the connection; calls in flight end with UNAVAILABLE. Idempotent."""
+        with self._lock:
+            self._closed = True
+            connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
+
+    def __enter__(self) -> Pipe:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+__all__ = ["CallOptions", "Pipe", "RpcError"]

@@ -1,15 +1,528 @@
-"""Server (placeholder; being written)."""
+"""Server: listeners, one I/O thread for every connection, and a bounded handler pool.
+
+The I/O thread accepts, reads, sniffs the first bytes, runs the HELLO exchange,
+splits frames and hands each CALL to the pool; it never runs user code and never
+blocks on a write (see writer.py). Handler threads decode arguments, run the
+user's method and write the STATUS frame themselves.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import functools
+import logging
+import os
+import selectors
+import socket
+import threading
+import time
+from collections.abc import Callable
+from queue import Empty, SimpleQueue
+from types import TracebackType
+from typing import Any, Self
 
-from .service import ServiceDef
+from . import frames
+from .address import Address, listen, parse_address, tune_accepted
+from .codec import CODECS, DEFAULT_CODECS, Codec, CodecError
+from .context import CallContext, set_current_call
+from .envelope import decode_call, encode_status
+from .frames import (
+    PREFACE,
+    FrameDecoder,
+    FrameType,
+    Preamble,
+    ProtocolError,
+    classify_preamble,
+    encode_frame,
+    encode_goaway,
+    encode_stream_frame,
+)
+from .handshake import HandshakeError, server_choose
+from .pool import WorkerPool
+from .service import MethodDef, MethodKind, ServiceDef
+from .status import InvalidArgumentError, RpcError, StatusCode
+from .writer import ConnectionLost, FrameWriter
+
+log = logging.getLogger("gopherpipe.server")
+
+_READ_SIZE = 256 * 1024
+_MAX_HTTP_HEAD = 16 * 1024
+HTTP_400 = (
+    b"HTTP/1.1 400 Bad Request\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"Connection: close\r\n"
+    b"Content-Length: %d\r\n\r\n%s"
+)
+HTTP_400_BODY = (
+    b"This port speaks GopherPipe (TCP_LITE), not HTTP: use a GopherPipe client "
+    b"(tcp://host:port).\n"
+)
+
+
+class _Connection:
+    """Per-connection state; owned by the I/O thread except `writer` and `streams`."""
+
+    __slots__ = (
+        "codec",
+        "decoder",
+        "handshake_deadline",
+        "peer",
+        "peer_max_frame_size",
+        "preamble",
+        "sock",
+        "state",
+        "streams",
+        "writer",
+    )
+
+    writer: FrameWriter
+
+    def __init__(self, sock: socket.socket, peer: str, deadline: float) -> None:
+        self.sock = sock
+        self.peer = peer
+        self.state = "preamble"  # -> hello -> open | http | closed
+        self.preamble = b""
+        self.decoder = FrameDecoder(frames.MAX_HELLO_SIZE)
+        self.codec: Codec | None = None
+        self.peer_max_frame_size = frames.MAX_HELLO_SIZE
+        self.handshake_deadline = deadline
+        # Open calls by stream id. The I/O thread adds and cancels entries, the
+        # handler thread removes its own; single dict operations are atomic.
+        self.streams: dict[int, CallContext] = {}
 
 
 class Server:
-    def __init__(self, *addresses: str, **options: Any) -> None:
+    """Serves registered services on one or more addresses.
+
+    Options:
+      max_workers         handler threads (the pool is bounded; default 32)
+      max_pending_calls   calls queued or running before new ones get RESOURCE_EXHAUSTED
+      max_frame_size      largest frame accepted, announced in HELLO (default 4 MiB)
+      codecs              codecs accepted, in preference order (default msgpack, json)
+      handshake_timeout   seconds a new connection has to finish HELLO (default 10)
+      write_timeout       seconds a peer may stop reading before it is dropped (default 30)
+    """
+
+    def __init__(
+        self,
+        *addresses: str,
+        max_workers: int = 32,
+        max_pending_calls: int = 4096,
+        max_frame_size: int = frames.DEFAULT_MAX_FRAME_SIZE,
+        codecs: tuple[str, ...] = DEFAULT_CODECS,
+        handshake_timeout: float = 10.0,
+        write_timeout: float = 30.0,
+    ) -> None:
+        unknown = [c for c in codecs if c not in CODECS]
+        if unknown:
+            raise ValueError(f"unknown codecs {unknown}; available: {sorted(CODECS)}")
+        if max_frame_size < frames.MAX_HELLO_SIZE or max_frame_size > 0xFFFF_FFFF:
+            raise ValueError(f"max_frame_size must be in {frames.MAX_HELLO_SIZE}..2**32-1")
+        self._requested = [parse_address(a) for a in (addresses or ("tcp://127.0.0.1:0",))]
+        self._max_frame_size = max_frame_size
+        self._codecs = tuple(codecs)
+        self._handshake_timeout = handshake_timeout
+        self._write_timeout = write_timeout
+        self._pool = WorkerPool(max_workers, max(max_pending_calls, max_workers))
         self._services: dict[str, ServiceDef] = {}
+        self._selector = selectors.DefaultSelector()
+        self._listeners: list[socket.socket] = []
+        self._bound: list[Address] = []
+        self._connections: set[_Connection] = set()
+        self._commands: SimpleQueue[Callable[[], None]] = SimpleQueue()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._io_thread: threading.Thread | None = None
+        self._draining = False
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
+
+    # -- public API -------------------------------------------------------------
 
     def add_service(self, service: ServiceDef) -> None:
+        """Register a service (generated `register_x(server, impl)` calls this)."""
+        if service.name in self._services:
+            raise ValueError(f"service {service.name!r} is already registered")
         self._services[service.name] = service
+
+    @property
+    def addresses(self) -> list[str]:
+        """The addresses actually bound (real ports when port 0 was asked); after start()."""
+        return [str(a) for a in self._bound]
+
+    def start(self) -> Self:
+        with self._lock:
+            if self._io_thread is not None:
+                return self
+            try:
+                for requested in self._requested:
+                    sock, bound = listen(requested)
+                    sock.setblocking(False)
+                    self._listeners.append(sock)
+                    self._bound.append(bound)
+                    self._selector.register(sock, selectors.EVENT_READ, None)
+            except BaseException:
+                for sock in self._listeners:
+                    sock.close()
+                self._listeners.clear()
+                self._bound.clear()
+                raise
+            self._wake_r.setblocking(False)
+            self._selector.register(self._wake_r, selectors.EVENT_READ, self._wake_r)
+            self._io_thread = threading.Thread(
+                target=self._io_loop, name="gopherpipe-server-io", daemon=True
+            )
+            self._io_thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """start(), then block until stop() is called (Ctrl-C stops with 5 s grace)."""
+        self.start()
+        try:
+            while not self._stopped.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            self.stop(5.0)
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stop serving.
+
+        Listeners close at once and every connection gets GOAWAY, so clients stop
+        sending new calls here (calls that still arrive get UNAVAILABLE). Calls in
+        progress get up to `grace` seconds to finish (None: no wait, like gRPC);
+        then every connection is closed. Idempotent.
+        """
+        with self._lock:
+            io_thread = self._io_thread
+            if io_thread is None or self._stopped.is_set():
+                self._stopped.set()
+                return
+        self._run_on_io(self._begin_drain)
+        if grace:
+            deadline = time.monotonic() + grace
+            while self._pool.pending and time.monotonic() < deadline:
+                time.sleep(0.005)
+        self._run_on_io(self._close_everything)
+        io_thread.join(5.0)
+        self._pool.shutdown(timeout=0.5)
+        self._selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
+        self._stopped.set()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop(1.0)
+
+    # -- I/O thread -------------------------------------------------------------
+
+    def _run_on_io(self, command: Callable[[], None]) -> None:
+        self._commands.put(command)
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"\0")
+
+    def _io_loop(self) -> None:
+        select = self._selector.select
+        while True:
+            timeout = 1.0 if self._connections else None
+            for key, _ in select(timeout):
+                target = key.data
+                if isinstance(target, _Connection):
+                    self._on_readable(target)
+                elif target is None:
+                    self._accept(key.fileobj)  # type: ignore[arg-type]
+                elif not self._run_commands():
+                    return
+            self._expire_handshakes()
+
+    def _run_commands(self) -> bool:
+        """Run queued commands; False once the loop must end."""
+        with contextlib.suppress(OSError):
+            while self._wake_r.recv(4096):
+                pass
+        while True:
+            try:
+                command = self._commands.get_nowait()
+            except Empty:
+                return True
+            command()
+            if command == self._close_everything:
+                return False
+
+    def _accept(self, listener: socket.socket) -> None:
+        for _ in range(64):  # bounded so a connect flood cannot starve reads
+            try:
+                sock, peer = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. EMFILE: keep serving who we have
+                log.warning("accept failed: %s", exc)
+                return
+            if self._draining:
+                sock.close()
+                continue
+            sock.setblocking(False)
+            tune_accepted(sock)
+            peer_text = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "unix"
+            conn = _Connection(sock, peer_text, time.monotonic() + self._handshake_timeout)
+            conn.writer = FrameWriter(
+                sock,
+                self._write_timeout,
+                on_error=functools.partial(self._on_write_error, conn),
+                offload=self._pool.try_submit,
+            )
+            self._connections.add(conn)
+            self._selector.register(sock, selectors.EVENT_READ, conn)
+
+    def _on_write_error(self, conn: _Connection, exc: BaseException) -> None:
+        # Called on whichever thread was writing. Shutting the socket down makes it
+        # readable (EOF), so the I/O thread does the actual cleanup.
+        log.info("dropping connection from %s: %s", conn.peer, exc)
+        with contextlib.suppress(OSError):
+            conn.sock.shutdown(socket.SHUT_RDWR)
+
+    def _expire_handshakes(self) -> None:
+        now = time.monotonic()
+        for conn in [c for c in self._connections if c.state in ("preamble", "hello", "http")]:
+            if now > conn.handshake_deadline:
+                self._close(conn)
+
+    def _close(self, conn: _Connection) -> None:
+        if conn.state == "closed":
+            return
+        conn.state = "closed"
+        self._connections.discard(conn)
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(conn.sock)
+        conn.writer.close()
+        conn.sock.close()
+        for call in list(conn.streams.values()):
+            call.cancel()
+        conn.streams.clear()
+
+    def _on_readable(self, conn: _Connection) -> None:
+        try:
+            data = conn.sock.recv(_READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._close(conn)
+            return
+        if not data:
+            self._close(conn)
+            return
+        try:
+            if conn.state == "open" or conn.state == "hello":
+                self._on_frames(conn, conn.decoder.feed(data))
+            elif conn.state == "preamble":
+                self._on_preamble(conn, data)
+            elif conn.state == "http":
+                self._on_http(conn, data)
+        except ProtocolError as exc:
+            self._fail_connection(conn, StatusCode.INTERNAL, f"protocol error: {exc}")
+        except HandshakeError as exc:
+            self._fail_connection(conn, StatusCode.UNIMPLEMENTED, str(exc))
+
+    def _fail_connection(self, conn: _Connection, code: StatusCode, message: str) -> None:
+        log.info("closing connection from %s: %s", conn.peer, message)
+        last = max(conn.streams, default=0)
+        conn.writer.write_nowait(encode_goaway(last, code, message))
+        self._close(conn)
+
+    def _on_preamble(self, conn: _Connection, data: bytes) -> None:
+        seen = conn.preamble + data
+        kind = classify_preamble(seen)
+        if kind is Preamble.NEED_MORE:
+            conn.preamble = seen
+        elif kind is Preamble.TCP_LITE:
+            conn.preamble = b""
+            conn.state = "hello"
+            self._on_frames(conn, conn.decoder.feed(seen[len(PREFACE) :]))
+        elif kind is Preamble.HTTP:
+            conn.preamble = b""
+            conn.state = "http"
+            self._on_http(conn, seen)
+        else:
+            log.info("closing connection from %s: not TCP_LITE or HTTP", conn.peer)
+            self._close(conn)
+
+    def _on_http(self, conn: _Connection, data: bytes) -> None:
+        # Answer once the request head is complete, so the client is reading by
+        # then; a head that never ends is cut off at a fixed size or by the
+        # handshake deadline.
+        head = conn.preamble + data
+        if b"\r\n\r\n" not in head and len(head) < _MAX_HTTP_HEAD:
+            conn.preamble = head
+            return
+        if conn.preamble.endswith(b"\r\n\r\n") and len(conn.preamble) == 4:
+            return  # already answered; discarding the rest of the request
+        conn.writer.write_nowait(HTTP_400 % (len(HTTP_400_BODY), HTTP_400_BODY))
+        with contextlib.suppress(OSError):
+            conn.sock.shutdown(socket.SHUT_WR)
+        # Keep reading (and discarding) until the client closes or the deadline
+        # passes: closing with unread bytes would reset the connection and could
+        # destroy the 400 before the client reads it.
+        conn.preamble = b"\r\n\r\n"
+        conn.handshake_deadline = min(conn.handshake_deadline, time.monotonic() + 2.0)
+
+    def _on_frames(self, conn: _Connection, received: list[frames.Frame]) -> None:
+        for frame in received:
+            if conn.state == "hello":
+                self._on_hello(conn, frame)
+                continue
+            frame_type = frame.type
+            if frame_type == FrameType.CALL:
+                self._on_call(conn, frame.stream_id, frame.payload)
+            elif frame_type == FrameType.CANCEL:
+                call = conn.streams.pop(frame.stream_id, None)
+                if call is not None:
+                    call.cancel()
+            elif frame_type == FrameType.PING:
+                conn.writer.write_nowait(encode_frame(FrameType.PONG, frame.payload))
+            elif frame_type in (FrameType.HELLO, FrameType.STATUS):
+                raise ProtocolError(f"unexpected {FrameType(frame_type).name} from a client")
+            # PONG and GOAWAY need no action; unknown types are ignored so later
+            # versions can add frames (RFC: Extensibility).
+            if conn.state == "closed":
+                return
+
+    def _on_hello(self, conn: _Connection, frame: frames.Frame) -> None:
+        if frame.type != FrameType.HELLO:
+            raise ProtocolError("the first frame must be HELLO")
+        settings, reply = server_choose(frame.payload, self._codecs, self._max_frame_size)
+        conn.codec = CODECS[settings.codec]
+        conn.peer_max_frame_size = settings.peer_max_frame_size
+        conn.decoder.max_frame_size = self._max_frame_size
+        conn.state = "open"
+        conn.writer.write_nowait(encode_frame(FrameType.HELLO, reply))
+
+    def _on_call(self, conn: _Connection, stream_id: int, payload: bytes) -> None:
+        if stream_id in conn.streams:
+            raise ProtocolError(f"stream {stream_id} is already open")
+        if self._draining:
+            self._reply_nowait(conn, stream_id, StatusCode.UNAVAILABLE, "server is shutting down")
+            return
+        call = CallContext("", "", {}, conn.peer, None)
+        call.deadline = time.monotonic()  # arrival time until the header is read
+        conn.streams[stream_id] = call
+        if not self._pool.try_submit(self._serve_call, conn, stream_id, payload, call):
+            conn.streams.pop(stream_id, None)
+            self._reply_nowait(
+                conn,
+                stream_id,
+                StatusCode.RESOURCE_EXHAUSTED,
+                f"server is at its limit of {self._pool.max_pending} pending calls",
+            )
+
+    def _reply_nowait(
+        self, conn: _Connection, stream_id: int, code: StatusCode, message: str
+    ) -> None:
+        assert conn.codec is not None
+        body = encode_status(conn.codec, code, message, None)
+        conn.writer.write_nowait(encode_stream_frame(FrameType.STATUS, stream_id, body))
+
+    def _begin_drain(self) -> None:
+        self._draining = True
+        for sock in self._listeners:
+            self._selector.unregister(sock)
+            sock.close()
+        for address in self._bound:
+            if address.scheme == "unix":
+                with contextlib.suppress(OSError):
+                    os.unlink(address.path)
+        for conn in list(self._connections):
+            if conn.state == "open":
+                last = max(conn.streams, default=0)
+                conn.writer.write_nowait(
+                    encode_goaway(last, StatusCode.UNAVAILABLE, "server is shutting down")
+                )
+            else:
+                self._close(conn)
+
+    def _close_everything(self) -> None:
+        for conn in list(self._connections):
+            self._close(conn)
+
+    # -- handler threads --------------------------------------------------------
+
+    def _serve_call(
+        self, conn: _Connection, stream_id: int, payload: bytes, call: CallContext
+    ) -> None:
+        codec = conn.codec
+        assert codec is not None
+        code, message, result = self._run_call(payload, call, codec)
+        if conn.streams.pop(stream_id, None) is None:
+            return  # cancelled by the client or the connection is gone: nobody listens
+        try:
+            body = encode_status(codec, code, message, result)
+        except CodecError as exc:
+            body = encode_status(codec, StatusCode.INTERNAL, f"cannot encode result: {exc}", None)
+        if len(body) + frames.STREAM_ID_SIZE > conn.peer_max_frame_size:
+            body = encode_status(
+                codec,
+                StatusCode.RESOURCE_EXHAUSTED,
+                f"result of {len(body)} bytes exceeds the client's max frame size "
+                f"of {conn.peer_max_frame_size}",
+                None,
+            )
+        with contextlib.suppress(ConnectionLost):
+            conn.writer.write(encode_stream_frame(FrameType.STATUS, stream_id, body))
+
+    def _run_call(self, payload: bytes, call: CallContext, codec: Codec) -> tuple[int, str, Any]:
+        """Decode, dispatch and run one call; returns (code, message, wire result)."""
+        try:
+            header = decode_call(codec, payload)
+        except ProtocolError as exc:
+            return StatusCode.INVALID_ARGUMENT, f"malformed CALL: {exc}", None
+        call.service = header.service
+        call.method = header.method
+        call.metadata = header.metadata
+        arrival = call.deadline
+        assert arrival is not None
+        call.deadline = None if header.timeout_ms is None else arrival + header.timeout_ms / 1000
+        service = self._services.get(header.service)
+        if service is None:
+            return StatusCode.UNIMPLEMENTED, f"unknown service {header.service!r}", None
+        method = service.methods.get(header.method)
+        if method is None:
+            return (
+                StatusCode.UNIMPLEMENTED,
+                f"service {header.service!r} has no method {header.method!r}",
+                None,
+            )
+        if method.kind is not MethodKind.UNARY:
+            return StatusCode.UNIMPLEMENTED, f"{method.kind.value} calls are not supported", None
+        if call.cancelled:
+            return StatusCode.DEADLINE_EXCEEDED, "deadline passed before the call started", None
+        return self._invoke(method, header.args, call, header.service, header.method)
+
+    def _invoke(
+        self, method: MethodDef, wire_args: Any, call: CallContext, service: str, name: str
+    ) -> tuple[int, str, Any]:
+        try:
+            args = method.decode_args(wire_args)
+        except InvalidArgumentError as exc:
+            return StatusCode.INVALID_ARGUMENT, exc.message, None
+        except Exception as exc:
+            log.exception("decoding arguments of %s.%s failed", service, name)
+            return StatusCode.INTERNAL, f"cannot decode arguments: {exc}", None
+        set_current_call(call)
+        try:
+            result = method.call(*args)
+        except RpcError as exc:
+            return exc.code, exc.message, None
+        except BaseException as exc:  # the caller must always get an answer
+            log.exception("handler %s.%s raised", service, name)
+            return StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}", None
+        finally:
+            set_current_call(None)
+        try:
+            return StatusCode.OK, "", method.encode_result(result)
+        except InvalidArgumentError as exc:
+            return StatusCode.INTERNAL, f"handler returned a wrong value: {exc.message}", None

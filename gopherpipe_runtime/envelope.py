@@ -1,0 +1,74 @@
+"""The codec-encoded bodies of CALL and STATUS frames, sans-IO.
+
+CALL:   [service: str, method: str, timeout_ms: int | None, metadata: {str: str}, args: list]
+STATUS: [code: int, message: str, result: any]
+
+Arrays rather than maps: positional fields are smaller and faster to read, and
+new fields are only ever appended, so an older reader ignores what it does not
+know.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .codec import Codec, CodecError
+from .frames import ProtocolError
+
+
+@dataclass(frozen=True, slots=True)
+class CallHeader:
+    service: str
+    method: str
+    timeout_ms: int | None
+    metadata: dict[str, str]
+    args: Any
+
+
+def encode_call(
+    codec: Codec,
+    service: str,
+    method: str,
+    timeout_ms: int | None,
+    metadata: dict[str, str],
+    args: list[Any],
+) -> bytes:
+    return codec.encode([service, method, timeout_ms, metadata, args])
+
+
+def decode_call(codec: Codec, payload: bytes) -> CallHeader:
+    """Raises ProtocolError for a body that is not a well-formed CALL."""
+    try:
+        body = codec.decode(payload)
+    except CodecError as exc:
+        raise ProtocolError(str(exc)) from None
+    if type(body) is not list or len(body) < 5:
+        raise ProtocolError("CALL body must be an array of at least 5 items")
+    service, method, timeout_ms, metadata, args = body[:5]
+    if type(service) is not str or type(method) is not str:
+        raise ProtocolError("CALL service and method must be strings")
+    if timeout_ms is not None and (type(timeout_ms) is not int or timeout_ms < 0):
+        raise ProtocolError("CALL timeout_ms must be a non-negative integer or nil")
+    if type(metadata) is not dict or not all(
+        type(k) is str and type(v) is str for k, v in metadata.items()
+    ):
+        raise ProtocolError("CALL metadata must map strings to strings")
+    return CallHeader(service, method, timeout_ms, metadata, args)
+
+
+def encode_status(codec: Codec, code: int, message: str, result: Any) -> bytes:
+    return codec.encode([code, message, result])
+
+
+def decode_status(codec: Codec, payload: bytes) -> tuple[int, str, Any]:
+    try:
+        body = codec.decode(payload)
+    except CodecError as exc:
+        raise ProtocolError(str(exc)) from None
+    if type(body) is not list or len(body) < 3:
+        raise ProtocolError("STATUS body must be an array of at least 3 items")
+    code, message, result = body[:3]
+    if type(code) is not int or type(message) is not str:
+        raise ProtocolError("STATUS code must be an integer and message a string")
+    return code, message, result

@@ -1,0 +1,118 @@
+"""The HELLO exchange, sans-IO: what each side offers and how the server chooses.
+
+HELLO bodies are always msgpack maps (whatever codec the calls will use), so the
+handshake itself never needs negotiating. Unknown keys are ignored, which is how
+later versions add settings without breaking older peers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from .frames import MAX_HELLO_SIZE, ProtocolError
+
+PROTOCOL_VERSIONS = (1,)
+AGENT = "gopherpipe-python/0.1"
+
+
+class HandshakeError(Exception):
+    """No common protocol version or codec: the connection cannot be used."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What one connection runs with once HELLO has been exchanged."""
+
+    version: int
+    codec: str
+    peer_max_frame_size: int
+    """The largest frame we may send."""
+    peer_agent: str
+
+
+def client_hello(codecs: tuple[str, ...], max_frame_size: int) -> bytes:
+    return msgpack.packb(  # type: ignore[no-any-return]
+        {
+            "versions": list(PROTOCOL_VERSIONS),
+            "codecs": list(codecs),
+            "max_frame_size": max_frame_size,
+            "agent": AGENT,
+        }
+    )
+
+
+def _read_map(payload: bytes) -> dict[str, Any]:
+    try:
+        hello = msgpack.unpackb(payload, raw=False)
+    except Exception as exc:
+        raise ProtocolError(f"malformed HELLO: {exc}") from None
+    if not isinstance(hello, dict):
+        raise ProtocolError("malformed HELLO: body is not a map")
+    return hello
+
+
+def _frame_size(hello: dict[str, Any]) -> int:
+    size = hello.get("max_frame_size")
+    if not isinstance(size, int) or isinstance(size, bool) or size < MAX_HELLO_SIZE:
+        raise ProtocolError(f"HELLO max_frame_size must be an integer >= {MAX_HELLO_SIZE}")
+    return size
+
+
+def server_choose(
+    payload: bytes, codecs: tuple[str, ...], max_frame_size: int
+) -> tuple[Settings, bytes]:
+    """Read a client HELLO; return the settings and the server HELLO to send back.
+
+    The server picks the newest common version and, among common codecs, the
+    client's first preference. Raises HandshakeError when nothing is common.
+    """
+    hello = _read_map(payload)
+    versions = hello.get("versions")
+    offered_codecs = hello.get("codecs")
+    if not isinstance(versions, list) or not isinstance(offered_codecs, list):
+        raise ProtocolError("malformed HELLO: 'versions' and 'codecs' must be lists")
+    common_versions = [v for v in PROTOCOL_VERSIONS if v in versions]
+    if not common_versions:
+        raise HandshakeError(
+            f"no common protocol version: client offers {versions}, server speaks "
+            f"{list(PROTOCOL_VERSIONS)}"
+        )
+    chosen_codec = next((c for c in offered_codecs if c in codecs), None)
+    if chosen_codec is None:
+        raise HandshakeError(
+            f"no common codec: client offers {offered_codecs}, server accepts {list(codecs)}"
+        )
+    settings = Settings(
+        version=max(common_versions),
+        codec=chosen_codec,
+        peer_max_frame_size=_frame_size(hello),
+        peer_agent=str(hello.get("agent", "")),
+    )
+    reply = msgpack.packb(
+        {
+            "version": settings.version,
+            "codec": chosen_codec,
+            "max_frame_size": max_frame_size,
+            "agent": AGENT,
+        }
+    )
+    return settings, reply
+
+
+def client_accept(payload: bytes, codecs: tuple[str, ...]) -> Settings:
+    """Read the server's HELLO and check it chose something we offered."""
+    hello = _read_map(payload)
+    version = hello.get("version")
+    codec = hello.get("codec")
+    if version not in PROTOCOL_VERSIONS or codec not in codecs:
+        raise ProtocolError(f"server chose version {version!r} / codec {codec!r}, never offered")
+    assert isinstance(version, int) and isinstance(codec, str)
+    return Settings(
+        version=version,
+        codec=codec,
+        peer_max_frame_size=_frame_size(hello),
+        peer_agent=str(hello.get("agent", "")),
+    )
