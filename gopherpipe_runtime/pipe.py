@@ -301,10 +301,8 @@ class _Connection:
             self._promote_next()
 
     def _on_write_error(self, exc: BaseException) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)  # the leader's next read sees EOF
-        except OSError:
-            pass
 
     def _shut(self, reason: str) -> None:
         with self._mutex:

@@ -80,7 +80,7 @@ class _Connection:
     def __init__(self, sock: socket.socket, peer: str, deadline: float) -> None:
         self.sock = sock
         self.peer = peer
-        self.state = "preamble"  # -> hello -> open | http | closed
+        self.state = "preamble"  # -> hello -> open, or -> http -> discard; then closed
         self.preamble = b""
         self.decoder = FrameDecoder(frames.MAX_HELLO_SIZE)
         self.codec: Codec | None = None
@@ -289,7 +289,9 @@ class Server:
 
     def _expire_handshakes(self) -> None:
         now = time.monotonic()
-        for conn in [c for c in self._connections if c.state in ("preamble", "hello", "http")]:
+        for conn in [
+            c for c in self._connections if c.state in ("preamble", "hello", "http", "discard")
+        ]:
             if now > conn.handshake_deadline:
                 self._close(conn)
 
@@ -324,6 +326,7 @@ class Server:
                 self._on_preamble(conn, data)
             elif conn.state == "http":
                 self._on_http(conn, data)
+            # "discard": the 400 is sent; the rest of the request is dropped unread
         except ProtocolError as exc:
             self._fail_connection(conn, StatusCode.INTERNAL, f"protocol error: {exc}")
         except HandshakeError as exc:
@@ -360,15 +363,14 @@ class Server:
         if b"\r\n\r\n" not in head and len(head) < _MAX_HTTP_HEAD:
             conn.preamble = head
             return
-        if conn.preamble.endswith(b"\r\n\r\n") and len(conn.preamble) == 4:
-            return  # already answered; discarding the rest of the request
         conn.writer.write_nowait(HTTP_400 % (len(HTTP_400_BODY), HTTP_400_BODY))
         with contextlib.suppress(OSError):
             conn.sock.shutdown(socket.SHUT_WR)
         # Keep reading (and discarding) until the client closes or the deadline
         # passes: closing with unread bytes would reset the connection and could
         # destroy the 400 before the client reads it.
-        conn.preamble = b"\r\n\r\n"
+        conn.preamble = b""
+        conn.state = "discard"
         conn.handshake_deadline = min(conn.handshake_deadline, time.monotonic() + 2.0)
 
     def _on_frames(self, conn: _Connection, received: list[frames.Frame]) -> None:
