@@ -1,6 +1,11 @@
-"""GopherPipe runtime: what a deployed service or client needs (msgpack + stdlib only)."""
+"""GopherPipe runtime: what a deployed service or client needs (msgpack + stdlib only).
+
+Nothing here imports the code generator or its dependencies (libcst, jinja2,
+black, typer): a deployed service installs the runtime and msgpack, nothing else.
+"""
 
 from .client import ClientBase
+from .context import CallContext, current_call
 from .pipe import CallOptions, Pipe
 from .server import Server
 from .service import MethodDef, MethodKind, ServiceDef
@@ -28,6 +33,7 @@ from .status import (
 __all__ = [
     "AbortedError",
     "AlreadyExistsError",
+    "CallContext",
     "CallOptions",
     "CancelledError",
     "ClientBase",
@@ -51,4 +57,5 @@ __all__ = [
     "UnavailableError",
     "UnimplementedError",
     "UnknownError",
+    "current_call",
 ]
