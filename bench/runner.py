@@ -7,6 +7,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import signal
 import sys
 import time
 from pathlib import Path
@@ -137,6 +138,9 @@ def _run_round(
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    # Python dies on SIGTERM without unwinding; turn it into an exit so every `finally` stops
+    # its server and every running client is killed by subprocess.run on the way out.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     pick = 1 if args.quick else 0
     rounds = args.rounds if args.rounds is not None else DEFAULT_ROUNDS[args.quick]
     config: dict[str, Any] = {
