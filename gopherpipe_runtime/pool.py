@@ -1,77 +1,145 @@
-"""A bounded pool of handler threads.
+"""Leader/followers: a bounded set of threads that take turns polling the sockets.
 
-Lighter than concurrent.futures (no Future per task): the server never needs a
-task's result, only that it runs. Threads start on demand up to `max_workers`
-and stay; `max_pending` caps queued plus running tasks so a flood is refused
-instead of queued without limit.
+One thread at a time -- the leader -- waits in `poll_once` (the server's
+selector round). When that round yields work, the leader hands leadership to a
+follower *before* running the work itself. So the thread that read a request is
+the thread that answers it: no thread handoff sits between a request and its
+handler. On a small machine a handoff (futex wake, then a scheduling delay and a
+GIL acquisition) costs as much as all the Python work of a call, and this design
+removes it from every request's path.
+
+What the design guarantees, as a dedicated I/O thread would:
+- the thread polling the sockets never runs user code: before running a task a
+  thread either leaves a follower behind to lead or, at the cap, leaves the task
+  queued and keeps polling;
+- at most `max_workers` tasks run at once; tasks queued plus running never exceed
+  `max_pending` (`try_submit` refuses beyond that, and the server answers
+  RESOURCE_EXHAUSTED);
+- a thread that finishes a task takes the next queued task directly, without
+  waiting for the leader's poll to return.
 """
 
 from __future__ import annotations
 
 import threading
 import traceback
+from collections import deque
 from collections.abc import Callable
-from queue import SimpleQueue
 from typing import Any
 
-_STOP = object()
+Task = tuple[Callable[..., object], tuple[Any, ...]]
 
 
-class WorkerPool:
-    def __init__(self, max_workers: int, max_pending: int, name: str = "gopherpipe-worker") -> None:
+class LeaderFollowerPool:
+    def __init__(
+        self,
+        max_workers: int,
+        max_pending: int,
+        poll_once: Callable[[], bool],
+        wake_poller: Callable[[], None],
+        name: str = "gopherpipe-server",
+    ) -> None:
+        """`poll_once` runs one polling round and returns False once the pool must
+        stop; `wake_poller` makes a poll in progress return soon."""
         if max_workers < 1 or max_pending < max_workers:
             raise ValueError("need max_workers >= 1 and max_pending >= max_workers")
         self.max_workers = max_workers
         self.max_pending = max_pending
+        self._poll_once = poll_once
+        self._wake_poller = wake_poller
         self._name = name
-        self._queue: SimpleQueue[Any] = SimpleQueue()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards everything below
+        self._leadership = threading.Lock()
+        self._leader: int | None = None
+        self._tasks: deque[Task] = deque()
+        self._running = 0
         self._threads: list[threading.Thread] = []
-        self._pending = 0
-        self._closed = False
+        self._exiting = False
 
     @property
     def pending(self) -> int:
-        return self._pending
+        """Tasks queued or running."""
+        return len(self._tasks) + self._running
 
-    def try_submit(self, fn: Callable[..., object], *args: object) -> bool:
-        """Queue `fn(*args)`; False (and nothing queued) when the pool is full or closed."""
+    def start(self) -> None:
         with self._lock:
-            if self._closed or self._pending >= self.max_pending:
+            self._spawn()
+
+    def try_submit(self, fn: Callable[..., object], *args: Any) -> bool:
+        """Queue `fn(*args)`; False (and nothing queued) when full or stopping."""
+        with self._lock:
+            if self._exiting or len(self._tasks) + self._running >= self.max_pending:
                 return False
-            self._pending += 1
-            # More tasks in flight than threads means one of them has nobody to run it.
-            if self._pending > len(self._threads) < self.max_workers:
-                thread = threading.Thread(
-                    target=self._run, name=f"{self._name}-{len(self._threads)}", daemon=True
-                )
-                self._threads.append(thread)
-                thread.start()
-        self._queue.put((fn, args))
+            self._tasks.append((fn, args))
+            from_leader = self._leader == threading.get_ident()
+        if not from_leader:
+            self._wake_poller()  # the leader takes new work when its poll returns
         return True
 
-    def _run(self) -> None:
-        get = self._queue.get
+    def join(self, timeout: float | None) -> None:
+        """Wait for the threads to leave after `poll_once` returned False.
+
+        Threads stuck in user code are not waited for beyond `timeout`; they are
+        daemons and cannot hold the process open.
+        """
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout)
+
+    # -- the threads ----------------------------------------------------------------
+
+    def _spawn(self) -> None:
+        thread = threading.Thread(
+            target=self._thread_main, name=f"{self._name}-{len(self._threads)}", daemon=True
+        )
+        self._threads.append(thread)
+        thread.start()
+
+    def _take(self) -> Task | None:
+        """Dequeue a task if one may run now (lock held)."""
+        if not self._tasks or self._running >= self.max_workers or self._exiting:
+            return None
+        task = self._tasks.popleft()
+        self._running += 1
+        # Everybody else is running a task: start a thread to poll meanwhile.
+        if len(self._threads) == self._running and len(self._threads) <= self.max_workers:
+            self._spawn()
+        return task
+
+    def _next_task(self) -> Task | None:
+        with self._lock:
+            task = self._take()
+        if task is not None:
+            return task
+        with self._leadership:
+            self._leader = threading.get_ident()
+            try:
+                while True:
+                    with self._lock:
+                        if self._exiting:
+                            return None
+                        task = self._take()
+                    if task is not None:
+                        return task
+                    if not self._poll_once():
+                        with self._lock:
+                            self._exiting = True
+                        return None
+            finally:
+                self._leader = None
+
+    def _thread_main(self) -> None:
         while True:
-            task = get()
-            if task is _STOP:
+            task = self._next_task()
+            if task is None:
                 return
             fn, args = task
             try:
                 fn(*args)
-            except BaseException:  # a task must never take its worker down with it
+            except BaseException:  # a task must never take its thread down with it
                 traceback.print_exc()
             finally:
                 with self._lock:
-                    self._pending -= 1
-
-    def shutdown(self, timeout: float | None = None) -> None:
-        """Let queued tasks finish, then stop every worker (waiting up to `timeout`)."""
-        with self._lock:
-            self._closed = True
-            threads = list(self._threads)
-        for _ in threads:
-            self._queue.put(_STOP)
-        for thread in threads:
-            if thread is not threading.current_thread():
-                thread.join(timeout)
+                    self._running -= 1

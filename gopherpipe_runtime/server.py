@@ -1,9 +1,11 @@
-"""Server: listeners, one I/O thread for every connection, and a bounded handler pool.
+"""Server: listeners, a selector over every connection, and a bounded set of threads.
 
-The I/O thread accepts, reads, sniffs the first bytes, runs the HELLO exchange,
-splits frames and hands each CALL to the pool; it never runs user code and never
-blocks on a write (see writer.py). Handler threads decode arguments, run the
-user's method and write the STATUS frame themselves.
+Threads take turns as the poller (leader/followers, see pool.py). The poller
+accepts, reads, sniffs the first bytes, runs the HELLO exchange and splits
+frames; each CALL becomes a task. The poller never runs user code and never
+blocks on a write (see writer.py): it hands the polling role on before it runs a
+task. Task threads decode arguments, run the user's method and write the STATUS
+frame themselves.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from .frames import (
     encode_stream_frame,
 )
 from .handshake import HandshakeError, server_choose
-from .pool import WorkerPool
+from .pool import LeaderFollowerPool
 from .service import MethodDef, MethodKind, ServiceDef
 from .status import InvalidArgumentError, RpcError, StatusCode
 from .writer import ConnectionLost, FrameWriter
@@ -123,7 +125,9 @@ class Server:
         self._codecs = tuple(codecs)
         self._handshake_timeout = handshake_timeout
         self._write_timeout = write_timeout
-        self._pool = WorkerPool(max_workers, max(max_pending_calls, max_workers))
+        self._pool = LeaderFollowerPool(
+            max_workers, max(max_pending_calls, max_workers), self._poll_once, self._wake
+        )
         self._services: dict[str, ServiceDef] = {}
         self._selector = selectors.DefaultSelector()
         self._listeners: list[socket.socket] = []
@@ -131,7 +135,7 @@ class Server:
         self._connections: set[_Connection] = set()
         self._commands: SimpleQueue[Callable[[], None]] = SimpleQueue()
         self._wake_r, self._wake_w = socket.socketpair()
-        self._io_thread: threading.Thread | None = None
+        self._started = False
         self._draining = False
         self._stopped = threading.Event()
         self._lock = threading.Lock()
@@ -151,7 +155,7 @@ class Server:
 
     def start(self) -> Self:
         with self._lock:
-            if self._io_thread is not None:
+            if self._started:
                 return self
             try:
                 for requested in self._requested:
@@ -168,10 +172,8 @@ class Server:
                 raise
             self._wake_r.setblocking(False)
             self._selector.register(self._wake_r, selectors.EVENT_READ, self._wake_r)
-            self._io_thread = threading.Thread(
-                target=self._io_loop, name="gopherpipe-server-io", daemon=True
-            )
-            self._io_thread.start()
+            self._started = True
+            self._pool.start()
         return self
 
     def serve_forever(self) -> None:
@@ -192,18 +194,18 @@ class Server:
         then every connection is closed. Idempotent.
         """
         with self._lock:
-            io_thread = self._io_thread
-            if io_thread is None or self._stopped.is_set():
+            if not self._started or self._stopped.is_set():
                 self._stopped.set()
                 return
         self._run_on_io(self._begin_drain)
         if grace:
+            # A call counts from when it is queued, so this also waits for calls
+            # accepted but not yet started.
             deadline = time.monotonic() + grace
             while self._pool.pending and time.monotonic() < deadline:
                 time.sleep(0.005)
         self._run_on_io(self._close_everything)
-        io_thread.join(5.0)
-        self._pool.shutdown(timeout=0.5)
+        self._pool.join(timeout=0.5)
         self._selector.close()
         self._wake_r.close()
         self._wake_w.close()
@@ -220,26 +222,30 @@ class Server:
     ) -> None:
         self.stop(1.0)
 
-    # -- I/O thread -------------------------------------------------------------
+    # -- the polling thread -------------------------------------------------------------
 
     def _run_on_io(self, command: Callable[[], None]) -> None:
+        """Run `command` on the polling thread, which owns the selector and connections."""
         self._commands.put(command)
+        self._wake()
+
+    def _wake(self) -> None:
         with contextlib.suppress(OSError):
             self._wake_w.send(b"\0")
 
-    def _io_loop(self) -> None:
-        select = self._selector.select
-        while True:
-            timeout = 1.0 if self._connections else None
-            for key, _ in select(timeout):
-                target = key.data
-                if isinstance(target, _Connection):
-                    self._on_readable(target)
-                elif target is None:
-                    self._accept(key.fileobj)  # type: ignore[arg-type]
-                elif not self._run_commands():
-                    return
-            self._expire_handshakes()
+    def _poll_once(self) -> bool:
+        """One selector round (run by the current leader); False once the server is closed."""
+        timeout = 1.0 if self._connections else None
+        for key, _ in self._selector.select(timeout):
+            target = key.data
+            if isinstance(target, _Connection):
+                self._on_readable(target)
+            elif target is None:
+                self._accept(key.fileobj)  # type: ignore[arg-type]
+            elif not self._run_commands():
+                return False
+        self._expire_handshakes()
+        return True
 
     def _run_commands(self) -> bool:
         """Run queued commands; False once the loop must end."""
