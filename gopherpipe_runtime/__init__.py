@@ -4,6 +4,7 @@ Nothing here imports the code generator or its dependencies (libcst, jinja2,
 black, typer): a deployed service installs the runtime and msgpack, nothing else.
 """
 
+from .chan import Chan, ChanClosed, Selected, select
 from .client import ClientBase
 from .context import CallContext, current_call
 from .pipe import CallOptions, Pipe
@@ -36,6 +37,8 @@ __all__ = [
     "CallContext",
     "CallOptions",
     "CancelledError",
+    "Chan",
+    "ChanClosed",
     "ClientBase",
     "DataLossError",
     "DeadlineExceededError",
@@ -50,6 +53,7 @@ __all__ = [
     "Pipe",
     "ResourceExhaustedError",
     "RpcError",
+    "Selected",
     "Server",
     "ServiceDef",
     "StatusCode",
@@ -58,4 +62,5 @@ __all__ = [
     "UnimplementedError",
     "UnknownError",
     "current_call",
+    "select",
 ]
