@@ -100,7 +100,7 @@ def test_close_wakes_every_blocked_receiver_and_sender() -> None:
     lock = threading.Lock()
 
     def receiver() -> None:
-        value, ok = empty.recv_ok()
+        _, ok = empty.recv_ok()
         with lock:
             outcomes.append(f"recv ok={ok}")
 
