@@ -14,8 +14,8 @@ stub_dir, address = sys.argv[1], sys.argv[2]
 options = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
 sys.path[:0] = [stub_dir, os.path.dirname(os.path.abspath(__file__))]
 
-from impl import AllTypesImpl  # noqa: E402
 from e2e_alltypes_server import register_all_types  # type: ignore[import-not-found]  # noqa: E402
+from impl import AllTypesImpl  # noqa: E402
 
 from gopherpipe_runtime import Server  # noqa: E402
 
