@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from service import EchoService, Echoed
+from service import Echoed, EchoService
 from service_server import register_echo_service
 
 from gopherpipe_runtime import InvalidArgumentError, Server
