@@ -1,0 +1,631 @@
+"""Turn a parsed `Contract` into the template context of the client and server stubs.
+
+Every decision about the generated code is made here, in Python; the templates only
+lay out what this module computes.
+
+Converters. Each distinct composite type gets one encode function (Python value ->
+wire form) and one decode function (wire form -> the exact Python type), named after
+the type's structure (``_enc_list_Point``, ``_dec_dict_str_opt_int``), shared by every
+use. Scalars need no function: they are one `gopherpipe_runtime.convert` check. Every
+converter takes ``(value, path)`` where `path` names the argument (``repeat(): argument
+'text'``). Containers first convert with the container's own path, which costs no
+string building; only if that raises do they convert again with precise item paths
+(``...'msg'.items[3].sender``), so the error names the exact field while the common,
+successful call builds no paths at all.
+
+Import rule (how the stubs import the contract's classes):
+- stubs written next to the contract, in a package (``__init__.py`` beside it):
+  ``from .service import EchoService``;
+- stubs written next to the contract in a plain folder: ``from service import
+  EchoService`` (run with that folder on ``sys.path``, as the examples do);
+- stubs written elsewhere (``-o DIR``): an absolute import of the contract's dotted
+  module name, found by walking up the folders that hold an ``__init__.py``.
+Types imported by the contract from a neighbouring module follow the same rule for
+that module's file.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import SpecError, SpecErrors
+from .model import (
+    Contract,
+    Dataclass,
+    DictOf,
+    ListOf,
+    Method,
+    Named,
+    OptionalOf,
+    Param,
+    Scalar,
+    SetOf,
+    TupleOf,
+    TypeRef,
+    key_of,
+)
+from .parse import iter_named, spell
+
+INDEXED = 'f"{path}[{index}]"'
+
+
+@dataclass(frozen=True)
+class Converter:
+    """One generated ``def NAME(value: object, path: str) -> RETURNS``.
+
+    The body, in order: `check` (a statement binding ``items``), `guard_cond` /
+    `guard_fail`, `shortcut_cond` -> ``return shortcut``, then ``return fast``
+    (retried as ``return precise`` when `fast` raises InvalidArgumentError).
+    Enums use `enum` instead.
+    """
+
+    name: str
+    returns: str
+    fast: str = ""
+    precise: str | None = None
+    check: str | None = None
+    guard_cond: str | None = None
+    guard_fail: str | None = None
+    shortcut_cond: str | None = None
+    shortcut: str | None = None
+    enum: str | None = None
+    enum_value_type: str | None = None
+    table: str | None = None
+    encode: bool = True
+
+
+@dataclass(frozen=True)
+class Table:
+    """A module-level constant the converters look things up in."""
+
+    name: str
+    annotation: str
+    value: str
+
+
+@dataclass(frozen=True)
+class ParamView:
+    name: str
+    annotation: str
+    default: str | None
+    positional_only: bool
+    encode: str
+    """Client side: the expression that encodes the argument."""
+    decode: str
+    """Server side: the expression that decodes ``args[i]``."""
+    decoder: str
+    """Server side: the (value, path) function that decodes it, for short argument lists."""
+    path: str
+    slash_after: bool
+    """Whether the positional-only marker ``/`` follows this parameter."""
+
+
+@dataclass(frozen=True)
+class MethodView:
+    name: str
+    kind: str
+    params: tuple[ParamView, ...]
+    returns: str
+    returns_none: bool
+    required: int
+    result_decoder: str
+    result_decode: str
+    args_decoder: str
+    result_encoder: str
+    result_encode: str
+    params_table: str | None
+    encoded_args: str
+    decoded_args: str
+
+
+@dataclass(frozen=True)
+class ServiceView:
+    name: str
+    client_name: str
+    register_name: str
+    methods: tuple[MethodView, ...]
+
+
+@dataclass
+class _Emitter:
+    """Collects the converters, tables and helper imports one stub file needs."""
+
+    contract: Contract
+    helpers: set[str] = field(default_factory=set)
+    converters: dict[str, Converter] = field(default_factory=dict)
+    tables: list[Table] = field(default_factory=list)
+    names: dict[str, TypeRef] = field(default_factory=dict)
+    uses_callable: bool = False
+    needs_none: bool = False
+
+    def helper(self, name: str) -> str:
+        self.helpers.add(name)
+        return name
+
+    def mangle(self, ref: TypeRef) -> str:
+        base = _mangle(ref)
+        name = base
+        counter = 1
+        while self.names.setdefault(name, ref) != ref:
+            counter += 1
+            name = f"{base}_{counter}"
+        return name
+
+    def scalar_fn(self, ref: Scalar) -> str:
+        if ref.name == "None":
+            # check_none is typed as returning None, which mypy will not let a stub
+            # use as a value; this wrapper returns Any.
+            self.needs_none = True
+            self.helper("check_none")
+            return "_none"
+        return self.helper(f"check_{ref.name}")
+
+    def fn(self, ref: TypeRef, encode: bool) -> str:
+        """The name of a (value, path) function converting `ref` in this direction."""
+        if isinstance(ref, Scalar):
+            return self.scalar_fn(ref)
+        name = f"_{'enc' if encode else 'dec'}_{self.mangle(ref)}"
+        if name not in self.converters:
+            # Placeholder first: recursive dataclasses refer to themselves.
+            self.converters[name] = Converter(name, "")
+            self.converters[name] = self.build(name, ref, encode)
+        return name
+
+    def call(self, ref: TypeRef, encode: bool, value: str, path: str) -> str:
+        return f"{self.fn(ref, encode)}({value}, {path})"
+
+    def build(self, name: str, ref: TypeRef, encode: bool) -> Converter:
+        returns = "Any" if encode else annotation(ref)
+        if isinstance(ref, ListOf | SetOf) or (isinstance(ref, TupleOf) and ref.variadic):
+            item = ref.items[0] if isinstance(ref, TupleOf) else ref.item
+            return self.sequence(name, ref, item, encode, returns)
+        if isinstance(ref, TupleOf):
+            return self.fixed_tuple(name, ref, encode, returns)
+        if isinstance(ref, DictOf):
+            return self.mapping(name, ref, encode, returns)
+        if isinstance(ref, OptionalOf):
+            return Converter(
+                name,
+                returns,
+                fast=self.call(ref.inner, encode, "value", "path"),
+                shortcut_cond="value is None",
+                shortcut="None",
+                encode=encode,
+            )
+        assert isinstance(ref, Named)
+        if ref.kind == "enum":
+            enum = self.contract.enums[key_of(ref)]
+            table = None
+            if encode:
+                self.helper("fail")
+            else:
+                self.helper("bad_enum")
+                table = f"_{self.mangle(ref)}_by_value"
+                self.tables.append(
+                    Table(
+                        table,
+                        f"dict[object, {ref.name}]",
+                        f"{{member.value: member for member in {ref.name}}}",
+                    )
+                )
+            return Converter(
+                name,
+                returns,
+                enum=ref.name,
+                enum_value_type=enum.value_type,
+                table=table,
+                encode=encode,
+            )
+        return self.record(name, self.contract.dataclasses[key_of(ref)], encode, returns)
+
+    def sequence(
+        self, name: str, ref: TypeRef, item: TypeRef, encode: bool, returns: str
+    ) -> Converter:
+        fast_item = self.call(item, encode, "item", "path")
+        precise_item = self.call(item, encode, "item", INDEXED)
+        loop, indexed = "for item in items", "for index, item in enumerate(items)"
+        if isinstance(ref, SetOf) and not encode:
+            fast, precise = f"{{{fast_item} {loop}}}", f"{{{precise_item} {indexed}}}"
+        elif isinstance(ref, TupleOf) and not encode:
+            fast, precise = f"tuple([{fast_item} {loop}])", f"tuple([{precise_item} {indexed}])"
+        else:
+            fast, precise = f"[{fast_item} {loop}]", f"[{precise_item} {indexed}]"
+        if encode:
+            if isinstance(ref, SetOf):
+                check = f"items = {self.helper('check_set')}(value, path)"
+            elif isinstance(ref, TupleOf):
+                check = f"items = {self.helper('check_tuple')}(value, path, None)"
+            else:
+                check = f"items = {self.helper('check_list')}(value, path)"
+        elif isinstance(ref, TupleOf):
+            check = f"items = {self.helper('check_wire_tuple')}(value, path, None)"
+        else:
+            check = f"items = {self.helper('check_list')}(value, path)"
+        shortcut_cond = shortcut = None
+        exact = _exact_check(item, "item")
+        if exact is not None:
+            shortcut_cond = f"all({exact} {loop})"
+            if isinstance(ref, ListOf):
+                shortcut = "items"
+            elif isinstance(ref, SetOf):
+                shortcut = "list(items)" if encode else "set(items)"
+            else:
+                shortcut = "list(items)" if encode else "tuple(items)"
+        return Converter(
+            name,
+            returns,
+            fast=fast,
+            precise=precise,
+            check=check,
+            shortcut_cond=shortcut_cond,
+            shortcut=shortcut,
+            encode=encode,
+        )
+
+    def fixed_tuple(self, name: str, ref: TupleOf, encode: bool, returns: str) -> Converter:
+        size = len(ref.items)
+        if encode:
+            check = f"items = {self.helper('check_tuple')}(value, path, {size})"
+        else:
+            check = f"items = {self.helper('check_wire_tuple')}(value, path, {size})"
+        fast_items = [
+            self.call(item, encode, f"items[{i}]", "path") for i, item in enumerate(ref.items)
+        ]
+        precise_items = [
+            self.call(item, encode, f"items[{i}]", f'path + "[{i}]"')
+            for i, item in enumerate(ref.items)
+        ]
+
+        def display(parts: list[str]) -> str:
+            if encode:
+                return f"[{', '.join(parts)}]"
+            if len(parts) == 1:
+                return f"({parts[0]},)"
+            return f"({', '.join(parts)})"
+
+        return Converter(
+            name,
+            returns,
+            fast=display(fast_items),
+            precise=display(precise_items) if size else None,
+            check=check,
+            encode=encode,
+        )
+
+    def mapping(self, name: str, ref: DictOf, encode: bool, returns: str) -> Converter:
+        tuple_keys = isinstance(ref.key, TupleOf)
+        key_fast = self.call(ref.key, encode, "key", "path")
+        value_fast = self.call(ref.value, encode, "item", "path")
+        shortcut_cond = shortcut = None
+        if encode or not tuple_keys:
+            check = f"items = {self.helper('check_dict')}(value, path)"
+            key_precise = self.call(ref.key, encode, "key", 'f"{path} key {key!r}"')
+            value_precise = self.call(ref.value, encode, "item", 'f"{path}[{key!r}]"')
+            loop = "for key, item in items.items()"
+            if tuple_keys:
+                # msgpack cannot use an array as a map key: tuple-keyed dicts travel as
+                # a list of [key, value] pairs (RFC-TCP_LITE section 7).
+                fast = f"[[{key_fast}, {value_fast}] {loop}]"
+                precise = f"[[{key_precise}, {value_precise}] {loop}]"
+            else:
+                fast = f"{{{key_fast}: {value_fast} {loop}}}"
+                precise = f"{{{key_precise}: {value_precise} {loop}}}"
+                exact_key = _exact_check(ref.key, "key")
+                exact_value = _exact_check(ref.value, "item")
+                if exact_key is not None and exact_value is not None:
+                    shortcut_cond = f"all({exact_key} and {exact_value} {loop})"
+                    shortcut = "items"
+        else:
+            check = f"items = {self.helper('check_list')}(value, path)"
+            pair = self.helper("check_wire_tuple")
+            key_precise = self.call(ref.key, encode, "key", 'f"{path}[{index}][0]"')
+            value_precise = self.call(ref.value, encode, "item", 'f"{path}[{index}][1]"')
+            fast = (
+                f"{{{key_fast}: {value_fast} for entry in items "
+                f"for key, item in ({pair}(entry, path, 2),)}}"
+            )
+            precise = (
+                f"{{{key_precise}: {value_precise} for index, entry in enumerate(items) "
+                f"for key, item in ({pair}(entry, {INDEXED}, 2),)}}"
+            )
+        return Converter(
+            name,
+            returns,
+            fast=fast,
+            precise=precise,
+            check=check,
+            shortcut_cond=shortcut_cond,
+            shortcut=shortcut,
+            encode=encode,
+        )
+
+    def record(self, name: str, record: Dataclass, encode: bool, returns: str) -> Converter:
+        cls = record.name
+        total = len(record.fields)
+        if encode:
+            fast = [self.call(f.type, True, f"value.{f.name}", "path") for f in record.fields]
+            precise = [
+                self.call(f.type, True, f"value.{f.name}", _field_path(f.name))
+                for f in record.fields
+            ]
+            return Converter(
+                name,
+                returns,
+                fast=f"[{', '.join(fast)}]",
+                precise=f"[{', '.join(precise)}]" if total else None,
+                guard_cond=f"not isinstance(value, {cls})",
+                guard_fail=f'{self.helper("fail")}(path, "{cls}", value)',
+                encode=True,
+            )
+        check = (
+            f"items = {self.helper('check_record')}"
+            f'(value, path, "{cls}", {record.required}, {total})'
+        )
+        fast_args = [
+            f"{f.name}={self.call(f.type, False, f'items[{i}]', 'path')}"
+            for i, f in enumerate(record.fields)
+        ]
+        precise_args = [
+            f"{f.name}={self.call(f.type, False, f'items[{i}]', _field_path(f.name))}"
+            for i, f in enumerate(record.fields)
+        ]
+        shortcut_cond = shortcut = None
+        if record.required < total:
+            # An older peer may leave trailing defaulted fields out; rare, so this path
+            # goes through a table instead of one more specialised branch.
+            table = f"_{self.mangle(Named(cls, 'dataclass', record.module))}_fields"
+            entries = ", ".join(f'("{f.name}", {self.fn(f.type, False)})' for f in record.fields)
+            self.uses_callable = True
+            self.tables.append(
+                Table(
+                    table,
+                    "tuple[tuple[str, Callable[[object, str], Any]], ...]",
+                    f"({entries},)",
+                )
+            )
+            shortcut_cond = f"len(items) < {total}"
+            shortcut = (
+                f'{cls}(**{{name: decode(item, f"{{path}}.{{name}}") '
+                f"for (name, decode), item in zip({table}, items, strict=False)}})"
+            )
+        return Converter(
+            name,
+            returns,
+            fast=f"{cls}({', '.join(fast_args)})",
+            precise=f"{cls}({', '.join(precise_args)})" if total else None,
+            check=check,
+            shortcut_cond=shortcut_cond,
+            shortcut=shortcut,
+            encode=False,
+        )
+
+
+def _field_path(name: str) -> str:
+    return f'path + ".{name}"'
+
+
+def _exact_check(ref: TypeRef, var: str) -> str | None:
+    """A condition true when `var` already is its own wire form (and Python form)."""
+    if isinstance(ref, Scalar):
+        if ref.name == "None":
+            return f"{var} is None"
+        return f"type({var}) is {ref.name}"
+    return None
+
+
+def _mangle(ref: TypeRef) -> str:
+    # Prefix notation with fixed arities, so distinct types get distinct names.
+    if isinstance(ref, Scalar | Named):
+        return ref.name
+    if isinstance(ref, ListOf):
+        return f"list_{_mangle(ref.item)}"
+    if isinstance(ref, SetOf):
+        return f"set_{_mangle(ref.item)}"
+    if isinstance(ref, DictOf):
+        return f"dict_{_mangle(ref.key)}_{_mangle(ref.value)}"
+    if isinstance(ref, OptionalOf):
+        return f"opt_{_mangle(ref.inner)}"
+    if ref.variadic:
+        return f"tuplev_{_mangle(ref.items[0])}"
+    return "_".join([f"tuple{len(ref.items)}", *(_mangle(i) for i in ref.items)])
+
+
+def annotation(ref: TypeRef) -> str:
+    return spell(ref)
+
+
+def snake_case(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
+
+
+def module_ref(module_file: Path, out_dir: Path) -> str:
+    """What ``from X import ...`` must say in a stub in `out_dir` (see the module docstring)."""
+    source = module_file.resolve()
+    folder = source.parent
+    parts = [] if source.name == "__init__.py" else [source.stem]
+    if folder == out_dir.resolve():
+        if (folder / "__init__.py").exists():
+            return "." + ".".join(parts)
+        return ".".join(parts)
+    while (folder / "__init__.py").exists():
+        parts.insert(0, folder.name)
+        folder = folder.parent
+    return ".".join(parts)
+
+
+def _closure(contract: Contract) -> list[Named]:
+    """Every dataclass and enum the services reach, in first-use order."""
+    seen: dict[str, Named] = {}
+
+    def visit(ref: TypeRef) -> None:
+        for named in iter_named(ref):
+            key = key_of(named)
+            if key in seen:
+                continue
+            seen[key] = named
+            if named.kind == "dataclass":
+                for item in contract.dataclasses[key].fields:
+                    visit(item.type)
+
+    for service in contract.services:
+        for method in service.methods:
+            for param in method.params:
+                visit(param.type)
+            visit(method.returns)
+    return list(seen.values())
+
+
+@dataclass(frozen=True)
+class StubContext:
+    header: str
+    source_name: str
+    imports: tuple[tuple[str, tuple[str, ...]], ...]
+    helpers: tuple[str, ...]
+    uses_callable: bool
+    needs_none: bool
+    needs_invalid: bool
+    tables: tuple[Table, ...]
+    converters: tuple[Converter, ...]
+    services: tuple[ServiceView, ...]
+
+    def as_dict(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+def _path_literal(text: str) -> str:
+    # Paths embed user names only, which are identifiers: plain double quotes suffice.
+    return f'"{text}"'
+
+
+def _methods(service_name: str, method: Method, client: _Emitter, server: _Emitter) -> MethodView:
+    params: list[ParamView] = []
+    prefix = f"_{service_name}_{method.name}"
+    for index, param in enumerate(method.params):
+        path = _path_literal(f"{method.name}(): argument '{param.name}'")
+        following = method.params[index + 1] if index + 1 < len(method.params) else None
+        slash = param.positional_only and (following is None or not following.positional_only)
+        params.append(_param_view(param, index, path, slash, client, server))
+    returns_none = isinstance(method.returns, Scalar) and method.returns.name == "None"
+    result_path = _path_literal(f"{method.name}(): result")
+    if returns_none:
+        result_decode = f"{client.helper('check_none')}(value, {result_path})"
+        result_encode = f"{server.helper('check_none')}(value, {result_path})"
+    else:
+        result_decode = client.call(method.returns, False, "value", result_path)
+        result_encode = server.call(method.returns, True, "value", result_path)
+    params_table = None
+    if method.required < len(method.params):
+        params_table = f"{prefix}_params"
+        server.uses_callable = True
+        entries = ", ".join(f"({p.decoder}, {p.path})" for p in params)
+        server.tables.append(
+            Table(
+                params_table,
+                "tuple[tuple[Callable[[object, str], Any], str], ...]",
+                f"({entries},)",
+            )
+        )
+    server.helper("check_args")
+    return MethodView(
+        name=method.name,
+        kind="UNARY",
+        params=tuple(params),
+        returns=annotation(method.returns),
+        returns_none=returns_none,
+        required=method.required,
+        result_decoder=f"{prefix}_result",
+        result_decode=result_decode,
+        args_decoder=f"{prefix}_args",
+        result_encoder=f"{prefix}_result",
+        result_encode=result_encode,
+        params_table=params_table,
+        encoded_args=f"[{', '.join(p.encode for p in params)}]",
+        decoded_args=_tuple_display([p.decode for p in params]),
+    )
+
+
+def _param_view(
+    param: Param, index: int, path: str, slash: bool, client: _Emitter, server: _Emitter
+) -> ParamView:
+    return ParamView(
+        name=param.name,
+        annotation=annotation(param.type),
+        default=param.default,
+        positional_only=param.positional_only,
+        encode=client.call(param.type, True, param.name, path),
+        decode=server.call(param.type, False, f"args[{index}]", path),
+        decoder=server.fn(param.type, False),
+        path=path,
+        slash_after=slash,
+    )
+
+
+def _tuple_display(parts: list[str]) -> str:
+    if len(parts) == 1:
+        return f"({parts[0]},)"
+    return f"({', '.join(parts)})"
+
+
+def compile_contract(contract: Contract, out_dir: Path) -> tuple[StubContext, StubContext]:
+    """The (client, server) template contexts for one contract."""
+    client, server = _Emitter(contract), _Emitter(contract)
+    services: list[ServiceView] = []
+    for service in contract.services:
+        methods = tuple(_methods(service.name, m, client, server) for m in service.methods)
+        services.append(
+            ServiceView(
+                service.name,
+                f"{service.name}Client",
+                f"register_{snake_case(service.name)}",
+                methods,
+            )
+        )
+    _check_names(contract)
+    by_module: dict[str, list[str]] = {}
+    contract_module = module_ref(contract.path, out_dir)
+    by_module[contract_module] = [s.name for s in contract.services]
+    for named in _closure(contract):
+        by_module.setdefault(module_ref(named.module, out_dir), []).append(named.name)
+    imports = tuple(
+        (module, tuple(sorted(set(names)))) for module, names in sorted(by_module.items())
+    )
+    source_name = contract.path.name
+    header = f"# Generated by gopherpipe gen from {source_name}. DO NOT EDIT."
+
+    def context(emitter: _Emitter) -> StubContext:
+        return StubContext(
+            header=header,
+            source_name=source_name,
+            imports=imports,
+            helpers=tuple(sorted(emitter.helpers)),
+            uses_callable=emitter.uses_callable,
+            needs_none=emitter.needs_none,
+            needs_invalid=any(c.precise for c in emitter.converters.values()),
+            tables=tuple(emitter.tables),
+            converters=tuple(emitter.converters.values()),
+            services=tuple(services),
+        )
+
+    return context(client), context(server)
+
+
+def _check_names(contract: Contract) -> None:
+    """Generated names must not collide with the contract's own."""
+    declared = {d.name for d in contract.dataclasses.values()} | {
+        e.name for e in contract.enums.values()
+    }
+    errors = [
+        SpecError(
+            contract.path,
+            1,
+            1,
+            f"class {service.name}Client would clash with the generated client of "
+            f"{service.name}: rename one of them",
+        )
+        for service in contract.services
+        if f"{service.name}Client" in declared
+    ]
+    if errors:
+        raise SpecErrors(errors)

@@ -1,0 +1,138 @@
+"""The contract as plain data: what `parse` reads from a service file and `compiler` renders.
+
+Everything here is a frozen dataclass so a parsed contract can be compared, hashed
+(type references are used as dictionary keys to share one converter per distinct
+type) and never mutated by a later stage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+SCALARS = ("None", "bool", "int", "float", "str", "bytes")
+ScalarName = Literal["None", "bool", "int", "float", "str", "bytes"]
+
+
+@dataclass(frozen=True)
+class Scalar:
+    name: ScalarName
+
+
+@dataclass(frozen=True)
+class ListOf:
+    item: TypeRef
+
+
+@dataclass(frozen=True)
+class SetOf:
+    item: TypeRef
+
+
+@dataclass(frozen=True)
+class DictOf:
+    key: TypeRef
+    value: TypeRef
+
+
+@dataclass(frozen=True)
+class TupleOf:
+    items: tuple[TypeRef, ...]
+    """The item types; for ``tuple[T, ...]`` the single item type."""
+    variadic: bool = False
+
+
+@dataclass(frozen=True)
+class OptionalOf:
+    inner: TypeRef
+
+
+@dataclass(frozen=True)
+class Named:
+    """A dataclass or enum, by the name it is declared under in `module`."""
+
+    name: str
+    kind: Literal["dataclass", "enum"]
+    module: Path
+    """The file the class is declared in (resolved), so stubs can import it from there."""
+
+
+TypeRef = Scalar | ListOf | SetOf | DictOf | TupleOf | OptionalOf | Named
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: TypeRef
+    default: str | None = None
+    """The default's source text, copied verbatim into the client signature."""
+    positional_only: bool = False
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    params: tuple[Param, ...]
+    returns: TypeRef
+    # Streaming (Chan) arrives in a later version; these stay None until then and
+    # decide the MethodKind (unary when both are None).
+    stream_param: Param | None = None
+    stream_returns: TypeRef | None = None
+
+    @property
+    def required(self) -> int:
+        """How many leading parameters a call must send (the rest have defaults)."""
+        return sum(1 for p in self.params if p.default is None)
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    methods: tuple[Method, ...]
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    type: TypeRef
+    has_default: bool
+
+
+@dataclass(frozen=True)
+class Dataclass:
+    name: str
+    module: Path
+    fields: tuple[Field, ...]
+
+    @property
+    def required(self) -> int:
+        """Fields a wire record must carry: up to the last one without a default."""
+        last = 0
+        for index, item in enumerate(self.fields):
+            if not item.has_default:
+                last = index + 1
+        return last
+
+
+@dataclass(frozen=True)
+class EnumDef:
+    name: str
+    module: Path
+    members: tuple[tuple[str, int | str], ...]
+    value_type: Literal["int", "str"]
+
+
+@dataclass(frozen=True)
+class Contract:
+    path: Path
+    """The contract file as the user named it (relative paths stay relative)."""
+    services: tuple[Service, ...]
+    dataclasses: dict[str, Dataclass] = field(default_factory=dict, hash=False)
+    """Every dataclass reachable from the services, keyed by (module, name) string."""
+    enums: dict[str, EnumDef] = field(default_factory=dict, hash=False)
+
+
+def key_of(ref: Named) -> str:
+    """The lookup key of a named type in `Contract.dataclasses` / `Contract.enums`."""
+    return f"{ref.module}:{ref.name}"

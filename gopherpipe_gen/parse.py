@@ -1,0 +1,819 @@
+"""Read a contract file with libcst and build the `model`, collecting every SpecError.
+
+The user's file is never imported or executed: a contract may import things that are
+not installed where stubs are generated, and generating code must not run code.
+
+Names are resolved the way Python would for a flat module: a type name is a class
+declared at the top level of the contract, or a name brought in with
+``from .models import X`` / ``from models import X`` where ``models.py`` sits next to
+the contract (each leading dot beyond the first goes one folder up). Such modules are
+parsed the same way, never imported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import libcst as cst
+from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
+
+from .errors import SpecError, SpecErrors
+from .model import (
+    SCALARS,
+    Contract,
+    Dataclass,
+    DictOf,
+    EnumDef,
+    Field,
+    ListOf,
+    Method,
+    Named,
+    OptionalOf,
+    Param,
+    Scalar,
+    ScalarName,
+    Service,
+    SetOf,
+    TupleOf,
+    TypeRef,
+    key_of,
+)
+
+TYPE_HELP = (
+    "use None, bool, int, float, str, bytes, list[T], dict[K, V], tuple[...], set[T], "
+    "T | None, or a dataclass or Enum declared in the contract"
+)
+CHAN_ERROR = (
+    "streaming (Chan) is not supported by this version of gopherpipe gen; "
+    "make the method unary (take and return plain values) for now"
+)
+DEFAULT_HELP = (
+    "a default must be a literal: a number, a string, bytes, True, False, None, "
+    "EnumName.MEMBER, or a tuple of those"
+)
+# ClientBase owns these attribute names; an RPC method with one of them would hide it.
+RESERVED_METHODS = frozenset({"dial", "with_options", "close", "pipe"})
+# The generated client methods call these helpers by name, so a parameter may not shadow them.
+RESERVED_PARAMS = frozenset(
+    {
+        "fail",
+        "bad_enum",
+        "check_none",
+        "check_bool",
+        "check_int",
+        "check_float",
+        "check_str",
+        "check_bytes",
+        "check_list",
+        "check_tuple",
+        "check_wire_tuple",
+        "check_set",
+        "check_dict",
+        "check_record",
+        "check_args",
+    }
+)
+TYPING_ALIASES = {"List": "list", "Dict": "dict", "Tuple": "tuple", "Set": "set"}
+ENUM_BASES = frozenset({"Enum", "IntEnum", "StrEnum"})
+FACTORIES = frozenset({"list", "dict", "set", "tuple"})
+
+
+class _Invalid(Exception):
+    """Raised inside the parser to abandon one construct after its error is recorded."""
+
+
+def _tail_name(node: cst.BaseExpression) -> str | None:
+    """`X` for ``X`` and ``mod.X``: contracts may spell ``abc.ABC`` or ``ABC``."""
+    if isinstance(node, cst.Name):
+        return node.value
+    if isinstance(node, cst.Attribute):
+        return node.attr.value
+    return None
+
+
+def _decorator_name(decorator: cst.Decorator) -> str | None:
+    node = decorator.decorator
+    if isinstance(node, cst.Call):
+        node = node.func
+    return _tail_name(node)
+
+
+def _is_docstring_or_filler(statement: cst.BaseStatement | cst.BaseSmallStatement) -> bool:
+    smalls: Sequence[cst.BaseSmallStatement]
+    if isinstance(statement, cst.SimpleStatementLine):
+        smalls = statement.body
+    elif isinstance(statement, cst.BaseSmallStatement):
+        smalls = [statement]
+    else:
+        return False
+    for small in smalls:
+        if isinstance(small, cst.Pass):
+            continue
+        if isinstance(small, cst.Expr) and isinstance(
+            small.value, cst.SimpleString | cst.ConcatenatedString | cst.Ellipsis
+        ):
+            continue
+        return False
+    return True
+
+
+@dataclass
+class _Module:
+    display: Path
+    resolved: Path
+    module: cst.Module
+    positions: dict[cst.CSTNode, CodeRange]
+    classes: dict[str, cst.ClassDef]
+    imports: dict[str, tuple[str, int, str, cst.CSTNode]]
+    """local name -> (module name, leading dots, name in that module, node)."""
+
+
+class _Parser:
+    def __init__(self, contract: Path) -> None:
+        self.path = contract
+        self.errors: list[SpecError] = []
+        self.modules: dict[Path, _Module] = {}
+        self.dataclasses: dict[str, Dataclass] = {}
+        self.enums: dict[str, EnumDef] = {}
+        self.in_progress: set[str] = set()
+        self.anchor: list[cst.CSTNode] = []
+        """Nodes whose position stands in for nodes that have none (inside a string type)."""
+
+    # -- errors -------------------------------------------------------------------------
+
+    def error(self, mod: _Module, node: cst.CSTNode, message: str) -> None:
+        where = mod.positions.get(node)
+        if where is None and self.anchor:
+            where = mod.positions.get(self.anchor[-1])
+        line, column = (where.start.line, where.start.column + 1) if where else (1, 1)
+        self.errors.append(SpecError(mod.display, line, column, message))
+
+    def fail(self, mod: _Module, node: cst.CSTNode, message: str) -> _Invalid:
+        self.error(mod, node, message)
+        return _Invalid()
+
+    # -- modules ------------------------------------------------------------------------
+
+    def load(self, display: Path, at: tuple[_Module, cst.CSTNode] | None = None) -> _Module:
+        resolved = display.resolve()
+        if resolved in self.modules:
+            return self.modules[resolved]
+        try:
+            source = display.read_bytes()
+        except OSError as exc:
+            if at is None:
+                self.errors.append(SpecError(display, 1, 1, f"cannot read file: {exc.strerror}"))
+            else:
+                self.error(*at, f"cannot read {display}: {exc.strerror}")
+            raise _Invalid() from None
+        try:
+            tree = cst.parse_module(source)
+        except cst.ParserSyntaxError as exc:
+            self.errors.append(
+                SpecError(
+                    display, exc.raw_line, exc.raw_column + 1, f"invalid Python: {exc.message}"
+                )
+            )
+            raise _Invalid() from None
+        wrapper = MetadataWrapper(tree, unsafe_skip_copy=True)
+        positions = dict(wrapper.resolve(PositionProvider))
+        mod = _Module(display, resolved, wrapper.module, positions, {}, {})
+        for statement in wrapper.module.body:
+            if isinstance(statement, cst.ClassDef):
+                mod.classes[statement.name.value] = statement
+            elif isinstance(statement, cst.SimpleStatementLine):
+                for small in statement.body:
+                    if isinstance(small, cst.ImportFrom) and not isinstance(
+                        small.names, cst.ImportStar
+                    ):
+                        source_name = mod.module.code_for_node(small.module) if small.module else ""
+                        for alias in small.names:
+                            original = mod.module.code_for_node(alias.name)
+                            local = (
+                                _tail_name(alias.asname.name) if alias.asname else original
+                            ) or original
+                            mod.imports[local] = (source_name, len(small.relative), original, alias)
+        self.modules[resolved] = mod
+        return mod
+
+    def module_file(self, mod: _Module, source: str, dots: int) -> Path:
+        """Where ``from <dots><source> import ...`` points, next to `mod`'s file."""
+        folder = mod.display.parent
+        for _ in range(max(dots - 1, 0)):
+            folder = folder / ".."
+        parts = source.split(".") if source else []
+        candidate = folder.joinpath(*parts) if parts else folder
+        if candidate.is_dir():
+            return Path(os.path.normpath(candidate / "__init__.py"))
+        return Path(os.path.normpath(candidate.with_name(candidate.name + ".py")))
+
+    # -- named types --------------------------------------------------------------------
+
+    def named(self, mod: _Module, name: str, node: cst.CSTNode) -> Named:
+        """Resolve a type name used in `mod` to the dataclass or enum it denotes."""
+        if name in mod.classes:
+            return self.declared(mod, mod.classes[name], node)
+        if name in mod.imports:
+            source, dots, original, alias = mod.imports[name]
+            if source in {"typing", "abc", "dataclasses", "enum", "gopherpipe_runtime"}:
+                raise self.fail(mod, node, f"unsupported type {name!r}: {TYPE_HELP}")
+            path = self.module_file(mod, source, dots)
+            if not path.exists():
+                raise self.fail(
+                    mod,
+                    node,
+                    f"cannot find module {'.' * dots}{source} for type {name!r} "
+                    f"(looked for {path}); gopherpipe gen reads imported types only from "
+                    "modules next to the contract: declare the type in the contract or "
+                    "import it from a file beside it",
+                )
+            other = self.load(path, (mod, alias))
+            if original not in other.classes:
+                raise self.fail(
+                    mod,
+                    node,
+                    f"{path} does not declare a class {original!r} at top level; "
+                    "import dataclasses and Enums from the module that defines them",
+                )
+            return self.declared(other, other.classes[original], node)
+        raise self.fail(mod, node, f"unknown type {name!r}: {TYPE_HELP}")
+
+    def kind_of(self, cls: cst.ClassDef) -> Literal["dataclass", "enum"] | None:
+        if any(_decorator_name(d) == "dataclass" for d in cls.decorators):
+            return "dataclass"
+        if any(_tail_name(b.value) in ENUM_BASES for b in cls.bases):
+            return "enum"
+        return None
+
+    def declared(self, mod: _Module, cls: cst.ClassDef, used_at: cst.CSTNode) -> Named:
+        name = cls.name.value
+        kind = self.kind_of(cls)
+        if kind is None:
+            raise self.fail(
+                mod,
+                used_at,
+                f"{name!r} is neither a dataclass nor an Enum; only those (and the "
+                "built-in types) can cross the wire",
+            )
+        ref = Named(name, kind, mod.resolved)
+        key = key_of(ref)
+        if key not in self.in_progress:
+            # Marked before the body is read so that recursive types terminate.
+            self.in_progress.add(key)
+            try:
+                if kind == "dataclass":
+                    self.dataclasses[key] = self.dataclass(mod, cls)
+                else:
+                    self.enums[key] = self.enum(mod, cls)
+            except _Invalid:
+                pass
+        return ref
+
+    # -- types --------------------------------------------------------------------------
+
+    def type_of(self, mod: _Module, node: cst.BaseExpression) -> TypeRef:
+        if isinstance(node, cst.Name):
+            return self.simple_type(mod, node.value, node)
+        if isinstance(node, cst.Attribute):
+            if node.attr.value == "Chan":
+                raise self.fail(mod, node, CHAN_ERROR)
+            if node.attr.value in SCALARS and _tail_name(node.value) == "builtins":
+                return self.simple_type(mod, node.attr.value, node)
+            raise self.fail(
+                mod,
+                node,
+                f"qualified type {mod.module.code_for_node(node)!r} is not supported: "
+                f"import the class by name (from module import {node.attr.value})",
+            )
+        if isinstance(node, cst.Subscript):
+            return self.generic(mod, node)
+        if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.BitOr):
+            members: list[cst.BaseExpression] = []
+            self.flatten_union(node, members)
+            return self.union(mod, node, members)
+        if isinstance(node, cst.SimpleString | cst.ConcatenatedString):
+            text = node.evaluated_value
+            if not isinstance(text, str):
+                raise self.fail(mod, node, f"a type cannot be bytes: {TYPE_HELP}")
+            try:
+                inner = cst.parse_expression(text.strip())
+            except cst.ParserSyntaxError:
+                raise self.fail(
+                    mod, node, f"cannot read the type in this string: {text!r}"
+                ) from None
+            self.anchor.append(node)
+            try:
+                return self.type_of(mod, inner)
+            finally:
+                self.anchor.pop()
+        raise self.fail(
+            mod, node, f"unsupported type {mod.module.code_for_node(node)!r}: {TYPE_HELP}"
+        )
+
+    def simple_type(self, mod: _Module, name: str, node: cst.CSTNode) -> TypeRef:
+        if name in SCALARS:
+            scalar: ScalarName = name  # type: ignore[assignment]
+            return Scalar(scalar)
+        if name == "Any" or name == "object":
+            raise self.fail(
+                mod, node, f"{name} is not allowed: the wire needs a concrete type; {TYPE_HELP}"
+            )
+        if name == "Chan":
+            raise self.fail(mod, node, CHAN_ERROR)
+        if name in {"list", "dict", "tuple", "set", *TYPING_ALIASES}:
+            generic = TYPING_ALIASES.get(name, name)
+            raise self.fail(
+                mod, node, f"{name} needs its item types: write {generic}[...], e.g. list[int]"
+            )
+        if name in {"Optional", "Union"}:
+            raise self.fail(mod, node, f"{name} needs a type: write T | None")
+        return self.named(mod, name, node)
+
+    def flatten_union(self, node: cst.BaseExpression, out: list[cst.BaseExpression]) -> None:
+        if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.BitOr):
+            self.flatten_union(node.left, out)
+            self.flatten_union(node.right, out)
+        else:
+            out.append(node)
+
+    def union(
+        self, mod: _Module, node: cst.CSTNode, members: Sequence[cst.BaseExpression]
+    ) -> TypeRef:
+        def is_none(member: cst.BaseExpression) -> bool:
+            return isinstance(member, cst.Name) and member.value == "None"
+
+        others = [m for m in members if not is_none(m)]
+        if len(others) != 1 or len(others) == len(members):
+            raise self.fail(
+                mod,
+                node,
+                "unions are only supported in the form T | None (or Optional[T]): "
+                "use one type, or a dataclass with optional fields",
+            )
+        inner = self.type_of(mod, others[0])
+        if isinstance(inner, OptionalOf) or _is_none(inner):
+            return inner
+        return OptionalOf(inner)
+
+    def generic(self, mod: _Module, node: cst.Subscript) -> TypeRef:
+        head = _tail_name(node.value)
+        args: list[cst.BaseExpression] = []
+        for element in node.slice:
+            if not isinstance(element.slice, cst.Index):
+                raise self.fail(mod, element, "slices are not types")
+            args.append(element.slice.value)
+
+        def arity(count: int, spelled: str) -> None:
+            if len(args) != count:
+                raise self.fail(mod, node, f"{head} takes {count} type(s): write {spelled}")
+
+        if head == "Chan":
+            raise self.fail(mod, node, CHAN_ERROR)
+        if head in TYPING_ALIASES:
+            raise self.fail(
+                mod, node, f"write {TYPING_ALIASES[head]}[...] instead of typing.{head}[...]"
+            )
+        if head == "list":
+            arity(1, "list[T]")
+            return ListOf(self.type_of(mod, args[0]))
+        if head == "set":
+            arity(1, "set[T]")
+            item = self.type_of(mod, args[0])
+            self.require_hashable(mod, args[0], item, "a set item")
+            return SetOf(item)
+        if head == "dict":
+            arity(2, "dict[K, V]")
+            key = self.type_of(mod, args[0])
+            self.require_hashable(mod, args[0], key, "a dict key")
+            return DictOf(key, self.type_of(mod, args[1]))
+        if head == "tuple":
+            if len(args) == 2 and isinstance(args[1], cst.Ellipsis):
+                return TupleOf((self.type_of(mod, args[0]),), variadic=True)
+            if len(args) == 1 and isinstance(args[0], cst.Tuple) and not args[0].elements:
+                return TupleOf(())
+            for arg in args:
+                if isinstance(arg, cst.Ellipsis):
+                    raise self.fail(mod, arg, "'...' only fits tuple[T, ...]")
+            return TupleOf(tuple(self.type_of(mod, arg) for arg in args))
+        if head == "Optional":
+            arity(1, "Optional[T] (or T | None)")
+            inner = self.type_of(mod, args[0])
+            if isinstance(inner, OptionalOf) or _is_none(inner):
+                return inner
+            return OptionalOf(inner)
+        if head == "Union":
+            return self.union(mod, node, args)
+        if head == "frozenset":
+            raise self.fail(mod, node, "frozenset is not supported: use set[T]")
+        raise self.fail(
+            mod, node, f"unsupported type {mod.module.code_for_node(node)!r}: {TYPE_HELP}"
+        )
+
+    def require_hashable(self, mod: _Module, node: cst.CSTNode, ref: TypeRef, what: str) -> None:
+        if not _hashable(ref):
+            raise self.fail(
+                mod,
+                node,
+                f"{_spell(ref)} cannot be {what}: use str, int, float, bool, bytes, an Enum, "
+                "or a tuple of those",
+            )
+
+    # -- defaults -----------------------------------------------------------------------
+
+    def default(self, mod: _Module, node: cst.BaseExpression, ref: TypeRef) -> str:
+        """Check a literal default against its type; returns its source text."""
+        self.check_default(mod, node, ref)
+        return mod.module.code_for_node(node)
+
+    def check_default(self, mod: _Module, node: cst.BaseExpression, ref: TypeRef) -> None:
+        text = mod.module.code_for_node(node)
+
+        def mismatch() -> _Invalid:
+            return self.fail(mod, node, f"default {text} does not match the type {_spell(ref)}")
+
+        if isinstance(node, cst.Name) and node.value == "None":
+            if isinstance(ref, OptionalOf) or _is_none(ref):
+                return
+            raise mismatch()
+        if isinstance(ref, OptionalOf):
+            ref = ref.inner
+        literal = node
+        if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Minus | cst.Plus):
+            literal = node.expression
+            if not isinstance(literal, cst.Integer | cst.Float):
+                raise self.fail(mod, node, DEFAULT_HELP)
+        if isinstance(literal, cst.Name) and literal.value in {"True", "False"}:
+            kinds: tuple[str, ...] = ("bool", "int", "float")
+        elif isinstance(literal, cst.Integer):
+            kinds = ("int", "float")
+        elif isinstance(literal, cst.Float):
+            kinds = ("float",)
+        elif isinstance(literal, cst.SimpleString | cst.ConcatenatedString):
+            value = literal.evaluated_value
+            if value is None:
+                raise self.fail(mod, node, DEFAULT_HELP)
+            kinds = ("bytes",) if isinstance(value, bytes) else ("str",)
+        elif isinstance(literal, cst.Attribute) and isinstance(literal.value, cst.Name):
+            enum_ref = self.simple_type(mod, literal.value.value, literal.value)
+            if enum_ref != ref:
+                raise mismatch()
+            assert isinstance(enum_ref, Named)
+            enum = self.enums.get(key_of(enum_ref))
+            if enum is None or enum_ref.kind != "enum":
+                raise mismatch()
+            if literal.attr.value not in {name for name, _ in enum.members}:
+                raise self.fail(mod, node, f"{enum.name} has no member {literal.attr.value!r}")
+            return
+        elif isinstance(literal, cst.Tuple):
+            if not isinstance(ref, TupleOf):
+                raise mismatch()
+            if not ref.variadic and len(literal.elements) != len(ref.items):
+                raise mismatch()
+            for index, element in enumerate(literal.elements):
+                if isinstance(element, cst.StarredElement):
+                    raise self.fail(mod, element, DEFAULT_HELP)
+                item = ref.items[0] if ref.variadic else ref.items[index]
+                self.check_default(mod, element.value, item)
+            return
+        else:
+            raise self.fail(mod, node, DEFAULT_HELP)
+        if not (isinstance(ref, Scalar) and ref.name in kinds):
+            raise mismatch()
+
+    # -- declarations -------------------------------------------------------------------
+
+    def dataclass(self, mod: _Module, cls: cst.ClassDef) -> Dataclass:
+        for decorator in cls.decorators:
+            if isinstance(decorator.decorator, cst.Call):
+                for arg in decorator.decorator.args:
+                    if (
+                        arg.keyword is not None
+                        and arg.keyword.value == "init"
+                        and not (isinstance(arg.value, cst.Name) and arg.value.value == "True")
+                    ):
+                        raise self.fail(
+                            mod, arg, "a dataclass on the wire needs its __init__: drop init=False"
+                        )
+        fields: dict[str, Field] = {}
+        for base in cls.bases:
+            base_name = _tail_name(base.value)
+            if base_name is None or base_name in {"object", "Generic"}:
+                raise self.fail(mod, base, "dataclass bases must be other dataclasses")
+            parent = self.named(mod, base_name, base.value)
+            parent_def = self.dataclasses.get(key_of(parent))
+            if parent.kind != "dataclass":
+                raise self.fail(mod, base, "dataclass bases must be other dataclasses")
+            if parent_def is None:
+                raise _Invalid()
+            for item in parent_def.fields:
+                fields[item.name] = item
+        ok = True
+        for statement in cls.body.body:
+            if isinstance(statement, cst.FunctionDef | cst.ClassDef) or _is_docstring_or_filler(
+                statement
+            ):
+                continue
+            if not isinstance(statement, cst.SimpleStatementLine):
+                self.error(mod, statement, "only fields and methods may appear in a dataclass")
+                ok = False
+                continue
+            for small in statement.body:
+                try:
+                    self.dataclass_field(mod, small, fields)
+                except _Invalid:
+                    ok = False
+        if not ok:
+            raise _Invalid()
+        return Dataclass(cls.name.value, mod.resolved, tuple(fields.values()))
+
+    def dataclass_field(
+        self, mod: _Module, small: cst.BaseSmallStatement, fields: dict[str, Field]
+    ) -> None:
+        if isinstance(small, cst.Assign):
+            raise self.fail(
+                mod, small, "dataclass field has no type annotation: write name: type = value"
+            )
+        if not isinstance(small, cst.AnnAssign) or not isinstance(small.target, cst.Name):
+            raise self.fail(mod, small, "only annotated fields (name: type) fit in a dataclass")
+        name = small.target.value
+        annotation = small.annotation.annotation
+        if _tail_name(
+            annotation.value if isinstance(annotation, cst.Subscript) else annotation
+        ) in {"ClassVar", "InitVar", "KW_ONLY"}:
+            raise self.fail(
+                mod, annotation, "ClassVar, InitVar and KW_ONLY are not supported in a contract"
+            )
+        ref = self.type_of(mod, annotation)
+        has_default = small.value is not None
+        value = small.value
+        if isinstance(value, cst.Call) and _tail_name(value.func) == "field":
+            has_default = False
+            for arg in value.args:
+                keyword = arg.keyword.value if arg.keyword else None
+                if keyword == "default":
+                    self.check_default(mod, arg.value, ref)
+                    has_default = True
+                elif keyword == "default_factory":
+                    if _tail_name(arg.value) not in FACTORIES:
+                        raise self.fail(
+                            mod, arg.value, "default_factory must be list, dict, set or tuple"
+                        )
+                    has_default = True
+                elif keyword == "init" and not (
+                    isinstance(arg.value, cst.Name) and arg.value.value == "True"
+                ):
+                    raise self.fail(mod, arg, "a field on the wire must be in __init__")
+                elif keyword is None:
+                    raise self.fail(mod, arg, "pass field() arguments by keyword")
+        elif value is not None:
+            self.check_default(mod, value, ref)
+        fields[name] = Field(name, ref, has_default)
+
+    def enum(self, mod: _Module, cls: cst.ClassDef) -> EnumDef:
+        members: list[tuple[str, int | str]] = []
+        for statement in cls.body.body:
+            if isinstance(statement, cst.FunctionDef) or _is_docstring_or_filler(statement):
+                continue
+            if not isinstance(statement, cst.SimpleStatementLine):
+                raise self.fail(mod, statement, "only members and methods may appear in an Enum")
+            for small in statement.body:
+                if not (
+                    isinstance(small, cst.Assign)
+                    and len(small.targets) == 1
+                    and isinstance(small.targets[0].target, cst.Name)
+                ):
+                    raise self.fail(mod, small, "write Enum members as NAME = value")
+                name = small.targets[0].target.value
+                members.append((name, self.enum_value(mod, small.value)))
+        if not members:
+            raise self.fail(mod, cls.name, f"Enum {cls.name.value} has no members")
+        kinds = {type(value) for _, value in members}
+        if len(kinds) != 1:
+            raise self.fail(
+                mod, cls.name, f"Enum {cls.name.value} mixes int and str values: use one kind"
+            )
+        value_type: Literal["int", "str"] = "int" if kinds == {int} else "str"
+        return EnumDef(cls.name.value, mod.resolved, tuple(members), value_type)
+
+    def enum_value(self, mod: _Module, node: cst.BaseExpression) -> int | str:
+        if isinstance(node, cst.Call) and _tail_name(node.func) == "auto":
+            raise self.fail(
+                mod,
+                node,
+                "auto() is not supported: write explicit values (e.g. RED = 1), "
+                "since the value is what travels on the wire",
+            )
+        negative = False
+        if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Minus):
+            negative, node = True, node.expression
+        if isinstance(node, cst.Integer):
+            value = int(node.value.replace("_", ""), 0)
+            return -value if negative else value
+        if not negative and isinstance(node, cst.SimpleString | cst.ConcatenatedString):
+            text = node.evaluated_value
+            if isinstance(text, str):
+                return text
+        raise self.fail(mod, node, "Enum values must be int or str literals, e.g. RED = 1")
+
+    # -- services -----------------------------------------------------------------------
+
+    def service(self, mod: _Module, cls: cst.ClassDef) -> Service:
+        for base in cls.bases:
+            if _tail_name(base.value) != "ABC":
+                raise self.fail(
+                    mod, base, "a service class derives from ABC only: write class X(ABC)"
+                )
+        methods: dict[str, Method] = {}
+        for statement in cls.body.body:
+            if _is_docstring_or_filler(statement):
+                continue
+            if not isinstance(statement, cst.FunctionDef):
+                self.error(
+                    mod,
+                    statement,
+                    "only @abstractmethod methods and a docstring may appear in a service class",
+                )
+                continue
+            try:
+                method = self.method(mod, statement)
+            except _Invalid:
+                continue
+            if method.name in methods:
+                self.error(
+                    mod, statement.name, f"duplicate method {method.name!r}: give it another name"
+                )
+                continue
+            methods[method.name] = method
+        if not methods and not self.errors:
+            raise self.fail(mod, cls.name, f"service {cls.name.value} has no abstract methods")
+        return Service(cls.name.value, tuple(methods.values()))
+
+    def method(self, mod: _Module, fn: cst.FunctionDef) -> Method:
+        name = fn.name.value
+        decorators = [_decorator_name(d) for d in fn.decorators]
+        if "abstractmethod" not in decorators:
+            raise self.fail(
+                mod,
+                fn.name,
+                f"method {name!r} is not abstract: every method of a service is an RPC; "
+                "mark it @abstractmethod or move it out of the service class",
+            )
+        if len(decorators) != 1:
+            raise self.fail(mod, fn, "an RPC method takes only the @abstractmethod decorator")
+        if fn.asynchronous is not None:
+            raise self.fail(mod, fn.name, "async methods are not supported: use def")
+        if name.startswith("_"):
+            raise self.fail(mod, fn.name, f"RPC method names may not start with '_': {name!r}")
+        if name in RESERVED_METHODS:
+            raise self.fail(
+                mod,
+                fn.name,
+                f"method name {name!r} is taken by the generated client (dial, with_options, "
+                "close, pipe): choose another name",
+            )
+        params = fn.params
+        if isinstance(params.star_arg, cst.Param):
+            raise self.fail(mod, params.star_arg, "*args is not supported: list each parameter")
+        if params.kwonly_params:
+            raise self.fail(
+                mod,
+                params.kwonly_params[0],
+                "keyword-only parameters are not supported (arguments travel by position): "
+                "remove the '*'",
+            )
+        if params.star_kwarg is not None:
+            raise self.fail(
+                mod, params.star_kwarg, "**kwargs is not supported: list each parameter"
+            )
+        ordered = [(p, True) for p in params.posonly_params] + [(p, False) for p in params.params]
+        if not ordered or ordered[0][0].name.value != "self":
+            raise self.fail(mod, fn.name, "an RPC method's first parameter must be self")
+        result: list[Param] = []
+        ok = True
+        for param, positional_only in ordered[1:]:
+            try:
+                result.append(self.param(mod, param, positional_only))
+            except _Invalid:
+                ok = False
+        returns: TypeRef | None = None
+        if fn.returns is None:
+            self.error(mod, fn.name, f"method {name!r} needs a return annotation (-> T)")
+        else:
+            with contextlib.suppress(_Invalid):
+                returns = self.type_of(mod, fn.returns.annotation)
+        if not ok or returns is None:
+            raise _Invalid()
+        return Method(name, tuple(result), returns)
+
+    def param(self, mod: _Module, param: cst.Param, positional_only: bool) -> Param:
+        name = param.name.value
+        if param.annotation is None:
+            raise self.fail(
+                mod, param, f"parameter {name!r} needs a type annotation (write {name}: T)"
+            )
+        if name.startswith("_") or name in RESERVED_PARAMS:
+            raise self.fail(
+                mod,
+                param.name,
+                f"parameter name {name!r} is reserved for the generated code: rename it",
+            )
+        ref = self.type_of(mod, param.annotation.annotation)
+        default = None if param.default is None else self.default(mod, param.default, ref)
+        return Param(name, ref, default, positional_only)
+
+    # -- entry --------------------------------------------------------------------------
+
+    def contract(self) -> Contract | None:
+        try:
+            mod = self.load(self.path)
+        except _Invalid:
+            return None
+        services: list[Service] = []
+        for cls in mod.classes.values():
+            if any(_tail_name(b.value) == "ABC" for b in cls.bases):
+                with contextlib.suppress(_Invalid):
+                    services.append(self.service(mod, cls))
+            elif self.kind_of(cls) is not None:
+                # Declared types are part of the contract even if no method uses them yet.
+                with contextlib.suppress(_Invalid):
+                    self.declared(mod, cls, cls.name)
+        if not services and not any(
+            any(_tail_name(b.value) == "ABC" for b in cls.bases) for cls in mod.classes.values()
+        ):
+            self.errors.append(
+                SpecError(
+                    mod.display,
+                    1,
+                    1,
+                    "no service found: declare a class deriving from ABC with "
+                    "@abstractmethod methods",
+                )
+            )
+        if self.errors:
+            return None
+        return Contract(self.path, tuple(services), self.dataclasses, self.enums)
+
+
+def _is_none(ref: TypeRef) -> bool:
+    return isinstance(ref, Scalar) and ref.name == "None"
+
+
+def _hashable(ref: TypeRef) -> bool:
+    if isinstance(ref, Scalar):
+        return ref.name != "None"
+    if isinstance(ref, Named):
+        return ref.kind == "enum"
+    if isinstance(ref, TupleOf):
+        return all(_hashable(item) for item in ref.items)
+    return False
+
+
+def _spell(ref: TypeRef) -> str:
+    """The type as a user would write it (for messages and for stub annotations)."""
+    if isinstance(ref, Scalar | Named):
+        return ref.name
+    if isinstance(ref, ListOf):
+        return f"list[{_spell(ref.item)}]"
+    if isinstance(ref, SetOf):
+        return f"set[{_spell(ref.item)}]"
+    if isinstance(ref, DictOf):
+        return f"dict[{_spell(ref.key)}, {_spell(ref.value)}]"
+    if isinstance(ref, TupleOf):
+        if ref.variadic:
+            return f"tuple[{_spell(ref.items[0])}, ...]"
+        return f"tuple[{', '.join(_spell(i) for i in ref.items) or '()'}]"
+    return f"{_spell(ref.inner)} | None"
+
+
+spell = _spell
+
+
+def parse_contract(path: Path) -> Contract:
+    """Parse one contract file; raises SpecErrors listing every problem found."""
+    parser = _Parser(path)
+    contract = parser.contract()
+    if contract is None:
+        parser.errors.sort(key=lambda e: (str(e.path), e.line, e.column))
+        raise SpecErrors(parser.errors)
+    return contract
+
+
+def iter_named(ref: TypeRef) -> Iterator[Named]:
+    """Every dataclass and enum a type mentions, outermost first."""
+    if isinstance(ref, Named):
+        yield ref
+    elif isinstance(ref, ListOf | SetOf):
+        yield from iter_named(ref.item)
+    elif isinstance(ref, DictOf):
+        yield from iter_named(ref.key)
+        yield from iter_named(ref.value)
+    elif isinstance(ref, TupleOf):
+        for item in ref.items:
+            yield from iter_named(item)
+    elif isinstance(ref, OptionalOf):
+        yield from iter_named(ref.inner)
