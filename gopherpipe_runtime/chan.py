@@ -66,6 +66,11 @@ class Chan(Generic[T]):
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def error(self) -> BaseException | None:
+        """The error the channel was closed with, if any."""
+        return self._error
+
     def __len__(self) -> int:
         """Items buffered (not counting blocked senders)."""
         return len(self._buffer)
@@ -81,7 +86,7 @@ class Chan(Generic[T]):
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             if self._closed:
-                raise ChanClosed("send on a closed channel")
+                raise self._send_closed_error()
             if len(self._buffer) < self.capacity and not self._senders:
                 self._buffer.append(value)
                 self._notify()
@@ -92,7 +97,7 @@ class Chan(Generic[T]):
             while not sender.taken:
                 if self._closed:
                     self._senders.remove(sender)
-                    raise ChanClosed("channel closed while sending")
+                    raise self._send_closed_error()
                 if not self._wait(deadline):
                     self._senders.remove(sender)
                     raise TimeoutError("send timed out")
@@ -104,7 +109,7 @@ class Chan(Generic[T]):
 
     def _try_send_locked(self, value: T) -> bool:
         if self._closed:
-            raise ChanClosed("send on a closed channel")
+            raise self._send_closed_error()
         if self._senders:
             return False  # older senders go first
         if len(self._buffer) < self.capacity or len(self._buffer) < self._receivers:
@@ -183,6 +188,12 @@ class Chan(Generic[T]):
             self._closed = True
             self._error = error
             self._notify()
+
+    def _send_closed_error(self) -> ChanClosed:
+        # Whoever closed it may have said why (e.g. "the client cancelled the stream").
+        if isinstance(self._error, ChanClosed):
+            return ChanClosed(f"send on a closed channel: {self._error}")
+        return ChanClosed("send on a closed channel")
 
     def _closed_error(self) -> BaseException:
         return self._error if self._error is not None else ChanClosed("channel is closed")

@@ -34,11 +34,26 @@ class FrameType(IntEnum):
     PONG = 0x03
     GOAWAY = 0x04
     CALL = 0x10
+    CALL_STREAM = 0x11
+    MESSAGE = 0x12
+    HALF_CLOSE = 0x13
     STATUS = 0x14
     CANCEL = 0x15
+    CREDIT = 0x16
 
 
-STREAM_FRAMES = frozenset({FrameType.CALL, FrameType.STATUS, FrameType.CANCEL})
+STREAM_FRAMES = frozenset(
+    {
+        FrameType.CALL,
+        FrameType.CALL_STREAM,
+        FrameType.MESSAGE,
+        FrameType.HALF_CLOSE,
+        FrameType.STATUS,
+        FrameType.CANCEL,
+        FrameType.CREDIT,
+    }
+)
+_CREDIT = struct.Struct(">I")
 
 
 class ProtocolError(Exception):
@@ -73,6 +88,17 @@ def decode_goaway(payload: bytes) -> tuple[int, int, str]:
         raise ProtocolError("GOAWAY body shorter than 5 bytes")
     last_stream_id, code = _GOAWAY_HEAD.unpack_from(payload)
     return last_stream_id, code, payload[_GOAWAY_HEAD.size :].decode("utf-8", "replace")
+
+
+def encode_credit(stream_id: int, count: int) -> bytes:
+    return encode_stream_frame(FrameType.CREDIT, stream_id, _CREDIT.pack(count))
+
+
+def decode_credit(payload: bytes) -> int:
+    if len(payload) != _CREDIT.size:
+        raise ProtocolError("CREDIT body must be 4 bytes")
+    (count,) = _CREDIT.unpack(payload)
+    return int(count)
 
 
 class FrameDecoder:

@@ -13,6 +13,7 @@ from typing import Any
 import msgpack
 
 from .frames import MAX_HELLO_SIZE, ProtocolError
+from .stream import DEFAULT_STREAM_WINDOW
 
 PROTOCOL_VERSIONS = (1,)
 AGENT = "gopherpipe-python/0.1"
@@ -31,14 +32,19 @@ class Settings:
     peer_max_frame_size: int
     """The largest frame we may send."""
     peer_agent: str
+    peer_stream_window: int
+    """Items the peer buffers per stream: our initial credit when we stream to it."""
 
 
-def client_hello(codecs: tuple[str, ...], max_frame_size: int) -> bytes:
+def client_hello(
+    codecs: tuple[str, ...], max_frame_size: int, stream_window: int = DEFAULT_STREAM_WINDOW
+) -> bytes:
     return msgpack.packb(  # type: ignore[no-any-return]
         {
             "versions": list(PROTOCOL_VERSIONS),
             "codecs": list(codecs),
             "max_frame_size": max_frame_size,
+            "stream_window": stream_window,
             "agent": AGENT,
         }
     )
@@ -61,8 +67,18 @@ def _frame_size(hello: dict[str, Any]) -> int:
     return size
 
 
+def _stream_window(hello: dict[str, Any]) -> int:
+    window = hello.get("stream_window", DEFAULT_STREAM_WINDOW)
+    if not isinstance(window, int) or isinstance(window, bool) or not 1 <= window <= 1 << 20:
+        raise ProtocolError("HELLO stream_window must be an integer in 1..1048576")
+    return window
+
+
 def server_choose(
-    payload: bytes, codecs: tuple[str, ...], max_frame_size: int
+    payload: bytes,
+    codecs: tuple[str, ...],
+    max_frame_size: int,
+    stream_window: int = DEFAULT_STREAM_WINDOW,
 ) -> tuple[Settings, bytes]:
     """Read a client HELLO; return the settings and the server HELLO to send back.
 
@@ -90,12 +106,14 @@ def server_choose(
         codec=chosen_codec,
         peer_max_frame_size=_frame_size(hello),
         peer_agent=str(hello.get("agent", "")),
+        peer_stream_window=_stream_window(hello),
     )
     reply = msgpack.packb(
         {
             "version": settings.version,
             "codec": chosen_codec,
             "max_frame_size": max_frame_size,
+            "stream_window": stream_window,
             "agent": AGENT,
         }
     )
@@ -115,4 +133,5 @@ def client_accept(payload: bytes, codecs: tuple[str, ...]) -> Settings:
         codec=codec,
         peer_max_frame_size=_frame_size(hello),
         peer_agent=str(hello.get("agent", "")),
+        peer_stream_window=_stream_window(hello),
     )

@@ -18,13 +18,14 @@ import selectors
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from queue import Empty, SimpleQueue
 from types import TracebackType
 from typing import Any, Self
 
 from . import frames
 from .address import Address, listen, parse_address, tune_accepted
+from .chan import ChanClosed
 from .codec import CODECS, DEFAULT_CODECS, Codec, CodecError
 from .context import CallContext, set_current_call
 from .envelope import decode_call, encode_status
@@ -41,8 +42,23 @@ from .frames import (
 )
 from .handshake import HandshakeError, server_choose
 from .pool import LeaderFollowerPool
-from .service import MethodDef, MethodKind, ServiceDef
-from .status import InvalidArgumentError, RpcError, StatusCode
+from .service import MethodDef, ServiceDef
+from .status import (
+    CancelledError,
+    InvalidArgumentError,
+    ResourceExhaustedError,
+    RpcError,
+    StatusCode,
+    UnavailableError,
+)
+from .stream import (
+    DEFAULT_STREAM_WINDOW,
+    Credit,
+    InboundChan,
+    PumpOutcome,
+    pump,
+    stop_source,
+)
 from .writer import ConnectionLost, FrameWriter
 
 log = logging.getLogger("gopherpipe.server")
@@ -70,6 +86,7 @@ class _Connection:
         "handshake_deadline",
         "peer",
         "peer_max_frame_size",
+        "peer_stream_window",
         "preamble",
         "sock",
         "state",
@@ -87,10 +104,37 @@ class _Connection:
         self.decoder = FrameDecoder(frames.MAX_HELLO_SIZE)
         self.codec: Codec | None = None
         self.peer_max_frame_size = frames.MAX_HELLO_SIZE
+        self.peer_stream_window = DEFAULT_STREAM_WINDOW
         self.handshake_deadline = deadline
-        # Open calls by stream id. The I/O thread adds and cancels entries, the
+        # Open calls by stream id. The polling thread adds and cancels entries, the
         # handler thread removes its own; single dict operations are atomic.
-        self.streams: dict[int, CallContext] = {}
+        self.streams: dict[int, _Call] = {}
+
+
+class _Call:
+    """One open call: its context, and for streams the channels and credit."""
+
+    __slots__ = ("context", "credit", "inbound", "outbound")
+
+    def __init__(self, context: CallContext, inbound: InboundChan[Any] | None) -> None:
+        self.context = context
+        self.inbound = inbound
+        """Items from the client (client and bidi streams); made when CALL_STREAM arrives,
+        because MESSAGE frames may follow before a handler thread has read the header."""
+        self.credit: Credit | None = None
+        """What we may send (server and bidi streams); made before the handler runs."""
+        self.outbound: Iterable[Any] | None = None
+        """What the handler returned to stream; stopped if the client cancels."""
+
+    def end(self, error: BaseException, reason: str) -> None:
+        """The call is over from outside (CANCEL, connection lost): unblock everyone."""
+        self.context.cancel()
+        if self.credit is not None:
+            self.credit.abort()
+        if self.inbound is not None:
+            self.inbound.finish(error)
+        if self.outbound is not None:
+            stop_source(self.outbound, reason)
 
 
 class Server:
@@ -103,6 +147,11 @@ class Server:
       codecs              codecs accepted, in preference order (default msgpack, json)
       handshake_timeout   seconds a new connection has to finish HELLO (default 10)
       write_timeout       seconds a peer may stop reading before it is dropped (default 30)
+      stream_window       items buffered per inbound stream before the client must wait
+                          (flow control; default 1024)
+
+    A streaming call occupies one handler thread for as long as its stream is
+    open, so `max_workers` also bounds concurrent streams.
     """
 
     def __init__(
@@ -114,6 +163,7 @@ class Server:
         codecs: tuple[str, ...] = DEFAULT_CODECS,
         handshake_timeout: float = 10.0,
         write_timeout: float = 30.0,
+        stream_window: int = DEFAULT_STREAM_WINDOW,
     ) -> None:
         unknown = [c for c in codecs if c not in CODECS]
         if unknown:
@@ -125,6 +175,7 @@ class Server:
         self._codecs = tuple(codecs)
         self._handshake_timeout = handshake_timeout
         self._write_timeout = write_timeout
+        self._stream_window = stream_window
         self._pool = LeaderFollowerPool(
             max_workers, max(max_pending_calls, max_workers), self._poll_once, self._wake
         )
@@ -310,9 +361,10 @@ class Server:
             self._selector.unregister(conn.sock)
         conn.writer.close()
         conn.sock.close()
-        for call in list(conn.streams.values()):
-            call.cancel()
+        calls = list(conn.streams.values())
         conn.streams.clear()
+        for call in calls:
+            call.end(UnavailableError("connection to the client lost"), "the client went away")
 
     def _on_readable(self, conn: _Connection) -> None:
         try:
@@ -386,11 +438,25 @@ class Server:
                 continue
             frame_type = frame.type
             if frame_type == FrameType.CALL:
-                self._on_call(conn, frame.stream_id, frame.payload)
+                self._on_call(conn, frame.stream_id, frame.payload, False)
+            elif frame_type == FrameType.MESSAGE:
+                self._on_message(conn, frame.stream_id, frame.payload)
+            elif frame_type == FrameType.CREDIT:
+                call = conn.streams.get(frame.stream_id)
+                if call is not None and call.credit is not None:
+                    call.credit.grant(frames.decode_credit(frame.payload))
+            elif frame_type == FrameType.HALF_CLOSE:
+                call = conn.streams.get(frame.stream_id)
+                if call is not None and call.inbound is not None:
+                    call.inbound.finish()
+            elif frame_type == FrameType.CALL_STREAM:
+                self._on_call(conn, frame.stream_id, frame.payload, True)
             elif frame_type == FrameType.CANCEL:
                 call = conn.streams.pop(frame.stream_id, None)
                 if call is not None:
-                    call.cancel()
+                    call.end(
+                        CancelledError("the client cancelled the call"), "the client cancelled"
+                    )
             elif frame_type == FrameType.PING:
                 conn.writer.write_nowait(encode_frame(FrameType.PONG, frame.payload))
             elif frame_type in (FrameType.HELLO, FrameType.STATUS):
@@ -403,21 +469,28 @@ class Server:
     def _on_hello(self, conn: _Connection, frame: frames.Frame) -> None:
         if frame.type != FrameType.HELLO:
             raise ProtocolError("the first frame must be HELLO")
-        settings, reply = server_choose(frame.payload, self._codecs, self._max_frame_size)
+        settings, reply = server_choose(
+            frame.payload, self._codecs, self._max_frame_size, self._stream_window
+        )
         conn.codec = CODECS[settings.codec]
         conn.peer_max_frame_size = settings.peer_max_frame_size
+        conn.peer_stream_window = settings.peer_stream_window
         conn.decoder.max_frame_size = self._max_frame_size
         conn.state = "open"
         conn.writer.write_nowait(encode_frame(FrameType.HELLO, reply))
 
-    def _on_call(self, conn: _Connection, stream_id: int, payload: bytes) -> None:
+    def _on_call(
+        self, conn: _Connection, stream_id: int, payload: bytes, client_streams: bool
+    ) -> None:
         if stream_id in conn.streams:
             raise ProtocolError(f"stream {stream_id} is already open")
         if self._draining:
             self._reply_nowait(conn, stream_id, StatusCode.UNAVAILABLE, "server is shutting down")
             return
-        call = CallContext("", "", {}, conn.peer, None)
-        call.deadline = time.monotonic()  # arrival time until the header is read
+        context = CallContext("", "", {}, conn.peer, None)
+        context.deadline = time.monotonic()  # arrival time until the header is read
+        inbound = self._inbound(conn, stream_id) if client_streams else None
+        call = _Call(context, inbound)
         conn.streams[stream_id] = call
         if not self._pool.try_submit(self._serve_call, conn, stream_id, payload, call):
             conn.streams.pop(stream_id, None)
@@ -427,6 +500,32 @@ class Server:
                 StatusCode.RESOURCE_EXHAUSTED,
                 f"server is at its limit of {self._pool.max_pending} pending calls",
             )
+
+    def _inbound(self, conn: _Connection, stream_id: int) -> InboundChan[Any]:
+        writer = conn.writer
+
+        def return_credit(count: int) -> None:
+            writer.write_nowait(frames.encode_credit(stream_id, count))
+
+        def stop_client() -> None:
+            # The handler closed its inbound channel: the client may stop sending.
+            writer.write_nowait(encode_stream_frame(FrameType.CANCEL, stream_id, b""))
+
+        return InboundChan(self._stream_window, return_credit, stop_client)
+
+    def _on_message(self, conn: _Connection, stream_id: int, payload: bytes) -> None:
+        call = conn.streams.get(stream_id)
+        if call is None or call.inbound is None:
+            return  # the call ended or was cancelled while this was in flight
+        assert conn.codec is not None
+        try:
+            items = conn.codec.decode(payload)
+        except CodecError as exc:
+            raise ProtocolError(f"malformed MESSAGE on stream {stream_id}: {exc}") from None
+        if type(items) is not list or not items:
+            raise ProtocolError(f"MESSAGE on stream {stream_id} is not a non-empty array")
+        if not call.inbound.deliver(items):
+            raise ProtocolError(f"stream {stream_id} sent beyond its credit")
 
     def _reply_nowait(
         self, conn: _Connection, stream_id: int, code: StatusCode, message: str
@@ -459,12 +558,10 @@ class Server:
 
     # -- handler threads --------------------------------------------------------
 
-    def _serve_call(
-        self, conn: _Connection, stream_id: int, payload: bytes, call: CallContext
-    ) -> None:
+    def _serve_call(self, conn: _Connection, stream_id: int, payload: bytes, call: _Call) -> None:
         codec = conn.codec
         assert codec is not None
-        code, message, result = self._run_call(payload, call, codec)
+        code, message, result = self._run_call(conn, stream_id, payload, call, codec)
         if conn.streams.pop(stream_id, None) is None:
             return  # cancelled by the client or the connection is gone: nobody listens
         try:
@@ -482,8 +579,21 @@ class Server:
         with contextlib.suppress(ConnectionLost):
             conn.writer.write(encode_stream_frame(FrameType.STATUS, stream_id, body))
 
-    def _run_call(self, payload: bytes, call: CallContext, codec: Codec) -> tuple[int, str, Any]:
+    def _run_call(
+        self, conn: _Connection, stream_id: int, payload: bytes, call: _Call, codec: Codec
+    ) -> tuple[int, str, Any]:
         """Decode, dispatch and run one call; returns (code, message, wire result)."""
+        try:
+            return self._dispatch(conn, stream_id, payload, call, codec)
+        finally:
+            if call.inbound is not None:
+                # Whatever the handler did not read is dropped; later MESSAGEs too.
+                call.inbound.finish()
+
+    def _dispatch(
+        self, conn: _Connection, stream_id: int, payload: bytes, state: _Call, codec: Codec
+    ) -> tuple[int, str, Any]:
+        call = state.context
         try:
             header = decode_call(codec, payload)
         except ProtocolError as exc:
@@ -504,33 +614,117 @@ class Server:
                 f"service {header.service!r} has no method {header.method!r}",
                 None,
             )
-        if method.kind is not MethodKind.UNARY:
-            return StatusCode.UNIMPLEMENTED, f"{method.kind.value} calls are not supported", None
         if call.cancelled:
             return StatusCode.DEADLINE_EXCEEDED, "deadline passed before the call started", None
-        return self._invoke(method, header.args, call, header.service, header.method)
-
-    def _invoke(
-        self, method: MethodDef, wire_args: Any, call: CallContext, service: str, name: str
-    ) -> tuple[int, str, Any]:
+        name = f"{header.service}.{header.method}"
         try:
-            args = method.decode_args(wire_args)
+            args = method.decode_args(header.args)
         except InvalidArgumentError as exc:
             return StatusCode.INVALID_ARGUMENT, exc.message, None
         except Exception as exc:
-            log.exception("decoding arguments of %s.%s failed", service, name)
+            log.exception("decoding arguments of %s failed", name)
             return StatusCode.INTERNAL, f"cannot decode arguments: {exc}", None
+        if method.client_streams:
+            if state.inbound is None:  # plain CALL: the client's stream is empty
+                state.inbound = self._inbound(conn, stream_id)
+                state.inbound.finish()
+            state.inbound.decode_item = method.decode_item
+            position = len(args) if method.stream_param is None else method.stream_param
+            args = (*args[:position], state.inbound, *args[position:])
+        if method.server_streams:
+            state.credit = Credit(conn.peer_stream_window)
         set_current_call(call)
         try:
             result = method.call(*args)
         except RpcError as exc:
             return exc.code, exc.message, None
         except BaseException as exc:  # the caller must always get an answer
-            log.exception("handler %s.%s raised", service, name)
+            log.exception("handler %s raised", name)
             return StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}", None
         finally:
             set_current_call(None)
+        if method.server_streams:
+            return self._stream_out(conn, stream_id, state, method, result, codec, name)
         try:
             return StatusCode.OK, "", method.encode_result(result)
         except InvalidArgumentError as exc:
             return StatusCode.INTERNAL, f"handler returned a wrong value: {exc.message}", None
+
+    def _stream_out(
+        self,
+        conn: _Connection,
+        stream_id: int,
+        state: _Call,
+        method: MethodDef,
+        source: Any,
+        codec: Codec,
+        name: str,
+    ) -> tuple[int, str, Any]:
+        """Pump what a server-streaming handler returned to the client; the final status."""
+        if not isinstance(source, Iterable):
+            return (
+                StatusCode.INTERNAL,
+                f"handler returned {type(source).__name__}, not a Chan or iterable",
+                None,
+            )
+        assert state.credit is not None and method.encode_item is not None
+        state.outbound = source
+        if state.context._cancelled:  # cancelled while the handler ran
+            stop_source(source, "the client cancelled the call")
+            return StatusCode.CANCELLED, "cancelled", None
+        encode_item = method.encode_item
+
+        def checked(item: Any) -> Any:
+            try:
+                return encode_item(item)
+            except InvalidArgumentError as exc:
+                raise _BadItem(exc.message) from None
+
+        def send(batch: list[Any]) -> None:
+            self._send_items(conn, stream_id, batch, codec)
+
+        try:
+            outcome, error = pump(source, checked, send, state.credit)
+        except ConnectionLost:
+            outcome, error = PumpOutcome.ABORTED, None
+        except RpcError as exc:  # an item too large for the client's frames
+            stop_source(source, exc.message)
+            return exc.code, exc.message, None
+        if outcome == PumpOutcome.DONE:
+            return StatusCode.OK, "", None
+        if outcome == PumpOutcome.ABORTED:
+            stop_source(source, "the client cancelled the call")
+            return StatusCode.CANCELLED, "cancelled", None
+        stop_source(source, "the stream failed")
+        if isinstance(error, _BadItem):
+            return StatusCode.INTERNAL, f"handler sent a wrong value: {error}", None
+        if isinstance(error, RpcError):
+            return error.code, error.message, None
+        if isinstance(error, ChanClosed):
+            return StatusCode.CANCELLED, str(error), None
+        log.error("stream of %s failed: %r", name, error)
+        return StatusCode.INTERNAL, f"{type(error).__name__}: {error}", None
+
+    def _send_items(
+        self, conn: _Connection, stream_id: int, batch: list[Any], codec: Codec
+    ) -> None:
+        """Write one MESSAGE frame, or several if the batch is too big for one."""
+        try:
+            body = codec.encode(batch)
+        except CodecError as exc:
+            raise _BadItem(str(exc)) from None
+        if len(body) + frames.STREAM_ID_SIZE > conn.peer_max_frame_size:
+            if len(batch) == 1:
+                raise ResourceExhaustedError(
+                    f"stream item of {len(body)} bytes exceeds the client's max frame size "
+                    f"of {conn.peer_max_frame_size}"
+                )
+            half = len(batch) // 2
+            self._send_items(conn, stream_id, batch[:half], codec)
+            self._send_items(conn, stream_id, batch[half:], codec)
+            return
+        conn.writer.write(encode_stream_frame(FrameType.MESSAGE, stream_id, body))
+
+
+class _BadItem(Exception):
+    """A streamed item that does not fit the contract: the handler's bug."""

@@ -30,7 +30,23 @@ class MethodDef:
     call: Callable[..., Any]
     """The user's implementation method, bound."""
     encode_result: Callable[[Any], Any]
-    """The handler's return value -> wire form; raises InvalidArgumentError."""
+    """The handler's return value -> wire form; raises InvalidArgumentError.
+    Unused for server-streaming and bidi methods, whose result is the stream."""
+    stream_param: int | None = None
+    """Client and bidi streams: where the runtime inserts the inbound `Chan` among
+    the positional arguments (the stream itself is not in the wire argument list)."""
+    decode_item: Callable[[Any], Any] | None = None
+    """Client and bidi streams: wire item -> Python value; raises InvalidArgumentError."""
+    encode_item: Callable[[Any], Any] | None = None
+    """Server and bidi streams: Python value -> wire item; raises InvalidArgumentError."""
+
+    @property
+    def client_streams(self) -> bool:
+        return self.kind in (MethodKind.CLIENT_STREAM, MethodKind.BIDI)
+
+    @property
+    def server_streams(self) -> bool:
+        return self.kind in (MethodKind.SERVER_STREAM, MethodKind.BIDI)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,225 @@
+"""The pieces both ends of a stream share: credit, inbound channels, and the pump.
+
+Flow control is counted in items. Each side announces in HELLO how many items it
+will buffer per stream (`stream_window`); a sender may have at most that many
+items unconsumed at the receiver. The receiver returns credit (a CREDIT frame)
+as its user takes items out, half a window at a time. So a consumer that stops
+reading stops the producer -- its `send` blocks -- and the items queued for one
+stream never exceed one window, however fast the producer is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from .chan import Chan, ChanClosed
+
+T = TypeVar("T")
+
+DEFAULT_STREAM_WINDOW = 1024
+MAX_BATCH_ITEMS = 512
+
+
+class Credit:
+    """How many items we may still send on one stream."""
+
+    def __init__(self, initial: int) -> None:
+        self._available = initial
+        self._aborted = False
+        self._changed = threading.Condition(threading.Lock())
+
+    def wait(self, most: int) -> int:
+        """Block until some credit is there; return how much to use (<= most), 0 if aborted."""
+        with self._changed:
+            while self._available <= 0 and not self._aborted:
+                self._changed.wait()
+            return 0 if self._aborted else min(most, self._available)
+
+    def spend(self, count: int) -> None:
+        with self._changed:
+            self._available -= count
+
+    def grant(self, count: int) -> None:
+        with self._changed:
+            self._available += count
+            self._changed.notify_all()
+
+    def abort(self) -> None:
+        with self._changed:
+            self._aborted = True
+            self._changed.notify_all()
+
+    @property
+    def aborted(self) -> bool:
+        return self._aborted
+
+
+class InboundChan(Chan[T]):
+    """A channel fed by the connection with items from the peer.
+
+    It holds at most one window of items (the peer's credit guarantees that), and
+    every item the user takes out -- by `recv`, iteration, `try_recv` or `select`
+    -- counts towards the next CREDIT. Closing it from user code tells the peer
+    to stop (`on_abandon`); the connection ends it with `finish`.
+    """
+
+    def __init__(
+        self,
+        window: int,
+        on_consumed: Callable[[int], None],
+        on_abandon: Callable[[], None],
+    ) -> None:
+        super().__init__(window)
+        self._on_consumed = on_consumed
+        self._on_abandon = on_abandon
+        self._consumed = 0
+        self._credit_step = max(1, window // 2)
+        self._finished = False
+        self.decode_item: Callable[[Any], Any] | None = None
+        """Applied as the user takes each item, on the user's thread: items travel in
+        wire form until then, so decoding cost lands on the consumer, not on the
+        thread that reads the socket for every stream."""
+
+    def deliver(self, items: Sequence[T]) -> bool:
+        """Queue items from the peer without blocking; False if that breaks the window."""
+        with self._lock:
+            if self._closed:
+                return True  # the user closed it: drop what is still in flight
+            if len(self._buffer) + len(items) > self.capacity:
+                return False
+            self._buffer.extend(items)
+            self._notify()
+            return True
+
+    def finish(self, error: BaseException | None = None) -> None:
+        """The stream ended (peer half-closed, failed, or the connection dropped)."""
+        self._finished = True
+        super().close(error)
+
+    def close(self, error: BaseException | None = None) -> None:
+        """Stop receiving: the peer is told to stop sending; buffered items are dropped."""
+        with self._lock:
+            abandoning = not self._closed and not self._finished
+            self._buffer.clear()
+        super().close(error)
+        if abandoning:
+            self._on_abandon()
+
+    def _try_recv_locked(self) -> tuple[bool, T | None]:
+        taken, value = super()._try_recv_locked()
+        if not taken:
+            return taken, value
+        if not self._finished:
+            self._consumed += 1
+            if self._consumed >= self._credit_step:
+                consumed, self._consumed = self._consumed, 0
+                self._on_consumed(consumed)
+        if self.decode_item is not None:
+            value = self.decode_item(value)
+        return taken, value
+
+
+class PumpOutcome:
+    """How a pump ended: the source was exhausted, it failed, or sending was aborted."""
+
+    DONE = "done"
+    FAILED = "failed"
+    ABORTED = "aborted"
+
+
+def pump(
+    source: Iterable[Any],
+    encode_item: Callable[[Any], Any],
+    send_batch: Callable[[list[Any]], None],
+    credit: Credit,
+) -> tuple[str, BaseException | None]:
+    """Move items from `source` to the wire in batches, never beyond the credit.
+
+    Credit is awaited *before* an item is taken from the source, so when the
+    receiver stops reading, the producer feeding `source` blocks too. From a
+    `Chan` it batches whatever is already queued (up to the credit) into one
+    frame; a list or tuple is sliced; any other iterable goes one item a frame
+    (the writer still coalesces frames on the socket).
+
+    Returns (outcome, error): the error is the source's close error or the
+    exception raised while producing or encoding an item.
+    """
+    if isinstance(source, Chan):
+        return _pump_chan(source, encode_item, send_batch, credit)
+    if isinstance(source, list | tuple):
+        position = 0
+        while position < len(source):
+            allowance = credit.wait(MAX_BATCH_ITEMS)
+            if not allowance:
+                return PumpOutcome.ABORTED, None
+            chunk = source[position : position + allowance]
+            try:
+                batch = [encode_item(item) for item in chunk]
+            except Exception as exc:
+                return PumpOutcome.FAILED, exc
+            credit.spend(len(batch))
+            send_batch(batch)
+            position += len(batch)
+        return PumpOutcome.DONE, None
+    iterator = iter(source)
+    while True:
+        if not credit.wait(1):
+            return PumpOutcome.ABORTED, None
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return PumpOutcome.DONE, None
+        except Exception as exc:
+            return PumpOutcome.FAILED, exc
+        try:
+            encoded = encode_item(item)
+        except Exception as exc:
+            return PumpOutcome.FAILED, exc
+        credit.spend(1)
+        send_batch([encoded])
+
+
+def _pump_chan(
+    source: Chan[Any],
+    encode_item: Callable[[Any], Any],
+    send_batch: Callable[[list[Any]], None],
+    credit: Credit,
+) -> tuple[str, BaseException | None]:
+    while True:
+        allowance = credit.wait(MAX_BATCH_ITEMS)
+        if not allowance:
+            return PumpOutcome.ABORTED, None
+        item, ok = source.recv_ok()
+        if not ok:
+            error = source.error
+            return (PumpOutcome.FAILED, error) if error is not None else (PumpOutcome.DONE, None)
+        try:
+            batch = [encode_item(item)]
+            while len(batch) < allowance:
+                item, ok = source.try_recv()
+                if not ok:
+                    break
+                batch.append(encode_item(item))
+        except Exception as exc:
+            return PumpOutcome.FAILED, exc
+        credit.spend(len(batch))
+        send_batch(batch)
+
+
+def stop_source(source: Iterable[Any], reason: str) -> None:
+    """Tell whoever feeds `source` that nobody will read it any more.
+
+    A Chan is closed, so its producer's next `send` raises ChanClosed; a
+    generator is closed, so it gets GeneratorExit at its `yield`.
+    """
+    if isinstance(source, Chan):
+        source.close(ChanClosed(reason))
+    else:
+        close = getattr(source, "close", None)
+        if callable(close):
+            # ValueError: a generator running in another thread cannot be closed.
+            with contextlib.suppress(Exception):
+                close()
