@@ -1,0 +1,79 @@
+"""bench/ itself: the timing helpers, and `python -m bench --quick` end to end.
+
+The end-to-end run covers GopherPipe and the raw-socket floor only, so it needs no grpcio and
+always runs; it checks that figures come out, never how fast they are.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+# bench/ is not an installed package; plain `pytest` (unlike `python -m pytest`) does not put
+# the repository root on sys.path.
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench import measure  # noqa: E402
+
+
+def test_percentile_is_nearest_rank() -> None:
+    samples = list(range(1, 101))
+    assert measure.percentile(samples, 50) == 50
+    assert measure.percentile(samples, 99) == 99
+    assert measure.percentile([7], 99) == 7
+
+
+def test_a_wrong_echo_is_an_error_not_a_fast_call() -> None:
+    with pytest.raises(measure.EchoMismatchError):
+        measure.unary_latency(lambda text: text[:-1], "abc", calls=3, warmup=0)
+    with pytest.raises(measure.EchoMismatchError):
+        measure.unary_throughput(lambda text: "", "abc", 4, 3, 0)
+
+
+def test_throughput_counts_every_thread() -> None:
+    figures = measure.unary_throughput(lambda text: text, "abc", 4, 25, 2)
+    assert figures["calls"] == 100
+    assert figures["calls_per_s"] > 0
+
+
+def test_rounds_combine_to_medians_with_spread() -> None:
+    runs = [{"s": {"p50_us": v, "calls": 10}} for v in (3.0, 1.0, 2.0)]
+    combined = measure.combine_rounds(runs)["s"]
+    assert (combined["p50_us"], combined["p50_us_min"], combined["p50_us_max"]) == (2.0, 1.0, 3.0)
+    assert combined["calls"] == 10
+
+
+def test_quick_run_over_gopherpipe_and_the_floor(tmp_path: Path) -> None:
+    figures_path = tmp_path / "figures.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--frameworks",
+            "rawsocket,gopherpipe",
+            "--json",
+            str(figures_path),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = json.loads(figures_path.read_text())["results"]
+    gopherpipe = results["gopherpipe"]
+    assert gopherpipe["unary_latency"]["calls"] > 0
+    assert gopherpipe["unary_latency"]["p50_us"] > 0
+    assert gopherpipe["unary_throughput"]["threads"] == 16
+    assert gopherpipe["unary_throughput"]["calls_per_s"] > 0
+    assert results["rawsocket"]["unary_latency"]["p50_us"] > 0
+    assert "p50 gopherpipe/raw socket = " in done.stdout
