@@ -44,7 +44,9 @@ def generate(paths: list[Path], out_dir: Path | None) -> list[Output]:
 
 @app.command()
 def gen(
-    paths: Annotated[list[Path], typer.Argument(help="Contract files (service.py).")],
+    paths: Annotated[
+        list[Path], typer.Argument(help="Contract files (service.py).", show_default=False)
+    ],
     out: Annotated[
         Path | None,
         typer.Option("-o", "--out", help="Write stubs here instead of next to each contract."),

@@ -266,10 +266,8 @@ class _Emitter:
 
     def fixed_tuple(self, name: str, ref: TupleOf, encode: bool, returns: str) -> Converter:
         size = len(ref.items)
-        if encode:
-            check = f"items = {self.helper('check_tuple')}(value, path, {size})"
-        else:
-            check = f"items = {self.helper('check_wire_tuple')}(value, path, {size})"
+        checker = self.helper("check_tuple" if encode else "check_wire_tuple")
+        check = f"{'items = ' if size else ''}{checker}(value, path, {size})"
         fast_items = [
             self.call(item, encode, f"items[{i}]", "path") for i, item in enumerate(ref.items)
         ]
@@ -360,7 +358,7 @@ class _Emitter:
                 encode=True,
             )
         check = (
-            f"items = {self.helper('check_record')}"
+            f"{'items = ' if total else ''}{self.helper('check_record')}"
             f'(value, path, "{cls}", {record.required}, {total})'
         )
         fast_args = [

@@ -174,9 +174,13 @@ class _Parser:
         try:
             tree = cst.parse_module(source)
         except cst.ParserSyntaxError as exc:
+            # libcst's message lists every token it expected: too long to help.
             self.errors.append(
                 SpecError(
-                    display, exc.raw_line, exc.raw_column + 1, f"invalid Python: {exc.message}"
+                    display,
+                    exc.editor_line,
+                    exc.editor_column,
+                    "invalid Python syntax: the contract must be a module Python can parse",
                 )
             )
             raise _Invalid() from None
@@ -669,6 +673,13 @@ class _Parser:
             raise self.fail(mod, fn.name, "async methods are not supported: use def")
         if name.startswith("_"):
             raise self.fail(mod, fn.name, f"RPC method names may not start with '_': {name!r}")
+        if name in SCALARS or name in {"list", "dict", "tuple", "set"}:
+            raise self.fail(
+                mod,
+                fn.name,
+                f"method name {name!r} would hide the type {name} in the stubs' annotations: "
+                "choose another name",
+            )
         if name in RESERVED_METHODS:
             raise self.fail(
                 mod,

@@ -1,0 +1,6 @@
+from abc import ABC, abstractmethod
+
+
+class S(ABC):
+    @abstractmethod
+    def f(self, items: list[int] = []) -> None: ...

@@ -1,0 +1,8 @@
+import datetime
+
+from abc import ABC, abstractmethod
+
+
+class S(ABC):
+    @abstractmethod
+    def f(self) -> datetime.date: ...

@@ -1,0 +1,8 @@
+from abc import ABC, abstractmethod
+
+
+class S(ABC):
+    VERSION = 2
+
+    @abstractmethod
+    def f(self) -> int: ...
