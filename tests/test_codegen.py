@@ -86,7 +86,7 @@ def test_import_rule_for_flat_package_and_imported_types() -> None:
 def test_spec_errors(case: str, in_tmp: Path, update_goldens: bool) -> None:
     source = ERRORS / f"{case}.py"
     (in_tmp / source.name).write_bytes(source.read_bytes())
-    code, stdout, stderr = run("gen", source.name)
+    code, _, stderr = run("gen", source.name)
     expected = ERRORS / f"{case}.err"
     if update_goldens:
         expected.write_text(stderr, encoding="utf-8", newline="\n")
