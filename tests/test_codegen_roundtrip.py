@@ -1,0 +1,400 @@
+"""The generated conversion code, in process: client stub -> msgpack -> server stub -> impl
+and back, for every contract type; wrong values are refused with the field's path."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import math
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import msgpack
+import pytest
+
+from gopherpipe_gen.cli import generate
+from gopherpipe_runtime import InternalError, InvalidArgumentError, ServiceDef
+
+FLAT_MODULES = ("service", "service_client", "service_server", "models")
+
+
+def wire(value: Any) -> Any:
+    """What a msgpack peer would receive."""
+    return msgpack.unpackb(msgpack.packb(value, use_bin_type=True), raw=False, strict_map_key=False)
+
+
+class Loopback:
+    """Stands in for both a Pipe and a Server: a call crosses msgpack twice, in process."""
+
+    def __init__(self) -> None:
+        self.services: dict[str, ServiceDef] = {}
+        self.calls: list[tuple[str, str, Any]] = []
+
+    def add_service(self, service: ServiceDef) -> None:
+        self.services[service.name] = service
+
+    def unary(self, service: str, method: str, args: list[Any], options: Any) -> Any:
+        received = wire(args)
+        self.calls.append((service, method, received))
+        handler = self.services[service].methods[method]
+        result = handler.call(*handler.decode_args(received))
+        return wire(handler.encode_result(result))
+
+
+class Stubs:
+    def __init__(self, contract: ModuleType, client: ModuleType, server: ModuleType) -> None:
+        self.contract, self.client, self.server = contract, client, server
+
+
+@pytest.fixture(scope="module")
+def load_case(
+    tmp_path_factory: pytest.TempPathFactory, copy_case: Callable[[str, Path], Path]
+) -> Iterator[Callable[[str], Stubs]]:
+    loaded: dict[str, Stubs] = {}
+
+    def load(case: str) -> Stubs:
+        if case not in loaded:
+            folder = copy_case(case, tmp_path_factory.mktemp("roundtrip"))
+            for output in generate([folder / "service.py"], None):
+                output.path.write_text(output.text)
+            # Flat contracts are all called `service`: import each case in isolation.
+            for name in FLAT_MODULES:
+                sys.modules.pop(name, None)
+            sys.path.insert(0, str(folder))
+            try:
+                loaded[case] = Stubs(*(importlib.import_module(n) for n in FLAT_MODULES[:3]))
+            finally:
+                sys.path.remove(str(folder))
+                for name in FLAT_MODULES:
+                    sys.modules.pop(name, None)
+        return loaded[case]
+
+    yield load
+
+
+def echo_impl(abc: type) -> Any:
+    """An implementation of `abc` whose every method returns its argument(s)."""
+
+    def echo(self: Any, *args: Any) -> Any:
+        return args[0] if len(args) == 1 else (args or None)
+
+    methods = {name: echo for name in abc.__abstractmethods__}
+    return type(f"Echo{abc.__name__}", (abc,), methods)()
+
+
+@pytest.fixture(scope="module")
+def types(load_case: Callable[[str], Stubs]) -> Stubs:
+    return load_case("types")
+
+
+@pytest.fixture(scope="module")
+def client(types: Stubs) -> Any:
+    loop = Loopback()
+    types.server.register_types(loop, echo_impl(types.contract.Types))
+    return types.client.TypesClient(loop)
+
+
+def values(c: ModuleType) -> dict[str, list[Any]]:
+    tagged = c.Tagged("t", {"a", "b"}, c.Color.BLUE, [1, 2], "note")
+    tree = c.Node(1, [c.Node(2, []), c.Node(3, [c.Node(4, [])])])
+    return {
+        "nothing": [None],
+        "boolean": [True, False],
+        "integer": [0, -(2**63), 2**64 - 1],
+        "number": [0.0, -1.5e-300, math.inf],
+        "text": ["", "gophers ✓ \x00"],
+        "blob": [b"", bytes(range(256))],
+        "ints": [[], [1, -2, 3]],
+        "floats": [[], [1.5, -0.0]],
+        "points": [[], [c.Point(1.0, 2.0), c.Point(-1.0, math.inf)]],
+        "unique": [set(), {"x", "y"}],
+        "unique_pairs": [{(1, c.Color.RED), (2, c.Color.GREEN)}],
+        "pair": [(1, "one")],
+        "single": [(c.Point(0.5, 0.25),)],
+        "empty_tuple": [()],
+        "many": [(), (1.0, 2.0, 3.0)],
+        "by_str": [{}, {"a": 1, "": -1}],
+        "by_int": [{1: [c.Point(1.0, 1.0)], -5: []}],
+        "by_float": [{1.5: True, -0.5: False}],
+        "by_bool": [{True: "yes", False: "no"}],
+        "by_bytes": [{b"\x00": b"\xff", b"": b""}],
+        "by_color": [{c.Color.RED: c.Shape.CIRCLE, c.Color.BLUE: c.Shape.SQUARE}],
+        "by_pair": [{(1, "a"): 1.0, (2, "b"): -2.0}],
+        "maybe": [None, 7],
+        "maybe_point": [None, c.Point(3.0, 4.0)],
+        "maybe_union": [None, "s"],
+        "nested": [[], [{"k": [tagged, None]}, {}]],
+        "color": list(c.Color),
+        "shape": list(c.Shape),
+        "level": list(c.Level),
+        "tagged": [tagged, c.Tagged("plain", set())],
+        "tree": [tree],
+        "empty": [c.Empty()],
+        "derived": [c.Derived(1), c.Derived(2, "two")],
+    }
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal and of exactly the same types, all the way down."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if hasattr(a, "__dataclass_fields__"):
+        return all(same(getattr(a, f), getattr(b, f)) for f in a.__dataclass_fields__)
+    return bool(a == b)
+
+
+def test_every_method_of_the_types_case_is_exercised(types: Stubs) -> None:
+    assert set(values(types.contract)) | {"mixed"} == types.contract.Types.__abstractmethods__
+
+
+METHODS = [
+    "nothing", "boolean", "integer", "number", "text", "blob", "ints", "floats", "points",
+    "unique", "unique_pairs", "pair", "single", "empty_tuple", "many", "by_str", "by_int",
+    "by_float", "by_bool", "by_bytes", "by_color", "by_pair", "maybe", "maybe_point",
+    "maybe_union", "nested", "color", "shape", "level", "tagged", "tree", "empty", "derived",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_round_trip(types: Stubs, client: Any, method: str) -> None:
+    for value in values(types.contract)[method]:
+        echoed = getattr(client, method)(value)
+        assert same(echoed, value), (method, value, echoed)
+
+
+def test_every_method_of_the_types_case_is_round_tripped(types: Stubs) -> None:
+    assert set(METHODS) == set(values(types.contract))
+    assert set(METHODS) | {"mixed"} == types.contract.Types.__abstractmethods__
+
+
+def test_several_arguments(types: Stubs, client: Any) -> None:
+    c = types.contract
+    result = client.mixed(1, ["a"], {"p": c.Point(1.0, 2.0)})
+    assert same(result, (1, ["a"], {"p": c.Point(1.0, 2.0)}))
+
+
+def test_lenient_inputs_arrive_as_the_declared_type(types: Stubs, client: Any) -> None:
+    c = types.contract
+    assert same(client.number(3), 3.0)
+    assert same(client.integer(True), 1)
+    assert same(client.floats([1, 2.5]), [1.0, 2.5])
+    assert same(client.ints([True, 2]), [1, 2])
+    assert same(client.blob(bytearray(b"ab")), b"ab")
+    assert same(client.points([c.Point(1, 2)]), [c.Point(1.0, 2.0)])
+    assert same(client.unique(frozenset({"a"})), {"a"})
+    assert same(client.by_float({1: True}), {1.0: True})
+
+
+def test_wire_form(types: Stubs) -> None:
+    c = types.contract
+    loop = Loopback()
+    types.server.register_types(loop, echo_impl(c.Types))
+    stub = types.client.TypesClient(loop)
+    stub.tagged(c.Tagged("t", {"a"}, c.Color.GREEN))
+    stub.by_pair({(1, "a"): 2.0})
+    stub.shape(c.Shape.SQUARE)
+    stub.many((1.0,))
+    assert [call[2] for call in loop.calls] == [
+        [["t", ["a"], 2, [], None]],
+        [[[[1, "a"], 2.0]]],
+        ["square"],
+        [[1.0]],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("method", "value", "message"),
+    [
+        ("integer", "1", "integer(): argument 'value': expected int, got str"),
+        ("number", None, "number(): argument 'value': expected float, got NoneType"),
+        ("nothing", 0, "nothing(): argument 'value': expected None, got int"),
+        ("ints", (1, 2), "ints(): argument 'value': expected list, got tuple"),
+        ("ints", [1, "2"], "ints(): argument 'value'[1]: expected int, got str"),
+        ("unique", ["a"], "unique(): argument 'value': expected set, got list"),
+        ("pair", (1,), "pair(): argument 'value': expected a tuple of 2 items, got 1"),
+        ("pair", (1, 2), "pair(): argument 'value'[1]: expected str, got int"),
+        ("many", [1.0], "many(): argument 'value': expected tuple, got list"),
+        ("by_str", {1: 1}, "by_str(): argument 'value' key 1: expected str, got int"),
+        ("by_str", {"a": "b"}, "by_str(): argument 'value'['a']: expected int, got str"),
+        ("by_pair", {(1, 2): 1.0}, "by_pair(): argument 'value' key (1, 2)[1]: expected str"),
+        ("color", 1, "color(): argument 'value': expected Color, got int"),
+        ("shape", "circle", "shape(): argument 'value': expected Shape, got str"),
+        ("level", 0, "level(): argument 'value': expected Level, got int"),
+        ("maybe", "x", "maybe(): argument 'value': expected int, got str"),
+    ],
+)
+def test_client_refuses_wrong_arguments(client: Any, method: str, value: Any, message: str) -> None:
+    with pytest.raises(InvalidArgumentError) as info:
+        getattr(client, method)(value)
+    assert info.value.message.startswith(message)
+
+
+def test_error_paths_reach_into_nested_values(types: Stubs, client: Any) -> None:
+    c = types.contract
+    bad = c.Tagged("t", {"a", 2})  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match=r"nested\(\): argument 'value'\[0\]\['k'\]"
+                       r"\[1\]\.tags\[\d\]: expected str, got int$"):  # fmt: skip
+        client.nested([{"k": [None, bad]}])
+    with pytest.raises(InvalidArgumentError, match=r"'value'\.children\[0\]\.children\[0\]\.value"):
+        client.tree(c.Node(1, [c.Node(2, [c.Node("3", [])])]))
+    with pytest.raises(InvalidArgumentError, match=r"'value'\.b: expected str, got int"):
+        client.derived(c.Derived(1, 2))
+
+
+def decode_args(types: Stubs, method: str) -> Callable[[Any], tuple[Any, ...]]:
+    loop = Loopback()
+    types.server.register_types(loop, echo_impl(types.contract.Types))
+    return loop.services["Types"].methods[method].decode_args
+
+
+@pytest.mark.parametrize(
+    ("method", "args", "message"),
+    [
+        ("integer", "nope", "integer(): arguments must be a list on the wire"),
+        ("integer", [], "integer(): takes 1..1 arguments, got 0"),
+        ("integer", [1, 2], "integer(): takes 1..1 arguments, got 2"),
+        ("integer", [1.0], "integer(): argument 'value': expected int, got float"),
+        ("pair", [[1]], "pair(): argument 'value': expected a tuple of 2 items, got 1"),
+        ("color", [9], "color(): argument 'value': 9 is not a valid Color"),
+        ("color", [1.0], "color(): argument 'value': 1.0 is not a valid Color"),
+        ("color", [True], "color(): argument 'value': True is not a valid Color"),
+        ("shape", [["circle"]], "shape(): argument 'value': ['circle'] is not a valid Shape"),
+        ("tagged", [["t"]], "tagged(): argument 'value': Tagged needs 2..5 fields on the wire"),
+        ("tagged", [["t", ["a"], 7]], "tagged(): argument 'value'.color: 7 is not a valid Color"),
+        ("tagged", [{"name": "t"}], "tagged(): argument 'value': expected Tagged, got dict"),
+        ("by_pair", [{"k": 1.0}], "by_pair(): argument 'value': expected list, got dict"),
+        ("by_pair", [[[1, "a", 3]]], "by_pair(): argument 'value'[0]: expected a tuple of 2"),
+        ("by_int", [{1: [[1.0]]}], "by_int(): argument 'value'[1][0]: Point needs 2..2 fields"),
+        ("unique_pairs", [[[1, 5]]], "unique_pairs(): argument 'value'[0][1]: 5 is not a valid"),
+        ("empty", [[1]], "empty(): argument 'value': Empty needs 0..0 fields on the wire, got 1"),
+    ],
+)
+def test_server_refuses_malformed_wire_arguments(
+    types: Stubs, method: str, args: Any, message: str
+) -> None:
+    with pytest.raises(InvalidArgumentError) as info:
+        decode_args(types, method)(args)
+    assert info.value.message.startswith(message)
+
+
+def test_trailing_defaulted_fields_may_be_missing_on_the_wire(types: Stubs) -> None:
+    c = types.contract
+    (tagged,) = decode_args(types, "tagged")([["t", ["a"]]])
+    assert same(tagged, c.Tagged("t", {"a"}))
+    (derived,) = decode_args(types, "derived")([[5]])
+    assert same(derived, c.Derived(5, "b"))
+    with pytest.raises(InvalidArgumentError, match=r"'value'\.extras: expected list"):
+        decode_args(types, "tagged")([["t", ["a"], 1, "x"]])
+
+
+def test_server_refuses_a_wrong_return_value(types: Stubs) -> None:
+    c = types.contract
+
+    class Wrong(echo_impl(c.Types).__class__):  # type: ignore[misc]
+        def points(self, value: Any) -> Any:
+            return [c.Point(1.0, "y")]
+
+    loop = Loopback()
+    types.server.register_types(loop, Wrong())
+    handler = loop.services["Types"].methods["points"]
+    with pytest.raises(InvalidArgumentError, match=r"points\(\): result\[0\]\.y: expected float"):
+        handler.encode_result(handler.call(*handler.decode_args([[]])))
+
+
+def test_client_turns_a_malformed_result_into_internal(types: Stubs) -> None:
+    class Liar:
+        def unary(self, service: str, method: str, args: list[Any], options: Any) -> Any:
+            return {"points": [[1.0]], "color": 42, "tree": [1, [[2]]]}[method]
+
+    stub = types.client.TypesClient(Liar())
+    with pytest.raises(InternalError, match=r"Types\.points: malformed result from server: "
+                       r"points\(\): result\[0\]: Point needs 2\.\.2 fields"):  # fmt: skip
+        stub.points([])
+    with pytest.raises(InternalError, match=r"color\(\): result: 42 is not a valid Color"):
+        stub.color(types.contract.Color.RED)
+    with pytest.raises(InternalError, match=r"tree\(\): result\.children\[0\]: Node needs"):
+        stub.tree(types.contract.Node(1, []))
+
+
+def test_the_client_is_the_interface(types: Stubs, client: Any) -> None:
+    assert isinstance(client, types.contract.Types)
+    assert not inspect.isabstract(types.client.TypesClient)
+
+
+def test_defaults_are_copied_and_short_argument_lists_use_the_impls_defaults(
+    load_case: Callable[[str], Stubs],
+) -> None:
+    stubs = load_case("defaults")
+    c = stubs.contract
+    contract_sig = inspect.signature(c.Defaults.call)
+    client_sig = inspect.signature(stubs.client.DefaultsClient.call)
+    assert [p.default for p in client_sig.parameters.values()] == [
+        p.default for p in contract_sig.parameters.values()
+    ]
+    assert str(inspect.signature(stubs.client.DefaultsClient.positional)) == (
+        "(self, a: int, /, b: str = 'x') -> str"
+    )
+
+    seen: list[tuple[Any, ...]] = []
+
+    base: Any = c.Defaults
+
+    class Impl(base):
+        def call(self, *args: Any) -> Any:
+            seen.append(args)
+            return c.Options()
+
+        def submit(self, job: Any, dry_run: bool = False) -> Any:
+            return job
+
+        def positional(self, a: int, /, b: str = "x") -> str:
+            return f"{a}{b}"
+
+    loop = Loopback()
+    stubs.server.register_defaults(loop, Impl())
+    client = stubs.client.DefaultsClient(loop)
+    assert same(client.call(), c.Options())
+    assert seen[-1] == (1, -2, 2.5, -1000.0, 3, "s", b"b", False, True, None, c.Mode.SLOW,
+                        (1, "x"), (), c.Mode.FAST)  # fmt: skip
+    assert client.positional(4) == "4x"
+    job = c.Job("j", c.Options(tags=["t"], seen={1}, extra={"e": 1}, size=(1, 2)))
+    assert same(client.submit(job), job)
+
+    # A peer that leaves out trailing defaulted arguments gets the impl's defaults.
+    handler = loop.services["Defaults"].methods["call"]
+    assert handler.decode_args([]) == ()
+    assert handler.decode_args([5, 6]) == (5, 6)
+    with pytest.raises(InvalidArgumentError, match=r"call\(\): argument 'b': expected int"):
+        handler.decode_args([5, "6"])
+    (options,) = loop.services["Defaults"].methods["submit"].decode_args([["j", []]])[0:1]
+    assert same(options, c.Job("j", c.Options()))
+
+
+def test_several_services_in_one_file(load_case: Callable[[str], Stubs]) -> None:
+    stubs = load_case("multi")
+    loop = Loopback()
+    stubs.server.register_greeter(loop, echo_impl(stubs.contract.Greeter))
+
+    base: Any = stubs.contract.HTTPGateway
+
+    class Gateway(base):
+        def hello(self, name: str, loud: bool = False) -> str:
+            return name.upper() if loud else name
+
+        def routes(self) -> list[str]:
+            return ["/"]
+
+    stubs.server.register_http_gateway(loop, Gateway())
+    assert stubs.client.GreeterClient(loop).hello("g") == "g"
+    assert stubs.client.HTTPGatewayClient(loop).hello("h", loud=True) == "H"
+    assert stubs.client.GreeterClient(loop).ping() is None
+    assert [call[:2] for call in loop.calls] == [
+        ("Greeter", "hello"), ("HTTPGateway", "hello"), ("Greeter", "ping"),
+    ]  # fmt: skip
