@@ -75,7 +75,7 @@ def load_case(
     yield load
 
 
-def echo_impl(abc: type) -> Any:
+def echo_impl(abc: Any) -> Any:
     """An implementation of `abc` whose every method returns its argument(s)."""
 
     def echo(self: Any, *args: Any) -> Any:
@@ -238,7 +238,7 @@ def test_client_refuses_wrong_arguments(client: Any, method: str, value: Any, me
 
 def test_error_paths_reach_into_nested_values(types: Stubs, client: Any) -> None:
     c = types.contract
-    bad = c.Tagged("t", {"a", 2})  # type: ignore[arg-type]
+    bad = c.Tagged("t", {"a", 2})
     with pytest.raises(InvalidArgumentError, match=r"nested\(\): argument 'value'\[0\]\['k'\]"
                        r"\[1\]\.tags\[\d\]: expected str, got int$"):  # fmt: skip
         client.nested([{"k": [None, bad]}])
@@ -346,7 +346,7 @@ def test_defaults_are_copied_and_short_argument_lists_use_the_impls_defaults(
 
     base: Any = c.Defaults
 
-    class Impl(base):
+    class Impl(base):  # type: ignore[misc]
         def call(self, *args: Any) -> Any:
             seen.append(args)
             return c.Options()
@@ -384,7 +384,7 @@ def test_several_services_in_one_file(load_case: Callable[[str], Stubs]) -> None
 
     base: Any = stubs.contract.HTTPGateway
 
-    class Gateway(base):
+    class Gateway(base):  # type: ignore[misc]
         def hello(self, name: str, loud: bool = False) -> str:
             return name.upper() if loud else name
 
