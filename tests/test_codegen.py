@@ -192,3 +192,17 @@ def test_runtime_does_not_import_the_generator_stack() -> None:
     probe = code.replace("gopherpipe_runtime.convert", "gopherpipe_gen.cli")
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT)
     assert "libcst" in loaded.stdout and "typer" in loaded.stdout
+
+
+def test_syntax_error_is_a_spec_error(in_tmp: Path) -> None:
+    # Kept out of tests/golden: black --check cannot parse a broken file.
+    (in_tmp / "broken.py").write_text(
+        "from abc import ABC, abstractmethod\n\n\nclass S(ABC):\n    @abstractmethod\n"
+        "    def f(self) -> int\n"
+    )
+    code, _, stderr = run("gen", "broken.py")
+    assert code == 2
+    assert stderr == (
+        "broken.py:6:1: invalid Python syntax: the contract must be a module Python can parse\n"
+    )
+    assert files_in(in_tmp) == {"broken.py"}

@@ -2,7 +2,6 @@ from enum import Enum
 
 from abc import ABC, abstractmethod
 
-
 BASE = 1
 
 
