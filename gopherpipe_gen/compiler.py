@@ -49,6 +49,11 @@ from .model import (
 from .parse import iter_named, spell
 
 INDEXED = 'f"{path}[{index}]"'
+# Names the stubs import or define besides the contract's own.
+STUB_NAMES = frozenset(
+    {"Any", "Callable", "ClientBase", "InvalidArgumentError", "MethodDef", "MethodKind"}
+    | {"Server", "ServiceDef", "fail", "bad_enum"}
+)
 
 
 @dataclass(frozen=True)
@@ -615,6 +620,29 @@ def _check_names(contract: Contract) -> None:
         e.name for e in contract.enums.values()
     }
     errors = [
+        SpecError(
+            contract.path,
+            1,
+            1,
+            f"the name {name!r} is used by the generated stubs: rename the contract's class",
+        )
+        for name in sorted((declared | {s.name for s in contract.services}) & STUB_NAMES)
+    ]
+    modules_by_name: dict[str, set[Path]] = {}
+    for named in _closure(contract):
+        modules_by_name.setdefault(named.name, set()).add(named.module)
+    errors += [
+        SpecError(
+            contract.path,
+            1,
+            1,
+            f"two different classes named {name!r} are used (from {len(modules)} modules): "
+            "the stubs import both by name, so rename one",
+        )
+        for name, modules in sorted(modules_by_name.items())
+        if len(modules) > 1
+    ]
+    errors += [
         SpecError(
             contract.path,
             1,
