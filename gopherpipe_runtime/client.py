@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, ClassVar, Self, TypeVar
 
+from .chan import Chan
 from .pipe import CallOptions, Pipe
 from .status import InternalError, InvalidArgumentError
 
@@ -74,11 +75,75 @@ class ClientBase:
 
     def _gp_unary(self, method: str, args: list[Any], decode_result: Callable[[Any], T]) -> T:
         wire_result = self._gp_pipe.unary(self._gp_service_name, method, args, self._gp_options)
+        return self._gp_decode(method, decode_result, wire_result)
+
+    def _gp_server_stream(
+        self, method: str, args: list[Any], decode_item: Callable[[Any], T]
+    ) -> Chan[T]:
+        """A server-streaming call: the channel of what the server sends.
+
+        Iterating it ends when the server finishes, or raises the call's RpcError
+        after every item sent before the failure. Closing it cancels the call.
+        """
+        stream = self._gp_pipe.stream(
+            self._gp_service_name,
+            method,
+            args,
+            self._gp_options,
+            decode_item=self._gp_item_decoder(method, decode_item),
+        )
+        assert stream.output is not None
+        return stream.output
+
+    def _gp_client_stream(
+        self,
+        method: str,
+        args: list[Any],
+        source: Iterable[Any],
+        encode_item: Callable[[Any], Any],
+        decode_result: Callable[[Any], T],
+    ) -> T:
+        """A client-streaming call: send every item of `source`, then wait for the result."""
+        stream = self._gp_pipe.stream(
+            self._gp_service_name,
+            method,
+            args,
+            self._gp_options,
+            source=source,
+            encode_item=encode_item,
+        )
+        return self._gp_decode(method, decode_result, stream.result())
+
+    def _gp_bidi(
+        self,
+        method: str,
+        args: list[Any],
+        source: Iterable[Any],
+        encode_item: Callable[[Any], Any],
+        decode_item: Callable[[Any], T],
+    ) -> Chan[T]:
+        """A bidi call: items of `source` go out as they come; the channel brings replies."""
+        stream = self._gp_pipe.stream(
+            self._gp_service_name,
+            method,
+            args,
+            self._gp_options,
+            source=source,
+            encode_item=encode_item,
+            decode_item=self._gp_item_decoder(method, decode_item),
+        )
+        assert stream.output is not None
+        return stream.output
+
+    def _gp_decode(self, method: str, decode: Callable[[Any], T], wire: Any) -> T:
         try:
-            return decode_result(wire_result)
+            return decode(wire)
         except InvalidArgumentError as exc:
             # The server sent something the contract does not allow: that is the
             # server's bug (or a contract mismatch), not the caller's argument.
             raise InternalError(
                 f"{self._gp_service_name}.{method}: malformed result from server: {exc.message}"
             ) from None
+
+    def _gp_item_decoder(self, method: str, decode: Callable[[Any], T]) -> Callable[[Any], T]:
+        return lambda wire: self._gp_decode(method, decode, wire)

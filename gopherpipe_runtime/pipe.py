@@ -21,7 +21,7 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +46,15 @@ from .status import (
     RpcError,
     StatusCode,
     UnavailableError,
+)
+from .stream import (
+    DEFAULT_STREAM_WINDOW,
+    Credit,
+    InboundChan,
+    PumpOutcome,
+    message_frames,
+    pump,
+    stop_source,
 )
 from .writer import ConnectionLost, FrameWriter
 
@@ -88,6 +97,126 @@ class _NotProcessed(Exception):
     """The server never saw this call (GOAWAY named an older last stream); safe to resend."""
 
 
+class ClientStream:
+    """A streaming call in progress: what `Pipe.stream` returns.
+
+    `output` is the channel of items from the server (server and bidi streams).
+    `result()` waits for the call's final status. Items from `source` (client and
+    bidi streams) are sent by a pump thread of this stream, which ends with it.
+    """
+
+    def __init__(
+        self,
+        connection: _Connection,
+        stream_id: int,
+        name: str,
+        source: Iterable[Any] | None,
+        encode_item: Callable[[Any], Any] | None,
+    ) -> None:
+        self._connection = connection
+        self.stream_id = stream_id
+        self.name = name
+        self._source = source
+        self._encode_item = encode_item
+        self.output: InboundChan[Any] | None = None
+        self.credit: Credit | None = None
+        self._lock = threading.Lock()
+        self._ended = threading.Event()
+        self._pumping = False
+        self._timer: threading.Timer | None = None
+        self._pump_thread: threading.Thread | None = None
+        self.code = StatusCode.UNKNOWN.value
+        self.message = ""
+        self.result_value: Any = None
+
+    def result(self) -> Any:
+        """Wait for the final status: the wire result, or RpcError."""
+        self._ended.wait()
+        if self.code == 0:
+            return self.result_value
+        raise RpcError(self.code, self.message)
+
+    @property
+    def ended(self) -> bool:
+        return self._ended.is_set()
+
+    def cancel(self, message: str = "cancelled by the client") -> None:
+        """Abandon the call: the server is told, local waiters get CANCELLED."""
+        if self._connection.forget_stream(self.stream_id, send_cancel=True):
+            self.end(StatusCode.CANCELLED, message, None)
+
+    def _expire(self) -> None:
+        if self._connection.forget_stream(self.stream_id, send_cancel=True):
+            self.end(StatusCode.DEADLINE_EXCEEDED, f"{self.name} passed its deadline", None)
+
+    def end(self, code: int, message: str, result: Any) -> None:
+        """The call is over (STATUS, cancel, deadline, connection lost); idempotent."""
+        with self._lock:
+            if self._ended.is_set():
+                return
+            self.code, self.message, self.result_value = code, message, result
+            self._ended.set()
+            pumping = self._pumping
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.credit is not None:
+            self.credit.abort()
+        if self.output is not None:
+            self.output.finish(None if code == 0 else RpcError(code, message))
+        if pumping and self._source is not None:
+            # The pump may be blocked on the caller's source: closing it wakes the
+            # pump, and tells whoever feeds it that the call is over.
+            stop_source(self._source, f"{self.name} ended: {message or 'done'}")
+
+    def start(self, timeout: float | None) -> None:
+        if timeout is not None:
+            self._timer = threading.Timer(timeout, self._expire)
+            self._timer.daemon = True
+            self._timer.start()
+        if self._source is not None:
+            self._pumping = True
+            self._pump_thread = threading.Thread(
+                target=self._pump, name=f"gopherpipe-pump-{self.stream_id}", daemon=True
+            )
+            self._pump_thread.start()
+
+    def _pump(self) -> None:
+        assert self._source is not None and self._encode_item is not None
+        assert self.credit is not None
+        connection = self._connection
+        try:
+            outcome, error = pump(self._source, self._encode_item, self._send_batch, self.credit)
+        except (ConnectionLost, RpcError, CodecError) as exc:
+            outcome, error = PumpOutcome.FAILED, exc
+        finally:
+            with self._lock:
+                self._pumping = False
+        if outcome == PumpOutcome.DONE:
+            with contextlib.suppress(ConnectionLost):
+                connection.writer.write(
+                    encode_stream_frame(FrameType.HALF_CLOSE, self.stream_id, b"")
+                )
+        elif outcome == PumpOutcome.FAILED and not self.ended:
+            if isinstance(error, RpcError):
+                code, message = error.code, error.message
+            else:
+                code, message = StatusCode.CANCELLED, f"the client's stream failed: {error!r}"
+            if connection.forget_stream(self.stream_id, send_cancel=True):
+                self.end(code, message, None)
+
+    def _send_batch(self, batch: list[Any]) -> None:
+        connection = self._connection
+        frames_out = message_frames(
+            connection.codec, self.stream_id, batch, connection.settings.peer_max_frame_size
+        )
+        connection.writer.write(b"".join(frames_out))
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the pump thread (tests use this to prove nothing is left running)."""
+        if self._pump_thread is not None:
+            self._pump_thread.join(timeout)
+
+
 class _Connection:
     """One connection, read by whichever calling thread is the current leader.
 
@@ -97,16 +226,27 @@ class _Connection:
     thread to lead. With one calling thread that means an answer is read by the
     thread that wants it, with no thread handoff -- on a loaded 2-core machine a
     handoff costs as much as the rest of the client-side work together.
+
+    Streams cannot wait for a caller to come and read: while any stream is open a
+    reader thread holds the leader role, and leaves when the last stream ends.
     """
 
     def __init__(
-        self, sock: socket.socket, settings: Settings, write_timeout: float, decoder: FrameDecoder
+        self,
+        sock: socket.socket,
+        settings: Settings,
+        write_timeout: float,
+        decoder: FrameDecoder,
+        stream_window: int,
     ) -> None:
         self.sock = sock
         self.settings = settings
         self.codec: Codec = CODECS[settings.codec]
         self.decoder = decoder
         self.calls: dict[int, _Waiter] = {}
+        self.streams: dict[int, ClientStream] = {}
+        self._reader_running = False
+        self.stream_window = stream_window
         self._ids = itertools.count(1)
         self._mutex = threading.Lock()
         self._read_lock = threading.Lock()
@@ -159,6 +299,118 @@ class _Connection:
             raise DeadlineExceededError(f"{service}.{method} did not answer within {timeout:g}s")
         raise RpcError(waiter.code, waiter.message)
 
+    def open_stream(
+        self,
+        service: str,
+        method: str,
+        args: list[Any],
+        options: CallOptions,
+        source: Iterable[Any] | None,
+        encode_item: Callable[[Any], Any] | None,
+        decode_item: Callable[[Any], Any] | None,
+    ) -> ClientStream:
+        timeout = options.timeout
+        timeout_ms = None if timeout is None else max(0, int(timeout * 1000))
+        try:
+            body = encode_call(
+                self.codec, service, method, timeout_ms, dict(options.metadata), args
+            )
+        except CodecError as exc:
+            raise InvalidArgumentError(f"{method}(): {exc}") from None
+        if len(body) + frames.STREAM_ID_SIZE > self.settings.peer_max_frame_size:
+            raise ResourceExhaustedError(
+                f"{method}(): request of {len(body)} bytes exceeds the server's max frame "
+                f"size of {self.settings.peer_max_frame_size}"
+            )
+        with self._mutex:
+            if self.closed_reason is not None or self.goaway:
+                raise _NotProcessed()
+            stream_id = next(self._ids)
+            if stream_id > frames.MAX_STREAM_ID:
+                self.goaway = True
+                raise _NotProcessed()
+            stream = ClientStream(self, stream_id, f"{service}.{method}", source, encode_item)
+            if decode_item is not None:
+                stream.output = self._inbound(stream, decode_item)
+            if source is not None:
+                stream.credit = Credit(self.settings.peer_stream_window)
+            self.streams[stream_id] = stream
+            start_reader = not self._reader_running
+            self._reader_running = True
+        if start_reader:
+            threading.Thread(
+                target=self._read_streams, name="gopherpipe-client-reader", daemon=True
+            ).start()
+        frame_type = FrameType.CALL if source is None else FrameType.CALL_STREAM
+        try:
+            self.writer.write(encode_stream_frame(frame_type, stream_id, body))
+        except ConnectionLost as exc:
+            if self.forget_stream(stream_id, send_cancel=False):
+                stream.end(StatusCode.UNAVAILABLE, f"connection lost: {exc}", None)
+            return stream
+        stream.start(timeout)
+        return stream
+
+    def _inbound(self, stream: ClientStream, decode_item: Callable[[Any], Any]) -> InboundChan[Any]:
+        writer = self.writer
+        stream_id = stream.stream_id
+
+        def return_credit(count: int) -> None:
+            writer.write_nowait(frames.encode_credit(stream_id, count))
+
+        inbound: InboundChan[Any] = InboundChan(self.stream_window, return_credit, stream.cancel)
+        inbound.decode_item = decode_item
+        return inbound
+
+    def forget_stream(self, stream_id: int, send_cancel: bool) -> bool:
+        """Drop a stream from the table; True if it was still there."""
+        with self._mutex:
+            stream = self.streams.pop(stream_id, None)
+        if stream is None:
+            return False
+        if send_cancel:
+            with contextlib.suppress(ConnectionLost):
+                self.writer.write_nowait(encode_stream_frame(FrameType.CANCEL, stream_id, b""))
+        return True
+
+    def _read_streams(self) -> None:
+        """Lead for as long as streams are open (see the class docstring)."""
+        try:
+            with self._read_lock:
+                while True:
+                    with self._mutex:
+                        if not self.streams or self.closed_reason is not None:
+                            self._reader_running = False
+                            return
+                    if not self._read_once(100.0):
+                        with self._mutex:
+                            self._reader_running = False
+                        return
+        finally:
+            self._promote_next()  # hand the leader role to a waiting unary caller
+
+    def _read_once(self, timeout_ms: float | None) -> bool:
+        """Read what arrives within `timeout_ms` and dispatch it; False once the connection is gone."""
+        if not self._poller.poll(timeout_ms):
+            return True
+        try:
+            data = self.sock.recv(_READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return True
+        except OSError as exc:
+            self._shut(f"connection lost: {exc}")
+            return False
+        if not data:
+            self._shut("connection closed by server")
+            return False
+        try:
+            self._dispatch(self.decoder.feed(data))
+        except ProtocolError as exc:
+            log.warning("protocol error from %s: %s", self.settings.peer_agent, exc)
+            self._shut(f"protocol error from server: {exc}")
+            return False
+        return True
+
     def _wait(self, waiter: _Waiter, stream_id: int, deadline: float | None) -> None:
         while True:
             if self._read_lock.acquire(blocking=False):
@@ -198,34 +450,15 @@ class _Connection:
 
     def _lead(self, waiter: _Waiter, deadline: float | None) -> None:
         """Read and dispatch until `waiter` is done or its deadline passes."""
-        poll = self._poller.poll
-        while waiter.state != _DONE:
-            if self.closed_reason is not None:
-                return
+        while waiter.state != _DONE and self.closed_reason is None:
             if deadline is None:
-                ready = poll()
+                timeout_ms = None
             else:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return
-                ready = poll(remaining * 1000.0)
-            if not ready:
-                continue
-            try:
-                data = self.sock.recv(_READ_SIZE)
-            except (BlockingIOError, InterruptedError):
-                continue
-            except OSError as exc:
-                self._shut(f"connection lost: {exc}")
-                return
-            if not data:
-                self._shut("connection closed by server")
-                return
-            try:
-                self._dispatch(self.decoder.feed(data))
-            except ProtocolError as exc:
-                log.warning("protocol error from %s: %s", self.settings.peer_agent, exc)
-                self._shut(f"protocol error from server: {exc}")
+                timeout_ms = remaining * 1000.0
+            if not self._read_once(timeout_ms):
                 return
 
     def _promote_next(self) -> None:
@@ -249,7 +482,19 @@ class _Connection:
     def _dispatch(self, received: list[frames.Frame]) -> None:
         for frame in received:
             frame_type = frame.type
-            if frame_type == FrameType.STATUS:
+            if frame_type == FrameType.MESSAGE:
+                stream = self.streams.get(frame.stream_id)
+                if stream is None or stream.output is None:
+                    continue  # cancelled while in flight
+                try:
+                    items = self.codec.decode(frame.payload)
+                except CodecError as exc:
+                    raise ProtocolError(f"malformed MESSAGE: {exc}") from None
+                if type(items) is not list or not items:
+                    raise ProtocolError("MESSAGE body is not a non-empty array")
+                if not stream.output.deliver(items):
+                    raise ProtocolError(f"stream {frame.stream_id} sent beyond its credit")
+            elif frame_type == FrameType.STATUS:
                 try:
                     code, message, result = decode_status(self.codec, frame.payload)
                 except ProtocolError as exc:
@@ -258,6 +503,18 @@ class _Connection:
                     waiter = self.calls.pop(frame.stream_id, None)
                     if waiter is not None:  # else the caller gave up at its deadline
                         self._finish(waiter, code, message, result)
+                    stream = self.streams.pop(frame.stream_id, None)
+                if stream is not None:
+                    stream.end(code, message, result)
+            elif frame_type == FrameType.CREDIT:
+                stream = self.streams.get(frame.stream_id)
+                if stream is not None and stream.credit is not None:
+                    stream.credit.grant(frames.decode_credit(frame.payload))
+            elif frame_type == FrameType.CANCEL:
+                # The server stops reading our stream (the call goes on until STATUS).
+                stream = self.streams.get(frame.stream_id)
+                if stream is not None and stream.credit is not None:
+                    stream.credit.abort()
             elif frame_type == FrameType.PING:
                 self.writer.write_nowait(encode_frame(FrameType.PONG, frame.payload))
             elif frame_type == FrameType.GOAWAY:
@@ -268,7 +525,12 @@ class _Connection:
                         waiter = self.calls.pop(stream_id)
                         waiter.retryable = True
                         self._finish(waiter, StatusCode.UNAVAILABLE, message, None)
-            elif frame_type in (FrameType.CALL, FrameType.CANCEL, FrameType.HELLO):
+                    refused = [
+                        self.streams.pop(s) for s in list(self.streams) if s > last_stream_id
+                    ]
+                for stream in refused:
+                    stream.end(StatusCode.UNAVAILABLE, f"server going away: {message}", None)
+            elif frame_type in (FrameType.CALL, FrameType.CALL_STREAM, FrameType.HELLO):
                 raise ProtocolError(f"unexpected {FrameType(frame_type).name} from a server")
 
     def poll_idle(self) -> None:
@@ -281,20 +543,7 @@ class _Connection:
             return  # a leader is reading; it will see whatever is there
         try:
             while self.closed_reason is None and self._poller.poll(0):
-                try:
-                    data = self.sock.recv(_READ_SIZE)
-                except (BlockingIOError, InterruptedError):
-                    return
-                except OSError as exc:
-                    self._shut(f"connection lost: {exc}")
-                    return
-                if not data:
-                    self._shut("connection closed by server")
-                    return
-                try:
-                    self._dispatch(self.decoder.feed(data))
-                except ProtocolError as exc:
-                    self._shut(f"protocol error from server: {exc}")
+                if not self._read_once(0):
                     return
         finally:
             self._read_lock.release()
@@ -315,6 +564,9 @@ class _Connection:
             calls, self.calls = self.calls, {}
             for waiter in calls.values():
                 self._finish(waiter, StatusCode.UNAVAILABLE, reason, None)
+            streams, self.streams = self.streams, {}
+        for stream in streams.values():
+            stream.end(StatusCode.UNAVAILABLE, reason, None)
 
     def close(self, reason: str = "pipe closed") -> None:
         self._shut(reason)
@@ -329,12 +581,17 @@ def _send_in_thread(flush: Any) -> bool:
 
 
 def _handshake(
-    address: Address, codecs: tuple[str, ...], max_frame_size: int, timeout: float
+    address: Address,
+    codecs: tuple[str, ...],
+    max_frame_size: int,
+    stream_window: int,
+    timeout: float,
 ) -> tuple[socket.socket, Settings, FrameDecoder]:
     deadline = time.monotonic() + timeout
     sock = connect(address, timeout)
     try:
-        sock.sendall(PREFACE + encode_frame(FrameType.HELLO, client_hello(codecs, max_frame_size)))
+        hello = client_hello(codecs, max_frame_size, stream_window)
+        sock.sendall(PREFACE + encode_frame(FrameType.HELLO, hello))
         decoder = FrameDecoder(frames.MAX_HELLO_SIZE)
         while True:
             remaining = deadline - time.monotonic()
@@ -372,6 +629,7 @@ class Pipe:
       max_frame_size   largest frame accepted from the server (default 4 MiB)
       write_timeout    seconds the server may stop reading before we give up (30)
       backoff_base / backoff_max   reconnect backoff in seconds (0.05 / 5)
+      stream_window    items buffered per server stream before the server must wait (1024)
     """
 
     def __init__(
@@ -384,6 +642,7 @@ class Pipe:
         write_timeout: float = 30.0,
         backoff_base: float = 0.05,
         backoff_max: float = 5.0,
+        stream_window: int = DEFAULT_STREAM_WINDOW,
     ) -> None:
         self.address = address
         self._address = parse_address(address)
@@ -396,6 +655,7 @@ class Pipe:
         self._write_timeout = write_timeout
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
+        self._stream_window = stream_window
         self._lock = threading.Lock()
         self._connection: _Connection | None = None
         self._failures = 0
@@ -417,7 +677,7 @@ class Pipe:
         """
         for attempt in (1, 2):
             connection = self._connection
-            if connection is not None and not connection.calls:
+            if connection is not None and not connection.calls and not connection.streams:
                 connection.poll_idle()
             if connection is None or not connection.usable:
                 connection = self._connect()
@@ -428,6 +688,40 @@ class Pipe:
                     raise UnavailableError(
                         f"{service}.{method}: {self.address} refused the call twice "
                         f"({connection.closed_reason or 'going away'})"
+                    ) from None
+        raise AssertionError("unreachable")
+
+    def stream(
+        self,
+        service: str,
+        method: str,
+        args: list[Any],
+        options: CallOptions,
+        *,
+        source: Iterable[Any] | None = None,
+        encode_item: Callable[[Any], Any] | None = None,
+        decode_item: Callable[[Any], Any] | None = None,
+    ) -> ClientStream:
+        """Open a streaming call.
+
+        `source` (with `encode_item`) is what the client streams, None for none;
+        `decode_item` makes an output channel for what the server streams. The
+        call is under way when this returns; its failures arrive on the stream.
+        """
+        for attempt in (1, 2):
+            connection = self._connection
+            if connection is not None and not connection.calls and not connection.streams:
+                connection.poll_idle()
+            if connection is None or not connection.usable:
+                connection = self._connect()
+            try:
+                return connection.open_stream(
+                    service, method, args, options, source, encode_item, decode_item
+                )
+            except _NotProcessed:
+                if attempt == 2:
+                    raise UnavailableError(
+                        f"{service}.{method}: {self.address} refused the call"
                     ) from None
         raise AssertionError("unreachable")
 
@@ -446,7 +740,11 @@ class Pipe:
                 )
             try:
                 sock, settings, decoder = _handshake(
-                    self._address, self._codecs, self._max_frame_size, self._connect_timeout
+                    self._address,
+                    self._codecs,
+                    self._max_frame_size,
+                    self._stream_window,
+                    self._connect_timeout,
                 )
             except (OSError, ProtocolError, HandshakeError) as exc:
                 self._failures += 1
@@ -456,9 +754,11 @@ class Pipe:
                 raise UnavailableError(f"cannot reach {self.address}: {self._last_error}") from None
             self._failures = 0
             self._retry_at = 0.0
-            if connection is not None and not connection.calls:
+            if connection is not None and not connection.calls and not connection.streams:
                 connection.close("replaced after GOAWAY")
-            self._connection = _Connection(sock, settings, self._write_timeout, decoder)
+            self._connection = _Connection(
+                sock, settings, self._write_timeout, decoder, self._stream_window
+            )
             return self._connection
 
     def close(self) -> None:
@@ -476,4 +776,4 @@ class Pipe:
         self.close()
 
 
-__all__ = ["CallOptions", "Pipe", "RpcError"]
+__all__ = ["CallOptions", "ClientStream", "Pipe"]

@@ -46,7 +46,6 @@ from .service import MethodDef, ServiceDef
 from .status import (
     CancelledError,
     InvalidArgumentError,
-    ResourceExhaustedError,
     RpcError,
     StatusCode,
     UnavailableError,
@@ -56,6 +55,7 @@ from .stream import (
     Credit,
     InboundChan,
     PumpOutcome,
+    message_frames,
     pump,
     stop_source,
 )
@@ -708,22 +708,11 @@ class Server:
     def _send_items(
         self, conn: _Connection, stream_id: int, batch: list[Any], codec: Codec
     ) -> None:
-        """Write one MESSAGE frame, or several if the batch is too big for one."""
         try:
-            body = codec.encode(batch)
+            encoded = message_frames(codec, stream_id, batch, conn.peer_max_frame_size)
         except CodecError as exc:
             raise _BadItem(str(exc)) from None
-        if len(body) + frames.STREAM_ID_SIZE > conn.peer_max_frame_size:
-            if len(batch) == 1:
-                raise ResourceExhaustedError(
-                    f"stream item of {len(body)} bytes exceeds the client's max frame size "
-                    f"of {conn.peer_max_frame_size}"
-                )
-            half = len(batch) // 2
-            self._send_items(conn, stream_id, batch[:half], codec)
-            self._send_items(conn, stream_id, batch[half:], codec)
-            return
-        conn.writer.write(encode_stream_frame(FrameType.MESSAGE, stream_id, body))
+        conn.writer.write(b"".join(encoded))
 
 
 class _BadItem(Exception):

@@ -16,6 +16,9 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from .chan import Chan, ChanClosed
+from .codec import Codec
+from .frames import STREAM_ID_SIZE, FrameType, encode_stream_frame
+from .status import ResourceExhaustedError
 
 T = TypeVar("T")
 
@@ -207,6 +210,28 @@ def _pump_chan(
             return PumpOutcome.FAILED, exc
         credit.spend(len(batch))
         send_batch(batch)
+
+
+def message_frames(
+    codec: Codec, stream_id: int, batch: list[Any], peer_max_frame_size: int
+) -> list[bytes]:
+    """MESSAGE frames carrying `batch`: one, or several if it is too big for one.
+
+    Raises CodecError for an item the codec cannot carry, ResourceExhaustedError
+    for a single item larger than the peer accepts.
+    """
+    body = codec.encode(batch)
+    if len(body) + STREAM_ID_SIZE <= peer_max_frame_size:
+        return [encode_stream_frame(FrameType.MESSAGE, stream_id, body)]
+    if len(batch) == 1:
+        raise ResourceExhaustedError(
+            f"stream item of {len(body)} bytes exceeds the peer's max frame size "
+            f"of {peer_max_frame_size}"
+        )
+    half = len(batch) // 2
+    return message_frames(codec, stream_id, batch[:half], peer_max_frame_size) + message_frames(
+        codec, stream_id, batch[half:], peer_max_frame_size
+    )
 
 
 def stop_source(source: Iterable[Any], reason: str) -> None:

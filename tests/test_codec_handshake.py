@@ -71,7 +71,9 @@ def test_msgpack_refuses_ints_beyond_64_bits() -> None:
 
 
 def test_hello_picks_clients_first_common_codec() -> None:
-    settings, reply = server_choose(client_hello(("json", "msgpack"), 1 << 20), ("msgpack", "json"), 1 << 22)
+    settings, reply = server_choose(
+        client_hello(("json", "msgpack"), 1 << 20), ("msgpack", "json"), 1 << 22
+    )
     assert settings.codec == "json" and settings.peer_max_frame_size == 1 << 20
     accepted = client_accept(reply, ("json", "msgpack"))
     assert accepted.codec == "json" and accepted.peer_max_frame_size == 1 << 22
