@@ -1,6 +1,7 @@
-"""Serve AllTypes in its own process: `serve.py STUB_DIR ADDRESS [server options as JSON]`.
+"""Serve the e2e services in their own process: `serve.py STUB_DIR ADDRESS [options JSON]`.
 
-Prints the bound address on stdout, then serves until killed or stdin closes.
+Serves AllTypes, and Streams too when its stubs are in STUB_DIR. Prints the bound
+address on stdout, then serves until killed or stdin closes.
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ from gopherpipe_runtime import Server  # noqa: E402
 
 server = Server(address, **options)
 register_all_types(server, AllTypesImpl())
+if os.path.exists(os.path.join(stub_dir, "e2e_streams_server.py")):
+    from e2e_streams_server import register_streams  # type: ignore[import-not-found]
+    from streams_impl import StreamsImpl
+
+    register_streams(server, StreamsImpl())
 server.start()
 print(server.addresses[0], flush=True)
 
