@@ -92,8 +92,7 @@ class ClientBase:
             self._gp_options,
             decode_item=self._gp_item_decoder(method, decode_item),
         )
-        assert stream.output is not None
-        return stream.output
+        return stream.take_output()
 
     def _gp_client_stream(
         self,
@@ -132,8 +131,7 @@ class ClientBase:
             encode_item=encode_item,
             decode_item=self._gp_item_decoder(method, decode_item),
         )
-        assert stream.output is not None
-        return stream.output
+        return stream.take_output()
 
     def _gp_decode(self, method: str, decode: Callable[[Any], T], wire: Any) -> T:
         try:

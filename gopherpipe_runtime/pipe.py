@@ -21,6 +21,7 @@ import select
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -101,6 +102,9 @@ class ClientStream:
     """A streaming call in progress: what `Pipe.stream` returns.
 
     `output` is the channel of items from the server (server and bidi streams).
+    The stream holds it only weakly once `take_output` has handed it over: a
+    caller that drops the channel without closing it abandons the call, and the
+    server is told (CANCEL) as soon as the channel is collected.
     `result()` waits for the call's final status. Items from `source` (client and
     bidi streams) are sent by a pump thread of this stream, which ends with it.
     """
@@ -118,7 +122,8 @@ class ClientStream:
         self.name = name
         self._source = source
         self._encode_item = encode_item
-        self.output: InboundChan[Any] | None = None
+        self._output: InboundChan[Any] | None = None
+        self._output_ref: weakref.ref[InboundChan[Any]] | None = None
         self.credit: Credit | None = None
         self._lock = threading.Lock()
         self._ended = threading.Event()
@@ -128,6 +133,26 @@ class ClientStream:
         self.code = StatusCode.UNKNOWN.value
         self.message = ""
         self.result_value: Any = None
+
+    def attach_output(self, output: InboundChan[Any]) -> None:
+        self._output = output
+        self._output_ref = weakref.ref(output)
+        weakref.finalize(output, self._abandoned)
+
+    @property
+    def output(self) -> InboundChan[Any] | None:
+        """The output channel, while somebody still holds it."""
+        return None if self._output_ref is None else self._output_ref()
+
+    def take_output(self) -> InboundChan[Any]:
+        """Hand the output channel to the caller, who from now on owns it alone."""
+        output, self._output = self._output, None
+        assert output is not None, "this stream has no output"
+        return output
+
+    def _abandoned(self) -> None:
+        if not self._ended.is_set():
+            self.cancel("the output channel was dropped without being closed")
 
     def result(self) -> Any:
         """Wait for the final status: the wire result, or RpcError."""
@@ -161,8 +186,9 @@ class ClientStream:
             self._timer.cancel()
         if self.credit is not None:
             self.credit.abort()
-        if self.output is not None:
-            self.output.finish(None if code == 0 else RpcError(code, message))
+        output = self.output
+        if output is not None:
+            output.finish(None if code == 0 else RpcError(code, message))
         if pumping and self._source is not None:
             # The pump may be blocked on the caller's source: closing it wakes the
             # pump, and tells whoever feeds it that the call is over.
@@ -331,7 +357,7 @@ class _Connection:
                 raise _NotProcessed()
             stream = ClientStream(self, stream_id, f"{service}.{method}", source, encode_item)
             if decode_item is not None:
-                stream.output = self._inbound(stream, decode_item)
+                stream.attach_output(self._inbound(stream, decode_item))
             if source is not None:
                 stream.credit = Credit(self.settings.peer_stream_window)
             self.streams[stream_id] = stream
@@ -484,15 +510,16 @@ class _Connection:
             frame_type = frame.type
             if frame_type == FrameType.MESSAGE:
                 stream = self.streams.get(frame.stream_id)
-                if stream is None or stream.output is None:
-                    continue  # cancelled while in flight
+                output = None if stream is None else stream.output
+                if output is None:
+                    continue  # cancelled, or its channel dropped, while in flight
                 try:
                     items = self.codec.decode(frame.payload)
                 except CodecError as exc:
                     raise ProtocolError(f"malformed MESSAGE: {exc}") from None
                 if type(items) is not list or not items:
                     raise ProtocolError("MESSAGE body is not a non-empty array")
-                if not stream.output.deliver(items):
+                if not output.deliver(items):
                     raise ProtocolError(f"stream {frame.stream_id} sent beyond its credit")
             elif frame_type == FrameType.STATUS:
                 try:
