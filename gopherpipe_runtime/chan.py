@@ -89,7 +89,8 @@ class Chan(Generic[T]):
                 raise self._send_closed_error()
             if len(self._buffer) < self.capacity and not self._senders:
                 self._buffer.append(value)
-                self._notify()
+                if self._receivers or self._selectors:
+                    self._notify()
                 return
             sender = _Sender(value)
             self._senders.append(sender)
@@ -130,21 +131,38 @@ class Chan(Generic[T]):
 
     def recv_ok(self, timeout: float | None = None) -> tuple[T | None, bool]:
         """``(value, True)``, or ``(None, False)`` once the channel is closed and drained."""
-        deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
+            taken, value = self._try_recv_locked()
+            if taken:
+                return value, True
+            if self._closed:
+                return None, False
+            deadline = None if timeout is None else time.monotonic() + timeout
             self._receivers += 1
-            self._notify()  # an unbuffered sender in a select may now hand over
+            for selector in self._selectors:
+                selector.signal()  # a select sending on an unbuffered chan may hand over now
             try:
                 while True:
+                    if not self._wait(deadline):
+                        raise TimeoutError("recv timed out")
                     taken, value = self._try_recv_locked()
                     if taken:
                         return value, True
                     if self._closed:
                         return None, False
-                    if not self._wait(deadline):
-                        raise TimeoutError("recv timed out")
             finally:
                 self._receivers -= 1
+
+    def recv_many(self, most: int) -> list[T]:
+        """Take up to `most` items that are ready now, without blocking (maybe none)."""
+        items: list[T] = []
+        with self._lock:
+            while len(items) < most:
+                taken, value = self._try_recv_locked()
+                if not taken:
+                    break
+                items.append(value)  # type: ignore[arg-type]
+        return items
 
     def try_recv(self) -> tuple[T | None, bool]:
         """Receive without blocking: ``(value, True)`` or ``(None, False)`` if nothing is there."""
@@ -153,6 +171,8 @@ class Chan(Generic[T]):
             return (value, True) if taken else (None, False)
 
     def _try_recv_locked(self) -> tuple[bool, T | None]:
+        # Waking is paid only when somebody can be waiting for the change: a blocked
+        # sender (always in `_senders`) or a select. Receivers never wait on a take.
         if self._buffer:
             value = self._buffer.popleft()
             if self._senders and len(self._buffer) < self.capacity:
@@ -160,7 +180,9 @@ class Chan(Generic[T]):
                 sender = self._senders.popleft()
                 sender.taken = True
                 self._buffer.append(sender.value)
-            self._notify()
+                self._notify()
+            elif self._selectors:
+                self._notify()
             return True, value
         if self._senders:  # unbuffered (or full and drained): take straight from a sender
             sender = self._senders.popleft()

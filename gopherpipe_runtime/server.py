@@ -645,6 +645,10 @@ class Server:
             set_current_call(None)
         if method.server_streams:
             return self._stream_out(conn, stream_id, state, method, result, codec, name)
+        if call.deadline is not None and time.monotonic() > call.deadline:
+            # The caller has given up (or is about to): a late success must not
+            # race its DEADLINE_EXCEEDED, as in gRPC.
+            return StatusCode.DEADLINE_EXCEEDED, f"{name} finished after its deadline", None
         try:
             return StatusCode.OK, "", method.encode_result(result)
         except InvalidArgumentError as exc:

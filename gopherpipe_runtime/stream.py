@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from .chan import Chan, ChanClosed
@@ -24,6 +24,7 @@ T = TypeVar("T")
 
 DEFAULT_STREAM_WINDOW = 1024
 MAX_BATCH_ITEMS = 512
+_ITER_CHUNK = 128
 
 
 class Credit:
@@ -94,7 +95,8 @@ class InboundChan(Chan[T]):
             if len(self._buffer) + len(items) > self.capacity:
                 return False
             self._buffer.extend(items)
-            self._notify()
+            if self._receivers or self._selectors:
+                self._notify()
             return True
 
     def finish(self, error: BaseException | None = None) -> None:
@@ -110,6 +112,47 @@ class InboundChan(Chan[T]):
         super().close(error)
         if abandoning:
             self._on_abandon()
+
+    def __iter__(self) -> Iterator[T]:
+        """Yield items as they arrive; raises the stream's error after the last one.
+
+        Takes what is queued in chunks, under one lock acquisition, and decodes
+        outside the lock: at a few hundred thousand items a second, per-item
+        locking would cost more than the decoding. Items of a chunk being yielded
+        count as consumed, so memory stays bounded by one window plus one chunk.
+        """
+        decode = self.decode_item
+        while True:
+            chunk = self._take_chunk(_ITER_CHUNK)
+            if chunk:
+                if decode is None:
+                    yield from chunk
+                else:
+                    for raw in chunk:
+                        yield decode(raw)
+                continue
+            value, ok = self.recv_ok()  # nothing queued: wait for the next item or the end
+            if not ok:
+                if self._error is not None:
+                    raise self._error
+                return
+            yield value  # type: ignore[misc]
+
+    def _take_chunk(self, most: int) -> list[Any]:
+        with self._lock:
+            buffer = self._buffer
+            count = min(len(buffer), most)
+            if not count:
+                return []
+            chunk = [buffer.popleft() for _ in range(count)]
+            if self._selectors:
+                self._notify()
+            if not self._finished:
+                self._consumed += count
+                if self._consumed >= self._credit_step:
+                    consumed, self._consumed = self._consumed, 0
+                    self._on_consumed(consumed)
+            return chunk
 
     def _try_recv_locked(self) -> tuple[bool, T | None]:
         taken, value = super()._try_recv_locked()
@@ -201,11 +244,8 @@ def _pump_chan(
             return (PumpOutcome.FAILED, error) if error is not None else (PumpOutcome.DONE, None)
         try:
             batch = [encode_item(item)]
-            while len(batch) < allowance:
-                item, ok = source.try_recv()
-                if not ok:
-                    break
-                batch.append(encode_item(item))
+            if allowance > 1:
+                batch += [encode_item(more) for more in source.recv_many(allowance - 1)]
         except Exception as exc:
             return PumpOutcome.FAILED, exc
         credit.spend(len(batch))

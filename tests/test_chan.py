@@ -240,3 +240,19 @@ def test_many_selecting_consumers_lose_and_duplicate_nothing() -> None:
         thread.join(60)
     assert closed[0] == 6
     assert sorted(seen) == list(range(total))
+
+
+def test_recv_many_takes_what_is_ready_and_frees_blocked_senders() -> None:
+    chan: Chan[int] = Chan(3)
+    for i in range(3):
+        chan.send(i)
+    sender = _start(lambda: chan.send(3))  # blocks: the channel is full
+    deadline = time.monotonic() + 5
+    while not chan._senders:
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    assert chan.recv_many(2) == [0, 1]
+    sender.join(5)
+    assert not sender.is_alive()  # a freed slot took the blocked sender's value
+    assert chan.recv_many(10) == [2, 3]
+    assert chan.recv_many(10) == []
