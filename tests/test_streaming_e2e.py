@@ -141,7 +141,7 @@ def test_bidi_stream_echoes_everything_in_order(api: Any, client: Any) -> None:
 
 
 def test_unary_calls_interleave_with_open_streams(api: Any, server: ServerProcess) -> None:
-    contract, stubs = api
+    _, stubs = api
     with stubs.StreamsClient.dial(server.address) as client:
         stream = client.count_up(0, 1000)
         first = stream.recv()
