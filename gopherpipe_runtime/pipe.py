@@ -587,6 +587,10 @@ class _Connection:
             self.closed_reason = reason
             self.writer.close(ConnectionLost(reason))
             with contextlib.suppress(OSError):
+                # shutdown first: it wakes a thread polling this socket, which
+                # closing alone would not.
+                self.sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
                 self.sock.close()
             calls, self.calls = self.calls, {}
             for waiter in calls.values():

@@ -189,3 +189,35 @@ def test_server_stop_joins_its_threads() -> None:
     server.stop(1.0)
     leftover = [t for t in threading.enumerate() if t.ident not in before and t.is_alive()]
     assert leftover == []
+
+
+def test_closing_a_pipe_wakes_a_call_in_progress() -> None:
+    started = threading.Event()
+    release = threading.Event()
+
+    def block() -> str:
+        started.set()
+        release.wait(30)
+        return "late"
+
+    server = Server("tcp://127.0.0.1:0", max_workers=2)
+    server.add_service(_service(block=block))
+    server.start()
+    pipe = Pipe(server.addresses[0])
+    outcome: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            pipe.unary("T", "block", [], CallOptions())
+        except Exception as exc:  # asserted below
+            outcome.append(exc)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    assert started.wait(10)
+    pipe.close()  # from another thread, while the caller leads the reading
+    caller.join(10)
+    assert not caller.is_alive()
+    assert len(outcome) == 1 and type(outcome[0]).__name__ == "UnavailableError"
+    release.set()
+    server.stop(2.0)
