@@ -278,8 +278,7 @@ def test_server_killed_mid_stream_ends_it_with_unavailable(api: Any, stub_dir: P
 def test_client_killed_mid_stream_ends_the_servers_streams(
     api: Any, stub_dir: Path, server: ServerProcess, client: Any
 ) -> None:
-    script = textwrap.dedent(
-        f"""
+    script = textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {str(stub_dir)!r})
         from e2e_streams import Item
@@ -296,8 +295,7 @@ def test_client_killed_mid_stream_ends_the_servers_streams(
         threading.Thread(target=client.drain_slowly, args=("orphan-in", forever()), daemon=True).start()
         print("streaming", flush=True)
         time.sleep(60)
-        """
-    )
+        """)
     doomed = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         assert doomed.stdout is not None
@@ -319,8 +317,7 @@ def test_seed_chat_example_runs_as_written(tmp_path: Path) -> None:
     """The seed's Go chat example, translated as in the streaming issue."""
     shutil.copy(E2E.parent.parent / "examples" / "chat" / "service.py", tmp_path / "service.py")
     subprocess.run([str(GOPHERPIPE), "gen", "service.py"], cwd=tmp_path, check=True)
-    script = textwrap.dedent(
-        """
+    script = textwrap.dedent("""
         import threading
         from gopherpipe_runtime import Chan, Server
         from service import ChatService, Message
@@ -350,8 +347,7 @@ def test_seed_chat_example_runs_as_written(tmp_path: Path) -> None:
             for msg in output:
                 print(f"[{msg.sender}]: {msg.text}")
             chat.close()
-        """
-    )
+        """)
     run = subprocess.run(
         [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60
     )
@@ -360,4 +356,3 @@ def test_seed_chat_example_runs_as_written(tmp_path: Path) -> None:
         "[System]: Echo: Hello Gophers!",
         "[System]: Echo: Is this thing on?",
     ]
-
