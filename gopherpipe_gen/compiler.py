@@ -52,7 +52,7 @@ INDEXED = 'f"{path}[{index}]"'
 # Names the stubs import or define besides the contract's own.
 STUB_NAMES = frozenset(
     {"Any", "Callable", "ClientBase", "InvalidArgumentError", "MethodDef", "MethodKind"}
-    | {"Server", "ServiceDef", "fail", "bad_enum"}
+    | {"Server", "ServiceDef", "fail", "bad_enum", "Chan", "Iterable", "no_result"}
 )
 
 
@@ -108,20 +108,44 @@ class ParamView:
 
 
 @dataclass(frozen=True)
+class FunctionView:
+    """A one-argument module-level function: ``def name(value: Any) -> returns``."""
+
+    name: str
+    returns: str
+    expr: str
+    returns_none: bool = False
+
+
+@dataclass(frozen=True)
+class SignatureParam:
+    """A parameter as the client method's signature spells it."""
+
+    name: str
+    annotation: str
+    default: str | None
+    slash_after: bool
+
+
+@dataclass(frozen=True)
 class MethodView:
     name: str
     kind: str
     params: tuple[ParamView, ...]
+    """The parameters that travel in the CALL frame (not a Chan parameter)."""
+    signature: tuple[SignatureParam, ...]
+    """Every parameter, in the contract's order, as the client spells it."""
     returns: str
     returns_none: bool
+    client_call: str
+    """The expression a client method evaluates (and returns, unless returns_none)."""
+    client_functions: tuple[FunctionView, ...]
+    server_functions: tuple[FunctionView, ...]
+    method_def: str
+    """The MethodDef(...) expression the server registers."""
     required: int
-    result_decoder: str
-    result_decode: str
     args_decoder: str
-    result_encoder: str
-    result_encode: str
     params_table: str | None
-    encoded_args: str
     decoded_args: str
 
 
@@ -144,6 +168,8 @@ class _Emitter:
     names: dict[str, TypeRef] = field(default_factory=dict)
     uses_callable: bool = False
     needs_none: bool = False
+    uses_iterable: bool = False
+    uses_chan: bool = False
 
     def helper(self, name: str) -> str:
         self.helpers.add(name)
@@ -477,6 +503,10 @@ def _closure(contract: Contract) -> list[Named]:
             for param in method.params:
                 visit(param.type)
             visit(method.returns)
+            if method.stream_param is not None:
+                visit(method.stream_param.type)
+            if method.stream_returns is not None:
+                visit(method.stream_returns)
     return list(seen.values())
 
 
@@ -487,6 +517,8 @@ class StubContext:
     imports: tuple[tuple[str, tuple[str, ...]], ...]
     helpers: tuple[str, ...]
     uses_callable: bool
+    uses_iterable: bool
+    uses_chan: bool
     needs_none: bool
     needs_invalid: bool
     tables: tuple[Table, ...]
@@ -507,17 +539,86 @@ def _methods(service_name: str, method: Method, client: _Emitter, server: _Emitt
     prefix = f"_{service_name}_{method.name}"
     for index, param in enumerate(method.params):
         path = _path_literal(f"{method.name}(): argument '{param.name}'")
-        following = method.params[index + 1] if index + 1 < len(method.params) else None
-        slash = param.positional_only and (following is None or not following.positional_only)
-        params.append(_param_view(param, index, path, slash, client, server))
+        params.append(_param_view(param, index, path, False, client, server))
+    signature = _signature(method, params)
     returns_none = isinstance(method.returns, Scalar) and method.returns.name == "None"
     result_path = _path_literal(f"{method.name}(): result")
-    if returns_none:
-        result_decode = f"{client.helper('check_none')}(value, {result_path})"
-        result_encode = f"{server.helper('check_none')}(value, {result_path})"
+    client_functions: list[FunctionView] = []
+    server_functions: list[FunctionView] = []
+    kind = method.kind
+    encoded_args = f"[{', '.join(p.encode for p in params)}]"
+    extras: list[str] = []
+    if method.stream_returns is None:
+        # A result value: decoded by the client, encoded by the server.
+        returns = annotation(method.returns)
+        if returns_none:
+            result_decode = f"{client.helper('check_none')}(value, {result_path})"
+            result_encode = f"{server.helper('check_none')}(value, {result_path})"
+        else:
+            result_decode = client.call(method.returns, False, "value", result_path)
+            result_encode = server.call(method.returns, True, "value", result_path)
+        client_functions.append(
+            FunctionView(f"{prefix}_result", returns, result_decode, returns_none)
+        )
+        server_functions.append(
+            FunctionView(f"{prefix}_result", "Any", result_encode, returns_none)
+        )
+        result_encoder = f"{prefix}_result"
     else:
-        result_decode = client.call(method.returns, False, "value", result_path)
-        result_encode = server.call(method.returns, True, "value", result_path)
+        item_type = annotation(method.stream_returns)
+        returns = f"Chan[{item_type}]"
+        returns_none = False
+        client.uses_chan = True
+        item_path = _path_literal(f"{method.name}(): item of the result stream")
+        client_functions.append(
+            FunctionView(
+                f"{prefix}_item_in",
+                item_type,
+                client.call(method.stream_returns, False, "value", item_path),
+            )
+        )
+        server_functions.append(
+            FunctionView(
+                f"{prefix}_item_out",
+                "Any",
+                server.call(method.stream_returns, True, "value", item_path),
+            )
+        )
+        result_encoder = server.helper("no_result")
+        extras.append(f"encode_item={prefix}_item_out")
+    if method.stream_param is not None:
+        stream = method.stream_param
+        client.uses_iterable = True
+        item_path = _path_literal(f"{method.name}(): item of '{stream.name}'")
+        client_functions.append(
+            FunctionView(
+                f"{prefix}_item_out", "Any", client.call(stream.type, True, "value", item_path)
+            )
+        )
+        server_functions.append(
+            FunctionView(
+                f"{prefix}_item_in",
+                annotation(stream.type),
+                server.call(stream.type, False, "value", item_path),
+            )
+        )
+        extras[:0] = [f"stream_param={method.stream_index}", f"decode_item={prefix}_item_in"]
+    if kind == "UNARY":
+        client_call = f'self._gp_unary("{method.name}", {encoded_args}, {prefix}_result)'
+    elif kind == "SERVER_STREAM":
+        client_call = f'self._gp_server_stream("{method.name}", {encoded_args}, {prefix}_item_in)'
+    elif kind == "CLIENT_STREAM":
+        assert method.stream_param is not None
+        client_call = (
+            f'self._gp_client_stream("{method.name}", {encoded_args}, '
+            f"{method.stream_param.name}, {prefix}_item_out, {prefix}_result)"
+        )
+    else:
+        assert method.stream_param is not None
+        client_call = (
+            f'self._gp_bidi("{method.name}", {encoded_args}, '
+            f"{method.stream_param.name}, {prefix}_item_out, {prefix}_item_in)"
+        )
     params_table = None
     if method.required < len(method.params):
         params_table = f"{prefix}_params"
@@ -531,22 +632,46 @@ def _methods(service_name: str, method: Method, client: _Emitter, server: _Emitt
             )
         )
     server.helper("check_args")
+    method_def = ", ".join(
+        [f"MethodKind.{kind}", f"{prefix}_args", f"impl.{method.name}", result_encoder, *extras]
+    )
     return MethodView(
         name=method.name,
-        kind="UNARY",
+        kind=kind,
         params=tuple(params),
-        returns=annotation(method.returns),
+        signature=signature,
+        returns=returns,
         returns_none=returns_none,
+        client_call=client_call,
+        client_functions=tuple(client_functions),
+        server_functions=tuple(server_functions),
+        method_def=f"MethodDef({method_def})",
         required=method.required,
-        result_decoder=f"{prefix}_result",
-        result_decode=result_decode,
         args_decoder=f"{prefix}_args",
-        result_encoder=f"{prefix}_result",
-        result_encode=result_encode,
         params_table=params_table,
-        encoded_args=f"[{', '.join(p.encode for p in params)}]",
         decoded_args=_tuple_display([p.decode for p in params]),
     )
+
+
+def _signature(method: Method, params: list[ParamView]) -> tuple[SignatureParam, ...]:
+    """The client's parameters: the wire ones, with a Chan parameter put back in its place.
+
+    A client may pass any iterable where the contract says Chan[T]: the annotation
+    widens to Iterable[T], which still satisfies the abstract method.
+    """
+    spelled = [(p.name, p.annotation, p.default, p.positional_only) for p in params]
+    if method.stream_param is not None and method.stream_index is not None:
+        stream = method.stream_param
+        spelled.insert(
+            method.stream_index,
+            (stream.name, f"Iterable[{annotation(stream.type)}]", None, stream.positional_only),
+        )
+    result = []
+    for index, (name, spelled_type, default, positional_only) in enumerate(spelled):
+        following = spelled[index + 1] if index + 1 < len(spelled) else None
+        slash = positional_only and (following is None or not following[3])
+        result.append(SignatureParam(name, spelled_type, default, slash))
+    return tuple(result)
 
 
 def _param_view(
@@ -604,6 +729,8 @@ def compile_contract(contract: Contract, out_dir: Path) -> tuple[StubContext, St
             imports=imports,
             helpers=tuple(sorted(emitter.helpers)),
             uses_callable=emitter.uses_callable,
+            uses_iterable=emitter.uses_iterable,
+            uses_chan=emitter.uses_chan,
             needs_none=emitter.needs_none,
             needs_invalid=any(c.precise for c in emitter.converters.values()),
             tables=tuple(emitter.tables),

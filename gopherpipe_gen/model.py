@@ -72,13 +72,23 @@ class Param:
 
 @dataclass(frozen=True)
 class Method:
+    """`params` are the arguments that travel in the CALL frame. A Chan parameter
+    does not: it is `stream_param` (typed by its item type) at `stream_index` among
+    all parameters. `stream_returns` is the item type of a Chan result (`returns`
+    is then None's type). Together they decide the MethodKind."""
+
     name: str
     params: tuple[Param, ...]
     returns: TypeRef
-    # Streaming (Chan) arrives in a later version; these stay None until then and
-    # decide the MethodKind (unary when both are None).
     stream_param: Param | None = None
     stream_returns: TypeRef | None = None
+    stream_index: int | None = None
+
+    @property
+    def kind(self) -> str:
+        if self.stream_param is not None:
+            return "BIDI" if self.stream_returns is not None else "CLIENT_STREAM"
+        return "SERVER_STREAM" if self.stream_returns is not None else "UNARY"
 
     @property
     def required(self) -> int:

@@ -49,8 +49,8 @@ TYPE_HELP = (
     "T | None, or a dataclass or Enum declared in the contract"
 )
 CHAN_ERROR = (
-    "streaming (Chan) is not supported by this version of gopherpipe gen; "
-    "make the method unary (take and return plain values) for now"
+    "Chan[T] may only be the whole type of one parameter (a client stream) or of the "
+    "return value (a server stream), not nested in another type or a dataclass field"
 )
 DEFAULT_HELP = (
     "a default must be a literal: a number, a string, bytes, True, False, None, "
@@ -705,21 +705,61 @@ class _Parser:
         if not ordered or ordered[0][0].name.value != "self":
             raise self.fail(mod, fn.name, "an RPC method's first parameter must be self")
         result: list[Param] = []
+        stream_param: Param | None = None
+        stream_index: int | None = None
         ok = True
-        for param, positional_only in ordered[1:]:
+        for index, (param, positional_only) in enumerate(ordered[1:]):
             try:
-                result.append(self.param(mod, param, positional_only))
+                item = self.chan_item(mod, param.annotation)
+                if item is None:
+                    result.append(self.param(mod, param, positional_only))
+                    continue
+                if stream_param is not None:
+                    raise self.fail(
+                        mod,
+                        param,
+                        f"method {name!r} has a second Chan parameter: a call carries at most "
+                        "one client stream; pass the other as a list, or split the method",
+                    )
+                if param.default is not None:
+                    raise self.fail(
+                        mod, param.default, "a Chan parameter cannot have a default: remove it"
+                    )
+                self.param(mod, param, positional_only)  # the name rules apply too
+                stream_param = Param(param.name.value, self.type_of(mod, item), None)
+                stream_index = index
             except _Invalid:
                 ok = False
         returns: TypeRef | None = None
+        stream_returns: TypeRef | None = None
         if fn.returns is None:
             self.error(mod, fn.name, f"method {name!r} needs a return annotation (-> T)")
         else:
             with contextlib.suppress(_Invalid):
-                returns = self.type_of(mod, fn.returns.annotation)
+                item = self.chan_item(mod, fn.returns)
+                if item is None:
+                    returns = self.type_of(mod, fn.returns.annotation)
+                else:
+                    stream_returns = self.type_of(mod, item)
+                    returns = Scalar("None")
         if not ok or returns is None:
             raise _Invalid()
-        return Method(name, tuple(result), returns)
+        return Method(name, tuple(result), returns, stream_param, stream_returns, stream_index)
+
+    def chan_item(
+        self, mod: _Module, annotation: cst.Annotation | None
+    ) -> cst.BaseExpression | None:
+        """The item type expression if `annotation` is ``Chan[T]``, else None."""
+        if annotation is None:
+            return None
+        node = annotation.annotation
+        if isinstance(node, cst.Subscript) and _tail_name(node.value) == "Chan":
+            if len(node.slice) != 1 or not isinstance(node.slice[0].slice, cst.Index):
+                raise self.fail(mod, node, "Chan takes one item type: write Chan[T]")
+            return node.slice[0].slice.value
+        if _tail_name(node) == "Chan":
+            raise self.fail(mod, node, "Chan needs its item type: write Chan[T], e.g. Chan[str]")
+        return None
 
     def param(self, mod: _Module, param: cst.Param, positional_only: bool) -> Param:
         name = param.name.value
@@ -733,6 +773,8 @@ class _Parser:
                 param.name,
                 f"parameter name {name!r} is reserved for the generated code: rename it",
             )
+        if self.chan_item(mod, param.annotation) is not None:
+            return Param(name, Scalar("None"), None, positional_only)  # the caller types it
         ref = self.type_of(mod, param.annotation.annotation)
         default = None if param.default is None else self.default(mod, param.default, ref)
         return Param(name, ref, default, positional_only)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any, NoReturn
 
-from .status import InvalidArgumentError
+from .status import InternalError, InvalidArgumentError
 
 
 def fail(path: str, expected: str, value: object) -> NoReturn:
@@ -131,3 +131,8 @@ def check_args(value: object, method: str, required: int, total: int) -> list[An
 
 def bad_enum(path: str, enum_name: str, value: object) -> NoReturn:
     raise InvalidArgumentError(f"{path}: {value!r} is not a valid {enum_name}")
+
+
+def no_result(value: object) -> NoReturn:
+    """The result encoder of a streaming method: its stream is its result."""
+    raise InternalError("a method that streams its result has no result value to encode")

@@ -398,3 +398,96 @@ def test_several_services_in_one_file(load_case: Callable[[str], Stubs]) -> None
     assert [call[:2] for call in loop.calls] == [
         ("Greeter", "hello"), ("HTTPGateway", "hello"), ("Greeter", "ping"),
     ]  # fmt: skip
+
+
+# -- streams ------------------------------------------------------------------------------
+
+
+class StreamRecorder:
+    """Stands in for a Pipe: records what a streaming stub asks for."""
+
+    def __init__(self) -> None:
+        self.opened: list[dict[str, Any]] = []
+
+    def stream(self, service: str, method: str, args: list[Any], options: Any, **kw: Any) -> Any:
+        self.opened.append({"service": service, "method": method, "args": wire(args), **kw})
+
+        class Opened:
+            def take_output(self) -> Any:
+                return "output channel"
+
+            def result(self) -> Any:
+                return 3
+
+        return Opened()
+
+
+def test_stream_shapes_on_the_server(load_case: Callable[[str], Stubs]) -> None:
+    stubs = load_case("streams")
+    server = Loopback()
+    impl = type("Impl", (stubs.contract.ChatService,), dict.fromkeys(
+        ["join_room", "history", "tail", "upload"], lambda self, *a: None))()  # fmt: skip
+    stubs.server.register_chat_service(server, impl)
+    methods = server.services["ChatService"].methods
+    kinds = {name: (m.kind.name, m.stream_param) for name, m in methods.items()}
+    assert kinds == {
+        "join_room": ("BIDI", 1),
+        "history": ("UNARY", None),
+        "tail": ("SERVER_STREAM", None),
+        "upload": ("CLIENT_STREAM", 0),
+    }
+    # The stream is not among the wire arguments: only room_id travels.
+    assert methods["join_room"].decode_args(["General"]) == ("General",)
+    with pytest.raises(InvalidArgumentError):
+        methods["join_room"].decode_args(["General", "extra"])
+    assert methods["upload"].decode_args([]) == ()
+    message = stubs.contract.Message("ann", "hi", stubs.contract.Mood.GRUMPY)
+    tail = methods["tail"]
+    assert tail.encode_item is not None
+    assert wire(tail.encode_item(message)) == ["ann", "hi", 2]
+    with pytest.raises(InvalidArgumentError, match="tail\\(\\): item of the result stream"):
+        tail.encode_item("not a message")
+    with pytest.raises(InternalError):
+        tail.encode_result(None)  # a streaming result has no value to encode
+    upload = methods["upload"]
+    assert upload.decode_item is not None
+    assert upload.decode_item("line") == "line"
+    with pytest.raises(InvalidArgumentError, match="upload\\(\\): item of 'lines'"):
+        upload.decode_item(7)
+
+
+def test_stream_in_the_middle_keeps_its_position(load_case: Callable[[str], Stubs]) -> None:
+    stubs = load_case("streams")
+    server = Loopback()
+    impl = type("Impl", (stubs.contract.Shapes,), dict.fromkeys(
+        ["middle", "maybe", "nothing_back"], lambda self, *a: None))()  # fmt: skip
+    stubs.server.register_shapes(server, impl)
+    middle = server.services["Shapes"].methods["middle"]
+    assert (middle.kind.name, middle.stream_param) == ("CLIENT_STREAM", 1)
+    assert middle.decode_args(["room"]) == ("room",)  # `limit` left to the impl's default
+    assert middle.decode_args(["room", 5]) == ("room", 5)
+    maybe = server.services["Shapes"].methods["maybe"]
+    assert maybe.decode_item is not None and maybe.encode_item is not None
+    assert maybe.decode_item([1, "a"]) == (1, "a") and maybe.decode_item(None) is None
+    message = stubs.contract.Message("bob", "yo")
+    assert wire(maybe.encode_item({"k": message, "n": None})) == {"k": ["bob", "yo", 1], "n": None}
+
+
+def test_stream_shapes_on_the_client(load_case: Callable[[str], Stubs]) -> None:
+    stubs = load_case("streams")
+    pipe = StreamRecorder()
+    client = stubs.client.ChatServiceClient(pipe)  # type: ignore[arg-type]
+    assert client.tail("General") == "output channel"
+    assert client.join_room("General", iter(["a", "b"])) == "output channel"
+    assert client.upload(["x", "y", "z"]) == 3
+    tail, join, upload = pipe.opened
+    assert (tail["method"], tail["args"], tail.get("source")) == ("tail", ["General"], None)
+    assert join["args"] == ["General"] and join["source"] is not None
+    assert upload["args"] == [] and upload["source"] == ["x", "y", "z"]
+    encode, decode = join["encode_item"], join["decode_item"]
+    assert encode("hello") == "hello"
+    with pytest.raises(InvalidArgumentError, match="join_room\\(\\): item of 'incoming'"):
+        encode(5)
+    assert decode(["ann", "hi", 1]) == stubs.contract.Message("ann", "hi")
+    with pytest.raises(InternalError, match="malformed result from server"):
+        decode(["ann"])  # a server sending an item that breaks the contract

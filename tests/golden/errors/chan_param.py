@@ -1,8 +1,0 @@
-from gopherpipe_runtime import Chan
-
-from abc import ABC, abstractmethod
-
-
-class S(ABC):
-    @abstractmethod
-    def upload(self, lines: Chan[str]) -> int: ...
