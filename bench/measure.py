@@ -136,3 +136,57 @@ def combine_rounds(runs: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str,
                 out[key] = value
         combined[scenario] = out
     return combined
+
+
+class StreamOrderError(AssertionError):
+    pass
+
+
+def server_stream(open_stream: Callable[[int], Any], messages: int) -> dict[str, Any]:
+    """One server stream of `messages` typed items; items/s from the request to the last item.
+
+    `open_stream(count)` returns an iterable of typed objects with a `.seq`; every item is
+    read as an attribute (so it was decoded) and checked for order.
+    """
+    for warm in open_stream(100):  # connection and code paths warm, outside the clock
+        _ = warm.seq
+    gc.collect()
+    start = time.perf_counter_ns()
+    expected = 0
+    for item in open_stream(messages):
+        if item.seq != expected:
+            raise StreamOrderError(f"item {expected} arrived as seq {item.seq}")
+        expected += 1
+    elapsed_ns = time.perf_counter_ns() - start
+    if expected != messages:
+        raise StreamOrderError(f"{expected} items arrived, {messages} were asked for")
+    return {
+        "messages": messages,
+        "seconds": elapsed_ns / 1e9,
+        "messages_per_s": messages / (elapsed_ns / 1e9),
+    }
+
+
+def bidi_pingpong(round_trip: Callable[[int], int], rounds: int, warmup: int) -> dict[str, Any]:
+    """One open bidi stream; `round_trip(seq)` sends one item and waits for its echo."""
+    for i in range(warmup):
+        if round_trip(i) != i:
+            raise StreamOrderError("ping-pong answered out of order during warm-up")
+    samples = [0] * rounds
+    perf = time.perf_counter_ns
+    gc.collect()
+    start = perf()
+    for i in range(rounds):
+        t0 = perf()
+        got = round_trip(warmup + i)
+        samples[i] = perf() - t0
+        if got != warmup + i:
+            raise StreamOrderError(f"ping {warmup + i} answered with {got}")
+    elapsed_ns = perf() - start
+    samples.sort()
+    return {
+        "rounds": rounds,
+        "p50_us": percentile(samples, 50) / 1e3,
+        "p99_us": percentile(samples, 99) / 1e3,
+        "round_trips_per_s": rounds / (elapsed_ns / 1e9),
+    }

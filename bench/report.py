@@ -29,6 +29,10 @@ def header(machine: dict[str, Any], config: dict[str, Any]) -> str:
         f"  throughput: {thr['threads']} threads sharing ONE client/channel (one connection), "
         f"{thr['threads']} x {thr['calls_per_thread']} calls after "
         f"{thr['threads']} x {thr['warmup_per_thread']} warm-up",
+        f"  server stream: {config['scenarios']['server_stream']['messages']:,} Tick(seq, name, "
+        "value) messages, decoded to typed objects (dataclass / protobuf) and order-checked",
+        f"  bidi ping-pong: one stream, {config['scenarios']['bidi_pingpong']['rounds']:,} "
+        "send-one-wait-for-its-echo round trips",
         f"  server and client are separate processes competing for the same {cores} cores, "
         "equally for every framework;",
         "  frameworks run one after another (never two servers at once), each scenario in a "
@@ -50,6 +54,10 @@ def summary(scenario: str, figures: dict[str, Any]) -> str:
         )
     if scenario == "unary_throughput":
         return f"{figures['calls_per_s']:,.0f} calls/s with {figures['threads']} threads"
+    if scenario == "server_stream":
+        return f"{figures['messages_per_s']:,.0f} typed messages/s"
+    if scenario == "bidi_pingpong":
+        return f"p50 {figures['p50_us']:.1f} µs, {figures['round_trips_per_s']:,.0f} round trips/s"
     return ""
 
 
@@ -58,6 +66,9 @@ _ROWS = [
     ("unary p99, 1 thread (µs)", "unary_latency", "p99_us", "{:,.1f}"),
     ("unary calls/s, 1 thread", "unary_latency", "calls_per_s", "{:,.0f}"),
     ("unary calls/s, 16 threads", "unary_throughput", "calls_per_s", "{:,.0f}"),
+    ("server stream, typed msgs/s", "server_stream", "messages_per_s", "{:,.0f}"),
+    ("bidi ping-pong p50 (µs)", "bidi_pingpong", "p50_us", "{:,.1f}"),
+    ("bidi ping-pong round trips/s", "bidi_pingpong", "round_trips_per_s", "{:,.0f}"),
 ]
 
 
@@ -117,6 +128,10 @@ _RATIOS = [
      "(> 1: gopherpipe does more calls/s)"),
     ("16-thread calls/s gopherpipe/grpc", "gopherpipe", "grpc", "unary_throughput",
      "calls_per_s", "(> 1: gopherpipe does more calls/s)"),
+    ("server-stream msgs/s gopherpipe/grpc", "gopherpipe", "grpc", "server_stream",
+     "messages_per_s", "(> 1: gopherpipe streams more typed messages/s)"),
+    ("bidi round trips/s gopherpipe/grpc", "gopherpipe", "grpc", "bidi_pingpong",
+     "round_trips_per_s", "(> 1: gopherpipe ping-pongs faster)"),
     ("p50 gopherpipe/raw socket", "gopherpipe", "rawsocket", "unary_latency", "p50_us",
      "(times the floor; 1.0x would be free)"),
     ("p50 grpc/raw socket", "grpc", "rawsocket", "unary_latency", "p50_us",

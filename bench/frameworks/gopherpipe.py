@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -45,6 +47,54 @@ def _contract() -> ModuleType:
     return importlib.import_module("examples.echo.service")
 
 
+_BENCH_DIR = Path(__file__).resolve().parent.parent
+_GENERATED = _BENCH_DIR / "_gp_generated"
+
+
+def prepare() -> None:
+    """Generate the streaming bench stubs with the project's own generator (git-ignored)."""
+    _GENERATED.mkdir(exist_ok=True)
+    (_GENERATED / "__init__.py").write_text("")
+    subprocess.run(
+        [sys.executable, "-m", "gopherpipe_gen", "gen", "-o", str(_GENERATED),
+         str(_BENCH_DIR / "streaming_service.py")],
+        check=True, timeout=120, cwd=_BENCH_DIR.parent,
+    )  # fmt: skip
+
+
+def _streaming(kind: str) -> ModuleType:
+    return importlib.import_module(f"bench._gp_generated.streaming_service_{kind}")
+
+
+def _serve_streams(server: gopherpipe_runtime.Server) -> None:
+    from bench.streaming_service import StreamBench, Tick
+
+    class Streams(StreamBench):
+        def ticks(self, count: int) -> gopherpipe_runtime.Chan[Tick]:
+            out: gopherpipe_runtime.Chan[Tick] = gopherpipe_runtime.Chan(1024)
+
+            def produce() -> None:
+                with out:
+                    for seq in range(count):
+                        out.send(Tick(seq, "tick", 1.5))
+
+            threading.Thread(target=produce, daemon=True).start()
+            return out
+
+        def ping_pong(self, pings: gopherpipe_runtime.Chan[Tick]) -> gopherpipe_runtime.Chan[Tick]:
+            out: gopherpipe_runtime.Chan[Tick] = gopherpipe_runtime.Chan(16)
+
+            def relay() -> None:
+                with out:
+                    for ping in pings:
+                        out.send(ping)
+
+            threading.Thread(target=relay, daemon=True).start()
+            return out
+
+    _streaming("server").register_stream_bench(server, Streams())
+
+
 def serve() -> tuple[str, Callable[[float], None]]:
     server_stub = _stub("server")
     contract = _contract()
@@ -58,6 +108,7 @@ def serve() -> tuple[str, Callable[[float], None]]:
 
     server = gopherpipe_runtime.Server("tcp://127.0.0.1:0")
     server_stub.register_echo_service(server, Echo())
+    _serve_streams(server)
     server.start()
 
     def stop(grace: float) -> None:
@@ -93,4 +144,38 @@ def unary_throughput(address: str, payload: str, params: dict[str, Any]) -> dict
         client.close()
 
 
-SCENARIOS = {"unary_latency": unary_latency, "unary_throughput": unary_throughput}
+def server_stream(address: str, payload: str, params: dict[str, Any]) -> dict[str, Any]:
+    # Items arrive as `Tick` dataclass instances, decoded by the generated stub.
+    client = _streaming("client").StreamBenchClient.dial(address)
+    try:
+        return measure.server_stream(client.ticks, params["messages"])
+    finally:
+        client.close()
+
+
+def bidi_pingpong(address: str, payload: str, params: dict[str, Any]) -> dict[str, Any]:
+    from bench.streaming_service import Tick
+
+    client = _streaming("client").StreamBenchClient.dial(address)
+    pings: gopherpipe_runtime.Chan[Tick] = gopherpipe_runtime.Chan()
+    pongs = client.ping_pong(pings)
+
+    def round_trip(seq: int) -> int:
+        pings.send(Tick(seq, "ping", 0.5))
+        return int(pongs.recv().seq)
+
+    try:
+        return measure.bidi_pingpong(round_trip, params["rounds"], params["warmup"])
+    finally:
+        pings.close()
+        for _ in pongs:
+            pass
+        client.close()
+
+
+SCENARIOS = {
+    "unary_latency": unary_latency,
+    "unary_throughput": unary_throughput,
+    "server_stream": server_stream,
+    "bidi_pingpong": bidi_pingpong,
+}

@@ -7,9 +7,10 @@ installed grpcio/protobuf, so it is never committed.
 
 from __future__ import annotations
 
+import queue
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ def prepare() -> None:
             f"--python_out={_GEN_DIR}",
             f"--grpc_python_out={_GEN_DIR}",
             str(_PROTO_DIR / "echo.proto"),
+            str(_PROTO_DIR / "stream.proto"),
         ],
         check=True,
         timeout=60,
@@ -54,6 +56,14 @@ def _generated() -> tuple[Any, Any]:
     return echo_pb2, echo_pb2_grpc
 
 
+def _streaming() -> tuple[Any, Any]:
+    _generated()  # puts the generated folder on sys.path
+    import stream_pb2
+    import stream_pb2_grpc
+
+    return stream_pb2, stream_pb2_grpc
+
+
 def serve() -> tuple[str, Callable[[float], None]]:
     pb2, pb2_grpc = _generated()
 
@@ -63,6 +73,18 @@ def serve() -> tuple[str, Callable[[float], None]]:
 
     server = grpc.server(ThreadPoolExecutor(max_workers=_SERVER_WORKERS))
     pb2_grpc.add_EchoServicer_to_server(EchoServicer(), server)
+    stream_pb2, stream_grpc = _streaming()
+
+    class StreamServicer(stream_grpc.StreamBenchServicer):  # type: ignore[misc, name-defined]
+        def Ticks(self, request: Any, context: Any) -> Iterator[Any]:
+            tick = stream_pb2.Tick
+            for seq in range(request.count):
+                yield tick(seq=seq, name="tick", value=1.5)
+
+        def PingPong(self, request_iterator: Iterator[Any], context: Any) -> Iterator[Any]:
+            yield from request_iterator
+
+    stream_grpc.add_StreamBenchServicer_to_server(StreamServicer(), server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
 
@@ -108,4 +130,42 @@ def unary_throughput(address: str, payload: str, params: dict[str, Any]) -> dict
         channel.close()
 
 
-SCENARIOS = {"unary_latency": unary_latency, "unary_throughput": unary_throughput}
+def server_stream(address: str, payload: str, params: dict[str, Any]) -> dict[str, Any]:
+    # Items arrive as protobuf `Tick` messages: grpc's typed objects.
+    pb2, pb2_grpc = _streaming()
+    channel = grpc.insecure_channel(address.removeprefix("tcp://"))
+    grpc.channel_ready_future(channel).result(timeout=30)
+    stub = pb2_grpc.StreamBenchStub(channel)
+    try:
+        return measure.server_stream(
+            lambda count: stub.Ticks(pb2.TickRequest(count=count)), params["messages"]
+        )
+    finally:
+        channel.close()
+
+
+def bidi_pingpong(address: str, payload: str, params: dict[str, Any]) -> dict[str, Any]:
+    pb2, pb2_grpc = _streaming()
+    channel = grpc.insecure_channel(address.removeprefix("tcp://"))
+    grpc.channel_ready_future(channel).result(timeout=30)
+    stub = pb2_grpc.StreamBenchStub(channel)
+    pings: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    pongs = stub.PingPong(iter(pings.get, None))
+
+    def round_trip(seq: int) -> int:
+        pings.put(pb2.Tick(seq=seq, name="ping", value=0.5))
+        return int(next(pongs).seq)
+
+    try:
+        return measure.bidi_pingpong(round_trip, params["rounds"], params["warmup"])
+    finally:
+        pings.put(None)
+        channel.close()
+
+
+SCENARIOS = {
+    "unary_latency": unary_latency,
+    "unary_throughput": unary_throughput,
+    "server_stream": server_stream,
+    "bidi_pingpong": bidi_pingpong,
+}
