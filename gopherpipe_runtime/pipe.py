@@ -286,9 +286,9 @@ class _Connection:
     def usable(self) -> bool:
         return self.closed_reason is None and not self.goaway
 
-    def unary(self, service: str, method: str, args: list[Any], options: CallOptions) -> Any:
+    def _call_body(self, service: str, method: str, args: list[Any], options: CallOptions) -> bytes:
+        """The CALL payload; oversized or unencodable requests fail here, locally."""
         timeout = options.timeout
-        deadline = None if timeout is None else time.monotonic() + timeout
         timeout_ms = None if timeout is None else max(0, int(timeout * 1000))
         try:
             body = encode_call(
@@ -301,14 +301,25 @@ class _Connection:
                 f"{method}(): request of {len(body)} bytes exceeds the server's max frame "
                 f"size of {self.settings.peer_max_frame_size}"
             )
+        return body
+
+    def _new_stream_id(self) -> int:
+        """The next stream id (mutex held); _NotProcessed if this connection takes no calls."""
+        if self.closed_reason is not None or self.goaway:
+            raise _NotProcessed()
+        stream_id = next(self._ids)
+        if stream_id > frames.MAX_STREAM_ID:
+            self.goaway = True  # ids never repeat on a connection; use a fresh one
+            raise _NotProcessed()
+        return stream_id
+
+    def unary(self, service: str, method: str, args: list[Any], options: CallOptions) -> Any:
+        timeout = options.timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        body = self._call_body(service, method, args, options)
         waiter = _Waiter()
         with self._mutex:
-            if self.closed_reason is not None or self.goaway:
-                raise _NotProcessed()
-            stream_id = next(self._ids)
-            if stream_id > frames.MAX_STREAM_ID:
-                self.goaway = True  # ids never repeat on a connection; use a fresh one
-                raise _NotProcessed()
+            stream_id = self._new_stream_id()
             self.calls[stream_id] = waiter
         try:
             self.writer.write(encode_stream_frame(FrameType.CALL, stream_id, body))
@@ -335,26 +346,9 @@ class _Connection:
         encode_item: Callable[[Any], Any] | None,
         decode_item: Callable[[Any], Any] | None,
     ) -> ClientStream:
-        timeout = options.timeout
-        timeout_ms = None if timeout is None else max(0, int(timeout * 1000))
-        try:
-            body = encode_call(
-                self.codec, service, method, timeout_ms, dict(options.metadata), args
-            )
-        except CodecError as exc:
-            raise InvalidArgumentError(f"{method}(): {exc}") from None
-        if len(body) + frames.STREAM_ID_SIZE > self.settings.peer_max_frame_size:
-            raise ResourceExhaustedError(
-                f"{method}(): request of {len(body)} bytes exceeds the server's max frame "
-                f"size of {self.settings.peer_max_frame_size}"
-            )
+        body = self._call_body(service, method, args, options)
         with self._mutex:
-            if self.closed_reason is not None or self.goaway:
-                raise _NotProcessed()
-            stream_id = next(self._ids)
-            if stream_id > frames.MAX_STREAM_ID:
-                self.goaway = True
-                raise _NotProcessed()
+            stream_id = self._new_stream_id()
             stream = ClientStream(self, stream_id, f"{service}.{method}", source, encode_item)
             if decode_item is not None:
                 stream.attach_output(self._inbound(stream, decode_item))
@@ -374,7 +368,7 @@ class _Connection:
             if self.forget_stream(stream_id, send_cancel=False):
                 stream.end(StatusCode.UNAVAILABLE, f"connection lost: {exc}", None)
             return stream
-        stream.start(timeout)
+        stream.start(options.timeout)
         return stream
 
     def _inbound(self, stream: ClientStream, decode_item: Callable[[Any], Any]) -> InboundChan[Any]:
