@@ -103,8 +103,6 @@ class ParamView:
     decoder: str
     """Server side: the (value, path) function that decodes it, for short argument lists."""
     path: str
-    slash_after: bool
-    """Whether the positional-only marker ``/`` follows this parameter."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +123,7 @@ class SignatureParam:
     annotation: str
     default: str | None
     slash_after: bool
+    """Whether the positional-only marker ``/`` follows this parameter."""
 
 
 @dataclass(frozen=True)
@@ -539,7 +538,7 @@ def _methods(service_name: str, method: Method, client: _Emitter, server: _Emitt
     prefix = f"_{service_name}_{method.name}"
     for index, param in enumerate(method.params):
         path = _path_literal(f"{method.name}(): argument '{param.name}'")
-        params.append(_param_view(param, index, path, False, client, server))
+        params.append(_param_view(param, index, path, client, server))
     signature = _signature(method, params)
     returns_none = isinstance(method.returns, Scalar) and method.returns.name == "None"
     result_path = _path_literal(f"{method.name}(): result")
@@ -675,7 +674,7 @@ def _signature(method: Method, params: list[ParamView]) -> tuple[SignatureParam,
 
 
 def _param_view(
-    param: Param, index: int, path: str, slash: bool, client: _Emitter, server: _Emitter
+    param: Param, index: int, path: str, client: _Emitter, server: _Emitter
 ) -> ParamView:
     return ParamView(
         name=param.name,
@@ -686,7 +685,6 @@ def _param_view(
         decode=server.call(param.type, False, f"args[{index}]", path),
         decoder=server.fn(param.type, False),
         path=path,
-        slash_after=slash,
     )
 
 
