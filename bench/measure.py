@@ -153,6 +153,7 @@ def server_stream(open_stream: Callable[[int], Any], messages: int) -> dict[str,
     gc.collect()
     start = time.perf_counter_ns()
     expected = 0
+    item: Any = None
     for item in open_stream(messages):
         if item.seq != expected:
             raise StreamOrderError(f"item {expected} arrived as seq {item.seq}")
@@ -162,6 +163,8 @@ def server_stream(open_stream: Callable[[int], Any], messages: int) -> dict[str,
         raise StreamOrderError(f"{expected} items arrived, {messages} were asked for")
     return {
         "messages": messages,
+        # What the caller iterated over: the proof that items arrived as typed objects.
+        "item_type": type(item).__name__,
         "seconds": elapsed_ns / 1e9,
         "messages_per_s": messages / (elapsed_ns / 1e9),
     }

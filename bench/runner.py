@@ -23,7 +23,7 @@ SCENARIOS: dict[str, tuple[dict[str, int], dict[str, int]]] = {
         {"threads": 16, "calls_per_thread": 1000, "warmup_per_thread": 50},
         {"threads": 16, "calls_per_thread": 50, "warmup_per_thread": 5},
     ),
-    "server_stream": ({"messages": 200_000}, {"messages": 3000}),
+    "server_stream": ({"messages": 200_000}, {"messages": 5000}),
     "bidi_pingpong": ({"rounds": 5000, "warmup": 200}, {"rounds": 200, "warmup": 20}),
 }
 SCENARIO_TIMEOUT_S = {False: 300.0, True: 60.0}

@@ -75,5 +75,32 @@ def test_quick_run_over_gopherpipe_and_the_floor(tmp_path: Path) -> None:
     assert gopherpipe["unary_latency"]["p50_us"] > 0
     assert gopherpipe["unary_throughput"]["threads"] == 16
     assert gopherpipe["unary_throughput"]["calls_per_s"] > 0
+    # Streams go through the stubs `gopherpipe gen` writes at bench time: every item is a
+    # `Tick` dataclass the generated code decoded, counted and order-checked by measure.py.
+    stream = gopherpipe["server_stream"]
+    assert stream["messages"] > 0 and stream["messages_per_s"] > 0
+    assert stream["item_type"] == "Tick"
+    pingpong = gopherpipe["bidi_pingpong"]
+    assert pingpong["rounds"] > 0
+    assert pingpong["p50_us"] > 0 and pingpong["round_trips_per_s"] > 0
     assert results["rawsocket"]["unary_latency"]["p50_us"] > 0
     assert "p50 gopherpipe/raw socket = " in done.stdout
+    assert "server stream, typed msgs/s" in done.stdout
+
+
+def test_stream_order_and_count_are_checked() -> None:
+    class Item:
+        def __init__(self, seq: int) -> None:
+            self.seq = seq
+
+    def swapped(count: int) -> list[Item]:
+        items = [Item(i) for i in range(count)]
+        items[1], items[2] = items[2], items[1]
+        return items
+
+    with pytest.raises(measure.StreamOrderError):
+        measure.server_stream(swapped, 10)
+    with pytest.raises(measure.StreamOrderError):
+        measure.server_stream(lambda count: [Item(i) for i in range(count - 1)], 10)
+    with pytest.raises(measure.StreamOrderError):
+        measure.bidi_pingpong(lambda seq: seq + 1, rounds=3, warmup=0)
