@@ -90,9 +90,11 @@ class ClientBase:
             method,
             args,
             self._gp_options,
-            decode_item=self._gp_item_decoder(method, decode_item),
+            decode_item=decode_item,
         )
-        return stream.take_output()
+        output = stream.take_output()
+        output.bad_item = self._gp_malformed(method)
+        return output
 
     def _gp_client_stream(
         self,
@@ -129,9 +131,11 @@ class ClientBase:
             self._gp_options,
             source=source,
             encode_item=encode_item,
-            decode_item=self._gp_item_decoder(method, decode_item),
+            decode_item=decode_item,
         )
-        return stream.take_output()
+        output = stream.take_output()
+        output.bad_item = self._gp_malformed(method)
+        return output
 
     def _gp_decode(self, method: str, decode: Callable[[Any], T], wire: Any) -> T:
         try:
@@ -143,5 +147,10 @@ class ClientBase:
                 f"{self._gp_service_name}.{method}: malformed result from server: {exc.message}"
             ) from None
 
-    def _gp_item_decoder(self, method: str, decode: Callable[[Any], T]) -> Callable[[Any], T]:
-        return lambda wire: self._gp_decode(method, decode, wire)
+    def _gp_malformed(self, method: str) -> Callable[[InvalidArgumentError], BaseException]:
+        def malformed(exc: InvalidArgumentError) -> BaseException:
+            return InternalError(
+                f"{self._gp_service_name}.{method}: malformed item from server: {exc.message}"
+            )
+
+        return malformed

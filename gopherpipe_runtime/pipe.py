@@ -222,7 +222,7 @@ class ClientStream:
                 connection.writer.write(
                     encode_stream_frame(FrameType.HALF_CLOSE, self.stream_id, b"")
                 )
-        elif outcome == PumpOutcome.FAILED and not self.ended:
+        elif outcome in (PumpOutcome.FAILED, PumpOutcome.BAD_ITEM) and not self.ended:
             if isinstance(error, RpcError):
                 code, message = error.code, error.message
             else:

@@ -676,19 +676,12 @@ class Server:
         if state.context._cancelled:  # cancelled while the handler ran
             stop_source(source, "the client cancelled the call")
             return StatusCode.CANCELLED, "cancelled", None
-        encode_item = method.encode_item
-
-        def checked(item: Any) -> Any:
-            try:
-                return encode_item(item)
-            except InvalidArgumentError as exc:
-                raise _BadItem(exc.message) from None
 
         def send(batch: list[Any]) -> None:
             self._send_items(conn, stream_id, batch, codec)
 
         try:
-            outcome, error = pump(source, checked, send, state.credit)
+            outcome, error = pump(source, method.encode_item, send, state.credit)
         except ConnectionLost:
             outcome, error = PumpOutcome.ABORTED, None
         except RpcError as exc:  # an item too large for the client's frames
@@ -700,8 +693,9 @@ class Server:
             stop_source(source, "the client cancelled the call")
             return StatusCode.CANCELLED, "cancelled", None
         stop_source(source, "the stream failed")
-        if isinstance(error, _BadItem):
-            return StatusCode.INTERNAL, f"handler sent a wrong value: {error}", None
+        if outcome == PumpOutcome.BAD_ITEM or isinstance(error, _BadItem):
+            detail = error.message if isinstance(error, RpcError) else str(error)
+            return StatusCode.INTERNAL, f"handler sent a wrong value: {detail}", None
         if isinstance(error, RpcError):
             return error.code, error.message, None
         if isinstance(error, ChanClosed):

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from .chan import Chan, ChanClosed
 from .codec import Codec
 from .frames import STREAM_ID_SIZE, FrameType, encode_stream_frame
-from .status import ResourceExhaustedError
+from .status import InvalidArgumentError, ResourceExhaustedError
 
 T = TypeVar("T")
 
@@ -86,6 +86,9 @@ class InboundChan(Chan[T]):
         """Applied as the user takes each item, on the user's thread: items travel in
         wire form until then, so decoding cost lands on the consumer, not on the
         thread that reads the socket for every stream."""
+        self.bad_item: Callable[[InvalidArgumentError], BaseException] | None = None
+        """What an item that does not decode raises instead (on the client, a server
+        breaking the contract is INTERNAL); None raises the InvalidArgumentError."""
 
     def deliver(self, items: Sequence[T]) -> bool:
         """Queue items from the peer without blocking; False if that breaks the window."""
@@ -127,9 +130,12 @@ class InboundChan(Chan[T]):
             if chunk:
                 if decode is None:
                     yield from chunk
-                else:
-                    for raw in chunk:
-                        yield decode(raw)
+                    continue
+                try:
+                    decoded = [decode(raw) for raw in chunk]
+                except InvalidArgumentError as exc:
+                    raise self._bad(exc) from None
+                yield from decoded
                 continue
             value, ok = self.recv_ok()  # nothing queued: wait for the next item or the end
             if not ok:
@@ -164,15 +170,24 @@ class InboundChan(Chan[T]):
                 consumed, self._consumed = self._consumed, 0
                 self._on_consumed(consumed)
         if self.decode_item is not None:
-            value = self.decode_item(value)
+            try:
+                value = self.decode_item(value)
+            except InvalidArgumentError as exc:
+                raise self._bad(exc) from None
         return taken, value
+
+    def _bad(self, error: InvalidArgumentError) -> BaseException:
+        return error if self.bad_item is None else self.bad_item(error)
 
 
 class PumpOutcome:
-    """How a pump ended: the source was exhausted, it failed, or sending was aborted."""
+    """How a pump ended: the source was exhausted or failed, an item could not be
+    encoded (the producer's bug, told apart so the status can say so), or sending
+    was aborted."""
 
     DONE = "done"
     FAILED = "failed"
+    BAD_ITEM = "bad item"
     ABORTED = "aborted"
 
 
@@ -190,8 +205,9 @@ def pump(
     frame; a list or tuple is sliced; any other iterable goes one item a frame
     (the writer still coalesces frames on the socket).
 
-    Returns (outcome, error): the error is the source's close error or the
-    exception raised while producing or encoding an item.
+    Returns (outcome, error): the error is the source's close error, the
+    exception raised while producing an item (FAILED), or while encoding one
+    (BAD_ITEM).
     """
     if isinstance(source, Chan):
         return _pump_chan(source, encode_item, send_batch, credit)
@@ -205,7 +221,7 @@ def pump(
             try:
                 batch = [encode_item(item) for item in chunk]
             except Exception as exc:
-                return PumpOutcome.FAILED, exc
+                return PumpOutcome.BAD_ITEM, exc
             credit.spend(len(batch))
             send_batch(batch)
             position += len(batch)
@@ -223,7 +239,7 @@ def pump(
         try:
             encoded = encode_item(item)
         except Exception as exc:
-            return PumpOutcome.FAILED, exc
+            return PumpOutcome.BAD_ITEM, exc
         credit.spend(1)
         send_batch([encoded])
 
@@ -242,12 +258,12 @@ def _pump_chan(
         if not ok:
             error = source.error
             return (PumpOutcome.FAILED, error) if error is not None else (PumpOutcome.DONE, None)
+        more = source.recv_many(allowance - 1) if allowance > 1 else []
         try:
             batch = [encode_item(item)]
-            if allowance > 1:
-                batch += [encode_item(more) for more in source.recv_many(allowance - 1)]
+            batch += [encode_item(extra) for extra in more]
         except Exception as exc:
-            return PumpOutcome.FAILED, exc
+            return PumpOutcome.BAD_ITEM, exc
         credit.spend(len(batch))
         send_batch(batch)
 
