@@ -131,6 +131,15 @@ class Chan(Generic[T]):
 
     def recv_ok(self, timeout: float | None = None) -> tuple[T | None, bool]:
         """``(value, True)``, or ``(None, False)`` once the channel is closed and drained."""
+        try:
+            return self._recv_ok(timeout)
+        finally:
+            self._after_take()
+
+    def _after_take(self) -> None:
+        """Runs after a receive, outside the lock (subclasses send flow-control credit here)."""
+
+    def _recv_ok(self, timeout: float | None) -> tuple[T | None, bool]:
         with self._lock:
             taken, value = self._try_recv_locked()
             if taken:
@@ -162,13 +171,15 @@ class Chan(Generic[T]):
                 if not taken:
                     break
                 items.append(value)  # type: ignore[arg-type]
+        self._after_take()
         return items
 
     def try_recv(self) -> tuple[T | None, bool]:
         """Receive without blocking: ``(value, True)`` or ``(None, False)`` if nothing is there."""
         with self._lock:
             taken, value = self._try_recv_locked()
-            return (value, True) if taken else (None, False)
+        self._after_take()
+        return (value, True) if taken else (None, False)
 
     def _try_recv_locked(self) -> tuple[bool, T | None]:
         # Waking is paid only when somebody can be waiting for the change: a blocked
@@ -323,12 +334,14 @@ def select(*cases: SelectCase, timeout: float | None = None, default: bool = Fal
                     if is_send:
                         if chan._try_send_locked(value):
                             return Selected(index, None, True)
-                    else:
-                        taken, received = chan._try_recv_locked()
-                        if taken:
-                            return Selected(index, received, True)
-                        if chan._closed:
-                            return Selected(index, None, False)
+                        continue
+                    taken, received = chan._try_recv_locked()
+                    closed = chan._closed
+                if taken:
+                    chan._after_take()
+                    return Selected(index, received, True)
+                if closed:
+                    return Selected(index, None, False)
             if default:
                 return Selected(-1, None, False)
             with selector.condition:

@@ -80,6 +80,7 @@ class InboundChan(Chan[T]):
         self._on_consumed = on_consumed
         self._on_abandon = on_abandon
         self._consumed = 0
+        self._credit_due = 0
         self._credit_step = max(1, window // 2)
         self._finished = False
         self.decode_item: Callable[[Any], Any] | None = None
@@ -153,22 +154,32 @@ class InboundChan(Chan[T]):
             chunk = [buffer.popleft() for _ in range(count)]
             if self._selectors:
                 self._notify()
-            if not self._finished:
-                self._consumed += count
-                if self._consumed >= self._credit_step:
-                    consumed, self._consumed = self._consumed, 0
-                    self._on_consumed(consumed)
-            return chunk
+            self._count_consumed(count)
+        self._after_take()
+        return chunk
+
+    def _count_consumed(self, count: int) -> None:
+        """Lock held: note consumed items; credit is due every half window."""
+        if not self._finished:
+            self._consumed += count
+            if self._consumed >= self._credit_step:
+                self._credit_due += self._consumed
+                self._consumed = 0
+
+    def _after_take(self) -> None:
+        # The CREDIT frame goes out after the lock is released: a socket send under
+        # it would stall the connection's reader, which needs the lock to deliver.
+        if self._credit_due:
+            with self._lock:
+                due, self._credit_due = self._credit_due, 0
+            if due:
+                self._on_consumed(due)
 
     def _try_recv_locked(self) -> tuple[bool, T | None]:
         taken, value = super()._try_recv_locked()
         if not taken:
             return taken, value
-        if not self._finished:
-            self._consumed += 1
-            if self._consumed >= self._credit_step:
-                consumed, self._consumed = self._consumed, 0
-                self._on_consumed(consumed)
+        self._count_consumed(1)
         if self.decode_item is not None:
             try:
                 value = self.decode_item(value)
