@@ -48,9 +48,19 @@ TYPE_HELP = (
     "use None, bool, int, float, str, bytes, list[T], dict[K, V], tuple[...], set[T], "
     "T | None, or a dataclass or Enum declared in the contract"
 )
-CHAN_ERROR = (
-    "Chan[T] may only be the whole type of one parameter (a client stream) or of the "
-    "return value (a server stream), not nested in another type or a dataclass field"
+CHAN_NESTED = (
+    "Chan[T] cannot be nested in another type: a stream is the whole annotation of one "
+    "parameter (x: Chan[T], a client stream) or of the return value (-> Chan[T], a server "
+    "stream); to send a batch as one value, write list[T]"
+)
+CHAN_OPTIONAL = (
+    "a stream cannot be optional: write Chan[T] without None (a stream closed at once "
+    "stands for 'no items')"
+)
+CHAN_IMPORT = "from gopherpipe_runtime import Chan"
+CHAN_OF_CHAN = (
+    "Chan[Chan[T]] is not supported: a stream's items are values; write Chan[T] with a "
+    "non-Chan item type, e.g. Chan[list[T]]"
 )
 DEFAULT_HELP = (
     "a default must be a literal: a number, a string, bytes, True, False, None, "
@@ -143,6 +153,9 @@ class _Parser:
         self.in_progress: set[str] = set()
         self.anchor: list[cst.CSTNode] = []
         """Nodes whose position stands in for nodes that have none (inside a string type)."""
+        self.chan_context: list[str] = []
+        """The dataclass fields being read, innermost last, so a Chan in one is
+        reported as a field's problem wherever the dataclass is used."""
 
     # -- errors -------------------------------------------------------------------------
 
@@ -280,12 +293,103 @@ class _Parser:
 
     # -- types --------------------------------------------------------------------------
 
+    def names_chan(self, mod: _Module, node: cst.BaseExpression) -> bool:
+        """Whether `node` is ``Chan`` or ``Chan[...]`` (gopherpipe_runtime's, however imported)."""
+        if isinstance(node, cst.SimpleString | cst.ConcatenatedString):
+            text = node.evaluated_value
+            if not isinstance(text, str):
+                return False
+            try:
+                inner = cst.parse_expression(text.strip())
+            except cst.ParserSyntaxError:
+                return False  # type_of reports it
+            self.anchor.append(node)
+            try:
+                return self.names_chan(mod, inner)
+            finally:
+                self.anchor.pop()
+        head = node.value if isinstance(node, cst.Subscript) else node
+        if isinstance(head, cst.Attribute):
+            if head.attr.value != "Chan":
+                return False
+            if not mod.module.code_for_node(head.value).startswith("gopherpipe_runtime"):
+                raise self.fail(
+                    mod,
+                    head,
+                    f"{mod.module.code_for_node(head)} is not a stream: streams are "
+                    f"gopherpipe_runtime.Chan[T] ({CHAN_IMPORT})",
+                )
+            return True
+        if not isinstance(head, cst.Name):
+            return False
+        name = head.value
+        if name in mod.imports:
+            source, dots, original, _ = mod.imports[name]
+            if original == "Chan" and dots == 0 and source.split(".")[0] == "gopherpipe_runtime":
+                return True
+            if name == "Chan":
+                raise self.fail(
+                    mod,
+                    head,
+                    f"this Chan comes from {'.' * dots}{source}: streams are "
+                    f"gopherpipe_runtime's Chan[T]; write {CHAN_IMPORT}",
+                )
+            return False
+        if name == "Chan" and name not in mod.classes:
+            raise self.fail(mod, head, f"Chan is not imported: add {CHAN_IMPORT}")
+        return False
+
+    def chan_misuse(self, mod: _Module, node: cst.CSTNode, optional: bool = False) -> _Invalid:
+        where = self.chan_context[-1] if self.chan_context else ""
+        if where.startswith("field "):
+            message = (
+                f"dataclass field {where.removeprefix('field ')!r} cannot be a stream: a "
+                "dataclass travels as one value; write list[T] for the field, or make "
+                "Chan[T] a parameter or the return type of a method"
+            )
+        elif optional:
+            message = CHAN_OPTIONAL
+        else:
+            message = CHAN_NESTED
+        return self.fail(mod, node, message)
+
+    def stream_item(
+        self, mod: _Module, annotation: cst.Annotation | cst.BaseExpression | None
+    ) -> TypeRef | None:
+        """The item type if `annotation` is exactly ``Chan[T]``, else None."""
+        if annotation is None:
+            return None
+        node = annotation.annotation if isinstance(annotation, cst.Annotation) else annotation
+        if isinstance(node, cst.SimpleString | cst.ConcatenatedString):
+            text = node.evaluated_value
+            if not isinstance(text, str):
+                return None
+            try:
+                inner = cst.parse_expression(text.strip())
+            except cst.ParserSyntaxError:
+                return None  # type_of reports it
+            self.anchor.append(node)
+            try:
+                return self.stream_item(mod, inner)
+            finally:
+                self.anchor.pop()
+        if not self.names_chan(mod, node):
+            return None
+        if not isinstance(node, cst.Subscript):
+            raise self.fail(mod, node, "Chan needs its item type: write Chan[T], e.g. Chan[str]")
+        if len(node.slice) != 1 or not isinstance(node.slice[0].slice, cst.Index):
+            raise self.fail(mod, node, "Chan takes one item type: write Chan[T]")
+        item = node.slice[0].slice.value
+        if self.names_chan(mod, item):
+            raise self.fail(mod, item, CHAN_OF_CHAN)
+        return self.type_of(mod, item)
+
     def type_of(self, mod: _Module, node: cst.BaseExpression) -> TypeRef:
+        if self.names_chan(mod, node):
+            raise self.chan_misuse(mod, node)
         if isinstance(node, cst.Name):
             return self.simple_type(mod, node.value, node)
         if isinstance(node, cst.Attribute):
-            if node.attr.value == "Chan":
-                raise self.fail(mod, node, CHAN_ERROR)
             if node.attr.value in SCALARS and _tail_name(node.value) == "builtins":
                 return self.simple_type(mod, node.attr.value, node)
             raise self.fail(
@@ -327,8 +431,6 @@ class _Parser:
             raise self.fail(
                 mod, node, f"{name} is not allowed: the wire needs a concrete type; {TYPE_HELP}"
             )
-        if name == "Chan":
-            raise self.fail(mod, node, CHAN_ERROR)
         if name in {"list", "dict", "tuple", "set", *TYPING_ALIASES}:
             generic = TYPING_ALIASES.get(name, name)
             raise self.fail(
@@ -352,6 +454,8 @@ class _Parser:
             return isinstance(member, cst.Name) and member.value == "None"
 
         others = [m for m in members if not is_none(m)]
+        if len(others) == 1 < len(members) and self.names_chan(mod, others[0]):
+            raise self.chan_misuse(mod, node, optional=True)
         if len(others) != 1 or len(others) == len(members):
             raise self.fail(
                 mod,
@@ -376,8 +480,6 @@ class _Parser:
             if len(args) != count:
                 raise self.fail(mod, node, f"{head} takes {count} type(s): write {spelled}")
 
-        if head == "Chan":
-            raise self.fail(mod, node, CHAN_ERROR)
         if head in TYPING_ALIASES:
             raise self.fail(
                 mod, node, f"write {TYPING_ALIASES[head]}[...] instead of typing.{head}[...]"
@@ -406,6 +508,8 @@ class _Parser:
             return TupleOf(tuple(self.type_of(mod, arg) for arg in args))
         if head == "Optional":
             arity(1, "Optional[T] (or T | None)")
+            if self.names_chan(mod, args[0]):
+                raise self.chan_misuse(mod, node, optional=True)
             inner = self.type_of(mod, args[0])
             if isinstance(inner, OptionalOf) or _is_none(inner):
                 return inner
@@ -552,7 +656,11 @@ class _Parser:
             raise self.fail(
                 mod, annotation, "ClassVar, InitVar and KW_ONLY are not supported in a contract"
             )
-        ref = self.type_of(mod, annotation)
+        self.chan_context.append(f"field {name}")
+        try:
+            ref = self.type_of(mod, annotation)
+        finally:
+            self.chan_context.pop()
         has_default = small.value is not None
         value = small.value
         if isinstance(value, cst.Call) and _tail_name(value.func) == "field":
@@ -710,10 +818,11 @@ class _Parser:
         ok = True
         for index, (param, positional_only) in enumerate(ordered[1:]):
             try:
-                item = self.chan_item(mod, param.annotation)
+                item = self.stream_item(mod, param.annotation)
                 if item is None:
                     result.append(self.param(mod, param, positional_only))
                     continue
+                self.param_name(mod, param)
                 if stream_param is not None:
                     raise self.fail(
                         mod,
@@ -723,10 +832,12 @@ class _Parser:
                     )
                 if param.default is not None:
                     raise self.fail(
-                        mod, param.default, "a Chan parameter cannot have a default: remove it"
+                        mod,
+                        param.default,
+                        "a Chan parameter cannot have a default (an empty stream is one the "
+                        "caller closes at once): remove it",
                     )
-                self.param(mod, param, positional_only)  # the name rules apply too
-                stream_param = Param(param.name.value, self.type_of(mod, item), None)
+                stream_param = Param(param.name.value, item, None, positional_only)
                 stream_index = index
             except _Invalid:
                 ok = False
@@ -736,32 +847,16 @@ class _Parser:
             self.error(mod, fn.name, f"method {name!r} needs a return annotation (-> T)")
         else:
             with contextlib.suppress(_Invalid):
-                item = self.chan_item(mod, fn.returns)
-                if item is None:
+                stream_returns = self.stream_item(mod, fn.returns)
+                if stream_returns is None:
                     returns = self.type_of(mod, fn.returns.annotation)
                 else:
-                    stream_returns = self.type_of(mod, item)
                     returns = Scalar("None")
         if not ok or returns is None:
             raise _Invalid()
         return Method(name, tuple(result), returns, stream_param, stream_returns, stream_index)
 
-    def chan_item(
-        self, mod: _Module, annotation: cst.Annotation | None
-    ) -> cst.BaseExpression | None:
-        """The item type expression if `annotation` is ``Chan[T]``, else None."""
-        if annotation is None:
-            return None
-        node = annotation.annotation
-        if isinstance(node, cst.Subscript) and _tail_name(node.value) == "Chan":
-            if len(node.slice) != 1 or not isinstance(node.slice[0].slice, cst.Index):
-                raise self.fail(mod, node, "Chan takes one item type: write Chan[T]")
-            return node.slice[0].slice.value
-        if _tail_name(node) == "Chan":
-            raise self.fail(mod, node, "Chan needs its item type: write Chan[T], e.g. Chan[str]")
-        return None
-
-    def param(self, mod: _Module, param: cst.Param, positional_only: bool) -> Param:
+    def param_name(self, mod: _Module, param: cst.Param) -> None:
         name = param.name.value
         if param.annotation is None:
             raise self.fail(
@@ -773,11 +868,13 @@ class _Parser:
                 param.name,
                 f"parameter name {name!r} is reserved for the generated code: rename it",
             )
-        if self.chan_item(mod, param.annotation) is not None:
-            return Param(name, Scalar("None"), None, positional_only)  # the caller types it
+
+    def param(self, mod: _Module, param: cst.Param, positional_only: bool) -> Param:
+        self.param_name(mod, param)
+        assert param.annotation is not None
         ref = self.type_of(mod, param.annotation.annotation)
         default = None if param.default is None else self.default(mod, param.default, ref)
-        return Param(name, ref, default, positional_only)
+        return Param(param.name.value, ref, default, positional_only)
 
     # -- entry --------------------------------------------------------------------------
 

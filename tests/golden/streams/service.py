@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Optional
 
+import gopherpipe_runtime
 from gopherpipe_runtime import Chan
 
 
@@ -47,3 +48,18 @@ class Shapes(ABC):
 
     @abstractmethod
     def nothing_back(self, lines: Chan[bytes]) -> None: ...
+
+
+class Spellings(ABC):
+    """Positional-only streams and the other ways to write Chan."""
+
+    @abstractmethod
+    def first(self, lines: Chan[str], /, room: str) -> int: ...
+
+    @abstractmethod
+    def qualified(
+        self, room: str, numbers: gopherpipe_runtime.Chan[int], /
+    ) -> gopherpipe_runtime.Chan[float]: ...
+
+    @abstractmethod
+    def quoted(self, messages: "Chan[Message]") -> "Chan[Optional[Message]]": ...

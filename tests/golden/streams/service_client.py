@@ -10,6 +10,7 @@ from gopherpipe_runtime.convert import (
     bad_enum,
     check_bytes,
     check_dict,
+    check_float,
     check_int,
     check_list,
     check_none,
@@ -18,7 +19,7 @@ from gopherpipe_runtime.convert import (
     check_tuple,
     fail,
 )
-from service import ChatService, Message, Mood, Shapes
+from service import ChatService, Message, Mood, Shapes, Spellings
 
 
 class ChatServiceClient(ChatService, ClientBase):
@@ -90,6 +91,39 @@ class ShapesClient(Shapes, ClientBase):
         )
 
 
+class SpellingsClient(Spellings, ClientBase):
+    """Calls Spellings on a server.
+
+    ``SpellingsClient.dial(address)`` owns its connection;
+    ``SpellingsClient(pipe)`` shares a `gopherpipe_runtime.Pipe`.
+    """
+
+    _gp_service_name = "Spellings"
+
+    def first(self, lines: Iterable[str], /, room: str) -> int:
+        return self._gp_client_stream(
+            "first",
+            [check_str(room, "first(): argument 'room'")],
+            lines,
+            _Spellings_first_item_out,
+            _Spellings_first_result,
+        )
+
+    def qualified(self, room: str, numbers: Iterable[int], /) -> Chan[float]:
+        return self._gp_bidi(
+            "qualified",
+            [check_str(room, "qualified(): argument 'room'")],
+            numbers,
+            _Spellings_qualified_item_out,
+            _Spellings_qualified_item_in,
+        )
+
+    def quoted(self, messages: Iterable[Message]) -> Chan[Message | None]:
+        return self._gp_bidi(
+            "quoted", [], messages, _Spellings_quoted_item_out, _Spellings_quoted_item_in
+        )
+
+
 def _ChatService_join_room_item_in(value: Any) -> Message:
     return _dec_Message(value, "join_room(): item of the result stream")
 
@@ -136,6 +170,30 @@ def _Shapes_nothing_back_result(value: Any) -> None:
 
 def _Shapes_nothing_back_item_out(value: Any) -> Any:
     return check_bytes(value, "nothing_back(): item of 'lines'")
+
+
+def _Spellings_first_result(value: Any) -> int:
+    return check_int(value, "first(): result")
+
+
+def _Spellings_first_item_out(value: Any) -> Any:
+    return check_str(value, "first(): item of 'lines'")
+
+
+def _Spellings_qualified_item_in(value: Any) -> float:
+    return check_float(value, "qualified(): item of the result stream")
+
+
+def _Spellings_qualified_item_out(value: Any) -> Any:
+    return check_int(value, "qualified(): item of 'numbers'")
+
+
+def _Spellings_quoted_item_in(value: Any) -> Message | None:
+    return _dec_opt_Message(value, "quoted(): item of the result stream")
+
+
+def _Spellings_quoted_item_out(value: Any) -> Any:
+    return _enc_Message(value, "quoted(): item of 'messages'")
 
 
 def _dec_Message(value: object, path: str) -> Message:

@@ -11,6 +11,7 @@ from gopherpipe_runtime.convert import (
     check_args,
     check_bytes,
     check_dict,
+    check_float,
     check_int,
     check_list,
     check_none,
@@ -20,7 +21,7 @@ from gopherpipe_runtime.convert import (
     fail,
     no_result,
 )
-from service import ChatService, Message, Mood, Shapes
+from service import ChatService, Message, Mood, Shapes, Spellings
 
 
 def register_chat_service(server: Server, impl: ChatService) -> None:
@@ -94,6 +95,43 @@ def register_shapes(server: Server, impl: Shapes) -> None:
                     _Shapes_nothing_back_result,
                     stream_param=0,
                     decode_item=_Shapes_nothing_back_item_in,
+                ),
+            },
+        )
+    )
+
+
+def register_spellings(server: Server, impl: Spellings) -> None:
+    """Serve `impl` as Spellings on `server`."""
+    server.add_service(
+        ServiceDef(
+            "Spellings",
+            {
+                "first": MethodDef(
+                    MethodKind.CLIENT_STREAM,
+                    _Spellings_first_args,
+                    impl.first,
+                    _Spellings_first_result,
+                    stream_param=0,
+                    decode_item=_Spellings_first_item_in,
+                ),
+                "qualified": MethodDef(
+                    MethodKind.BIDI,
+                    _Spellings_qualified_args,
+                    impl.qualified,
+                    no_result,
+                    stream_param=1,
+                    decode_item=_Spellings_qualified_item_in,
+                    encode_item=_Spellings_qualified_item_out,
+                ),
+                "quoted": MethodDef(
+                    MethodKind.BIDI,
+                    _Spellings_quoted_args,
+                    impl.quoted,
+                    no_result,
+                    stream_param=0,
+                    decode_item=_Spellings_quoted_item_in,
+                    encode_item=_Spellings_quoted_item_out,
                 ),
             },
         )
@@ -202,6 +240,45 @@ def _Shapes_nothing_back_result(value: Any) -> Any:
 
 def _Shapes_nothing_back_item_in(value: Any) -> bytes:
     return check_bytes(value, "nothing_back(): item of 'lines'")
+
+
+def _Spellings_first_args(value: Any) -> tuple[Any, ...]:
+    args = check_args(value, "first", 1, 1)
+    return (check_str(args[0], "first(): argument 'room'"),)
+
+
+def _Spellings_first_result(value: Any) -> Any:
+    return check_int(value, "first(): result")
+
+
+def _Spellings_first_item_in(value: Any) -> str:
+    return check_str(value, "first(): item of 'lines'")
+
+
+def _Spellings_qualified_args(value: Any) -> tuple[Any, ...]:
+    args = check_args(value, "qualified", 1, 1)
+    return (check_str(args[0], "qualified(): argument 'room'"),)
+
+
+def _Spellings_qualified_item_out(value: Any) -> Any:
+    return check_float(value, "qualified(): item of the result stream")
+
+
+def _Spellings_qualified_item_in(value: Any) -> int:
+    return check_int(value, "qualified(): item of 'numbers'")
+
+
+def _Spellings_quoted_args(value: Any) -> tuple[Any, ...]:
+    check_args(value, "quoted", 0, 0)
+    return ()
+
+
+def _Spellings_quoted_item_out(value: Any) -> Any:
+    return _enc_opt_Message(value, "quoted(): item of the result stream")
+
+
+def _Spellings_quoted_item_in(value: Any) -> Message:
+    return _dec_Message(value, "quoted(): item of 'messages'")
 
 
 def _enc_Message(value: object, path: str) -> Any:
