@@ -570,18 +570,10 @@ def _methods(service_name: str, method: Method, client: _Emitter, server: _Emitt
         client.uses_chan = True
         item_path = _path_literal(f"{method.name}(): item of the result stream")
         client_functions.append(
-            FunctionView(
-                f"{prefix}_item_in",
-                item_type,
-                client.call(method.stream_returns, False, "value", item_path),
-            )
+            _item_function(client, f"{prefix}_item_in", method.stream_returns, False, item_path)
         )
         server_functions.append(
-            FunctionView(
-                f"{prefix}_item_out",
-                "Any",
-                server.call(method.stream_returns, True, "value", item_path),
-            )
+            _item_function(server, f"{prefix}_item_out", method.stream_returns, True, item_path)
         )
         result_encoder = server.helper("no_result")
         extras.append(f"encode_item={prefix}_item_out")
@@ -590,16 +582,10 @@ def _methods(service_name: str, method: Method, client: _Emitter, server: _Emitt
         client.uses_iterable = True
         item_path = _path_literal(f"{method.name}(): item of '{stream.name}'")
         client_functions.append(
-            FunctionView(
-                f"{prefix}_item_out", "Any", client.call(stream.type, True, "value", item_path)
-            )
+            _item_function(client, f"{prefix}_item_out", stream.type, True, item_path)
         )
         server_functions.append(
-            FunctionView(
-                f"{prefix}_item_in",
-                annotation(stream.type),
-                server.call(stream.type, False, "value", item_path),
-            )
+            _item_function(server, f"{prefix}_item_in", stream.type, False, item_path)
         )
         extras[:0] = [f"stream_param={method.stream_index}", f"decode_item={prefix}_item_in"]
     if kind == "UNARY":
@@ -650,6 +636,18 @@ def _methods(service_name: str, method: Method, client: _Emitter, server: _Emitt
         params_table=params_table,
         decoded_args=_tuple_display([p.decode for p in params]),
     )
+
+
+def _item_function(
+    emitter: _Emitter, name: str, ref: TypeRef, encode: bool, path: str
+) -> FunctionView:
+    """One stream item's converter: (Python -> wire) if `encode`, else (wire -> Python)."""
+    returns = "Any" if encode else annotation(ref)
+    if isinstance(ref, Scalar) and ref.name == "None":
+        # Returning check_none's (or _none's) value would be returning Any (or None)
+        # from a function typed None, which mypy --strict refuses.
+        return FunctionView(name, returns, f"{emitter.helper('check_none')}(value, {path})", True)
+    return FunctionView(name, returns, emitter.call(ref, encode, "value", path))
 
 
 def _signature(method: Method, params: list[ParamView]) -> tuple[SignatureParam, ...]:

@@ -816,8 +816,15 @@ class _Parser:
         stream_param: Param | None = None
         stream_index: int | None = None
         ok = True
+        seen: set[str] = set()
         for index, (param, positional_only) in enumerate(ordered[1:]):
             try:
+                if param.name.value in seen:
+                    # libcst parses this; Python would not, and neither would the stubs.
+                    raise self.fail(
+                        mod, param.name, f"duplicate parameter {param.name.value!r}: rename one"
+                    )
+                seen.add(param.name.value)
                 item = self.stream_item(mod, param.annotation)
                 if item is None:
                     result.append(self.param(mod, param, positional_only))

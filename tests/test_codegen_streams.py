@@ -43,7 +43,7 @@ class Stubs:
     def __init__(self, contract: ModuleType, client: ModuleType, server: ModuleType) -> None:
         self.contract, self.client, self.server = contract, client, server
         registry = Registry()
-        for name in ("chat_service", "shapes", "spellings"):
+        for name in ("chat_service", "shapes", "spellings", "pulse"):
             cls = getattr(contract, "".join(part.title() for part in name.split("_")))
             impl = type("Impl", (cls,), dict.fromkeys(cls.__abstractmethods__, lambda *a: None))
             getattr(server, f"register_{name}")(registry, impl())
@@ -92,6 +92,7 @@ def test_model_kinds_and_stream_positions() -> None:
         "middle": ("CLIENT_STREAM", 1, ["room", "limit"]),
         "maybe": ("BIDI", 0, []),
         "nothing_back": ("CLIENT_STREAM", 0, []),
+        "beats": ("BIDI", 0, []),
         "first": ("CLIENT_STREAM", 0, ["room"]),
         "qualified": ("BIDI", 1, ["room"]),
         "quoted": ("BIDI", 0, []),
@@ -204,6 +205,7 @@ def _items(c: ModuleType) -> dict[str, tuple[list[Any], list[Any]]]:
         "Shapes.middle": ([[], [ann, bob]], []),
         "Shapes.maybe": ([None, (1, "one")], [{}, {"k": ann, "n": None}]),
         "Shapes.nothing_back": ([b"", b"\x00\xff"], []),
+        "Pulse.beats": ([None], [None]),
         "Spellings.first": (["x"], []),
         "Spellings.qualified": ([1, -(2**63)], [0.5, 2.0]),
         "Spellings.quoted": ([ann], [None, bob]),
@@ -240,6 +242,7 @@ def test_items_round_trip_through_msgpack(stubs: Stubs) -> None:
         ("Shapes.middle", ["not a Message"], "middle(): item of 'batches'[0]"),
         ("Shapes.maybe", (1, 2), "maybe(): item of 'keys'[1]"),
         ("Spellings.first", None, "first(): item of 'lines'"),
+        ("Pulse.beats", 0, "beats(): item of 'pings'"),
     ],
 )
 def test_a_wrong_item_names_the_stream_parameter(

@@ -63,3 +63,9 @@ class Spellings(ABC):
 
     @abstractmethod
     def quoted(self, messages: "Chan[Message]") -> "Chan[Optional[Message]]": ...
+
+
+class Pulse(ABC):
+    @abstractmethod
+    def beats(self, pings: Chan[None]) -> Chan[None]:
+        """Items that are all None: only their count and timing say anything."""

@@ -19,7 +19,7 @@ from gopherpipe_runtime.convert import (
     check_tuple,
     fail,
 )
-from service import ChatService, Message, Mood, Shapes, Spellings
+from service import ChatService, Message, Mood, Pulse, Shapes, Spellings
 
 
 class ChatServiceClient(ChatService, ClientBase):
@@ -124,6 +124,19 @@ class SpellingsClient(Spellings, ClientBase):
         )
 
 
+class PulseClient(Pulse, ClientBase):
+    """Calls Pulse on a server.
+
+    ``PulseClient.dial(address)`` owns its connection;
+    ``PulseClient(pipe)`` shares a `gopherpipe_runtime.Pipe`.
+    """
+
+    _gp_service_name = "Pulse"
+
+    def beats(self, pings: Iterable[None]) -> Chan[None]:
+        return self._gp_bidi("beats", [], pings, _Pulse_beats_item_out, _Pulse_beats_item_in)
+
+
 def _ChatService_join_room_item_in(value: Any) -> Message:
     return _dec_Message(value, "join_room(): item of the result stream")
 
@@ -194,6 +207,15 @@ def _Spellings_quoted_item_in(value: Any) -> Message | None:
 
 def _Spellings_quoted_item_out(value: Any) -> Any:
     return _enc_Message(value, "quoted(): item of 'messages'")
+
+
+def _Pulse_beats_item_in(value: Any) -> None:
+    check_none(value, "beats(): item of the result stream")
+
+
+def _Pulse_beats_item_out(value: Any) -> Any:
+    check_none(value, "beats(): item of 'pings'")
+    return None
 
 
 def _dec_Message(value: object, path: str) -> Message:

@@ -21,7 +21,7 @@ from gopherpipe_runtime.convert import (
     fail,
     no_result,
 )
-from service import ChatService, Message, Mood, Shapes, Spellings
+from service import ChatService, Message, Mood, Pulse, Shapes, Spellings
 
 
 def register_chat_service(server: Server, impl: ChatService) -> None:
@@ -132,6 +132,26 @@ def register_spellings(server: Server, impl: Spellings) -> None:
                     stream_param=0,
                     decode_item=_Spellings_quoted_item_in,
                     encode_item=_Spellings_quoted_item_out,
+                ),
+            },
+        )
+    )
+
+
+def register_pulse(server: Server, impl: Pulse) -> None:
+    """Serve `impl` as Pulse on `server`."""
+    server.add_service(
+        ServiceDef(
+            "Pulse",
+            {
+                "beats": MethodDef(
+                    MethodKind.BIDI,
+                    _Pulse_beats_args,
+                    impl.beats,
+                    no_result,
+                    stream_param=0,
+                    decode_item=_Pulse_beats_item_in,
+                    encode_item=_Pulse_beats_item_out,
                 ),
             },
         )
@@ -279,6 +299,21 @@ def _Spellings_quoted_item_out(value: Any) -> Any:
 
 def _Spellings_quoted_item_in(value: Any) -> Message:
     return _dec_Message(value, "quoted(): item of 'messages'")
+
+
+def _Pulse_beats_args(value: Any) -> tuple[Any, ...]:
+    check_args(value, "beats", 0, 0)
+    return ()
+
+
+def _Pulse_beats_item_out(value: Any) -> Any:
+    check_none(value, "beats(): item of the result stream")
+    return None
+
+
+def _Pulse_beats_item_in(value: Any) -> None:
+    check_none(value, "beats(): item of 'pings'")
+    return None
 
 
 def _enc_Message(value: object, path: str) -> Any:
