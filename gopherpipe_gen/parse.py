@@ -8,6 +8,11 @@ declared at the top level of the contract, or a name brought in with
 ``from .models import X`` / ``from models import X`` where ``models.py`` sits next to
 the contract (each leading dot beyond the first goes one folder up). Such modules are
 parsed the same way, never imported.
+
+Streams: a name is gopherpipe_runtime's ``Chan`` by where it comes from (``from
+gopherpipe_runtime import Chan [as X]`` or ``gopherpipe_runtime.Chan``), not by its
+spelling, since the stubs annotate with the runtime's class and a look-alike would
+not type-check against the contract.
 """
 
 from __future__ import annotations
