@@ -356,3 +356,14 @@ def test_seed_chat_example_runs_as_written(tmp_path: Path) -> None:
         "[System]: Echo: Hello Gophers!",
         "[System]: Echo: Is this thing on?",
     ]
+
+
+def test_streams_over_the_json_codec(api: Any, server: ServerProcess) -> None:
+    contract, stubs = api
+    with stubs.StreamsClient.dial(server.address, codec="json") as client:
+        assert client.pipe.codec is None  # connects on the first call
+        assert [item.seq for item in client.count_up(0, 2000)] == list(range(2000))
+        assert client.pipe.codec == "json"
+        assert client.total(contract.Item(i, "é") for i in range(2000)) == [2000, 1]
+        replies = client.echo("↩ ", [contract.Item(i, str(i)) for i in range(500)])
+        assert [item.text for item in replies] == [f"↩ {i}" for i in range(500)]
