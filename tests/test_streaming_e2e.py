@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 import importlib
 import shutil
+import socket
 import subprocess
 import sys
 import textwrap
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 
 from gopherpipe_runtime import (
@@ -27,6 +29,8 @@ from gopherpipe_runtime import (
     StatusCode,
     UnavailableError,
 )
+from gopherpipe_runtime.frames import PREFACE, FrameDecoder, FrameType, decode_goaway, encode_frame
+from gopherpipe_runtime.handshake import client_hello
 
 E2E = Path(__file__).parent / "e2e"
 GOPHERPIPE = Path(sys.executable).parent / "gopherpipe"
@@ -367,3 +371,34 @@ def test_streams_over_the_json_codec(api: Any, server: ServerProcess) -> None:
         assert client.total(contract.Item(i, "é") for i in range(2000)) == [2000, 1]
         replies = client.echo("↩ ", [contract.Item(i, str(i)) for i in range(500)])
         assert [item.text for item in replies] == [f"↩ {i}" for i in range(500)]
+
+
+@pytest.mark.parametrize(
+    ("items", "complaint"),
+    [
+        ([[0, "x"]] * 1025, "beyond its credit"),  # the server's window is 1024 items
+        ({"not": "an array"}, "not a non-empty array"),
+        ([], "not a non-empty array"),
+    ],
+)
+def test_stream_that_breaks_flow_control_gets_goaway(
+    server: ServerProcess, client: Any, items: Any, complaint: str
+) -> None:
+    host, _, port = server.address.removeprefix("tcp://").rpartition(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(PREFACE + encode_frame(FrameType.HELLO, client_hello(("msgpack",), 1 << 20)))
+        decoder = FrameDecoder(1 << 20)
+        frames: list[Any] = []
+        while not frames:
+            frames = decoder.feed(sock.recv(65536))
+        call = msgpack.packb(["Streams", "total", None, {}, []])
+        sock.sendall(
+            encode_frame(FrameType.CALL_STREAM, call, 1)
+            + encode_frame(FrameType.MESSAGE, msgpack.packb(items), 1)
+        )
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    goaway = [f for f in FrameDecoder(1 << 20).feed(received) if f.type == FrameType.GOAWAY]
+    assert goaway and complaint in decode_goaway(goaway[0].payload)[2]
+    assert client.total([]) == [0, 1]  # everyone else is still served
