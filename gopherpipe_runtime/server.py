@@ -684,6 +684,8 @@ class Server:
             outcome, error = pump(source, method.encode_item, send, state.credit)
         except ConnectionLost:
             outcome, error = PumpOutcome.ABORTED, None
+        except _BadItem as exc:  # an item the codec cannot carry (e.g. an int over 64 bits)
+            outcome, error = PumpOutcome.BAD_ITEM, exc
         except RpcError as exc:  # an item too large for the client's frames
             stop_source(source, exc.message)
             return exc.code, exc.message, None
@@ -693,7 +695,7 @@ class Server:
             stop_source(source, "the client cancelled the call")
             return StatusCode.CANCELLED, "cancelled", None
         stop_source(source, "the stream failed")
-        if outcome == PumpOutcome.BAD_ITEM or isinstance(error, _BadItem):
+        if outcome == PumpOutcome.BAD_ITEM:
             detail = error.message if isinstance(error, RpcError) else str(error)
             return StatusCode.INTERNAL, f"handler sent a wrong value: {detail}", None
         if isinstance(error, RpcError):

@@ -19,8 +19,10 @@ from gopherpipe_runtime import (
     MethodKind,
     Pipe,
     ResourceExhaustedError,
+    RpcError,
     Server,
     ServiceDef,
+    StatusCode,
 )
 from gopherpipe_runtime.frames import FrameDecoder, FrameType, encode_frame
 from gopherpipe_runtime.writer import FrameWriter
@@ -221,3 +223,32 @@ def test_closing_a_pipe_wakes_a_call_in_progress() -> None:
     assert len(outcome) == 1 and type(outcome[0]).__name__ == "UnavailableError"
     release.set()
     server.stop(2.0)
+
+
+def test_stream_item_the_codec_cannot_carry_ends_the_call_with_internal() -> None:
+    def huge(count: int) -> list[int]:
+        return [1, 2, 2**70]  # passes an int check, but msgpack carries 64 bits at most
+
+    server = Server("tcp://127.0.0.1:0")
+    server.add_service(
+        ServiceDef(
+            "T",
+            {
+                "huge": MethodDef(
+                    MethodKind.SERVER_STREAM,
+                    lambda args: tuple(args),
+                    huge,
+                    lambda r: r,
+                    encode_item=lambda item: item,
+                )
+            },
+        )
+    )
+    server.start()
+    with Pipe(server.addresses[0]) as pipe:
+        output = pipe.stream("T", "huge", [3], CallOptions(), decode_item=lambda v: v).take_output()
+        with pytest.raises(RpcError) as info:
+            list(output)
+        assert info.value.code is StatusCode.INTERNAL
+        assert "handler sent a wrong value" in info.value.message
+    server.stop(1.0)
