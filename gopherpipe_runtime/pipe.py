@@ -129,7 +129,6 @@ class ClientStream:
         self._ended = threading.Event()
         self._pumping = False
         self._timer: threading.Timer | None = None
-        self._pump_thread: threading.Thread | None = None
         self.code = StatusCode.UNKNOWN.value
         self.message = ""
         self.result_value: Any = None
@@ -201,10 +200,9 @@ class ClientStream:
             self._timer.start()
         if self._source is not None:
             self._pumping = True
-            self._pump_thread = threading.Thread(
+            threading.Thread(
                 target=self._pump, name=f"gopherpipe-pump-{self.stream_id}", daemon=True
-            )
-            self._pump_thread.start()
+            ).start()
 
     def _pump(self) -> None:
         assert self._source is not None and self._encode_item is not None
@@ -236,11 +234,6 @@ class ClientStream:
             connection.codec, self.stream_id, batch, connection.settings.peer_max_frame_size
         )
         connection.writer.write(b"".join(frames_out))
-
-    def join(self, timeout: float | None = None) -> None:
-        """Wait for the pump thread (tests use this to prove nothing is left running)."""
-        if self._pump_thread is not None:
-            self._pump_thread.join(timeout)
 
 
 class _Connection:

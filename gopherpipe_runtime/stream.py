@@ -56,10 +56,6 @@ class Credit:
             self._aborted = True
             self._changed.notify_all()
 
-    @property
-    def aborted(self) -> bool:
-        return self._aborted
-
 
 class InboundChan(Chan[T]):
     """A channel fed by the connection with items from the peer.

@@ -43,10 +43,6 @@ class FrameWriter:
         self._poller = select.poll()
         self._poller.register(sock.fileno(), select.POLLOUT)
 
-    @property
-    def failed(self) -> bool:
-        return self._error is not None
-
     def write(self, data: bytes) -> None:
         """Queue `data`; flush it from this thread unless another thread is flushing.
 
