@@ -20,6 +20,14 @@ from typing import Any
 
 import msgpack
 import pytest
+from e2e_harness import (
+    E2E,
+    ServerProcess,
+    raw_handshake,
+    raw_socket,
+    read_frames,
+    read_until_closed,
+)
 
 from gopherpipe_runtime import (
     CallOptions,
@@ -42,9 +50,7 @@ from gopherpipe_runtime.frames import (
     decode_goaway,
     encode_frame,
 )
-from gopherpipe_runtime.handshake import client_hello
 
-E2E = Path(__file__).parent / "e2e"
 GOPHERPIPE = Path(sys.executable).parent / "gopherpipe"
 
 
@@ -71,32 +77,6 @@ def api(stub_dir: Path) -> Iterator[tuple[ModuleType, ModuleType]]:
         sys.path.remove(str(stub_dir))
 
 
-class ServerProcess:
-    def __init__(self, stub_dir: Path, address: str, options: str = "{}") -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(E2E / "serve.py"), str(stub_dir), address, options],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().strip()
-        if not line:
-            self.proc.kill()
-            raise RuntimeError("server process did not start")
-        self.address = line
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            assert self.proc.stdin is not None
-            self.proc.stdin.close()  # serve.py stops on stdin EOF
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-
 @pytest.fixture(scope="module")
 def server(stub_dir: Path) -> Iterator[ServerProcess]:
     process = ServerProcess(stub_dir, "tcp://127.0.0.1:0")
@@ -120,44 +100,6 @@ def bystander(api: Any, server: ServerProcess) -> Iterator[Any]:
         yield client
         assert client.add(40, 2) == 42
         assert client.pipe.codec == "msgpack"
-
-
-def _host_port(address: str) -> tuple[str, int]:
-    host, _, port = address.removeprefix("tcp://").rpartition(":")
-    return host, int(port)
-
-
-def raw_socket(address: str) -> socket.socket:
-    sock = socket.create_connection(_host_port(address), timeout=5)
-    return sock
-
-
-def raw_handshake(address: str) -> tuple[socket.socket, FrameDecoder]:
-    sock = raw_socket(address)
-    sock.sendall(PREFACE + encode_frame(FrameType.HELLO, client_hello(("msgpack",), 1 << 20)))
-    decoder = FrameDecoder(1 << 20)
-    frames = []
-    while not frames:
-        frames = decoder.feed(sock.recv(65536))
-    assert frames[0].type == FrameType.HELLO
-    return sock, decoder
-
-
-def read_frames(sock: socket.socket, decoder: FrameDecoder) -> list[Any]:
-    frames: list[Any] = []
-    while not frames:
-        data = sock.recv(65536)
-        if not data:
-            return frames
-        frames = decoder.feed(data)
-    return frames
-
-
-def read_until_closed(sock: socket.socket) -> bytes:
-    received = b""
-    while chunk := sock.recv(65536):
-        received += chunk
-    return received
 
 
 # -- round trips --------------------------------------------------------------------------

@@ -7,7 +7,6 @@ from __future__ import annotations
 import gc
 import importlib
 import shutil
-import socket
 import subprocess
 import sys
 import textwrap
@@ -19,6 +18,7 @@ from typing import Any
 
 import msgpack
 import pytest
+from e2e_harness import E2E, ServerProcess, raw_handshake, read_until_closed
 
 from gopherpipe_runtime import (
     Chan,
@@ -29,10 +29,8 @@ from gopherpipe_runtime import (
     StatusCode,
     UnavailableError,
 )
-from gopherpipe_runtime.frames import PREFACE, FrameDecoder, FrameType, decode_goaway, encode_frame
-from gopherpipe_runtime.handshake import client_hello
+from gopherpipe_runtime.frames import FrameDecoder, FrameType, decode_goaway, encode_frame
 
-E2E = Path(__file__).parent / "e2e"
 GOPHERPIPE = Path(sys.executable).parent / "gopherpipe"
 MANY = 100_000
 
@@ -65,31 +63,6 @@ def api(stub_dir: Path) -> Iterator[tuple[Any, Any]]:
         yield importlib.import_module("e2e_streams"), importlib.import_module("e2e_streams_client")
     finally:
         sys.path.remove(str(stub_dir))
-
-
-class ServerProcess:
-    def __init__(self, stub_dir: Path, address: str = "tcp://127.0.0.1:0") -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(E2E / "serve.py"), str(stub_dir), address],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        self.address = self.proc.stdout.readline().strip()
-        if not self.address:
-            self.proc.kill()
-            raise RuntimeError("server process did not start")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            assert self.proc.stdin is not None
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
 
 
 @pytest.fixture(scope="module")
@@ -384,21 +357,14 @@ def test_streams_over_the_json_codec(api: Any, server: ServerProcess) -> None:
 def test_stream_that_breaks_flow_control_gets_goaway(
     server: ServerProcess, client: Any, items: Any, complaint: str
 ) -> None:
-    host, _, port = server.address.removeprefix("tcp://").rpartition(":")
-    with socket.create_connection((host, int(port)), timeout=5) as sock:
-        sock.sendall(PREFACE + encode_frame(FrameType.HELLO, client_hello(("msgpack",), 1 << 20)))
-        decoder = FrameDecoder(1 << 20)
-        frames: list[Any] = []
-        while not frames:
-            frames = decoder.feed(sock.recv(65536))
+    sock, _ = raw_handshake(server.address)
+    with sock:
         call = msgpack.packb(["Streams", "total", None, {}, []])
         sock.sendall(
             encode_frame(FrameType.CALL_STREAM, call, 1)
             + encode_frame(FrameType.MESSAGE, msgpack.packb(items), 1)
         )
-        received = b""
-        while chunk := sock.recv(65536):
-            received += chunk
+        received = read_until_closed(sock)
     goaway = [f for f in FrameDecoder(1 << 20).feed(received) if f.type == FrameType.GOAWAY]
     assert goaway and complaint in decode_goaway(goaway[0].payload)[2]
     assert client.total([]) == [0, 1]  # everyone else is still served

@@ -1,0 +1,80 @@
+"""What the end-to-end tests share: a server in its own process, and a raw TCP_LITE peer."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from gopherpipe_runtime.frames import PREFACE, FrameDecoder, FrameType, encode_frame
+from gopherpipe_runtime.handshake import client_hello
+
+E2E = Path(__file__).parent / "e2e"
+
+
+class ServerProcess:
+    def __init__(
+        self, stub_dir: Path, address: str = "tcp://127.0.0.1:0", options: str = "{}"
+    ) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(E2E / "serve.py"), str(stub_dir), address, options],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().strip()
+        if not line:
+            self.proc.kill()
+            raise RuntimeError("server process did not start")
+        self.address = line
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()  # serve.py stops on stdin EOF
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.removeprefix("tcp://").rpartition(":")
+    return host, int(port)
+
+
+def raw_socket(address: str) -> socket.socket:
+    sock = socket.create_connection(host_port(address), timeout=5)
+    return sock
+
+
+def raw_handshake(address: str) -> tuple[socket.socket, FrameDecoder]:
+    sock = raw_socket(address)
+    sock.sendall(PREFACE + encode_frame(FrameType.HELLO, client_hello(("msgpack",), 1 << 20)))
+    decoder = FrameDecoder(1 << 20)
+    frames = []
+    while not frames:
+        frames = decoder.feed(sock.recv(65536))
+    assert frames[0].type == FrameType.HELLO
+    return sock, decoder
+
+
+def read_frames(sock: socket.socket, decoder: FrameDecoder) -> list[Any]:
+    frames: list[Any] = []
+    while not frames:
+        data = sock.recv(65536)
+        if not data:
+            return frames
+        frames = decoder.feed(data)
+    return frames
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received
