@@ -85,16 +85,7 @@ class ClientBase:
         Iterating it ends when the server finishes, or raises the call's RpcError
         after every item sent before the failure. Closing it cancels the call.
         """
-        stream = self._gp_pipe.stream(
-            self._gp_service_name,
-            method,
-            args,
-            self._gp_options,
-            decode_item=decode_item,
-        )
-        output = stream.take_output()
-        output.bad_item = self._gp_malformed(method)
-        return output
+        return self._gp_output(method, args, None, None, decode_item)
 
     def _gp_client_stream(
         self,
@@ -124,6 +115,16 @@ class ClientBase:
         decode_item: Callable[[Any], T],
     ) -> Chan[T]:
         """A bidi call: items of `source` go out as they come; the channel brings replies."""
+        return self._gp_output(method, args, source, encode_item, decode_item)
+
+    def _gp_output(
+        self,
+        method: str,
+        args: list[Any],
+        source: Iterable[Any] | None,
+        encode_item: Callable[[Any], Any] | None,
+        decode_item: Callable[[Any], T],
+    ) -> Chan[T]:
         stream = self._gp_pipe.stream(
             self._gp_service_name,
             method,
