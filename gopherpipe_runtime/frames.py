@@ -18,6 +18,7 @@ PREFACE = b"\x89GPIPE\r\n"
 
 HEADER_SIZE = 5
 STREAM_ID_SIZE = 4
+STREAM_HEADER_SIZE = HEADER_SIZE + STREAM_ID_SIZE
 MAX_STREAM_ID = 0xFFFF_FFFF
 DEFAULT_MAX_FRAME_SIZE = 4 * 1024 * 1024
 MAX_HELLO_SIZE = 16 * 1024
@@ -53,7 +54,7 @@ STREAM_FRAMES = frozenset(
         FrameType.CREDIT,
     }
 )
-_CREDIT = struct.Struct(">I")
+_CREDIT = struct.Struct(">IQ")
 
 
 class ProtocolError(Exception):
@@ -90,15 +91,16 @@ def decode_goaway(payload: bytes) -> tuple[int, int, str]:
     return last_stream_id, code, payload[_GOAWAY_HEAD.size :].decode("utf-8", "replace")
 
 
-def encode_credit(stream_id: int, count: int) -> bytes:
-    return encode_stream_frame(FrameType.CREDIT, stream_id, _CREDIT.pack(count))
+def encode_credit(stream_id: int, items: int, nbytes: int) -> bytes:
+    return encode_stream_frame(FrameType.CREDIT, stream_id, _CREDIT.pack(items, nbytes))
 
 
-def decode_credit(payload: bytes) -> int:
+def decode_credit(payload: bytes) -> tuple[int, int]:
+    """(items, bytes) a CREDIT returns."""
     if len(payload) != _CREDIT.size:
-        raise ProtocolError("CREDIT body must be 4 bytes")
-    (count,) = _CREDIT.unpack(payload)
-    return int(count)
+        raise ProtocolError(f"CREDIT body must be {_CREDIT.size} bytes")
+    items, nbytes = _CREDIT.unpack(payload)
+    return int(items), int(nbytes)
 
 
 class FrameDecoder:

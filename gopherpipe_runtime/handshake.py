@@ -12,8 +12,8 @@ from typing import Any
 
 import msgpack
 
+from .flow import DEFAULT_WINDOWS, MAX_WINDOW_BYTES, MAX_WINDOW_ITEMS, Windows
 from .frames import MAX_HELLO_SIZE, ProtocolError
-from .stream import DEFAULT_STREAM_WINDOW
 
 PROTOCOL_VERSIONS = (1,)
 AGENT = "gopherpipe-python/0.1"
@@ -32,19 +32,27 @@ class Settings:
     peer_max_frame_size: int
     """The largest frame we may send."""
     peer_agent: str
-    peer_stream_window: int
-    """Items the peer buffers per stream: our initial credit when we stream to it."""
+    peer_windows: Windows
+    """What the peer buffers for us: our initial credit when we stream to it."""
+
+
+def _announce(windows: Windows) -> dict[str, int]:
+    return {
+        "stream_window": windows.items,
+        "stream_window_bytes": windows.stream_bytes,
+        "connection_window_bytes": windows.connection_bytes,
+    }
 
 
 def client_hello(
-    codecs: tuple[str, ...], max_frame_size: int, stream_window: int = DEFAULT_STREAM_WINDOW
+    codecs: tuple[str, ...], max_frame_size: int, windows: Windows = DEFAULT_WINDOWS
 ) -> bytes:
     return msgpack.packb(  # type: ignore[no-any-return]
         {
             "versions": list(PROTOCOL_VERSIONS),
             "codecs": list(codecs),
             "max_frame_size": max_frame_size,
-            "stream_window": stream_window,
+            **_announce(windows),
             "agent": AGENT,
         }
     )
@@ -67,18 +75,27 @@ def _frame_size(hello: dict[str, Any]) -> int:
     return size
 
 
-def _stream_window(hello: dict[str, Any]) -> int:
-    window = hello.get("stream_window", DEFAULT_STREAM_WINDOW)
-    if not isinstance(window, int) or isinstance(window, bool) or not 1 <= window <= 1 << 20:
-        raise ProtocolError("HELLO stream_window must be an integer in 1..1048576")
-    return window
+def _windows(hello: dict[str, Any]) -> Windows:
+    """The peer's windows; absent keys take the defaults (peers of 0.1 sent only items)."""
+    defaults = DEFAULT_WINDOWS
+    values = []
+    for key, default, most in (
+        ("stream_window", defaults.items, MAX_WINDOW_ITEMS),
+        ("stream_window_bytes", defaults.stream_bytes, MAX_WINDOW_BYTES),
+        ("connection_window_bytes", defaults.connection_bytes, MAX_WINDOW_BYTES),
+    ):
+        value = hello.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= most:
+            raise ProtocolError(f"HELLO {key} must be an integer in 1..{most}")
+        values.append(value)
+    return Windows(*values)
 
 
 def server_choose(
     payload: bytes,
     codecs: tuple[str, ...],
     max_frame_size: int,
-    stream_window: int = DEFAULT_STREAM_WINDOW,
+    windows: Windows = DEFAULT_WINDOWS,
 ) -> tuple[Settings, bytes]:
     """Read a client HELLO; return the settings and the server HELLO to send back.
 
@@ -106,14 +123,14 @@ def server_choose(
         codec=chosen_codec,
         peer_max_frame_size=_frame_size(hello),
         peer_agent=str(hello.get("agent", "")),
-        peer_stream_window=_stream_window(hello),
+        peer_windows=_windows(hello),
     )
     reply = msgpack.packb(
         {
             "version": settings.version,
             "codec": chosen_codec,
             "max_frame_size": max_frame_size,
-            "stream_window": stream_window,
+            **_announce(windows),
             "agent": AGENT,
         }
     )
@@ -133,5 +150,5 @@ def client_accept(payload: bytes, codecs: tuple[str, ...]) -> Settings:
         codec=codec,
         peer_max_frame_size=_frame_size(hello),
         peer_agent=str(hello.get("agent", "")),
-        peer_stream_window=_stream_window(hello),
+        peer_windows=_windows(hello),
     )

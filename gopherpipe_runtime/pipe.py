@@ -30,6 +30,16 @@ from . import frames
 from .address import Address, connect, parse_address
 from .codec import CODECS, DEFAULT_CODECS, Codec, CodecError
 from .envelope import decode_status, encode_call
+from .flow import (
+    DEFAULT_CONNECTION_WINDOW_BYTES,
+    DEFAULT_STREAM_WINDOW,
+    DEFAULT_STREAM_WINDOW_BYTES,
+    Credit,
+    Inflow,
+    ReceiveWindow,
+    SendWindow,
+    Windows,
+)
 from .frames import (
     PREFACE,
     FrameDecoder,
@@ -49,11 +59,10 @@ from .status import (
     UnavailableError,
 )
 from .stream import (
-    DEFAULT_STREAM_WINDOW,
-    Credit,
     InboundChan,
     PumpOutcome,
     message_frames,
+    message_payload_size,
     pump,
     stop_source,
 )
@@ -230,10 +239,16 @@ class ClientStream:
 
     def _send_batch(self, batch: list[Any]) -> None:
         connection = self._connection
+        credit = self.credit
+        assert credit is not None
         frames_out = message_frames(
             connection.codec, self.stream_id, batch, connection.settings.peer_max_frame_size
         )
-        connection.writer.write(b"".join(frames_out))
+        for frame in frames_out:
+            if not credit.wait(0):  # bytes: one frame at a time, see flow.py
+                raise ConnectionLost(f"{self.name} ended")
+            credit.spend(0, message_payload_size(frame))
+            connection.writer.write(frame)
 
 
 class _Connection:
@@ -256,7 +271,7 @@ class _Connection:
         settings: Settings,
         write_timeout: float,
         decoder: FrameDecoder,
-        stream_window: int,
+        windows: Windows,
     ) -> None:
         self.sock = sock
         self.settings = settings
@@ -265,7 +280,9 @@ class _Connection:
         self.calls: dict[int, _Waiter] = {}
         self.streams: dict[int, ClientStream] = {}
         self._reader_running = False
-        self.stream_window = stream_window
+        self.windows = windows
+        self.send_window = SendWindow(settings.peer_windows.connection_bytes)
+        self.receive_window = ReceiveWindow(windows.connection_bytes)
         self._ids = itertools.count(1)
         self._mutex = threading.Lock()
         self._read_lock = threading.Lock()
@@ -346,7 +363,8 @@ class _Connection:
             if decode_item is not None:
                 stream.attach_output(self._inbound(stream, decode_item))
             if source is not None:
-                stream.credit = Credit(self.settings.peer_stream_window)
+                peer = self.settings.peer_windows
+                stream.credit = Credit(peer.items, peer.stream_bytes, self.send_window)
             self.streams[stream_id] = stream
             start_reader = not self._reader_running
             self._reader_running = True
@@ -368,10 +386,12 @@ class _Connection:
         writer = self.writer
         stream_id = stream.stream_id
 
-        def return_credit(count: int) -> None:
-            writer.write_nowait(frames.encode_credit(stream_id, count))
+        def return_credit(items: int, nbytes: int) -> None:
+            writer.write_nowait(frames.encode_credit(stream_id, items, nbytes))
 
-        inbound: InboundChan[Any] = InboundChan(self.stream_window, return_credit, stream.cancel)
+        windows = self.windows
+        inflow = Inflow(self.receive_window, windows.items, windows.stream_bytes, return_credit)
+        inbound: InboundChan[Any] = InboundChan(inflow, windows.items, stream.cancel)
         inbound.decode_item = decode_item
         return inbound
 
@@ -506,7 +526,7 @@ class _Connection:
                     raise ProtocolError(f"malformed MESSAGE: {exc}") from None
                 if type(items) is not list or not items:
                     raise ProtocolError("MESSAGE body is not a non-empty array")
-                if not output.deliver(items):
+                if not output.deliver(items, len(frame.payload)):
                     raise ProtocolError(f"stream {frame.stream_id} sent beyond its credit")
             elif frame_type == FrameType.STATUS:
                 try:
@@ -523,7 +543,7 @@ class _Connection:
             elif frame_type == FrameType.CREDIT:
                 stream = self.streams.get(frame.stream_id)
                 if stream is not None and stream.credit is not None:
-                    stream.credit.grant(frames.decode_credit(frame.payload))
+                    stream.credit.grant(*frames.decode_credit(frame.payload))
             elif frame_type == FrameType.CANCEL:
                 # The server stops reading our stream (the call goes on until STATUS).
                 stream = self.streams.get(frame.stream_id)
@@ -602,13 +622,13 @@ def _handshake(
     address: Address,
     codecs: tuple[str, ...],
     max_frame_size: int,
-    stream_window: int,
+    windows: Windows,
     timeout: float,
 ) -> tuple[socket.socket, Settings, FrameDecoder]:
     deadline = time.monotonic() + timeout
     sock = connect(address, timeout)
     try:
-        hello = client_hello(codecs, max_frame_size, stream_window)
+        hello = client_hello(codecs, max_frame_size, windows)
         sock.sendall(PREFACE + encode_frame(FrameType.HELLO, hello))
         decoder = FrameDecoder(frames.MAX_HELLO_SIZE)
         while True:
@@ -648,6 +668,8 @@ class Pipe:
       write_timeout    seconds the server may stop reading before we give up (30)
       backoff_base / backoff_max   reconnect backoff in seconds (0.05 / 5)
       stream_window    items buffered per server stream before the server must wait (1024)
+      stream_window_bytes / connection_window_bytes   bytes of items buffered per server
+                       stream (1 MiB) and across the connection's streams (16 MiB)
     """
 
     def __init__(
@@ -661,6 +683,8 @@ class Pipe:
         backoff_base: float = 0.05,
         backoff_max: float = 5.0,
         stream_window: int = DEFAULT_STREAM_WINDOW,
+        stream_window_bytes: int = DEFAULT_STREAM_WINDOW_BYTES,
+        connection_window_bytes: int = DEFAULT_CONNECTION_WINDOW_BYTES,
     ) -> None:
         self.address = address
         self._address = parse_address(address)
@@ -673,7 +697,7 @@ class Pipe:
         self._write_timeout = write_timeout
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
-        self._stream_window = stream_window
+        self._windows = Windows(stream_window, stream_window_bytes, connection_window_bytes)
         self._lock = threading.Lock()
         self._connection: _Connection | None = None
         self._failures = 0
@@ -761,7 +785,7 @@ class Pipe:
                     self._address,
                     self._codecs,
                     self._max_frame_size,
-                    self._stream_window,
+                    self._windows,
                     self._connect_timeout,
                 )
             except (OSError, ProtocolError, HandshakeError) as exc:
@@ -775,7 +799,7 @@ class Pipe:
             if connection is not None and not connection.calls and not connection.streams:
                 connection.close("replaced after GOAWAY")
             self._connection = _Connection(
-                sock, settings, self._write_timeout, decoder, self._stream_window
+                sock, settings, self._write_timeout, decoder, self._windows
             )
             return self._connection
 

@@ -12,9 +12,10 @@ What the design guarantees, as a dedicated I/O thread would:
 - the thread polling the sockets never runs user code: before running a task a
   thread either leaves a follower behind to lead or, at the cap, leaves the task
   queued and keeps polling;
-- at most `max_workers` tasks run at once; tasks queued plus running never exceed
-  `max_pending` (`try_submit` refuses beyond that, and the server answers
-  RESOURCE_EXHAUSTED);
+- at most `max_workers` tasks run at once; new calls queued plus tasks running
+  never exceed `max_pending` (`try_submit` refuses beyond that, and the server
+  answers RESOURCE_EXHAUSTED); the steps of streams already admitted are queued
+  beyond it, at most one per open stream;
 - a thread that finishes a task takes the next queued task directly, without
   waiting for the leader's poll to return.
 """
@@ -65,16 +66,27 @@ class LeaderFollowerPool:
         with self._lock:
             self._spawn()
 
-    def try_submit(self, fn: Callable[..., object], *args: Any) -> bool:
-        """Queue `fn(*args)`; False (and nothing queued) when full or stopping."""
+    def try_submit(self, fn: Callable[..., object], *args: Any, admitted: bool = False) -> bool:
+        """Queue `fn(*args)`; False (and nothing queued) when full or stopping.
+
+        `admitted` work continues something already accepted (the next steps of a
+        stream) and is queued whatever `max_pending` says: refusing it would lose
+        the stream, and each stream has at most one such task queued.
+        """
         with self._lock:
-            if self._exiting or len(self._tasks) + self._running >= self.max_pending:
+            if self._exiting or (
+                not admitted and len(self._tasks) + self._running >= self.max_pending
+            ):
                 return False
             self._tasks.append((fn, args))
             from_leader = self._leader == threading.get_ident()
         if not from_leader:
             self._wake_poller()  # the leader takes new work when its poll returns
         return True
+
+    def is_leader(self) -> bool:
+        """True on the thread running `poll_once` now."""
+        return self._leader == threading.get_ident()
 
     def join(self, timeout: float | None) -> None:
         """Wait for the threads to leave after `poll_once` returned False.

@@ -2,10 +2,17 @@
 
 Threads take turns as the poller (leader/followers, see pool.py). The poller
 accepts, reads, sniffs the first bytes, runs the HELLO exchange and splits
-frames; each CALL becomes a task. The poller never runs user code and never
-blocks on a write (see writer.py): it hands the polling role on before it runs a
-task. Task threads decode arguments, run the user's method and write the STATUS
-frame themselves.
+frames; each CALL becomes a task. The poller never runs user code: it hands the
+polling role on before it runs a task. Task threads decode arguments, run the
+user's method and queue the STATUS frame themselves.
+
+No thread ever waits on a socket write: frames are queued on the connection's
+writer, which sends what the socket takes and leaves the rest to the poller for
+when the socket turns writable (writer.py). A server-streaming handler's thread
+is free once the handler has returned its Chan or iterable: the stream's
+`Outbound` (stream.py) sends it in short steps, parked between them on credit,
+on its source or on a full write queue. So open streams hold no thread and
+cannot starve unary calls.
 """
 
 from __future__ import annotations
@@ -29,6 +36,16 @@ from .chan import ChanClosed
 from .codec import CODECS, DEFAULT_CODECS, Codec, CodecError
 from .context import CallContext, set_current_call
 from .envelope import decode_call, encode_status
+from .flow import (
+    DEFAULT_CONNECTION_WINDOW_BYTES,
+    DEFAULT_STREAM_WINDOW,
+    DEFAULT_STREAM_WINDOW_BYTES,
+    Credit,
+    Inflow,
+    ReceiveWindow,
+    SendWindow,
+    Windows,
+)
 from .frames import (
     PREFACE,
     FrameDecoder,
@@ -50,16 +67,8 @@ from .status import (
     StatusCode,
     UnavailableError,
 )
-from .stream import (
-    DEFAULT_STREAM_WINDOW,
-    Credit,
-    InboundChan,
-    PumpOutcome,
-    message_frames,
-    pump,
-    stop_source,
-)
-from .writer import ConnectionLost, FrameWriter
+from .stream import InboundChan, Outbound, PumpOutcome, message_frames, stop_source
+from .writer import FrameWriter
 
 log = logging.getLogger("gopherpipe.server")
 
@@ -84,13 +93,18 @@ class _Connection:
         "codec",
         "decoder",
         "handshake_deadline",
+        "lock",
         "peer",
         "peer_max_frame_size",
-        "peer_stream_window",
+        "peer_windows",
         "preamble",
+        "queued_call_bytes",
+        "receive_window",
+        "send_window",
         "sock",
         "state",
         "streams",
+        "wants_write",
         "writer",
     )
 
@@ -104,7 +118,14 @@ class _Connection:
         self.decoder = FrameDecoder(frames.MAX_HELLO_SIZE)
         self.codec: Codec | None = None
         self.peer_max_frame_size = frames.MAX_HELLO_SIZE
-        self.peer_stream_window = DEFAULT_STREAM_WINDOW
+        self.peer_windows = Windows()
+        self.send_window = SendWindow(self.peer_windows.connection_bytes)
+        self.receive_window = ReceiveWindow(1)
+        self.queued_call_bytes = 0
+        """Bytes of CALL bodies waiting for a handler thread (`lock` held to touch)."""
+        self.lock = threading.Lock()
+        self.wants_write = False
+        """Polling for writability: the writer has bytes the socket did not take."""
         self.handshake_deadline = deadline
         # Open calls by stream id. The polling thread adds and cancels entries, the
         # handler thread removes its own; single dict operations are atomic.
@@ -132,7 +153,7 @@ class _Call:
         if self.credit is not None:
             self.credit.abort()
         if self.inbound is not None:
-            self.inbound.finish(error)
+            self.inbound.finish(error, discard=True)
         if self.outbound is not None:
             stop_source(self.outbound, reason)
 
@@ -149,9 +170,17 @@ class Server:
       write_timeout       seconds a peer may stop reading before it is dropped (default 30)
       stream_window       items buffered per inbound stream before the client must wait
                           (flow control; default 1024)
+      stream_window_bytes     bytes of items buffered per inbound stream (default 1 MiB)
+      connection_window_bytes bytes of items buffered across a connection's inbound
+                          streams, and of its calls waiting for a thread (default 16 MiB)
+      max_outbound_bytes  bytes queued for one client that does not read them before its
+                          connection is dropped (default 64 MiB; keep it above the
+                          largest result)
 
-    A streaming call occupies one handler thread for as long as its stream is
-    open, so `max_workers` also bounds concurrent streams.
+    A handler runs on a pool thread while its user code runs: a unary call until it
+    returns, a client stream while it reads its input. A server-streaming or bidi
+    handler gives its thread back once it returns its Chan: open streams hold no
+    thread, so `max_workers` bounds running user code, not open streams.
     """
 
     def __init__(
@@ -164,6 +193,9 @@ class Server:
         handshake_timeout: float = 10.0,
         write_timeout: float = 30.0,
         stream_window: int = DEFAULT_STREAM_WINDOW,
+        stream_window_bytes: int = DEFAULT_STREAM_WINDOW_BYTES,
+        connection_window_bytes: int = DEFAULT_CONNECTION_WINDOW_BYTES,
+        max_outbound_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         unknown = [c for c in codecs if c not in CODECS]
         if unknown:
@@ -175,7 +207,8 @@ class Server:
         self._codecs = tuple(codecs)
         self._handshake_timeout = handshake_timeout
         self._write_timeout = write_timeout
-        self._stream_window = stream_window
+        self._windows = Windows(stream_window, stream_window_bytes, connection_window_bytes)
+        self._max_outbound_bytes = max_outbound_bytes
         self._pool = LeaderFollowerPool(
             max_workers, max(max_pending_calls, max_workers), self._poll_once, self._wake
         )
@@ -287,10 +320,13 @@ class Server:
     def _poll_once(self) -> bool:
         """One selector round (run by the current leader); False once the server is closed."""
         timeout = 1.0 if self._connections else None
-        for key, _ in self._selector.select(timeout):
+        for key, events in self._selector.select(timeout):
             target = key.data
             if isinstance(target, _Connection):
-                self._on_readable(target)
+                if events & selectors.EVENT_WRITE:
+                    self._on_writable(target)
+                if events & selectors.EVENT_READ and target.state != "closed":
+                    self._on_readable(target)
             elif target is None:
                 self._accept(key.fileobj)  # type: ignore[arg-type]
             elif not self._run_commands():
@@ -332,7 +368,9 @@ class Server:
                 sock,
                 self._write_timeout,
                 on_error=functools.partial(self._on_write_error, conn),
-                offload=self._pool.try_submit,
+                offload=functools.partial(self._want_write, conn),
+                max_pending=self._max_outbound_bytes,
+                event_driven=True,
             )
             self._connections.add(conn)
             self._selector.register(sock, selectors.EVENT_READ, conn)
@@ -344,6 +382,27 @@ class Server:
         with contextlib.suppress(OSError):
             conn.sock.shutdown(socket.SHUT_RDWR)
 
+    def _want_write(self, conn: _Connection, _finish: Callable[[], None]) -> bool:
+        """The writer's offload: poll `conn` for writability, then finish its write there."""
+        if self._pool.is_leader():
+            self._watch_writes(conn, True)
+        else:
+            self._run_on_io(functools.partial(self._watch_writes, conn, True))
+        return True
+
+    def _watch_writes(self, conn: _Connection, on: bool) -> None:
+        if conn.state == "closed" or conn.wants_write == on:
+            return
+        conn.wants_write = on
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if on else 0)
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.modify(conn.sock, events, conn)
+
+    def _on_writable(self, conn: _Connection) -> None:
+        conn.writer.flush_nowait()
+        if conn.writer.idle:
+            self._watch_writes(conn, False)
+
     def _expire_handshakes(self) -> None:
         now = time.monotonic()
         for conn in [
@@ -351,6 +410,10 @@ class Server:
         ]:
             if now > conn.handshake_deadline:
                 self._close(conn)
+        for conn in [c for c in self._connections if c.wants_write]:
+            stalled = conn.writer.stalled_since
+            if stalled is not None and now - stalled > self._write_timeout:
+                conn.writer.fail(f"peer read nothing for {self._write_timeout:g}s")
 
     def _close(self, conn: _Connection) -> None:
         if conn.state == "closed":
@@ -444,11 +507,11 @@ class Server:
             elif frame_type == FrameType.CREDIT:
                 call = conn.streams.get(frame.stream_id)
                 if call is not None and call.credit is not None:
-                    call.credit.grant(frames.decode_credit(frame.payload))
+                    call.credit.grant(*frames.decode_credit(frame.payload))
             elif frame_type == FrameType.HALF_CLOSE:
                 call = conn.streams.get(frame.stream_id)
                 if call is not None and call.inbound is not None:
-                    call.inbound.finish()
+                    call.inbound.finish(release=False)
             elif frame_type == FrameType.CALL_STREAM:
                 self._on_call(conn, frame.stream_id, frame.payload, True)
             elif frame_type == FrameType.CANCEL:
@@ -470,11 +533,13 @@ class Server:
         if frame.type != FrameType.HELLO:
             raise ProtocolError("the first frame must be HELLO")
         settings, reply = server_choose(
-            frame.payload, self._codecs, self._max_frame_size, self._stream_window
+            frame.payload, self._codecs, self._max_frame_size, self._windows
         )
         conn.codec = CODECS[settings.codec]
         conn.peer_max_frame_size = settings.peer_max_frame_size
-        conn.peer_stream_window = settings.peer_stream_window
+        conn.peer_windows = settings.peer_windows
+        conn.send_window = SendWindow(settings.peer_windows.connection_bytes)
+        conn.receive_window = ReceiveWindow(self._windows.connection_bytes)
         conn.decoder.max_frame_size = self._max_frame_size
         conn.state = "open"
         conn.writer.write_nowait(encode_frame(FrameType.HELLO, reply))
@@ -487,6 +552,22 @@ class Server:
         if self._draining:
             self._reply_nowait(conn, stream_id, StatusCode.UNAVAILABLE, "server is shutting down")
             return
+        with conn.lock:
+            waiting = conn.queued_call_bytes
+            admitted = waiting + len(payload) <= self._windows.connection_bytes
+            if admitted:
+                conn.queued_call_bytes += len(payload)
+        if not admitted:
+            # Calls arrive faster than handlers take them: holding more bodies would
+            # let one connection's backlog grow without bound.
+            self._reply_nowait(
+                conn,
+                stream_id,
+                StatusCode.RESOURCE_EXHAUSTED,
+                f"this connection has {waiting} bytes of calls waiting for a handler "
+                f"(limit {self._windows.connection_bytes})",
+            )
+            return
         context = CallContext("", "", {}, conn.peer, None)
         context.deadline = time.monotonic()  # arrival time until the header is read
         inbound = self._inbound(conn, stream_id) if client_streams else None
@@ -494,6 +575,8 @@ class Server:
         conn.streams[stream_id] = call
         if not self._pool.try_submit(self._serve_call, conn, stream_id, payload, call):
             conn.streams.pop(stream_id, None)
+            with conn.lock:
+                conn.queued_call_bytes -= len(payload)
             self._reply_nowait(
                 conn,
                 stream_id,
@@ -504,14 +587,16 @@ class Server:
     def _inbound(self, conn: _Connection, stream_id: int) -> InboundChan[Any]:
         writer = conn.writer
 
-        def return_credit(count: int) -> None:
-            writer.write_nowait(frames.encode_credit(stream_id, count))
+        def return_credit(items: int, nbytes: int) -> None:
+            writer.write_nowait(frames.encode_credit(stream_id, items, nbytes))
 
         def stop_client() -> None:
             # The handler closed its inbound channel: the client may stop sending.
             writer.write_nowait(encode_stream_frame(FrameType.CANCEL, stream_id, b""))
 
-        return InboundChan(self._stream_window, return_credit, stop_client)
+        windows = self._windows
+        inflow = Inflow(conn.receive_window, windows.items, windows.stream_bytes, return_credit)
+        return InboundChan(inflow, windows.items, stop_client)
 
     def _on_message(self, conn: _Connection, stream_id: int, payload: bytes) -> None:
         call = conn.streams.get(stream_id)
@@ -524,7 +609,7 @@ class Server:
             raise ProtocolError(f"malformed MESSAGE on stream {stream_id}: {exc}") from None
         if type(items) is not list or not items:
             raise ProtocolError(f"MESSAGE on stream {stream_id} is not a non-empty array")
-        if not call.inbound.deliver(items):
+        if not call.inbound.deliver(items, len(payload)):
             raise ProtocolError(f"stream {stream_id} sent beyond its credit")
 
     def _reply_nowait(
@@ -559,40 +644,59 @@ class Server:
     # -- handler threads --------------------------------------------------------
 
     def _serve_call(self, conn: _Connection, stream_id: int, payload: bytes, call: _Call) -> None:
+        with conn.lock:
+            conn.queued_call_bytes -= len(payload)
         codec = conn.codec
         assert codec is not None
-        code, message, result = self._run_call(conn, stream_id, payload, call, codec)
-        if conn.streams.pop(stream_id, None) is None:
-            return  # cancelled by the client or the connection is gone: nobody listens
         try:
-            body = encode_status(codec, code, message, result)
-        except CodecError as exc:
-            body = encode_status(codec, StatusCode.INTERNAL, f"cannot encode result: {exc}", None)
-        if len(body) + frames.STREAM_ID_SIZE > conn.peer_max_frame_size:
-            body = encode_status(
-                codec,
-                StatusCode.RESOURCE_EXHAUSTED,
-                f"result of {len(body)} bytes exceeds the client's max frame size "
-                f"of {conn.peer_max_frame_size}",
-                None,
-            )
-        with contextlib.suppress(ConnectionLost):
-            conn.writer.write(encode_stream_frame(FrameType.STATUS, stream_id, body))
+            outcome = self._dispatch(conn, stream_id, payload, call, codec)
+        except BaseException:
+            self._finish_call(conn, stream_id, call, StatusCode.INTERNAL, "server error", None)
+            raise
+        if outcome is not None:  # else a stream took over: it ends the call
+            self._finish_call(conn, stream_id, call, *outcome)
 
-    def _run_call(
-        self, conn: _Connection, stream_id: int, payload: bytes, call: _Call, codec: Codec
-    ) -> tuple[int, str, Any]:
-        """Decode, dispatch and run one call; returns (code, message, wire result)."""
-        try:
-            return self._dispatch(conn, stream_id, payload, call, codec)
-        finally:
-            if call.inbound is not None:
-                # Whatever the handler did not read is dropped; later MESSAGEs too.
-                call.inbound.finish()
+    def _finish_call(
+        self,
+        conn: _Connection,
+        stream_id: int,
+        call: _Call,
+        code: int,
+        message: str,
+        result: Any,
+    ) -> None:
+        """Queue the call's STATUS (unless it was cancelled) and forget the stream."""
+        if call.inbound is not None:
+            # Whatever the handler did not read is dropped; later MESSAGEs too.
+            call.inbound.finish(discard=True)
+        if conn.streams.pop(stream_id, None) is not None:
+            codec = conn.codec
+            assert codec is not None
+            try:
+                body = encode_status(codec, code, message, result)
+            except CodecError as exc:
+                body = encode_status(
+                    codec, StatusCode.INTERNAL, f"cannot encode result: {exc}", None
+                )
+            if len(body) + frames.STREAM_ID_SIZE > conn.peer_max_frame_size:
+                body = encode_status(
+                    codec,
+                    StatusCode.RESOURCE_EXHAUSTED,
+                    f"result of {len(body)} bytes exceeds the client's max frame size "
+                    f"of {conn.peer_max_frame_size}",
+                    None,
+                )
+            conn.writer.write_nowait(encode_stream_frame(FrameType.STATUS, stream_id, body))
+        if call.credit is not None:
+            # After the STATUS is queued: the client frees the stream's bytes when it
+            # reads the STATUS, so ours must not be reused on the wire before it.
+            call.credit.abort()
 
     def _dispatch(
         self, conn: _Connection, stream_id: int, payload: bytes, state: _Call, codec: Codec
-    ) -> tuple[int, str, Any]:
+    ) -> tuple[int, str, Any] | None:
+        """Decode, dispatch and run one call: its (code, message, wire result), or None
+        when a stream was started that will end the call itself."""
         call = state.context
         try:
             header = decode_call(codec, payload)
@@ -632,7 +736,8 @@ class Server:
             position = len(args) if method.stream_param is None else method.stream_param
             args = (*args[:position], state.inbound, *args[position:])
         if method.server_streams:
-            state.credit = Credit(conn.peer_stream_window)
+            windows = conn.peer_windows
+            state.credit = Credit(windows.items, windows.stream_bytes, conn.send_window)
         set_current_call(call)
         try:
             result = method.call(*args)
@@ -663,8 +768,9 @@ class Server:
         source: Any,
         codec: Codec,
         name: str,
-    ) -> tuple[int, str, Any]:
-        """Pump what a server-streaming handler returned to the client; the final status."""
+    ) -> tuple[int, str, Any] | None:
+        """Start sending what a server-streaming handler returned; None once started
+        (the stream's last step ends the call), else the call's final status."""
         if not isinstance(source, Iterable):
             return (
                 StatusCode.INTERNAL,
@@ -677,43 +783,45 @@ class Server:
             stop_source(source, "the client cancelled the call")
             return StatusCode.CANCELLED, "cancelled", None
 
-        def send(batch: list[Any]) -> None:
-            self._send_items(conn, stream_id, batch, codec)
+        def make_frames(batch: list[Any]) -> list[bytes]:
+            return message_frames(codec, stream_id, batch, conn.peer_max_frame_size)
 
-        try:
-            outcome, error = pump(source, method.encode_item, send, state.credit)
-        except ConnectionLost:
-            outcome, error = PumpOutcome.ABORTED, None
-        except _BadItem as exc:  # an item the codec cannot carry (e.g. an int over 64 bits)
-            outcome, error = PumpOutcome.BAD_ITEM, exc
-        except RpcError as exc:  # an item too large for the client's frames
-            stop_source(source, exc.message)
-            return exc.code, exc.message, None
+        def schedule(step: Callable[[], None]) -> bool:
+            return self._pool.try_submit(step, admitted=True)
+
+        def on_done(outcome: str, error: BaseException | None) -> None:
+            code, message = self._stream_status(source, outcome, error, name)
+            self._finish_call(conn, stream_id, state, code, message, None)
+
+        Outbound(
+            source,
+            method.encode_item,
+            make_frames,
+            state.credit,
+            conn.writer.write_nowait,
+            conn.writer.park_until_drained,
+            schedule,
+            on_done,
+        ).start()
+        return None
+
+    @staticmethod
+    def _stream_status(
+        source: Iterable[Any], outcome: str, error: BaseException | None, name: str
+    ) -> tuple[int, str]:
+        """The final status of a server stream that ended with `outcome`."""
         if outcome == PumpOutcome.DONE:
-            return StatusCode.OK, "", None
+            return StatusCode.OK, ""
         if outcome == PumpOutcome.ABORTED:
             stop_source(source, "the client cancelled the call")
-            return StatusCode.CANCELLED, "cancelled", None
+            return StatusCode.CANCELLED, "cancelled"
         stop_source(source, "the stream failed")
         if outcome == PumpOutcome.BAD_ITEM:
             detail = error.message if isinstance(error, RpcError) else str(error)
-            return StatusCode.INTERNAL, f"handler sent a wrong value: {detail}", None
+            return StatusCode.INTERNAL, f"handler sent a wrong value: {detail}"
         if isinstance(error, RpcError):
-            return error.code, error.message, None
+            return error.code, error.message
         if isinstance(error, ChanClosed):
-            return StatusCode.CANCELLED, str(error), None
+            return StatusCode.CANCELLED, str(error)
         log.error("stream of %s failed: %r", name, error)
-        return StatusCode.INTERNAL, f"{type(error).__name__}: {error}", None
-
-    def _send_items(
-        self, conn: _Connection, stream_id: int, batch: list[Any], codec: Codec
-    ) -> None:
-        try:
-            encoded = message_frames(codec, stream_id, batch, conn.peer_max_frame_size)
-        except CodecError as exc:
-            raise _BadItem(str(exc)) from None
-        conn.writer.write(b"".join(encoded))
-
-
-class _BadItem(Exception):
-    """A streamed item that does not fit the contract: the handler's bug."""
+        return StatusCode.INTERNAL, f"{type(error).__name__}: {error}"

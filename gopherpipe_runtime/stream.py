@@ -1,60 +1,37 @@
-"""The pieces both ends of a stream share: credit, inbound channels, and the pump.
+"""The pieces both ends of a stream share: inbound channels and the senders.
 
-Flow control is counted in items. Each side announces in HELLO how many items it
-will buffer per stream (`stream_window`); a sender may have at most that many
-items unconsumed at the receiver. The receiver returns credit (a CREDIT frame)
-as its user takes items out, half a window at a time. So a consumer that stops
-reading stops the producer -- its `send` blocks -- and the items queued for one
-stream never exceed one window, however fast the producer is.
+Flow control (flow.py) counts items and bytes. A consumer that stops reading
+stops the producer -- its `send` blocks -- and what is queued for one stream
+never exceeds its windows, however fast the producer is.
+
+Two senders move a source's items to the wire within the credit:
+- `pump` blocks a thread of its own (the client's streams, whose sources are the
+  caller's iterables);
+- `Outbound` holds no thread while it waits: it runs in short steps on the
+  server's pool, parks when the credit, the source or the socket's queue says
+  wait, and is resumed by the event that ends the wait (CREDIT, an item sent on
+  the source `Chan`, the queue draining). A generator source still runs on a pool
+  thread while it produces an item: that is user code.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from .chan import Chan, ChanClosed
-from .codec import Codec
-from .frames import STREAM_ID_SIZE, FrameType, encode_stream_frame
-from .status import InvalidArgumentError, ResourceExhaustedError
+from .chan import Chan, ChanClosed, _Selector
+from .codec import Codec, CodecError
+from .flow import Credit, CreditSend, Inflow
+from .frames import STREAM_HEADER_SIZE, STREAM_ID_SIZE, FrameType, encode_stream_frame
+from .status import InvalidArgumentError, ResourceExhaustedError, RpcError
 
 T = TypeVar("T")
 
-DEFAULT_STREAM_WINDOW = 1024
 MAX_BATCH_ITEMS = 512
 _ITER_CHUNK = 128
-
-
-class Credit:
-    """How many items we may still send on one stream."""
-
-    def __init__(self, initial: int) -> None:
-        self._available = initial
-        self._aborted = False
-        self._changed = threading.Condition(threading.Lock())
-
-    def wait(self, most: int) -> int:
-        """Block until some credit is there; return how much to use (<= most), 0 if aborted."""
-        with self._changed:
-            while self._available <= 0 and not self._aborted:
-                self._changed.wait()
-            return 0 if self._aborted else min(most, self._available)
-
-    def spend(self, count: int) -> None:
-        with self._changed:
-            self._available -= count
-
-    def grant(self, count: int) -> None:
-        with self._changed:
-            self._available += count
-            self._changed.notify_all()
-
-    def abort(self) -> None:
-        with self._changed:
-            self._aborted = True
-            self._changed.notify_all()
 
 
 class InboundChan(Chan[T]):
@@ -66,18 +43,11 @@ class InboundChan(Chan[T]):
     to stop (`on_abandon`); the connection ends it with `finish`.
     """
 
-    def __init__(
-        self,
-        window: int,
-        on_consumed: Callable[[int], None],
-        on_abandon: Callable[[], None],
-    ) -> None:
+    def __init__(self, inflow: Inflow, window: int, on_abandon: Callable[[], None]) -> None:
         super().__init__(window)
-        self._on_consumed = on_consumed
+        self.inflow = inflow
         self._on_abandon = on_abandon
-        self._consumed = 0
-        self._credit_due = 0
-        self._credit_step = max(1, window // 2)
+        self._credit_out: list[CreditSend] = []
         self._finished = False
         self.decode_item: Callable[[Any], Any] | None = None
         """Applied as the user takes each item, on the user's thread: items travel in
@@ -87,20 +57,33 @@ class InboundChan(Chan[T]):
         """What an item that does not decode raises instead (on the client, a server
         breaking the contract is INTERNAL); None raises the InvalidArgumentError."""
 
-    def deliver(self, items: Sequence[T]) -> bool:
-        """Queue items from the peer without blocking; False if that breaks the window."""
+    def deliver(self, items: Sequence[T], nbytes: int) -> bool:
+        """Queue items from a MESSAGE of `nbytes` without blocking; False if that
+        breaks the windows we announced (see flow.py)."""
         with self._lock:
             if self._closed:
-                return True  # the user closed it: drop what is still in flight
-            if len(self._buffer) + len(items) > self.capacity:
+                return True  # ended or closed by the user: drop what is still in flight
+            if not self.inflow.admit(len(items), nbytes):
                 return False
             self._buffer.extend(items)
             if self._receivers or self._selectors:
                 self._notify()
             return True
 
-    def finish(self, error: BaseException | None = None) -> None:
-        """The stream ended (peer half-closed, failed, or the connection dropped)."""
+    def finish(
+        self, error: BaseException | None = None, *, discard: bool = False, release: bool = True
+    ) -> None:
+        """The stream ended (peer half-closed, failed, or the connection dropped).
+
+        Buffered items stay for the user to drain unless `discard`. `release=False`
+        keeps counting them against our windows: the peer's half-close is not the
+        end of the stream for its flow control, which ends with the call.
+        """
+        if discard:
+            with self._lock:
+                self._buffer.clear()
+        if release:
+            self.inflow.release()
         self._finished = True
         super().close(error)
 
@@ -109,6 +92,7 @@ class InboundChan(Chan[T]):
         with self._lock:
             abandoning = not self._closed and not self._finished
             self._buffer.clear()
+        self.inflow.release()
         super().close(error)
         if abandoning:
             self._on_abandon()
@@ -155,21 +139,19 @@ class InboundChan(Chan[T]):
         return chunk
 
     def _count_consumed(self, count: int) -> None:
-        """Lock held: note consumed items; credit is due every half window."""
-        if not self._finished:
-            self._consumed += count
-            if self._consumed >= self._credit_step:
-                self._credit_due += self._consumed
-                self._consumed = 0
+        """Lock held: note consumed items; the CREDIT they make due goes out unlocked."""
+        due = self.inflow.consumed(count)
+        if due:
+            self._credit_out += due
 
     def _after_take(self) -> None:
         # The CREDIT frame goes out after the lock is released: a socket send under
         # it would stall the connection's reader, which needs the lock to deliver.
-        if self._credit_due:
+        if self._credit_out:
             with self._lock:
-                due, self._credit_due = self._credit_due, 0
-            if due:
-                self._on_consumed(due)
+                due, self._credit_out = self._credit_out, []
+            for send, items, nbytes in due:
+                send(items, nbytes)
 
     def _try_recv_locked(self) -> tuple[bool, T | None]:
         taken, value = super()._try_recv_locked()
@@ -204,7 +186,8 @@ def pump(
     send_batch: Callable[[list[Any]], None],
     credit: Credit,
 ) -> tuple[str, BaseException | None]:
-    """Move items from `source` to the wire in batches, never beyond the credit.
+    """Move items from `source` to the wire in batches, never beyond the item credit,
+    blocking this thread while there is none (`send_batch` waits for byte credit).
 
     Credit is awaited *before* an item is taken from the source, so when the
     receiver stops reading, the producer feeding `source` blocks too. From a
@@ -229,7 +212,7 @@ def pump(
                 batch = [encode_item(item) for item in chunk]
             except Exception as exc:
                 return PumpOutcome.BAD_ITEM, exc
-            credit.spend(len(batch))
+            credit.spend(len(batch), 0)
             send_batch(batch)
             position += len(batch)
         return PumpOutcome.DONE, None
@@ -247,7 +230,7 @@ def pump(
             encoded = encode_item(item)
         except Exception as exc:
             return PumpOutcome.BAD_ITEM, exc
-        credit.spend(1)
+        credit.spend(1, 0)
         send_batch([encoded])
 
 
@@ -271,8 +254,205 @@ def _pump_chan(
             batch += [encode_item(extra) for extra in more]
         except Exception as exc:
             return PumpOutcome.BAD_ITEM, exc
-        credit.spend(len(batch))
+        credit.spend(len(batch), 0)
         send_batch(batch)
+
+
+def message_payload_size(frame: bytes) -> int:
+    """The bytes a MESSAGE frame counts against the byte windows."""
+    return len(frame) - STREAM_HEADER_SIZE
+
+
+class _Parked(Exception):
+    """Raised inside an `Outbound` step: it must wait for an event; nothing is lost."""
+
+
+class _SourceWatch(_Selector):
+    """Registered on a source Chan like a `select`, so a send on it wakes the stream."""
+
+    __slots__ = ("_wake",)
+
+    def __init__(self, wake: Callable[[], None]) -> None:
+        super().__init__()
+        self._wake = wake
+
+    def signal(self) -> None:
+        self._wake()
+
+
+_PARKED, _SCHEDULED, _RUNNING, _DONE = range(4)
+
+
+class Outbound:
+    """Sends what a handler returned (a Chan or any iterable) without holding a thread.
+
+    `start` runs the first steps on the calling thread. Each step takes what the
+    item credit allows from the source, encodes it into MESSAGE frames and queues
+    them on the connection's writer, one frame per unit of byte credit. When it
+    must wait it registers a callback with what it waits on and returns;
+    the callback has `schedule` run the next steps on a pool thread. A wake-up
+    that comes while steps run makes them go round once more, so none is lost.
+    `on_done(outcome, error)` is called once, from a step's thread.
+    """
+
+    def __init__(
+        self,
+        source: Iterable[Any],
+        encode_item: Callable[[Any], Any],
+        make_frames: Callable[[list[Any]], list[bytes]],
+        credit: Credit,
+        write: Callable[[bytes], None],
+        park_writer: Callable[[Callable[[], None]], bool],
+        schedule: Callable[[Callable[[], None]], bool],
+        on_done: Callable[[str, BaseException | None], None],
+    ) -> None:
+        self._source = source
+        self._encode_item = encode_item
+        self._make_frames = make_frames
+        self._credit = credit
+        self._write = write
+        self._park_writer = park_writer
+        self._schedule = schedule
+        self._on_done = on_done
+        self._lock = threading.Lock()
+        self._state = _RUNNING
+        self._again = False
+        self._held: deque[bytes] = deque()
+        self._chan = source if isinstance(source, Chan) else None
+        self._iterator: Iterator[Any] | None = None
+        self._position = 0
+        self._watch: _SourceWatch | None = None
+        self._receiving = False
+        if self._chan is not None:
+            self._watch = _SourceWatch(self._wake)
+            with self._chan._lock:
+                self._chan._selectors.add(self._watch)
+        elif not isinstance(source, list | tuple):
+            self._iterator = iter(source)
+
+    def start(self) -> None:
+        self._run()
+
+    def _wake(self) -> None:
+        with self._lock:
+            if self._state != _PARKED:
+                self._again = True
+                return
+            self._state = _SCHEDULED
+        if not self._schedule(self._run):
+            self._end(PumpOutcome.ABORTED, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                if self._state == _DONE:
+                    return
+                self._state = _RUNNING
+                self._again = False
+            self._stop_receiving()
+            try:
+                outcome = self._step()
+            except _Parked:
+                with self._lock:
+                    if not self._again:
+                        self._state = _PARKED
+                        return
+                continue
+            if outcome is not None:
+                self._end(*outcome)
+                return
+
+    def _step(self) -> tuple[str, BaseException | None] | None:
+        """Send until something says wait (raises _Parked) or the stream is over."""
+        credit = self._credit
+        while True:
+            while self._held:
+                go = credit.available(0)
+                if go < 0:
+                    return PumpOutcome.ABORTED, None
+                if not go:
+                    self._park(credit.park(self._wake, 0))
+                    continue
+                frame = self._held.popleft()
+                credit.spend(0, message_payload_size(frame))
+                self._write(frame)
+            self._park(self._park_writer(self._wake))
+            allowance = credit.available(MAX_BATCH_ITEMS)
+            if allowance < 0:
+                return PumpOutcome.ABORTED, None
+            if not allowance:
+                self._park(credit.park(self._wake))
+                continue
+            taken = self._take(allowance)
+            if isinstance(taken, tuple):
+                return taken
+            try:
+                batch = [self._encode_item(item) for item in taken]
+                frames = self._make_frames(batch)
+            except (CodecError, InvalidArgumentError) as exc:
+                return PumpOutcome.BAD_ITEM, exc
+            except RpcError as exc:  # an item larger than the peer's frames
+                return PumpOutcome.FAILED, exc
+            except Exception as exc:
+                return PumpOutcome.BAD_ITEM, exc
+            credit.spend(len(batch), 0)
+            self._held.extend(frames)
+
+    @staticmethod
+    def _park(parked: bool) -> None:
+        if parked:
+            raise _Parked()
+
+    def _take(self, most: int) -> list[Any] | tuple[str, BaseException | None]:
+        """Items from the source (never more than `most`), or how the source ended."""
+        chan = self._chan
+        if chan is not None:
+            items = chan.recv_many(most)
+            if items:
+                return items
+            with chan._lock:
+                if chan._closed and not chan._buffer and not chan._senders:
+                    error = chan._error
+                    return (PumpOutcome.FAILED, error) if error else (PumpOutcome.DONE, None)
+                # Count as a waiting receiver, as a thread in `recv` would: a send to
+                # an unbuffered channel (or `try_send`, or a select's send case)
+                # may then hand its item over, which wakes us.
+                chan._receivers += 1
+                self._receiving = True
+                for selector in chan._selectors:
+                    if selector is not self._watch:
+                        selector.signal()
+            raise _Parked()
+        if self._iterator is None:
+            items = list(self._source[self._position : self._position + most])  # type: ignore[index]
+            if not items:
+                return PumpOutcome.DONE, None
+            self._position += len(items)
+            return items
+        try:
+            return [next(self._iterator)]
+        except StopIteration:
+            return PumpOutcome.DONE, None
+        except Exception as exc:
+            return PumpOutcome.FAILED, exc
+
+    def _stop_receiving(self) -> None:
+        if self._receiving and self._chan is not None:
+            with self._chan._lock:
+                self._chan._receivers -= 1
+                self._receiving = False
+
+    def _end(self, outcome: str, error: BaseException | None) -> None:
+        with self._lock:
+            if self._state == _DONE:
+                return
+            self._state = _DONE
+        self._stop_receiving()
+        if self._chan is not None and self._watch is not None:
+            with self._chan._lock:
+                self._chan._selectors.discard(self._watch)
+        self._held.clear()
+        self._on_done(outcome, error)
 
 
 def message_frames(

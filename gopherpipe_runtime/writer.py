@@ -5,10 +5,14 @@ queued, then whatever other threads queued meanwhile, joined into one buffer,
 until nothing is left. Under load that turns many small frames into few large
 `send` calls, and when idle a frame costs one syscall and no thread handoff.
 
-Sockets are non-blocking; a flusher waits for writability with `poll` up to
-`write_timeout`, so a peer that stops reading costs one blocked handler thread
-for a bounded time and then its connection, never the server's I/O thread (which
-only uses `write_nowait`).
+Sockets are non-blocking. `write` (the client's calling threads) waits for
+writability with `poll` up to `write_timeout`. `write_nowait` never waits: what
+the socket does not take now is handed to `offload` -- on the server, the poller,
+which finishes it when the socket turns writable (`flush_nowait`), so a peer that
+stops reading holds no thread at all. Bytes queued that way are capped
+(`max_pending`): a peer that lets more pile up is not reading, and its
+connection fails. Senders that can wait without a thread (the server's streams)
+ask `park_until_drained` to be called back once the queue is below half the cap.
 """
 
 from __future__ import annotations
@@ -31,15 +35,27 @@ class FrameWriter:
         write_timeout: float,
         on_error: Callable[[BaseException], None],
         offload: Callable[[Callable[[], None]], bool],
+        max_pending: int | None = None,
+        event_driven: bool = False,
     ) -> None:
+        """`offload(finish)` arranges for `finish` to run later: with `event_driven`,
+        once the socket is writable (it sends what it can and offloads again);
+        otherwise on a thread that may block (it sends everything)."""
         self._sock = sock
         self._write_timeout = write_timeout
         self._on_error = on_error
         self._offload = offload
+        self._max_pending = max_pending
+        self._event_driven = event_driven
         self._lock = threading.Lock()
         self._pending: list[bytes] = []
+        self._pending_bytes = 0
         self._flushing = False
         self._error: BaseException | None = None
+        self._drained: list[Callable[[], None]] = []
+        self.stalled_since: float | None = None
+        """`time.monotonic()` since when queued bytes wait for the peer to read; None
+        while the queue is empty (the owner enforces `write_timeout` with it)."""
         self._poller = select.poll()
         self._poller.register(sock.fileno(), select.POLLOUT)
 
@@ -53,25 +69,74 @@ class FrameWriter:
             if self._error is not None:
                 raise ConnectionLost(str(self._error))
             self._pending.append(data)
+            self._pending_bytes += len(data)
             if self._flushing:
                 return
             self._flushing = True
         self._flush()
 
+    @property
+    def backed_up(self) -> bool:
+        """More than half of `max_pending` is queued: senders that can wait should."""
+        return self._max_pending is not None and self._pending_bytes > self._max_pending // 2
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and nobody sending."""
+        return not self._flushing
+
+    def fail(self, reason: str) -> None:
+        """Give up on the connection (e.g. the peer stopped reading): reported via `on_error`."""
+        self._fail(ConnectionLost(reason))
+
+    def park_until_drained(self, resume: Callable[[], None]) -> bool:
+        """Call `resume` once the queue is below half the cap (or the writer failed);
+        False, and nothing parked, if that is already so."""
+        with self._lock:
+            if self._error is None and self.backed_up:
+                self._drained.append(resume)
+                return True
+        return False
+
     def write_nowait(self, data: bytes) -> None:
         """Queue `data` and send what the socket takes now; never blocks.
 
-        Anything the socket does not take is handed to `offload` (a worker
-        thread) to finish. Errors are reported through `on_error`, not raised.
+        Anything the socket does not take is handed to `offload` to finish.
+        Errors are reported through `on_error`, not raised.
         """
         with self._lock:
             if self._error is not None:
                 return
             self._pending.append(data)
-            if self._flushing:
+            self._pending_bytes += len(data)
+            over = self._max_pending is not None and self._pending_bytes > self._max_pending
+            if self._flushing and not over:
                 return
-            self._flushing = True
-            chunk = b"".join(self._pending)
+            if not over:
+                self._flushing = True
+        if over:
+            self._fail(
+                ConnectionLost(
+                    f"peer is not reading: {self._pending_bytes} bytes queued for it "
+                    f"(limit {self._max_pending})"
+                )
+            )
+            return
+        self.flush_nowait()
+
+    def flush_nowait(self) -> None:
+        """Send what the socket takes now; what remains goes to `offload` again.
+
+        The flushing role stays with the writer until the queue is empty, so only
+        one thread sends at a time and bytes keep their order.
+        """
+        with self._lock:
+            if self._error is not None:
+                return
+            if not self._pending:
+                self._flushing = False
+                return
+            chunk = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
             self._pending.clear()
         try:
             sent = self._sock.send(chunk)
@@ -80,14 +145,23 @@ class FrameWriter:
         except OSError as exc:
             self._fail(exc)
             return
+        drained: list[Callable[[], None]] = []
         with self._lock:
+            self._pending_bytes -= sent
             if sent < len(chunk):
                 self._pending.insert(0, chunk[sent:])
-            elif not self._pending:
+            if sent or self.stalled_since is None:
+                self.stalled_since = time.monotonic()
+            if self._drained and not self.backed_up:
+                drained, self._drained = self._drained, []
+            done = not self._pending
+            if done:
                 self._flushing = False
-                return
-        if not self._offload(self._flush):
-            self._fail(ConnectionLost("no worker free to finish a write"))
+                self.stalled_since = None
+        for resume in drained:
+            resume()
+        if not done and not self._offload(self.flush_nowait if self._event_driven else self._flush):
+            self._fail(ConnectionLost("cannot finish a write"))
 
     def _flush(self) -> None:
         while True:
@@ -97,6 +171,7 @@ class FrameWriter:
                     return
                 chunk = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
                 self._pending.clear()
+                self._pending_bytes -= len(chunk)
             try:
                 self._send_all(chunk)
             except (OSError, ConnectionLost) as exc:
@@ -128,8 +203,12 @@ class FrameWriter:
                 return
             self._error = exc
             self._pending.clear()
+            self._pending_bytes = 0
             self._flushing = False
+            drained, self._drained = self._drained, []
         self._on_error(exc)
+        for resume in drained:
+            resume()
 
     def close(self, reason: BaseException | None = None) -> None:
         """Refuse further writes; queued bytes are dropped."""
@@ -137,3 +216,7 @@ class FrameWriter:
             if self._error is None:
                 self._error = reason or ConnectionLost("connection closed")
             self._pending.clear()
+            self._pending_bytes = 0
+            drained, self._drained = self._drained, []
+        for resume in drained:
+            resume()
