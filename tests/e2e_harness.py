@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import sys
@@ -78,3 +79,27 @@ def read_until_closed(sock: socket.socket) -> bytes:
     while chunk := sock.recv(65536):
         received += chunk
     return received
+
+
+def generate_stubs(folder: Path, *contracts: str) -> Path:
+    """Copy e2e contracts into `folder` and run `gopherpipe gen` on them there."""
+    for name in contracts:
+        shutil.copy(E2E / "contract" / name, folder / name)
+    gopherpipe = Path(sys.executable).parent / "gopherpipe"
+    subprocess.run([str(gopherpipe), "gen", *(str(folder / n) for n in contracts)], check=True)
+    return folder
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of process `pid`, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
+def thread_count(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no Threads for process {pid}")
