@@ -15,6 +15,7 @@ from typing import Any
 
 from .codec import Codec, CodecError
 from .frames import ProtocolError
+from .status import known_code
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,7 @@ def encode_status(codec: Codec, code: int, message: str, result: Any) -> bytes:
 
 
 def decode_status(codec: Codec, payload: bytes) -> tuple[int, str, Any]:
+    """Raises ProtocolError for a malformed body; a code outside §9 comes back as UNKNOWN."""
     try:
         body = codec.decode(payload)
     except CodecError as exc:
@@ -71,4 +73,6 @@ def decode_status(codec: Codec, payload: bytes) -> tuple[int, str, Any]:
     code, message, result = body[:3]
     if type(code) is not int or type(message) is not str:
         raise ProtocolError("STATUS code must be an integer and message a string")
-    return code, message, result
+    # Mapped here, once, so nothing downstream ever meets a number outside StatusCode.
+    known, message = known_code(code, message)
+    return known, message, result

@@ -422,6 +422,12 @@ class _Connection:
             log.warning("protocol error from %s: %s", self.settings.peer_agent, exc)
             self._shut(f"protocol error from server: {exc}")
             return False
+        except Exception as exc:
+            # A bug in handling a frame must not silently end the reading thread:
+            # every call and stream on this connection would wait for a reader forever.
+            log.exception("failed to handle frames from %s", self.settings.peer_agent)
+            self._shut(f"client failed reading from server: {exc!r}")
+            return False
         return True
 
     def _wait(self, waiter: _Waiter, stream_id: int, deadline: float | None) -> None:

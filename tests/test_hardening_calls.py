@@ -1,0 +1,218 @@
+"""Hostile peers against calls: status codes, deadlines and numbers from the wire.
+
+Client cases talk to a fake server: a listening socket in this process whose
+connection threads speak raw TCP_LITE and answer however the test says. Server
+cases talk to a real server in its own process over a raw socket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from gopherpipe_runtime import (
+    CallOptions,
+    Pipe,
+    RpcError,
+    StatusCode,
+    UnknownError,
+)
+from gopherpipe_runtime.codec import CODECS
+from gopherpipe_runtime.envelope import decode_call, decode_status, encode_status
+from gopherpipe_runtime.frames import (
+    PREFACE,
+    Frame,
+    FrameDecoder,
+    FrameType,
+    encode_frame,
+)
+from gopherpipe_runtime.handshake import server_choose
+
+# Every wait in these tests is bounded by this; a hang fails instead of blocking CI.
+BOUND = 20.0
+
+# -- a fake server ------------------------------------------------------------------------
+
+Answer = Callable[["FakeConnection", Frame], None]
+
+
+class FakeConnection:
+    """One accepted connection of the fake server, from the server's side."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.decoder = FrameDecoder(1 << 20)
+        self.codec = CODECS["msgpack"]
+
+    def handshake(self) -> None:
+        """Read the client's preface and HELLO; answer with the server's HELLO."""
+        received = b""
+        while len(received) < len(PREFACE):
+            chunk = self.sock.recv(len(PREFACE) - len(received))
+            if not chunk:
+                raise ConnectionError("client left before its preface")
+            received += chunk
+        assert received == PREFACE
+        (hello,) = self.read_frames()
+        settings, reply = server_choose(hello.payload, ("msgpack", "json"), 1 << 20)
+        self.codec = CODECS[settings.codec]
+        self.sock.sendall(encode_frame(FrameType.HELLO, reply))
+
+    def read_frames(self) -> list[Frame]:
+        """The next frames; [] once the client has closed."""
+        received: list[Frame] = []
+        while not received:
+            data = self.sock.recv(65536)
+            if not data:
+                return []
+            received = self.decoder.feed(data)
+        return received
+
+    def status(self, stream_id: int, code: int, message: str, result: Any = None) -> None:
+        body = encode_status(self.codec, code, message, result)
+        self.sock.sendall(encode_frame(FrameType.STATUS, body, stream_id))
+
+    def serve(self, answer: Answer) -> None:
+        """Hand every CALL / CALL_STREAM to `answer` until the client hangs up."""
+        while received := self.read_frames():
+            for frame in received:
+                if frame.type in (FrameType.CALL, FrameType.CALL_STREAM):
+                    answer(self, frame)
+
+
+class FakeServer:
+    """Accepts connections and runs `on_connect` for each on its own thread."""
+
+    def __init__(self, on_connect: Callable[[FakeConnection], None]) -> None:
+        self._on_connect = on_connect
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.2)
+        self.address = f"tcp://127.0.0.1:{self._listener.getsockname()[1]}"
+        self.accepted = 0
+        self._stopping = threading.Event()
+        self._sockets: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []
+        self._acceptor = threading.Thread(target=self._accept, daemon=True)
+        self._acceptor.start()
+
+    def _accept(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                sock, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            sock.settimeout(BOUND)
+            self.accepted += 1
+            self._sockets.append(sock)
+            thread = threading.Thread(target=self._run, args=(sock,), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _run(self, sock: socket.socket) -> None:
+        with contextlib.suppress(OSError, ConnectionError):
+            self._on_connect(FakeConnection(sock))
+
+    def close(self) -> None:
+        self._stopping.set()
+        self._acceptor.join(BOUND)
+        self._listener.close()
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        for thread in self._threads:
+            thread.join(BOUND)
+
+
+@contextlib.contextmanager
+def fake_server(on_connect: Callable[[FakeConnection], None]) -> Iterator[FakeServer]:
+    server = FakeServer(on_connect)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def answering(answer: Answer) -> Callable[[FakeConnection], None]:
+    """A connection that completes HELLO at once, then answers calls with `answer`."""
+
+    def on_connect(conn: FakeConnection) -> None:
+        conn.handshake()
+        conn.serve(answer)
+
+    return on_connect
+
+
+def method_of(conn: FakeConnection, frame: Frame) -> str:
+    return decode_call(conn.codec, frame.payload).method
+
+
+# -- 1. status codes the runtime does not know --------------------------------------------
+
+
+@pytest.mark.parametrize("code", [99, -1, 17, 255, 2**63, -(2**63)])
+def test_rpc_error_with_unknown_code_is_unknown_error(code: int) -> None:
+    error = RpcError(code, "x")
+    assert type(error) is UnknownError and error.code is StatusCode.UNKNOWN
+    assert error.message == f"unknown status code {code}: x"
+    assert RpcError(code).message == f"unknown status code {code}"
+
+
+def test_unknown_code_too_large_to_print_is_not_echoed() -> None:
+    error = RpcError(10**4000, "x")
+    assert type(error) is UnknownError and error.message == "unknown status code out of range: x"
+
+
+@pytest.mark.parametrize("code", [99, -1, 2**64 - 1])
+def test_decode_status_maps_unknown_codes(code: int) -> None:
+    codec = CODECS["msgpack"]
+    assert decode_status(codec, encode_status(codec, code, "why", None)) == (
+        StatusCode.UNKNOWN,
+        f"unknown status code {code}: why",
+        None,
+    )
+    known = decode_status(codec, encode_status(codec, 5, "gone", None))
+    assert known == (StatusCode.NOT_FOUND, "gone", None) and type(known[0]) is StatusCode
+
+
+def test_decode_status_maps_a_huge_json_code() -> None:
+    code, message, _ = decode_status(CODECS["json"], b'[%s,"m",null]' % (b"9" * 4000))
+    assert code is StatusCode.UNKNOWN and message == "unknown status code out of range: m"
+
+
+def test_unknown_status_code_from_server_keeps_the_connection_working() -> None:
+    def answer(conn: FakeConnection, frame: Frame) -> None:
+        method = method_of(conn, frame)
+        if method == "weird":
+            conn.status(frame.stream_id, 99, "from the future")
+        elif method == "weird_stream":
+            conn.status(frame.stream_id, 2**64 - 1, "")
+        else:
+            conn.status(frame.stream_id, 0, "", "fine")
+
+    with fake_server(answering(answer)) as server, Pipe(server.address) as pipe:
+        options = CallOptions(timeout=BOUND)
+        with pytest.raises(UnknownError) as info:
+            pipe.unary("Fake", "weird", [], options)
+        assert info.value.message == "unknown status code 99: from the future"
+
+        stream = pipe.stream("Fake", "weird_stream", [], CallOptions(timeout=2), decode_item=str)
+        output = stream.take_output()
+        with pytest.raises(UnknownError) as stream_info:
+            output.recv(timeout=BOUND)
+        assert stream_info.value.message == f"unknown status code {2**64 - 1}"
+        assert stream.ended
+
+        assert pipe.unary("Fake", "plain", [], options) == "fine"
+        stream = pipe.stream("Fake", "plain_stream", [], options, decode_item=str)
+        with pytest.raises(Exception) as end:
+            stream.take_output().recv(timeout=BOUND)
+        assert type(end.value).__name__ == "ChanClosed"  # ended OK, no items
+        assert server.accepted == 1  # all of it on the first connection
