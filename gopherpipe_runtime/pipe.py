@@ -82,7 +82,7 @@ class _Waiter:
     state changes happen under the connection's mutex.
     """
 
-    __slots__ = ("code", "message", "result", "retryable", "state", "wake")
+    __slots__ = ("code", "expired", "message", "result", "retryable", "state", "wake")
 
     def __init__(self) -> None:
         self.wake = threading.Lock()
@@ -92,6 +92,8 @@ class _Waiter:
         self.message = ""
         self.result: Any = None
         self.retryable = False
+        self.expired = False
+        """Our own deadline ended the wait; the server may have sent nothing."""
 
 
 class _NotProcessed(Exception):
@@ -325,7 +327,7 @@ class _Connection:
             return waiter.result
         if waiter.retryable:
             raise _NotProcessed()
-        if waiter.code == StatusCode.DEADLINE_EXCEEDED and not waiter.message:
+        if waiter.expired:
             raise DeadlineExceededError(f"{service}.{method} did not answer within {timeout:g}s")
         raise RpcError(waiter.code, waiter.message)
 
@@ -463,7 +465,7 @@ class _Connection:
         self.calls.pop(stream_id, None)
         waiter.state = _DONE
         waiter.code = StatusCode.DEADLINE_EXCEEDED
-        waiter.message = ""
+        waiter.expired = True
         with contextlib.suppress(ConnectionLost):
             self.writer.write_nowait(encode_stream_frame(FrameType.CANCEL, stream_id, b""))
 

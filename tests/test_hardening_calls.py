@@ -8,6 +8,7 @@ cases talk to a real server in its own process over a raw socket.
 from __future__ import annotations
 
 import contextlib
+import pickle
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ import pytest
 
 from gopherpipe_runtime import (
     CallOptions,
+    DeadlineExceededError,
     Pipe,
     RpcError,
     StatusCode,
@@ -216,3 +218,60 @@ def test_unknown_status_code_from_server_keeps_the_connection_working() -> None:
             stream.take_output().recv(timeout=BOUND)
         assert type(end.value).__name__ == "ChanClosed"  # ended OK, no items
         assert server.accepted == 1  # all of it on the first connection
+
+
+# -- 2. every RpcError can be built, printed and pickled ----------------------------------
+
+ERROR_CLASSES = [RpcError, *RpcError._by_code.values()]
+
+
+def _check_round_trip(error: RpcError) -> None:
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is RpcError._by_code.get(error.code, RpcError)
+    assert (copy.code, copy.message) == (error.code, error.message)
+    assert str(copy) == str(error) and repr(copy) == repr(error).replace(
+        type(error).__name__, type(copy).__name__, 1
+    )
+
+
+@pytest.mark.parametrize("cls", ERROR_CLASSES, ids=lambda cls: cls.__name__)
+def test_every_error_class_builds_without_and_with_a_message(cls: type[RpcError]) -> None:
+    bare = cls()
+    assert bare.code is cls.default_code and bare.message == ""
+    assert str(bare) == cls.default_code.name
+    assert repr(bare) == f"{cls.__name__}({cls.default_code.name}, '')"
+    with_message = cls("it broke")
+    assert with_message.code is cls.default_code and with_message.message == "it broke"
+    assert str(with_message) == f"{cls.default_code.name}: it broke"
+    assert repr(with_message) == f"{cls.__name__}({cls.default_code.name}, 'it broke')"
+    assert cls(message="kw").message == "kw"
+    for error in (bare, with_message):
+        _check_round_trip(error)
+
+
+@pytest.mark.parametrize("code", list(StatusCode), ids=lambda code: code.name)
+def test_rpc_error_from_every_code(code: StatusCode) -> None:
+    for error in (RpcError(code), RpcError(int(code), "msg"), RpcError(code, "")):
+        assert isinstance(error, RpcError) and error.code is code
+        assert type(error) is RpcError._by_code.get(code, RpcError)
+        assert str(error) == (f"{code.name}: msg" if error.message else code.name)
+        _check_round_trip(error)
+
+
+def test_server_deadline_exceeded_without_message_is_not_taken_for_a_local_expiry() -> None:
+    with (
+        fake_server(answering(lambda conn, frame: conn.status(frame.stream_id, 4, ""))) as (server),
+        Pipe(server.address) as pipe,
+    ):
+        for timeout in (None, BOUND):
+            with pytest.raises(DeadlineExceededError) as info:
+                pipe.unary("Fake", "slow_downstream", [], CallOptions(timeout=timeout))
+            # What the server said, not a local "did not answer within" claim.
+            assert info.value.message == "" and str(info.value) == "DEADLINE_EXCEEDED"
+
+
+def test_local_deadline_expiry_names_the_call_and_timeout() -> None:
+    with fake_server(answering(lambda conn, frame: None)) as server, Pipe(server.address) as pipe:
+        with pytest.raises(DeadlineExceededError) as info:
+            pipe.unary("Fake", "never", [], CallOptions(timeout=0.2))
+        assert info.value.message == "Fake.never did not answer within 0.2s"
