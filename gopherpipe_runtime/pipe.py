@@ -29,7 +29,7 @@ from typing import Any
 from . import frames
 from .address import Address, connect, parse_address
 from .codec import CODECS, DEFAULT_CODECS, Codec, CodecError
-from .envelope import decode_status, encode_call
+from .envelope import MAX_TIMEOUT_MS, decode_status, encode_call
 from .frames import (
     PREFACE,
     FrameDecoder,
@@ -62,6 +62,7 @@ from .writer import ConnectionLost, FrameWriter
 log = logging.getLogger("gopherpipe.client")
 
 _READ_SIZE = 256 * 1024
+_MAX_POLL_MS = 2**31 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,7 +285,8 @@ class _Connection:
     def _call_body(self, service: str, method: str, args: list[Any], options: CallOptions) -> bytes:
         """The CALL payload; oversized or unencodable requests fail here, locally."""
         timeout = options.timeout
-        timeout_ms = None if timeout is None else max(0, int(timeout * 1000))
+        # Longer than the protocol's maximum is, for any caller, as good as the maximum.
+        timeout_ms = None if timeout is None else min(MAX_TIMEOUT_MS, max(0, int(timeout * 1000)))
         try:
             body = encode_call(
                 self.codec, service, method, timeout_ms, dict(options.metadata), args
@@ -478,7 +480,8 @@ class _Connection:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return
-                timeout_ms = remaining * 1000.0
+                # poll() refuses more than 2**31-1 ms; the loop waits out the rest.
+                timeout_ms = min(remaining * 1000.0, _MAX_POLL_MS)
             if not self._read_once(timeout_ms):
                 return
 

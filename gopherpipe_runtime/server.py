@@ -561,7 +561,13 @@ class Server:
     def _serve_call(self, conn: _Connection, stream_id: int, payload: bytes, call: _Call) -> None:
         codec = conn.codec
         assert codec is not None
-        code, message, result = self._run_call(conn, stream_id, payload, call, codec)
+        try:
+            code, message, result = self._run_call(conn, stream_id, payload, call, codec)
+        except Exception as exc:
+            # _dispatch answers every failure it foresees; this is for the ones it
+            # does not, so that a bug costs the caller one call, not a wait forever.
+            log.exception("serving stream %d from %s failed", stream_id, conn.peer)
+            code, message, result = StatusCode.INTERNAL, f"server error: {exc!r}", None
         if conn.streams.pop(stream_id, None) is None:
             return  # cancelled by the client or the connection is gone: nobody listens
         try:

@@ -9,23 +9,32 @@ from __future__ import annotations
 
 import contextlib
 import pickle
+import shutil
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
+from e2e_harness import E2E, ServerProcess, raw_socket
 
 from gopherpipe_runtime import (
     CallOptions,
     DeadlineExceededError,
+    InternalError,
     Pipe,
     RpcError,
+    Server,
     StatusCode,
     UnknownError,
 )
+from gopherpipe_runtime import server as server_module
 from gopherpipe_runtime.codec import CODECS
-from gopherpipe_runtime.envelope import decode_call, decode_status, encode_status
+from gopherpipe_runtime.envelope import MAX_TIMEOUT_MS, decode_call, decode_status, encode_status
 from gopherpipe_runtime.frames import (
     PREFACE,
     Frame,
@@ -33,7 +42,7 @@ from gopherpipe_runtime.frames import (
     FrameType,
     encode_frame,
 )
-from gopherpipe_runtime.handshake import server_choose
+from gopherpipe_runtime.handshake import client_hello, server_choose
 
 # Every wait in these tests is bounded by this; a hang fails instead of blocking CI.
 BOUND = 20.0
@@ -275,3 +284,108 @@ def test_local_deadline_expiry_names_the_call_and_timeout() -> None:
         with pytest.raises(DeadlineExceededError) as info:
             pipe.unary("Fake", "never", [], CallOptions(timeout=0.2))
         assert info.value.message == "Fake.never did not answer within 0.2s"
+
+
+# -- 3. numbers from the wire are range-checked before use --------------------------------
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """The e2e AllTypes server, in its own process (stubs generated for this run)."""
+    folder = tmp_path_factory.mktemp("hardening_stubs")
+    shutil.copy(E2E / "contract" / "e2e_alltypes.py", folder / "e2e_alltypes.py")
+    gopherpipe = Path(sys.executable).parent / "gopherpipe"
+    subprocess.run(
+        [str(gopherpipe), "gen", str(folder / "e2e_alltypes.py")], check=True, timeout=120
+    )
+    process = ServerProcess(folder)
+    yield process
+    process.stop()
+
+
+def _handshake_as(address: str, codec: str) -> tuple[socket.socket, FrameDecoder]:
+    sock = raw_socket(address)
+    sock.settimeout(BOUND)
+    sock.sendall(PREFACE + encode_frame(FrameType.HELLO, client_hello((codec,), 1 << 20)))
+    decoder = FrameDecoder(1 << 20)
+    received: list[Frame] = []
+    while not received:
+        received = decoder.feed(sock.recv(65536))
+    assert received[0].type == FrameType.HELLO
+    return sock, decoder
+
+
+def _status_of(sock: socket.socket, decoder: FrameDecoder, codec: str) -> tuple[int, Any, Any]:
+    received: list[Frame] = []
+    while not received:
+        data = sock.recv(65536)
+        assert data, "the server closed the connection"
+        received = decoder.feed(data)
+    (frame,) = received
+    assert frame.type == FrameType.STATUS
+    code, message, result = CODECS[codec].decode(frame.payload)
+    return frame.stream_id, (code, message), result
+
+
+HUGE_TIMEOUTS = [
+    ("json", b'["AllTypes","add",1%s,{},[1,2]]' % (b"0" * 4000)),  # 10**4000
+    ("json", b'["AllTypes","add",-1,{},[1,2]]'),
+    ("json", b'["AllTypes","add",%d,{},[1,2]]' % (MAX_TIMEOUT_MS + 1)),
+    ("json", b'["AllTypes","add",1e400,{},[1,2]]'),  # a float, and an infinite one
+    ("msgpack", msgpack.packb(["AllTypes", "add", 2**64 - 1, {}, [1, 2]])),
+    ("msgpack", msgpack.packb(["AllTypes", "add", -(2**63), {}, [1, 2]])),
+]
+
+
+@pytest.mark.parametrize(("codec", "body"), HUGE_TIMEOUTS, ids=lambda v: str(v)[:24])
+def test_absurd_timeout_ms_is_a_malformed_call_and_the_connection_serves_on(
+    server: ServerProcess, codec: str, body: bytes
+) -> None:
+    sock, decoder = _handshake_as(server.address, codec)
+    with sock:
+        sock.sendall(encode_frame(FrameType.CALL, body, 1))
+        stream_id, (code, message), result = _status_of(sock, decoder, codec)
+        assert stream_id == 1 and code == StatusCode.INVALID_ARGUMENT and result is None
+        assert (
+            message == f"malformed CALL: CALL timeout_ms must be nil or an integer in "
+            f"0..{MAX_TIMEOUT_MS}"
+        )
+        valid = CODECS[codec].encode(["AllTypes", "add", MAX_TIMEOUT_MS, {}, [2, 3]])
+        sock.sendall(encode_frame(FrameType.CALL, valid, 3))
+        assert _status_of(sock, decoder, codec) == (3, (0, ""), 5)
+
+
+def test_timeout_longer_than_the_protocol_allows_is_sent_as_the_maximum() -> None:
+    seen: list[int | None] = []
+
+    def answer(conn: FakeConnection, frame: Frame) -> None:
+        seen.append(decode_call(conn.codec, frame.payload).timeout_ms)
+        conn.status(frame.stream_id, 0, "", None)
+
+    with fake_server(answering(answer)) as server, Pipe(server.address) as pipe:
+        # 60 days: over the wire's maximum, and over what poll() takes in one go.
+        pipe.unary("Fake", "far", [], CallOptions(timeout=60 * 86400.0))
+        assert seen == [MAX_TIMEOUT_MS]
+
+
+@pytest.mark.parametrize("code", [-(2**63), 2**64 - 1])
+def test_any_status_code_from_a_handler_reaches_the_client_as_a_known_code(code: int) -> None:
+    # What a server encodes from a handler's RpcError is always a code in §9.
+    error = RpcError(code, "x")
+    codec = CODECS["msgpack"]
+    assert decode_status(codec, encode_status(codec, error.code, error.message, None))[0] == 2
+
+
+def test_a_server_bug_while_serving_a_call_still_answers_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The original failure: an exception nobody foresaw (there, OverflowError from
+    # the timeout) escaped the handler thread and no STATUS was ever sent.
+    def broken(codec: Any, payload: bytes) -> Any:
+        raise OverflowError("int too large to convert to float")
+
+    monkeypatch.setattr(server_module, "decode_call", broken)
+    with Server("tcp://127.0.0.1:0") as running, Pipe(running.addresses[0]) as pipe:
+        with pytest.raises(InternalError) as info:
+            pipe.unary("Any", "thing", [], CallOptions(timeout=BOUND))
+        assert "OverflowError" in info.value.message
