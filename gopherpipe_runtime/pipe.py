@@ -8,7 +8,10 @@ until the connection's reader thread hands it the STATUS frame.
 It connects lazily, and after the connection drops the next call reconnects.
 Failed connects back off exponentially (with jitter); a call made while backing
 off fails at once with UNAVAILABLE rather than hanging, as gRPC does without
-wait-for-ready.
+wait-for-ready. A call's deadline bounds everything it waits for, connecting
+included: a connect it cuts short raises DEADLINE_EXCEEDED, as in gRPC, and is not
+counted for backoff (it says nothing about the server, and must not fail later
+calls that have time to wait).
 """
 
 from __future__ import annotations
@@ -282,11 +285,20 @@ class _Connection:
     def usable(self) -> bool:
         return self.closed_reason is None and not self.goaway
 
-    def _call_body(self, service: str, method: str, args: list[Any], options: CallOptions) -> bytes:
+    def _call_body(
+        self,
+        service: str,
+        method: str,
+        args: list[Any],
+        options: CallOptions,
+        deadline: float | None,
+    ) -> bytes:
         """The CALL payload; oversized or unencodable requests fail here, locally."""
-        timeout = options.timeout
-        # Longer than the protocol's maximum is, for any caller, as good as the maximum.
-        timeout_ms = None if timeout is None else min(MAX_TIMEOUT_MS, max(0, int(timeout * 1000)))
+        timeout_ms = None
+        if deadline is not None:
+            # What is left, not options.timeout: connecting may have used some of it.
+            remaining_ms = int((deadline - time.monotonic()) * 1000)
+            timeout_ms = min(MAX_TIMEOUT_MS, max(0, remaining_ms))
         try:
             body = encode_call(
                 self.codec, service, method, timeout_ms, dict(options.metadata), args
@@ -310,10 +322,15 @@ class _Connection:
             raise _NotProcessed()
         return stream_id
 
-    def unary(self, service: str, method: str, args: list[Any], options: CallOptions) -> Any:
-        timeout = options.timeout
-        deadline = None if timeout is None else time.monotonic() + timeout
-        body = self._call_body(service, method, args, options)
+    def unary(
+        self,
+        service: str,
+        method: str,
+        args: list[Any],
+        options: CallOptions,
+        deadline: float | None,
+    ) -> Any:
+        body = self._call_body(service, method, args, options, deadline)
         waiter = _Waiter()
         with self._mutex:
             stream_id = self._new_stream_id()
@@ -330,7 +347,9 @@ class _Connection:
         if waiter.retryable:
             raise _NotProcessed()
         if waiter.expired:
-            raise DeadlineExceededError(f"{service}.{method} did not answer within {timeout:g}s")
+            raise DeadlineExceededError(
+                f"{service}.{method} did not answer within {options.timeout:g}s"
+            )
         raise RpcError(waiter.code, waiter.message)
 
     def open_stream(
@@ -339,11 +358,12 @@ class _Connection:
         method: str,
         args: list[Any],
         options: CallOptions,
+        deadline: float | None,
         source: Iterable[Any] | None,
         encode_item: Callable[[Any], Any] | None,
         decode_item: Callable[[Any], Any] | None,
     ) -> ClientStream:
-        body = self._call_body(service, method, args, options)
+        body = self._call_body(service, method, args, options, deadline)
         with self._mutex:
             stream_id = self._new_stream_id()
             stream = ClientStream(self, stream_id, f"{service}.{method}", source, encode_item)
@@ -365,7 +385,7 @@ class _Connection:
             if self.forget_stream(stream_id, send_cancel=False):
                 stream.end(StatusCode.UNAVAILABLE, f"connection lost: {exc}", None)
             return stream
-        stream.start(options.timeout)
+        stream.start(None if deadline is None else max(0.0, deadline - time.monotonic()))
         return stream
 
     def _inbound(self, stream: ClientStream, decode_item: Callable[[Any], Any]) -> InboundChan[Any]:
@@ -649,12 +669,24 @@ def _handshake(
         raise
 
 
+def _deadline(timeout: float | None) -> float | None:
+    """The `time.monotonic()` value a call gives up at.
+
+    Longer than the protocol's maximum timeout is as good as the maximum, and
+    keeps every wait derived from it within what locks and timers accept.
+    """
+    if timeout is None:
+        return None
+    return time.monotonic() + min(MAX_TIMEOUT_MS / 1000, timeout)
+
+
 class Pipe:
     """One client-side handle to a service address; share it between threads.
 
     Options:
       codec            "msgpack" (default) or "json"; or a tuple in preference order
-      connect_timeout  seconds for TCP connect + HELLO (default 5)
+      connect_timeout  seconds for TCP connect + HELLO (default 5); a call's own
+                       deadline cuts it short (DEADLINE_EXCEEDED, no backoff)
       max_frame_size   largest frame accepted from the server (default 4 MiB)
       write_timeout    seconds the server may stop reading before we give up (30)
       backoff_base / backoff_max   reconnect backoff in seconds (0.05 / 5)
@@ -704,14 +736,15 @@ class Pipe:
         A call the server provably never saw (refused by GOAWAY, or on a
         connection already known dead) is resent once on a fresh connection.
         """
+        deadline = _deadline(options.timeout)
         for attempt in (1, 2):
             connection = self._connection
             if connection is not None and not connection.calls and not connection.streams:
                 connection.poll_idle()
             if connection is None or not connection.usable:
-                connection = self._connect()
+                connection = self._connect(f"{service}.{method}", options.timeout, deadline)
             try:
-                return connection.unary(service, method, args, options)
+                return connection.unary(service, method, args, options, deadline)
             except _NotProcessed:
                 if attempt == 2:
                     raise UnavailableError(
@@ -735,17 +768,20 @@ class Pipe:
 
         `source` (with `encode_item`) is what the client streams, None for none;
         `decode_item` makes an output channel for what the server streams. The
-        call is under way when this returns; its failures arrive on the stream.
+        call is under way when this returns; its failures arrive on the stream,
+        except that failing to connect raises (UNAVAILABLE, or DEADLINE_EXCEEDED
+        when the call's deadline ran out first).
         """
+        deadline = _deadline(options.timeout)
         for attempt in (1, 2):
             connection = self._connection
             if connection is not None and not connection.calls and not connection.streams:
                 connection.poll_idle()
             if connection is None or not connection.usable:
-                connection = self._connect()
+                connection = self._connect(f"{service}.{method}", options.timeout, deadline)
             try:
                 return connection.open_stream(
-                    service, method, args, options, source, encode_item, decode_item
+                    service, method, args, options, deadline, source, encode_item, decode_item
                 )
             except _NotProcessed:
                 if attempt == 2:
@@ -754,8 +790,20 @@ class Pipe:
                     ) from None
         raise AssertionError("unreachable")
 
-    def _connect(self) -> _Connection:
-        with self._lock:
+    def _connect(self, name: str, timeout: float | None, deadline: float | None) -> _Connection:
+        """The live connection, connecting if needed, within the call's `deadline`.
+
+        The lock is held for a whole connect, so that concurrent calls make one
+        connection; a call waiting for it waits only until its own deadline.
+        """
+        if deadline is None:
+            self._lock.acquire()
+        elif not self._lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise DeadlineExceededError(
+                f"{name}: deadline of {timeout:g}s passed while another call was connecting "
+                f"to {self.address}"
+            )
+        try:
             if self._closed:
                 raise UnavailableError(f"pipe to {self.address} is closed")
             connection = self._connection
@@ -767,19 +815,35 @@ class Pipe:
                     f"cannot reach {self.address} ({self._last_error}); "
                     f"next attempt in {self._retry_at - now:.2f}s"
                 )
+            connect_timeout = self._connect_timeout
+            if deadline is not None and deadline - now < connect_timeout:
+                connect_timeout = deadline - now
+                if connect_timeout <= 0:
+                    raise DeadlineExceededError(
+                        f"{name}: deadline of {timeout:g}s passed before connecting to "
+                        f"{self.address}"
+                    )
             try:
                 sock, settings, decoder = _handshake(
                     self._address,
                     self._codecs,
                     self._max_frame_size,
                     self._stream_window,
-                    self._connect_timeout,
+                    connect_timeout,
                 )
             except (OSError, ProtocolError, HandshakeError) as exc:
+                detail = str(exc) or type(exc).__name__
+                if isinstance(exc, TimeoutError) and connect_timeout < self._connect_timeout:
+                    # The call ran out of time, not the server: no backoff, which would
+                    # fail calls that can afford the full connect_timeout.
+                    raise DeadlineExceededError(
+                        f"{name}: deadline of {timeout:g}s passed while connecting to "
+                        f"{self.address} ({detail})"
+                    ) from None
                 self._failures += 1
                 backoff = min(self._backoff_max, self._backoff_base * 2 ** (self._failures - 1))
                 self._retry_at = now + backoff * random.uniform(0.8, 1.2)
-                self._last_error = str(exc) or type(exc).__name__
+                self._last_error = detail
                 raise UnavailableError(f"cannot reach {self.address}: {self._last_error}") from None
             self._failures = 0
             self._retry_at = 0.0
@@ -789,6 +853,8 @@ class Pipe:
                 sock, settings, self._write_timeout, decoder, self._stream_window
             )
             return self._connection
+        finally:
+            self._lock.release()
 
     def close(self) -> None:
         """Close the connection; calls in flight end with UNAVAILABLE. Idempotent."""

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from gopherpipe_runtime import (
     RpcError,
     Server,
     StatusCode,
+    UnavailableError,
     UnknownError,
 )
 from gopherpipe_runtime import server as server_module
@@ -105,6 +107,7 @@ class FakeServer:
         self._listener.settimeout(0.2)
         self.address = f"tcp://127.0.0.1:{self._listener.getsockname()[1]}"
         self.accepted = 0
+        self.connected = threading.Event()
         self._stopping = threading.Event()
         self._sockets: list[socket.socket] = []
         self._threads: list[threading.Thread] = []
@@ -121,6 +124,7 @@ class FakeServer:
                 return
             sock.settimeout(BOUND)
             self.accepted += 1
+            self.connected.set()
             self._sockets.append(sock)
             thread = threading.Thread(target=self._run, args=(sock,), daemon=True)
             self._threads.append(thread)
@@ -365,7 +369,9 @@ def test_timeout_longer_than_the_protocol_allows_is_sent_as_the_maximum() -> Non
     with fake_server(answering(answer)) as server, Pipe(server.address) as pipe:
         # 60 days: over the wire's maximum, and over what poll() takes in one go.
         pipe.unary("Fake", "far", [], CallOptions(timeout=60 * 86400.0))
-        assert seen == [MAX_TIMEOUT_MS]
+        # The maximum, less the moments spent connecting.
+        assert len(seen) == 1 and seen[0] is not None
+        assert MAX_TIMEOUT_MS - BOUND * 1000 < seen[0] <= MAX_TIMEOUT_MS
 
 
 @pytest.mark.parametrize("code", [-(2**63), 2**64 - 1])
@@ -389,3 +395,95 @@ def test_a_server_bug_while_serving_a_call_still_answers_it(
         with pytest.raises(InternalError) as info:
             pipe.unary("Any", "thing", [], CallOptions(timeout=BOUND))
         assert "OverflowError" in info.value.message
+
+
+# -- 4. a call's deadline bounds connecting too -------------------------------------------
+
+
+def silent(conn: FakeConnection) -> None:
+    """Accept, then never say a word (reads until the client hangs up)."""
+    while conn.sock.recv(65536):
+        pass
+
+
+def _timed(call: Callable[[], Any]) -> tuple[BaseException | None, float]:
+    start = time.monotonic()
+    try:
+        call()
+    except BaseException as exc:  # returned for the test to check
+        return exc, time.monotonic() - start
+    return None, time.monotonic() - start
+
+
+def test_server_that_never_sends_hello_cannot_hold_a_call_past_its_deadline() -> None:
+    with fake_server(silent) as server, Pipe(server.address, connect_timeout=30) as pipe:
+        for _ in range(2):  # the second: a deadline-cut connect set no backoff
+            error, took = _timed(lambda: pipe.unary("Fake", "m", [], CallOptions(timeout=0.5)))
+            assert isinstance(error, DeadlineExceededError), error
+            assert "passed while connecting to" in error.message
+            assert 0.5 <= took < 10  # its own deadline, far from connect_timeout's 30 s
+        error, took = _timed(
+            lambda: pipe.stream("Fake", "s", [], CallOptions(timeout=0.5), decode_item=str)
+        )
+        assert isinstance(error, DeadlineExceededError), error
+        assert 0.5 <= took < 10
+        assert server.accepted == 3
+
+
+def test_connect_timeout_still_applies_and_still_backs_off() -> None:
+    with (
+        fake_server(silent) as server,
+        Pipe(server.address, connect_timeout=0.3, backoff_base=30) as pipe,
+    ):
+        error, took = _timed(lambda: pipe.unary("Fake", "m", [], CallOptions(timeout=BOUND)))
+        assert isinstance(error, UnavailableError) and "cannot reach" in error.message, error
+        assert took < BOUND
+        with pytest.raises(UnavailableError, match="next attempt in"):
+            pipe.unary("Fake", "m", [], CallOptions(timeout=BOUND))
+        assert server.accepted == 1
+
+
+def test_slow_hello_fails_a_short_call_but_not_a_later_patient_one() -> None:
+    hello_after = threading.Event()  # never set: a timed wait, the server being slow
+
+    def slow(conn: FakeConnection) -> None:
+        received = b""
+        while len(received) < len(PREFACE):
+            received += conn.sock.recv(len(PREFACE) - len(received))
+        (hello,) = conn.read_frames()
+        hello_after.wait(3.0)
+        _, reply = server_choose(hello.payload, ("msgpack",), 1 << 20)
+        conn.sock.sendall(encode_frame(FrameType.HELLO, reply))
+        conn.serve(lambda conn, frame: conn.status(frame.stream_id, 0, "", "late but fine"))
+
+    with fake_server(slow) as server, Pipe(server.address, connect_timeout=30) as pipe:
+        error, took = _timed(lambda: pipe.unary("Fake", "m", [], CallOptions(timeout=0.5)))
+        assert isinstance(error, DeadlineExceededError), error
+        assert took < 3.0  # did not wait for the HELLO
+        assert pipe.unary("Fake", "m", [], CallOptions(timeout=BOUND)) == "late but fine"
+        assert server.accepted == 2
+
+
+def test_a_call_waiting_for_another_calls_connect_keeps_its_own_deadline() -> None:
+    outcomes: dict[str, tuple[BaseException | None, float]] = {}
+
+    def call(name: str, timeout: float) -> None:
+        outcomes[name] = _timed(lambda: pipe.unary("Fake", name, [], CallOptions(timeout=timeout)))
+
+    with fake_server(silent) as server, Pipe(server.address, connect_timeout=30) as pipe:
+        patient = threading.Thread(target=call, args=("patient", 3.0))
+        patient.start()
+        assert server.connected.wait(BOUND)  # the patient call holds the connect
+        hasty = threading.Thread(target=call, args=("hasty", 0.5))
+        hasty.start()
+        hasty.join(BOUND)
+        patient.join(BOUND)
+        assert not hasty.is_alive() and not patient.is_alive()
+
+    error, took = outcomes["hasty"]
+    assert isinstance(error, DeadlineExceededError), error
+    assert "while another call was connecting" in error.message
+    assert 0.5 <= took < 3.0  # did not wait for the other call's connect to end
+    error, took = outcomes["patient"]
+    assert isinstance(error, DeadlineExceededError), error
+    assert 3.0 <= took < 30
