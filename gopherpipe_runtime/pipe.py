@@ -460,6 +460,12 @@ class _Connection:
                 try:
                     self._lead(waiter, deadline)
                 finally:
+                    with self._mutex:
+                        if waiter.state != _DONE:
+                            # Only the deadline ends a lead early. Expire first:
+                            # _promote_next picks the oldest pending call, which may be
+                            # this one on its way out, and the leader role would be lost.
+                            self._expire(waiter, stream_id)
                     self._read_lock.release()
                     self._promote_next()
             else:

@@ -487,3 +487,47 @@ def test_a_call_waiting_for_another_calls_connect_keeps_its_own_deadline() -> No
     error, took = outcomes["patient"]
     assert isinstance(error, DeadlineExceededError), error
     assert 3.0 <= took < 30
+
+
+def test_a_leader_leaving_at_its_deadline_hands_reading_to_a_waiting_call() -> None:
+    # The first call leads (reads the socket) and expires; the second call's answer
+    # is sent only once the first one's CANCEL arrives, so only a new leader reads it.
+    hasty_arrived = threading.Event()
+
+    def on_connect(conn: FakeConnection) -> None:
+        conn.handshake()
+        waiting: list[int] = []
+        while received := conn.read_frames():
+            for frame in received:
+                if frame.type == FrameType.CANCEL:
+                    for stream_id in waiting:
+                        conn.status(stream_id, 0, "", "answered")
+                elif frame.type == FrameType.CALL and method_of(conn, frame) == "hasty":
+                    hasty_arrived.set()
+                elif frame.type == FrameType.CALL:
+                    waiting.append(frame.stream_id)
+
+    outcomes: dict[str, tuple[BaseException | None, float]] = {}
+    with fake_server(on_connect) as server, Pipe(server.address) as pipe:
+
+        def hasty() -> None:
+            outcomes["hasty"] = _timed(
+                lambda: pipe.unary("Fake", "hasty", [], CallOptions(timeout=1.0))
+            )
+
+        def patient() -> None:
+            outcomes["patient"] = _timed(
+                lambda: pipe.unary("Fake", "patient", [], CallOptions(timeout=BOUND))
+            )
+
+        first = threading.Thread(target=hasty)
+        first.start()
+        assert hasty_arrived.wait(BOUND)  # sent, so it is reading for its answer now
+        second = threading.Thread(target=patient)
+        second.start()
+        first.join(BOUND)
+        second.join(BOUND)
+        assert not first.is_alive() and not second.is_alive()
+
+    assert isinstance(outcomes["hasty"][0], DeadlineExceededError)
+    assert outcomes["patient"][0] is None  # not DeadlineExceededError at BOUND
