@@ -3,6 +3,10 @@
 CALL:   [service: str, method: str, timeout_ms: int | None, metadata: {str: str}, args: list]
 STATUS: [code: int, message: str, result: any]
 
+Numbers are range-checked here, before anyone computes with them: a codec may
+hand us any integer (JSON has no limit at all), and one that overflows later,
+in a handler thread, would leave the caller without an answer.
+
 Arrays rather than maps: positional fields are smaller and faster to read, and
 new fields are only ever appended, so an older reader ignores what it does not
 know.
@@ -15,6 +19,12 @@ from typing import Any
 
 from .codec import Codec, CodecError
 from .frames import ProtocolError
+from .status import known_code
+
+MAX_TIMEOUT_MS = 0xFFFF_FFFF
+"""Largest CALL timeout_ms (about 49.7 days; RFC §6.2). Far beyond any real deadline,
+it fits an unsigned 32-bit field in any implementation, and as seconds it is well
+within what `threading` accepts as a timeout."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +58,10 @@ def decode_call(codec: Codec, payload: bytes) -> CallHeader:
     service, method, timeout_ms, metadata, args = body[:5]
     if type(service) is not str or type(method) is not str:
         raise ProtocolError("CALL service and method must be strings")
-    if timeout_ms is not None and (type(timeout_ms) is not int or timeout_ms < 0):
-        raise ProtocolError("CALL timeout_ms must be a non-negative integer or nil")
+    if timeout_ms is not None and (
+        type(timeout_ms) is not int or not 0 <= timeout_ms <= MAX_TIMEOUT_MS
+    ):
+        raise ProtocolError(f"CALL timeout_ms must be nil or an integer in 0..{MAX_TIMEOUT_MS}")
     if type(metadata) is not dict or not all(
         type(k) is str and type(v) is str for k, v in metadata.items()
     ):
@@ -62,6 +74,7 @@ def encode_status(codec: Codec, code: int, message: str, result: Any) -> bytes:
 
 
 def decode_status(codec: Codec, payload: bytes) -> tuple[int, str, Any]:
+    """Raises ProtocolError for a malformed body; a code outside §9 comes back as UNKNOWN."""
     try:
         body = codec.decode(payload)
     except CodecError as exc:
@@ -71,4 +84,6 @@ def decode_status(codec: Codec, payload: bytes) -> tuple[int, str, Any]:
     code, message, result = body[:3]
     if type(code) is not int or type(message) is not str:
         raise ProtocolError("STATUS code must be an integer and message a string")
-    return code, message, result
+    # Mapped here, once, so nothing downstream ever meets a number outside StatusCode.
+    known, message = known_code(code, message)
+    return known, message, result

@@ -8,7 +8,10 @@ until the connection's reader thread hands it the STATUS frame.
 It connects lazily, and after the connection drops the next call reconnects.
 Failed connects back off exponentially (with jitter); a call made while backing
 off fails at once with UNAVAILABLE rather than hanging, as gRPC does without
-wait-for-ready.
+wait-for-ready. A call's deadline bounds everything it waits for, connecting
+included: a connect it cuts short raises DEADLINE_EXCEEDED, as in gRPC, and is not
+counted for backoff (it says nothing about the server, and must not fail later
+calls that have time to wait).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from typing import Any
 from . import frames
 from .address import Address, connect, parse_address
 from .codec import CODECS, DEFAULT_CODECS, Codec, CodecError
-from .envelope import decode_status, encode_call
+from .envelope import MAX_TIMEOUT_MS, decode_status, encode_call
 from .flow import (
     DEFAULT_CONNECTION_WINDOW_BYTES,
     DEFAULT_STREAM_WINDOW,
@@ -71,6 +74,7 @@ from .writer import ConnectionLost, FrameWriter
 log = logging.getLogger("gopherpipe.client")
 
 _READ_SIZE = 256 * 1024
+_MAX_POLL_MS = 2**31 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +95,7 @@ class _Waiter:
     state changes happen under the connection's mutex.
     """
 
-    __slots__ = ("code", "message", "result", "retryable", "state", "wake")
+    __slots__ = ("code", "expired", "message", "result", "retryable", "state", "wake")
 
     def __init__(self) -> None:
         self.wake = threading.Lock()
@@ -101,6 +105,8 @@ class _Waiter:
         self.message = ""
         self.result: Any = None
         self.retryable = False
+        self.expired = False
+        """Our own deadline ended the wait; the server may have sent nothing."""
 
 
 class _NotProcessed(Exception):
@@ -296,10 +302,20 @@ class _Connection:
     def usable(self) -> bool:
         return self.closed_reason is None and not self.goaway
 
-    def _call_body(self, service: str, method: str, args: list[Any], options: CallOptions) -> bytes:
+    def _call_body(
+        self,
+        service: str,
+        method: str,
+        args: list[Any],
+        options: CallOptions,
+        deadline: float | None,
+    ) -> bytes:
         """The CALL payload; oversized or unencodable requests fail here, locally."""
-        timeout = options.timeout
-        timeout_ms = None if timeout is None else max(0, int(timeout * 1000))
+        timeout_ms = None
+        if deadline is not None:
+            # What is left, not options.timeout: connecting may have used some of it.
+            remaining_ms = int((deadline - time.monotonic()) * 1000)
+            timeout_ms = min(MAX_TIMEOUT_MS, max(0, remaining_ms))
         try:
             body = encode_call(
                 self.codec, service, method, timeout_ms, dict(options.metadata), args
@@ -323,10 +339,15 @@ class _Connection:
             raise _NotProcessed()
         return stream_id
 
-    def unary(self, service: str, method: str, args: list[Any], options: CallOptions) -> Any:
-        timeout = options.timeout
-        deadline = None if timeout is None else time.monotonic() + timeout
-        body = self._call_body(service, method, args, options)
+    def unary(
+        self,
+        service: str,
+        method: str,
+        args: list[Any],
+        options: CallOptions,
+        deadline: float | None,
+    ) -> Any:
+        body = self._call_body(service, method, args, options, deadline)
         waiter = _Waiter()
         with self._mutex:
             stream_id = self._new_stream_id()
@@ -342,8 +363,10 @@ class _Connection:
             return waiter.result
         if waiter.retryable:
             raise _NotProcessed()
-        if waiter.code == StatusCode.DEADLINE_EXCEEDED and not waiter.message:
-            raise DeadlineExceededError(f"{service}.{method} did not answer within {timeout:g}s")
+        if waiter.expired:
+            raise DeadlineExceededError(
+                f"{service}.{method} did not answer within {options.timeout:g}s"
+            )
         raise RpcError(waiter.code, waiter.message)
 
     def open_stream(
@@ -352,11 +375,12 @@ class _Connection:
         method: str,
         args: list[Any],
         options: CallOptions,
+        deadline: float | None,
         source: Iterable[Any] | None,
         encode_item: Callable[[Any], Any] | None,
         decode_item: Callable[[Any], Any] | None,
     ) -> ClientStream:
-        body = self._call_body(service, method, args, options)
+        body = self._call_body(service, method, args, options, deadline)
         with self._mutex:
             stream_id = self._new_stream_id()
             stream = ClientStream(self, stream_id, f"{service}.{method}", source, encode_item)
@@ -379,7 +403,7 @@ class _Connection:
             if self.forget_stream(stream_id, send_cancel=False):
                 stream.end(StatusCode.UNAVAILABLE, f"connection lost: {exc}", None)
             return stream
-        stream.start(options.timeout)
+        stream.start(None if deadline is None else max(0.0, deadline - time.monotonic()))
         return stream
 
     def _inbound(self, stream: ClientStream, decode_item: Callable[[Any], Any]) -> InboundChan[Any]:
@@ -442,6 +466,12 @@ class _Connection:
             log.warning("protocol error from %s: %s", self.settings.peer_agent, exc)
             self._shut(f"protocol error from server: {exc}")
             return False
+        except Exception as exc:
+            # A bug in handling a frame must not silently end the reading thread:
+            # every call and stream on this connection would wait for a reader forever.
+            log.exception("failed to handle frames from %s", self.settings.peer_agent)
+            self._shut(f"client failed reading from server: {exc!r}")
+            return False
         return True
 
     def _wait(self, waiter: _Waiter, stream_id: int, deadline: float | None) -> None:
@@ -450,6 +480,12 @@ class _Connection:
                 try:
                     self._lead(waiter, deadline)
                 finally:
+                    with self._mutex:
+                        if waiter.state != _DONE:
+                            # Only the deadline ends a lead early. Expire first:
+                            # _promote_next picks the oldest pending call, which may be
+                            # this one on its way out, and the leader role would be lost.
+                            self._expire(waiter, stream_id)
                     self._read_lock.release()
                     self._promote_next()
             else:
@@ -477,7 +513,7 @@ class _Connection:
         self.calls.pop(stream_id, None)
         waiter.state = _DONE
         waiter.code = StatusCode.DEADLINE_EXCEEDED
-        waiter.message = ""
+        waiter.expired = True
         with contextlib.suppress(ConnectionLost):
             self.writer.write_nowait(encode_stream_frame(FrameType.CANCEL, stream_id, b""))
 
@@ -490,7 +526,8 @@ class _Connection:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return
-                timeout_ms = remaining * 1000.0
+                # poll() refuses more than 2**31-1 ms; the loop waits out the rest.
+                timeout_ms = min(remaining * 1000.0, _MAX_POLL_MS)
             if not self._read_once(timeout_ms):
                 return
 
@@ -658,12 +695,24 @@ def _handshake(
         raise
 
 
+def _deadline(timeout: float | None) -> float | None:
+    """The `time.monotonic()` value a call gives up at.
+
+    Longer than the protocol's maximum timeout is as good as the maximum, and
+    keeps every wait derived from it within what locks and timers accept.
+    """
+    if timeout is None:
+        return None
+    return time.monotonic() + min(MAX_TIMEOUT_MS / 1000, timeout)
+
+
 class Pipe:
     """One client-side handle to a service address; share it between threads.
 
     Options:
       codec            "msgpack" (default) or "json"; or a tuple in preference order
-      connect_timeout  seconds for TCP connect + HELLO (default 5)
+      connect_timeout  seconds for TCP connect + HELLO (default 5); a call's own
+                       deadline cuts it short (DEADLINE_EXCEEDED, no backoff)
       max_frame_size   largest frame accepted from the server (default 4 MiB)
       write_timeout    seconds the server may stop reading before we give up (30)
       backoff_base / backoff_max   reconnect backoff in seconds (0.05 / 5)
@@ -717,14 +766,15 @@ class Pipe:
         A call the server provably never saw (refused by GOAWAY, or on a
         connection already known dead) is resent once on a fresh connection.
         """
+        deadline = _deadline(options.timeout)
         for attempt in (1, 2):
             connection = self._connection
             if connection is not None and not connection.calls and not connection.streams:
                 connection.poll_idle()
             if connection is None or not connection.usable:
-                connection = self._connect()
+                connection = self._connect(f"{service}.{method}", options.timeout, deadline)
             try:
-                return connection.unary(service, method, args, options)
+                return connection.unary(service, method, args, options, deadline)
             except _NotProcessed:
                 if attempt == 2:
                     raise UnavailableError(
@@ -748,17 +798,20 @@ class Pipe:
 
         `source` (with `encode_item`) is what the client streams, None for none;
         `decode_item` makes an output channel for what the server streams. The
-        call is under way when this returns; its failures arrive on the stream.
+        call is under way when this returns; its failures arrive on the stream,
+        except that failing to connect raises (UNAVAILABLE, or DEADLINE_EXCEEDED
+        when the call's deadline ran out first).
         """
+        deadline = _deadline(options.timeout)
         for attempt in (1, 2):
             connection = self._connection
             if connection is not None and not connection.calls and not connection.streams:
                 connection.poll_idle()
             if connection is None or not connection.usable:
-                connection = self._connect()
+                connection = self._connect(f"{service}.{method}", options.timeout, deadline)
             try:
                 return connection.open_stream(
-                    service, method, args, options, source, encode_item, decode_item
+                    service, method, args, options, deadline, source, encode_item, decode_item
                 )
             except _NotProcessed:
                 if attempt == 2:
@@ -767,8 +820,20 @@ class Pipe:
                     ) from None
         raise AssertionError("unreachable")
 
-    def _connect(self) -> _Connection:
-        with self._lock:
+    def _connect(self, name: str, timeout: float | None, deadline: float | None) -> _Connection:
+        """The live connection, connecting if needed, within the call's `deadline`.
+
+        The lock is held for a whole connect, so that concurrent calls make one
+        connection; a call waiting for it waits only until its own deadline.
+        """
+        if deadline is None:
+            self._lock.acquire()
+        elif not self._lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise DeadlineExceededError(
+                f"{name}: deadline of {timeout:g}s passed while another call was connecting "
+                f"to {self.address}"
+            )
+        try:
             if self._closed:
                 raise UnavailableError(f"pipe to {self.address} is closed")
             connection = self._connection
@@ -780,19 +845,35 @@ class Pipe:
                     f"cannot reach {self.address} ({self._last_error}); "
                     f"next attempt in {self._retry_at - now:.2f}s"
                 )
+            connect_timeout = self._connect_timeout
+            if deadline is not None and deadline - now < connect_timeout:
+                connect_timeout = deadline - now
+                if connect_timeout <= 0:
+                    raise DeadlineExceededError(
+                        f"{name}: deadline of {timeout:g}s passed before connecting to "
+                        f"{self.address}"
+                    )
             try:
                 sock, settings, decoder = _handshake(
                     self._address,
                     self._codecs,
                     self._max_frame_size,
                     self._windows,
-                    self._connect_timeout,
+                    connect_timeout,
                 )
             except (OSError, ProtocolError, HandshakeError) as exc:
+                detail = str(exc) or type(exc).__name__
+                if isinstance(exc, TimeoutError) and connect_timeout < self._connect_timeout:
+                    # The call ran out of time, not the server: no backoff, which would
+                    # fail calls that can afford the full connect_timeout.
+                    raise DeadlineExceededError(
+                        f"{name}: deadline of {timeout:g}s passed while connecting to "
+                        f"{self.address} ({detail})"
+                    ) from None
                 self._failures += 1
                 backoff = min(self._backoff_max, self._backoff_base * 2 ** (self._failures - 1))
                 self._retry_at = now + backoff * random.uniform(0.8, 1.2)
-                self._last_error = str(exc) or type(exc).__name__
+                self._last_error = detail
                 raise UnavailableError(f"cannot reach {self.address}: {self._last_error}") from None
             self._failures = 0
             self._retry_at = 0.0
@@ -802,6 +883,8 @@ class Pipe:
                 sock, settings, self._write_timeout, decoder, self._windows
             )
             return self._connection
+        finally:
+            self._lock.release()
 
     def close(self) -> None:
         """Close the connection; calls in flight end with UNAVAILABLE. Idempotent."""

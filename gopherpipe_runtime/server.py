@@ -650,9 +650,11 @@ class Server:
         assert codec is not None
         try:
             outcome = self._dispatch(conn, stream_id, payload, call, codec)
-        except BaseException:
-            self._finish_call(conn, stream_id, call, StatusCode.INTERNAL, "server error", None)
-            raise
+        except Exception as exc:
+            # _dispatch answers every failure it foresees; this is for the ones it
+            # does not, so that a bug costs the caller one call, not a wait forever.
+            log.exception("serving stream %d from %s failed", stream_id, conn.peer)
+            outcome = StatusCode.INTERNAL, f"server error: {exc!r}", None
         if outcome is not None:  # else a stream took over: it ends the call
             self._finish_call(conn, stream_id, call, *outcome)
 

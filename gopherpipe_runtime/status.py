@@ -2,6 +2,8 @@
 
 The code set and numbers are gRPC's, so operators who know gRPC read GopherPipe
 failures without a translation table, and so the numbers can go on the wire as-is.
+A number outside that set (from a newer or a broken peer) becomes UNKNOWN, with
+the number kept in the message, as gRPC does: see `known_code`.
 """
 
 from __future__ import annotations
@@ -30,6 +32,25 @@ class StatusCode(IntEnum):
     UNAUTHENTICATED = 16
 
 
+_MAX_SHOWN_CODE = 2**64
+"""Larger numbers are not echoed into messages: a JSON peer can send thousands of digits."""
+
+
+def known_code(code: int, message: str) -> tuple[StatusCode, str]:
+    """`code` as a StatusCode; a number this runtime does not know becomes UNKNOWN.
+
+    The original number moves into the message, so nothing is lost for whoever
+    reads the error, and no caller ever has to handle a code outside the enum.
+    """
+    try:
+        return StatusCode(code), message
+    except ValueError:
+        pass
+    shown = str(code) if -_MAX_SHOWN_CODE < code < _MAX_SHOWN_CODE else "out of range"
+    prefix = f"unknown status code {shown}"
+    return StatusCode.UNKNOWN, f"{prefix}: {message}" if message else prefix
+
+
 class RpcError(Exception):
     """A call that did not succeed.
 
@@ -45,14 +66,13 @@ class RpcError(Exception):
 
     def __new__(cls, *args: object, **kwargs: object) -> RpcError:
         if cls is RpcError and args and isinstance(args[0], int):
-            target = RpcError._by_code.get(StatusCode(args[0]), RpcError)
-            return Exception.__new__(target)
+            code, _ = known_code(args[0], "")
+            return Exception.__new__(RpcError._by_code.get(code, RpcError))
         return Exception.__new__(cls)
 
     def __init__(self, code_or_message: StatusCode | int | str = "", message: str = "") -> None:
         if isinstance(code_or_message, int):
-            self.code = StatusCode(code_or_message)
-            self.message = message
+            self.code, self.message = known_code(code_or_message, message)
         else:
             self.code = self.default_code
             self.message = code_or_message or message
