@@ -13,7 +13,7 @@ from typing import Any
 import msgpack
 
 from .flow import DEFAULT_WINDOWS, MAX_WINDOW_BYTES, MAX_WINDOW_ITEMS, Windows
-from .frames import MAX_HELLO_SIZE, ProtocolError
+from .frames import MAX_FRAME_LENGTH, MAX_HELLO_SIZE, ProtocolError
 
 PROTOCOL_VERSIONS = (1,)
 AGENT = "gopherpipe-python/0.1"
@@ -70,8 +70,16 @@ def _read_map(payload: bytes) -> dict[str, Any]:
 
 def _frame_size(hello: dict[str, Any]) -> int:
     size = hello.get("max_frame_size")
-    if not isinstance(size, int) or isinstance(size, bool) or size < MAX_HELLO_SIZE:
-        raise ProtocolError(f"HELLO max_frame_size must be an integer >= {MAX_HELLO_SIZE}")
+    if (
+        not isinstance(size, int)
+        or isinstance(size, bool)
+        or not MAX_HELLO_SIZE <= size <= MAX_FRAME_LENGTH
+    ):
+        # The upper bound is the header's 32-bit length field: a larger promise
+        # would have us build frames whose length cannot be written.
+        raise ProtocolError(
+            f"HELLO max_frame_size must be an integer in {MAX_HELLO_SIZE}..{MAX_FRAME_LENGTH}"
+        )
     return size
 
 

@@ -284,9 +284,9 @@ class Server:
         self._run_on_io(self._begin_drain)
         if grace:
             # A call counts from when it is queued, so this also waits for calls
-            # accepted but not yet started.
+            # accepted but not yet started, and for streams, which hold no thread.
             deadline = time.monotonic() + grace
-            while self._pool.pending and time.monotonic() < deadline:
+            while (self._pool.pending or self._open_calls()) and time.monotonic() < deadline:
                 time.sleep(0.005)
         self._run_on_io(self._close_everything)
         self._pool.join(timeout=0.5)
@@ -294,6 +294,16 @@ class Server:
         self._wake_r.close()
         self._wake_w.close()
         self._stopped.set()
+
+    def _open_calls(self) -> int:
+        # Read from outside the polling thread, which may change the set meanwhile:
+        # a retry is cheaper than a lock on every connection event.
+        for _ in range(100):
+            try:
+                return sum(len(conn.streams) for conn in list(self._connections))
+            except RuntimeError:
+                continue
+        return 1
 
     def __enter__(self) -> Self:
         return self.start()
