@@ -311,6 +311,29 @@ def test_stalled_frames_are_dropped_and_their_memory_freed(stub_dir: Path) -> No
         server.stop()
 
 
+def test_frame_clock_restarts_with_each_frame(stub_dir: Path) -> None:
+    """A busy peer whose reads always end mid-frame is not stalled: the frame timeout
+    measures one frame, not how long the buffer has been non-empty."""
+    server = ServerProcess(stub_dir, options=json.dumps({"frame_timeout": 0.5}))
+    try:
+        sock, decoder = raw_handshake(server.address)
+        with sock:
+            sock.settimeout(10)
+            ping = encode_frame(FrameType.PING, b"8 bytes!")
+            half = len(ping) // 2
+            sock.sendall(ping[:half])
+            pongs = 0
+            for _ in range(12):  # 2.4 s with some frame always incomplete
+                time.sleep(0.2)  # pacing the peer, not a synchronisation
+                sock.sendall(ping[half:] + ping[:half])
+                for frame in read_frames(sock, decoder):
+                    assert frame.type == FrameType.PONG, decode_goaway(frame.payload)
+                    pongs += 1
+            assert pongs == 12
+    finally:
+        server.stop()
+
+
 # -- 4. closed connections freed by reference counting ------------------------------------
 
 
