@@ -153,5 +153,8 @@ class LeaderFollowerPool:
             except BaseException:  # a task must never take its thread down with it
                 traceback.print_exc()
             finally:
+                # An idle thread must not keep its last task's arguments (a
+                # connection, a request body) alive until it runs another task.
+                del task, fn, args
                 with self._lock:
                     self._running -= 1

@@ -13,16 +13,42 @@ is free once the handler has returned its Chan or iterable: the stream's
 `Outbound` (stream.py) sends it in short steps, parked between them on credit,
 on its source or on a full write queue. So open streams hold no thread and
 cannot starve unary calls.
+
+Connection lifecycle, all on the polling thread:
+- accept: beyond `max_connections` a new connection is refused at once with
+  GOAWAY (RESOURCE_EXHAUSTED) and closed, so the process keeps file descriptors
+  for its handlers. When accept itself fails for lack of resources (EMFILE and
+  the like) the listeners leave the selector for a backoff period (10 ms,
+  doubling to 1 s, reset by the next successful accept): retrying at once would
+  spin, since the pending connection keeps the listener readable.
+- timers: one sweep over the connections every `_sweep_interval` (a quarter of
+  the shortest timeout, at most 1 s; not every selector round, which would cost
+  O(connections) per read) enforces the handshake deadline, the frame
+  deadline (a frame's body must arrive within `frame_timeout` of its first
+  byte), `idle_timeout` (no open call and nothing read) and `write_timeout`
+  (bytes queued for the peer and none taken). Expiring a
+  connection that finished HELLO sends GOAWAY, then lingers briefly in
+  "discard", reading and dropping, so closing does not reset the connection
+  and destroy the GOAWAY before the client reads it.
+- close: `_close` is the one way out; it drops the read buffers at once, since a
+  handler still running keeps the `_Connection` itself alive. Nothing on the
+  connection path refers back to its `_Connection` (the writer's callbacks hold
+  the socket, not the connection; an idle pool thread forgets its last task; an
+  open stream's `Outbound` does, until the stream ends, which `_close` makes
+  happen), so a closed connection is freed by reference counting when its last
+  call ends, not whenever the cycle collector next runs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import logging
 import os
 import selectors
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -74,6 +100,28 @@ log = logging.getLogger("gopherpipe.server")
 
 _READ_SIZE = 256 * 1024
 _MAX_HTTP_HEAD = 16 * 1024
+_LINGER = 1.0
+"""Seconds an expired connection keeps being read (and dropped) after its GOAWAY."""
+_ACCEPT_BACKOFF_FIRST = 0.01
+_ACCEPT_BACKOFF_MAX = 1.0
+_PEER_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in (
+        "ECONNABORTED",
+        "EPROTO",
+        "ENETDOWN",
+        "ENOPROTOOPT",
+        "EHOSTDOWN",
+        "ENONET",
+        "EHOSTUNREACH",
+        "EOPNOTSUPP",
+        "ENETUNREACH",
+        "EPERM",
+    )
+    if hasattr(errno, name)
+)
+"""accept() errors that belong to one pending connection (Linux reports its network
+errors this way): skip it and accept the next."""
 HTTP_400 = (
     b"HTTP/1.1 400 Bad Request\r\n"
     b"Content-Type: text/plain; charset=utf-8\r\n"
@@ -90,8 +138,11 @@ class _Connection:
     """Per-connection state; owned by the I/O thread except `writer` and `streams`."""
 
     __slots__ = (
+        "__weakref__",
+        "active",
         "codec",
         "decoder",
+        "frame_deadline",
         "handshake_deadline",
         "lock",
         "peer",
@@ -99,6 +150,7 @@ class _Connection:
         "peer_windows",
         "preamble",
         "queued_call_bytes",
+        "quiet_since",
         "receive_window",
         "send_window",
         "sock",
@@ -110,7 +162,7 @@ class _Connection:
 
     writer: FrameWriter
 
-    def __init__(self, sock: socket.socket, peer: str, deadline: float) -> None:
+    def __init__(self, sock: socket.socket, peer: str, now: float, deadline: float) -> None:
         self.sock = sock
         self.peer = peer
         self.state = "preamble"  # -> hello -> open, or -> http -> discard; then closed
@@ -127,9 +179,44 @@ class _Connection:
         self.wants_write = False
         """Polling for writability: the writer has bytes the socket did not take."""
         self.handshake_deadline = deadline
+        """In "preamble", "hello", "http" and "discard": when the sweep closes it."""
+        self.frame_deadline: float | None = None
+        """When the frame now partly buffered must be complete; None when none is."""
+        self.active = False
+        """Bytes arrived since the last sweep; the sweep turns it into `quiet_since`,
+        so a read costs a store, not a clock call."""
+        self.quiet_since = now
+        """The last sweep that saw bytes arrive or a call open: silence starts there."""
         # Open calls by stream id. The polling thread adds and cancels entries, the
         # handler thread removes its own; single dict operations are atomic.
         self.streams: dict[int, _Call] = {}
+
+
+def _drop_after_write_error(sock: socket.socket, peer: str, exc: BaseException) -> None:
+    # Called on whichever thread was writing. Shutting the socket down makes it
+    # readable (EOF), so the I/O thread does the actual cleanup. A plain function
+    # of the socket: a callback holding the _Connection would make a reference
+    # cycle (connection -> writer -> callback -> connection) that only the cycle
+    # collector could free, with all its buffers.
+    log.info("dropping connection from %s: %s", peer, exc)
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def default_max_connections() -> int:
+    """`Server(max_connections=None)`: the soft RLIMIT_NOFILE less headroom.
+
+    The headroom (an eighth of the limit, at least 64) is for the listeners, the
+    selector, and files and sockets the handlers open themselves.
+    """
+    if sys.platform == "win32":
+        return 1024
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft > 1 << 20:
+        soft = 1 << 20
+    return max(1, soft - max(64, soft // 8))
 
 
 class _Call:
@@ -176,11 +263,29 @@ class Server:
       max_outbound_bytes  bytes queued for one client that does not read them before its
                           connection is dropped (default 64 MiB; keep it above the
                           largest result)
+      max_connections     connections held at once; one more is refused with GOAWAY
+                          (RESOURCE_EXHAUSTED) and closed. Default (None): the soft
+                          RLIMIT_NOFILE less an eighth of it, at least 64, kept for
+                          the handlers' own files (`default_max_connections()`)
+      idle_timeout        seconds a connection with no open call may send nothing
+                          before it gets GOAWAY (UNAVAILABLE) and is closed; clients
+                          reconnect on their next call (default 300; None: never)
+      frame_timeout       seconds one frame may take to arrive once its first byte
+                          is in, else GOAWAY (UNAVAILABLE) and close, which frees its
+                          buffer (default 30; None: never)
 
     A handler runs on a pool thread while its user code runs: a unary call until it
     returns, a client stream while it reads its input. A server-streaming or bidi
     handler gives its thread back once it returns its Chan: open streams hold no
     thread, so `max_workers` bounds running user code, not open streams.
+
+    Timeouts are enforced by a sweep every quarter of the shortest one (at most
+    every second), so a connection may outlive its timeout by that much, never by
+    less.
+
+    When accept() fails for lack of file descriptors or memory the server stops
+    accepting for a while (10 ms, doubling to 1 s) instead of retrying at once,
+    and logs once per episode; connections already open keep being served.
     """
 
     def __init__(
@@ -196,6 +301,9 @@ class Server:
         stream_window_bytes: int = DEFAULT_STREAM_WINDOW_BYTES,
         connection_window_bytes: int = DEFAULT_CONNECTION_WINDOW_BYTES,
         max_outbound_bytes: int = 64 * 1024 * 1024,
+        max_connections: int | None = None,
+        idle_timeout: float | None = 300.0,
+        frame_timeout: float | None = 30.0,
     ) -> None:
         unknown = [c for c in codecs if c not in CODECS]
         if unknown:
@@ -209,6 +317,35 @@ class Server:
         self._write_timeout = write_timeout
         self._windows = Windows(stream_window, stream_window_bytes, connection_window_bytes)
         self._max_outbound_bytes = max_outbound_bytes
+        if max_connections is None:
+            max_connections = default_max_connections()
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        for name, value in (
+            ("handshake_timeout", handshake_timeout),
+            ("idle_timeout", idle_timeout),
+            ("frame_timeout", frame_timeout),
+        ):
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be positive")
+        self._max_connections = max_connections
+        self._idle_timeout = idle_timeout
+        self._frame_timeout = frame_timeout
+        shortest = min(t for t in (handshake_timeout, idle_timeout, frame_timeout) if t)
+        self._sweep_interval = min(1.0, max(0.01, shortest / 4))
+        self._next_sweep = 0.0
+        self._refusal = encode_goaway(
+            0,
+            StatusCode.RESOURCE_EXHAUSTED,
+            f"server is at its limit of {max_connections} connections",
+        )
+        self._refused = 0
+        """Connections refused since the server was last under its limit (for the log)."""
+        self._accept_backoff = 0.0
+        """Current pause after a failed accept; 0 once an accept succeeds."""
+        self._accept_failures = 0
+        self._accepting_at: float | None = None
+        """While accepting is paused: when the listeners rejoin the selector."""
         self._pool = LeaderFollowerPool(
             max_workers, max(max_pending_calls, max_workers), self._poll_once, self._wake
         )
@@ -329,7 +466,12 @@ class Server:
 
     def _poll_once(self) -> bool:
         """One selector round (run by the current leader); False once the server is closed."""
-        timeout = 1.0 if self._connections else None
+        timeout: float | None = None
+        if self._connections or self._accepting_at is not None:
+            wake_at = self._next_sweep
+            if self._accepting_at is not None:
+                wake_at = min(wake_at, self._accepting_at)
+            timeout = max(0.0, wake_at - time.monotonic())
         for key, events in self._selector.select(timeout):
             target = key.data
             if isinstance(target, _Connection):
@@ -341,7 +483,12 @@ class Server:
                 self._accept(key.fileobj)  # type: ignore[arg-type]
             elif not self._run_commands():
                 return False
-        self._expire_handshakes()
+        now = time.monotonic()
+        if now >= self._next_sweep:
+            self._next_sweep = now + self._sweep_interval
+            self._expire(now)
+        if self._accepting_at is not None and now >= self._accepting_at:
+            self._resume_accepting()
         return True
 
     def _run_commands(self) -> bool:
@@ -364,44 +511,76 @@ class Server:
                 sock, peer = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # e.g. EMFILE: keep serving who we have
-                log.warning("accept failed: %s", exc)
+            except OSError as exc:
+                if exc.errno in _PEER_ERRNOS:
+                    continue
+                # EMFILE, ENFILE, ENOBUFS, ENOMEM (or anything unforeseen): the
+                # connection stays pending, so the listener stays readable and
+                # retrying at once would spin.
+                self._pause_accepting(exc)
                 return
+            if self._accept_backoff:
+                log.warning("accepting again after %d failed attempts", self._accept_failures)
+                self._accept_backoff = 0.0
+                self._accept_failures = 0
             if self._draining:
                 sock.close()
                 continue
+            if len(self._connections) >= self._max_connections:
+                self._refuse(sock)
+                continue
+            if self._refused:
+                log.warning("under the connection limit again; refused %d", self._refused)
+                self._refused = 0
             sock.setblocking(False)
             tune_accepted(sock)
             peer_text = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "unix"
-            conn = _Connection(sock, peer_text, time.monotonic() + self._handshake_timeout)
+            now = time.monotonic()
+            conn = _Connection(sock, peer_text, now, now + self._handshake_timeout)
             conn.writer = FrameWriter(
                 sock,
                 self._write_timeout,
-                on_error=functools.partial(self._on_write_error, conn),
-                offload=functools.partial(self._want_write, conn),
+                on_error=functools.partial(_drop_after_write_error, sock, peer_text),
+                offload=functools.partial(self._want_write, sock),
                 max_pending=self._max_outbound_bytes,
                 event_driven=True,
             )
             self._connections.add(conn)
             self._selector.register(sock, selectors.EVENT_READ, conn)
 
-    def _on_write_error(self, conn: _Connection, exc: BaseException) -> None:
-        # Called on whichever thread was writing. Shutting the socket down makes it
-        # readable (EOF), so the I/O thread does the actual cleanup.
-        log.info("dropping connection from %s: %s", conn.peer, exc)
+    def _refuse(self, sock: socket.socket) -> None:
+        """Tell a connection beyond `max_connections` why, and close it at once."""
+        if not self._refused:
+            log.warning(
+                "refusing connections: at the limit of %d (max_connections)",
+                self._max_connections,
+            )
+        self._refused += 1
         with contextlib.suppress(OSError):
-            conn.sock.shutdown(socket.SHUT_RDWR)
+            sock.setblocking(False)
+            sock.send(self._refusal)  # a few bytes into an empty buffer: never partial
+            sock.shutdown(socket.SHUT_WR)
+            # Take in what the client already sent (its preface and HELLO), so that
+            # closing sends FIN, not a reset that could destroy the GOAWAY unread.
+            sock.recv(_READ_SIZE)
+        sock.close()
 
-    def _want_write(self, conn: _Connection, _finish: Callable[[], None]) -> bool:
-        """The writer's offload: poll `conn` for writability, then finish its write there."""
+    def _want_write(self, sock: socket.socket, _finish: Callable[[], None]) -> bool:
+        """The writer's offload: poll the socket for writability, and finish the write
+        there. It names the socket, not the connection: the writer must not refer
+        back to its connection (see "close" above)."""
         if self._pool.is_leader():
-            self._watch_writes(conn, True)
+            self._watch_writes(sock, True)
         else:
-            self._run_on_io(functools.partial(self._watch_writes, conn, True))
+            self._run_on_io(functools.partial(self._watch_writes, sock, True))
         return True
 
-    def _watch_writes(self, conn: _Connection, on: bool) -> None:
-        if conn.state == "closed" or conn.wants_write == on:
+    def _watch_writes(self, sock: socket.socket, on: bool) -> None:
+        try:
+            conn = self._selector.get_key(sock).data
+        except (KeyError, ValueError):
+            return  # closed meanwhile
+        if conn.wants_write == on:
             return
         conn.wants_write = on
         events = selectors.EVENT_READ | (selectors.EVENT_WRITE if on else 0)
@@ -410,20 +589,68 @@ class Server:
 
     def _on_writable(self, conn: _Connection) -> None:
         conn.writer.flush_nowait()
-        if conn.writer.idle:
-            self._watch_writes(conn, False)
+        if conn.writer.idle and conn.state != "closed":
+            self._watch_writes(conn.sock, False)
 
-    def _expire_handshakes(self) -> None:
-        now = time.monotonic()
-        for conn in [
-            c for c in self._connections if c.state in ("preamble", "hello", "http", "discard")
-        ]:
-            if now > conn.handshake_deadline:
-                self._close(conn)
-        for conn in [c for c in self._connections if c.wants_write]:
-            stalled = conn.writer.stalled_since
+    def _pause_accepting(self, exc: OSError) -> None:
+        self._accept_failures += 1
+        if not self._accept_backoff:
+            log.warning(
+                "accept failed (%s) with %d connections open; pausing accept, "
+                "backing off up to %gs",
+                exc,
+                len(self._connections),
+                _ACCEPT_BACKOFF_MAX,
+            )
+            self._accept_backoff = _ACCEPT_BACKOFF_FIRST
+        else:
+            self._accept_backoff = min(_ACCEPT_BACKOFF_MAX, self._accept_backoff * 2)
+        self._accepting_at = time.monotonic() + self._accept_backoff
+        for listener in self._listeners:
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(listener)
+
+    def _resume_accepting(self) -> None:
+        self._accepting_at = None
+        if self._draining:
+            return
+        for listener in self._listeners:
+            with contextlib.suppress(KeyError):
+                self._selector.register(listener, selectors.EVENT_READ, None)
+
+    def _expire(self, now: float) -> None:
+        """The sweep: handshake, frame, idle and write deadlines."""
+        idle_timeout = self._idle_timeout
+        for conn in list(self._connections):
+            state = conn.state
+            if state != "open":
+                if now > conn.handshake_deadline:
+                    self._close(conn)
+            elif conn.frame_deadline is not None and now > conn.frame_deadline:
+                self._go_away(
+                    conn,
+                    f"frame not complete {self._frame_timeout:g}s after its first byte "
+                    f"(frame_timeout)",
+                )
+            elif conn.active or conn.streams:
+                conn.active = False
+                conn.quiet_since = now
+            elif idle_timeout is not None and now - conn.quiet_since > idle_timeout:
+                self._go_away(conn, f"idle timeout ({idle_timeout:g}s without a call)")
+            stalled = conn.writer.stalled_since if conn.wants_write else None
             if stalled is not None and now - stalled > self._write_timeout:
                 conn.writer.fail(f"peer read nothing for {self._write_timeout:g}s")
+
+    def _go_away(self, conn: _Connection, message: str) -> None:
+        """GOAWAY (UNAVAILABLE), end the calls, and close after a short linger."""
+        log.info("closing connection from %s: %s", conn.peer, message)
+        last = max(conn.streams, default=0)
+        self._end_calls(conn)
+        conn.writer.write_nowait(encode_goaway(last, StatusCode.UNAVAILABLE, message))
+        conn.state = "discard"
+        conn.decoder = FrameDecoder(0)  # frees a partial frame's buffer now
+        conn.frame_deadline = None
+        conn.handshake_deadline = time.monotonic() + _LINGER
 
     def _close(self, conn: _Connection) -> None:
         if conn.state == "closed":
@@ -434,6 +661,14 @@ class Server:
             self._selector.unregister(conn.sock)
         conn.writer.close()
         conn.sock.close()
+        # A handler still running keeps the connection alive; its buffers need not live
+        # as long.
+        conn.decoder = FrameDecoder(0)
+        conn.preamble = b""
+        self._end_calls(conn)
+
+    @staticmethod
+    def _end_calls(conn: _Connection) -> None:
         calls = list(conn.streams.values())
         conn.streams.clear()
         for call in calls:
@@ -450,9 +685,10 @@ class Server:
         if not data:
             self._close(conn)
             return
+        conn.active = True
         try:
             if conn.state == "open" or conn.state == "hello":
-                self._on_frames(conn, conn.decoder.feed(data))
+                self._on_frames(conn, self._feed(conn, data))
             elif conn.state == "preamble":
                 self._on_preamble(conn, data)
             elif conn.state == "http":
@@ -462,6 +698,18 @@ class Server:
             self._fail_connection(conn, StatusCode.INTERNAL, f"protocol error: {exc}")
         except HandshakeError as exc:
             self._fail_connection(conn, StatusCode.UNIMPLEMENTED, str(exc))
+
+    def _feed(self, conn: _Connection, data: bytes) -> list[frames.Frame]:
+        """Split frames, and keep the deadline of the frame left incomplete, if any."""
+        decoder = conn.decoder
+        received = decoder.feed(data)
+        if not decoder.buffered:
+            conn.frame_deadline = None
+        elif (received or conn.frame_deadline is None) and self._frame_timeout:
+            # A frame began in this read: its clock starts now. Reset per frame, not
+            # per empty buffer, since a busy stream may never leave the buffer empty.
+            conn.frame_deadline = time.monotonic() + self._frame_timeout
+        return received
 
     def _fail_connection(self, conn: _Connection, code: StatusCode, message: str) -> None:
         log.info("closing connection from %s: %s", conn.peer, message)
@@ -477,7 +725,7 @@ class Server:
         elif kind is Preamble.TCP_LITE:
             conn.preamble = b""
             conn.state = "hello"
-            self._on_frames(conn, conn.decoder.feed(seen[len(PREFACE) :]))
+            self._on_frames(conn, self._feed(conn, seen[len(PREFACE) :]))
         elif kind is Preamble.HTTP:
             conn.preamble = b""
             conn.state = "http"
@@ -631,8 +879,10 @@ class Server:
 
     def _begin_drain(self) -> None:
         self._draining = True
+        self._accepting_at = None
         for sock in self._listeners:
-            self._selector.unregister(sock)
+            with contextlib.suppress(KeyError):  # not registered while accepting is paused
+                self._selector.unregister(sock)
             sock.close()
         for address in self._bound:
             if address.scheme == "unix":

@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from gopherpipe_runtime.frames import PREFACE, FrameDecoder, FrameType, encode_frame
 from gopherpipe_runtime.handshake import client_hello
@@ -17,12 +17,19 @@ E2E = Path(__file__).parent / "e2e"
 
 class ServerProcess:
     def __init__(
-        self, stub_dir: Path, address: str = "tcp://127.0.0.1:0", options: str = "{}"
+        self,
+        stub_dir: Path,
+        address: str = "tcp://127.0.0.1:0",
+        options: str = "{}",
+        harness: str = "{}",
+        stderr: IO[str] | None = None,
     ) -> None:
+        """`options` (JSON) go to Server; `harness` (JSON) sets up the process (serve.py)."""
         self.proc = subprocess.Popen(
-            [sys.executable, str(E2E / "serve.py"), str(stub_dir), address, options],
+            [sys.executable, str(E2E / "serve.py"), str(stub_dir), address, options, harness],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            stderr=stderr,
             text=True,
         )
         assert self.proc.stdout is not None

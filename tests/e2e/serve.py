@@ -1,24 +1,42 @@
-"""Serve the e2e services in their own process: `serve.py STUB_DIR ADDRESS [options JSON]`.
+"""Serve the e2e services in their own process:
+`serve.py STUB_DIR ADDRESS [options JSON [harness JSON]]`.
 
 Serves AllTypes, and Streams too when its stubs are in STUB_DIR. Prints the bound
-address on stdout, then serves until killed or stdin closes.
+address on stdout, then serves until killed or stdin closes. The options go to
+`Server`; the harness JSON sets up the process for hardening tests:
+  "nofile": N     lower the soft RLIMIT_NOFILE to N before the Server is made
+  "gc": false     disable the cyclic garbage collector, so only reference counting frees
+  "debug": true   also serve `Debug.stats()`: live _Connection objects and more
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
 import threading
+from typing import Any
 
 stub_dir, address = sys.argv[1], sys.argv[2]
 options = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
+harness = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}
 sys.path[:0] = [stub_dir, os.path.dirname(os.path.abspath(__file__))]
+
+if "nofile" in harness:
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (harness["nofile"], hard))
+if harness.get("gc", True) is False:
+    gc.disable()
 
 from e2e_alltypes_server import register_all_types  # type: ignore[import-not-found]  # noqa: E402
 from impl import AllTypesImpl  # noqa: E402
 
 from gopherpipe_runtime import Server  # noqa: E402
+from gopherpipe_runtime import server as server_module  # noqa: E402
+from gopherpipe_runtime.service import MethodDef, MethodKind, ServiceDef  # noqa: E402
 
 server = Server(address, **options)
 register_all_types(server, AllTypesImpl())
@@ -27,6 +45,26 @@ if os.path.exists(os.path.join(stub_dir, "e2e_streams_server.py")):
     from streams_impl import StreamsImpl
 
     register_streams(server, StreamsImpl())
+
+
+def stats() -> dict[str, Any]:
+    # gc.get_objects() lists what is still allocated, garbage in cycles included,
+    # and collects nothing.
+    alive = sum(1 for o in gc.get_objects() if type(o) is server_module._Connection)
+    return {
+        "alive_connections": alive,
+        "open_connections": len(server._connections),
+        "gc_enabled": gc.isenabled(),
+    }
+
+
+if harness.get("debug"):
+    server.add_service(
+        ServiceDef(
+            "Debug",
+            {"stats": MethodDef(MethodKind.UNARY, lambda args: (), stats, lambda result: result)},
+        )
+    )
 server.start()
 print(server.addresses[0], flush=True)
 
