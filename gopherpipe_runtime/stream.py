@@ -452,6 +452,10 @@ class Outbound:
             with self._chan._lock:
                 self._chan._selectors.discard(self._watch)
         self._held.clear()
+        if error is not None:
+            # Its traceback holds the step's frame, which holds the error: a cycle
+            # that would keep the stream (and its connection) for the cycle collector.
+            error.__traceback__ = None
         self._on_done(outcome, error)
 
 
