@@ -25,7 +25,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any, Generic, NamedTuple, TypeVar, Union
 
@@ -59,6 +59,12 @@ class Chan(Generic[T]):
         self._closed = False
         self._error: BaseException | None = None
         self._selectors: set[_Selector] = set()
+        self._on_ready: Callable[[bool], None] | None = None
+        """Called once on the next change, then disarmed: how a reader that holds no
+        thread (the runtime sending a stream's items) waits. It counts itself in
+        `_receivers` while armed, so senders do notify. Its argument says whether
+        it may do its work right here: True from a `send` that has released the
+        lock, False when called with the lock held."""
 
     # -- state ------------------------------------------------------------------------
 
@@ -89,19 +95,28 @@ class Chan(Generic[T]):
                 raise self._send_closed_error()
             if len(self._buffer) < self.capacity and not self._senders:
                 self._buffer.append(value)
+                ready, self._on_ready = self._on_ready, None
                 if self._receivers or self._selectors:
                     self._notify()
+                if ready is None:
+                    return
+            else:
+                self._send_blocking(value, deadline)
                 return
-            sender = _Sender(value)
-            self._senders.append(sender)
-            self._notify()
-            while not sender.taken:
-                if self._closed:
-                    self._senders.remove(sender)
-                    raise self._send_closed_error()
-                if not self._wait(deadline):
-                    self._senders.remove(sender)
-                    raise TimeoutError("send timed out")
+        ready(True)
+
+    def _send_blocking(self, value: T, deadline: float | None) -> None:
+        """Wait (lock held) until a receiver takes `value`, the channel closes or time runs out."""
+        sender = _Sender(value)
+        self._senders.append(sender)
+        self._notify()
+        while not sender.taken:
+            if self._closed:
+                self._senders.remove(sender)
+                raise self._send_closed_error()
+            if not self._wait(deadline):
+                self._senders.remove(sender)
+                raise TimeoutError("send timed out")
 
     def try_send(self, value: T) -> bool:
         """Send without blocking: True if a buffer slot or a waiting receiver took it."""
@@ -259,6 +274,10 @@ class Chan(Generic[T]):
         self._changed.notify_all()
         for selector in self._selectors:
             selector.signal()
+        ready = self._on_ready
+        if ready is not None:
+            self._on_ready = None
+            ready(False)
 
 
 class _Selector:

@@ -148,6 +148,15 @@ class Credit:
         resume, self._resume = self._resume, None
         return resume
 
+    def spend_frame(self, nbytes: int) -> int:
+        """Spend a frame's bytes if they may go now: 1 if so, 0 to wait, -1 if aborted."""
+        with self._changed:
+            allowance = self._allowance(0)
+            if allowance > 0:
+                self._outstanding += nbytes
+                self._connection.outstanding += nbytes
+            return allowance
+
     def spend(self, items: int, nbytes: int) -> None:
         with self._changed:
             self._items -= items

@@ -15,7 +15,11 @@ import msgpack
 from .flow import DEFAULT_WINDOWS, MAX_WINDOW_BYTES, MAX_WINDOW_ITEMS, Windows
 from .frames import MAX_FRAME_LENGTH, MAX_HELLO_SIZE, ProtocolError
 
-PROTOCOL_VERSIONS = (1,)
+PROTOCOL_VERSIONS = (2,)
+"""Version 2 counts flow control in bytes as well as items (a 12-byte CREDIT);
+version 1 (gopherpipe 0.1 before it) counted items only and is not spoken: a peer
+offering only 1 gets a clear "no common protocol version" instead of a CREDIT it
+cannot read."""
 AGENT = "gopherpipe-python/0.1"
 
 

@@ -158,3 +158,52 @@ class LeaderFollowerPool:
                 del task, fn, args
                 with self._lock:
                     self._running -= 1
+
+
+class StepRunner:
+    """One thread that runs short steps that never block, in the order submitted.
+
+    The server's streams use it to send what their channels hold: taking queued
+    items, encoding them and queueing frames never waits, so one thread serves
+    every stream. Waking it is a condition variable, which costs less on the
+    path of every item than waking the poller through its socket would, and
+    items that arrive while a step is scheduled go out in that step's batch.
+    """
+
+    def __init__(self, name: str = "gopherpipe-streams") -> None:
+        self._name = name
+        self._ready = threading.Condition(threading.Lock())
+        self._steps: deque[Callable[[], None]] = deque()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+
+    def submit(self, step: Callable[[], None]) -> bool:
+        """Queue `step`; False once stopping."""
+        with self._ready:
+            if self._stopping:
+                return False
+            self._steps.append(step)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
+            else:
+                self._ready.notify()
+        return True
+
+    def stop(self) -> None:
+        with self._ready:
+            self._stopping = True
+            self._ready.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                while not self._steps and not self._stopping:
+                    self._ready.wait()
+                if not self._steps:
+                    return
+                step = self._steps.popleft()
+            try:
+                step()
+            except BaseException:  # a step must never take the thread down with it
+                traceback.print_exc()

@@ -58,7 +58,7 @@ from typing import Any, Self
 
 from . import frames
 from .address import Address, listen, parse_address, tune_accepted
-from .chan import ChanClosed
+from .chan import Chan, ChanClosed
 from .codec import CODECS, DEFAULT_CODECS, Codec, CodecError
 from .context import CallContext, set_current_call
 from .envelope import decode_call, encode_status
@@ -84,7 +84,7 @@ from .frames import (
     encode_stream_frame,
 )
 from .handshake import HandshakeError, server_choose
-from .pool import LeaderFollowerPool
+from .pool import LeaderFollowerPool, StepRunner
 from .service import MethodDef, ServiceDef
 from .status import (
     CancelledError,
@@ -349,6 +349,7 @@ class Server:
         self._pool = LeaderFollowerPool(
             max_workers, max(max_pending_calls, max_workers), self._poll_once, self._wake
         )
+        self._sender = StepRunner()
         self._services: dict[str, ServiceDef] = {}
         self._selector = selectors.DefaultSelector()
         self._listeners: list[socket.socket] = []
@@ -427,6 +428,7 @@ class Server:
                 time.sleep(0.005)
         self._run_on_io(self._close_everything)
         self._pool.join(timeout=0.5)
+        self._sender.stop()
         self._selector.close()
         self._wake_r.close()
         self._wake_w.close()
@@ -1049,7 +1051,9 @@ class Server:
             return message_frames(codec, stream_id, batch, conn.peer_max_frame_size)
 
         def schedule(step: Callable[[], None]) -> bool:
-            return self._pool.try_submit(step, admitted=True)
+            if isinstance(source, Chan | list | tuple):
+                return self._sender.submit(step)  # its steps never block
+            return self._pool.try_submit(step, admitted=True)  # a generator is user code
 
         def on_done(outcome: str, error: BaseException | None) -> None:
             code, message = self._stream_status(source, outcome, error, name)

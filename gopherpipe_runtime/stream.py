@@ -7,22 +7,25 @@ never exceeds its windows, however fast the producer is.
 Two senders move a source's items to the wire within the credit:
 - `pump` blocks a thread of its own (the client's streams, whose sources are the
   caller's iterables);
-- `Outbound` holds no thread while it waits: it runs in short steps on the
-  server's pool, parks when the credit, the source or the socket's queue says
-  wait, and is resumed by the event that ends the wait (CREDIT, an item sent on
-  the source `Chan`, the queue draining). A generator source still runs on a pool
-  thread while it produces an item: that is user code.
+- `Outbound` holds no thread while it waits: it runs in short steps, parks when
+  the credit, the source or the socket's queue says wait, and is resumed by the
+  event that ends the wait (CREDIT, an item sent on the source `Chan`, the queue
+  draining). Who runs a step: the producer's own `send` when items come
+  sparsely (no hand-off), else the server's one stream-sending thread (a burst
+  shares frames); a generator source runs on a pool thread while it produces
+  an item, since that is user code.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from .chan import Chan, ChanClosed, _Selector
+from .chan import Chan, ChanClosed
 from .codec import Codec, CodecError
 from .flow import Credit, CreditSend, Inflow
 from .frames import STREAM_HEADER_SIZE, STREAM_ID_SIZE, FrameType, encode_stream_frame
@@ -267,20 +270,9 @@ class _Parked(Exception):
     """Raised inside an `Outbound` step: it must wait for an event; nothing is lost."""
 
 
-class _SourceWatch(_Selector):
-    """Registered on a source Chan like a `select`, so a send on it wakes the stream."""
-
-    __slots__ = ("_wake",)
-
-    def __init__(self, wake: Callable[[], None]) -> None:
-        super().__init__()
-        self._wake = wake
-
-    def signal(self) -> None:
-        self._wake()
-
-
 _PARKED, _SCHEDULED, _RUNNING, _DONE = range(4)
+_SPARSE_S = 50e-6
+"""Items sent on a parked stream further apart than this go out on the sender's thread."""
 
 
 class Outbound:
@@ -288,11 +280,12 @@ class Outbound:
 
     `start` runs the first steps on the calling thread. Each step takes what the
     item credit allows from the source, encodes it into MESSAGE frames and queues
-    them on the connection's writer, one frame per unit of byte credit. When it
-    must wait it registers a callback with what it waits on and returns;
-    the callback has `schedule` run the next steps on a pool thread. A wake-up
-    that comes while steps run makes them go round once more, so none is lost.
-    `on_done(outcome, error)` is called once, from a step's thread.
+    them on the connection's writer, each frame once the byte credit allows. When
+    it must wait it registers a callback with what it waits on and returns; the
+    callback runs the next steps (see `_wake`). A wake-up that comes while steps
+    run makes them go round once more, so none is lost. `on_done(outcome,
+    error)` is called once, from a step's thread. Steps never block, except a
+    generator source's own code.
     """
 
     def __init__(
@@ -317,29 +310,39 @@ class Outbound:
         self._lock = threading.Lock()
         self._state = _RUNNING
         self._again = False
+        self._last_wake = 0.0
         self._held: deque[bytes] = deque()
         self._chan = source if isinstance(source, Chan) else None
         self._iterator: Iterator[Any] | None = None
         self._position = 0
-        self._watch: _SourceWatch | None = None
         self._receiving = False
-        if self._chan is not None:
-            self._watch = _SourceWatch(self._wake)
-            with self._chan._lock:
-                self._chan._selectors.add(self._watch)
-        elif not isinstance(source, list | tuple):
+        if self._chan is None and not isinstance(source, list | tuple):
             self._iterator = iter(source)
 
     def start(self) -> None:
         self._run()
 
-    def _wake(self) -> None:
+    def _wake(self, may_run_here: bool = False) -> None:
+        """Something we waited for happened: run the next steps.
+
+        A producer's `send` that wakes us may run them itself, at once (no thread
+        hand-off, which is most of a round trip's cost), when items come sparsely:
+        in a burst, a step per item would cost a frame and a syscall per item, so
+        the wake goes to `schedule`, and the items sent meanwhile share a frame.
+        """
         with self._lock:
             if self._state != _PARKED:
                 self._again = True
                 return
-            self._state = _SCHEDULED
-        if not self._schedule(self._run):
+            inline = False
+            if may_run_here:
+                now = time.monotonic()
+                inline = now - self._last_wake > _SPARSE_S
+                self._last_wake = now
+            self._state = _RUNNING if inline else _SCHEDULED
+        if inline:
+            self._run()
+        elif not self._schedule(self._run):
             self._end(PumpOutcome.ABORTED, None)
 
     def _run(self) -> None:
@@ -367,15 +370,13 @@ class Outbound:
         credit = self._credit
         while True:
             while self._held:
-                go = credit.available(0)
+                go = credit.spend_frame(message_payload_size(self._held[0]))
                 if go < 0:
                     return PumpOutcome.ABORTED, None
                 if not go:
                     self._park(credit.park(self._wake, 0))
                     continue
-                frame = self._held.popleft()
-                credit.spend(0, message_payload_size(frame))
-                self._write(frame)
+                self._write(self._held.popleft())
             self._park(self._park_writer(self._wake))
             allowance = credit.available(MAX_BATCH_ITEMS)
             if allowance < 0:
@@ -414,14 +415,14 @@ class Outbound:
                 if chan._closed and not chan._buffer and not chan._senders:
                     error = chan._error
                     return (PumpOutcome.FAILED, error) if error else (PumpOutcome.DONE, None)
-                # Count as a waiting receiver, as a thread in `recv` would: a send to
-                # an unbuffered channel (or `try_send`, or a select's send case)
-                # may then hand its item over, which wakes us.
+                # Wait like a thread in `recv` would, counted as a receiver: a send to
+                # an unbuffered channel (or `try_send`, or a select's send case) may
+                # then hand its item over; the channel's next change wakes us.
                 chan._receivers += 1
+                chan._on_ready = self._wake
                 self._receiving = True
                 for selector in chan._selectors:
-                    if selector is not self._watch:
-                        selector.signal()
+                    selector.signal()
             raise _Parked()
         if self._iterator is None:
             items = list(self._source[self._position : self._position + most])  # type: ignore[index]
@@ -440,6 +441,7 @@ class Outbound:
         if self._receiving and self._chan is not None:
             with self._chan._lock:
                 self._chan._receivers -= 1
+                self._chan._on_ready = None
                 self._receiving = False
 
     def _end(self, outcome: str, error: BaseException | None) -> None:
@@ -448,9 +450,6 @@ class Outbound:
                 return
             self._state = _DONE
         self._stop_receiving()
-        if self._chan is not None and self._watch is not None:
-            with self._chan._lock:
-                self._chan._selectors.discard(self._watch)
         self._held.clear()
         if error is not None:
             # Its traceback holds the step's frame, which holds the error: a cycle

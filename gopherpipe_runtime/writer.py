@@ -92,6 +92,10 @@ class FrameWriter:
     def park_until_drained(self, resume: Callable[[], None]) -> bool:
         """Call `resume` once the queue is below half the cap (or the writer failed);
         False, and nothing parked, if that is already so."""
+        # Read without the lock: the common case, and a stale answer costs at most one
+        # more batch queued, still under `max_pending`.
+        if not self.backed_up:
+            return False
         with self._lock:
             if self._error is None and self.backed_up:
                 self._drained.append(resume)
@@ -128,40 +132,43 @@ class FrameWriter:
         """Send what the socket takes now; what remains goes to `offload` again.
 
         The flushing role stays with the writer until the queue is empty, so only
-        one thread sends at a time and bytes keep their order.
+        one thread sends at a time and bytes keep their order. Frames other threads
+        queued meanwhile go out in the same call while the socket keeps taking
+        everything: handing them to `offload` would cost a wake-up per burst.
         """
-        with self._lock:
-            if self._error is not None:
+        while True:
+            with self._lock:
+                if self._error is not None:
+                    return
+                if not self._pending:
+                    self._flushing = False
+                    self.stalled_since = None
+                    return
+                chunk = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+                self._pending.clear()
+            try:
+                sent = self._sock.send(chunk)
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                self._fail(exc)
                 return
-            if not self._pending:
-                self._flushing = False
+            drained: list[Callable[[], None]] = []
+            with self._lock:
+                self._pending_bytes -= sent
+                complete = sent == len(chunk)
+                if not complete:
+                    self._pending.insert(0, chunk[sent:])
+                    if sent or self.stalled_since is None:
+                        self.stalled_since = time.monotonic()
+                if self._drained and not self.backed_up:
+                    drained, self._drained = self._drained, []
+            for resume in drained:
+                resume()
+            if not complete:
+                if not self._offload(self.flush_nowait if self._event_driven else self._flush):
+                    self._fail(ConnectionLost("cannot finish a write"))
                 return
-            chunk = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
-            self._pending.clear()
-        try:
-            sent = self._sock.send(chunk)
-        except BlockingIOError:
-            sent = 0
-        except OSError as exc:
-            self._fail(exc)
-            return
-        drained: list[Callable[[], None]] = []
-        with self._lock:
-            self._pending_bytes -= sent
-            if sent < len(chunk):
-                self._pending.insert(0, chunk[sent:])
-            if sent or self.stalled_since is None:
-                self.stalled_since = time.monotonic()
-            if self._drained and not self.backed_up:
-                drained, self._drained = self._drained, []
-            done = not self._pending
-            if done:
-                self._flushing = False
-                self.stalled_since = None
-        for resume in drained:
-            resume()
-        if not done and not self._offload(self.flush_nowait if self._event_driven else self._flush):
-            self._fail(ConnectionLost("cannot finish a write"))
 
     def _flush(self) -> None:
         while True:

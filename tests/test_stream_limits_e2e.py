@@ -101,9 +101,10 @@ def test_unread_streams_hold_no_handler_thread_and_unary_calls_are_served(
     """A raw peer opens five times max_workers endless server streams and never reads a
     byte. Every stream parks on credit (or on the peer's full socket) without a
     thread: another client's unary calls are answered, each within 2 s, and the
-    server's thread count stays within max_workers + 4 (the pool, its spare poller,
-    the main thread and the serve script's stdin watcher), plus the producer threads
-    the test service itself starts (one per endless stream)."""
+    server's thread count stays within max_workers + 4 (the pool and its spare
+    poller, the stream-sending thread, the main thread and the serve script's stdin
+    watcher), plus the producer threads the test service itself starts (one per
+    endless stream): nothing per open stream from the runtime."""
     _, stubs = api
     streams = 5 * MAX_WORKERS
     codec = CODECS["msgpack"]
