@@ -6,10 +6,8 @@ from __future__ import annotations
 import importlib
 import math
 import os
-import shutil
 import socket
 import struct
-import subprocess
 import sys
 import threading
 import time
@@ -23,6 +21,7 @@ import pytest
 from e2e_harness import (
     E2E,
     ServerProcess,
+    generate_stubs,
     raw_handshake,
     raw_socket,
     read_frames,
@@ -51,18 +50,12 @@ from gopherpipe_runtime.frames import (
     encode_frame,
 )
 
-GOPHERPIPE = Path(sys.executable).parent / "gopherpipe"
-
-
 # -- fixtures -----------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def stub_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("e2e_stubs")
-    shutil.copy(E2E / "contract" / "e2e_alltypes.py", folder / "e2e_alltypes.py")
-    subprocess.run([str(GOPHERPIPE), "gen", str(folder / "e2e_alltypes.py")], check=True)
-    return folder
+    return generate_stubs(tmp_path_factory.mktemp("e2e_stubs"), "e2e_alltypes.py")
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,8 @@ import importlib
 import json
 import os
 import select
-import shutil
 import socket
 import struct
-import subprocess
 import sys
 import termios
 import time
@@ -29,8 +27,8 @@ from typing import IO, Any
 
 import pytest
 from e2e_harness import (
-    E2E,
     ServerProcess,
+    generate_stubs,
     host_port,
     raw_handshake,
     read_frames,
@@ -47,16 +45,12 @@ from gopherpipe_runtime.frames import (
 )
 from gopherpipe_runtime.handshake import client_hello
 
-GOPHERPIPE = Path(sys.executable).parent / "gopherpipe"
 MiB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
 def stub_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("hardening_stubs")
-    shutil.copy(E2E / "contract" / "e2e_alltypes.py", folder / "e2e_alltypes.py")
-    subprocess.run([str(GOPHERPIPE), "gen", str(folder / "e2e_alltypes.py")], check=True)
-    return folder
+    return generate_stubs(tmp_path_factory.mktemp("hardening_stubs"), "e2e_alltypes.py")
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,6 @@ import os
 import random
 import resource
 import selectors
-import shutil
 import signal
 import socket
 import struct
@@ -33,7 +32,7 @@ from typing import Any
 
 import msgpack
 import pytest
-from e2e_harness import E2E, ServerProcess, host_port, raw_socket
+from e2e_harness import ServerProcess, generate_stubs, host_port, raw_socket
 
 from gopherpipe_runtime import DeadlineExceededError, StatusCode
 from gopherpipe_runtime.frames import (
@@ -45,8 +44,6 @@ from gopherpipe_runtime.frames import (
     encode_stream_frame,
 )
 from gopherpipe_runtime.handshake import client_hello
-
-GOPHERPIPE = Path(sys.executable).parent / "gopherpipe"
 
 HANDSHAKE_TIMEOUT = 2.0
 """Short, so waiting for the server to drop half-open peers stays quick; 2 s rather
@@ -195,14 +192,9 @@ def wait_for_eofs(socks: list[socket.socket], started: list[float], limit: float
 
 @pytest.fixture(scope="module")
 def stub_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("hostile_stubs")
-    for name in ("e2e_alltypes.py", "e2e_streams.py"):
-        shutil.copy(E2E / "contract" / name, folder / name)
-    subprocess.run(
-        [str(GOPHERPIPE), "gen", str(folder / "e2e_alltypes.py"), str(folder / "e2e_streams.py")],
-        check=True,
+    return generate_stubs(
+        tmp_path_factory.mktemp("hostile_stubs"), "e2e_alltypes.py", "e2e_streams.py"
     )
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from typing import Any
 
 import msgpack
 import pytest
-from e2e_harness import E2E, ServerProcess, raw_handshake, read_until_closed
+from e2e_harness import E2E, ServerProcess, generate_stubs, raw_handshake, read_until_closed
 
 from gopherpipe_runtime import (
     Chan,
@@ -46,14 +46,9 @@ def wait_until(condition: Callable[[], bool], what: str, limit: float = 10.0) ->
 
 @pytest.fixture(scope="module")
 def stub_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("stream_stubs")
-    for name in ("e2e_alltypes.py", "e2e_streams.py"):
-        shutil.copy(E2E / "contract" / name, folder / name)
-    subprocess.run(
-        [str(GOPHERPIPE), "gen", str(folder / "e2e_alltypes.py"), str(folder / "e2e_streams.py")],
-        check=True,
+    return generate_stubs(
+        tmp_path_factory.mktemp("stream_stubs"), "e2e_alltypes.py", "e2e_streams.py"
     )
-    return folder
 
 
 @pytest.fixture(scope="module")
