@@ -272,7 +272,7 @@ class _Parked(Exception):
 
 _PARKED, _SCHEDULED, _RUNNING, _DONE = range(4)
 _SPARSE_S = 50e-6
-"""Items sent on a parked stream further apart than this go out on the sender's thread."""
+"""An item sent this long after the stream ran dry goes out on the sender's thread."""
 
 
 class Outbound:
@@ -310,7 +310,7 @@ class Outbound:
         self._lock = threading.Lock()
         self._state = _RUNNING
         self._again = False
-        self._last_wake = 0.0
+        self._parked_at = 0.0
         self._held: deque[bytes] = deque()
         self._chan = source if isinstance(source, Chan) else None
         self._iterator: Iterator[Any] | None = None
@@ -334,11 +334,10 @@ class Outbound:
             if self._state != _PARKED:
                 self._again = True
                 return
-            inline = False
-            if may_run_here:
-                now = time.monotonic()
-                inline = now - self._last_wake > _SPARSE_S
-                self._last_wake = now
+            # Sparse: the source stayed empty a while after the last step parked.
+            # (Timed from the park, not from the last send: a producer running
+            # steps itself is busy meanwhile, and would look sparse.)
+            inline = may_run_here and time.monotonic() - self._parked_at > _SPARSE_S
             self._state = _RUNNING if inline else _SCHEDULED
         if inline:
             self._run()
@@ -407,12 +406,14 @@ class Outbound:
     def _take(self, most: int) -> list[Any] | tuple[str, BaseException | None]:
         """Items from the source (never more than `most`), or how the source ended."""
         chan = self._chan
-        if chan is not None:
+        while chan is not None:
             items = chan.recv_many(most)
             if items:
                 return items
             with chan._lock:
-                if chan._closed and not chan._buffer and not chan._senders:
+                if chan._buffer or chan._senders:
+                    continue  # sent since recv_many: take it rather than wait for the next
+                if chan._closed:
                     error = chan._error
                     return (PumpOutcome.FAILED, error) if error else (PumpOutcome.DONE, None)
                 # Wait like a thread in `recv` would, counted as a receiver: a send to
@@ -421,6 +422,7 @@ class Outbound:
                 chan._receivers += 1
                 chan._on_ready = self._wake
                 self._receiving = True
+                self._parked_at = time.monotonic()
                 for selector in chan._selectors:
                     selector.signal()
             raise _Parked()
