@@ -42,11 +42,12 @@ from .model import (
     Param,
     Scalar,
     SetOf,
+    Stdlib,
     TupleOf,
     TypeRef,
     key_of,
 )
-from .parse import iter_named, spell
+from .parse import iter_named, iter_types, spell
 
 INDEXED = 'f"{path}[{index}]"'
 # Names the stubs import or define besides the contract's own.
@@ -169,10 +170,19 @@ class _Emitter:
     needs_none: bool = False
     uses_iterable: bool = False
     uses_chan: bool = False
+    stdlib: set[Stdlib] = field(default_factory=set)
+    """Standard-library classes this stub spells in an annotation (so it imports them)."""
 
     def helper(self, name: str) -> str:
         self.helpers.add(name)
         return name
+
+    def spell(self, ref: TypeRef) -> str:
+        """`ref` as this stub's annotations write it; notes what that makes it import."""
+        for part in iter_types(ref):
+            if isinstance(part, Stdlib):
+                self.stdlib.add(part)
+        return annotation(ref)
 
     def mangle(self, ref: TypeRef) -> str:
         base = _mangle(ref)
@@ -196,6 +206,8 @@ class _Emitter:
         """The name of a (value, path) function converting `ref` in this direction."""
         if isinstance(ref, Scalar):
             return self.scalar_fn(ref)
+        if isinstance(ref, Stdlib):
+            return self.helper(f"{'enc' if encode else 'dec'}_{ref.name.lower()}")
         name = f"_{'enc' if encode else 'dec'}_{self.mangle(ref)}"
         if name not in self.converters:
             # Placeholder first: recursive dataclasses refer to themselves.
@@ -207,7 +219,7 @@ class _Emitter:
         return f"{self.fn(ref, encode)}({value}, {path})"
 
     def build(self, name: str, ref: TypeRef, encode: bool) -> Converter:
-        returns = "Any" if encode else annotation(ref)
+        returns = "Any" if encode else self.spell(ref)
         if isinstance(ref, ListOf | SetOf) or (isinstance(ref, TupleOf) and ref.variadic):
             item = ref.items[0] if isinstance(ref, TupleOf) else ref.item
             return self.sequence(name, ref, item, encode, returns)
@@ -323,7 +335,7 @@ class _Emitter:
         )
 
     def mapping(self, name: str, ref: DictOf, encode: bool, returns: str) -> Converter:
-        tuple_keys = isinstance(ref.key, TupleOf)
+        tuple_keys = _array_form(ref.key)
         key_fast = self.call(ref.key, encode, "key", "path")
         value_fast = self.call(ref.value, encode, "item", "path")
         shortcut_cond = shortcut = None
@@ -430,6 +442,11 @@ class _Emitter:
         )
 
 
+def _array_form(ref: TypeRef) -> bool:
+    """Whether `ref` travels as an array, which msgpack cannot use as a map key."""
+    return isinstance(ref, TupleOf) or (isinstance(ref, Stdlib) and ref.name == "timedelta")
+
+
 def _field_path(name: str) -> str:
     return f'path + ".{name}"'
 
@@ -445,7 +462,7 @@ def _exact_check(ref: TypeRef, var: str) -> str | None:
 
 def _mangle(ref: TypeRef) -> str:
     # Prefix notation with fixed arities, so distinct types get distinct names.
-    if isinstance(ref, Scalar | Named):
+    if isinstance(ref, Scalar | Stdlib | Named):
         return ref.name
     if isinstance(ref, ListOf):
         return f"list_{_mangle(ref.item)}"
@@ -513,10 +530,12 @@ def _closure(contract: Contract) -> list[Named]:
 class StubContext:
     header: str
     source_name: str
+    abc_names: tuple[str, ...]
+    """What the stub imports from collections.abc."""
+    std_imports: tuple[tuple[str, tuple[str, ...]], ...]
+    """The other standard-library imports, (module, names)."""
     imports: tuple[tuple[str, tuple[str, ...]], ...]
     helpers: tuple[str, ...]
-    uses_callable: bool
-    uses_iterable: bool
     uses_chan: bool
     needs_none: bool
     needs_invalid: bool
@@ -539,7 +558,7 @@ def _methods(service_name: str, method: Method, client: _Emitter, server: _Emitt
     for index, param in enumerate(method.params):
         path = _path_literal(f"{method.name}(): argument '{param.name}'")
         params.append(_param_view(param, index, path, client, server))
-    signature = _signature(method, params)
+    signature = _signature(method, params, client)
     returns_none = isinstance(method.returns, Scalar) and method.returns.name == "None"
     result_path = _path_literal(f"{method.name}(): result")
     client_functions: list[FunctionView] = []
@@ -549,7 +568,7 @@ def _methods(service_name: str, method: Method, client: _Emitter, server: _Emitt
     extras: list[str] = []
     if method.stream_returns is None:
         # A result value: decoded by the client, encoded by the server.
-        returns = annotation(method.returns)
+        returns = client.spell(method.returns)
         if returns_none:
             result_decode = f"{client.helper('check_none')}(value, {result_path})"
             result_encode = f"{server.helper('check_none')}(value, {result_path})"
@@ -564,7 +583,7 @@ def _methods(service_name: str, method: Method, client: _Emitter, server: _Emitt
         )
         result_encoder = f"{prefix}_result"
     else:
-        item_type = annotation(method.stream_returns)
+        item_type = client.spell(method.stream_returns)
         returns = f"Chan[{item_type}]"
         returns_none = False
         client.uses_chan = True
@@ -642,7 +661,7 @@ def _item_function(
     emitter: _Emitter, name: str, ref: TypeRef, encode: bool, path: str
 ) -> FunctionView:
     """One stream item's converter: (Python -> wire) if `encode`, else (wire -> Python)."""
-    returns = "Any" if encode else annotation(ref)
+    returns = "Any" if encode else emitter.spell(ref)
     if isinstance(ref, Scalar) and ref.name == "None":
         # Returning check_none's (or _none's) value would be returning Any (or None)
         # from a function typed None, which mypy --strict refuses.
@@ -650,7 +669,9 @@ def _item_function(
     return FunctionView(name, returns, emitter.call(ref, encode, "value", path))
 
 
-def _signature(method: Method, params: list[ParamView]) -> tuple[SignatureParam, ...]:
+def _signature(
+    method: Method, params: list[ParamView], client: _Emitter
+) -> tuple[SignatureParam, ...]:
     """The client's parameters: the wire ones, with a Chan parameter put back in its place.
 
     A client may pass any iterable where the contract says Chan[T]: the annotation
@@ -661,7 +682,7 @@ def _signature(method: Method, params: list[ParamView]) -> tuple[SignatureParam,
         stream = method.stream_param
         spelled.insert(
             method.stream_index,
-            (stream.name, f"Iterable[{annotation(stream.type)}]", None, stream.positional_only),
+            (stream.name, f"Iterable[{client.spell(stream.type)}]", None, stream.positional_only),
         )
     result = []
     for index, (name, spelled_type, default, positional_only) in enumerate(spelled):
@@ -676,7 +697,7 @@ def _param_view(
 ) -> ParamView:
     return ParamView(
         name=param.name,
-        annotation=annotation(param.type),
+        annotation=client.spell(param.type),
         default=param.default,
         positional_only=param.positional_only,
         encode=client.call(param.type, True, param.name, path),
@@ -719,13 +740,24 @@ def compile_contract(contract: Contract, out_dir: Path) -> tuple[StubContext, St
     header = f"# Generated by gopherpipe gen from {source_name}. DO NOT EDIT."
 
     def context(emitter: _Emitter) -> StubContext:
+        abc_names = [
+            name
+            for name, used in (
+                ("Callable", emitter.uses_callable),
+                ("Iterable", emitter.uses_iterable),
+            )
+            if used
+        ]
+        std: dict[str, set[str]] = {"typing": {"Any"}}
+        for ref in emitter.stdlib:
+            std.setdefault(ref.module, set()).add(ref.name)
         return StubContext(
             header=header,
             source_name=source_name,
+            abc_names=tuple(abc_names),
+            std_imports=tuple((module, tuple(sorted(std[module]))) for module in sorted(std)),
             imports=imports,
             helpers=tuple(sorted(emitter.helpers)),
-            uses_callable=emitter.uses_callable,
-            uses_iterable=emitter.uses_iterable,
             uses_chan=emitter.uses_chan,
             needs_none=emitter.needs_none,
             needs_invalid=any(c.precise for c in emitter.converters.values()),
@@ -734,14 +766,32 @@ def compile_contract(contract: Contract, out_dir: Path) -> tuple[StubContext, St
             services=tuple(services),
         )
 
+    clashes = {ref.name for ref in client.stdlib | server.stdlib} & _declared(contract)
+    if clashes:
+        raise SpecErrors(
+            [
+                SpecError(
+                    contract.path,
+                    1,
+                    1,
+                    f"the contract's class {name!r} has the name of the standard library's "
+                    f"{name}, which the stubs import too: rename the class",
+                )
+                for name in sorted(clashes)
+            ]
+        )
     return context(client), context(server)
+
+
+def _declared(contract: Contract) -> set[str]:
+    return {d.name for d in contract.dataclasses.values()} | {
+        e.name for e in contract.enums.values()
+    }
 
 
 def _check_names(contract: Contract) -> None:
     """Generated names must not collide with the contract's own."""
-    declared = {d.name for d in contract.dataclasses.values()} | {
-        e.name for e in contract.enums.values()
-    }
+    declared = _declared(contract)
     errors = [
         SpecError(
             contract.path,

@@ -20,6 +20,30 @@ class Scalar:
     name: ScalarName
 
 
+STDLIB_TYPES: dict[str, str] = {
+    "datetime": "datetime",
+    "date": "datetime",
+    "time": "datetime",
+    "timedelta": "datetime",
+    "Decimal": "decimal",
+    "UUID": "uuid",
+}
+"""The standard-library value types a contract may use, by class name -> module."""
+StdlibName = Literal["datetime", "date", "time", "timedelta", "Decimal", "UUID"]
+
+
+@dataclass(frozen=True)
+class Stdlib:
+    """A standard-library value type: a canonical string on the wire, or for timedelta
+    three ints (RFC-TCP_LITE section 7); the runtime has one converter per direction."""
+
+    name: StdlibName
+
+    @property
+    def module(self) -> str:
+        return STDLIB_TYPES[self.name]
+
+
 @dataclass(frozen=True)
 class ListOf:
     item: TypeRef
@@ -58,7 +82,7 @@ class Named:
     """The file the class is declared in (resolved), so stubs can import it from there."""
 
 
-TypeRef = Scalar | ListOf | SetOf | DictOf | TupleOf | OptionalOf | Named
+TypeRef = Scalar | Stdlib | ListOf | SetOf | DictOf | TupleOf | OptionalOf | Named
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@ Names are resolved the way Python would for a flat module: a type name is a clas
 declared at the top level of the contract, or a name brought in with
 ``from .models import X`` / ``from models import X`` where ``models.py`` sits next to
 the contract (each leading dot beyond the first goes one folder up). Such modules are
-parsed the same way, never imported.
+parsed the same way, never imported. The standard library's value types are known by
+where they come from (``from datetime import date``, or ``import datetime`` and
+``datetime.date``), never by looking for ``datetime.py``.
 
 Streams: a name is gopherpipe_runtime's ``Chan`` by where it comes from (``from
 gopherpipe_runtime import Chan [as X]`` or ``gopherpipe_runtime.Chan``), not by its
@@ -20,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -30,6 +32,7 @@ from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 from .errors import SpecError, SpecErrors
 from .model import (
     SCALARS,
+    STDLIB_TYPES,
     Contract,
     Dataclass,
     DictOf,
@@ -44,6 +47,8 @@ from .model import (
     ScalarName,
     Service,
     SetOf,
+    Stdlib,
+    StdlibName,
     TupleOf,
     TypeRef,
     key_of,
@@ -51,7 +56,13 @@ from .model import (
 
 TYPE_HELP = (
     "use None, bool, int, float, str, bytes, list[T], dict[K, V], tuple[...], set[T], "
-    "T | None, or a dataclass or Enum declared in the contract"
+    "T | None, datetime, date, time, timedelta, Decimal, UUID, or a dataclass or Enum "
+    "declared in the contract"
+)
+STDLIB_MODULES = frozenset(STDLIB_TYPES.values())
+STDLIB_HELP = (
+    "datetime, date, time and timedelta (from datetime), Decimal (from decimal) "
+    "and UUID (from uuid)"
 )
 CHAN_NESTED = (
     "Chan[T] cannot be nested in another type: a stream is the whole annotation of one "
@@ -91,6 +102,7 @@ RESERVED_PARAMS = frozenset(
         "check_dict",
         "check_record",
         "check_args",
+        *(f"{way}_{name.lower()}" for way in ("enc", "dec") for name in STDLIB_TYPES),
     }
 )
 TYPING_ALIASES = {"List": "list", "Dict": "dict", "Tuple": "tuple", "Set": "set"}
@@ -146,6 +158,8 @@ class _Module:
     classes: dict[str, cst.ClassDef]
     imports: dict[str, tuple[str, int, str, cst.CSTNode]]
     """local name -> (module name, leading dots, name in that module, node)."""
+    module_imports: dict[str, str] = field(default_factory=dict)
+    """local name -> module, for ``import datetime`` / ``import datetime as dt``."""
 
 
 class _Parser:
@@ -156,6 +170,8 @@ class _Parser:
         self.dataclasses: dict[str, Dataclass] = {}
         self.enums: dict[str, EnumDef] = {}
         self.in_progress: set[str] = set()
+        self.stdlib_used: set[str] = set()
+        self.method_names: list[tuple[_Module, cst.Name]] = []
         self.anchor: list[cst.CSTNode] = []
         """Nodes whose position stands in for nodes that have none (inside a string type)."""
         self.chan_context: list[str] = []
@@ -210,6 +226,15 @@ class _Parser:
                 mod.classes[statement.name.value] = statement
             elif isinstance(statement, cst.SimpleStatementLine):
                 for small in statement.body:
+                    if isinstance(small, cst.Import):
+                        for alias in small.names:
+                            dotted = mod.module.code_for_node(alias.name)
+                            if alias.asname is not None:
+                                local = _tail_name(alias.asname.name) or dotted
+                                mod.module_imports[local] = dotted
+                            else:
+                                head = dotted.split(".")[0]
+                                mod.module_imports[head] = head
                     if isinstance(small, cst.ImportFrom) and not isinstance(
                         small.names, cst.ImportStar
                     ):
@@ -236,12 +261,14 @@ class _Parser:
 
     # -- named types --------------------------------------------------------------------
 
-    def named(self, mod: _Module, name: str, node: cst.CSTNode) -> Named:
-        """Resolve a type name used in `mod` to the dataclass or enum it denotes."""
+    def named(self, mod: _Module, name: str, node: cst.CSTNode) -> Named | Stdlib:
+        """Resolve a type name used in `mod` to the class it denotes."""
         if name in mod.classes:
             return self.declared(mod, mod.classes[name], node)
         if name in mod.imports:
             source, dots, original, alias = mod.imports[name]
+            if dots == 0 and source in STDLIB_MODULES:
+                return self.stdlib(mod, source, original, node)
             if source in {"typing", "abc", "dataclasses", "enum", "gopherpipe_runtime"}:
                 raise self.fail(mod, node, f"unsupported type {name!r}: {TYPE_HELP}")
             path = self.module_file(mod, source, dots)
@@ -263,7 +290,26 @@ class _Parser:
                     "import dataclasses and Enums from the module that defines them",
                 )
             return self.declared(other, other.classes[original], node)
+        if name in STDLIB_TYPES:
+            raise self.fail(
+                mod,
+                node,
+                f"unknown type {name!r}: import it first (from {STDLIB_TYPES[name]} import {name})",
+            )
         raise self.fail(mod, node, f"unknown type {name!r}: {TYPE_HELP}")
+
+    def stdlib(self, mod: _Module, module: str, name: str, node: cst.CSTNode) -> Stdlib:
+        """`module.name` as a contract type, or an error saying which ones there are."""
+        if STDLIB_TYPES.get(name) != module:
+            raise self.fail(
+                mod,
+                node,
+                f"{module}.{name} cannot cross the wire: of the standard library, contracts "
+                f"take {STDLIB_HELP}",
+            )
+        self.stdlib_used.add(name)
+        stdlib_name: StdlibName = name  # type: ignore[assignment]
+        return Stdlib(stdlib_name)
 
     def kind_of(self, cls: cst.ClassDef) -> Literal["dataclass", "enum"] | None:
         if any(_decorator_name(d) == "dataclass" for d in cls.decorators):
@@ -397,11 +443,16 @@ class _Parser:
         if isinstance(node, cst.Attribute):
             if node.attr.value in SCALARS and _tail_name(node.value) == "builtins":
                 return self.simple_type(mod, node.attr.value, node)
+            if isinstance(node.value, cst.Name) and node.value.value in mod.module_imports:
+                module = mod.module_imports[node.value.value]
+                if module in STDLIB_MODULES:
+                    return self.stdlib(mod, module, node.attr.value, node)
             raise self.fail(
                 mod,
                 node,
                 f"qualified type {mod.module.code_for_node(node)!r} is not supported: "
-                f"import the class by name (from module import {node.attr.value})",
+                "import the class by name (from "
+                f"{mod.module.code_for_node(node.value)} import {node.attr.value})",
             )
         if isinstance(node, cst.Subscript):
             return self.generic(mod, node)
@@ -618,9 +669,9 @@ class _Parser:
             if base_name is None or base_name in {"object", "Generic"}:
                 raise self.fail(mod, base, "dataclass bases must be other dataclasses")
             parent = self.named(mod, base_name, base.value)
-            parent_def = self.dataclasses.get(key_of(parent))
-            if parent.kind != "dataclass":
+            if not isinstance(parent, Named) or parent.kind != "dataclass":
                 raise self.fail(mod, base, "dataclass bases must be other dataclasses")
+            parent_def = self.dataclasses.get(key_of(parent))
             if parent_def is None:
                 raise _Invalid()
             for item in parent_def.fields:
@@ -760,6 +811,7 @@ class _Parser:
                 method = self.method(mod, statement)
             except _Invalid:
                 continue
+            self.method_names.append((mod, statement.name))
             if method.name in methods:
                 self.error(
                     mod, statement.name, f"duplicate method {method.name!r}: give it another name"
@@ -916,6 +968,14 @@ class _Parser:
                     "@abstractmethod methods",
                 )
             )
+        for where, name in self.method_names:
+            if name.value in self.stdlib_used:
+                self.error(
+                    where,
+                    name,
+                    f"method name {name.value!r} would hide the type {name.value} in the stubs' "
+                    "annotations: choose another name",
+                )
         if self.errors:
             return None
         return Contract(self.path, tuple(services), self.dataclasses, self.enums)
@@ -928,6 +988,8 @@ def _is_none(ref: TypeRef) -> bool:
 def _hashable(ref: TypeRef) -> bool:
     if isinstance(ref, Scalar):
         return ref.name != "None"
+    if isinstance(ref, Stdlib):
+        return True
     if isinstance(ref, Named):
         return ref.kind == "enum"
     if isinstance(ref, TupleOf):
@@ -937,7 +999,7 @@ def _hashable(ref: TypeRef) -> bool:
 
 def _spell(ref: TypeRef) -> str:
     """The type as a user would write it (for messages and for stub annotations)."""
-    if isinstance(ref, Scalar | Named):
+    if isinstance(ref, Scalar | Stdlib | Named):
         return ref.name
     if isinstance(ref, ListOf):
         return f"list[{_spell(ref.item)}]"
@@ -965,17 +1027,23 @@ def parse_contract(path: Path) -> Contract:
     return contract
 
 
-def iter_named(ref: TypeRef) -> Iterator[Named]:
-    """Every dataclass and enum a type mentions, outermost first."""
-    if isinstance(ref, Named):
-        yield ref
-    elif isinstance(ref, ListOf | SetOf):
-        yield from iter_named(ref.item)
+def iter_types(ref: TypeRef) -> Iterator[TypeRef]:
+    """`ref` and every type nested in it, outermost first (not into named classes)."""
+    yield ref
+    if isinstance(ref, ListOf | SetOf):
+        yield from iter_types(ref.item)
     elif isinstance(ref, DictOf):
-        yield from iter_named(ref.key)
-        yield from iter_named(ref.value)
+        yield from iter_types(ref.key)
+        yield from iter_types(ref.value)
     elif isinstance(ref, TupleOf):
         for item in ref.items:
-            yield from iter_named(item)
+            yield from iter_types(item)
     elif isinstance(ref, OptionalOf):
-        yield from iter_named(ref.inner)
+        yield from iter_types(ref.inner)
+
+
+def iter_named(ref: TypeRef) -> Iterator[Named]:
+    """Every dataclass and enum a type mentions, outermost first."""
+    for part in iter_types(ref):
+        if isinstance(part, Named):
+            yield part

@@ -15,7 +15,11 @@ arrives intact):
 
 from __future__ import annotations
 
+import contextlib
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any, NoReturn
+from uuid import UUID
 
 from .status import InternalError, InvalidArgumentError
 
@@ -136,3 +140,115 @@ def bad_enum(path: str, enum_name: str, value: object) -> NoReturn:
 def no_result(value: object) -> NoReturn:
     """The result encoder of a streaming method: its stream is its result."""
     raise InternalError("a method that streams its result has no result value to encode")
+
+
+# -- standard-library value types ---------------------------------------------------------
+#
+# Wire forms (RFC-TCP_LITE section 7): canonical strings, which JSON and msgpack carry
+# alike, or for timedelta its three normalised ints. Decoding accepts only the exact
+# string the encoder would have written (parse, then format again and compare), so a
+# value has one spelling on the wire and a lenient parser's extras (``Z``, week dates,
+# ``1_000``, braces around a UUID) never leak into what peers must accept.
+
+
+def _not_canonical(path: str, what: str, value: object) -> NoReturn:
+    raise InvalidArgumentError(f"{path}: {value!r} is not a {what}")
+
+
+def enc_datetime(value: object, path: str) -> str:
+    if isinstance(value, datetime):
+        # The base class's isoformat: a subclass (pandas' Timestamp) may add digits.
+        return datetime.isoformat(value)
+    fail(path, "datetime", value)
+
+
+def dec_datetime(value: object, path: str) -> datetime:
+    if type(value) is str:
+        with contextlib.suppress(ValueError):
+            result = datetime.fromisoformat(value)
+            if result.isoformat() == value:
+                return result
+        _not_canonical(path, "datetime in ISO 8601 form (datetime.isoformat())", value)
+    fail(path, "datetime (an ISO 8601 string)", value)
+
+
+def enc_date(value: object, path: str) -> str:
+    # A datetime is a date to the type system, but sending its date would drop its time.
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return date.isoformat(value)
+    fail(path, "date", value)
+
+
+def dec_date(value: object, path: str) -> date:
+    if type(value) is str:
+        with contextlib.suppress(ValueError):
+            result = date.fromisoformat(value)
+            if result.isoformat() == value:
+                return result
+        _not_canonical(path, "date in ISO 8601 form (YYYY-MM-DD)", value)
+    fail(path, "date (an ISO 8601 string)", value)
+
+
+def enc_time(value: object, path: str) -> str:
+    if isinstance(value, time):
+        return time.isoformat(value)
+    fail(path, "time", value)
+
+
+def dec_time(value: object, path: str) -> time:
+    if type(value) is str:
+        with contextlib.suppress(ValueError):
+            result = time.fromisoformat(value)
+            if result.isoformat() == value:
+                return result
+        _not_canonical(path, "time in ISO 8601 form (time.isoformat())", value)
+    fail(path, "time (an ISO 8601 string)", value)
+
+
+def enc_timedelta(value: object, path: str) -> list[int]:
+    if isinstance(value, timedelta):
+        return [value.days, value.seconds, value.microseconds]
+    fail(path, "timedelta", value)
+
+
+def dec_timedelta(value: object, path: str) -> timedelta:
+    if type(value) is list and len(value) == 3 and all(type(part) is int for part in value):
+        days, seconds, microseconds = value
+        if -999999999 <= days <= 999999999 and 0 <= seconds < 86400 and 0 <= microseconds < 1000000:
+            return timedelta(days, seconds, microseconds)
+        _not_canonical(path, "timedelta: [days, seconds 0..86399, microseconds 0..999999]", value)
+    fail(path, "timedelta ([days, seconds, microseconds])", value)
+
+
+def enc_decimal(value: object, path: str) -> str:
+    if isinstance(value, Decimal):
+        return Decimal.__str__(value)
+    fail(path, "Decimal", value)
+
+
+def dec_decimal(value: object, path: str) -> Decimal:
+    if type(value) is str:
+        # Decimal(str) is exact whatever the context's precision; a malformed string
+        # raises InvalidOperation only if the context traps it, so test the result.
+        with contextlib.suppress(ArithmeticError, ValueError):
+            result = Decimal(value)
+            if str(result) == value:
+                return result
+        _not_canonical(path, "Decimal in canonical form (str(Decimal))", value)
+    fail(path, "Decimal (a string)", value)
+
+
+def enc_uuid(value: object, path: str) -> str:
+    if isinstance(value, UUID):
+        return UUID.__str__(value)
+    fail(path, "UUID", value)
+
+
+def dec_uuid(value: object, path: str) -> UUID:
+    if type(value) is str:
+        with contextlib.suppress(ValueError):
+            result = UUID(value)
+            if str(result) == value:
+                return result
+        _not_canonical(path, "UUID in canonical form (36 lowercase characters)", value)
+    fail(path, "UUID (a string)", value)

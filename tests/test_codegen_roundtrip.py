@@ -3,10 +3,13 @@ and back, for every contract type; wrong values are refused with the field's pat
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import importlib
 import inspect
 import math
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -494,3 +497,177 @@ def test_stream_shapes_on_the_client(load_case: Callable[[str], Stubs]) -> None:
         decode(["ann"])
     # On the output channel, a server item that breaks the contract is the server's bug.
     assert isinstance(joined.bad_item(InvalidArgumentError("x")), InternalError)
+
+
+# -- standard-library value types ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def stdlib(load_case: Callable[[str], Stubs]) -> tuple[Stubs, Loopback, Any]:
+    stubs = load_case("stdlib")
+    loop = Loopback()
+    stubs.server.register_stdlib(loop, echo_impl(stubs.contract.Stdlib))
+    return stubs, loop, stubs.client.StdlibClient(loop)
+
+
+def identical(a: Any, b: Any) -> bool:
+    """`same`, and also the UTC offset of times and the digits of Decimals: an aware
+    datetime equals its UTC twin, and Decimal('NaN') equals nothing."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, datetime.datetime | datetime.time):
+        return a.isoformat() == b.isoformat() and a.tzinfo == b.tzinfo
+    if isinstance(a, decimal.Decimal):
+        return str(a) == str(b)
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(identical(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, set):
+        return sorted(map(str, a)) == sorted(map(str, b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(identical(a[k], b[k]) for k in a)
+    if hasattr(a, "__dataclass_fields__"):
+        return all(identical(getattr(a, f), getattr(b, f)) for f in a.__dataclass_fields__)
+    return bool(a == b)
+
+
+UTC = datetime.UTC
+IST = datetime.timezone(datetime.timedelta(hours=5, minutes=30))
+ODD = datetime.timezone(-datetime.timedelta(hours=3, seconds=7))
+ID = uuid.UUID("12345678-9abc-4def-8123-456789abcdef")
+
+
+def stdlib_values(c: ModuleType) -> dict[str, list[Any]]:
+    dt, d, t, td, D = (
+        datetime.datetime,
+        datetime.date,
+        datetime.time,
+        datetime.timedelta,
+        decimal.Decimal,
+    )
+    invoice = c.Invoice(ID, d(2024, 2, 29), dt(2024, 3, 1, 12, tzinfo=IST), D("19.990"),
+                        td(days=14), [t(9), t(17, 30, tzinfo=UTC)])  # fmt: skip
+    return {
+        "when": [dt(2024, 1, 2, 3, 4, 5, 6), dt(2024, 1, 2, 3, 4, 5, tzinfo=IST),
+                 dt(1, 1, 1), dt.max, dt(2024, 6, 1, tzinfo=UTC), dt(2000, 1, 1, tzinfo=ODD)],
+        "day": [d(2024, 2, 29), d.min, d.max],
+        "clock": [t(0), t(23, 59, 59, 999999), t(12, 0, 0, 1, tzinfo=IST)],
+        "span": [td(0), td(days=-1, microseconds=1), -td(microseconds=1), td.max, td.min,
+                 td(hours=25, milliseconds=3)],
+        "amount": [D("19.990"), D("-0"), D("1E+3"), D("0E-7"), D("NaN"), D("-Infinity"),
+                   D("3.14159265358979323846264338327950288419716939937510")],
+        "ident": [ID, uuid.UUID(int=0)],
+        "invoice": [invoice, c.Invoice(ID, d(1999, 12, 31), dt(2000, 1, 1), D("0"), td(0), [],
+                                       dt(2000, 1, 2, 3, tzinfo=ODD))],
+        "by_day": [{}, {d(2024, 1, 1): [D("1.10"), D("2")], d(2024, 1, 2): []}],
+        "by_span": [{td(seconds=1): ID, -td(days=2): uuid.UUID(int=1)}],
+        "ids": [set(), {ID, uuid.UUID(int=5)}],
+        "maybe": [None, dt(2024, 5, 5, 5, 5, 5, 5, tzinfo=UTC)],
+        "pair": [(d(2024, 1, 1), t(1, 2, 3, 4))],
+    }  # fmt: skip
+
+
+def test_stdlib_types_round_trip_exactly(stdlib: tuple[Stubs, Loopback, Any]) -> None:
+    stubs, _, client = stdlib
+    samples = stdlib_values(stubs.contract)
+    assert set(samples) == stubs.contract.Stdlib.__abstractmethods__
+    for method, cases in samples.items():
+        for value in cases:
+            echoed = getattr(client, method)(value)
+            assert identical(echoed, value), (method, value, echoed)
+
+
+def test_stdlib_wire_form(stdlib: tuple[Stubs, Loopback, Any]) -> None:
+    stubs, loop, client = stdlib
+    c, dt, D = stubs.contract, datetime.datetime, decimal.Decimal
+    del loop.calls[:]
+    client.when(dt(2024, 1, 2, 3, 4, 5, 6))
+    client.when(dt(2024, 1, 2, 3, 4, 5, tzinfo=IST))
+    client.day(datetime.date(2024, 2, 29))
+    client.clock(datetime.time(12, 0, 0, 1, tzinfo=UTC))
+    client.span(-datetime.timedelta(microseconds=1))
+    client.amount(D("19.990"))
+    client.amount(D("-Infinity"))
+    client.ident(ID)
+    client.by_span({datetime.timedelta(seconds=1): ID})
+    client.invoice(c.Invoice(ID, datetime.date(2024, 1, 1), dt(2024, 1, 1), D("1.0"),
+                             datetime.timedelta(1), []))  # fmt: skip
+    assert [call[2][0] for call in loop.calls] == [
+        "2024-01-02T03:04:05.000006",
+        "2024-01-02T03:04:05+05:30",
+        "2024-02-29",
+        "12:00:00.000001+00:00",
+        [-1, 86399, 999999],
+        "19.990",
+        "-Infinity",
+        "12345678-9abc-4def-8123-456789abcdef",
+        [[[0, 1, 0], "12345678-9abc-4def-8123-456789abcdef"]],
+        [str(ID), "2024-01-01", "2024-01-01T00:00:00", "1.0", [1, 0, 0], [], None],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("method", "value", "message"),
+    [
+        ("when", "2024-01-01T00:00:00", "when(): argument 'value': expected datetime, got str"),
+        ("when", datetime.date(2024, 1, 1), "when(): argument 'value': expected datetime, got date"),
+        ("day", datetime.datetime(2024, 1, 1), "day(): argument 'value': expected date, got datetime"),
+        ("clock", datetime.datetime(2024, 1, 1), "clock(): argument 'value': expected time"),
+        ("span", 1.5, "span(): argument 'value': expected timedelta, got float"),
+        ("amount", 19.99, "amount(): argument 'value': expected Decimal, got float"),
+        ("amount", "19.99", "amount(): argument 'value': expected Decimal, got str"),
+        ("ident", str(ID), "ident(): argument 'value': expected UUID, got str"),
+        ("ids", {5}, "ids(): argument 'value'[0]: expected UUID, got int"),
+    ],
+)  # fmt: skip
+def test_stdlib_client_refuses_wrong_values(
+    stdlib: tuple[Stubs, Loopback, Any], method: str, value: Any, message: str
+) -> None:
+    _, _, client = stdlib
+    with pytest.raises(InvalidArgumentError) as info:
+        getattr(client, method)(value)
+    assert info.value.message.startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("method", "args", "message"),
+    [
+        ("when", ["2024-01-01T00:00:00Z"], "when(): argument 'value': '2024-01-01T00:00:00Z' is not a datetime in ISO 8601 form"),
+        ("when", ["2024-01-01 00:00:00"], "is not a datetime in ISO 8601 form"),
+        ("when", ["2024-01-01T00:00:00.000000"], "is not a datetime in ISO 8601 form"),
+        ("when", ["2024-01-01"], "is not a datetime in ISO 8601 form"),
+        ("when", ["yesterday"], "'yesterday' is not a datetime in ISO 8601 form"),
+        ("when", [1704067200], "when(): argument 'value': expected datetime (an ISO 8601 string), got int"),
+        ("day", ["20240101"], "day(): argument 'value': '20240101' is not a date in ISO 8601 form"),
+        ("day", ["2024-02-30"], "'2024-02-30' is not a date"),
+        ("clock", ["T12:00"], "clock(): argument 'value': 'T12:00' is not a time"),
+        ("clock", ["12:00"], "'12:00' is not a time"),
+        ("span", [[0, 86400, 0]], "span(): argument 'value': [0, 86400, 0] is not a timedelta"),
+        ("span", [[0, 0, -1]], "[0, 0, -1] is not a timedelta"),
+        ("span", [[10**9, 0, 0]], "is not a timedelta"),
+        ("span", [[0, 0]], "span(): argument 'value': expected timedelta ([days, seconds, microseconds]), got list"),
+        ("span", [[0, 0, 1.0]], "expected timedelta"),
+        ("span", [[True, 0, 0]], "expected timedelta"),
+        ("amount", ["1_000"], "amount(): argument 'value': '1_000' is not a Decimal in canonical form"),
+        ("amount", [" 1"], "is not a Decimal"),
+        ("amount", ["1e3"], "'1e3' is not a Decimal"),
+        ("amount", ["nan"], "'nan' is not a Decimal"),
+        ("amount", ["inf"], "'inf' is not a Decimal"),
+        ("amount", ["abc"], "'abc' is not a Decimal"),
+        ("amount", [19.99], "amount(): argument 'value': expected Decimal (a string), got float"),
+        ("ident", [str(ID).upper()], "ident(): argument 'value': '12345678-9ABC-4DEF-8123-456789ABCDEF' is not a UUID"),
+        ("ident", ["{" + str(ID) + "}"], "is not a UUID"),
+        ("ident", [ID.hex], "is not a UUID"),
+        ("ident", [ID.bytes], "ident(): argument 'value': expected UUID (a string), got bytes"),
+        ("invoice", [[str(ID), "2024-01-01", "2024-01-01T00:00:00", "x", [1, 0, 0], []]],
+         "invoice(): argument 'value'.total: 'x' is not a Decimal"),
+        ("by_day", [{"2024-1-1": []}], "by_day(): argument 'value' key '2024-1-1': '2024-1-1' is not a date"),
+    ],
+)  # fmt: skip
+def test_stdlib_server_refuses_malformed_wire_values(
+    stdlib: tuple[Stubs, Loopback, Any], method: str, args: Any, message: str
+) -> None:
+    _, loop, _ = stdlib
+    with pytest.raises(InvalidArgumentError) as info:
+        loop.services["Stdlib"].methods[method].decode_args(args)
+    assert message in info.value.message
+    assert info.value.message.startswith(f"{method}(): argument 'value'")

@@ -1,9 +1,9 @@
 """Serve the e2e services in their own process:
 `serve.py STUB_DIR ADDRESS [options JSON [harness JSON]]`.
 
-Serves AllTypes, and Streams too when its stubs are in STUB_DIR. Prints the bound
-address on stdout, then serves until killed or stdin closes. The options go to
-`Server`; the harness JSON sets up the process for hardening tests:
+Serves AllTypes, and Streams and MoreTypes too when their stubs are in STUB_DIR.
+Prints the bound address on stdout, then serves until killed or stdin closes. The
+options go to `Server`; the harness JSON sets up the process for hardening tests:
   "nofile": N     lower the soft RLIMIT_NOFILE to N before the Server is made
   "gc": false     disable the cyclic garbage collector, so only reference counting frees
   "debug": true   also serve `Debug.stats()`: live _Connection objects and more
@@ -45,6 +45,11 @@ if os.path.exists(os.path.join(stub_dir, "e2e_streams_server.py")):
     from streams_impl import StreamsImpl
 
     register_streams(server, StreamsImpl())
+if os.path.exists(os.path.join(stub_dir, "e2e_moretypes_server.py")):
+    from e2e_moretypes_server import register_more_types  # type: ignore[import-not-found]
+    from moretypes_impl import MoreTypesImpl
+
+    register_more_types(server, MoreTypesImpl())
 
 
 def stats() -> dict[str, Any]:

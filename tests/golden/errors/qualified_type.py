@@ -1,8 +1,8 @@
-import datetime
+import models
 
 from abc import ABC, abstractmethod
 
 
 class S(ABC):
     @abstractmethod
-    def f(self) -> datetime.date: ...
+    def f(self) -> models.Item: ...

@@ -1,0 +1,34 @@
+"""End-to-end contract for the types beyond the scalars: each method echoes its argument."""
+
+import datetime
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import date, time, timedelta
+from decimal import Decimal
+from uuid import UUID
+
+
+@dataclass
+class Dated:
+    when: datetime.datetime
+    day: date
+    clock: time
+    span: timedelta
+    amount: Decimal
+    id: UUID
+    by_day: dict[date, Decimal]
+    spans: dict[timedelta, str]
+    later: datetime.datetime | None = None
+
+
+class MoreTypes(ABC):
+    """Echoes each family of types."""
+
+    @abstractmethod
+    def echo_dated(self, value: Dated) -> Dated: ...
+
+    @abstractmethod
+    def echo_when(self, value: datetime.datetime) -> datetime.datetime: ...
+
+    @abstractmethod
+    def echo_amounts(self, value: list[Decimal]) -> list[Decimal]: ...

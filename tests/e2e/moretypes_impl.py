@@ -1,0 +1,19 @@
+"""The MoreTypes implementation served by the end-to-end server process: an echo."""
+
+from __future__ import annotations
+
+import datetime
+from decimal import Decimal
+
+from e2e_moretypes import Dated, MoreTypes  # type: ignore[import-not-found]
+
+
+class MoreTypesImpl(MoreTypes):  # type: ignore[misc]
+    def echo_dated(self, value: Dated) -> Dated:
+        return value
+
+    def echo_when(self, value: datetime.datetime) -> datetime.datetime:
+        return value
+
+    def echo_amounts(self, value: list[Decimal]) -> list[Decimal]:
+        return value
