@@ -36,6 +36,7 @@ from .model import (
     Dataclass,
     DictOf,
     ListOf,
+    LiteralOf,
     Method,
     Named,
     OptionalOf,
@@ -79,6 +80,10 @@ class Converter:
     enum: str | None = None
     enum_value_type: str | None = None
     table: str | None = None
+    literal_guard: str | None = None
+    """For a Literal: the type test before the `table` lookup (an unhashable wire value
+    must not reach dict.get)."""
+    literal_name: str | None = None
     encode: bool = True
 
 
@@ -170,8 +175,9 @@ class _Emitter:
     needs_none: bool = False
     uses_iterable: bool = False
     uses_chan: bool = False
-    stdlib: set[Stdlib] = field(default_factory=set)
-    """Standard-library classes this stub spells in an annotation (so it imports them)."""
+    std_names: dict[str, set[str]] = field(default_factory=lambda: {"typing": {"Any"}})
+    """What this stub imports from standard-library modules (but collections.abc), by
+    module: the classes and typing forms its annotations spell."""
 
     def helper(self, name: str) -> str:
         self.helpers.add(name)
@@ -181,7 +187,9 @@ class _Emitter:
         """`ref` as this stub's annotations write it; notes what that makes it import."""
         for part in iter_types(ref):
             if isinstance(part, Stdlib):
-                self.stdlib.add(part)
+                self.std_names.setdefault(part.module, set()).add(part.name)
+            elif isinstance(part, LiteralOf):
+                self.std_names["typing"].add("Literal")
         return annotation(ref)
 
     def mangle(self, ref: TypeRef) -> str:
@@ -236,6 +244,8 @@ class _Emitter:
                 shortcut="None",
                 encode=encode,
             )
+        if isinstance(ref, LiteralOf):
+            return self.literal(name, ref, encode, returns)
         assert isinstance(ref, Named)
         if ref.kind == "enum":
             enum = self.contract.enums[key_of(ref)]
@@ -261,6 +271,25 @@ class _Emitter:
                 encode=encode,
             )
         return self.record(name, self.contract.dataclasses[key_of(ref)], encode, returns)
+
+    def literal(self, name: str, ref: LiteralOf, encode: bool, returns: str) -> Converter:
+        # Keyed by (type, value) so that True is not taken for 1, nor 1.0 for 1.
+        self.helper("bad_enum")
+        table = f"_{self.mangle(ref)}_values"
+        if table not in {t.name for t in self.tables}:
+            entries = ", ".join(f"({kind}, {value!r}): {value!r}" for kind, value in ref.values)
+            self.tables.append(
+                Table(table, f"dict[tuple[object, object], {self.spell(ref)}]", f"{{{entries}}}")
+            )
+        kinds = sorted({kind for kind, _ in ref.values})
+        return Converter(
+            name,
+            returns,
+            literal_guard=" or ".join(f"type(value) is {kind}" for kind in kinds),
+            table=table,
+            literal_name=repr(ref.spelled),
+            encode=encode,
+        )
 
     def sequence(
         self, name: str, ref: TypeRef, item: TypeRef, encode: bool, returns: str
@@ -464,6 +493,9 @@ def _mangle(ref: TypeRef) -> str:
     # Prefix notation with fixed arities, so distinct types get distinct names.
     if isinstance(ref, Scalar | Stdlib | Named):
         return ref.name
+    if isinstance(ref, LiteralOf):
+        # Readable where the values allow; Emitter.mangle numbers any clash.
+        return "_".join(["lit", *(_mangle_value(value) for _, value in ref.values)])
     if isinstance(ref, ListOf):
         return f"list_{_mangle(ref.item)}"
     if isinstance(ref, SetOf):
@@ -475,6 +507,12 @@ def _mangle(ref: TypeRef) -> str:
     if ref.variadic:
         return f"tuplev_{_mangle(ref.items[0])}"
     return "_".join([f"tuple{len(ref.items)}", *(_mangle(i) for i in ref.items)])
+
+
+def _mangle_value(value: bool | int | str) -> str:
+    if isinstance(value, str):
+        return value if value.isidentifier() and value.isascii() else "s"
+    return f"m{-value}" if value < 0 else str(value)
 
 
 def annotation(ref: TypeRef) -> str:
@@ -748,9 +786,7 @@ def compile_contract(contract: Contract, out_dir: Path) -> tuple[StubContext, St
             )
             if used
         ]
-        std: dict[str, set[str]] = {"typing": {"Any"}}
-        for ref in emitter.stdlib:
-            std.setdefault(ref.module, set()).add(ref.name)
+        std = emitter.std_names
         return StubContext(
             header=header,
             source_name=source_name,
@@ -766,7 +802,9 @@ def compile_contract(contract: Contract, out_dir: Path) -> tuple[StubContext, St
             services=tuple(services),
         )
 
-    clashes = {ref.name for ref in client.stdlib | server.stdlib} & _declared(contract)
+    imported = {name for emitter in (client, server) for names in emitter.std_names.values()
+                for name in names}  # fmt: skip
+    clashes = imported & _declared(contract)
     if clashes:
         raise SpecErrors(
             [

@@ -44,6 +44,22 @@ class Stdlib:
         return STDLIB_TYPES[self.name]
 
 
+LiteralValue = bool | int | str
+
+
+@dataclass(frozen=True)
+class LiteralOf:
+    """``Literal[...]``: the value itself travels, checked against `values` on both sides."""
+
+    values: tuple[tuple[Literal["bool", "int", "str"], LiteralValue], ...]
+    """(kind, value) pairs: with the kind, ``Literal[True]`` and ``Literal[1]`` stay
+    distinct types (True == 1 would otherwise make them share one converter)."""
+
+    @property
+    def spelled(self) -> str:
+        return f"Literal[{', '.join(repr(value) for _, value in self.values)}]"
+
+
 @dataclass(frozen=True)
 class ListOf:
     item: TypeRef
@@ -82,7 +98,7 @@ class Named:
     """The file the class is declared in (resolved), so stubs can import it from there."""
 
 
-TypeRef = Scalar | Stdlib | ListOf | SetOf | DictOf | TupleOf | OptionalOf | Named
+TypeRef = Scalar | Stdlib | LiteralOf | ListOf | SetOf | DictOf | TupleOf | OptionalOf | Named
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,8 @@ from .model import (
     EnumDef,
     Field,
     ListOf,
+    LiteralOf,
+    LiteralValue,
     Method,
     Named,
     OptionalOf,
@@ -572,11 +574,36 @@ class _Parser:
             return OptionalOf(inner)
         if head == "Union":
             return self.union(mod, node, args)
+        if head == "Literal":
+            return self.literal(mod, node, args)
         if head == "frozenset":
             raise self.fail(mod, node, "frozenset is not supported: use set[T]")
         raise self.fail(
             mod, node, f"unsupported type {mod.module.code_for_node(node)!r}: {TYPE_HELP}"
         )
+
+    def literal(
+        self, mod: _Module, node: cst.CSTNode, args: Sequence[cst.BaseExpression]
+    ) -> LiteralOf:
+        values: list[tuple[Literal["bool", "int", "str"], LiteralValue]] = []
+        for arg in args:
+            value = _literal_value(arg)
+            if value is None:
+                raise self.fail(
+                    mod,
+                    arg,
+                    f"Literal values must be str, int or bool literals, not "
+                    f"{mod.module.code_for_node(arg)}: for None write Literal[...] | None, "
+                    "for members use the Enum itself",
+                )
+            kind: Literal["bool", "int", "str"] = (
+                "bool" if isinstance(value, bool) else "int" if isinstance(value, int) else "str"
+            )
+            if (kind, value) not in values:
+                values.append((kind, value))
+        if not values:
+            raise self.fail(mod, node, "Literal needs at least one value: Literal['a', 'b']")
+        return LiteralOf(tuple(values))
 
     def require_hashable(self, mod: _Module, node: cst.CSTNode, ref: TypeRef, what: str) -> None:
         if not _hashable(ref):
@@ -606,6 +633,13 @@ class _Parser:
             raise mismatch()
         if isinstance(ref, OptionalOf):
             ref = ref.inner
+        if isinstance(ref, LiteralOf):
+            given = _literal_value(node)
+            if given is None:
+                raise self.fail(mod, node, DEFAULT_HELP)
+            if not any(given == v and type(given) is type(v) for _, v in ref.values):
+                raise mismatch()
+            return
         literal = node
         if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Minus | cst.Plus):
             literal = node.expression
@@ -981,6 +1015,23 @@ class _Parser:
         return Contract(self.path, tuple(services), self.dataclasses, self.enums)
 
 
+def _literal_value(node: cst.BaseExpression) -> LiteralValue | None:
+    """The value of a str, int or bool literal (``-1`` too), else None."""
+    if isinstance(node, cst.Name) and node.value in {"True", "False"}:
+        return node.value == "True"
+    negative = isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Minus)
+    if isinstance(node, cst.UnaryOperation) and negative:
+        node = node.expression
+    if isinstance(node, cst.Integer):
+        value = int(node.value.replace("_", ""), 0)
+        return -value if negative else value
+    if not negative and isinstance(node, cst.SimpleString | cst.ConcatenatedString):
+        text = node.evaluated_value
+        if isinstance(text, str):
+            return text
+    return None
+
+
 def _is_none(ref: TypeRef) -> bool:
     return isinstance(ref, Scalar) and ref.name == "None"
 
@@ -988,7 +1039,7 @@ def _is_none(ref: TypeRef) -> bool:
 def _hashable(ref: TypeRef) -> bool:
     if isinstance(ref, Scalar):
         return ref.name != "None"
-    if isinstance(ref, Stdlib):
+    if isinstance(ref, Stdlib | LiteralOf):
         return True
     if isinstance(ref, Named):
         return ref.kind == "enum"
@@ -1001,6 +1052,8 @@ def _spell(ref: TypeRef) -> str:
     """The type as a user would write it (for messages and for stub annotations)."""
     if isinstance(ref, Scalar | Stdlib | Named):
         return ref.name
+    if isinstance(ref, LiteralOf):
+        return ref.spelled
     if isinstance(ref, ListOf):
         return f"list[{_spell(ref.item)}]"
     if isinstance(ref, SetOf):

@@ -671,3 +671,70 @@ def test_stdlib_server_refuses_malformed_wire_values(
         loop.services["Stdlib"].methods[method].decode_args(args)
     assert message in info.value.message
     assert info.value.message.startswith(f"{method}(): argument 'value'")
+
+
+# -- Literal ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def literals(load_case: Callable[[str], Stubs]) -> tuple[Stubs, Loopback, Any]:
+    stubs = load_case("literals")
+    loop = Loopback()
+    stubs.server.register_literals(loop, echo_impl(stubs.contract.Literals))
+    return stubs, loop, stubs.client.LiteralsClient(loop)
+
+
+def test_literals_round_trip(literals: tuple[Stubs, Loopback, Any]) -> None:
+    stubs, loop, client = literals
+    c = stubs.contract
+    samples: dict[str, list[Any]] = {
+        "side": ["buy", "sell"],
+        "level": [-1, 0, 1],
+        "mixed": [1, True, "1"],
+        "yes": [True],
+        "order": [c.Order("buy"), c.Order("sell", "limit", {"a": 0, "b": 1})],
+    }
+    assert set(samples) | {"sides"} == c.Literals.__abstractmethods__
+    for method, cases in samples.items():
+        for value in cases:
+            assert same(getattr(client, method)(value), value), (method, value)
+    assert same(client.sides(frozenset({"buy"})), {"buy"})
+    assert client.level() == 0  # the contract's default, copied into the client
+    del loop.calls[:]
+    client.mixed(True)
+    client.order(c.Order("sell", "limit", {"b": 1}))
+    assert [call[2] for call in loop.calls] == [[True], [["sell", "limit", {"b": 1}]]]
+
+
+@pytest.mark.parametrize(
+    ("method", "value", "message"),
+    [
+        ("side", "hold", "side(): argument 'value': 'hold' is not a valid Literal['buy', 'sell']"),
+        ("side", ["buy"], "side(): argument 'value': ['buy'] is not a valid Literal['buy', 'sell']"),
+        ("level", 2, "level(): argument 'value': 2 is not a valid Literal[-1, 0, 1]"),
+        ("level", True, "level(): argument 'value': True is not a valid Literal[-1, 0, 1]"),
+        ("level", 1.0, "level(): argument 'value': 1.0 is not a valid"),
+        ("yes", 1, "yes(): argument 'value': 1 is not a valid Literal[True]"),
+        ("mixed", 1.0, "mixed(): argument 'value': 1.0 is not a valid Literal[1, True, '1']"),
+        ("mixed", False, "mixed(): argument 'value': False is not a valid"),
+    ],
+)  # fmt: skip
+def test_literals_are_checked_on_both_sides(
+    literals: tuple[Stubs, Loopback, Any], method: str, value: Any, message: str
+) -> None:
+    _, loop, client = literals
+    with pytest.raises(InvalidArgumentError) as info:
+        getattr(client, method)(value)
+    assert info.value.message.startswith(message)
+    with pytest.raises(InvalidArgumentError) as info:
+        loop.services["Literals"].methods[method].decode_args([value])
+    assert info.value.message.startswith(message)
+
+
+def test_literal_values_keep_their_type(literals: tuple[Stubs, Loopback, Any]) -> None:
+    _, loop, client = literals
+    for value in (1, True, "1"):
+        assert type(client.mixed(value)) is type(value)
+    decode = loop.services["Literals"].methods["order"].decode_args
+    with pytest.raises(InvalidArgumentError, match=r"'value'\.flags\['a'\]: 2 is not a valid"):
+        decode([["buy", "market", {"a": 2}]])

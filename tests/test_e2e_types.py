@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 from e2e_harness import ServerProcess, generate_stubs
 
+from gopherpipe_runtime import InvalidArgumentError
+
 CONTRACTS = ("e2e_alltypes.py", "e2e_moretypes.py")
 IST = datetime.timezone(datetime.timedelta(hours=5, minutes=30))
 
@@ -102,3 +104,12 @@ def test_decimals_keep_their_digits_and_special_values(client: Any) -> None:
     echoed = client.echo_amounts(amounts)
     assert [str(a) for a in echoed] == [str(a) for a in amounts]
     assert all(type(a) is Decimal for a in echoed)
+
+
+def test_literals_round_trip_and_are_checked(api: Any, client: Any) -> None:
+    contract, _ = api
+    ticket = contract.Ticket("sell", 100, {"a": True, "b": "maybe"})
+    echoed = client.echo_ticket(ticket)
+    assert exact(echoed, ticket) and echoed.flags["a"] is True
+    with pytest.raises(InvalidArgumentError, match=r"'value'\.lots: 5 is not a valid"):
+        client.echo_ticket(contract.Ticket("buy", 5, {}))

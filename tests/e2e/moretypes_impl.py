@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 from decimal import Decimal
 
-from e2e_moretypes import Dated, MoreTypes  # type: ignore[import-not-found]
+from e2e_moretypes import Dated, MoreTypes, Ticket  # type: ignore[import-not-found]
 
 
 class MoreTypesImpl(MoreTypes):  # type: ignore[misc]
@@ -16,4 +16,7 @@ class MoreTypesImpl(MoreTypes):  # type: ignore[misc]
         return value
 
     def echo_amounts(self, value: list[Decimal]) -> list[Decimal]:
+        return value
+
+    def echo_ticket(self, value: Ticket) -> Ticket:
         return value

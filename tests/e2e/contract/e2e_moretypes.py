@@ -5,6 +5,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import date, time, timedelta
 from decimal import Decimal
+from typing import Literal
 from uuid import UUID
 
 
@@ -21,6 +22,13 @@ class Dated:
     later: datetime.datetime | None = None
 
 
+@dataclass
+class Ticket:
+    side: Literal["buy", "sell"]
+    lots: Literal[1, 10, 100]
+    flags: dict[Literal["a", "b"], Literal[True, "maybe"]]
+
+
 class MoreTypes(ABC):
     """Echoes each family of types."""
 
@@ -32,3 +40,6 @@ class MoreTypes(ABC):
 
     @abstractmethod
     def echo_amounts(self, value: list[Decimal]) -> list[Decimal]: ...
+
+    @abstractmethod
+    def echo_ticket(self, value: Ticket) -> Ticket: ...
