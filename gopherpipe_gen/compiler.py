@@ -175,6 +175,8 @@ class _Emitter:
     needs_none: bool = False
     uses_iterable: bool = False
     uses_chan: bool = False
+    abc_names: set[str] = field(default_factory=set)
+    """What annotations spell from collections.abc (Callable and Iterable aside)."""
     std_names: dict[str, set[str]] = field(default_factory=lambda: {"typing": {"Any"}})
     """What this stub imports from standard-library modules (but collections.abc), by
     module: the classes and typing forms its annotations spell."""
@@ -190,6 +192,8 @@ class _Emitter:
                 self.std_names.setdefault(part.module, set()).add(part.name)
             elif isinstance(part, LiteralOf):
                 self.std_names["typing"].add("Literal")
+            elif isinstance(part, ListOf | DictOf) and part.abstract:
+                self.abc_names.add("Sequence" if isinstance(part, ListOf) else "Mapping")
         return annotation(ref)
 
     def mangle(self, ref: TypeRef) -> str:
@@ -297,7 +301,12 @@ class _Emitter:
         fast_item = self.call(item, encode, "item", "path")
         precise_item = self.call(item, encode, "item", INDEXED)
         loop, indexed = "for item in items", "for index, item in enumerate(items)"
-        if isinstance(ref, SetOf) and not encode:
+        if isinstance(ref, SetOf) and ref.frozen and not encode:
+            fast, precise = (
+                f"frozenset([{fast_item} {loop}])",
+                f"frozenset([{precise_item} {indexed}])",
+            )
+        elif isinstance(ref, SetOf) and not encode:
             fast, precise = f"{{{fast_item} {loop}}}", f"{{{precise_item} {indexed}}}"
         elif isinstance(ref, TupleOf) and not encode:
             fast, precise = f"tuple([{fast_item} {loop}])", f"tuple([{precise_item} {indexed}])"
@@ -308,6 +317,8 @@ class _Emitter:
                 check = f"items = {self.helper('check_set')}(value, path)"
             elif isinstance(ref, TupleOf):
                 check = f"items = {self.helper('check_tuple')}(value, path, None)"
+            elif isinstance(ref, ListOf) and ref.abstract:
+                check = f"items = {self.helper('check_sequence')}(value, path)"
             else:
                 check = f"items = {self.helper('check_list')}(value, path)"
         elif isinstance(ref, TupleOf):
@@ -319,9 +330,12 @@ class _Emitter:
         if exact is not None:
             shortcut_cond = f"all({exact} {loop})"
             if isinstance(ref, ListOf):
-                shortcut = "items"
+                # A Sequence may be a tuple, which a codec need not take for a list.
+                shortcut = "list(items)" if encode and ref.abstract else "items"
             elif isinstance(ref, SetOf):
-                shortcut = "list(items)" if encode else "set(items)"
+                shortcut = (
+                    "list(items)" if encode else "frozenset(items)" if ref.frozen else "set(items)"
+                )
             else:
                 shortcut = "list(items)" if encode else "tuple(items)"
         return Converter(
@@ -369,7 +383,8 @@ class _Emitter:
         value_fast = self.call(ref.value, encode, "item", "path")
         shortcut_cond = shortcut = None
         if encode or not tuple_keys:
-            check = f"items = {self.helper('check_dict')}(value, path)"
+            checker = "check_mapping" if encode and ref.abstract else "check_dict"
+            check = f"items = {self.helper(checker)}(value, path)"
             key_precise = self.call(ref.key, encode, "key", 'f"{path} key {key!r}"')
             value_precise = self.call(ref.value, encode, "item", 'f"{path}[{key!r}]"')
             loop = "for key, item in items.items()"
@@ -385,7 +400,7 @@ class _Emitter:
                 exact_value = _exact_check(ref.value, "item")
                 if exact_key is not None and exact_value is not None:
                     shortcut_cond = f"all({exact_key} and {exact_value} {loop})"
-                    shortcut = "items"
+                    shortcut = "dict(items)" if encode and ref.abstract else "items"
         else:
             check = f"items = {self.helper('check_list')}(value, path)"
             pair = self.helper("check_wire_tuple")
@@ -497,11 +512,11 @@ def _mangle(ref: TypeRef) -> str:
         # Readable where the values allow; Emitter.mangle numbers any clash.
         return "_".join(["lit", *(_mangle_value(value) for _, value in ref.values)])
     if isinstance(ref, ListOf):
-        return f"list_{_mangle(ref.item)}"
+        return f"{'seq' if ref.abstract else 'list'}_{_mangle(ref.item)}"
     if isinstance(ref, SetOf):
-        return f"set_{_mangle(ref.item)}"
+        return f"{'fset' if ref.frozen else 'set'}_{_mangle(ref.item)}"
     if isinstance(ref, DictOf):
-        return f"dict_{_mangle(ref.key)}_{_mangle(ref.value)}"
+        return f"{'map' if ref.abstract else 'dict'}_{_mangle(ref.key)}_{_mangle(ref.value)}"
     if isinstance(ref, OptionalOf):
         return f"opt_{_mangle(ref.inner)}"
     if ref.variadic:
@@ -778,19 +793,16 @@ def compile_contract(contract: Contract, out_dir: Path) -> tuple[StubContext, St
     header = f"# Generated by gopherpipe gen from {source_name}. DO NOT EDIT."
 
     def context(emitter: _Emitter) -> StubContext:
-        abc_names = [
-            name
-            for name, used in (
-                ("Callable", emitter.uses_callable),
-                ("Iterable", emitter.uses_iterable),
-            )
-            if used
-        ]
+        abc_names = set(emitter.abc_names)
+        if emitter.uses_callable:
+            abc_names.add("Callable")
+        if emitter.uses_iterable:
+            abc_names.add("Iterable")
         std = emitter.std_names
         return StubContext(
             header=header,
             source_name=source_name,
-            abc_names=tuple(abc_names),
+            abc_names=tuple(sorted(abc_names)),
             std_imports=tuple((module, tuple(sorted(std[module]))) for module in sorted(std)),
             imports=imports,
             helpers=tuple(sorted(emitter.helpers)),
@@ -803,7 +815,7 @@ def compile_contract(contract: Contract, out_dir: Path) -> tuple[StubContext, St
         )
 
     imported = {name for emitter in (client, server) for names in emitter.std_names.values()
-                for name in names}  # fmt: skip
+                for name in names} | client.abc_names | server.abc_names  # fmt: skip
     clashes = imported & _declared(contract)
     if clashes:
         raise SpecErrors(

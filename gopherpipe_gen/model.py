@@ -63,17 +63,23 @@ class LiteralOf:
 @dataclass(frozen=True)
 class ListOf:
     item: TypeRef
+    abstract: bool = False
+    """``Sequence[T]``: any sequence is sent (a tuple too), a list comes back."""
 
 
 @dataclass(frozen=True)
 class SetOf:
     item: TypeRef
+    frozen: bool = False
+    """``frozenset[T]``: comes back as a frozenset."""
 
 
 @dataclass(frozen=True)
 class DictOf:
     key: TypeRef
     value: TypeRef
+    abstract: bool = False
+    """``Mapping[K, V]``: any mapping is sent, a dict comes back."""
 
 
 @dataclass(frozen=True)

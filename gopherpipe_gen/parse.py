@@ -58,6 +58,7 @@ from .model import (
 
 TYPE_HELP = (
     "use None, bool, int, float, str, bytes, list[T], dict[K, V], tuple[...], set[T], "
+    "frozenset[T], Sequence[T], Mapping[K, V], Literal[...], "
     "T | None, datetime, date, time, timedelta, Decimal, UUID, or a dataclass or Enum "
     "declared in the contract"
 )
@@ -104,12 +105,14 @@ RESERVED_PARAMS = frozenset(
         "check_dict",
         "check_record",
         "check_args",
+        "check_sequence",
+        "check_mapping",
         *(f"{way}_{name.lower()}" for way in ("enc", "dec") for name in STDLIB_TYPES),
     }
 )
 TYPING_ALIASES = {"List": "list", "Dict": "dict", "Tuple": "tuple", "Set": "set"}
 ENUM_BASES = frozenset({"Enum", "IntEnum", "StrEnum"})
-FACTORIES = frozenset({"list", "dict", "set", "tuple"})
+FACTORIES = frozenset({"list", "dict", "set", "frozenset", "tuple"})
 
 
 class _Invalid(Exception):
@@ -489,7 +492,8 @@ class _Parser:
             raise self.fail(
                 mod, node, f"{name} is not allowed: the wire needs a concrete type; {TYPE_HELP}"
             )
-        if name in {"list", "dict", "tuple", "set", *TYPING_ALIASES}:
+        if name in {"list", "dict", "tuple", "set", "frozenset", "Sequence", "Mapping",
+                    *TYPING_ALIASES}:  # fmt: skip
             generic = TYPING_ALIASES.get(name, name)
             raise self.fail(
                 mod, node, f"{name} needs its item types: write {generic}[...], e.g. list[int]"
@@ -542,19 +546,19 @@ class _Parser:
             raise self.fail(
                 mod, node, f"write {TYPING_ALIASES[head]}[...] instead of typing.{head}[...]"
             )
-        if head == "list":
-            arity(1, "list[T]")
-            return ListOf(self.type_of(mod, args[0]))
-        if head == "set":
-            arity(1, "set[T]")
+        if head in {"list", "Sequence"}:
+            arity(1, f"{head}[T]")
+            return ListOf(self.type_of(mod, args[0]), abstract=head == "Sequence")
+        if head in {"set", "frozenset"}:
+            arity(1, f"{head}[T]")
             item = self.type_of(mod, args[0])
             self.require_hashable(mod, args[0], item, "a set item")
-            return SetOf(item)
-        if head == "dict":
-            arity(2, "dict[K, V]")
+            return SetOf(item, frozen=head == "frozenset")
+        if head in {"dict", "Mapping"}:
+            arity(2, f"{head}[K, V]")
             key = self.type_of(mod, args[0])
             self.require_hashable(mod, args[0], key, "a dict key")
-            return DictOf(key, self.type_of(mod, args[1]))
+            return DictOf(key, self.type_of(mod, args[1]), abstract=head == "Mapping")
         if head == "tuple":
             if len(args) == 2 and isinstance(args[1], cst.Ellipsis):
                 return TupleOf((self.type_of(mod, args[0]),), variadic=True)
@@ -576,8 +580,6 @@ class _Parser:
             return self.union(mod, node, args)
         if head == "Literal":
             return self.literal(mod, node, args)
-        if head == "frozenset":
-            raise self.fail(mod, node, "frozenset is not supported: use set[T]")
         raise self.fail(
             mod, node, f"unsupported type {mod.module.code_for_node(node)!r}: {TYPE_HELP}"
         )
@@ -763,7 +765,9 @@ class _Parser:
                 elif keyword == "default_factory":
                     if _tail_name(arg.value) not in FACTORIES:
                         raise self.fail(
-                            mod, arg.value, "default_factory must be list, dict, set or tuple"
+                            mod,
+                            arg.value,
+                            "default_factory must be list, dict, set, frozenset or tuple",
                         )
                     has_default = True
                 elif keyword == "init" and not (
@@ -1055,11 +1059,11 @@ def _spell(ref: TypeRef) -> str:
     if isinstance(ref, LiteralOf):
         return ref.spelled
     if isinstance(ref, ListOf):
-        return f"list[{_spell(ref.item)}]"
+        return f"{'Sequence' if ref.abstract else 'list'}[{_spell(ref.item)}]"
     if isinstance(ref, SetOf):
-        return f"set[{_spell(ref.item)}]"
+        return f"{'frozenset' if ref.frozen else 'set'}[{_spell(ref.item)}]"
     if isinstance(ref, DictOf):
-        return f"dict[{_spell(ref.key)}, {_spell(ref.value)}]"
+        return f"{'Mapping' if ref.abstract else 'dict'}[{_spell(ref.key)}, {_spell(ref.value)}]"
     if isinstance(ref, TupleOf):
         if ref.variadic:
             return f"tuple[{_spell(ref.items[0])}, ...]"

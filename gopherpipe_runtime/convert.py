@@ -16,6 +16,7 @@ arrives intact):
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, NoReturn
@@ -76,6 +77,26 @@ def check_list(value: object, path: str) -> list[Any]:
     if type(value) is list:
         return value
     fail(path, "list", value)
+
+
+def check_sequence(value: object, path: str) -> Sequence[Any]:
+    """A ``Sequence[T]`` being encoded: a list, a tuple or any other sequence.
+
+    A str or bytes is refused although it is a sequence: passed where a Sequence of
+    items is expected, it is almost always a mistake (``"abc"`` for ``["abc"]``).
+    """
+    if type(value) is list or type(value) is tuple:
+        return value
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes | bytearray):
+        return value
+    fail(path, "a sequence (list or tuple)", value)
+
+
+def check_mapping(value: object, path: str) -> Mapping[Any, Any]:
+    """A ``Mapping[K, V]`` being encoded: a dict or any other mapping."""
+    if isinstance(value, Mapping):
+        return value
+    fail(path, "a mapping", value)
 
 
 def check_tuple(value: object, path: str, size: int | None) -> tuple[Any, ...]:

@@ -12,7 +12,7 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import MappingProxyType, ModuleType, SimpleNamespace
 from typing import Any
 
 import msgpack
@@ -738,3 +738,58 @@ def test_literal_values_keep_their_type(literals: tuple[Stubs, Loopback, Any]) -
     decode = loop.services["Literals"].methods["order"].decode_args
     with pytest.raises(InvalidArgumentError, match=r"'value'\.flags\['a'\]: 2 is not a valid"):
         decode([["buy", "market", {"a": 2}]])
+
+
+# -- Sequence, Mapping, frozenset ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def collections_case(load_case: Callable[[str], Stubs]) -> tuple[Stubs, Loopback, Any]:
+    stubs = load_case("collections")
+    loop = Loopback()
+    stubs.server.register_collections(loop, echo_impl(stubs.contract.Collections))
+    return stubs, loop, stubs.client.CollectionsClient(loop)
+
+
+def test_abstract_collections_are_sent_from_any_and_come_back_concrete(
+    collections_case: tuple[Stubs, Loopback, Any],
+) -> None:
+    stubs, loop, client = collections_case
+    c = stubs.contract
+    assert same(client.seq((1, 2, 3)), [1, 2, 3])
+    assert same(client.seq(range(3)), [0, 1, 2])
+    assert same(client.seq([True]), [1])
+    basket = c.Basket(("apple",), MappingProxyType({"apple": 1}), frozenset({"fruit"}))
+    assert same(
+        client.typing_seq([basket]), [c.Basket(["apple"], {"apple": 1.0}, frozenset({"fruit"}))]
+    )
+    assert same(client.mapping(MappingProxyType({"a": (1,)})), {"a": [1]})
+    assert same(client.pairs({(1, 2): "x"}), {(1, 2): "x"})
+    assert same(client.frozen(frozenset({1, 2})), frozenset({1, 2}))
+    assert same(client.frozen({3}), frozenset({3}))
+    assert same(client.basket(c.Basket([], {})), c.Basket([], {}, frozenset()))
+    del loop.calls[:]
+    client.seq((1, 2))
+    client.mapping({"a": (1,)})
+    client.frozen(frozenset({7}))
+    assert [call[2] for call in loop.calls] == [[[1, 2]], [{"a": [1]}], [[7]]]
+
+
+@pytest.mark.parametrize(
+    ("method", "value", "message"),
+    [
+        ("seq", "123", "seq(): argument 'value': expected a sequence (list or tuple), got str"),
+        ("seq", {1, 2}, "seq(): argument 'value': expected a sequence (list or tuple), got set"),
+        ("seq", (1, "2"), "seq(): argument 'value'[1]: expected int, got str"),
+        ("mapping", [("a", [1])], "mapping(): argument 'value': expected a mapping, got list"),
+        ("mapping", {"a": "bc"}, "mapping(): argument 'value'['a']: expected a sequence"),
+        ("frozen", [1], "frozen(): argument 'value': expected set, got list"),
+    ],
+)
+def test_abstract_collections_refuse_what_they_must(
+    collections_case: tuple[Stubs, Loopback, Any], method: str, value: Any, message: str
+) -> None:
+    _, _, client = collections_case
+    with pytest.raises(InvalidArgumentError) as info:
+        getattr(client, method)(value)
+    assert info.value.message.startswith(message)

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from types import ModuleType
+from types import MappingProxyType, ModuleType
 from typing import Any
 
 import pytest
@@ -113,3 +113,12 @@ def test_literals_round_trip_and_are_checked(api: Any, client: Any) -> None:
     assert exact(echoed, ticket) and echoed.flags["a"] is True
     with pytest.raises(InvalidArgumentError, match=r"'value'\.lots: 5 is not a valid"):
         client.echo_ticket(contract.Ticket("buy", 5, {}))
+
+
+def test_abstract_collections_come_back_as_list_dict_frozenset(api: Any, client: Any) -> None:
+    contract, _ = api
+    shelf = contract.Shelf(("Dune", "Emma"), MappingProxyType({"D": (0,)}), frozenset({"sf"}))
+    echoed = client.echo_shelf(shelf)
+    assert exact(echoed, contract.Shelf(["Dune", "Emma"], {"D": [0]}, frozenset({"sf"})))
+    assert type(echoed.genres) is frozenset
+    assert exact(client.echo_sequence((1, 2.5)), [1.0, 2.5])

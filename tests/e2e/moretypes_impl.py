@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Sequence
 from decimal import Decimal
 
-from e2e_moretypes import Dated, MoreTypes, Ticket  # type: ignore[import-not-found]
+from e2e_moretypes import Dated, MoreTypes, Shelf, Ticket  # type: ignore[import-not-found]
 
 
 class MoreTypesImpl(MoreTypes):  # type: ignore[misc]
@@ -20,3 +21,9 @@ class MoreTypesImpl(MoreTypes):  # type: ignore[misc]
 
     def echo_ticket(self, value: Ticket) -> Ticket:
         return value
+
+    def echo_shelf(self, value: Shelf) -> Shelf:
+        return value
+
+    def echo_sequence(self, value: Sequence[float]) -> Sequence[float]:
+        return tuple(value)  # a tuple is a Sequence too: it must go back as the client's list

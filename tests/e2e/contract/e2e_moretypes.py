@@ -2,6 +2,7 @@
 
 import datetime
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, time, timedelta
 from decimal import Decimal
@@ -29,6 +30,13 @@ class Ticket:
     flags: dict[Literal["a", "b"], Literal[True, "maybe"]]
 
 
+@dataclass
+class Shelf:
+    books: Sequence[str]
+    index: Mapping[str, Sequence[int]]
+    genres: frozenset[str]
+
+
 class MoreTypes(ABC):
     """Echoes each family of types."""
 
@@ -43,3 +51,9 @@ class MoreTypes(ABC):
 
     @abstractmethod
     def echo_ticket(self, value: Ticket) -> Ticket: ...
+
+    @abstractmethod
+    def echo_shelf(self, value: Shelf) -> Shelf: ...
+
+    @abstractmethod
+    def echo_sequence(self, value: Sequence[float]) -> Sequence[float]: ...
