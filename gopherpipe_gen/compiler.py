@@ -151,6 +151,8 @@ class MethodView:
     required: int
     args_decoder: str
     params_table: str | None
+    defaults_table: str | None
+    """The contract's defaults of the parameters after the required ones."""
     decoded_args: str
 
 
@@ -676,7 +678,7 @@ def _methods(service_name: str, method: Method, client: _Emitter, server: _Emitt
             f'self._gp_bidi("{method.name}", {encoded_args}, '
             f"{method.stream_param.name}, {prefix}_item_out, {prefix}_item_in)"
         )
-    params_table = None
+    params_table = defaults_table = None
     if method.required < len(method.params):
         params_table = f"{prefix}_params"
         server.uses_callable = True
@@ -688,6 +690,16 @@ def _methods(service_name: str, method: Method, client: _Emitter, server: _Emitt
                 f"({entries},)",
             )
         )
+        # A CALL that leaves trailing arguments out gets the contract's defaults, which
+        # the client saw, not whatever the implementation's signature says. Defaults are
+        # immutable literals, so one shared tuple serves every call.
+        defaults_table = f"{prefix}_defaults"
+        defaults: list[str] = []
+        for view in params[method.required :]:
+            # Python lets no parameter without a default follow one with a default.
+            assert view.default is not None
+            defaults.append(view.default)
+        server.tables.append(Table(defaults_table, "tuple[Any, ...]", _tuple_display(defaults)))
     server.helper("check_args")
     method_def = ", ".join(
         [f"MethodKind.{kind}", f"{prefix}_args", f"impl.{method.name}", result_encoder, *extras]
@@ -706,6 +718,7 @@ def _methods(service_name: str, method: Method, client: _Emitter, server: _Emitt
         required=method.required,
         args_decoder=f"{prefix}_args",
         params_table=params_table,
+        defaults_table=defaults_table,
         decoded_args=_tuple_display([p.decode for p in params]),
     )
 

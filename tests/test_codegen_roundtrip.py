@@ -331,7 +331,7 @@ def test_the_client_is_the_interface(types: Stubs, client: Any) -> None:
     assert not inspect.isabstract(types.client.TypesClient)
 
 
-def test_defaults_are_copied_and_short_argument_lists_use_the_impls_defaults(
+def test_defaults_are_copied_and_short_argument_lists_use_the_contracts_defaults(
     load_case: Callable[[str], Stubs],
 ) -> None:
     stubs = load_case("defaults")
@@ -370,10 +370,10 @@ def test_defaults_are_copied_and_short_argument_lists_use_the_impls_defaults(
     job = c.Job("j", c.Options(tags=["t"], seen={1}, extra={"e": 1}, size=(1, 2)))
     assert same(client.submit(job), job)
 
-    # A peer that leaves out trailing defaulted arguments gets the impl's defaults.
+    # A peer that leaves out trailing defaulted arguments gets the contract's defaults.
     handler = loop.services["Defaults"].methods["call"]
-    assert handler.decode_args([]) == ()
-    assert handler.decode_args([5, 6]) == (5, 6)
+    assert handler.decode_args([]) == seen[-1]
+    assert handler.decode_args([5, 6]) == (5, 6, *seen[-1][2:])
     with pytest.raises(InvalidArgumentError, match=r"call\(\): argument 'b': expected int"):
         handler.decode_args([5, "6"])
     (options,) = loop.services["Defaults"].methods["submit"].decode_args([["j", []]])[0:1]
@@ -467,7 +467,7 @@ def test_stream_in_the_middle_keeps_its_position(load_case: Callable[[str], Stub
     stubs.server.register_shapes(server, impl)
     middle = server.services["Shapes"].methods["middle"]
     assert (middle.kind.name, middle.stream_param) == ("CLIENT_STREAM", 1)
-    assert middle.decode_args(["room"]) == ("room",)  # `limit` left to the impl's default
+    assert middle.decode_args(["room"]) == ("room", 3)  # `limit`: the contract's default
     assert middle.decode_args(["room", 5]) == ("room", 5)
     maybe = server.services["Shapes"].methods["maybe"]
     assert maybe.decode_item is not None and maybe.encode_item is not None

@@ -67,12 +67,11 @@ def _ChatService_join_room_item_in(value: Any) -> str:
 def _ChatService_history_args(value: Any) -> tuple[Any, ...]:
     args = check_args(value, "history", 1, 2)
     if len(args) < 2:
-        return tuple(
-            [
-                decode(arg, path)
-                for (decode, path), arg in zip(_ChatService_history_params, args, strict=False)
-            ]
-        )
+        decoded = [
+            decode(arg, path)
+            for (decode, path), arg in zip(_ChatService_history_params, args, strict=False)
+        ]
+        return (*decoded, *_ChatService_history_defaults[len(args) - 1 :])
     return (
         check_str(args[0], "history(): argument 'room_id'"),
         check_int(args[1], "history(): argument 'limit'"),
@@ -140,3 +139,6 @@ _ChatService_history_params: tuple[tuple[Callable[[object, str], Any], str], ...
     (check_str, "history(): argument 'room_id'"),
     (check_int, "history(): argument 'limit'"),
 )
+
+
+_ChatService_history_defaults: tuple[Any, ...] = (50,)

@@ -42,12 +42,11 @@ def _EchoService_echo_result(value: Any) -> Any:
 def _EchoService_repeat_args(value: Any) -> tuple[Any, ...]:
     args = check_args(value, "repeat", 1, 2)
     if len(args) < 2:
-        return tuple(
-            [
-                decode(arg, path)
-                for (decode, path), arg in zip(_EchoService_repeat_params, args, strict=False)
-            ]
-        )
+        decoded = [
+            decode(arg, path)
+            for (decode, path), arg in zip(_EchoService_repeat_params, args, strict=False)
+        ]
+        return (*decoded, *_EchoService_repeat_defaults[len(args) - 1 :])
     return (
         check_str(args[0], "repeat(): argument 'text'"),
         check_int(args[1], "repeat(): argument 'times'"),
@@ -71,3 +70,6 @@ _EchoService_repeat_params: tuple[tuple[Callable[[object, str], Any], str], ...]
     (check_str, "repeat(): argument 'text'"),
     (check_int, "repeat(): argument 'times'"),
 )
+
+
+_EchoService_repeat_defaults: tuple[Any, ...] = (2,)

@@ -51,12 +51,11 @@ def register_defaults(server: Server, impl: Defaults) -> None:
 def _Defaults_call_args(value: Any) -> tuple[Any, ...]:
     args = check_args(value, "call", 0, 14)
     if len(args) < 14:
-        return tuple(
-            [
-                decode(arg, path)
-                for (decode, path), arg in zip(_Defaults_call_params, args, strict=False)
-            ]
-        )
+        decoded = [
+            decode(arg, path)
+            for (decode, path), arg in zip(_Defaults_call_params, args, strict=False)
+        ]
+        return (*decoded, *_Defaults_call_defaults[len(args) :])
     return (
         check_int(args[0], "call(): argument 'a'"),
         check_int(args[1], "call(): argument 'b'"),
@@ -82,12 +81,11 @@ def _Defaults_call_result(value: Any) -> Any:
 def _Defaults_submit_args(value: Any) -> tuple[Any, ...]:
     args = check_args(value, "submit", 1, 2)
     if len(args) < 2:
-        return tuple(
-            [
-                decode(arg, path)
-                for (decode, path), arg in zip(_Defaults_submit_params, args, strict=False)
-            ]
-        )
+        decoded = [
+            decode(arg, path)
+            for (decode, path), arg in zip(_Defaults_submit_params, args, strict=False)
+        ]
+        return (*decoded, *_Defaults_submit_defaults[len(args) - 1 :])
     return (
         _dec_Job(args[0], "submit(): argument 'job'"),
         check_bool(args[1], "submit(): argument 'dry_run'"),
@@ -101,12 +99,11 @@ def _Defaults_submit_result(value: Any) -> Any:
 def _Defaults_positional_args(value: Any) -> tuple[Any, ...]:
     args = check_args(value, "positional", 1, 2)
     if len(args) < 2:
-        return tuple(
-            [
-                decode(arg, path)
-                for (decode, path), arg in zip(_Defaults_positional_params, args, strict=False)
-            ]
-        )
+        decoded = [
+            decode(arg, path)
+            for (decode, path), arg in zip(_Defaults_positional_params, args, strict=False)
+        ]
+        return (*decoded, *_Defaults_positional_defaults[len(args) - 1 :])
     return (
         check_int(args[0], "positional(): argument 'a'"),
         check_str(args[1], "positional(): argument 'b'"),
@@ -382,6 +379,24 @@ _Defaults_call_params: tuple[tuple[Callable[[object, str], Any], str], ...] = (
 )
 
 
+_Defaults_call_defaults: tuple[Any, ...] = (
+    1,
+    -2,
+    2.5,
+    -1e3,
+    3,
+    "s",
+    b"b",
+    False,
+    True,
+    None,
+    Mode.SLOW,
+    (1, "x"),
+    (),
+    Mode.FAST,
+)
+
+
 _Options_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
     ("retries", check_int),
     ("ratio", check_float),
@@ -410,7 +425,13 @@ _Defaults_submit_params: tuple[tuple[Callable[[object, str], Any], str], ...] = 
 )
 
 
+_Defaults_submit_defaults: tuple[Any, ...] = (False,)
+
+
 _Defaults_positional_params: tuple[tuple[Callable[[object, str], Any], str], ...] = (
     (check_int, "positional(): argument 'a'"),
     (check_str, "positional(): argument 'b'"),
 )
+
+
+_Defaults_positional_defaults: tuple[Any, ...] = ("x",)

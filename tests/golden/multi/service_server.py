@@ -69,12 +69,11 @@ def _Greeter_ping_result(value: Any) -> Any:
 def _HTTPGateway_hello_args(value: Any) -> tuple[Any, ...]:
     args = check_args(value, "hello", 1, 2)
     if len(args) < 2:
-        return tuple(
-            [
-                decode(arg, path)
-                for (decode, path), arg in zip(_HTTPGateway_hello_params, args, strict=False)
-            ]
-        )
+        decoded = [
+            decode(arg, path)
+            for (decode, path), arg in zip(_HTTPGateway_hello_params, args, strict=False)
+        ]
+        return (*decoded, *_HTTPGateway_hello_defaults[len(args) - 1 :])
     return (
         check_str(args[0], "hello(): argument 'name'"),
         check_bool(args[1], "hello(): argument 'loud'"),
@@ -108,3 +107,6 @@ _HTTPGateway_hello_params: tuple[tuple[Callable[[object, str], Any], str], ...] 
     (check_str, "hello(): argument 'name'"),
     (check_bool, "hello(): argument 'loud'"),
 )
+
+
+_HTTPGateway_hello_defaults: tuple[Any, ...] = (False,)

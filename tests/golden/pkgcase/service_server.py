@@ -40,12 +40,11 @@ def _Tracker_open_result(value: Any) -> Any:
 def _Tracker_search_args(value: Any) -> tuple[Any, ...]:
     args = check_args(value, "search", 0, 2)
     if len(args) < 2:
-        return tuple(
-            [
-                decode(arg, path)
-                for (decode, path), arg in zip(_Tracker_search_params, args, strict=False)
-            ]
-        )
+        decoded = [
+            decode(arg, path)
+            for (decode, path), arg in zip(_Tracker_search_params, args, strict=False)
+        ]
+        return (*decoded, *_Tracker_search_defaults[len(args) :])
     return (
         _dec_Status(args[0], "search(): argument 'status'"),
         check_int(args[1], "search(): argument 'limit'"),
@@ -120,3 +119,6 @@ _Tracker_search_params: tuple[tuple[Callable[[object, str], Any], str], ...] = (
     (_dec_Status, "search(): argument 'status'"),
     (check_int, "search(): argument 'limit'"),
 )
+
+
+_Tracker_search_defaults: tuple[Any, ...] = (Status.OPEN, 50)

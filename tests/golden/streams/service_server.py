@@ -174,12 +174,11 @@ def _ChatService_join_room_item_in(value: Any) -> str:
 def _ChatService_history_args(value: Any) -> tuple[Any, ...]:
     args = check_args(value, "history", 1, 2)
     if len(args) < 2:
-        return tuple(
-            [
-                decode(arg, path)
-                for (decode, path), arg in zip(_ChatService_history_params, args, strict=False)
-            ]
-        )
+        decoded = [
+            decode(arg, path)
+            for (decode, path), arg in zip(_ChatService_history_params, args, strict=False)
+        ]
+        return (*decoded, *_ChatService_history_defaults[len(args) - 1 :])
     return (
         check_str(args[0], "history(): argument 'room_id'"),
         check_int(args[1], "history(): argument 'limit'"),
@@ -215,12 +214,11 @@ def _ChatService_upload_item_in(value: Any) -> str:
 def _Shapes_middle_args(value: Any) -> tuple[Any, ...]:
     args = check_args(value, "middle", 1, 2)
     if len(args) < 2:
-        return tuple(
-            [
-                decode(arg, path)
-                for (decode, path), arg in zip(_Shapes_middle_params, args, strict=False)
-            ]
-        )
+        decoded = [
+            decode(arg, path)
+            for (decode, path), arg in zip(_Shapes_middle_params, args, strict=False)
+        ]
+        return (*decoded, *_Shapes_middle_defaults[len(args) - 1 :])
     return (
         check_str(args[0], "middle(): argument 'room'"),
         check_int(args[1], "middle(): argument 'limit'"),
@@ -436,6 +434,9 @@ _ChatService_history_params: tuple[tuple[Callable[[object, str], Any], str], ...
 )
 
 
+_ChatService_history_defaults: tuple[Any, ...] = (50,)
+
+
 _Mood_by_value: dict[object, Mood] = {member.value: member for member in Mood}
 
 
@@ -450,3 +451,6 @@ _Shapes_middle_params: tuple[tuple[Callable[[object, str], Any], str], ...] = (
     (check_str, "middle(): argument 'room'"),
     (check_int, "middle(): argument 'limit'"),
 )
+
+
+_Shapes_middle_defaults: tuple[Any, ...] = (3,)
