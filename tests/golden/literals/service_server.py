@@ -59,12 +59,11 @@ def _Literals_side_result(value: Any) -> Any:
 def _Literals_level_args(value: Any) -> tuple[Any, ...]:
     args = check_args(value, "level", 0, 1)
     if len(args) < 1:
-        return tuple(
-            [
-                decode(arg, path)
-                for (decode, path), arg in zip(_Literals_level_params, args, strict=False)
-            ]
-        )
+        decoded = [
+            decode(arg, path)
+            for (decode, path), arg in zip(_Literals_level_params, args, strict=False)
+        ]
+        return (*decoded, *_Literals_level_defaults[len(args) :])
     return (_dec_lit_m1_0_1(args[0], "level(): argument 'value'"),)
 
 
@@ -328,6 +327,9 @@ _lit_m1_0_1_values: dict[tuple[object, object], Literal[-1, 0, 1]] = {
 _Literals_level_params: tuple[tuple[Callable[[object, str], Any], str], ...] = (
     (_dec_lit_m1_0_1, "level(): argument 'value'"),
 )
+
+
+_Literals_level_defaults: tuple[Any, ...] = (0,)
 
 
 _lit_1_True_s_values: dict[tuple[object, object], Literal[1, True, "1"]] = {
