@@ -39,6 +39,7 @@ from .model import (
     LiteralOf,
     Method,
     Named,
+    NewTypeOf,
     OptionalOf,
     Param,
     Scalar,
@@ -48,7 +49,7 @@ from .model import (
     TypeRef,
     key_of,
 )
-from .parse import iter_named, iter_types, spell
+from .parse import iter_types, spell
 
 INDEXED = 'f"{path}[{index}]"'
 # Names the stubs import or define besides the contract's own.
@@ -187,7 +188,7 @@ class _Emitter:
 
     def spell(self, ref: TypeRef) -> str:
         """`ref` as this stub's annotations write it; notes what that makes it import."""
-        for part in iter_types(ref):
+        for part in _spelled_parts(ref):
             if isinstance(part, Stdlib):
                 self.std_names.setdefault(part.module, set()).add(part.name)
             elif isinstance(part, LiteralOf):
@@ -220,6 +221,8 @@ class _Emitter:
             return self.scalar_fn(ref)
         if isinstance(ref, Stdlib):
             return self.helper(f"{'enc' if encode else 'dec'}_{ref.name.lower()}")
+        if isinstance(ref, NewTypeOf) and encode:
+            return self.fn(ref.inner, True)  # a NewType's value is its underlying type's
         name = f"_{'enc' if encode else 'dec'}_{self.mangle(ref)}"
         if name not in self.converters:
             # Placeholder first: recursive dataclasses refer to themselves.
@@ -250,6 +253,13 @@ class _Emitter:
             )
         if isinstance(ref, LiteralOf):
             return self.literal(name, ref, encode, returns)
+        if isinstance(ref, NewTypeOf):
+            return Converter(
+                name,
+                returns,
+                fast=f"{ref.name}({self.call(ref.inner, False, 'value', 'path')})",
+                encode=False,
+            )
         assert isinstance(ref, Named)
         if ref.kind == "enum":
             enum = self.contract.enums[key_of(ref)]
@@ -486,8 +496,27 @@ class _Emitter:
         )
 
 
+def _spelled_parts(ref: TypeRef) -> list[TypeRef]:
+    """The types an annotation of `ref` spells: a NewType is spelled by its name alone."""
+    if isinstance(ref, NewTypeOf):
+        return [ref]
+    parts: list[TypeRef] = [ref]
+    if isinstance(ref, ListOf | SetOf):
+        parts += _spelled_parts(ref.item)
+    elif isinstance(ref, DictOf):
+        parts += _spelled_parts(ref.key) + _spelled_parts(ref.value)
+    elif isinstance(ref, TupleOf):
+        for item in ref.items:
+            parts += _spelled_parts(item)
+    elif isinstance(ref, OptionalOf):
+        parts += _spelled_parts(ref.inner)
+    return parts
+
+
 def _array_form(ref: TypeRef) -> bool:
     """Whether `ref` travels as an array, which msgpack cannot use as a map key."""
+    if isinstance(ref, NewTypeOf):
+        return _array_form(ref.inner)
     return isinstance(ref, TupleOf) or (isinstance(ref, Stdlib) and ref.name == "timedelta")
 
 
@@ -497,6 +526,8 @@ def _field_path(name: str) -> str:
 
 def _exact_check(ref: TypeRef, var: str) -> str | None:
     """A condition true when `var` already is its own wire form (and Python form)."""
+    if isinstance(ref, NewTypeOf):
+        return _exact_check(ref.inner, var)  # NewType(...) returns its argument itself
     if isinstance(ref, Scalar):
         if ref.name == "None":
             return f"{var} is None"
@@ -506,7 +537,7 @@ def _exact_check(ref: TypeRef, var: str) -> str | None:
 
 def _mangle(ref: TypeRef) -> str:
     # Prefix notation with fixed arities, so distinct types get distinct names.
-    if isinstance(ref, Scalar | Stdlib | Named):
+    if isinstance(ref, Scalar | Stdlib | Named | NewTypeOf):
         return ref.name
     if isinstance(ref, LiteralOf):
         # Readable where the values allow; Emitter.mangle numbers any clash.
@@ -553,17 +584,19 @@ def module_ref(module_file: Path, out_dir: Path) -> str:
     return ".".join(parts)
 
 
-def _closure(contract: Contract) -> list[Named]:
-    """Every dataclass and enum the services reach, in first-use order."""
-    seen: dict[str, Named] = {}
+def _closure(contract: Contract) -> list[Named | NewTypeOf]:
+    """Every dataclass, enum and NewType the services reach, in first-use order."""
+    seen: dict[str, Named | NewTypeOf] = {}
 
     def visit(ref: TypeRef) -> None:
-        for named in iter_named(ref):
+        for named in iter_types(ref):
+            if not isinstance(named, Named | NewTypeOf):
+                continue
             key = key_of(named)
             if key in seen:
                 continue
             seen[key] = named
-            if named.kind == "dataclass":
+            if isinstance(named, Named) and named.kind == "dataclass":
                 for item in contract.dataclasses[key].fields:
                     visit(item.type)
 
@@ -816,7 +849,7 @@ def compile_contract(contract: Contract, out_dir: Path) -> tuple[StubContext, St
 
     imported = {name for emitter in (client, server) for names in emitter.std_names.values()
                 for name in names} | client.abc_names | server.abc_names  # fmt: skip
-    clashes = imported & _declared(contract)
+    clashes = imported & (_declared(contract) | {named.name for named in _closure(contract)})
     if clashes:
         raise SpecErrors(
             [

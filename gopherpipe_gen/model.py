@@ -104,7 +104,19 @@ class Named:
     """The file the class is declared in (resolved), so stubs can import it from there."""
 
 
-TypeRef = Scalar | Stdlib | LiteralOf | ListOf | SetOf | DictOf | TupleOf | OptionalOf | Named
+@dataclass(frozen=True)
+class NewTypeOf:
+    """``UserId = NewType("UserId", int)``: `inner`'s wire form; the stubs annotate with
+    the NewType itself, imported from `module` like a dataclass."""
+
+    name: str
+    module: Path
+    inner: TypeRef
+
+
+TypeRef = (
+    Scalar | Stdlib | LiteralOf | ListOf | SetOf | DictOf | TupleOf | OptionalOf | Named | NewTypeOf
+)
 
 
 @dataclass(frozen=True)
@@ -189,6 +201,6 @@ class Contract:
     enums: dict[str, EnumDef] = field(default_factory=dict, hash=False)
 
 
-def key_of(ref: Named) -> str:
+def key_of(ref: Named | NewTypeOf) -> str:
     """The lookup key of a named type in `Contract.dataclasses` / `Contract.enums`."""
     return f"{ref.module}:{ref.name}"

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,7 @@ from .model import (
     LiteralValue,
     Method,
     Named,
+    NewTypeOf,
     OptionalOf,
     Param,
     Scalar,
@@ -59,8 +61,8 @@ from .model import (
 TYPE_HELP = (
     "use None, bool, int, float, str, bytes, list[T], dict[K, V], tuple[...], set[T], "
     "frozenset[T], Sequence[T], Mapping[K, V], Literal[...], "
-    "T | None, datetime, date, time, timedelta, Decimal, UUID, or a dataclass or Enum "
-    "declared in the contract"
+    "T | None, datetime, date, time, timedelta, Decimal, UUID, a dataclass or Enum "
+    "declared in the contract, or a type alias or NewType of those"
 )
 STDLIB_MODULES = frozenset(STDLIB_TYPES.values())
 STDLIB_HELP = (
@@ -165,6 +167,8 @@ class _Module:
     """local name -> (module name, leading dots, name in that module, node)."""
     module_imports: dict[str, str] = field(default_factory=dict)
     """local name -> module, for ``import datetime`` / ``import datetime as dt``."""
+    bindings: dict[str, cst.Assign | cst.AnnAssign | cst.TypeAlias] = field(default_factory=dict)
+    """Top-level assignments by name: type aliases and NewTypes (or plain variables)."""
 
 
 class _Parser:
@@ -176,6 +180,8 @@ class _Parser:
         self.enums: dict[str, EnumDef] = {}
         self.in_progress: set[str] = set()
         self.stdlib_used: set[str] = set()
+        self.aliases: dict[str, TypeRef | None] = {}
+        """Type aliases and NewTypes read so far, by (module, name); None if broken."""
         self.method_names: list[tuple[_Module, cst.Name]] = []
         self.anchor: list[cst.CSTNode] = []
         """Nodes whose position stands in for nodes that have none (inside a string type)."""
@@ -231,6 +237,7 @@ class _Parser:
                 mod.classes[statement.name.value] = statement
             elif isinstance(statement, cst.SimpleStatementLine):
                 for small in statement.body:
+                    self.binding(mod, small)
                     if isinstance(small, cst.Import):
                         for alias in small.names:
                             dotted = mod.module.code_for_node(alias.name)
@@ -253,6 +260,28 @@ class _Parser:
         self.modules[resolved] = mod
         return mod
 
+    def binding(self, mod: _Module, small: cst.BaseSmallStatement) -> None:
+        """Note a top-level ``X = ...``, ``X: T = ...`` or ``type X = ...`` of `mod`."""
+        if isinstance(small, cst.Assign):
+            if len(small.targets) == 1 and isinstance(small.targets[0].target, cst.Name):
+                mod.bindings[small.targets[0].target.value] = small
+        elif isinstance(small, cst.AnnAssign):
+            if isinstance(small.target, cst.Name):
+                mod.bindings[small.target.value] = small
+        elif isinstance(small, cst.TypeAlias):
+            mod.bindings[small.name.value] = small
+            if sys.version_info < (3, 12):
+                # libcst reads it, but the Python running here could not import the file.
+                name = small.name.value
+                self.error(
+                    mod,
+                    small,
+                    f"'type {name} = ...' needs Python 3.12 and this is Python "
+                    f"{sys.version_info.major}.{sys.version_info.minor}: write "
+                    f"{name}: TypeAlias = {mod.module.code_for_node(small.value)} "
+                    "(from typing import TypeAlias)",
+                )
+
     def module_file(self, mod: _Module, source: str, dots: int) -> Path:
         """Where ``from <dots><source> import ...`` points, next to `mod`'s file."""
         folder = mod.display.parent
@@ -266,10 +295,12 @@ class _Parser:
 
     # -- named types --------------------------------------------------------------------
 
-    def named(self, mod: _Module, name: str, node: cst.CSTNode) -> Named | Stdlib:
-        """Resolve a type name used in `mod` to the class it denotes."""
+    def named(self, mod: _Module, name: str, node: cst.CSTNode) -> TypeRef:
+        """Resolve a type name used in `mod` to the class, alias or NewType it denotes."""
         if name in mod.classes:
             return self.declared(mod, mod.classes[name], node)
+        if name in mod.bindings:
+            return self.alias(mod, name, node)
         if name in mod.imports:
             source, dots, original, alias = mod.imports[name]
             if dots == 0 and source in STDLIB_MODULES:
@@ -287,12 +318,15 @@ class _Parser:
                     "import it from a file beside it",
                 )
             other = self.load(path, (mod, alias))
+            if original in other.bindings and original not in other.classes:
+                return self.alias(other, original, node, (mod, node))
             if original not in other.classes:
                 raise self.fail(
                     mod,
                     node,
                     f"{path} does not declare a class {original!r} at top level; "
-                    "import dataclasses and Enums from the module that defines them",
+                    "import dataclasses, Enums, type aliases and NewTypes from the module "
+                    "that defines them",
                 )
             return self.declared(other, other.classes[original], node)
         if name in STDLIB_TYPES:
@@ -302,6 +336,119 @@ class _Parser:
                 f"unknown type {name!r}: import it first (from {STDLIB_TYPES[name]} import {name})",
             )
         raise self.fail(mod, node, f"unknown type {name!r}: {TYPE_HELP}")
+
+    def alias(
+        self,
+        mod: _Module,
+        name: str,
+        node: cst.CSTNode,
+        used_in: tuple[_Module, cst.CSTNode] | None = None,
+    ) -> TypeRef:
+        """The type a top-level assignment of `mod` names (a type alias or a NewType).
+
+        Read once: a broken alias is reported once (where it is declared, or where it is
+        first misused), and its other uses raise no error of their own. `used_in` is where
+        the name is used when that is another module than `mod` (an imported alias)."""
+        key = f"{mod.resolved}:{name}"
+        if key in self.aliases:
+            found = self.aliases[key]
+            if found is None:
+                raise _Invalid()
+            return found
+        where = used_in or (mod, node)
+        if key in self.in_progress:
+            raise self.fail(
+                *where,
+                f"type alias {name!r} refers to itself: a recursive type must be a dataclass "
+                f"(e.g. @dataclass class Tree: children: list[Tree])",
+            )
+        statement = mod.bindings[name]
+        self.in_progress.add(key)
+        result: TypeRef | None = None
+        try:
+            result = self.alias_value(mod, name, statement, where)
+            return result
+        finally:
+            self.in_progress.discard(key)
+            self.aliases[key] = result
+
+    def alias_value(
+        self,
+        mod: _Module,
+        name: str,
+        statement: cst.Assign | cst.AnnAssign | cst.TypeAlias,
+        where: tuple[_Module, cst.CSTNode],
+    ) -> TypeRef:
+        if isinstance(statement, cst.TypeAlias):
+            if sys.version_info < (3, 12):
+                raise _Invalid()  # reported once, where the statement is
+            if statement.type_parameters is not None:
+                raise self.fail(
+                    mod,
+                    statement.type_parameters,
+                    f"generic type aliases are not supported: write the alias of one "
+                    f"concrete type, e.g. type {name} = list[int]",
+                )
+            return self.alias_type(mod, statement.value)
+        value = statement.value
+        code = mod.module.code_for_node(statement).strip()
+        if isinstance(statement, cst.AnnAssign):
+            if value is None or _tail_name(statement.annotation.annotation) != "TypeAlias":
+                raise self.fail(
+                    *where,
+                    f"{name!r} is a variable ({code}), not a type: a type alias is written "
+                    f"{name}: TypeAlias = T or {name} = T",
+                )
+            return self.alias_type(mod, value)
+        assert value is not None
+        if isinstance(value, cst.Call) and _tail_name(value.func) == "NewType":
+            return self.newtype(mod, name, value)
+        if isinstance(value, cst.SimpleString | cst.ConcatenatedString):
+            raise self.fail(
+                mod,
+                value,
+                f"{name} = {mod.module.code_for_node(value)} makes {name} a str, not a type "
+                f"alias: for a type written as a string, write {name}: TypeAlias = "
+                f"{mod.module.code_for_node(value)} (from typing import TypeAlias)",
+            )
+        if not isinstance(value, cst.Name | cst.Attribute | cst.Subscript | cst.BinaryOperation):
+            raise self.fail(
+                *where,
+                f"{name!r} is a variable ({code}), not a type: a type alias is written "
+                f"{name} = T, e.g. {name} = list[int]",
+            )
+        return self.alias_type(mod, value)
+
+    def alias_type(self, mod: _Module, value: cst.BaseExpression) -> TypeRef:
+        """The type an alias names; a Chan there is a Chan nested in a type."""
+        return self.type_of(mod, value)
+
+    def newtype(self, mod: _Module, name: str, call: cst.Call) -> NewTypeOf:
+        spelled = f'{name} = NewType("{name}", T)'
+        args = call.args
+        if (
+            len(args) != 2
+            or any(arg.keyword is not None or arg.star for arg in args)
+            or not isinstance(args[0].value, cst.SimpleString)
+            or args[0].value.evaluated_value != name
+        ):
+            raise self.fail(
+                mod, call, f"write {spelled}: the NewType's own name as a string, then its type"
+            )
+        inner = self.alias_type(mod, args[1].value)
+        if (
+            isinstance(inner, OptionalOf | LiteralOf)
+            or (isinstance(inner, Scalar) and inner.name in {"None", "bool"})
+            or (isinstance(inner, Named) and inner.kind == "enum")
+        ):
+            raise self.fail(
+                mod,
+                args[1].value,
+                f"NewType cannot derive from {_spell(inner)}, which Python cannot subclass: "
+                f"derive it from a class (int, str, a dataclass...), or write a type alias "
+                f"{name} = {_spell(inner)}",
+            )
+        return NewTypeOf(name, mod.resolved, inner)
 
     def stdlib(self, mod: _Module, module: str, name: str, node: cst.CSTNode) -> Stdlib:
         """`module.name` as a contract type, or an error saying which ones there are."""
@@ -635,6 +782,25 @@ class _Parser:
             raise mismatch()
         if isinstance(ref, OptionalOf):
             ref = ref.inner
+        if isinstance(ref, NewTypeOf):
+            # The client copies the default into a signature typed with the NewType,
+            # where a bare literal would not type-check.
+            if (
+                isinstance(node, cst.Call)
+                and isinstance(node.func, cst.Name)
+                and len(node.args) == 1
+                and node.args[0].keyword is None
+                and not node.args[0].star
+                and self.simple_type(mod, node.func.value, node.func) == ref
+            ):
+                self.check_default(mod, node.args[0].value, ref.inner)
+                return
+            raise self.fail(
+                mod,
+                node,
+                f"default {text} does not match the type {ref.name}: write the value "
+                f"through the NewType, e.g. {ref.name}({text})",
+            )
         if isinstance(ref, LiteralOf):
             given = _literal_value(node)
             if given is None:
@@ -1049,12 +1215,14 @@ def _hashable(ref: TypeRef) -> bool:
         return ref.kind == "enum"
     if isinstance(ref, TupleOf):
         return all(_hashable(item) for item in ref.items)
+    if isinstance(ref, NewTypeOf):
+        return _hashable(ref.inner)
     return False
 
 
 def _spell(ref: TypeRef) -> str:
     """The type as a user would write it (for messages and for stub annotations)."""
-    if isinstance(ref, Scalar | Stdlib | Named):
+    if isinstance(ref, Scalar | Stdlib | Named | NewTypeOf):
         return ref.name
     if isinstance(ref, LiteralOf):
         return ref.spelled
@@ -1095,7 +1263,7 @@ def iter_types(ref: TypeRef) -> Iterator[TypeRef]:
     elif isinstance(ref, TupleOf):
         for item in ref.items:
             yield from iter_types(item)
-    elif isinstance(ref, OptionalOf):
+    elif isinstance(ref, OptionalOf | NewTypeOf):
         yield from iter_types(ref.inner)
 
 

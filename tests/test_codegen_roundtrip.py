@@ -793,3 +793,60 @@ def test_abstract_collections_refuse_what_they_must(
     with pytest.raises(InvalidArgumentError) as info:
         getattr(client, method)(value)
     assert info.value.message.startswith(message)
+
+
+# -- type aliases and NewTypes ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def aliases(load_case: Callable[[str], Stubs]) -> tuple[Stubs, Loopback, Any]:
+    stubs = load_case("aliases")
+    loop = Loopback()
+    stubs.server.register_aliases(loop, echo_impl(stubs.contract.Aliases))
+    return stubs, loop, stubs.client.AliasesClient(loop)
+
+
+def test_aliases_and_newtypes_round_trip_as_their_underlying_types(
+    aliases: tuple[Stubs, Loopback, Any],
+) -> None:
+    stubs, loop, client = aliases
+    c = stubs.contract
+    assert same(client.point((1.5, -2.0)), (1.5, -2.0))
+    assert same(client.route([(0.0, 1.0)], "EUR"), ([(0.0, 1.0)], "EUR"))
+    assert same(client.user(c.UserId(7)), (7, 1))
+    assert same(client.users({c.UserId(1), c.UserId(2)}), {1, 2})
+    ledger = {c.UserId(3): [c.Price(decimal.Decimal("9.50"))]}
+    back = client.ledger(ledger)
+    assert back == ledger and type(back[3][0]) is decimal.Decimal
+    assert str(back[3][0]) == "9.50"
+    track = c.Track(c.UserId(1), [(1.0, 2.0)], 3.5, "USD", c.Track(c.UserId(2), []))
+    assert same(client.track(track), track)
+    item = stubs.client.Item(stubs.client.Sku("A-1"), {"red"})
+    assert same(client.item(item), (item, None))
+    del loop.calls[:]
+    client.user(c.UserId(5))
+    client.ledger(ledger)
+    client.item(item, stubs.client.Sku("B-2"))
+    # On the wire only the underlying type: the NewType and the alias leave no trace.
+    assert [call[2] for call in loop.calls] == [
+        [5, 1],
+        [{3: ["9.50"]}],
+        [["A-1", ["red"]], "B-2"],
+    ]
+
+
+def test_aliases_keep_their_checks_and_the_stubs_name_the_newtypes(
+    aliases: tuple[Stubs, Loopback, Any],
+) -> None:
+    stubs, loop, client = aliases
+    with pytest.raises(InvalidArgumentError, match=r"route\(\): argument 'unit': 'GBP' is not"):
+        client.route([], "GBP")
+    with pytest.raises(InvalidArgumentError, match=r"user\(\): argument 'value': expected int"):
+        client.user("7")
+    decode = loop.services["Aliases"].methods["ledger"].decode_args
+    with pytest.raises(InvalidArgumentError, match=r"'value'\[3\]\[0\]: expected"):
+        decode([{3: [1.5]}])
+    signature = inspect.signature(stubs.client.AliasesClient.user)
+    assert signature.parameters["value"].annotation is stubs.contract.UserId
+    assert signature.parameters["admin"].default == 1
+    assert stubs.client.UserId is stubs.contract.UserId

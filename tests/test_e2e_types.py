@@ -122,3 +122,17 @@ def test_abstract_collections_come_back_as_list_dict_frozenset(api: Any, client:
     assert exact(echoed, contract.Shelf(["Dune", "Emma"], {"D": [0]}, frozenset({"sf"})))
     assert type(echoed.genres) is frozenset
     assert exact(client.echo_sequence((1, 2.5)), [1.0, 2.5])
+
+
+def test_aliases_and_newtypes_travel_as_their_underlying_types(api: Any, client: Any) -> None:
+    contract, _ = api
+    account = contract.Account(
+        contract.UserId(42),
+        {"EUR": contract.Money(Decimal("10.50")), "USD": contract.Money(Decimal("-0"))},
+        frozenset({contract.UserId(1), contract.UserId(2)}),
+    )
+    echoed = client.echo_account(account)
+    assert exact(echoed, account) and type(echoed.owner) is int
+    assert str(echoed.balances["USD"]) == "-0"
+    with pytest.raises(InvalidArgumentError, match=r"'value'\.balances key 'GBP'"):
+        client.echo_account(contract.Account(contract.UserId(1), {"GBP": Decimal(1)}, frozenset()))

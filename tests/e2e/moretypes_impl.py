@@ -6,7 +6,7 @@ import datetime
 from collections.abc import Sequence
 from decimal import Decimal
 
-from e2e_moretypes import Dated, MoreTypes, Shelf, Ticket  # type: ignore[import-not-found]
+from e2e_moretypes import Account, Dated, MoreTypes, Shelf, Ticket  # type: ignore[import-not-found]
 
 
 class MoreTypesImpl(MoreTypes):  # type: ignore[misc]
@@ -27,3 +27,6 @@ class MoreTypesImpl(MoreTypes):  # type: ignore[misc]
 
     def echo_sequence(self, value: Sequence[float]) -> Sequence[float]:
         return tuple(value)  # a tuple is a Sequence too: it must go back as the client's list
+
+    def echo_account(self, value: Account) -> Account:
+        return value

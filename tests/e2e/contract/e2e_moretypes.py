@@ -6,8 +6,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, time, timedelta
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, NewType, TypeAlias
 from uuid import UUID
+
+UserId = NewType("UserId", int)
+Money = NewType("Money", Decimal)
+Currency = Literal["EUR", "USD"]
+Balances: TypeAlias = dict[Currency, Money]
 
 
 @dataclass
@@ -37,6 +42,13 @@ class Shelf:
     genres: frozenset[str]
 
 
+@dataclass
+class Account:
+    owner: UserId
+    balances: Balances
+    friends: frozenset[UserId]
+
+
 class MoreTypes(ABC):
     """Echoes each family of types."""
 
@@ -57,3 +69,6 @@ class MoreTypes(ABC):
 
     @abstractmethod
     def echo_sequence(self, value: Sequence[float]) -> Sequence[float]: ...
+
+    @abstractmethod
+    def echo_account(self, value: Account) -> Account: ...
