@@ -179,6 +179,8 @@ class _Parser:
         self.dataclasses: dict[str, Dataclass] = {}
         self.enums: dict[str, EnumDef] = {}
         self.in_progress: set[str] = set()
+        self.refused: set[str] = set()
+        """Declared types whose own error is already reported (no follow-on errors)."""
         self.stdlib_used: set[str] = set()
         self.aliases: dict[str, TypeRef | None] = {}
         """Type aliases and NewTypes read so far, by (module, name); None if broken."""
@@ -491,7 +493,7 @@ class _Parser:
                 else:
                     self.enums[key] = self.enum(mod, cls)
             except _Invalid:
-                pass
+                self.refused.add(key)
         return ref
 
     # -- types --------------------------------------------------------------------------
@@ -830,6 +832,8 @@ class _Parser:
                 raise mismatch()
             assert isinstance(enum_ref, Named)
             enum = self.enums.get(key_of(enum_ref))
+            if key_of(enum_ref) in self.refused:
+                raise _Invalid()  # the Enum's own error says what is wrong
             if enum is None or enum_ref.kind != "enum":
                 raise mismatch()
             if literal.attr.value not in {name for name, _ in enum.members}:
@@ -947,6 +951,7 @@ class _Parser:
         fields[name] = Field(name, ref, has_default)
 
     def enum(self, mod: _Module, cls: cst.ClassDef) -> EnumDef:
+        bases = {_tail_name(base.value) for base in cls.bases}
         members: list[tuple[str, int | str]] = []
         for statement in cls.body.body:
             if isinstance(statement, cst.FunctionDef) or _is_docstring_or_filler(statement):
@@ -961,7 +966,11 @@ class _Parser:
                 ):
                     raise self.fail(mod, small, "write Enum members as NAME = value")
                 name = small.targets[0].target.value
-                members.append((name, self.enum_value(mod, small.value)))
+                if isinstance(small.value, cst.Call) and _tail_name(small.value.func) == "auto":
+                    value = self.auto_value(mod, cls, bases, name, small.value, members)
+                else:
+                    value = self.enum_value(mod, small.value)
+                members.append((name, value))
         if not members:
             raise self.fail(mod, cls.name, f"Enum {cls.name.value} has no members")
         kinds = {type(value) for _, value in members}
@@ -972,14 +981,52 @@ class _Parser:
         value_type: Literal["int", "str"] = "int" if kinds == {int} else "str"
         return EnumDef(cls.name.value, mod.resolved, tuple(members), value_type)
 
-    def enum_value(self, mod: _Module, node: cst.BaseExpression) -> int | str:
-        if isinstance(node, cst.Call) and _tail_name(node.func) == "auto":
+    def auto_value(
+        self,
+        mod: _Module,
+        cls: cst.ClassDef,
+        bases: set[str | None],
+        name: str,
+        call: cst.Call,
+        members: Sequence[tuple[str, int | str]],
+    ) -> int | str:
+        """The value Python gives ``name = auto()`` (its _generate_next_value_), statically."""
+        if call.args:
+            raise self.fail(mod, call, "auto() takes no arguments: write auto() or a value")
+        if "StrEnum" in bases:
+            return name.lower()
+        if bases - {"Enum", "IntEnum"}:
             raise self.fail(
                 mod,
-                node,
-                "auto() is not supported: write explicit values (e.g. RED = 1), "
-                "since the value is what travels on the wire",
+                call,
+                f"auto() in {cls.name.value}, which mixes in another type, would not give "
+                "an int: derive from Enum, IntEnum or StrEnum, or write explicit values",
             )
+        if not members:
+            return 1
+        values = [value for _, value in members]
+        last = values[-1]
+        if not all(isinstance(value, int) for value in values):
+            raise self.fail(
+                mod,
+                call,
+                f"auto() after a str value has no int to continue from: write {name} = "
+                "an explicit value (or derive from StrEnum, where auto() is the lower-cased "
+                "name)",
+            )
+        assert isinstance(last, int)
+        if last != max(value for value in values if isinstance(value, int)):
+            # Python 3.11 continues from the last value, 3.13 from the highest.
+            raise self.fail(
+                mod,
+                call,
+                f"auto() after {members[-1][0]} = {last}, which is not the highest value so "
+                f"far: Python versions differ on what it gives; write {name} = an explicit "
+                "value",
+            )
+        return last + 1
+
+    def enum_value(self, mod: _Module, node: cst.BaseExpression) -> int | str:
         negative = False
         if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Minus):
             negative, node = True, node.expression

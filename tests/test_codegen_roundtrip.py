@@ -19,8 +19,10 @@ import msgpack
 import pytest
 
 from gopherpipe_gen.cli import generate
+from gopherpipe_gen.parse import parse_contract
 from gopherpipe_runtime import InternalError, InvalidArgumentError, ServiceDef
 
+GOLDEN = Path(__file__).parent / "golden"
 FLAT_MODULES = ("service", "service_client", "service_server", "models")
 
 
@@ -850,3 +852,57 @@ def test_aliases_keep_their_checks_and_the_stubs_name_the_newtypes(
     assert signature.parameters["value"].annotation is stubs.contract.UserId
     assert signature.parameters["admin"].default == 1
     assert stubs.client.UserId is stubs.contract.UserId
+
+
+# -- Enum members with auto() -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def enums_auto(load_case: Callable[[str], Stubs]) -> tuple[Stubs, Loopback, Any]:
+    stubs = load_case("enums_auto")
+    loop = Loopback()
+    stubs.server.register_auto(loop, echo_impl(stubs.contract.Auto))
+    return stubs, loop, stubs.client.AutoClient(loop)
+
+
+def test_auto_values_are_resolved_as_python_resolves_them(
+    enums_auto: tuple[Stubs, Loopback, Any],
+) -> None:
+    stubs, _, _ = enums_auto
+    contract = parse_contract(GOLDEN / "enums_auto" / "service.py")
+    resolved = {enum.name: enum for enum in contract.enums.values()}
+    assert set(resolved) == {"Priority", "Level", "Mode", "Sign"}
+    for name, enum in resolved.items():
+        python = [(member.name, member.value) for member in getattr(stubs.contract, name)]
+        assert list(enum.members) == python, name
+        assert all(type(value).__name__ == enum.value_type for _, value in python)
+    assert resolved["Level"].members[-1] == ("PANIC", 51)
+    assert resolved["Mode"].members[-1] == ("SuperUser", "superuser")
+
+
+def test_auto_members_travel_as_their_resolved_values(
+    enums_auto: tuple[Stubs, Loopback, Any],
+) -> None:
+    stubs, loop, client = enums_auto
+    c = stubs.contract
+    assert same(client.priority(), c.Priority.MID)
+    assert same(client.levels({c.Level.PANIC: c.Mode.SuperUser}), {c.Level.PANIC: c.Mode.SuperUser})
+    assert same(client.sign({c.Sign.ZERO, c.Sign.MINUS}), {c.Sign.ZERO, c.Sign.MINUS})
+    task = c.Task(c.Priority.HIGH)
+    assert same(client.task(task), task)
+    del loop.calls[:]
+    client.priority(c.Priority.HIGH)
+    client.levels({c.Level.INFO: c.Mode.ADMIN, c.Level.WARN: c.Mode.WRITE})
+    client.sign({c.Sign.ZERO})
+    client.task(task)
+    assert [call[2] for call in loop.calls] == [
+        [3],
+        [{11: "root", 12: "write"}],
+        [[0]],
+        [[3, "read", 11]],
+    ]
+    decode = loop.services["Auto"].methods["levels"].decode_args
+    with pytest.raises(InvalidArgumentError, match=r"'value' key 13: 13 is not a valid Level"):
+        decode([{13: "read"}])
+    with pytest.raises(InvalidArgumentError, match=r"'value'\[11\]: 'READ' is not a valid Mode"):
+        decode([{11: "READ"}])

@@ -136,3 +136,12 @@ def test_aliases_and_newtypes_travel_as_their_underlying_types(api: Any, client:
     assert str(echoed.balances["USD"]) == "-0"
     with pytest.raises(InvalidArgumentError, match=r"'value'\.balances key 'GBP'"):
         client.echo_account(contract.Account(contract.UserId(1), {"GBP": Decimal(1)}, frozenset()))
+
+
+def test_auto_enum_members_travel_as_their_resolved_values(api: Any, client: Any) -> None:
+    contract, _ = api
+    stages = {contract.Stage.REVIEW: [contract.Code.CREATED, contract.Code.OK]}
+    echoed, scope = client.echo_stages(stages, contract.Scope.WRITE_ALL)
+    assert exact(echoed, stages) and scope is contract.Scope.WRITE_ALL
+    assert [contract.Stage.REVIEW.value, contract.Code.CREATED.value] == [2, 201]
+    assert client.echo_stages({})[1] is contract.Scope.READ

@@ -6,7 +6,16 @@ import datetime
 from collections.abc import Sequence
 from decimal import Decimal
 
-from e2e_moretypes import Account, Dated, MoreTypes, Shelf, Ticket  # type: ignore[import-not-found]
+from e2e_moretypes import (  # type: ignore[import-not-found]
+    Account,
+    Code,
+    Dated,
+    MoreTypes,
+    Scope,
+    Shelf,
+    Stage,
+    Ticket,
+)
 
 
 class MoreTypesImpl(MoreTypes):  # type: ignore[misc]
@@ -30,3 +39,8 @@ class MoreTypesImpl(MoreTypes):  # type: ignore[misc]
 
     def echo_account(self, value: Account) -> Account:
         return value
+
+    def echo_stages(
+        self, value: dict[Stage, list[Code]], scope: Scope = Scope.READ
+    ) -> tuple[dict[Stage, list[Code]], Scope]:
+        return value, scope

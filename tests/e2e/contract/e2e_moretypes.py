@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, time, timedelta
 from decimal import Decimal
+from enum import Enum, IntEnum, StrEnum, auto
 from typing import Literal, NewType, TypeAlias
 from uuid import UUID
 
@@ -42,6 +43,21 @@ class Shelf:
     genres: frozenset[str]
 
 
+class Stage(Enum):
+    DRAFT = auto()
+    REVIEW = auto()
+
+
+class Code(IntEnum):
+    OK = 200
+    CREATED = auto()
+
+
+class Scope(StrEnum):
+    READ = auto()
+    WRITE_ALL = auto()
+
+
 @dataclass
 class Account:
     owner: UserId
@@ -72,3 +88,8 @@ class MoreTypes(ABC):
 
     @abstractmethod
     def echo_account(self, value: Account) -> Account: ...
+
+    @abstractmethod
+    def echo_stages(
+        self, value: dict[Stage, list[Code]], scope: Scope = Scope.READ
+    ) -> tuple[dict[Stage, list[Code]], Scope]: ...
