@@ -286,6 +286,9 @@ class _Emitter:
             )
         return self.record(name, self.contract.dataclasses[key_of(ref)], encode, returns)
 
+    def typed_dict(self, name: str, record: Dataclass, encode: bool, returns: str) -> Converter:
+        return _typed_dict_converter(self, name, record, encode, returns)
+
     def literal(self, name: str, ref: LiteralOf, encode: bool, returns: str) -> Converter:
         # Keyed by (type, value) so that True is not taken for 1, nor 1.0 for 1.
         self.helper("bad_enum")
@@ -436,6 +439,8 @@ class _Emitter:
         )
 
     def record(self, name: str, record: Dataclass, encode: bool, returns: str) -> Converter:
+        if record.form == "typeddict":
+            return self.typed_dict(name, record, encode, returns)
         cls = record.name
         total = len(record.fields)
         if encode:
@@ -511,6 +516,38 @@ def _spelled_parts(ref: TypeRef) -> list[TypeRef]:
     elif isinstance(ref, OptionalOf):
         parts += _spelled_parts(ref.inner)
     return parts
+
+
+def _typed_dict_converter(
+    emitter: _Emitter, name: str, record: Dataclass, encode: bool, returns: str
+) -> Converter:
+    """A TypedDict: a map with its keys as str, converted key by key through a table."""
+    table = f"_{emitter.mangle(Named(record.name, 'typeddict', record.module))}_" + (
+        "enc_keys" if encode else "dec_keys"
+    )
+    entries = ", ".join(f'"{f.name}": {emitter.fn(f.type, encode)}' for f in record.fields)
+    emitter.uses_callable = True
+    emitter.tables.append(Table(table, "dict[str, Callable[[object, str], Any]]", f"{{{entries}}}"))
+    required = [f'"{f.name}"' for f in record.fields if not f.has_default]
+    check = (
+        f"items = {emitter.helper('check_typed_dict')}(value, path, \"{record.name}\", "
+        f"({', '.join(required)}{',' if len(required) == 1 else ''}), {table})"
+    )
+    loop = "for key, item in items.items()"
+    fast = f"{{key: {table}[key](item, path) {loop}}}"
+    precise = f'{{key: {table}[key](item, f"{{path}}[{{key!r}}]") {loop}}}'
+    if not encode:
+        # The dict built is the TypedDict: at run time one is a plain dict.
+        emitter.std_names["typing"].add("cast")
+        fast, precise = f"cast({record.name}, {fast})", f"cast({record.name}, {precise})"
+    return Converter(
+        name,
+        returns,
+        fast=fast,
+        precise=precise if record.fields else None,
+        check=check,
+        encode=encode,
+    )
 
 
 def _array_form(ref: TypeRef) -> bool:
@@ -596,7 +633,7 @@ def _closure(contract: Contract) -> list[Named | NewTypeOf]:
             if key in seen:
                 continue
             seen[key] = named
-            if isinstance(named, Named) and named.kind == "dataclass":
+            if isinstance(named, Named) and named.kind != "enum":
                 for item in contract.dataclasses[key].fields:
                     visit(item.type)
 

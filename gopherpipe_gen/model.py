@@ -94,12 +94,17 @@ class OptionalOf:
     inner: TypeRef
 
 
+NamedKind = Literal["dataclass", "enum", "namedtuple", "typeddict"]
+RecordForm = Literal["dataclass", "namedtuple", "typeddict"]
+
+
 @dataclass(frozen=True)
 class Named:
-    """A dataclass or enum, by the name it is declared under in `module`."""
+    """A dataclass, enum, NamedTuple or TypedDict, by the name it is declared under in
+    `module`. All but enums are records, in `Contract.dataclasses`."""
 
     name: str
-    kind: Literal["dataclass", "enum"]
+    kind: NamedKind
     module: Path
     """The file the class is declared in (resolved), so stubs can import it from there."""
 
@@ -165,13 +170,18 @@ class Field:
     name: str
     type: TypeRef
     has_default: bool
+    """For a TypedDict: whether the key may be left out (total=False, NotRequired)."""
 
 
 @dataclass(frozen=True)
 class Dataclass:
+    """A record: a dataclass or NamedTuple (an array of its fields on the wire) or a
+    TypedDict (a map with str keys)."""
+
     name: str
     module: Path
     fields: tuple[Field, ...]
+    form: RecordForm = "dataclass"
 
     @property
     def required(self) -> int:

@@ -44,6 +44,7 @@ from .model import (
     LiteralValue,
     Method,
     Named,
+    NamedKind,
     NewTypeOf,
     OptionalOf,
     Param,
@@ -61,8 +62,8 @@ from .model import (
 TYPE_HELP = (
     "use None, bool, int, float, str, bytes, list[T], dict[K, V], tuple[...], set[T], "
     "frozenset[T], Sequence[T], Mapping[K, V], Literal[...], "
-    "T | None, datetime, date, time, timedelta, Decimal, UUID, a dataclass or Enum "
-    "declared in the contract, or a type alias or NewType of those"
+    "T | None, datetime, date, time, timedelta, Decimal, UUID, a dataclass, Enum, "
+    "NamedTuple or TypedDict declared in the contract, or a type alias or NewType of those"
 )
 STDLIB_MODULES = frozenset(STDLIB_TYPES.values())
 STDLIB_HELP = (
@@ -109,11 +110,13 @@ RESERVED_PARAMS = frozenset(
         "check_args",
         "check_sequence",
         "check_mapping",
+        "check_typed_dict",
         *(f"{way}_{name.lower()}" for way in ("enc", "dec") for name in STDLIB_TYPES),
     }
 )
 TYPING_ALIASES = {"List": "list", "Dict": "dict", "Tuple": "tuple", "Set": "set"}
 ENUM_BASES = frozenset({"Enum", "IntEnum", "StrEnum"})
+FUNCTIONAL_RECORDS = frozenset({"NamedTuple", "TypedDict", "namedtuple"})
 FACTORIES = frozenset({"list", "dict", "set", "frozenset", "tuple"})
 
 
@@ -405,6 +408,14 @@ class _Parser:
         assert value is not None
         if isinstance(value, cst.Call) and _tail_name(value.func) == "NewType":
             return self.newtype(mod, name, value)
+        if isinstance(value, cst.Call) and _tail_name(value.func) in FUNCTIONAL_RECORDS:
+            label = "TypedDict" if _tail_name(value.func) == "TypedDict" else "NamedTuple"
+            raise self.fail(
+                mod,
+                value,
+                f"the functional form of {_tail_name(value.func)} is not read: write the class "
+                f"syntax, class {name}({label}): with one annotated line per field",
+            )
         if isinstance(value, cst.SimpleString | cst.ConcatenatedString):
             raise self.fail(
                 mod,
@@ -465,22 +476,38 @@ class _Parser:
         stdlib_name: StdlibName = name  # type: ignore[assignment]
         return Stdlib(stdlib_name)
 
-    def kind_of(self, cls: cst.ClassDef) -> Literal["dataclass", "enum"] | None:
+    def kind_of(self, cls: cst.ClassDef) -> NamedKind | None:
         if any(_decorator_name(d) == "dataclass" for d in cls.decorators):
             return "dataclass"
-        if any(_tail_name(b.value) in ENUM_BASES for b in cls.bases):
+        bases = {_tail_name(b.value) for b in cls.bases}
+        if "NamedTuple" in bases:
+            return "namedtuple"
+        if "TypedDict" in bases:
+            return "typeddict"
+        if bases & ENUM_BASES:
             return "enum"
         return None
 
     def declared(self, mod: _Module, cls: cst.ClassDef, used_at: cst.CSTNode) -> Named:
         name = cls.name.value
         kind = self.kind_of(cls)
+        for base in cls.bases if kind is None else ():
+            parent = mod.classes.get(_tail_name(base.value) or "")
+            parent_kind = None if parent is None else self.kind_of(parent)
+            if parent is not None and parent_kind in {"namedtuple", "typeddict"}:
+                label = "NamedTuple" if parent_kind == "namedtuple" else "TypedDict"
+                raise self.fail(
+                    mod,
+                    used_at,
+                    f"{name!r} derives from the {label} {parent.name.value}: a {label} on the "
+                    f"wire is one class deriving from {label}; list every field in it",
+                )
         if kind is None:
             raise self.fail(
                 mod,
                 used_at,
-                f"{name!r} is neither a dataclass nor an Enum; only those (and the "
-                "built-in types) can cross the wire",
+                f"{name!r} is neither a dataclass, an Enum, a NamedTuple nor a TypedDict; "
+                "only those (and the built-in types) can cross the wire",
             )
         ref = Named(name, kind, mod.resolved)
         key = key_of(ref)
@@ -490,6 +517,8 @@ class _Parser:
             try:
                 if kind == "dataclass":
                     self.dataclasses[key] = self.dataclass(mod, cls)
+                elif kind != "enum":
+                    self.dataclasses[key] = self.record_class(mod, cls, kind)
                 else:
                     self.enums[key] = self.enum(mod, cls)
             except _Invalid:
@@ -900,6 +929,121 @@ class _Parser:
         if not ok:
             raise _Invalid()
         return Dataclass(cls.name.value, mod.resolved, tuple(fields.values()))
+
+    def record_class(
+        self, mod: _Module, cls: cst.ClassDef, form: Literal["namedtuple", "typeddict"]
+    ) -> Dataclass:
+        """A class-syntax NamedTuple or TypedDict."""
+        label = "NamedTuple" if form == "namedtuple" else "TypedDict"
+        total = True
+        for base in cls.bases:
+            if _tail_name(base.value) != label:
+                raise self.fail(
+                    mod,
+                    base,
+                    f"a {label} on the wire derives from {label} only (no generic, no other "
+                    f"base, no {label} inheritance): list every field in one class",
+                )
+        for keyword in cls.keywords:
+            if not (
+                form == "typeddict"
+                and keyword.keyword is not None
+                and keyword.keyword.value == "total"
+                and isinstance(keyword.value, cst.Name)
+                and keyword.value.value in {"True", "False"}
+            ):
+                raise self.fail(
+                    mod,
+                    keyword,
+                    (
+                        "a TypedDict takes one class argument, total=True or total=False"
+                        if form == "typeddict"
+                        else "a NamedTuple takes no class arguments"
+                    ),
+                )
+            total = keyword.value.value == "True"
+        for decorator in cls.decorators:
+            raise self.fail(mod, decorator, f"a {label} on the wire takes no decorator")
+        fields: dict[str, Field] = {}
+        ok = True
+        for statement in cls.body.body:
+            if _is_docstring_or_filler(statement) or (
+                form == "namedtuple" and isinstance(statement, cst.FunctionDef)
+            ):
+                continue
+            if not isinstance(statement, cst.SimpleStatementLine):
+                self.error(
+                    mod,
+                    statement,
+                    (
+                        "only keys (name: type) may appear in a TypedDict"
+                        if form == "typeddict"
+                        else "only fields and methods may appear in a NamedTuple"
+                    ),
+                )
+                ok = False
+                continue
+            for small in statement.body:
+                try:
+                    if form == "typeddict":
+                        self.typed_dict_key(mod, small, fields, total)
+                    else:
+                        self.named_tuple_field(mod, small, fields)
+                except _Invalid:
+                    ok = False
+        if not ok:
+            raise _Invalid()
+        return Dataclass(cls.name.value, mod.resolved, tuple(fields.values()), form)
+
+    def named_tuple_field(
+        self, mod: _Module, small: cst.BaseSmallStatement, fields: dict[str, Field]
+    ) -> None:
+        if isinstance(small, cst.AnnAssign) and isinstance(small.value, cst.Call):
+            raise self.fail(
+                mod, small.value, "a NamedTuple field's default is a plain value, not a call"
+            )
+        self.dataclass_field(mod, small, fields)
+        if isinstance(small, cst.AnnAssign) and isinstance(small.target, cst.Name):
+            name = small.target.value
+            if name.startswith("_"):
+                raise self.fail(
+                    mod, small.target, f"NamedTuple field names may not start with '_': {name!r}"
+                )
+            if not fields[name].has_default and any(f.has_default for f in fields.values()):
+                raise self.fail(
+                    mod,
+                    small,
+                    f"field {name!r} has no default but follows one that has: Python refuses "
+                    "this in a NamedTuple; give it a default or move it up",
+                )
+
+    def typed_dict_key(
+        self, mod: _Module, small: cst.BaseSmallStatement, fields: dict[str, Field], total: bool
+    ) -> None:
+        if not isinstance(small, cst.AnnAssign) or not isinstance(small.target, cst.Name):
+            raise self.fail(mod, small, "only keys (name: type) may appear in a TypedDict")
+        name = small.target.value
+        if small.value is not None:
+            raise self.fail(
+                mod,
+                small.value,
+                f"a TypedDict key has no default: write {name}: NotRequired[T] for a key "
+                "that may be left out",
+            )
+        annotation = small.annotation.annotation
+        required = total
+        head = _tail_name(annotation.value) if isinstance(annotation, cst.Subscript) else None
+        if isinstance(annotation, cst.Subscript) and head in {"Required", "NotRequired"}:
+            if len(annotation.slice) != 1 or not isinstance(annotation.slice[0].slice, cst.Index):
+                raise self.fail(mod, annotation, f"{head} takes one type: write {head}[T]")
+            required = head == "Required"
+            annotation = annotation.slice[0].slice.value
+        self.chan_context.append(f"field {name}")
+        try:
+            ref = self.type_of(mod, annotation)
+        finally:
+            self.chan_context.pop()
+        fields[name] = Field(name, ref, not required)
 
     def dataclass_field(
         self, mod: _Module, small: cst.BaseSmallStatement, fields: dict[str, Field]

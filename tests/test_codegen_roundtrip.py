@@ -906,3 +906,72 @@ def test_auto_members_travel_as_their_resolved_values(
         decode([{13: "read"}])
     with pytest.raises(InvalidArgumentError, match=r"'value'\[11\]: 'READ' is not a valid Mode"):
         decode([{11: "READ"}])
+
+
+# -- NamedTuple and TypedDict -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def records(load_case: Callable[[str], Stubs]) -> tuple[Stubs, Loopback, Any]:
+    stubs = load_case("records")
+    loop = Loopback()
+    stubs.server.register_records(loop, echo_impl(stubs.contract.Records))
+    return stubs, loop, stubs.client.RecordsClient(loop)
+
+
+def test_named_tuples_and_typed_dicts_round_trip(records: tuple[Stubs, Loopback, Any]) -> None:
+    stubs, loop, client = records
+    c = stubs.contract
+    point = c.Point(1, 2.5)
+    back = client.point(point)
+    assert same(back, c.Point(1.0, 2.5, "", c.Unit.M)) and type(back) is c.Point
+    assert back.norm() == point.norm()
+    far = c.Point(0, 0, "o", c.Unit.FT)
+    assert same(client.points([far], point), ([c.Point(0.0, 0.0, "o", c.Unit.FT)], back))
+    movie = {"title": "Alien", "year": 1979, "sequel": {"title": "Aliens", "year": 1986}}
+    assert same(client.movie(movie), movie)
+    query = {"text": "q", "near": None, "tags": []}
+    assert same(client.query(query), query)
+    assert same(client.query({"text": ""}), {"text": ""})
+    assert same(
+        client.queries({"a": {"text": "t", "near": back}}), {"a": {"text": "t", "near": back}}
+    )
+    assert same(client.empty({}), {})
+    del loop.calls[:]
+    client.point(c.Point(1.0, 2.0, "a"))
+    client.query({"text": "q", "limit": 3, "near": c.Point(0.0, 1.0)})
+    assert [call[2] for call in loop.calls] == [
+        [[1.0, 2.0, "a", "m"]],
+        [{"text": "q", "limit": 3, "near": [0.0, 1.0, "", "m"]}],
+    ]
+    # An older peer may leave a NamedTuple's trailing defaulted fields out.
+    decode = loop.services["Records"].methods["point"].decode_args
+    assert same(decode([[1.0, 2.0]]), (c.Point(1.0, 2.0),))
+
+
+@pytest.mark.parametrize(
+    ("method", "value", "message"),
+    [
+        ("point", (1.0, 2.0), "point(): argument 'value': expected Point, got tuple"),
+        ("point", None, "point(): argument 'value': expected Point, got NoneType"),
+        ("movie", {"title": "A"}, "movie(): argument 'value': Movie is missing the key 'year'"),
+        ("movie", {"title": "A", "year": 1, "rating": 5}, "movie(): argument 'value': Movie has no key 'rating'"),
+        ("movie", {"title": "A", "year": "1979"}, "movie(): argument 'value'['year']: expected int, got str"),
+        ("query", {"limit": 1}, "query(): argument 'value': Query is missing the key 'text'"),
+        ("query", [("text", "q")], "query(): argument 'value': expected Query, got list"),
+        ("queries", {"a": {"text": 1}}, "queries(): argument 'value'['a']['text']: expected str"),
+    ],
+)  # fmt: skip
+def test_named_tuples_and_typed_dicts_are_checked(
+    records: tuple[Stubs, Loopback, Any], method: str, value: Any, message: str
+) -> None:
+    _, loop, client = records
+    with pytest.raises(InvalidArgumentError) as info:
+        getattr(client, method)(value)
+    assert info.value.message.startswith(message)
+    # The server holds the wire to the same rules.
+    decode = loop.services["Records"].methods[method].decode_args
+    if method != "point":
+        with pytest.raises(InvalidArgumentError) as info:
+            decode([wire(value)])
+        assert info.value.message.startswith(message)

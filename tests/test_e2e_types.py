@@ -145,3 +145,15 @@ def test_auto_enum_members_travel_as_their_resolved_values(api: Any, client: Any
     assert exact(echoed, stages) and scope is contract.Scope.WRITE_ALL
     assert [contract.Stage.REVIEW.value, contract.Code.CREATED.value] == [2, 201]
     assert client.echo_stages({})[1] is contract.Scope.READ
+
+
+def test_named_tuples_and_typed_dicts_round_trip(api: Any, client: Any) -> None:
+    contract, _ = api
+    booking = {"guest": "Ada", "span": contract.Span(datetime.date(2024, 5, 1)), "notes": []}
+    guests = [{"name": "Ada", "vip": True}, {"name": "Bob"}]
+    echoed, echoed_guests = client.echo_booking(booking, guests)
+    assert exact(echoed, booking) and exact(echoed_guests, guests)
+    assert type(echoed["span"]) is contract.Span and echoed["span"].days == 1
+    assert exact(client.echo_booking({"guest": "x"}, [])[0], {"guest": "x"})
+    with pytest.raises(InvalidArgumentError, match=r"'guests'\[0\]: Guest is missing the key"):
+        client.echo_booking({"guest": "x"}, [{"vip": False}])

@@ -8,8 +8,10 @@ from decimal import Decimal
 
 from e2e_moretypes import (  # type: ignore[import-not-found]
     Account,
+    Booking,
     Code,
     Dated,
+    Guest,
     MoreTypes,
     Scope,
     Shelf,
@@ -44,3 +46,6 @@ class MoreTypesImpl(MoreTypes):  # type: ignore[misc]
         self, value: dict[Stage, list[Code]], scope: Scope = Scope.READ
     ) -> tuple[dict[Stage, list[Code]], Scope]:
         return value, scope
+
+    def echo_booking(self, value: Booking, guests: list[Guest]) -> tuple[Booking, list[Guest]]:
+        return value, guests

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date, time, timedelta
 from decimal import Decimal
 from enum import Enum, IntEnum, StrEnum, auto
-from typing import Literal, NewType, TypeAlias
+from typing import Literal, NamedTuple, NewType, NotRequired, Required, TypeAlias, TypedDict
 from uuid import UUID
 
 UserId = NewType("UserId", int)
@@ -58,6 +58,22 @@ class Scope(StrEnum):
     WRITE_ALL = auto()
 
 
+class Span(NamedTuple):
+    start: date
+    days: int = 1
+
+
+class Booking(TypedDict, total=False):
+    guest: Required[str]
+    span: Span
+    notes: list[str]
+
+
+class Guest(TypedDict):
+    name: str
+    vip: NotRequired[bool]
+
+
 @dataclass
 class Account:
     owner: UserId
@@ -93,3 +109,6 @@ class MoreTypes(ABC):
     def echo_stages(
         self, value: dict[Stage, list[Code]], scope: Scope = Scope.READ
     ) -> tuple[dict[Stage, list[Code]], Scope]: ...
+
+    @abstractmethod
+    def echo_booking(self, value: Booking, guests: list[Guest]) -> tuple[Booking, list[Guest]]: ...
