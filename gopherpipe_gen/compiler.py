@@ -284,7 +284,7 @@ class _Emitter:
                 table=table,
                 encode=encode,
             )
-        return self.record(name, self.contract.dataclasses[key_of(ref)], encode, returns)
+        return self.record(name, ref, self.contract.dataclasses[key_of(ref)], encode, returns)
 
     def typed_dict(self, name: str, record: Dataclass, encode: bool, returns: str) -> Converter:
         return _typed_dict_converter(self, name, record, encode, returns)
@@ -438,7 +438,9 @@ class _Emitter:
             encode=encode,
         )
 
-    def record(self, name: str, record: Dataclass, encode: bool, returns: str) -> Converter:
+    def record(
+        self, name: str, ref: Named, record: Dataclass, encode: bool, returns: str
+    ) -> Converter:
         if record.form == "typeddict":
             return self.typed_dict(name, record, encode, returns)
         cls = record.name
@@ -474,7 +476,7 @@ class _Emitter:
         if record.required < total:
             # An older peer may leave trailing defaulted fields out; rare, so this path
             # goes through a table instead of one more specialised branch.
-            table = f"_{self.mangle(Named(cls, 'dataclass', record.module))}_fields"
+            table = f"_{self.mangle(ref)}_fields"
             entries = ", ".join(f'("{f.name}", {self.fn(f.type, False)})' for f in record.fields)
             self.uses_callable = True
             self.tables.append(
@@ -515,6 +517,9 @@ def _spelled_parts(ref: TypeRef) -> list[TypeRef]:
             parts += _spelled_parts(item)
     elif isinstance(ref, OptionalOf):
         parts += _spelled_parts(ref.inner)
+    elif isinstance(ref, Named):
+        for arg in ref.args:
+            parts += _spelled_parts(arg)
     return parts
 
 
@@ -574,6 +579,8 @@ def _exact_check(ref: TypeRef, var: str) -> str | None:
 
 def _mangle(ref: TypeRef) -> str:
     # Prefix notation with fixed arities, so distinct types get distinct names.
+    if isinstance(ref, Named) and ref.args:
+        return "_".join([ref.name, *(_mangle(arg) for arg in ref.args)])
     if isinstance(ref, Scalar | Stdlib | Named | NewTypeOf):
         return ref.name
     if isinstance(ref, LiteralOf):

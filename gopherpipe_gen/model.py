@@ -107,6 +107,9 @@ class Named:
     kind: NamedKind
     module: Path
     """The file the class is declared in (resolved), so stubs can import it from there."""
+    args: tuple[TypeRef, ...] = ()
+    """A generic dataclass's type arguments (``Page[User]``): each use with other
+    arguments is a record of its own, its fields' type variables replaced."""
 
 
 @dataclass(frozen=True)
@@ -213,4 +216,6 @@ class Contract:
 
 def key_of(ref: Named | NewTypeOf) -> str:
     """The lookup key of a named type in `Contract.dataclasses` / `Contract.enums`."""
+    if isinstance(ref, Named) and ref.args:
+        return f"{ref.module}:{ref.name}{list(ref.args)!r}"
     return f"{ref.module}:{ref.name}"

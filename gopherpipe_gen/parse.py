@@ -183,6 +183,8 @@ class _Parser:
         self.enums: dict[str, EnumDef] = {}
         self.in_progress: set[str] = set()
         self.refused: set[str] = set()
+        self.env: list[dict[str, TypeRef]] = []
+        """The type arguments of the generic dataclass being read, innermost last."""
         """Declared types whose own error is already reported (no follow-on errors)."""
         self.stdlib_used: set[str] = set()
         self.aliases: dict[str, TypeRef | None] = {}
@@ -300,10 +302,24 @@ class _Parser:
 
     # -- named types --------------------------------------------------------------------
 
-    def named(self, mod: _Module, name: str, node: cst.CSTNode) -> TypeRef:
-        """Resolve a type name used in `mod` to the class, alias or NewType it denotes."""
+    def named(
+        self,
+        mod: _Module,
+        name: str,
+        node: cst.CSTNode,
+        args: tuple[TypeRef, ...] | None = None,
+    ) -> TypeRef:
+        """Resolve a type name used in `mod` to the class, alias or NewType it denotes;
+        `args` are the type arguments of ``Name[...]`` (a generic dataclass)."""
         if name in mod.classes:
-            return self.declared(mod, mod.classes[name], node)
+            return self.declared(mod, mod.classes[name], node, args)
+        if args is not None and (name in mod.bindings or name not in mod.imports):
+            raise self.fail(
+                mod,
+                node,
+                f"{name} takes no type arguments: only a generic dataclass (class "
+                f"{name}(Generic[T])) is written {name}[...]",
+            )
         if name in mod.bindings:
             return self.alias(mod, name, node)
         if name in mod.imports:
@@ -324,6 +340,8 @@ class _Parser:
                 )
             other = self.load(path, (mod, alias))
             if original in other.bindings and original not in other.classes:
+                if args is not None:
+                    raise self.fail(mod, node, f"{name} takes no type arguments")
                 return self.alias(other, original, node, (mod, node))
             if original not in other.classes:
                 raise self.fail(
@@ -333,7 +351,7 @@ class _Parser:
                     "import dataclasses, Enums, type aliases and NewTypes from the module "
                     "that defines them",
                 )
-            return self.declared(other, other.classes[original], node)
+            return self.declared(other, other.classes[original], node, args, (mod, node))
         if name in STDLIB_TYPES:
             raise self.fail(
                 mod,
@@ -408,6 +426,13 @@ class _Parser:
         assert value is not None
         if isinstance(value, cst.Call) and _tail_name(value.func) == "NewType":
             return self.newtype(mod, name, value)
+        if isinstance(value, cst.Call) and _tail_name(value.func) == "TypeVar":
+            raise self.fail(
+                *where,
+                f"type variable {name} stands for no type here: a type variable fits only "
+                f"in the fields of a generic dataclass (class Page(Generic[{name}])); methods "
+                "use concrete types, e.g. Page[int]",
+            )
         if isinstance(value, cst.Call) and _tail_name(value.func) in FUNCTIONAL_RECORDS:
             label = "TypedDict" if _tail_name(value.func) == "TypedDict" else "NamedTuple"
             raise self.fail(
@@ -488,9 +513,49 @@ class _Parser:
             return "enum"
         return None
 
-    def declared(self, mod: _Module, cls: cst.ClassDef, used_at: cst.CSTNode) -> Named:
+    def type_params(self, mod: _Module, cls: cst.ClassDef) -> tuple[str, ...]:
+        """The type variables of ``class X(Generic[T, U])`` (empty if not generic)."""
+        if cls.type_parameters is not None:
+            raise self.fail(
+                mod,
+                cls.type_parameters,
+                f"'class {cls.name.value}[...]' needs Python 3.12: write "
+                f'class {cls.name.value}(Generic[T]) with T = TypeVar("T")',
+            )
+        for base in cls.bases:
+            value = base.value
+            if isinstance(value, cst.Subscript) and _tail_name(value.value) == "Generic":
+                names: list[str] = []
+                for element in value.slice:
+                    item = element.slice.value if isinstance(element.slice, cst.Index) else None
+                    binding = mod.bindings.get(item.value) if isinstance(item, cst.Name) else None
+                    if not (
+                        isinstance(item, cst.Name)
+                        and isinstance(binding, cst.Assign)
+                        and isinstance(binding.value, cst.Call)
+                        and _tail_name(binding.value.func) == "TypeVar"
+                    ):
+                        raise self.fail(
+                            mod,
+                            element,
+                            "Generic[...] lists type variables declared in the same module: "
+                            'T = TypeVar("T")',
+                        )
+                    names.append(item.value)
+                return tuple(names)
+        return ()
+
+    def declared(
+        self,
+        mod: _Module,
+        cls: cst.ClassDef,
+        used_at: cst.CSTNode,
+        args: tuple[TypeRef, ...] | None = None,
+        used_in: tuple[_Module, cst.CSTNode] | None = None,
+    ) -> Named:
         name = cls.name.value
         kind = self.kind_of(cls)
+        where = used_in or (mod, used_at)
         for base in cls.bases if kind is None else ():
             parent = mod.classes.get(_tail_name(base.value) or "")
             parent_kind = None if parent is None else self.kind_of(parent)
@@ -509,11 +574,35 @@ class _Parser:
                 f"{name!r} is neither a dataclass, an Enum, a NamedTuple nor a TypedDict; "
                 "only those (and the built-in types) can cross the wire",
             )
-        ref = Named(name, kind, mod.resolved)
+        params = self.type_params(mod, cls) if kind == "dataclass" else ()
+        if params and args is None:
+            raise self.fail(
+                *where,
+                f"{name} is generic: write it with its type arguments, "
+                f"{name}[{', '.join(params)}] with concrete types, e.g. {name}[int]",
+            )
+        if args is not None and len(args) != len(params):
+            raise self.fail(
+                *where,
+                (
+                    f"{name} takes {len(params)} type argument(s), not {len(args)}"
+                    if params
+                    else f"{name} takes no type arguments: only a generic dataclass (class "
+                    f"{name}(Generic[T])) is written {name}[...]"
+                ),
+            )
+        ref = Named(name, kind, mod.resolved, args or ())
         key = key_of(ref)
+        if len(key) > 2000:
+            raise self.fail(
+                *where,
+                f"{name}'s type arguments nest without end: a generic dataclass's "
+                "fields may use it with the same type variables only",
+            )
         if key not in self.in_progress:
             # Marked before the body is read so that recursive types terminate.
             self.in_progress.add(key)
+            self.env.append(dict(zip(params, args or (), strict=True)))
             try:
                 if kind == "dataclass":
                     self.dataclasses[key] = self.dataclass(mod, cls)
@@ -523,6 +612,8 @@ class _Parser:
                     self.enums[key] = self.enum(mod, cls)
             except _Invalid:
                 self.refused.add(key)
+            finally:
+                self.env.pop()
         return ref
 
     # -- types --------------------------------------------------------------------------
@@ -663,6 +754,8 @@ class _Parser:
         )
 
     def simple_type(self, mod: _Module, name: str, node: cst.CSTNode) -> TypeRef:
+        if self.env and name in self.env[-1]:
+            return self.env[-1][name]
         if name in SCALARS:
             scalar: ScalarName = name  # type: ignore[assignment]
             return Scalar(scalar)
@@ -758,6 +851,9 @@ class _Parser:
             return self.union(mod, node, args)
         if head == "Literal":
             return self.literal(mod, node, args)
+        if isinstance(node.value, cst.Name) and head is not None and head not in SCALARS:
+            refs = tuple(self.type_of(mod, arg) for arg in args)
+            return self.named(mod, head, node.value, refs)
         raise self.fail(
             mod, node, f"unsupported type {mod.module.code_for_node(node)!r}: {TYPE_HELP}"
         )
@@ -900,6 +996,15 @@ class _Parser:
                         )
         fields: dict[str, Field] = {}
         for base in cls.bases:
+            if isinstance(base.value, cst.Subscript) and _tail_name(base.value.value) == "Generic":
+                continue  # its type variables are read by type_params
+            if isinstance(base.value, cst.Subscript):
+                raise self.fail(
+                    mod,
+                    base,
+                    f"deriving from {mod.module.code_for_node(base.value)} is not supported: "
+                    "derive from a dataclass without type arguments, or list the fields",
+                )
             base_name = _tail_name(base.value)
             if base_name is None or base_name in {"object", "Generic"}:
                 raise self.fail(mod, base, "dataclass bases must be other dataclasses")
@@ -1348,9 +1453,11 @@ class _Parser:
                 with contextlib.suppress(_Invalid):
                     services.append(self.service(mod, cls))
             elif self.kind_of(cls) is not None:
-                # Declared types are part of the contract even if no method uses them yet.
+                # Declared types are part of the contract even if no method uses them yet
+                # (a generic dataclass is read where it is used, with its type arguments).
                 with contextlib.suppress(_Invalid):
-                    self.declared(mod, cls, cls.name)
+                    if not (self.kind_of(cls) == "dataclass" and self.type_params(mod, cls)):
+                        self.declared(mod, cls, cls.name)
         if not services and not any(
             any(_tail_name(b.value) == "ABC" for b in cls.bases) for cls in mod.classes.values()
         ):
@@ -1413,6 +1520,8 @@ def _hashable(ref: TypeRef) -> bool:
 
 def _spell(ref: TypeRef) -> str:
     """The type as a user would write it (for messages and for stub annotations)."""
+    if isinstance(ref, Named) and ref.args:
+        return f"{ref.name}[{', '.join(_spell(arg) for arg in ref.args)}]"
     if isinstance(ref, Scalar | Stdlib | Named | NewTypeOf):
         return ref.name
     if isinstance(ref, LiteralOf):
@@ -1438,8 +1547,10 @@ def parse_contract(path: Path) -> Contract:
     parser = _Parser(path)
     contract = parser.contract()
     if contract is None:
-        parser.errors.sort(key=lambda e: (str(e.path), e.line, e.column))
-        raise SpecErrors(parser.errors)
+        # A generic dataclass is read once per use: the same error may come twice.
+        errors = list({str(e): e for e in parser.errors}.values())
+        errors.sort(key=lambda e: (str(e.path), e.line, e.column))
+        raise SpecErrors(errors)
     return contract
 
 
@@ -1456,6 +1567,9 @@ def iter_types(ref: TypeRef) -> Iterator[TypeRef]:
             yield from iter_types(item)
     elif isinstance(ref, OptionalOf | NewTypeOf):
         yield from iter_types(ref.inner)
+    elif isinstance(ref, Named):
+        for arg in ref.args:
+            yield from iter_types(arg)
 
 
 def iter_named(ref: TypeRef) -> Iterator[Named]:

@@ -229,3 +229,17 @@ def test_type_statement_needs_the_python_that_runs_the_generator(in_tmp: Path) -
         "tuple[int, int] (from typing import TypeAlias)\n"
     )
     assert files_in(in_tmp) == {"typestmt.py"}
+
+
+def test_class_type_parameters_need_python_3_12(in_tmp: Path) -> None:
+    (in_tmp / "classparams.py").write_text(
+        "from abc import ABC, abstractmethod\nfrom dataclasses import dataclass\n\n\n"
+        "@dataclass\nclass Page[T]:\n    items: list[T]\n\n\n"
+        "class S(ABC):\n    @abstractmethod\n    def f(self, value: Page[int]) -> None: ...\n"
+    )
+    code, _, stderr = run("gen", "classparams.py")
+    assert code == 2
+    assert stderr == (
+        "classparams.py:6:11: 'class Page[...]' needs Python 3.12: write "
+        'class Page(Generic[T]) with T = TypeVar("T")\n'
+    )

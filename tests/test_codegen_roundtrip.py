@@ -975,3 +975,52 @@ def test_named_tuples_and_typed_dicts_are_checked(
         with pytest.raises(InvalidArgumentError) as info:
             decode([wire(value)])
         assert info.value.message.startswith(message)
+
+
+# -- generic dataclasses ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def generics(load_case: Callable[[str], Stubs]) -> tuple[Stubs, Loopback, Any]:
+    stubs = load_case("generics")
+    loop = Loopback()
+    stubs.server.register_generics(loop, echo_impl(stubs.contract.Generics))
+    return stubs, loop, stubs.client.GenericsClient(loop)
+
+
+def test_generic_dataclasses_round_trip_with_their_arguments(
+    generics: tuple[Stubs, Loopback, Any],
+) -> None:
+    stubs, loop, client = generics
+    c = stubs.contract
+    users = c.Page([c.User("ada", datetime.date(1815, 12, 10))], "t2", 7)
+    assert same(client.users(users), users)
+    assert same(client.numbers(c.Page([1, True], None)), (c.Page([1, 1], None, 0), ""))
+    dates = c.Page([datetime.date(2024, 1, 1)], None)
+    pair = c.Pair("k", dates, [dates])
+    assert same(client.pair(pair), pair)
+    tree = c.Node("a", [c.Node("b", []), c.Node("c", [c.Node("d", [])])])
+    assert same(client.trees([tree, tree]), [tree, tree])
+    del loop.calls[:]
+    client.users(users)
+    client.pair(c.Pair("k", dates))
+    assert [call[2] for call in loop.calls] == [
+        [[[["ada", "1815-12-10"]], "t2", 7]],
+        [["k", [["2024-01-01"], None, 0], []]],
+    ]
+
+
+def test_each_use_of_a_generic_dataclass_checks_its_own_arguments(
+    generics: tuple[Stubs, Loopback, Any],
+) -> None:
+    stubs, loop, client = generics
+    c = stubs.contract
+    with pytest.raises(InvalidArgumentError, match=r"'value'\.items\[0\]: expected User, got int"):
+        client.users(c.Page([1], None))
+    with pytest.raises(InvalidArgumentError, match=r"'value'\.items\[1\]: expected int, got str"):
+        client.numbers(c.Page([1, "2"], None), "t")
+    decode = loop.services["Generics"].methods["pair"].decode_args
+    with pytest.raises(InvalidArgumentError, match=r"'value'\.value\.items\[0\]: expected"):
+        decode([["k", [[5], None, 0], []]])
+    with pytest.raises(InvalidArgumentError, match=r"'value': expected Page, got Pair"):
+        client.users(c.Pair(1, 2))

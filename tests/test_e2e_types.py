@@ -157,3 +157,15 @@ def test_named_tuples_and_typed_dicts_round_trip(api: Any, client: Any) -> None:
     assert exact(client.echo_booking({"guest": "x"}, [])[0], {"guest": "x"})
     with pytest.raises(InvalidArgumentError, match=r"'guests'\[0\]: Guest is missing the key"):
         client.echo_booking({"guest": "x"}, [{"vip": False}])
+
+
+def test_generic_dataclasses_round_trip_with_their_arguments(api: Any, client: Any) -> None:
+    contract, _ = api
+    account = contract.Account(contract.UserId(1), {}, frozenset())
+    accounts = contract.Page([account], "next")
+    spans = contract.Page([contract.Span(datetime.date(2024, 1, 1), 3)])
+    echoed_accounts, echoed_spans = client.echo_pages(accounts, spans)
+    assert exact(echoed_accounts, accounts) and exact(echoed_spans, spans)
+    assert type(echoed_spans.items[0]) is contract.Span
+    with pytest.raises(InvalidArgumentError, match=r"'spans'\.items\[0\]: expected Span"):
+        client.echo_pages(accounts, contract.Page([account]))

@@ -13,8 +13,10 @@ from e2e_moretypes import (  # type: ignore[import-not-found]
     Dated,
     Guest,
     MoreTypes,
+    Page,
     Scope,
     Shelf,
+    Span,
     Stage,
     Ticket,
 )
@@ -49,3 +51,8 @@ class MoreTypesImpl(MoreTypes):  # type: ignore[misc]
 
     def echo_booking(self, value: Booking, guests: list[Guest]) -> tuple[Booking, list[Guest]]:
         return value, guests
+
+    def echo_pages(
+        self, value: Page[Account], spans: Page[Span]
+    ) -> tuple[Page[Account], Page[Span]]:
+        return value, spans

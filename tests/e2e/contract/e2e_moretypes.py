@@ -7,9 +7,20 @@ from dataclasses import dataclass
 from datetime import date, time, timedelta
 from decimal import Decimal
 from enum import Enum, IntEnum, StrEnum, auto
-from typing import Literal, NamedTuple, NewType, NotRequired, Required, TypeAlias, TypedDict
+from typing import (
+    Generic,
+    Literal,
+    NamedTuple,
+    NewType,
+    NotRequired,
+    Required,
+    TypeAlias,
+    TypedDict,
+    TypeVar,
+)
 from uuid import UUID
 
+T = TypeVar("T")
 UserId = NewType("UserId", int)
 Money = NewType("Money", Decimal)
 Currency = Literal["EUR", "USD"]
@@ -81,6 +92,12 @@ class Account:
     friends: frozenset[UserId]
 
 
+@dataclass
+class Page(Generic[T]):
+    items: list[T]
+    next_token: str | None = None
+
+
 class MoreTypes(ABC):
     """Echoes each family of types."""
 
@@ -112,3 +129,8 @@ class MoreTypes(ABC):
 
     @abstractmethod
     def echo_booking(self, value: Booking, guests: list[Guest]) -> tuple[Booking, list[Guest]]: ...
+
+    @abstractmethod
+    def echo_pages(
+        self, value: Page[Account], spans: Page[Span]
+    ) -> tuple[Page[Account], Page[Span]]: ...

@@ -121,7 +121,7 @@ def _dec_Point(value: object, path: str) -> Point:
         return Point(
             **{
                 name: decode(item, f"{path}.{name}")
-                for (name, decode), item in zip(_Point_2_fields, items, strict=False)
+                for (name, decode), item in zip(_Point_fields, items, strict=False)
             }
         )
     try:
@@ -302,7 +302,7 @@ def _enc_Empty(value: object, path: str) -> Any:
 _Unit_by_value: dict[object, Unit] = {member.value: member for member in Unit}
 
 
-_Point_2_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+_Point_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
     ("x", check_float),
     ("y", check_float),
     ("label", check_str),
