@@ -39,6 +39,7 @@ from .model import (
     LiteralOf,
     Method,
     Named,
+    NewTypeOf,
     OptionalOf,
     Param,
     Scalar,
@@ -48,7 +49,7 @@ from .model import (
     TypeRef,
     key_of,
 )
-from .parse import iter_named, iter_types, spell
+from .parse import iter_types, spell
 
 INDEXED = 'f"{path}[{index}]"'
 # Names the stubs import or define besides the contract's own.
@@ -189,7 +190,7 @@ class _Emitter:
 
     def spell(self, ref: TypeRef) -> str:
         """`ref` as this stub's annotations write it; notes what that makes it import."""
-        for part in iter_types(ref):
+        for part in _spelled_parts(ref):
             if isinstance(part, Stdlib):
                 self.std_names.setdefault(part.module, set()).add(part.name)
             elif isinstance(part, LiteralOf):
@@ -222,6 +223,8 @@ class _Emitter:
             return self.scalar_fn(ref)
         if isinstance(ref, Stdlib):
             return self.helper(f"{'enc' if encode else 'dec'}_{ref.name.lower()}")
+        if isinstance(ref, NewTypeOf) and encode:
+            return self.fn(ref.inner, True)  # a NewType's value is its underlying type's
         name = f"_{'enc' if encode else 'dec'}_{self.mangle(ref)}"
         if name not in self.converters:
             # Placeholder first: recursive dataclasses refer to themselves.
@@ -252,6 +255,13 @@ class _Emitter:
             )
         if isinstance(ref, LiteralOf):
             return self.literal(name, ref, encode, returns)
+        if isinstance(ref, NewTypeOf):
+            return Converter(
+                name,
+                returns,
+                fast=f"{ref.name}({self.call(ref.inner, False, 'value', 'path')})",
+                encode=False,
+            )
         assert isinstance(ref, Named)
         if ref.kind == "enum":
             enum = self.contract.enums[key_of(ref)]
@@ -276,7 +286,10 @@ class _Emitter:
                 table=table,
                 encode=encode,
             )
-        return self.record(name, self.contract.dataclasses[key_of(ref)], encode, returns)
+        return self.record(name, ref, self.contract.dataclasses[key_of(ref)], encode, returns)
+
+    def typed_dict(self, name: str, record: Dataclass, encode: bool, returns: str) -> Converter:
+        return _typed_dict_converter(self, name, record, encode, returns)
 
     def literal(self, name: str, ref: LiteralOf, encode: bool, returns: str) -> Converter:
         # Keyed by (type, value) so that True is not taken for 1, nor 1.0 for 1.
@@ -427,7 +440,11 @@ class _Emitter:
             encode=encode,
         )
 
-    def record(self, name: str, record: Dataclass, encode: bool, returns: str) -> Converter:
+    def record(
+        self, name: str, ref: Named, record: Dataclass, encode: bool, returns: str
+    ) -> Converter:
+        if record.form == "typeddict":
+            return self.typed_dict(name, record, encode, returns)
         cls = record.name
         total = len(record.fields)
         if encode:
@@ -461,7 +478,7 @@ class _Emitter:
         if record.required < total:
             # An older peer may leave trailing defaulted fields out; rare, so this path
             # goes through a table instead of one more specialised branch.
-            table = f"_{self.mangle(Named(cls, 'dataclass', record.module))}_fields"
+            table = f"_{self.mangle(ref)}_fields"
             entries = ", ".join(f'("{f.name}", {self.fn(f.type, False)})' for f in record.fields)
             self.uses_callable = True
             self.tables.append(
@@ -488,8 +505,62 @@ class _Emitter:
         )
 
 
+def _spelled_parts(ref: TypeRef) -> list[TypeRef]:
+    """The types an annotation of `ref` spells: a NewType is spelled by its name alone."""
+    if isinstance(ref, NewTypeOf):
+        return [ref]
+    parts: list[TypeRef] = [ref]
+    if isinstance(ref, ListOf | SetOf):
+        parts += _spelled_parts(ref.item)
+    elif isinstance(ref, DictOf):
+        parts += _spelled_parts(ref.key) + _spelled_parts(ref.value)
+    elif isinstance(ref, TupleOf):
+        for item in ref.items:
+            parts += _spelled_parts(item)
+    elif isinstance(ref, OptionalOf):
+        parts += _spelled_parts(ref.inner)
+    elif isinstance(ref, Named):
+        for arg in ref.args:
+            parts += _spelled_parts(arg)
+    return parts
+
+
+def _typed_dict_converter(
+    emitter: _Emitter, name: str, record: Dataclass, encode: bool, returns: str
+) -> Converter:
+    """A TypedDict: a map with its keys as str, converted key by key through a table."""
+    table = f"_{emitter.mangle(Named(record.name, 'typeddict', record.module))}_" + (
+        "enc_keys" if encode else "dec_keys"
+    )
+    entries = ", ".join(f'"{f.name}": {emitter.fn(f.type, encode)}' for f in record.fields)
+    emitter.uses_callable = True
+    emitter.tables.append(Table(table, "dict[str, Callable[[object, str], Any]]", f"{{{entries}}}"))
+    required = [f'"{f.name}"' for f in record.fields if not f.has_default]
+    check = (
+        f"items = {emitter.helper('check_typed_dict')}(value, path, \"{record.name}\", "
+        f"({', '.join(required)}{',' if len(required) == 1 else ''}), {table})"
+    )
+    loop = "for key, item in items.items()"
+    fast = f"{{key: {table}[key](item, path) {loop}}}"
+    precise = f'{{key: {table}[key](item, f"{{path}}[{{key!r}}]") {loop}}}'
+    if not encode:
+        # The dict built is the TypedDict: at run time one is a plain dict.
+        emitter.std_names["typing"].add("cast")
+        fast, precise = f"cast({record.name}, {fast})", f"cast({record.name}, {precise})"
+    return Converter(
+        name,
+        returns,
+        fast=fast,
+        precise=precise if record.fields else None,
+        check=check,
+        encode=encode,
+    )
+
+
 def _array_form(ref: TypeRef) -> bool:
     """Whether `ref` travels as an array, which msgpack cannot use as a map key."""
+    if isinstance(ref, NewTypeOf):
+        return _array_form(ref.inner)
     return isinstance(ref, TupleOf) or (isinstance(ref, Stdlib) and ref.name == "timedelta")
 
 
@@ -499,6 +570,8 @@ def _field_path(name: str) -> str:
 
 def _exact_check(ref: TypeRef, var: str) -> str | None:
     """A condition true when `var` already is its own wire form (and Python form)."""
+    if isinstance(ref, NewTypeOf):
+        return _exact_check(ref.inner, var)  # NewType(...) returns its argument itself
     if isinstance(ref, Scalar):
         if ref.name == "None":
             return f"{var} is None"
@@ -508,7 +581,9 @@ def _exact_check(ref: TypeRef, var: str) -> str | None:
 
 def _mangle(ref: TypeRef) -> str:
     # Prefix notation with fixed arities, so distinct types get distinct names.
-    if isinstance(ref, Scalar | Stdlib | Named):
+    if isinstance(ref, Named) and ref.args:
+        return "_".join([ref.name, *(_mangle(arg) for arg in ref.args)])
+    if isinstance(ref, Scalar | Stdlib | Named | NewTypeOf):
         return ref.name
     if isinstance(ref, LiteralOf):
         # Readable where the values allow; Emitter.mangle numbers any clash.
@@ -555,17 +630,19 @@ def module_ref(module_file: Path, out_dir: Path) -> str:
     return ".".join(parts)
 
 
-def _closure(contract: Contract) -> list[Named]:
-    """Every dataclass and enum the services reach, in first-use order."""
-    seen: dict[str, Named] = {}
+def _closure(contract: Contract) -> list[Named | NewTypeOf]:
+    """Every dataclass, enum and NewType the services reach, in first-use order."""
+    seen: dict[str, Named | NewTypeOf] = {}
 
     def visit(ref: TypeRef) -> None:
-        for named in iter_named(ref):
+        for named in iter_types(ref):
+            if not isinstance(named, Named | NewTypeOf):
+                continue
             key = key_of(named)
             if key in seen:
                 continue
             seen[key] = named
-            if named.kind == "dataclass":
+            if isinstance(named, Named) and named.kind != "enum":
                 for item in contract.dataclasses[key].fields:
                     visit(item.type)
 
@@ -829,7 +906,7 @@ def compile_contract(contract: Contract, out_dir: Path) -> tuple[StubContext, St
 
     imported = {name for emitter in (client, server) for names in emitter.std_names.values()
                 for name in names} | client.abc_names | server.abc_names  # fmt: skip
-    clashes = imported & _declared(contract)
+    clashes = imported & (_declared(contract) | {named.name for named in _closure(contract)})
     if clashes:
         raise SpecErrors(
             [

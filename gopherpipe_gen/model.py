@@ -94,17 +94,37 @@ class OptionalOf:
     inner: TypeRef
 
 
+NamedKind = Literal["dataclass", "enum", "namedtuple", "typeddict"]
+RecordForm = Literal["dataclass", "namedtuple", "typeddict"]
+
+
 @dataclass(frozen=True)
 class Named:
-    """A dataclass or enum, by the name it is declared under in `module`."""
+    """A dataclass, enum, NamedTuple or TypedDict, by the name it is declared under in
+    `module`. All but enums are records, in `Contract.dataclasses`."""
 
     name: str
-    kind: Literal["dataclass", "enum"]
+    kind: NamedKind
     module: Path
     """The file the class is declared in (resolved), so stubs can import it from there."""
+    args: tuple[TypeRef, ...] = ()
+    """A generic dataclass's type arguments (``Page[User]``): each use with other
+    arguments is a record of its own, its fields' type variables replaced."""
 
 
-TypeRef = Scalar | Stdlib | LiteralOf | ListOf | SetOf | DictOf | TupleOf | OptionalOf | Named
+@dataclass(frozen=True)
+class NewTypeOf:
+    """``UserId = NewType("UserId", int)``: `inner`'s wire form; the stubs annotate with
+    the NewType itself, imported from `module` like a dataclass."""
+
+    name: str
+    module: Path
+    inner: TypeRef
+
+
+TypeRef = (
+    Scalar | Stdlib | LiteralOf | ListOf | SetOf | DictOf | TupleOf | OptionalOf | Named | NewTypeOf
+)
 
 
 @dataclass(frozen=True)
@@ -153,13 +173,18 @@ class Field:
     name: str
     type: TypeRef
     has_default: bool
+    """For a TypedDict: whether the key may be left out (total=False, NotRequired)."""
 
 
 @dataclass(frozen=True)
 class Dataclass:
+    """A record: a dataclass or NamedTuple (an array of its fields on the wire) or a
+    TypedDict (a map with str keys)."""
+
     name: str
     module: Path
     fields: tuple[Field, ...]
+    form: RecordForm = "dataclass"
 
     @property
     def required(self) -> int:
@@ -189,6 +214,8 @@ class Contract:
     enums: dict[str, EnumDef] = field(default_factory=dict, hash=False)
 
 
-def key_of(ref: Named) -> str:
+def key_of(ref: Named | NewTypeOf) -> str:
     """The lookup key of a named type in `Contract.dataclasses` / `Contract.enums`."""
+    if isinstance(ref, Named) and ref.args:
+        return f"{ref.module}:{ref.name}{list(ref.args)!r}"
     return f"{ref.module}:{ref.name}"

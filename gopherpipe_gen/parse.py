@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,8 @@ from .model import (
     LiteralValue,
     Method,
     Named,
+    NamedKind,
+    NewTypeOf,
     OptionalOf,
     Param,
     Scalar,
@@ -59,8 +62,8 @@ from .model import (
 TYPE_HELP = (
     "use None, bool, int, float, str, bytes, list[T], dict[K, V], tuple[...], set[T], "
     "frozenset[T], Sequence[T], Mapping[K, V], Literal[...], "
-    "T | None, datetime, date, time, timedelta, Decimal, UUID, or a dataclass or Enum "
-    "declared in the contract"
+    "T | None, datetime, date, time, timedelta, Decimal, UUID, a dataclass, Enum, "
+    "NamedTuple or TypedDict declared in the contract, or a type alias or NewType of those"
 )
 STDLIB_MODULES = frozenset(STDLIB_TYPES.values())
 STDLIB_HELP = (
@@ -107,11 +110,13 @@ RESERVED_PARAMS = frozenset(
         "check_args",
         "check_sequence",
         "check_mapping",
+        "check_typed_dict",
         *(f"{way}_{name.lower()}" for way in ("enc", "dec") for name in STDLIB_TYPES),
     }
 )
 TYPING_ALIASES = {"List": "list", "Dict": "dict", "Tuple": "tuple", "Set": "set"}
 ENUM_BASES = frozenset({"Enum", "IntEnum", "StrEnum"})
+FUNCTIONAL_RECORDS = frozenset({"NamedTuple", "TypedDict", "namedtuple"})
 FACTORIES = frozenset({"list", "dict", "set", "frozenset", "tuple"})
 
 
@@ -165,6 +170,8 @@ class _Module:
     """local name -> (module name, leading dots, name in that module, node)."""
     module_imports: dict[str, str] = field(default_factory=dict)
     """local name -> module, for ``import datetime`` / ``import datetime as dt``."""
+    bindings: dict[str, cst.Assign | cst.AnnAssign | cst.TypeAlias] = field(default_factory=dict)
+    """Top-level assignments by name: type aliases and NewTypes (or plain variables)."""
 
 
 class _Parser:
@@ -175,7 +182,13 @@ class _Parser:
         self.dataclasses: dict[str, Dataclass] = {}
         self.enums: dict[str, EnumDef] = {}
         self.in_progress: set[str] = set()
+        self.refused: set[str] = set()
+        self.env: list[dict[str, TypeRef]] = []
+        """The type arguments of the generic dataclass being read, innermost last."""
+        """Declared types whose own error is already reported (no follow-on errors)."""
         self.stdlib_used: set[str] = set()
+        self.aliases: dict[str, TypeRef | None] = {}
+        """Type aliases and NewTypes read so far, by (module, name); None if broken."""
         self.method_names: list[tuple[_Module, cst.Name]] = []
         self.anchor: list[cst.CSTNode] = []
         """Nodes whose position stands in for nodes that have none (inside a string type)."""
@@ -231,6 +244,7 @@ class _Parser:
                 mod.classes[statement.name.value] = statement
             elif isinstance(statement, cst.SimpleStatementLine):
                 for small in statement.body:
+                    self.binding(mod, small)
                     if isinstance(small, cst.Import):
                         for alias in small.names:
                             dotted = mod.module.code_for_node(alias.name)
@@ -253,6 +267,28 @@ class _Parser:
         self.modules[resolved] = mod
         return mod
 
+    def binding(self, mod: _Module, small: cst.BaseSmallStatement) -> None:
+        """Note a top-level ``X = ...``, ``X: T = ...`` or ``type X = ...`` of `mod`."""
+        if isinstance(small, cst.Assign):
+            if len(small.targets) == 1 and isinstance(small.targets[0].target, cst.Name):
+                mod.bindings[small.targets[0].target.value] = small
+        elif isinstance(small, cst.AnnAssign):
+            if isinstance(small.target, cst.Name):
+                mod.bindings[small.target.value] = small
+        elif isinstance(small, cst.TypeAlias):
+            mod.bindings[small.name.value] = small
+            if sys.version_info < (3, 12):
+                # libcst reads it, but the Python running here could not import the file.
+                name = small.name.value
+                self.error(
+                    mod,
+                    small,
+                    f"'type {name} = ...' needs Python 3.12 and this is Python "
+                    f"{sys.version_info.major}.{sys.version_info.minor}: write "
+                    f"{name}: TypeAlias = {mod.module.code_for_node(small.value)} "
+                    "(from typing import TypeAlias)",
+                )
+
     def module_file(self, mod: _Module, source: str, dots: int) -> Path:
         """Where ``from <dots><source> import ...`` points, next to `mod`'s file."""
         folder = mod.display.parent
@@ -266,10 +302,26 @@ class _Parser:
 
     # -- named types --------------------------------------------------------------------
 
-    def named(self, mod: _Module, name: str, node: cst.CSTNode) -> Named | Stdlib:
-        """Resolve a type name used in `mod` to the class it denotes."""
+    def named(
+        self,
+        mod: _Module,
+        name: str,
+        node: cst.CSTNode,
+        args: tuple[TypeRef, ...] | None = None,
+    ) -> TypeRef:
+        """Resolve a type name used in `mod` to the class, alias or NewType it denotes;
+        `args` are the type arguments of ``Name[...]`` (a generic dataclass)."""
         if name in mod.classes:
-            return self.declared(mod, mod.classes[name], node)
+            return self.declared(mod, mod.classes[name], node, args)
+        if args is not None and (name in mod.bindings or name not in mod.imports):
+            raise self.fail(
+                mod,
+                node,
+                f"{name} takes no type arguments: only a generic dataclass (class "
+                f"{name}(Generic[T])) is written {name}[...]",
+            )
+        if name in mod.bindings:
+            return self.alias(mod, name, node)
         if name in mod.imports:
             source, dots, original, alias = mod.imports[name]
             if dots == 0 and source in STDLIB_MODULES:
@@ -287,14 +339,19 @@ class _Parser:
                     "import it from a file beside it",
                 )
             other = self.load(path, (mod, alias))
+            if original in other.bindings and original not in other.classes:
+                if args is not None:
+                    raise self.fail(mod, node, f"{name} takes no type arguments")
+                return self.alias(other, original, node, (mod, node))
             if original not in other.classes:
                 raise self.fail(
                     mod,
                     node,
                     f"{path} does not declare a class {original!r} at top level; "
-                    "import dataclasses and Enums from the module that defines them",
+                    "import dataclasses, Enums, type aliases and NewTypes from the module "
+                    "that defines them",
                 )
-            return self.declared(other, other.classes[original], node)
+            return self.declared(other, other.classes[original], node, args, (mod, node))
         if name in STDLIB_TYPES:
             raise self.fail(
                 mod,
@@ -302,6 +359,134 @@ class _Parser:
                 f"unknown type {name!r}: import it first (from {STDLIB_TYPES[name]} import {name})",
             )
         raise self.fail(mod, node, f"unknown type {name!r}: {TYPE_HELP}")
+
+    def alias(
+        self,
+        mod: _Module,
+        name: str,
+        node: cst.CSTNode,
+        used_in: tuple[_Module, cst.CSTNode] | None = None,
+    ) -> TypeRef:
+        """The type a top-level assignment of `mod` names (a type alias or a NewType).
+
+        Read once: a broken alias is reported once (where it is declared, or where it is
+        first misused), and its other uses raise no error of their own. `used_in` is where
+        the name is used when that is another module than `mod` (an imported alias)."""
+        key = f"{mod.resolved}:{name}"
+        if key in self.aliases:
+            found = self.aliases[key]
+            if found is None:
+                raise _Invalid()
+            return found
+        where = used_in or (mod, node)
+        if key in self.in_progress:
+            raise self.fail(
+                *where,
+                f"type alias {name!r} refers to itself: a recursive type must be a dataclass "
+                f"(e.g. @dataclass class Tree: children: list[Tree])",
+            )
+        statement = mod.bindings[name]
+        self.in_progress.add(key)
+        result: TypeRef | None = None
+        try:
+            result = self.alias_value(mod, name, statement, where)
+            return result
+        finally:
+            self.in_progress.discard(key)
+            self.aliases[key] = result
+
+    def alias_value(
+        self,
+        mod: _Module,
+        name: str,
+        statement: cst.Assign | cst.AnnAssign | cst.TypeAlias,
+        where: tuple[_Module, cst.CSTNode],
+    ) -> TypeRef:
+        if isinstance(statement, cst.TypeAlias):
+            if sys.version_info < (3, 12):
+                raise _Invalid()  # reported once, where the statement is
+            if statement.type_parameters is not None:
+                raise self.fail(
+                    mod,
+                    statement.type_parameters,
+                    f"generic type aliases are not supported: write the alias of one "
+                    f"concrete type, e.g. type {name} = list[int]",
+                )
+            return self.alias_type(mod, statement.value)
+        value = statement.value
+        code = mod.module.code_for_node(statement).strip()
+        if isinstance(statement, cst.AnnAssign):
+            if value is None or _tail_name(statement.annotation.annotation) != "TypeAlias":
+                raise self.fail(
+                    *where,
+                    f"{name!r} is a variable ({code}), not a type: a type alias is written "
+                    f"{name}: TypeAlias = T or {name} = T",
+                )
+            return self.alias_type(mod, value)
+        assert value is not None
+        if isinstance(value, cst.Call) and _tail_name(value.func) == "NewType":
+            return self.newtype(mod, name, value)
+        if isinstance(value, cst.Call) and _tail_name(value.func) == "TypeVar":
+            raise self.fail(
+                *where,
+                f"type variable {name} stands for no type here: a type variable fits only "
+                f"in the fields of a generic dataclass (class Page(Generic[{name}])); methods "
+                "use concrete types, e.g. Page[int]",
+            )
+        if isinstance(value, cst.Call) and _tail_name(value.func) in FUNCTIONAL_RECORDS:
+            label = "TypedDict" if _tail_name(value.func) == "TypedDict" else "NamedTuple"
+            raise self.fail(
+                mod,
+                value,
+                f"the functional form of {_tail_name(value.func)} is not read: write the class "
+                f"syntax, class {name}({label}): with one annotated line per field",
+            )
+        if isinstance(value, cst.SimpleString | cst.ConcatenatedString):
+            raise self.fail(
+                mod,
+                value,
+                f"{name} = {mod.module.code_for_node(value)} makes {name} a str, not a type "
+                f"alias: for a type written as a string, write {name}: TypeAlias = "
+                f"{mod.module.code_for_node(value)} (from typing import TypeAlias)",
+            )
+        if not isinstance(value, cst.Name | cst.Attribute | cst.Subscript | cst.BinaryOperation):
+            raise self.fail(
+                *where,
+                f"{name!r} is a variable ({code}), not a type: a type alias is written "
+                f"{name} = T, e.g. {name} = list[int]",
+            )
+        return self.alias_type(mod, value)
+
+    def alias_type(self, mod: _Module, value: cst.BaseExpression) -> TypeRef:
+        """The type an alias names; a Chan there is a Chan nested in a type."""
+        return self.type_of(mod, value)
+
+    def newtype(self, mod: _Module, name: str, call: cst.Call) -> NewTypeOf:
+        spelled = f'{name} = NewType("{name}", T)'
+        args = call.args
+        if (
+            len(args) != 2
+            or any(arg.keyword is not None or arg.star for arg in args)
+            or not isinstance(args[0].value, cst.SimpleString)
+            or args[0].value.evaluated_value != name
+        ):
+            raise self.fail(
+                mod, call, f"write {spelled}: the NewType's own name as a string, then its type"
+            )
+        inner = self.alias_type(mod, args[1].value)
+        if (
+            isinstance(inner, OptionalOf | LiteralOf)
+            or (isinstance(inner, Scalar) and inner.name in {"None", "bool"})
+            or (isinstance(inner, Named) and inner.kind == "enum")
+        ):
+            raise self.fail(
+                mod,
+                args[1].value,
+                f"NewType cannot derive from {_spell(inner)}, which Python cannot subclass: "
+                f"derive it from a class (int, str, a dataclass...), or write a type alias "
+                f"{name} = {_spell(inner)}",
+            )
+        return NewTypeOf(name, mod.resolved, inner)
 
     def stdlib(self, mod: _Module, module: str, name: str, node: cst.CSTNode) -> Stdlib:
         """`module.name` as a contract type, or an error saying which ones there are."""
@@ -316,35 +501,119 @@ class _Parser:
         stdlib_name: StdlibName = name  # type: ignore[assignment]
         return Stdlib(stdlib_name)
 
-    def kind_of(self, cls: cst.ClassDef) -> Literal["dataclass", "enum"] | None:
+    def kind_of(self, cls: cst.ClassDef) -> NamedKind | None:
         if any(_decorator_name(d) == "dataclass" for d in cls.decorators):
             return "dataclass"
-        if any(_tail_name(b.value) in ENUM_BASES for b in cls.bases):
+        bases = {_tail_name(b.value) for b in cls.bases}
+        if "NamedTuple" in bases:
+            return "namedtuple"
+        if "TypedDict" in bases:
+            return "typeddict"
+        if bases & ENUM_BASES:
             return "enum"
         return None
 
-    def declared(self, mod: _Module, cls: cst.ClassDef, used_at: cst.CSTNode) -> Named:
+    def type_params(self, mod: _Module, cls: cst.ClassDef) -> tuple[str, ...]:
+        """The type variables of ``class X(Generic[T, U])`` (empty if not generic)."""
+        if cls.type_parameters is not None:
+            raise self.fail(
+                mod,
+                cls.type_parameters,
+                f"'class {cls.name.value}[...]' needs Python 3.12: write "
+                f'class {cls.name.value}(Generic[T]) with T = TypeVar("T")',
+            )
+        for base in cls.bases:
+            value = base.value
+            if isinstance(value, cst.Subscript) and _tail_name(value.value) == "Generic":
+                names: list[str] = []
+                for element in value.slice:
+                    item = element.slice.value if isinstance(element.slice, cst.Index) else None
+                    binding = mod.bindings.get(item.value) if isinstance(item, cst.Name) else None
+                    if not (
+                        isinstance(item, cst.Name)
+                        and isinstance(binding, cst.Assign)
+                        and isinstance(binding.value, cst.Call)
+                        and _tail_name(binding.value.func) == "TypeVar"
+                    ):
+                        raise self.fail(
+                            mod,
+                            element,
+                            "Generic[...] lists type variables declared in the same module: "
+                            'T = TypeVar("T")',
+                        )
+                    names.append(item.value)
+                return tuple(names)
+        return ()
+
+    def declared(
+        self,
+        mod: _Module,
+        cls: cst.ClassDef,
+        used_at: cst.CSTNode,
+        args: tuple[TypeRef, ...] | None = None,
+        used_in: tuple[_Module, cst.CSTNode] | None = None,
+    ) -> Named:
         name = cls.name.value
         kind = self.kind_of(cls)
+        where = used_in or (mod, used_at)
+        for base in cls.bases if kind is None else ():
+            parent = mod.classes.get(_tail_name(base.value) or "")
+            parent_kind = None if parent is None else self.kind_of(parent)
+            if parent is not None and parent_kind in {"namedtuple", "typeddict"}:
+                label = "NamedTuple" if parent_kind == "namedtuple" else "TypedDict"
+                raise self.fail(
+                    mod,
+                    used_at,
+                    f"{name!r} derives from the {label} {parent.name.value}: a {label} on the "
+                    f"wire is one class deriving from {label}; list every field in it",
+                )
         if kind is None:
             raise self.fail(
                 mod,
                 used_at,
-                f"{name!r} is neither a dataclass nor an Enum; only those (and the "
-                "built-in types) can cross the wire",
+                f"{name!r} is neither a dataclass, an Enum, a NamedTuple nor a TypedDict; "
+                "only those (and the built-in types) can cross the wire",
             )
-        ref = Named(name, kind, mod.resolved)
+        params = self.type_params(mod, cls) if kind == "dataclass" else ()
+        if params and args is None:
+            raise self.fail(
+                *where,
+                f"{name} is generic: write it with its type arguments, "
+                f"{name}[{', '.join(params)}] with concrete types, e.g. {name}[int]",
+            )
+        if args is not None and len(args) != len(params):
+            raise self.fail(
+                *where,
+                (
+                    f"{name} takes {len(params)} type argument(s), not {len(args)}"
+                    if params
+                    else f"{name} takes no type arguments: only a generic dataclass (class "
+                    f"{name}(Generic[T])) is written {name}[...]"
+                ),
+            )
+        ref = Named(name, kind, mod.resolved, args or ())
         key = key_of(ref)
+        if len(key) > 2000:
+            raise self.fail(
+                *where,
+                f"{name}'s type arguments nest without end: a generic dataclass's "
+                "fields may use it with the same type variables only",
+            )
         if key not in self.in_progress:
             # Marked before the body is read so that recursive types terminate.
             self.in_progress.add(key)
+            self.env.append(dict(zip(params, args or (), strict=True)))
             try:
                 if kind == "dataclass":
                     self.dataclasses[key] = self.dataclass(mod, cls)
+                elif kind != "enum":
+                    self.dataclasses[key] = self.record_class(mod, cls, kind)
                 else:
                     self.enums[key] = self.enum(mod, cls)
             except _Invalid:
-                pass
+                self.refused.add(key)
+            finally:
+                self.env.pop()
         return ref
 
     # -- types --------------------------------------------------------------------------
@@ -485,6 +754,8 @@ class _Parser:
         )
 
     def simple_type(self, mod: _Module, name: str, node: cst.CSTNode) -> TypeRef:
+        if self.env and name in self.env[-1]:
+            return self.env[-1][name]
         if name in SCALARS:
             scalar: ScalarName = name  # type: ignore[assignment]
             return Scalar(scalar)
@@ -580,6 +851,9 @@ class _Parser:
             return self.union(mod, node, args)
         if head == "Literal":
             return self.literal(mod, node, args)
+        if isinstance(node.value, cst.Name) and head is not None and head not in SCALARS:
+            refs = tuple(self.type_of(mod, arg) for arg in args)
+            return self.named(mod, head, node.value, refs)
         raise self.fail(
             mod, node, f"unsupported type {mod.module.code_for_node(node)!r}: {TYPE_HELP}"
         )
@@ -635,6 +909,25 @@ class _Parser:
             raise mismatch()
         if isinstance(ref, OptionalOf):
             ref = ref.inner
+        if isinstance(ref, NewTypeOf):
+            # The client copies the default into a signature typed with the NewType,
+            # where a bare literal would not type-check.
+            if (
+                isinstance(node, cst.Call)
+                and isinstance(node.func, cst.Name)
+                and len(node.args) == 1
+                and node.args[0].keyword is None
+                and not node.args[0].star
+                and self.simple_type(mod, node.func.value, node.func) == ref
+            ):
+                self.check_default(mod, node.args[0].value, ref.inner)
+                return
+            raise self.fail(
+                mod,
+                node,
+                f"default {text} does not match the type {ref.name}: write the value "
+                f"through the NewType, e.g. {ref.name}({text})",
+            )
         if isinstance(ref, LiteralOf):
             given = _literal_value(node)
             if given is None:
@@ -664,6 +957,8 @@ class _Parser:
                 raise mismatch()
             assert isinstance(enum_ref, Named)
             enum = self.enums.get(key_of(enum_ref))
+            if key_of(enum_ref) in self.refused:
+                raise _Invalid()  # the Enum's own error says what is wrong
             if enum is None or enum_ref.kind != "enum":
                 raise mismatch()
             if literal.attr.value not in {name for name, _ in enum.members}:
@@ -701,6 +996,15 @@ class _Parser:
                         )
         fields: dict[str, Field] = {}
         for base in cls.bases:
+            if isinstance(base.value, cst.Subscript) and _tail_name(base.value.value) == "Generic":
+                continue  # its type variables are read by type_params
+            if isinstance(base.value, cst.Subscript):
+                raise self.fail(
+                    mod,
+                    base,
+                    f"deriving from {mod.module.code_for_node(base.value)} is not supported: "
+                    "derive from a dataclass without type arguments, or list the fields",
+                )
             base_name = _tail_name(base.value)
             if base_name is None or base_name in {"object", "Generic"}:
                 raise self.fail(mod, base, "dataclass bases must be other dataclasses")
@@ -730,6 +1034,121 @@ class _Parser:
         if not ok:
             raise _Invalid()
         return Dataclass(cls.name.value, mod.resolved, tuple(fields.values()))
+
+    def record_class(
+        self, mod: _Module, cls: cst.ClassDef, form: Literal["namedtuple", "typeddict"]
+    ) -> Dataclass:
+        """A class-syntax NamedTuple or TypedDict."""
+        label = "NamedTuple" if form == "namedtuple" else "TypedDict"
+        total = True
+        for base in cls.bases:
+            if _tail_name(base.value) != label:
+                raise self.fail(
+                    mod,
+                    base,
+                    f"a {label} on the wire derives from {label} only (no generic, no other "
+                    f"base, no {label} inheritance): list every field in one class",
+                )
+        for keyword in cls.keywords:
+            if not (
+                form == "typeddict"
+                and keyword.keyword is not None
+                and keyword.keyword.value == "total"
+                and isinstance(keyword.value, cst.Name)
+                and keyword.value.value in {"True", "False"}
+            ):
+                raise self.fail(
+                    mod,
+                    keyword,
+                    (
+                        "a TypedDict takes one class argument, total=True or total=False"
+                        if form == "typeddict"
+                        else "a NamedTuple takes no class arguments"
+                    ),
+                )
+            total = keyword.value.value == "True"
+        for decorator in cls.decorators:
+            raise self.fail(mod, decorator, f"a {label} on the wire takes no decorator")
+        fields: dict[str, Field] = {}
+        ok = True
+        for statement in cls.body.body:
+            if _is_docstring_or_filler(statement) or (
+                form == "namedtuple" and isinstance(statement, cst.FunctionDef)
+            ):
+                continue
+            if not isinstance(statement, cst.SimpleStatementLine):
+                self.error(
+                    mod,
+                    statement,
+                    (
+                        "only keys (name: type) may appear in a TypedDict"
+                        if form == "typeddict"
+                        else "only fields and methods may appear in a NamedTuple"
+                    ),
+                )
+                ok = False
+                continue
+            for small in statement.body:
+                try:
+                    if form == "typeddict":
+                        self.typed_dict_key(mod, small, fields, total)
+                    else:
+                        self.named_tuple_field(mod, small, fields)
+                except _Invalid:
+                    ok = False
+        if not ok:
+            raise _Invalid()
+        return Dataclass(cls.name.value, mod.resolved, tuple(fields.values()), form)
+
+    def named_tuple_field(
+        self, mod: _Module, small: cst.BaseSmallStatement, fields: dict[str, Field]
+    ) -> None:
+        if isinstance(small, cst.AnnAssign) and isinstance(small.value, cst.Call):
+            raise self.fail(
+                mod, small.value, "a NamedTuple field's default is a plain value, not a call"
+            )
+        self.dataclass_field(mod, small, fields)
+        if isinstance(small, cst.AnnAssign) and isinstance(small.target, cst.Name):
+            name = small.target.value
+            if name.startswith("_"):
+                raise self.fail(
+                    mod, small.target, f"NamedTuple field names may not start with '_': {name!r}"
+                )
+            if not fields[name].has_default and any(f.has_default for f in fields.values()):
+                raise self.fail(
+                    mod,
+                    small,
+                    f"field {name!r} has no default but follows one that has: Python refuses "
+                    "this in a NamedTuple; give it a default or move it up",
+                )
+
+    def typed_dict_key(
+        self, mod: _Module, small: cst.BaseSmallStatement, fields: dict[str, Field], total: bool
+    ) -> None:
+        if not isinstance(small, cst.AnnAssign) or not isinstance(small.target, cst.Name):
+            raise self.fail(mod, small, "only keys (name: type) may appear in a TypedDict")
+        name = small.target.value
+        if small.value is not None:
+            raise self.fail(
+                mod,
+                small.value,
+                f"a TypedDict key has no default: write {name}: NotRequired[T] for a key "
+                "that may be left out",
+            )
+        annotation = small.annotation.annotation
+        required = total
+        head = _tail_name(annotation.value) if isinstance(annotation, cst.Subscript) else None
+        if isinstance(annotation, cst.Subscript) and head in {"Required", "NotRequired"}:
+            if len(annotation.slice) != 1 or not isinstance(annotation.slice[0].slice, cst.Index):
+                raise self.fail(mod, annotation, f"{head} takes one type: write {head}[T]")
+            required = head == "Required"
+            annotation = annotation.slice[0].slice.value
+        self.chan_context.append(f"field {name}")
+        try:
+            ref = self.type_of(mod, annotation)
+        finally:
+            self.chan_context.pop()
+        fields[name] = Field(name, ref, not required)
 
     def dataclass_field(
         self, mod: _Module, small: cst.BaseSmallStatement, fields: dict[str, Field]
@@ -781,6 +1200,7 @@ class _Parser:
         fields[name] = Field(name, ref, has_default)
 
     def enum(self, mod: _Module, cls: cst.ClassDef) -> EnumDef:
+        bases = {_tail_name(base.value) for base in cls.bases}
         members: list[tuple[str, int | str]] = []
         for statement in cls.body.body:
             if isinstance(statement, cst.FunctionDef) or _is_docstring_or_filler(statement):
@@ -795,7 +1215,11 @@ class _Parser:
                 ):
                     raise self.fail(mod, small, "write Enum members as NAME = value")
                 name = small.targets[0].target.value
-                members.append((name, self.enum_value(mod, small.value)))
+                if isinstance(small.value, cst.Call) and _tail_name(small.value.func) == "auto":
+                    value = self.auto_value(mod, cls, bases, name, small.value, members)
+                else:
+                    value = self.enum_value(mod, small.value)
+                members.append((name, value))
         if not members:
             raise self.fail(mod, cls.name, f"Enum {cls.name.value} has no members")
         kinds = {type(value) for _, value in members}
@@ -806,14 +1230,52 @@ class _Parser:
         value_type: Literal["int", "str"] = "int" if kinds == {int} else "str"
         return EnumDef(cls.name.value, mod.resolved, tuple(members), value_type)
 
-    def enum_value(self, mod: _Module, node: cst.BaseExpression) -> int | str:
-        if isinstance(node, cst.Call) and _tail_name(node.func) == "auto":
+    def auto_value(
+        self,
+        mod: _Module,
+        cls: cst.ClassDef,
+        bases: set[str | None],
+        name: str,
+        call: cst.Call,
+        members: Sequence[tuple[str, int | str]],
+    ) -> int | str:
+        """The value Python gives ``name = auto()`` (its _generate_next_value_), statically."""
+        if call.args:
+            raise self.fail(mod, call, "auto() takes no arguments: write auto() or a value")
+        if "StrEnum" in bases:
+            return name.lower()
+        if bases - {"Enum", "IntEnum"}:
             raise self.fail(
                 mod,
-                node,
-                "auto() is not supported: write explicit values (e.g. RED = 1), "
-                "since the value is what travels on the wire",
+                call,
+                f"auto() in {cls.name.value}, which mixes in another type, would not give "
+                "an int: derive from Enum, IntEnum or StrEnum, or write explicit values",
             )
+        if not members:
+            return 1
+        values = [value for _, value in members]
+        last = values[-1]
+        if not all(isinstance(value, int) for value in values):
+            raise self.fail(
+                mod,
+                call,
+                f"auto() after a str value has no int to continue from: write {name} = "
+                "an explicit value (or derive from StrEnum, where auto() is the lower-cased "
+                "name)",
+            )
+        assert isinstance(last, int)
+        if last != max(value for value in values if isinstance(value, int)):
+            # Python 3.11 continues from the last value, 3.13 from the highest.
+            raise self.fail(
+                mod,
+                call,
+                f"auto() after {members[-1][0]} = {last}, which is not the highest value so "
+                f"far: Python versions differ on what it gives; write {name} = an explicit "
+                "value",
+            )
+        return last + 1
+
+    def enum_value(self, mod: _Module, node: cst.BaseExpression) -> int | str:
         negative = False
         if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Minus):
             negative, node = True, node.expression
@@ -991,9 +1453,11 @@ class _Parser:
                 with contextlib.suppress(_Invalid):
                     services.append(self.service(mod, cls))
             elif self.kind_of(cls) is not None:
-                # Declared types are part of the contract even if no method uses them yet.
+                # Declared types are part of the contract even if no method uses them yet
+                # (a generic dataclass is read where it is used, with its type arguments).
                 with contextlib.suppress(_Invalid):
-                    self.declared(mod, cls, cls.name)
+                    if not (self.kind_of(cls) == "dataclass" and self.type_params(mod, cls)):
+                        self.declared(mod, cls, cls.name)
         if not services and not any(
             any(_tail_name(b.value) == "ABC" for b in cls.bases) for cls in mod.classes.values()
         ):
@@ -1049,12 +1513,16 @@ def _hashable(ref: TypeRef) -> bool:
         return ref.kind == "enum"
     if isinstance(ref, TupleOf):
         return all(_hashable(item) for item in ref.items)
+    if isinstance(ref, NewTypeOf):
+        return _hashable(ref.inner)
     return False
 
 
 def _spell(ref: TypeRef) -> str:
     """The type as a user would write it (for messages and for stub annotations)."""
-    if isinstance(ref, Scalar | Stdlib | Named):
+    if isinstance(ref, Named) and ref.args:
+        return f"{ref.name}[{', '.join(_spell(arg) for arg in ref.args)}]"
+    if isinstance(ref, Scalar | Stdlib | Named | NewTypeOf):
         return ref.name
     if isinstance(ref, LiteralOf):
         return ref.spelled
@@ -1079,8 +1547,10 @@ def parse_contract(path: Path) -> Contract:
     parser = _Parser(path)
     contract = parser.contract()
     if contract is None:
-        parser.errors.sort(key=lambda e: (str(e.path), e.line, e.column))
-        raise SpecErrors(parser.errors)
+        # A generic dataclass is read once per use: the same error may come twice.
+        errors = list({str(e): e for e in parser.errors}.values())
+        errors.sort(key=lambda e: (str(e.path), e.line, e.column))
+        raise SpecErrors(errors)
     return contract
 
 
@@ -1095,8 +1565,11 @@ def iter_types(ref: TypeRef) -> Iterator[TypeRef]:
     elif isinstance(ref, TupleOf):
         for item in ref.items:
             yield from iter_types(item)
-    elif isinstance(ref, OptionalOf):
+    elif isinstance(ref, OptionalOf | NewTypeOf):
         yield from iter_types(ref.inner)
+    elif isinstance(ref, Named):
+        for arg in ref.args:
+            yield from iter_types(arg)
 
 
 def iter_named(ref: TypeRef) -> Iterator[Named]:

@@ -128,6 +128,23 @@ def check_dict(value: object, path: str) -> dict[Any, Any]:
     fail(path, "dict", value)
 
 
+def check_typed_dict(
+    value: object, path: str, name: str, required: tuple[str, ...], keys: Mapping[str, object]
+) -> dict[Any, Any]:
+    """A TypedDict, on either side: a dict (a map on the wire) holding every key of
+    `required` and no key outside `keys`."""
+    if not isinstance(value, dict):
+        fail(path, name, value)
+    for key in required:
+        if key not in value:
+            raise InvalidArgumentError(f"{path}: {name} is missing the key {key!r}")
+    if len(value) > len(required):
+        for key in value:
+            if key not in keys:
+                raise InvalidArgumentError(f"{path}: {name} has no key {key!r}")
+    return value
+
+
 def check_record(value: object, path: str, name: str, required: int, total: int) -> list[Any]:
     """A dataclass in wire form: a list of its fields in declaration order.
 

@@ -216,3 +216,40 @@ def test_syntax_error_is_a_spec_error(in_tmp: Path) -> None:
         "broken.py:6:1: invalid Python syntax: the contract must be a module Python can parse\n"
     )
     assert files_in(in_tmp) == {"broken.py"}
+
+
+def test_type_statement_needs_the_python_that_runs_the_generator(in_tmp: Path) -> None:
+    # Kept out of tests/golden: the linters read those files as Python 3.11.
+    (in_tmp / "typestmt.py").write_text(
+        "from abc import ABC, abstractmethod\n\ntype Pair = tuple[int, int]\n\n\n"
+        "class S(ABC):\n    @abstractmethod\n    def f(self, value: Pair) -> Pair: ...\n"
+    )
+    code, _, stderr = run("gen", "typestmt.py")
+    if sys.version_info >= (3, 12):
+        assert code == 0, stderr
+        assert (
+            "def f(self, value: tuple[int, int]) -> tuple[int, int]:"
+            in (in_tmp / "typestmt_client.py").read_text()
+        )
+        return
+    assert code == 2
+    assert stderr == (
+        "typestmt.py:3:1: 'type Pair = ...' needs Python 3.12 and this is Python "
+        f"{sys.version_info.major}.{sys.version_info.minor}: write Pair: TypeAlias = "
+        "tuple[int, int] (from typing import TypeAlias)\n"
+    )
+    assert files_in(in_tmp) == {"typestmt.py"}
+
+
+def test_class_type_parameters_need_python_3_12(in_tmp: Path) -> None:
+    (in_tmp / "classparams.py").write_text(
+        "from abc import ABC, abstractmethod\nfrom dataclasses import dataclass\n\n\n"
+        "@dataclass\nclass Page[T]:\n    items: list[T]\n\n\n"
+        "class S(ABC):\n    @abstractmethod\n    def f(self, value: Page[int]) -> None: ...\n"
+    )
+    code, _, stderr = run("gen", "classparams.py")
+    assert code == 2
+    assert stderr == (
+        "classparams.py:6:11: 'class Page[...]' needs Python 3.12: write "
+        'class Page(Generic[T]) with T = TypeVar("T")\n'
+    )

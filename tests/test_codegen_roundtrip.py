@@ -19,8 +19,10 @@ import msgpack
 import pytest
 
 from gopherpipe_gen.cli import generate
+from gopherpipe_gen.parse import parse_contract
 from gopherpipe_runtime import InternalError, InvalidArgumentError, ServiceDef
 
+GOLDEN = Path(__file__).parent / "golden"
 FLAT_MODULES = ("service", "service_client", "service_server", "models")
 
 
@@ -793,3 +795,232 @@ def test_abstract_collections_refuse_what_they_must(
     with pytest.raises(InvalidArgumentError) as info:
         getattr(client, method)(value)
     assert info.value.message.startswith(message)
+
+
+# -- type aliases and NewTypes ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def aliases(load_case: Callable[[str], Stubs]) -> tuple[Stubs, Loopback, Any]:
+    stubs = load_case("aliases")
+    loop = Loopback()
+    stubs.server.register_aliases(loop, echo_impl(stubs.contract.Aliases))
+    return stubs, loop, stubs.client.AliasesClient(loop)
+
+
+def test_aliases_and_newtypes_round_trip_as_their_underlying_types(
+    aliases: tuple[Stubs, Loopback, Any],
+) -> None:
+    stubs, loop, client = aliases
+    c = stubs.contract
+    assert same(client.point((1.5, -2.0)), (1.5, -2.0))
+    assert same(client.route([(0.0, 1.0)], "EUR"), ([(0.0, 1.0)], "EUR"))
+    assert same(client.user(c.UserId(7)), (7, 1))
+    assert same(client.users({c.UserId(1), c.UserId(2)}), {1, 2})
+    ledger = {c.UserId(3): [c.Price(decimal.Decimal("9.50"))]}
+    back = client.ledger(ledger)
+    assert back == ledger and type(back[3][0]) is decimal.Decimal
+    assert str(back[3][0]) == "9.50"
+    track = c.Track(c.UserId(1), [(1.0, 2.0)], 3.5, "USD", c.Track(c.UserId(2), []))
+    assert same(client.track(track), track)
+    item = stubs.client.Item(stubs.client.Sku("A-1"), {"red"})
+    assert same(client.item(item), (item, None))
+    del loop.calls[:]
+    client.user(c.UserId(5))
+    client.ledger(ledger)
+    client.item(item, stubs.client.Sku("B-2"))
+    # On the wire only the underlying type: the NewType and the alias leave no trace.
+    assert [call[2] for call in loop.calls] == [
+        [5, 1],
+        [{3: ["9.50"]}],
+        [["A-1", ["red"]], "B-2"],
+    ]
+
+
+def test_aliases_keep_their_checks_and_the_stubs_name_the_newtypes(
+    aliases: tuple[Stubs, Loopback, Any],
+) -> None:
+    stubs, loop, client = aliases
+    with pytest.raises(InvalidArgumentError, match=r"route\(\): argument 'unit': 'GBP' is not"):
+        client.route([], "GBP")
+    with pytest.raises(InvalidArgumentError, match=r"user\(\): argument 'value': expected int"):
+        client.user("7")
+    decode = loop.services["Aliases"].methods["ledger"].decode_args
+    with pytest.raises(InvalidArgumentError, match=r"'value'\[3\]\[0\]: expected"):
+        decode([{3: [1.5]}])
+    signature = inspect.signature(stubs.client.AliasesClient.user)
+    assert signature.parameters["value"].annotation is stubs.contract.UserId
+    assert signature.parameters["admin"].default == 1
+    assert stubs.client.UserId is stubs.contract.UserId
+
+
+# -- Enum members with auto() -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def enums_auto(load_case: Callable[[str], Stubs]) -> tuple[Stubs, Loopback, Any]:
+    stubs = load_case("enums_auto")
+    loop = Loopback()
+    stubs.server.register_auto(loop, echo_impl(stubs.contract.Auto))
+    return stubs, loop, stubs.client.AutoClient(loop)
+
+
+def test_auto_values_are_resolved_as_python_resolves_them(
+    enums_auto: tuple[Stubs, Loopback, Any],
+) -> None:
+    stubs, _, _ = enums_auto
+    contract = parse_contract(GOLDEN / "enums_auto" / "service.py")
+    resolved = {enum.name: enum for enum in contract.enums.values()}
+    assert set(resolved) == {"Priority", "Level", "Mode", "Sign"}
+    for name, enum in resolved.items():
+        python = [(member.name, member.value) for member in getattr(stubs.contract, name)]
+        assert list(enum.members) == python, name
+        assert all(type(value).__name__ == enum.value_type for _, value in python)
+    assert resolved["Level"].members[-1] == ("PANIC", 51)
+    assert resolved["Mode"].members[-1] == ("SuperUser", "superuser")
+
+
+def test_auto_members_travel_as_their_resolved_values(
+    enums_auto: tuple[Stubs, Loopback, Any],
+) -> None:
+    stubs, loop, client = enums_auto
+    c = stubs.contract
+    assert same(client.priority(), c.Priority.MID)
+    assert same(client.levels({c.Level.PANIC: c.Mode.SuperUser}), {c.Level.PANIC: c.Mode.SuperUser})
+    assert same(client.sign({c.Sign.ZERO, c.Sign.MINUS}), {c.Sign.ZERO, c.Sign.MINUS})
+    task = c.Task(c.Priority.HIGH)
+    assert same(client.task(task), task)
+    del loop.calls[:]
+    client.priority(c.Priority.HIGH)
+    client.levels({c.Level.INFO: c.Mode.ADMIN, c.Level.WARN: c.Mode.WRITE})
+    client.sign({c.Sign.ZERO})
+    client.task(task)
+    assert [call[2] for call in loop.calls] == [
+        [3],
+        [{11: "root", 12: "write"}],
+        [[0]],
+        [[3, "read", 11]],
+    ]
+    decode = loop.services["Auto"].methods["levels"].decode_args
+    with pytest.raises(InvalidArgumentError, match=r"'value' key 13: 13 is not a valid Level"):
+        decode([{13: "read"}])
+    with pytest.raises(InvalidArgumentError, match=r"'value'\[11\]: 'READ' is not a valid Mode"):
+        decode([{11: "READ"}])
+
+
+# -- NamedTuple and TypedDict -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def records(load_case: Callable[[str], Stubs]) -> tuple[Stubs, Loopback, Any]:
+    stubs = load_case("records")
+    loop = Loopback()
+    stubs.server.register_records(loop, echo_impl(stubs.contract.Records))
+    return stubs, loop, stubs.client.RecordsClient(loop)
+
+
+def test_named_tuples_and_typed_dicts_round_trip(records: tuple[Stubs, Loopback, Any]) -> None:
+    stubs, loop, client = records
+    c = stubs.contract
+    point = c.Point(1, 2.5)
+    back = client.point(point)
+    assert same(back, c.Point(1.0, 2.5, "", c.Unit.M)) and type(back) is c.Point
+    assert back.norm() == point.norm()
+    far = c.Point(0, 0, "o", c.Unit.FT)
+    assert same(client.points([far], point), ([c.Point(0.0, 0.0, "o", c.Unit.FT)], back))
+    movie = {"title": "Alien", "year": 1979, "sequel": {"title": "Aliens", "year": 1986}}
+    assert same(client.movie(movie), movie)
+    query = {"text": "q", "near": None, "tags": []}
+    assert same(client.query(query), query)
+    assert same(client.query({"text": ""}), {"text": ""})
+    assert same(
+        client.queries({"a": {"text": "t", "near": back}}), {"a": {"text": "t", "near": back}}
+    )
+    assert same(client.empty({}), {})
+    del loop.calls[:]
+    client.point(c.Point(1.0, 2.0, "a"))
+    client.query({"text": "q", "limit": 3, "near": c.Point(0.0, 1.0)})
+    assert [call[2] for call in loop.calls] == [
+        [[1.0, 2.0, "a", "m"]],
+        [{"text": "q", "limit": 3, "near": [0.0, 1.0, "", "m"]}],
+    ]
+    # An older peer may leave a NamedTuple's trailing defaulted fields out.
+    decode = loop.services["Records"].methods["point"].decode_args
+    assert same(decode([[1.0, 2.0]]), (c.Point(1.0, 2.0),))
+
+
+@pytest.mark.parametrize(
+    ("method", "value", "message"),
+    [
+        ("point", (1.0, 2.0), "point(): argument 'value': expected Point, got tuple"),
+        ("point", None, "point(): argument 'value': expected Point, got NoneType"),
+        ("movie", {"title": "A"}, "movie(): argument 'value': Movie is missing the key 'year'"),
+        ("movie", {"title": "A", "year": 1, "rating": 5}, "movie(): argument 'value': Movie has no key 'rating'"),
+        ("movie", {"title": "A", "year": "1979"}, "movie(): argument 'value'['year']: expected int, got str"),
+        ("query", {"limit": 1}, "query(): argument 'value': Query is missing the key 'text'"),
+        ("query", [("text", "q")], "query(): argument 'value': expected Query, got list"),
+        ("queries", {"a": {"text": 1}}, "queries(): argument 'value'['a']['text']: expected str"),
+    ],
+)  # fmt: skip
+def test_named_tuples_and_typed_dicts_are_checked(
+    records: tuple[Stubs, Loopback, Any], method: str, value: Any, message: str
+) -> None:
+    _, loop, client = records
+    with pytest.raises(InvalidArgumentError) as info:
+        getattr(client, method)(value)
+    assert info.value.message.startswith(message)
+    # The server holds the wire to the same rules.
+    decode = loop.services["Records"].methods[method].decode_args
+    if method != "point":
+        with pytest.raises(InvalidArgumentError) as info:
+            decode([wire(value)])
+        assert info.value.message.startswith(message)
+
+
+# -- generic dataclasses ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def generics(load_case: Callable[[str], Stubs]) -> tuple[Stubs, Loopback, Any]:
+    stubs = load_case("generics")
+    loop = Loopback()
+    stubs.server.register_generics(loop, echo_impl(stubs.contract.Generics))
+    return stubs, loop, stubs.client.GenericsClient(loop)
+
+
+def test_generic_dataclasses_round_trip_with_their_arguments(
+    generics: tuple[Stubs, Loopback, Any],
+) -> None:
+    stubs, loop, client = generics
+    c = stubs.contract
+    users = c.Page([c.User("ada", datetime.date(1815, 12, 10))], "t2", 7)
+    assert same(client.users(users), users)
+    assert same(client.numbers(c.Page([1, True], None)), (c.Page([1, 1], None, 0), ""))
+    dates = c.Page([datetime.date(2024, 1, 1)], None)
+    pair = c.Pair("k", dates, [dates])
+    assert same(client.pair(pair), pair)
+    tree = c.Node("a", [c.Node("b", []), c.Node("c", [c.Node("d", [])])])
+    assert same(client.trees([tree, tree]), [tree, tree])
+    del loop.calls[:]
+    client.users(users)
+    client.pair(c.Pair("k", dates))
+    assert [call[2] for call in loop.calls] == [
+        [[[["ada", "1815-12-10"]], "t2", 7]],
+        [["k", [["2024-01-01"], None, 0], []]],
+    ]
+
+
+def test_each_use_of_a_generic_dataclass_checks_its_own_arguments(
+    generics: tuple[Stubs, Loopback, Any],
+) -> None:
+    stubs, loop, client = generics
+    c = stubs.contract
+    with pytest.raises(InvalidArgumentError, match=r"'value'\.items\[0\]: expected User, got int"):
+        client.users(c.Page([1], None))
+    with pytest.raises(InvalidArgumentError, match=r"'value'\.items\[1\]: expected int, got str"):
+        client.numbers(c.Page([1, "2"], None), "t")
+    decode = loop.services["Generics"].methods["pair"].decode_args
+    with pytest.raises(InvalidArgumentError, match=r"'value'\.value\.items\[0\]: expected"):
+        decode([["k", [[5], None, 0], []]])
+    with pytest.raises(InvalidArgumentError, match=r"'value': expected Page, got Pair"):
+        client.users(c.Pair(1, 2))

@@ -135,7 +135,7 @@ def test_a_user_class_named_chan_is_not_a_stream(tmp_path: Path) -> None:
         "    @abstractmethod\n"
         "    def f(self, a: Chan) -> int: ...\n"
     )
-    with pytest.raises(SpecErrors, match="'Chan' is neither a dataclass nor an Enum"):
+    with pytest.raises(SpecErrors, match="'Chan' is neither a dataclass, an Enum"):
         parse_contract(contract)
 
 

@@ -122,3 +122,50 @@ def test_abstract_collections_come_back_as_list_dict_frozenset(api: Any, client:
     assert exact(echoed, contract.Shelf(["Dune", "Emma"], {"D": [0]}, frozenset({"sf"})))
     assert type(echoed.genres) is frozenset
     assert exact(client.echo_sequence((1, 2.5)), [1.0, 2.5])
+
+
+def test_aliases_and_newtypes_travel_as_their_underlying_types(api: Any, client: Any) -> None:
+    contract, _ = api
+    account = contract.Account(
+        contract.UserId(42),
+        {"EUR": contract.Money(Decimal("10.50")), "USD": contract.Money(Decimal("-0"))},
+        frozenset({contract.UserId(1), contract.UserId(2)}),
+    )
+    echoed = client.echo_account(account)
+    assert exact(echoed, account) and type(echoed.owner) is int
+    assert str(echoed.balances["USD"]) == "-0"
+    with pytest.raises(InvalidArgumentError, match=r"'value'\.balances key 'GBP'"):
+        client.echo_account(contract.Account(contract.UserId(1), {"GBP": Decimal(1)}, frozenset()))
+
+
+def test_auto_enum_members_travel_as_their_resolved_values(api: Any, client: Any) -> None:
+    contract, _ = api
+    stages = {contract.Stage.REVIEW: [contract.Code.CREATED, contract.Code.OK]}
+    echoed, scope = client.echo_stages(stages, contract.Scope.WRITE_ALL)
+    assert exact(echoed, stages) and scope is contract.Scope.WRITE_ALL
+    assert [contract.Stage.REVIEW.value, contract.Code.CREATED.value] == [2, 201]
+    assert client.echo_stages({})[1] is contract.Scope.READ
+
+
+def test_named_tuples_and_typed_dicts_round_trip(api: Any, client: Any) -> None:
+    contract, _ = api
+    booking = {"guest": "Ada", "span": contract.Span(datetime.date(2024, 5, 1)), "notes": []}
+    guests = [{"name": "Ada", "vip": True}, {"name": "Bob"}]
+    echoed, echoed_guests = client.echo_booking(booking, guests)
+    assert exact(echoed, booking) and exact(echoed_guests, guests)
+    assert type(echoed["span"]) is contract.Span and echoed["span"].days == 1
+    assert exact(client.echo_booking({"guest": "x"}, [])[0], {"guest": "x"})
+    with pytest.raises(InvalidArgumentError, match=r"'guests'\[0\]: Guest is missing the key"):
+        client.echo_booking({"guest": "x"}, [{"vip": False}])
+
+
+def test_generic_dataclasses_round_trip_with_their_arguments(api: Any, client: Any) -> None:
+    contract, _ = api
+    account = contract.Account(contract.UserId(1), {}, frozenset())
+    accounts = contract.Page([account], "next")
+    spans = contract.Page([contract.Span(datetime.date(2024, 1, 1), 3)])
+    echoed_accounts, echoed_spans = client.echo_pages(accounts, spans)
+    assert exact(echoed_accounts, accounts) and exact(echoed_spans, spans)
+    assert type(echoed_spans.items[0]) is contract.Span
+    with pytest.raises(InvalidArgumentError, match=r"'spans'\.items\[0\]: expected Span"):
+        client.echo_pages(accounts, contract.Page([account]))

@@ -6,7 +6,20 @@ import datetime
 from collections.abc import Sequence
 from decimal import Decimal
 
-from e2e_moretypes import Dated, MoreTypes, Shelf, Ticket  # type: ignore[import-not-found]
+from e2e_moretypes import (  # type: ignore[import-not-found]
+    Account,
+    Booking,
+    Code,
+    Dated,
+    Guest,
+    MoreTypes,
+    Page,
+    Scope,
+    Shelf,
+    Span,
+    Stage,
+    Ticket,
+)
 
 
 class MoreTypesImpl(MoreTypes):  # type: ignore[misc]
@@ -27,3 +40,19 @@ class MoreTypesImpl(MoreTypes):  # type: ignore[misc]
 
     def echo_sequence(self, value: Sequence[float]) -> Sequence[float]:
         return tuple(value)  # a tuple is a Sequence too: it must go back as the client's list
+
+    def echo_account(self, value: Account) -> Account:
+        return value
+
+    def echo_stages(
+        self, value: dict[Stage, list[Code]], scope: Scope = Scope.READ
+    ) -> tuple[dict[Stage, list[Code]], Scope]:
+        return value, scope
+
+    def echo_booking(self, value: Booking, guests: list[Guest]) -> tuple[Booking, list[Guest]]:
+        return value, guests
+
+    def echo_pages(
+        self, value: Page[Account], spans: Page[Span]
+    ) -> tuple[Page[Account], Page[Span]]:
+        return value, spans

@@ -6,8 +6,25 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, time, timedelta
 from decimal import Decimal
-from typing import Literal
+from enum import Enum, IntEnum, StrEnum, auto
+from typing import (
+    Generic,
+    Literal,
+    NamedTuple,
+    NewType,
+    NotRequired,
+    Required,
+    TypeAlias,
+    TypedDict,
+    TypeVar,
+)
 from uuid import UUID
+
+T = TypeVar("T")
+UserId = NewType("UserId", int)
+Money = NewType("Money", Decimal)
+Currency = Literal["EUR", "USD"]
+Balances: TypeAlias = dict[Currency, Money]
 
 
 @dataclass
@@ -37,6 +54,50 @@ class Shelf:
     genres: frozenset[str]
 
 
+class Stage(Enum):
+    DRAFT = auto()
+    REVIEW = auto()
+
+
+class Code(IntEnum):
+    OK = 200
+    CREATED = auto()
+
+
+class Scope(StrEnum):
+    READ = auto()
+    WRITE_ALL = auto()
+
+
+class Span(NamedTuple):
+    start: date
+    days: int = 1
+
+
+class Booking(TypedDict, total=False):
+    guest: Required[str]
+    span: Span
+    notes: list[str]
+
+
+class Guest(TypedDict):
+    name: str
+    vip: NotRequired[bool]
+
+
+@dataclass
+class Account:
+    owner: UserId
+    balances: Balances
+    friends: frozenset[UserId]
+
+
+@dataclass
+class Page(Generic[T]):
+    items: list[T]
+    next_token: str | None = None
+
+
 class MoreTypes(ABC):
     """Echoes each family of types."""
 
@@ -57,3 +118,19 @@ class MoreTypes(ABC):
 
     @abstractmethod
     def echo_sequence(self, value: Sequence[float]) -> Sequence[float]: ...
+
+    @abstractmethod
+    def echo_account(self, value: Account) -> Account: ...
+
+    @abstractmethod
+    def echo_stages(
+        self, value: dict[Stage, list[Code]], scope: Scope = Scope.READ
+    ) -> tuple[dict[Stage, list[Code]], Scope]: ...
+
+    @abstractmethod
+    def echo_booking(self, value: Booking, guests: list[Guest]) -> tuple[Booking, list[Guest]]: ...
+
+    @abstractmethod
+    def echo_pages(
+        self, value: Page[Account], spans: Page[Span]
+    ) -> tuple[Page[Account], Page[Span]]: ...
