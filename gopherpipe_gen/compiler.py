@@ -575,6 +575,9 @@ def _exact_check(ref: TypeRef, var: str) -> str | None:
     if isinstance(ref, Scalar):
         if ref.name == "None":
             return f"{var} is None"
+        if ref.name == "int":
+            # The 64-bit range both codecs share (check_int refuses the rest).
+            return f"type({var}) is int and -(2**63) <= {var} < 2**64"
         return f"type({var}) is {ref.name}"
     return None
 

@@ -8,7 +8,8 @@ type" without a location is useless to the caller.
 
 Policy (the same on both sides of the wire, so a value that leaves a client intact
 arrives intact):
-- ``int`` accepts bool (a subtype, as in the type system) and sends it as int;
+- ``int`` accepts bool (a subtype, as in the type system) and sends it as int, and
+  only in -2**63..2**64-1 (what msgpack carries), on both codecs alike;
 - ``float`` accepts int and sends it as float;
 - ``tuple`` and ``set`` travel as lists; ``dict`` travels as a map.
 """
@@ -42,10 +43,17 @@ def check_bool(value: object, path: str) -> bool:
 
 def check_int(value: object, path: str) -> int:
     if type(value) is int:
-        return value
+        if -(2**63) <= value < 2**64:
+            return value
+        fail_int_range(path)
     if isinstance(value, int):
-        return int(value)
+        return check_int(int(value), path)
     fail(path, "int", value)
+
+
+def fail_int_range(path: str) -> NoReturn:
+    # msgpack carries no wider int; JSON would, so both codecs refuse alike.
+    raise InvalidArgumentError(f"{path}: int out of the 64-bit range (-2**63..2**64-1)")
 
 
 def check_float(value: object, path: str) -> float:

@@ -21,6 +21,7 @@ import pytest
 from gopherpipe_gen.cli import generate
 from gopherpipe_gen.parse import parse_contract
 from gopherpipe_runtime import InternalError, InvalidArgumentError, ServiceDef
+from gopherpipe_runtime.codec import CODECS
 
 GOLDEN = Path(__file__).parent / "golden"
 FLAT_MODULES = ("service", "service_client", "service_server", "models")
@@ -1024,3 +1025,75 @@ def test_each_use_of_a_generic_dataclass_checks_its_own_arguments(
         decode([["k", [[5], None, 0], []]])
     with pytest.raises(InvalidArgumentError, match=r"'value': expected Page, got Pair"):
         client.users(c.Pair(1, 2))
+
+
+# Ints: msgpack carries -2**63..2**64-1 and JSON any int; both sides refuse the rest, so a
+# contract behaves the same over both codecs.
+INT_RANGE = r"int out of the 64-bit range \(-2\*\*63\.\.2\*\*64-1\)$"
+
+
+def test_ints_at_the_64_bit_bounds_round_trip(client: Any) -> None:
+    for value in (2**64 - 1, -(2**63), 0):
+        assert client.integer(value) == value
+    assert client.ints([2**64 - 1, -(2**63)]) == [2**64 - 1, -(2**63)]
+    assert client.by_str({"a": 2**64 - 1}) == {"a": 2**64 - 1}
+    assert client.by_int({-(2**63): []}) == {-(2**63): []}
+
+
+@pytest.mark.parametrize(
+    ("method", "value", "path"),
+    [
+        ("integer", 2**64, r"integer\(\): argument 'value'"),
+        ("integer", -(2**63) - 1, r"integer\(\): argument 'value'"),
+        ("integer", 10**40, r"integer\(\): argument 'value'"),
+        ("ints", [1, 2**64], r"ints\(\): argument 'value'\[1\]"),
+        ("by_str", {"a": 1, "b": -(2**64)}, r"by_str\(\): argument 'value'\['b'\]"),
+        ("by_int", {2**64: []}, r"by_int\(\): argument 'value' key 18446744073709551616"),
+        ("maybe", 2**100, r"maybe\(\): argument 'value'"),
+    ],
+)
+def test_client_refuses_ints_beyond_64_bits(
+    client: Any, method: str, value: Any, path: str
+) -> None:
+    with pytest.raises(InvalidArgumentError, match=f"{path}: {INT_RANGE}"):
+        getattr(client, method)(value)
+
+
+@pytest.mark.parametrize(
+    ("method", "args", "path"),
+    [
+        ("integer", [2**64], r"integer\(\): argument 'value'"),
+        ("integer", [-(2**63) - 1], r"integer\(\): argument 'value'"),
+        ("ints", [[0, 1, -(2**70)]], r"ints\(\): argument 'value'\[2\]"),
+        ("tagged", [["t", [], 1, [2**64]]], r"tagged\(\): argument 'value'\.extras\[0\]"),
+    ],
+)
+def test_server_refuses_ints_beyond_64_bits_from_a_json_peer(
+    types: Stubs, method: str, args: Any, path: str
+) -> None:
+    json = CODECS["json"]
+    received = json.decode(json.encode(args))  # JSON carries the int as it is
+    with pytest.raises(InvalidArgumentError, match=f"{path}: {INT_RANGE}"):
+        decode_args(types, method)(received)
+
+
+def test_results_beyond_64_bits_are_refused_on_both_sides(types: Stubs) -> None:
+    class Big(echo_impl(types.contract.Types).__class__):  # type: ignore[misc]
+        def integer(self, value: Any) -> Any:
+            return 2**64
+
+    loop = Loopback()
+    types.server.register_types(loop, Big())
+    handler = loop.services["Types"].methods["integer"]
+    with pytest.raises(InvalidArgumentError, match=rf"integer\(\): result: {INT_RANGE}"):
+        handler.encode_result(handler.call(*handler.decode_args([1])))
+
+    class JsonLiar:
+        def unary(self, service: str, method: str, args: list[Any], options: Any) -> Any:
+            return {"integer": -(2**63) - 1, "ints": [1, 2**64]}[method]
+
+    stub = types.client.TypesClient(JsonLiar())
+    with pytest.raises(InternalError, match=rf"integer\(\): result: {INT_RANGE}"):
+        stub.integer(1)
+    with pytest.raises(InternalError, match=rf"ints\(\): result\[1\]: {INT_RANGE}"):
+        stub.ints([])

@@ -138,6 +138,15 @@ def test_aliases_and_newtypes_travel_as_their_underlying_types(api: Any, client:
         client.echo_account(contract.Account(contract.UserId(1), {"GBP": Decimal(1)}, frozenset()))
 
 
+def test_ints_stop_at_64_bits_on_both_codecs(api: Any, client: Any) -> None:
+    contract, _ = api
+    edges = contract.Account(contract.UserId(2**64 - 1), {}, frozenset({contract.UserId(-(2**63))}))
+    assert exact(client.echo_account(edges), edges)  # the bounds travel on either codec
+    too_big = contract.Account(contract.UserId(1), {}, frozenset({contract.UserId(2**64)}))
+    with pytest.raises(InvalidArgumentError, match=r"'value'\.friends\[0\]: int out of the 64-bit"):
+        client.echo_account(too_big)  # refused alike, though JSON could carry it
+
+
 def test_auto_enum_members_travel_as_their_resolved_values(api: Any, client: Any) -> None:
     contract, _ = api
     stages = {contract.Stage.REVIEW: [contract.Code.CREATED, contract.Code.OK]}

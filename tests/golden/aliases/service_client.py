@@ -202,7 +202,7 @@ def _dec_AdminId(value: object, path: str) -> AdminId:
 
 def _enc_set_UserId(value: object, path: str) -> Any:
     items = check_set(value, path)
-    if all(type(item) is int for item in items):
+    if all(type(item) is int and -(2**63) <= item < 2**64 for item in items):
         return list(items)
     try:
         return [check_int(item, path) for item in items]
@@ -212,7 +212,7 @@ def _enc_set_UserId(value: object, path: str) -> Any:
 
 def _dec_set_UserId(value: object, path: str) -> set[UserId]:
     items = check_list(value, path)
-    if all(type(item) is int for item in items):
+    if all(type(item) is int and -(2**63) <= item < 2**64 for item in items):
         return set(items)
     try:
         return {_dec_UserId(item, path) for item in items}

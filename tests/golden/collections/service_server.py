@@ -121,7 +121,7 @@ def _Collections_basket_result(value: Any) -> Any:
 
 def _dec_seq_int(value: object, path: str) -> Sequence[int]:
     items = check_list(value, path)
-    if all(type(item) is int for item in items):
+    if all(type(item) is int and -(2**63) <= item < 2**64 for item in items):
         return items
     try:
         return [check_int(item, path) for item in items]
@@ -131,7 +131,7 @@ def _dec_seq_int(value: object, path: str) -> Sequence[int]:
 
 def _enc_seq_int(value: object, path: str) -> Any:
     items = check_sequence(value, path)
-    if all(type(item) is int for item in items):
+    if all(type(item) is int and -(2**63) <= item < 2**64 for item in items):
         return list(items)
     try:
         return [check_int(item, path) for item in items]
@@ -330,7 +330,7 @@ def _enc_tuple2_int_int(value: object, path: str) -> Any:
 
 def _dec_fset_int(value: object, path: str) -> frozenset[int]:
     items = check_list(value, path)
-    if all(type(item) is int for item in items):
+    if all(type(item) is int and -(2**63) <= item < 2**64 for item in items):
         return frozenset(items)
     try:
         return frozenset([check_int(item, path) for item in items])
@@ -340,7 +340,7 @@ def _dec_fset_int(value: object, path: str) -> frozenset[int]:
 
 def _enc_fset_int(value: object, path: str) -> Any:
     items = check_set(value, path)
-    if all(type(item) is int for item in items):
+    if all(type(item) is int and -(2**63) <= item < 2**64 for item in items):
         return list(items)
     try:
         return [check_int(item, path) for item in items]

@@ -217,7 +217,10 @@ def _enc_list_str(value: object, path: str) -> Any:
 
 def _enc_dict_str_int(value: object, path: str) -> Any:
     items = check_dict(value, path)
-    if all(type(key) is str and type(item) is int for key, item in items.items()):
+    if all(
+        type(key) is str and type(item) is int and -(2**63) <= item < 2**64
+        for key, item in items.items()
+    ):
         return items
     try:
         return {check_str(key, path): check_int(item, path) for key, item in items.items()}
@@ -230,7 +233,7 @@ def _enc_dict_str_int(value: object, path: str) -> Any:
 
 def _enc_set_int(value: object, path: str) -> Any:
     items = check_set(value, path)
-    if all(type(item) is int for item in items):
+    if all(type(item) is int and -(2**63) <= item < 2**64 for item in items):
         return list(items)
     try:
         return [check_int(item, path) for item in items]
@@ -320,7 +323,10 @@ def _dec_list_str(value: object, path: str) -> list[str]:
 
 def _dec_dict_str_int(value: object, path: str) -> dict[str, int]:
     items = check_dict(value, path)
-    if all(type(key) is str and type(item) is int for key, item in items.items()):
+    if all(
+        type(key) is str and type(item) is int and -(2**63) <= item < 2**64
+        for key, item in items.items()
+    ):
         return items
     try:
         return {check_str(key, path): check_int(item, path) for key, item in items.items()}
@@ -333,7 +339,7 @@ def _dec_dict_str_int(value: object, path: str) -> dict[str, int]:
 
 def _dec_set_int(value: object, path: str) -> set[int]:
     items = check_list(value, path)
-    if all(type(item) is int for item in items):
+    if all(type(item) is int and -(2**63) <= item < 2**64 for item in items):
         return set(items)
     try:
         return {check_int(item, path) for item in items}

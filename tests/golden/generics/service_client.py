@@ -200,7 +200,7 @@ def _enc_Page_int(value: object, path: str) -> Any:
 
 def _enc_list_int(value: object, path: str) -> Any:
     items = check_list(value, path)
-    if all(type(item) is int for item in items):
+    if all(type(item) is int and -(2**63) <= item < 2**64 for item in items):
         return items
     try:
         return [check_int(item, path) for item in items]
@@ -241,7 +241,7 @@ def _dec_Page_int(value: object, path: str) -> Page[int]:
 
 def _dec_list_int(value: object, path: str) -> list[int]:
     items = check_list(value, path)
-    if all(type(item) is int for item in items):
+    if all(type(item) is int and -(2**63) <= item < 2**64 for item in items):
         return items
     try:
         return [check_int(item, path) for item in items]

@@ -259,7 +259,10 @@ def _dec_list_Message(value: object, path: str) -> list[Message]:
 
 def _dec_dict_str_int(value: object, path: str) -> dict[str, int]:
     items = check_dict(value, path)
-    if all(type(key) is str and type(item) is int for key, item in items.items()):
+    if all(
+        type(key) is str and type(item) is int and -(2**63) <= item < 2**64
+        for key, item in items.items()
+    ):
         return items
     try:
         return {check_str(key, path): check_int(item, path) for key, item in items.items()}

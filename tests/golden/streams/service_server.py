@@ -347,7 +347,10 @@ def _enc_list_Message(value: object, path: str) -> Any:
 
 def _enc_dict_str_int(value: object, path: str) -> Any:
     items = check_dict(value, path)
-    if all(type(key) is str and type(item) is int for key, item in items.items()):
+    if all(
+        type(key) is str and type(item) is int and -(2**63) <= item < 2**64
+        for key, item in items.items()
+    ):
         return items
     try:
         return {check_str(key, path): check_int(item, path) for key, item in items.items()}

@@ -380,7 +380,7 @@ def _none(value: object, path: str) -> Any:
 
 def _enc_list_int(value: object, path: str) -> Any:
     items = check_list(value, path)
-    if all(type(item) is int for item in items):
+    if all(type(item) is int and -(2**63) <= item < 2**64 for item in items):
         return items
     try:
         return [check_int(item, path) for item in items]
@@ -390,7 +390,7 @@ def _enc_list_int(value: object, path: str) -> Any:
 
 def _dec_list_int(value: object, path: str) -> list[int]:
     items = check_list(value, path)
-    if all(type(item) is int for item in items):
+    if all(type(item) is int and -(2**63) <= item < 2**64 for item in items):
         return items
     try:
         return [check_int(item, path) for item in items]
@@ -581,7 +581,10 @@ def _dec_tuplev_float(value: object, path: str) -> tuple[float, ...]:
 
 def _enc_dict_str_int(value: object, path: str) -> Any:
     items = check_dict(value, path)
-    if all(type(key) is str and type(item) is int for key, item in items.items()):
+    if all(
+        type(key) is str and type(item) is int and -(2**63) <= item < 2**64
+        for key, item in items.items()
+    ):
         return items
     try:
         return {check_str(key, path): check_int(item, path) for key, item in items.items()}
@@ -594,7 +597,10 @@ def _enc_dict_str_int(value: object, path: str) -> Any:
 
 def _dec_dict_str_int(value: object, path: str) -> dict[str, int]:
     items = check_dict(value, path)
-    if all(type(key) is str and type(item) is int for key, item in items.items()):
+    if all(
+        type(key) is str and type(item) is int and -(2**63) <= item < 2**64
+        for key, item in items.items()
+    ):
         return items
     try:
         return {check_str(key, path): check_int(item, path) for key, item in items.items()}
