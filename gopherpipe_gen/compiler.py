@@ -52,6 +52,10 @@ from .model import (
 from .parse import iter_types, spell
 
 INDEXED = 'f"{path}[{index}]"'
+# What a client method's name may shadow in the annotations after it (see _Emitter.annotate).
+BUILTIN_TYPES = frozenset(
+    {"bool", "int", "float", "str", "bytes", "list", "dict", "set", "frozenset", "tuple"}
+)
 # Names the stubs import or define besides the contract's own.
 STUB_NAMES = frozenset(
     {"Any", "Callable", "ClientBase", "InvalidArgumentError", "MethodDef", "MethodKind"}
@@ -178,6 +182,9 @@ class _Emitter:
     needs_none: bool = False
     uses_iterable: bool = False
     uses_chan: bool = False
+    uses_builtins: bool = False
+    in_class: frozenset[str] = frozenset()
+    """Built-in type names that the current service's methods take (see `annotate`)."""
     abc_names: set[str] = field(default_factory=set)
     """What annotations spell from collections.abc (Callable and Iterable aside)."""
     std_names: dict[str, set[str]] = field(default_factory=lambda: {"typing": {"Any"}})
@@ -198,6 +205,15 @@ class _Emitter:
             elif isinstance(part, ListOf | DictOf) and part.abstract:
                 self.abc_names.add("Sequence" if isinstance(part, ListOf) else "Mapping")
         return annotation(ref)
+
+    def annotate(self, ref: TypeRef) -> str:
+        """`ref` as the client class's method signatures write it: built-in names that the
+        class's own methods take (a method ``list``) are spelled ``builtins.list``."""
+        text = self.spell(ref)
+        qualified = spell(ref, self.in_class)
+        if qualified != text:
+            self.uses_builtins = True
+        return qualified
 
     def mangle(self, ref: TypeRef) -> str:
         base = _mangle(ref)
@@ -672,6 +688,7 @@ class StubContext:
     imports: tuple[tuple[str, tuple[str, ...]], ...]
     helpers: tuple[str, ...]
     uses_chan: bool
+    uses_builtins: bool
     needs_none: bool
     needs_invalid: bool
     tables: tuple[Table, ...]
@@ -703,7 +720,7 @@ def _methods(service_name: str, method: Method, client: _Emitter, server: _Emitt
     extras: list[str] = []
     if method.stream_returns is None:
         # A result value: decoded by the client, encoded by the server.
-        returns = client.spell(method.returns)
+        returns = client.annotate(method.returns)
         if returns_none:
             result_decode = f"{client.helper('check_none')}(value, {result_path})"
             result_encode = f"{server.helper('check_none')}(value, {result_path})"
@@ -718,7 +735,7 @@ def _methods(service_name: str, method: Method, client: _Emitter, server: _Emitt
         )
         result_encoder = f"{prefix}_result"
     else:
-        item_type = client.spell(method.stream_returns)
+        item_type = client.annotate(method.stream_returns)
         returns = f"Chan[{item_type}]"
         returns_none = False
         client.uses_chan = True
@@ -828,7 +845,12 @@ def _signature(
         stream = method.stream_param
         spelled.insert(
             method.stream_index,
-            (stream.name, f"Iterable[{client.spell(stream.type)}]", None, stream.positional_only),
+            (
+                stream.name,
+                f"Iterable[{client.annotate(stream.type)}]",
+                None,
+                stream.positional_only,
+            ),
         )
     result = []
     for index, (name, spelled_type, default, positional_only) in enumerate(spelled):
@@ -843,7 +865,7 @@ def _param_view(
 ) -> ParamView:
     return ParamView(
         name=param.name,
-        annotation=client.spell(param.type),
+        annotation=client.annotate(param.type),
         default=param.default,
         positional_only=param.positional_only,
         encode=client.call(param.type, True, param.name, path),
@@ -864,7 +886,9 @@ def compile_contract(contract: Contract, out_dir: Path) -> tuple[StubContext, St
     client, server = _Emitter(contract), _Emitter(contract)
     services: list[ServiceView] = []
     for service in contract.services:
+        client.in_class = frozenset(m.name for m in service.methods) & BUILTIN_TYPES
         methods = tuple(_methods(service.name, m, client, server) for m in service.methods)
+        client.in_class = frozenset()
         services.append(
             ServiceView(
                 service.name,
@@ -900,6 +924,7 @@ def compile_contract(contract: Contract, out_dir: Path) -> tuple[StubContext, St
             imports=imports,
             helpers=tuple(sorted(emitter.helpers)),
             uses_chan=emitter.uses_chan,
+            uses_builtins=emitter.uses_builtins,
             needs_none=emitter.needs_none,
             needs_invalid=any(c.precise for c in emitter.converters.values()),
             tables=tuple(emitter.tables),

@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -1338,13 +1338,6 @@ class _Parser:
             raise self.fail(mod, fn.name, "async methods are not supported: use def")
         if name.startswith("_"):
             raise self.fail(mod, fn.name, f"RPC method names may not start with '_': {name!r}")
-        if name in SCALARS or name in {"list", "dict", "tuple", "set"}:
-            raise self.fail(
-                mod,
-                fn.name,
-                f"method name {name!r} would hide the type {name} in the stubs' annotations: "
-                "choose another name",
-            )
         if name in RESERVED_METHODS:
             raise self.fail(
                 mod,
@@ -1518,25 +1511,53 @@ def _hashable(ref: TypeRef) -> bool:
     return False
 
 
-def _spell(ref: TypeRef) -> str:
-    """The type as a user would write it (for messages and for stub annotations)."""
+def builtin_name(ref: TypeRef) -> str | None:
+    """The built-in name `ref`'s spelling starts with (``list`` for list[int]), if any."""
+    if isinstance(ref, Scalar):
+        return None if ref.name == "None" else ref.name
+    if isinstance(ref, ListOf | DictOf) and not ref.abstract:
+        return "list" if isinstance(ref, ListOf) else "dict"
+    if isinstance(ref, SetOf):
+        return "frozenset" if ref.frozen else "set"
+    if isinstance(ref, TupleOf):
+        return "tuple"
+    return None
+
+
+def _spell(ref: TypeRef, qualify: frozenset[str] = frozenset()) -> str:
+    """The type as a user would write it (for messages and for stub annotations).
+
+    Built-in names in `qualify` are written ``builtins.X``: inside a class whose
+    methods are called ``list`` or ``set``, a bare ``list`` would name the method."""
+
+    def sub(inner: TypeRef) -> str:
+        return _spell(inner, qualify)
+
+    text = _spell_head(ref, sub)
+    head = builtin_name(ref)
+    if head is not None and head in qualify:
+        return f"builtins.{text}"
+    return text
+
+
+def _spell_head(ref: TypeRef, sub: Callable[[TypeRef], str]) -> str:
     if isinstance(ref, Named) and ref.args:
-        return f"{ref.name}[{', '.join(_spell(arg) for arg in ref.args)}]"
+        return f"{ref.name}[{', '.join(sub(arg) for arg in ref.args)}]"
     if isinstance(ref, Scalar | Stdlib | Named | NewTypeOf):
         return ref.name
     if isinstance(ref, LiteralOf):
         return ref.spelled
     if isinstance(ref, ListOf):
-        return f"{'Sequence' if ref.abstract else 'list'}[{_spell(ref.item)}]"
+        return f"{'Sequence' if ref.abstract else 'list'}[{sub(ref.item)}]"
     if isinstance(ref, SetOf):
-        return f"{'frozenset' if ref.frozen else 'set'}[{_spell(ref.item)}]"
+        return f"{'frozenset' if ref.frozen else 'set'}[{sub(ref.item)}]"
     if isinstance(ref, DictOf):
-        return f"{'Mapping' if ref.abstract else 'dict'}[{_spell(ref.key)}, {_spell(ref.value)}]"
+        return f"{'Mapping' if ref.abstract else 'dict'}[{sub(ref.key)}, {sub(ref.value)}]"
     if isinstance(ref, TupleOf):
         if ref.variadic:
-            return f"tuple[{_spell(ref.items[0])}, ...]"
-        return f"tuple[{', '.join(_spell(i) for i in ref.items) or '()'}]"
-    return f"{_spell(ref.inner)} | None"
+            return f"tuple[{sub(ref.items[0])}, ...]"
+        return f"tuple[{', '.join(sub(i) for i in ref.items) or '()'}]"
+    return f"{sub(ref.inner)} | None"
 
 
 spell = _spell

@@ -1097,3 +1097,36 @@ def test_results_beyond_64_bits_are_refused_on_both_sides(types: Stubs) -> None:
         stub.integer(1)
     with pytest.raises(InternalError, match=rf"ints\(\): result\[1\]: {INT_RANGE}"):
         stub.ints([])
+
+
+def test_methods_named_like_builtins_round_trip(load_case: Callable[[str], Stubs]) -> None:
+    stubs = load_case("builtin_names")
+    c = stubs.contract
+
+    class Store(c.Store):  # type: ignore[misc,name-defined]
+        def set(self, key: Any, value: Any) -> Any:
+            return {key, *map(str, value)}
+
+        def list(self, prefix: Any = "") -> Any:
+            return [prefix + "a", prefix + "b"]
+
+        def type(self, key: Any, shelf: Any) -> Any:
+            return (type(shelf).__name__ + key, len(shelf.labels) + sum(shelf.counts.values()))
+
+        def dict(self, value: Any) -> Any:
+            return {key: set(items) for key, items in value.items()}
+
+        def id(self, value: Any) -> Any:
+            return [] if value is None else [value, frozenset()]
+
+    loop = Loopback()
+    stubs.server.register_store(loop, Store())
+    client = stubs.client.StoreClient(loop)
+    assert client.set("k", [1, 2, 1]) == {"k", "1", "2"}
+    assert client.list() == ["a", "b"] and client.list("x") == ["xa", "xb"]
+    assert client.type(":", c.Shelf(["l"], {"n": 2})) == ("Shelf:", 3)
+    assert client.dict({"a": [1, 1, 2]}) == {"a": {1, 2}}
+    assert client.id(frozenset({3})) == [frozenset({3}), frozenset()] and client.id(None) == []
+    assert [call[1] for call in loop.calls] == ["set", "list", "list", "type", "dict", "id", "id"]
+    with pytest.raises(InvalidArgumentError, match=r"dict\(\): argument 'value'\['a'\]\[0\]"):
+        client.dict({"a": ["1"]})
