@@ -2,8 +2,13 @@
 
 A Pipe owns at most one live connection at a time and multiplexes every call
 from every thread over it: each call gets a stream id, writes its CALL frame
-(see writer.py for how concurrent writes coalesce) and sleeps on a private lock
-until the connection's reader thread hands it the STATUS frame.
+(see writer.py for how concurrent writes coalesce) and waits for its STATUS.
+There is no reader thread for unary calls: the waiting thread that finds nobody
+reading reads the socket itself, handing other calls their answers on the way,
+and passes the role on when it leaves (`_Connection`). While streams are open a
+reader thread holds that role, since a stream cannot wait for a caller to read;
+each client stream's items are sent by a pump thread within the peer's credit
+in items and bytes (flow.py).
 
 It connects lazily, and after the connection drops the next call reconnects.
 Failed connects back off exponentially (with jitter); a call made while backing
