@@ -863,10 +863,14 @@ def _signature(
 def _param_view(
     param: Param, index: int, path: str, client: _Emitter, server: _Emitter
 ) -> ParamView:
+    if param.default is not None:
+        for emitter in (client, server):
+            for module, name in param.default.stdlib:
+                emitter.std_names.setdefault(module, set()).add(name)
     return ParamView(
         name=param.name,
         annotation=client.annotate(param.type),
-        default=param.default,
+        default=None if param.default is None else param.default.text,
         positional_only=param.positional_only,
         encode=client.call(param.type, True, param.name, path),
         decode=server.call(param.type, False, f"args[{index}]", path),
@@ -903,6 +907,9 @@ def compile_contract(contract: Contract, out_dir: Path) -> tuple[StubContext, St
     by_module[contract_module] = [s.name for s in contract.services]
     for named in _closure(contract):
         by_module.setdefault(module_ref(named.module, out_dir), []).append(named.name)
+    for module_file, name in _default_imports(contract):
+        # A default refers to the contract's own constant or class (see defaults.py).
+        by_module.setdefault(module_ref(module_file, out_dir), []).append(name)
     imports = tuple(
         (module, tuple(sorted(set(names)))) for module, names in sorted(by_module.items())
     )
@@ -934,7 +941,9 @@ def compile_contract(contract: Contract, out_dir: Path) -> tuple[StubContext, St
 
     imported = {name for emitter in (client, server) for names in emitter.std_names.values()
                 for name in names} | client.abc_names | server.abc_names  # fmt: skip
-    clashes = imported & (_declared(contract) | {named.name for named in _closure(contract)})
+    own = _declared(contract) | {named.name for named in _closure(contract)}
+    own |= {name for _, name in _default_imports(contract)}
+    clashes = imported & own
     if clashes:
         raise SpecErrors(
             [
@@ -949,6 +958,17 @@ def compile_contract(contract: Contract, out_dir: Path) -> tuple[StubContext, St
             ]
         )
     return context(client), context(server)
+
+
+def _default_imports(contract: Contract) -> list[tuple[Path, str]]:
+    """The contract's constants and classes that parameter defaults name, in order."""
+    found: dict[tuple[Path, str], None] = {}
+    for service in contract.services:
+        for method in service.methods:
+            for param in method.params:
+                if param.default is not None:
+                    found.update(dict.fromkeys(param.default.imports))
+    return list(found)
 
 
 def _declared(contract: Contract) -> set[str]:
@@ -969,9 +989,23 @@ def _check_names(contract: Contract) -> None:
         )
         for name in sorted((declared | {s.name for s in contract.services}) & STUB_NAMES)
     ]
+    constants = {name for _, name in _default_imports(contract)} - declared
+    errors += [
+        SpecError(
+            contract.path,
+            1,
+            1,
+            f"a default names the constant {name!r}, a name the generated stubs use "
+            "themselves: rename the constant",
+        )
+        for name in sorted(constants)
+        if name in STUB_NAMES or name.startswith(("check_", "enc_", "dec_", "_gp_"))
+    ]
     modules_by_name: dict[str, set[Path]] = {}
     for named in _closure(contract):
         modules_by_name.setdefault(named.name, set()).add(named.module)
+    for module_file, name in _default_imports(contract):
+        modules_by_name.setdefault(name, set()).add(module_file)
     errors += [
         SpecError(
             contract.path,

@@ -128,11 +128,24 @@ TypeRef = (
 
 
 @dataclass(frozen=True)
+class Default:
+    """A parameter's default as the stubs write it: the contract's own expression,
+    referring to the contract's own objects (never a copy of a constant's value)."""
+
+    text: str
+    """The expression, each name spelled as the stubs import it (an aliased import's
+    original name: ``Color.RED`` for ``C.RED``, ``UUID(...)`` for ``UID(...)``)."""
+    imports: tuple[tuple[Path, str], ...] = ()
+    """(module file, name) of the contract's constants and classes that `text` names."""
+    stdlib: tuple[tuple[str, str], ...] = ()
+    """(module, name) of the standard-library classes `text` calls."""
+
+
+@dataclass(frozen=True)
 class Param:
     name: str
     type: TypeRef
-    default: str | None = None
-    """The default's source text, copied verbatim into the client signature."""
+    default: Default | None = None
     positional_only: bool = False
 
 

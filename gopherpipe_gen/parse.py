@@ -30,12 +30,14 @@ from typing import Literal
 import libcst as cst
 from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
+from .defaults import DefaultReader
 from .errors import SpecError, SpecErrors
 from .model import (
     SCALARS,
     STDLIB_TYPES,
     Contract,
     Dataclass,
+    Default,
     DictOf,
     EnumDef,
     Field,
@@ -84,10 +86,6 @@ CHAN_OF_CHAN = (
     "Chan[Chan[T]] is not supported: a stream's items are values; write Chan[T] with a "
     "non-Chan item type, e.g. Chan[list[T]]"
 )
-DEFAULT_HELP = (
-    "a default must be a literal: a number, a string, bytes, True, False, None, "
-    "EnumName.MEMBER, or a tuple of those"
-)
 # ClientBase owns these attribute names; an RPC method with one of them would hide it.
 RESERVED_METHODS = frozenset({"dial", "with_options", "close", "pipe"})
 # The generated client methods call these helpers by name, so a parameter may not shadow them.
@@ -117,7 +115,6 @@ RESERVED_PARAMS = frozenset(
 TYPING_ALIASES = {"List": "list", "Dict": "dict", "Tuple": "tuple", "Set": "set"}
 ENUM_BASES = frozenset({"Enum", "IntEnum", "StrEnum"})
 FUNCTIONAL_RECORDS = frozenset({"NamedTuple", "TypedDict", "namedtuple"})
-FACTORIES = frozenset({"list", "dict", "set", "frozenset", "tuple"})
 
 
 class _Invalid(Exception):
@@ -195,6 +192,9 @@ class _Parser:
         self.chan_context: list[str] = []
         """The dataclass fields being read, innermost last, so a Chan in one is
         reported as a field's problem wherever the dataclass is used."""
+        self.defaults = DefaultReader(self)
+        self.default_uses: list[tuple[_Module, cst.CSTNode, Default]] = []
+        """Parameter defaults read so far, to check their names against method names."""
 
     # -- errors -------------------------------------------------------------------------
 
@@ -892,93 +892,9 @@ class _Parser:
 
     # -- defaults -----------------------------------------------------------------------
 
-    def default(self, mod: _Module, node: cst.BaseExpression, ref: TypeRef) -> str:
-        """Check a literal default against its type; returns its source text."""
-        self.check_default(mod, node, ref)
-        return mod.module.code_for_node(node)
-
-    def check_default(self, mod: _Module, node: cst.BaseExpression, ref: TypeRef) -> None:
-        text = mod.module.code_for_node(node)
-
-        def mismatch() -> _Invalid:
-            return self.fail(mod, node, f"default {text} does not match the type {_spell(ref)}")
-
-        if isinstance(node, cst.Name) and node.value == "None":
-            if isinstance(ref, OptionalOf) or _is_none(ref):
-                return
-            raise mismatch()
-        if isinstance(ref, OptionalOf):
-            ref = ref.inner
-        if isinstance(ref, NewTypeOf):
-            # The client copies the default into a signature typed with the NewType,
-            # where a bare literal would not type-check.
-            if (
-                isinstance(node, cst.Call)
-                and isinstance(node.func, cst.Name)
-                and len(node.args) == 1
-                and node.args[0].keyword is None
-                and not node.args[0].star
-                and self.simple_type(mod, node.func.value, node.func) == ref
-            ):
-                self.check_default(mod, node.args[0].value, ref.inner)
-                return
-            raise self.fail(
-                mod,
-                node,
-                f"default {text} does not match the type {ref.name}: write the value "
-                f"through the NewType, e.g. {ref.name}({text})",
-            )
-        if isinstance(ref, LiteralOf):
-            given = _literal_value(node)
-            if given is None:
-                raise self.fail(mod, node, DEFAULT_HELP)
-            if not any(given == v and type(given) is type(v) for _, v in ref.values):
-                raise mismatch()
-            return
-        literal = node
-        if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Minus | cst.Plus):
-            literal = node.expression
-            if not isinstance(literal, cst.Integer | cst.Float):
-                raise self.fail(mod, node, DEFAULT_HELP)
-        if isinstance(literal, cst.Name) and literal.value in {"True", "False"}:
-            kinds: tuple[str, ...] = ("bool", "int", "float")
-        elif isinstance(literal, cst.Integer):
-            kinds = ("int", "float")
-        elif isinstance(literal, cst.Float):
-            kinds = ("float",)
-        elif isinstance(literal, cst.SimpleString | cst.ConcatenatedString):
-            value = literal.evaluated_value
-            if value is None:
-                raise self.fail(mod, node, DEFAULT_HELP)
-            kinds = ("bytes",) if isinstance(value, bytes) else ("str",)
-        elif isinstance(literal, cst.Attribute) and isinstance(literal.value, cst.Name):
-            enum_ref = self.simple_type(mod, literal.value.value, literal.value)
-            if enum_ref != ref:
-                raise mismatch()
-            assert isinstance(enum_ref, Named)
-            enum = self.enums.get(key_of(enum_ref))
-            if key_of(enum_ref) in self.refused:
-                raise _Invalid()  # the Enum's own error says what is wrong
-            if enum is None or enum_ref.kind != "enum":
-                raise mismatch()
-            if literal.attr.value not in {name for name, _ in enum.members}:
-                raise self.fail(mod, node, f"{enum.name} has no member {literal.attr.value!r}")
-            return
-        elif isinstance(literal, cst.Tuple):
-            if not isinstance(ref, TupleOf):
-                raise mismatch()
-            if not ref.variadic and len(literal.elements) != len(ref.items):
-                raise mismatch()
-            for index, element in enumerate(literal.elements):
-                if isinstance(element, cst.StarredElement):
-                    raise self.fail(mod, element, DEFAULT_HELP)
-                item = ref.items[0] if ref.variadic else ref.items[index]
-                self.check_default(mod, element.value, item)
-            return
-        else:
-            raise self.fail(mod, node, DEFAULT_HELP)
-        if not (isinstance(ref, Scalar) and ref.name in kinds):
-            raise mismatch()
+    def default(self, mod: _Module, node: cst.BaseExpression, ref: TypeRef) -> Default:
+        """Check a parameter's default against its type (see `defaults`)."""
+        return self.defaults.param_default(mod, node, ref)
 
     # -- declarations -------------------------------------------------------------------
 
@@ -1103,9 +1019,16 @@ class _Parser:
     def named_tuple_field(
         self, mod: _Module, small: cst.BaseSmallStatement, fields: dict[str, Field]
     ) -> None:
-        if isinstance(small, cst.AnnAssign) and isinstance(small.value, cst.Call):
+        if (
+            isinstance(small, cst.AnnAssign)
+            and isinstance(small.value, cst.Call)
+            and _tail_name(small.value.func) == "field"
+        ):
             raise self.fail(
-                mod, small.value, "a NamedTuple field's default is a plain value, not a call"
+                mod,
+                small.value,
+                "a NamedTuple field takes no field(...): write its default value itself "
+                "(a NamedTuple has no default_factory)",
             )
         self.dataclass_field(mod, small, fields)
         if isinstance(small, cst.AnnAssign) and isinstance(small.target, cst.Name):
@@ -1179,15 +1102,10 @@ class _Parser:
             for arg in value.args:
                 keyword = arg.keyword.value if arg.keyword else None
                 if keyword == "default":
-                    self.check_default(mod, arg.value, ref)
+                    self.defaults.field_default(mod, arg.value, ref)
                     has_default = True
                 elif keyword == "default_factory":
-                    if _tail_name(arg.value) not in FACTORIES:
-                        raise self.fail(
-                            mod,
-                            arg.value,
-                            "default_factory must be list, dict, set, frozenset or tuple",
-                        )
+                    self.defaults.factory(mod, arg.value, ref)
                     has_default = True
                 elif keyword == "init" and not (
                     isinstance(arg.value, cst.Name) and arg.value.value == "True"
@@ -1196,7 +1114,7 @@ class _Parser:
                 elif keyword is None:
                     raise self.fail(mod, arg, "pass field() arguments by keyword")
         elif value is not None:
-            self.check_default(mod, value, ref)
+            self.defaults.field_default(mod, value, ref)
         fields[name] = Field(name, ref, has_default)
 
     def enum(self, mod: _Module, cls: cst.ClassDef) -> EnumDef:
@@ -1297,6 +1215,7 @@ class _Parser:
                     mod, base, "a service class derives from ABC only: write class X(ABC)"
                 )
         methods: dict[str, Method] = {}
+        first_use = len(self.default_uses)
         for statement in cls.body.body:
             if _is_docstring_or_filler(statement):
                 continue
@@ -1320,6 +1239,16 @@ class _Parser:
             methods[method.name] = method
         if not methods and not self.errors:
             raise self.fail(mod, cls.name, f"service {cls.name.value} has no abstract methods")
+        for where, node, default in self.default_uses[first_use:]:
+            # The client class evaluates its signatures' defaults in its own body, where
+            # a method of that name has replaced the imported object.
+            for name in [n for _, n in default.imports if n in methods]:
+                self.error(
+                    where,
+                    node,
+                    f"this default names {name}, which inside the generated client class "
+                    f"is the method {name}(): rename the method or the {name} it names",
+                )
         return Service(cls.name.value, tuple(methods.values()))
 
     def method(self, mod: _Module, fn: cst.FunctionDef) -> Method:
@@ -1430,7 +1359,10 @@ class _Parser:
         self.param_name(mod, param)
         assert param.annotation is not None
         ref = self.type_of(mod, param.annotation.annotation)
-        default = None if param.default is None else self.default(mod, param.default, ref)
+        default = None
+        if param.default is not None:
+            default = self.default(mod, param.default, ref)
+            self.default_uses.append((mod, param.default, default))
         return Param(param.name.value, ref, default, positional_only)
 
     # -- entry --------------------------------------------------------------------------
