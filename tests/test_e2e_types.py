@@ -178,3 +178,11 @@ def test_generic_dataclasses_round_trip_with_their_arguments(api: Any, client: A
     assert type(echoed_spans.items[0]) is contract.Span
     with pytest.raises(InvalidArgumentError, match=r"'spans'\.items\[0\]: expected Span"):
         client.echo_pages(accounts, contract.Page([account]))
+
+
+def test_defaults_that_are_the_contracts_constants_and_calls(api: Any, client: Any) -> None:
+    contract, _ = api
+    expected = (64 * 1024, datetime.timedelta(seconds=10), Decimal("19.990"), "EUR")
+    assert exact(client.echo_defaults(), expected)
+    assert exact(client.echo_defaults(5), (5, *expected[1:]))
+    assert client.echo_defaults()[1] == contract.WAIT

@@ -10,8 +10,10 @@ from e2e_moretypes import (  # type: ignore[import-not-found]
     Account,
     Booking,
     Code,
+    Currency,
     Dated,
     Guest,
+    Money,
     MoreTypes,
     Page,
     Scope,
@@ -20,6 +22,8 @@ from e2e_moretypes import (  # type: ignore[import-not-found]
     Stage,
     Ticket,
 )
+
+NO_PRICE = Money(Decimal(0))
 
 
 class MoreTypesImpl(MoreTypes):  # type: ignore[misc]
@@ -56,3 +60,12 @@ class MoreTypesImpl(MoreTypes):  # type: ignore[misc]
         self, value: Page[Account], spans: Page[Span]
     ) -> tuple[Page[Account], Page[Span]]:
         return value, spans
+
+    def echo_defaults(
+        self,
+        size: int = 1,
+        wait: datetime.timedelta = datetime.timedelta(0),
+        price: Money = NO_PRICE,
+        currency: Currency = "USD",
+    ) -> tuple[int, datetime.timedelta, Money, Currency]:
+        return size, wait, price, currency

@@ -8,6 +8,7 @@ from datetime import date, time, timedelta
 from decimal import Decimal
 from enum import Enum, IntEnum, StrEnum, auto
 from typing import (
+    Final,
     Generic,
     Literal,
     NamedTuple,
@@ -25,6 +26,9 @@ UserId = NewType("UserId", int)
 Money = NewType("Money", Decimal)
 Currency = Literal["EUR", "USD"]
 Balances: TypeAlias = dict[Currency, Money]
+CHUNK: Final = 64 * 1024
+WAIT = timedelta(seconds=10)
+PRICE = Money(Decimal("19.990"))
 
 
 @dataclass
@@ -134,3 +138,12 @@ class MoreTypes(ABC):
     def echo_pages(
         self, value: Page[Account], spans: Page[Span]
     ) -> tuple[Page[Account], Page[Span]]: ...
+
+    @abstractmethod
+    def echo_defaults(
+        self,
+        size: int = CHUNK,
+        wait: timedelta = WAIT,
+        price: Money = PRICE,
+        currency: Currency = "EUR",
+    ) -> tuple[int, timedelta, Money, Currency]: ...
