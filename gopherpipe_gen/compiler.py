@@ -8,10 +8,12 @@ wire form) and one decode function (wire form -> the exact Python type), named a
 the type's structure (``_enc_list_Point``, ``_dec_dict_str_opt_int``), shared by every
 use. Scalars need no function: they are one `gopherpipe_runtime.convert` check. Every
 converter takes ``(value, path)`` where `path` names the argument (``repeat(): argument
-'text'``). Containers first convert with the container's own path, which costs no
-string building; only if that raises do they convert again with precise item paths
-(``...'msg'.items[3].sender``), so the error names the exact field while the common,
-successful call builds no paths at all.
+'text'``). Containers and records first convert with the
+container's own path, which costs no string building; only if that raises do they hand
+the same value to a table-driven routine of `gopherpipe_runtime.convert`
+(``convert_items``, ``decode_fields``, ...) that converts it again naming each part's path
+(``...'msg'.items[3].sender``). So the error names the exact field, the common,
+successful call builds no paths at all, and each converter's body is written once.
 
 Import rule (how the stubs import the contract's classes):
 - stubs written next to the contract, in a package (``__init__.py`` beside it):
@@ -51,7 +53,6 @@ from .model import (
 )
 from .parse import iter_types, spell
 
-INDEXED = 'f"{path}[{index}]"'
 # What a client method's name may shadow in the annotations after it (see _Emitter.annotate).
 BUILTIN_TYPES = frozenset(
     {"bool", "int", "float", "str", "bytes", "list", "dict", "set", "frozenset", "tuple"}
@@ -69,7 +70,8 @@ class Converter:
 
     The body, in order: `check` (a statement binding ``items``), `guard_cond` /
     `guard_fail`, `shortcut_cond` -> ``return shortcut``, then ``return fast``
-    (retried as ``return precise`` when `fast` raises InvalidArgumentError).
+    (retried as ``return precise`` when `fast` raises InvalidArgumentError: `precise` is
+    a call of a path-naming runtime routine, never a second copy of `fast`).
     Enums use `enum` instead.
     """
 
@@ -330,19 +332,16 @@ class _Emitter:
         self, name: str, ref: TypeRef, item: TypeRef, encode: bool, returns: str
     ) -> Converter:
         fast_item = self.call(item, encode, "item", "path")
-        precise_item = self.call(item, encode, "item", INDEXED)
-        loop, indexed = "for item in items", "for index, item in enumerate(items)"
+        precise = f"{self.helper('convert_items')}(items, path, {self.fn(item, encode)})"
+        loop = "for item in items"
         if isinstance(ref, SetOf) and ref.frozen and not encode:
-            fast, precise = (
-                f"frozenset([{fast_item} {loop}])",
-                f"frozenset([{precise_item} {indexed}])",
-            )
+            fast, precise = f"frozenset([{fast_item} {loop}])", f"frozenset({precise})"
         elif isinstance(ref, SetOf) and not encode:
-            fast, precise = f"{{{fast_item} {loop}}}", f"{{{precise_item} {indexed}}}"
+            fast, precise = f"{{{fast_item} {loop}}}", f"set({precise})"
         elif isinstance(ref, TupleOf) and not encode:
-            fast, precise = f"tuple([{fast_item} {loop}])", f"tuple([{precise_item} {indexed}])"
+            fast, precise = f"tuple([{fast_item} {loop}])", f"tuple({precise})"
         else:
-            fast, precise = f"[{fast_item} {loop}]", f"[{precise_item} {indexed}]"
+            fast = f"[{fast_item} {loop}]"
         if encode:
             if isinstance(ref, SetOf):
                 check = f"items = {self.helper('check_set')}(value, path)"
@@ -387,23 +386,14 @@ class _Emitter:
         fast_items = [
             self.call(item, encode, f"items[{i}]", "path") for i, item in enumerate(ref.items)
         ]
-        precise_items = [
-            self.call(item, encode, f"items[{i}]", f'path + "[{i}]"')
-            for i, item in enumerate(ref.items)
-        ]
-
-        def display(parts: list[str]) -> str:
-            if encode:
-                return f"[{', '.join(parts)}]"
-            if len(parts) == 1:
-                return f"({parts[0]},)"
-            return f"({', '.join(parts)})"
-
+        converts = _tuple_display([self.fn(item, encode) for item in ref.items]) if size else ""
+        precise = f"{self.helper('convert_positions')}(items, path, {converts})"
+        fast = f"[{', '.join(fast_items)}]" if encode else _tuple_display(fast_items)
         return Converter(
             name,
             returns,
-            fast=display(fast_items),
-            precise=display(precise_items) if size else None,
+            fast=fast,
+            precise=(precise if encode else f"tuple({precise})") if size else None,
             check=check,
             encode=encode,
         )
@@ -412,21 +402,20 @@ class _Emitter:
         tuple_keys = _array_form(ref.key)
         key_fast = self.call(ref.key, encode, "key", "path")
         value_fast = self.call(ref.value, encode, "item", "path")
+        converts = f"{self.fn(ref.key, encode)}, {self.fn(ref.value, encode)}"
         shortcut_cond = shortcut = None
         if encode or not tuple_keys:
             checker = "check_mapping" if encode and ref.abstract else "check_dict"
             check = f"items = {self.helper(checker)}(value, path)"
-            key_precise = self.call(ref.key, encode, "key", 'f"{path} key {key!r}"')
-            value_precise = self.call(ref.value, encode, "item", 'f"{path}[{key!r}]"')
             loop = "for key, item in items.items()"
             if tuple_keys:
                 # msgpack cannot use an array as a map key: tuple-keyed dicts travel as
                 # a list of [key, value] pairs (RFC-TCP_LITE section 7).
                 fast = f"[[{key_fast}, {value_fast}] {loop}]"
-                precise = f"[[{key_precise}, {value_precise}] {loop}]"
+                precise = f"{self.helper('convert_pairs')}(items, path, {converts})"
             else:
                 fast = f"{{{key_fast}: {value_fast} {loop}}}"
-                precise = f"{{{key_precise}: {value_precise} {loop}}}"
+                precise = f"{self.helper('convert_entries')}(items, path, {converts})"
                 exact_key = _exact_check(ref.key, "key")
                 exact_value = _exact_check(ref.value, "item")
                 if exact_key is not None and exact_value is not None:
@@ -435,16 +424,11 @@ class _Emitter:
         else:
             check = f"items = {self.helper('check_list')}(value, path)"
             pair = self.helper("check_wire_tuple")
-            key_precise = self.call(ref.key, encode, "key", 'f"{path}[{index}][0]"')
-            value_precise = self.call(ref.value, encode, "item", 'f"{path}[{index}][1]"')
             fast = (
                 f"{{{key_fast}: {value_fast} for entry in items "
                 f"for key, item in ({pair}(entry, path, 2),)}}"
             )
-            precise = (
-                f"{{{key_precise}: {value_precise} for index, entry in enumerate(items) "
-                f"for key, item in ({pair}(entry, {INDEXED}, 2),)}}"
-            )
+            precise = f"{self.helper('convert_wire_pairs')}(items, path, {converts})"
         return Converter(
             name,
             returns,
@@ -463,17 +447,26 @@ class _Emitter:
             return self.typed_dict(name, record, encode, returns)
         cls = record.name
         total = len(record.fields)
+        # (name, converter) of every field, in order: what the path-naming retry and the
+        # decoding of a short record go through.
+        table = f"_{self.mangle(ref)}_{'enc' if encode else 'dec'}_fields"
+        if total:
+            entries = ", ".join(f'("{f.name}", {self.fn(f.type, encode)})' for f in record.fields)
+            self.uses_callable = True
+            self.tables.append(
+                Table(
+                    table,
+                    "tuple[tuple[str, Callable[[object, str], Any]], ...]",
+                    f"({entries},)",
+                )
+            )
         if encode:
             fast = [self.call(f.type, True, f"value.{f.name}", "path") for f in record.fields]
-            precise = [
-                self.call(f.type, True, f"value.{f.name}", _field_path(f.name))
-                for f in record.fields
-            ]
             return Converter(
                 name,
                 returns,
                 fast=f"[{', '.join(fast)}]",
-                precise=f"[{', '.join(precise)}]" if total else None,
+                precise=f"{self.helper('encode_fields')}(value, path, {table})" if total else None,
                 guard_cond=f"not isinstance(value, {cls})",
                 guard_fail=f'{self.helper("fail")}(path, "{cls}", value)',
                 encode=True,
@@ -486,34 +479,18 @@ class _Emitter:
             f"{f.name}={self.call(f.type, False, f'items[{i}]', 'path')}"
             for i, f in enumerate(record.fields)
         ]
-        precise_args = [
-            f"{f.name}={self.call(f.type, False, f'items[{i}]', _field_path(f.name))}"
-            for i, f in enumerate(record.fields)
-        ]
+        by_table = f"{cls}(**{self.helper('decode_fields')}(items, path, {table}))"
         shortcut_cond = shortcut = None
         if record.required < total:
             # An older peer may leave trailing defaulted fields out; rare, so this path
-            # goes through a table instead of one more specialised branch.
-            table = f"_{self.mangle(ref)}_fields"
-            entries = ", ".join(f'("{f.name}", {self.fn(f.type, False)})' for f in record.fields)
-            self.uses_callable = True
-            self.tables.append(
-                Table(
-                    table,
-                    "tuple[tuple[str, Callable[[object, str], Any]], ...]",
-                    f"({entries},)",
-                )
-            )
+            # goes through the table instead of one more specialised branch.
             shortcut_cond = f"len(items) < {total}"
-            shortcut = (
-                f'{cls}(**{{name: decode(item, f"{{path}}.{{name}}") '
-                f"for (name, decode), item in zip({table}, items, strict=False)}})"
-            )
+            shortcut = by_table
         return Converter(
             name,
             returns,
             fast=f"{cls}({', '.join(fast_args)})",
-            precise=f"{cls}({', '.join(precise_args)})" if total else None,
+            precise=by_table if total else None,
             check=check,
             shortcut_cond=shortcut_cond,
             shortcut=shortcut,
@@ -558,7 +535,7 @@ def _typed_dict_converter(
     )
     loop = "for key, item in items.items()"
     fast = f"{{key: {table}[key](item, path) {loop}}}"
-    precise = f'{{key: {table}[key](item, f"{{path}}[{{key!r}}]") {loop}}}'
+    precise = f"{emitter.helper('convert_keys')}(items, path, {table})"
     if not encode:
         # The dict built is the TypedDict: at run time one is a plain dict.
         emitter.std_names["typing"].add("cast")
@@ -578,10 +555,6 @@ def _array_form(ref: TypeRef) -> bool:
     if isinstance(ref, NewTypeOf):
         return _array_form(ref.inner)
     return isinstance(ref, TupleOf) or (isinstance(ref, Stdlib) and ref.name == "timedelta")
-
-
-def _field_path(name: str) -> str:
-    return f'path + ".{name}"'
 
 
 def _exact_check(ref: TypeRef, var: str) -> str | None:

@@ -6,7 +6,16 @@ from collections.abc import Callable
 from typing import Any
 
 from gopherpipe_runtime import InvalidArgumentError, MethodDef, MethodKind, Server, ServiceDef
-from gopherpipe_runtime.convert import check_args, check_int, check_list, check_str, fail, no_result
+from gopherpipe_runtime.convert import (
+    check_args,
+    check_int,
+    check_list,
+    check_str,
+    convert_items,
+    encode_fields,
+    fail,
+    no_result,
+)
 from service import ChatService, Message, Mood
 
 
@@ -114,11 +123,7 @@ def _enc_Message(value: object, path: str) -> Any:
             _enc_Mood(value.mood, path),
         ]
     except InvalidArgumentError:
-        return [
-            check_str(value.sender, path + ".sender"),
-            check_str(value.text, path + ".text"),
-            _enc_Mood(value.mood, path + ".mood"),
-        ]
+        return encode_fields(value, path, _Message_enc_fields)
 
 
 def _enc_Mood(value: object, path: str) -> Any:
@@ -132,7 +137,14 @@ def _enc_list_Message(value: object, path: str) -> Any:
     try:
         return [_enc_Message(item, path) for item in items]
     except InvalidArgumentError:
-        return [_enc_Message(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, _enc_Message)
+
+
+_Message_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("sender", check_str),
+    ("text", check_str),
+    ("mood", _enc_Mood),
+)
 
 
 _ChatService_history_params: tuple[tuple[Callable[[object, str], Any], str], ...] = (

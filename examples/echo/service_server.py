@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gopherpipe_runtime import InvalidArgumentError, MethodDef, MethodKind, Server, ServiceDef
-from gopherpipe_runtime.convert import check_args, check_int, check_str, fail
+from gopherpipe_runtime.convert import check_args, check_int, check_str, encode_fields, fail
 from service import EchoService, Echoed
 
 
@@ -63,7 +63,13 @@ def _enc_Echoed(value: object, path: str) -> Any:
     try:
         return [check_str(value.text, path), check_int(value.times, path)]
     except InvalidArgumentError:
-        return [check_str(value.text, path + ".text"), check_int(value.times, path + ".times")]
+        return encode_fields(value, path, _Echoed_enc_fields)
+
+
+_Echoed_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("text", check_str),
+    ("times", check_int),
+)
 
 
 _EchoService_repeat_params: tuple[tuple[Callable[[object, str], Any], str], ...] = (

@@ -3,6 +3,7 @@
 """Client stubs for the services in service.py: each client *is* its service's interface."""
 
 import builtins
+from collections.abc import Callable
 from typing import Any
 
 from gopherpipe_runtime import ClientBase, InvalidArgumentError
@@ -13,6 +14,10 @@ from gopherpipe_runtime.convert import (
     check_set,
     check_str,
     check_wire_tuple,
+    convert_entries,
+    convert_items,
+    convert_positions,
+    encode_fields,
     fail,
 )
 from service import Shelf, Store
@@ -92,7 +97,7 @@ def _enc_list_int(value: object, path: str) -> Any:
     try:
         return [check_int(item, path) for item in items]
     except InvalidArgumentError:
-        return [check_int(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, check_int)
 
 
 def _dec_set_str(value: object, path: str) -> set[str]:
@@ -102,7 +107,7 @@ def _dec_set_str(value: object, path: str) -> set[str]:
     try:
         return {check_str(item, path) for item in items}
     except InvalidArgumentError:
-        return {check_str(item, f"{path}[{index}]") for index, item in enumerate(items)}
+        return set(convert_items(items, path, check_str))
 
 
 def _dec_list_str(value: object, path: str) -> list[str]:
@@ -112,7 +117,7 @@ def _dec_list_str(value: object, path: str) -> list[str]:
     try:
         return [check_str(item, path) for item in items]
     except InvalidArgumentError:
-        return [check_str(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, check_str)
 
 
 def _enc_Shelf(value: object, path: str) -> Any:
@@ -121,10 +126,7 @@ def _enc_Shelf(value: object, path: str) -> Any:
     try:
         return [_enc_list_str(value.labels, path), _enc_dict_str_int(value.counts, path)]
     except InvalidArgumentError:
-        return [
-            _enc_list_str(value.labels, path + ".labels"),
-            _enc_dict_str_int(value.counts, path + ".counts"),
-        ]
+        return encode_fields(value, path, _Shelf_enc_fields)
 
 
 def _enc_list_str(value: object, path: str) -> Any:
@@ -134,7 +136,7 @@ def _enc_list_str(value: object, path: str) -> Any:
     try:
         return [check_str(item, path) for item in items]
     except InvalidArgumentError:
-        return [check_str(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, check_str)
 
 
 def _enc_dict_str_int(value: object, path: str) -> Any:
@@ -147,10 +149,7 @@ def _enc_dict_str_int(value: object, path: str) -> Any:
     try:
         return {check_str(key, path): check_int(item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): check_int(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_entries(items, path, check_str, check_int)
 
 
 def _dec_tuple2_str_int(value: object, path: str) -> tuple[str, int]:
@@ -158,7 +157,7 @@ def _dec_tuple2_str_int(value: object, path: str) -> tuple[str, int]:
     try:
         return (check_str(items[0], path), check_int(items[1], path))
     except InvalidArgumentError:
-        return (check_str(items[0], path + "[0]"), check_int(items[1], path + "[1]"))
+        return tuple(convert_positions(items, path, (check_str, check_int)))
 
 
 def _enc_dict_str_list_int(value: object, path: str) -> Any:
@@ -166,10 +165,7 @@ def _enc_dict_str_list_int(value: object, path: str) -> Any:
     try:
         return {check_str(key, path): _enc_list_int(item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): _enc_list_int(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_entries(items, path, check_str, _enc_list_int)
 
 
 def _dec_dict_str_set_int(value: object, path: str) -> dict[str, set[int]]:
@@ -177,10 +173,7 @@ def _dec_dict_str_set_int(value: object, path: str) -> dict[str, set[int]]:
     try:
         return {check_str(key, path): _dec_set_int(item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): _dec_set_int(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_entries(items, path, check_str, _dec_set_int)
 
 
 def _dec_set_int(value: object, path: str) -> set[int]:
@@ -190,7 +183,7 @@ def _dec_set_int(value: object, path: str) -> set[int]:
     try:
         return {check_int(item, path) for item in items}
     except InvalidArgumentError:
-        return {check_int(item, f"{path}[{index}]") for index, item in enumerate(items)}
+        return set(convert_items(items, path, check_int))
 
 
 def _enc_opt_fset_int(value: object, path: str) -> Any:
@@ -206,7 +199,7 @@ def _enc_fset_int(value: object, path: str) -> Any:
     try:
         return [check_int(item, path) for item in items]
     except InvalidArgumentError:
-        return [check_int(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, check_int)
 
 
 def _dec_list_fset_int(value: object, path: str) -> list[frozenset[int]]:
@@ -214,7 +207,7 @@ def _dec_list_fset_int(value: object, path: str) -> list[frozenset[int]]:
     try:
         return [_dec_fset_int(item, path) for item in items]
     except InvalidArgumentError:
-        return [_dec_fset_int(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, _dec_fset_int)
 
 
 def _dec_fset_int(value: object, path: str) -> frozenset[int]:
@@ -224,4 +217,10 @@ def _dec_fset_int(value: object, path: str) -> frozenset[int]:
     try:
         return frozenset([check_int(item, path) for item in items])
     except InvalidArgumentError:
-        return frozenset([check_int(item, f"{path}[{index}]") for index, item in enumerate(items)])
+        return frozenset(convert_items(items, path, check_int))
+
+
+_Shelf_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("labels", _enc_list_str),
+    ("counts", _enc_dict_str_int),
+)

@@ -15,6 +15,10 @@ from gopherpipe_runtime.convert import (
     check_set,
     check_str,
     check_tuple,
+    convert_entries,
+    convert_items,
+    convert_positions,
+    decode_fields,
 )
 from service import Shelf, Store
 
@@ -104,7 +108,7 @@ def _dec_list_int(value: object, path: str) -> list[int]:
     try:
         return [check_int(item, path) for item in items]
     except InvalidArgumentError:
-        return [check_int(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, check_int)
 
 
 def _enc_set_str(value: object, path: str) -> Any:
@@ -114,7 +118,7 @@ def _enc_set_str(value: object, path: str) -> Any:
     try:
         return [check_str(item, path) for item in items]
     except InvalidArgumentError:
-        return [check_str(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, check_str)
 
 
 def _enc_list_str(value: object, path: str) -> Any:
@@ -124,7 +128,7 @@ def _enc_list_str(value: object, path: str) -> Any:
     try:
         return [check_str(item, path) for item in items]
     except InvalidArgumentError:
-        return [check_str(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, check_str)
 
 
 def _dec_Shelf(value: object, path: str) -> Shelf:
@@ -132,10 +136,7 @@ def _dec_Shelf(value: object, path: str) -> Shelf:
     try:
         return Shelf(labels=_dec_list_str(items[0], path), counts=_dec_dict_str_int(items[1], path))
     except InvalidArgumentError:
-        return Shelf(
-            labels=_dec_list_str(items[0], path + ".labels"),
-            counts=_dec_dict_str_int(items[1], path + ".counts"),
-        )
+        return Shelf(**decode_fields(items, path, _Shelf_dec_fields))
 
 
 def _dec_list_str(value: object, path: str) -> list[str]:
@@ -145,7 +146,7 @@ def _dec_list_str(value: object, path: str) -> list[str]:
     try:
         return [check_str(item, path) for item in items]
     except InvalidArgumentError:
-        return [check_str(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, check_str)
 
 
 def _dec_dict_str_int(value: object, path: str) -> dict[str, int]:
@@ -158,10 +159,7 @@ def _dec_dict_str_int(value: object, path: str) -> dict[str, int]:
     try:
         return {check_str(key, path): check_int(item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): check_int(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_entries(items, path, check_str, check_int)
 
 
 def _enc_tuple2_str_int(value: object, path: str) -> Any:
@@ -169,7 +167,7 @@ def _enc_tuple2_str_int(value: object, path: str) -> Any:
     try:
         return [check_str(items[0], path), check_int(items[1], path)]
     except InvalidArgumentError:
-        return [check_str(items[0], path + "[0]"), check_int(items[1], path + "[1]")]
+        return convert_positions(items, path, (check_str, check_int))
 
 
 def _dec_dict_str_list_int(value: object, path: str) -> dict[str, list[int]]:
@@ -177,10 +175,7 @@ def _dec_dict_str_list_int(value: object, path: str) -> dict[str, list[int]]:
     try:
         return {check_str(key, path): _dec_list_int(item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): _dec_list_int(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_entries(items, path, check_str, _dec_list_int)
 
 
 def _enc_dict_str_set_int(value: object, path: str) -> Any:
@@ -188,10 +183,7 @@ def _enc_dict_str_set_int(value: object, path: str) -> Any:
     try:
         return {check_str(key, path): _enc_set_int(item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): _enc_set_int(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_entries(items, path, check_str, _enc_set_int)
 
 
 def _enc_set_int(value: object, path: str) -> Any:
@@ -201,7 +193,7 @@ def _enc_set_int(value: object, path: str) -> Any:
     try:
         return [check_int(item, path) for item in items]
     except InvalidArgumentError:
-        return [check_int(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, check_int)
 
 
 def _dec_opt_fset_int(value: object, path: str) -> frozenset[int] | None:
@@ -217,7 +209,7 @@ def _dec_fset_int(value: object, path: str) -> frozenset[int]:
     try:
         return frozenset([check_int(item, path) for item in items])
     except InvalidArgumentError:
-        return frozenset([check_int(item, f"{path}[{index}]") for index, item in enumerate(items)])
+        return frozenset(convert_items(items, path, check_int))
 
 
 def _enc_list_fset_int(value: object, path: str) -> Any:
@@ -225,7 +217,7 @@ def _enc_list_fset_int(value: object, path: str) -> Any:
     try:
         return [_enc_fset_int(item, path) for item in items]
     except InvalidArgumentError:
-        return [_enc_fset_int(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, _enc_fset_int)
 
 
 def _enc_fset_int(value: object, path: str) -> Any:
@@ -235,7 +227,7 @@ def _enc_fset_int(value: object, path: str) -> Any:
     try:
         return [check_int(item, path) for item in items]
     except InvalidArgumentError:
-        return [check_int(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, check_int)
 
 
 _Store_list_params: tuple[tuple[Callable[[object, str], Any], str], ...] = (
@@ -244,3 +236,9 @@ _Store_list_params: tuple[tuple[Callable[[object, str], Any], str], ...] = (
 
 
 _Store_list_defaults: tuple[Any, ...] = ("",)
+
+
+_Shelf_dec_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("labels", _dec_list_str),
+    ("counts", _dec_dict_str_int),
+)

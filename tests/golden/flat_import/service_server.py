@@ -2,6 +2,7 @@
 # ruff: noqa: I001
 """Server stubs for the services in service.py: register an implementation on a Server."""
 
+from collections.abc import Callable
 from typing import Any
 
 from gopherpipe_runtime import InvalidArgumentError, MethodDef, MethodKind, Server, ServiceDef
@@ -12,6 +13,10 @@ from gopherpipe_runtime.convert import (
     check_list,
     check_record,
     check_str,
+    convert_entries,
+    convert_items,
+    decode_fields,
+    encode_fields,
     fail,
 )
 from models import Item
@@ -46,7 +51,7 @@ def _dec_list_Item(value: object, path: str) -> list[Item]:
     try:
         return [_dec_Item(item, path) for item in items]
     except InvalidArgumentError:
-        return [_dec_Item(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, _dec_Item)
 
 
 def _dec_Item(value: object, path: str) -> Item:
@@ -54,9 +59,7 @@ def _dec_Item(value: object, path: str) -> Item:
     try:
         return Item(sku=check_str(items[0], path), count=check_int(items[1], path))
     except InvalidArgumentError:
-        return Item(
-            sku=check_str(items[0], path + ".sku"), count=check_int(items[1], path + ".count")
-        )
+        return Item(**decode_fields(items, path, _Item_dec_fields))
 
 
 def _enc_dict_str_Item(value: object, path: str) -> Any:
@@ -64,10 +67,7 @@ def _enc_dict_str_Item(value: object, path: str) -> Any:
     try:
         return {check_str(key, path): _enc_Item(item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): _enc_Item(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_entries(items, path, check_str, _enc_Item)
 
 
 def _enc_Item(value: object, path: str) -> Any:
@@ -76,4 +76,16 @@ def _enc_Item(value: object, path: str) -> Any:
     try:
         return [check_str(value.sku, path), check_int(value.count, path)]
     except InvalidArgumentError:
-        return [check_str(value.sku, path + ".sku"), check_int(value.count, path + ".count")]
+        return encode_fields(value, path, _Item_enc_fields)
+
+
+_Item_dec_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("sku", check_str),
+    ("count", check_int),
+)
+
+
+_Item_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("sku", check_str),
+    ("count", check_int),
+)

@@ -6,7 +6,14 @@ from collections.abc import Callable
 from typing import Any
 
 from gopherpipe_runtime import InvalidArgumentError, MethodDef, MethodKind, Server, ServiceDef
-from gopherpipe_runtime.convert import check_args, check_bool, check_list, check_none, check_str
+from gopherpipe_runtime.convert import (
+    check_args,
+    check_bool,
+    check_list,
+    check_none,
+    check_str,
+    convert_items,
+)
 from service import Greeter, HTTPGateway
 
 
@@ -100,7 +107,7 @@ def _enc_list_str(value: object, path: str) -> Any:
     try:
         return [check_str(item, path) for item in items]
     except InvalidArgumentError:
-        return [check_str(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, check_str)
 
 
 _HTTPGateway_hello_params: tuple[tuple[Callable[[object, str], Any], str], ...] = (

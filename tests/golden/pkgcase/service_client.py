@@ -12,6 +12,8 @@ from gopherpipe_runtime.convert import (
     check_list,
     check_record,
     check_str,
+    convert_items,
+    decode_fields,
     fail,
 )
 from .models import Status, Ticket
@@ -54,12 +56,7 @@ def _Tracker_search_result(value: Any) -> Page:
 def _dec_Ticket(value: object, path: str) -> Ticket:
     items = check_record(value, path, "Ticket", 2, 3)
     if len(items) < 3:
-        return Ticket(
-            **{
-                name: decode(item, f"{path}.{name}")
-                for (name, decode), item in zip(_Ticket_fields, items, strict=False)
-            }
-        )
+        return Ticket(**decode_fields(items, path, _Ticket_dec_fields))
     try:
         return Ticket(
             id=check_int(items[0], path),
@@ -67,11 +64,7 @@ def _dec_Ticket(value: object, path: str) -> Ticket:
             status=_dec_Status(items[2], path),
         )
     except InvalidArgumentError:
-        return Ticket(
-            id=check_int(items[0], path + ".id"),
-            title=check_str(items[1], path + ".title"),
-            status=_dec_Status(items[2], path + ".status"),
-        )
+        return Ticket(**decode_fields(items, path, _Ticket_dec_fields))
 
 
 def _dec_Status(value: object, path: str) -> Status:
@@ -91,21 +84,13 @@ def _enc_Status(value: object, path: str) -> Any:
 def _dec_Page(value: object, path: str) -> Page:
     items = check_record(value, path, "Page", 1, 2)
     if len(items) < 2:
-        return Page(
-            **{
-                name: decode(item, f"{path}.{name}")
-                for (name, decode), item in zip(_Page_fields, items, strict=False)
-            }
-        )
+        return Page(**decode_fields(items, path, _Page_dec_fields))
     try:
         return Page(
             tickets=_dec_list_Ticket(items[0], path), next_token=_dec_opt_str(items[1], path)
         )
     except InvalidArgumentError:
-        return Page(
-            tickets=_dec_list_Ticket(items[0], path + ".tickets"),
-            next_token=_dec_opt_str(items[1], path + ".next_token"),
-        )
+        return Page(**decode_fields(items, path, _Page_dec_fields))
 
 
 def _dec_list_Ticket(value: object, path: str) -> list[Ticket]:
@@ -113,7 +98,7 @@ def _dec_list_Ticket(value: object, path: str) -> list[Ticket]:
     try:
         return [_dec_Ticket(item, path) for item in items]
     except InvalidArgumentError:
-        return [_dec_Ticket(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, _dec_Ticket)
 
 
 def _dec_opt_str(value: object, path: str) -> str | None:
@@ -125,14 +110,14 @@ def _dec_opt_str(value: object, path: str) -> str | None:
 _Status_by_value: dict[object, Status] = {member.value: member for member in Status}
 
 
-_Ticket_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+_Ticket_dec_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
     ("id", check_int),
     ("title", check_str),
     ("status", _dec_Status),
 )
 
 
-_Page_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+_Page_dec_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
     ("tickets", _dec_list_Ticket),
     ("next_token", _dec_opt_str),
 )

@@ -6,7 +6,16 @@ from collections.abc import Callable
 from typing import Any
 
 from gopherpipe_runtime import InvalidArgumentError, MethodDef, MethodKind, Server, ServiceDef
-from gopherpipe_runtime.convert import bad_enum, check_args, check_int, check_list, check_str, fail
+from gopherpipe_runtime.convert import (
+    bad_enum,
+    check_args,
+    check_int,
+    check_list,
+    check_str,
+    convert_items,
+    encode_fields,
+    fail,
+)
 from .models import Status, Ticket
 from .service import Page, Tracker
 
@@ -65,11 +74,7 @@ def _enc_Ticket(value: object, path: str) -> Any:
             _enc_Status(value.status, path),
         ]
     except InvalidArgumentError:
-        return [
-            check_int(value.id, path + ".id"),
-            check_str(value.title, path + ".title"),
-            _enc_Status(value.status, path + ".status"),
-        ]
+        return encode_fields(value, path, _Ticket_enc_fields)
 
 
 def _enc_Status(value: object, path: str) -> Any:
@@ -92,10 +97,7 @@ def _enc_Page(value: object, path: str) -> Any:
     try:
         return [_enc_list_Ticket(value.tickets, path), _enc_opt_str(value.next_token, path)]
     except InvalidArgumentError:
-        return [
-            _enc_list_Ticket(value.tickets, path + ".tickets"),
-            _enc_opt_str(value.next_token, path + ".next_token"),
-        ]
+        return encode_fields(value, path, _Page_enc_fields)
 
 
 def _enc_list_Ticket(value: object, path: str) -> Any:
@@ -103,7 +105,7 @@ def _enc_list_Ticket(value: object, path: str) -> Any:
     try:
         return [_enc_Ticket(item, path) for item in items]
     except InvalidArgumentError:
-        return [_enc_Ticket(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, _enc_Ticket)
 
 
 def _enc_opt_str(value: object, path: str) -> Any:
@@ -112,7 +114,20 @@ def _enc_opt_str(value: object, path: str) -> Any:
     return check_str(value, path)
 
 
+_Ticket_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("id", check_int),
+    ("title", check_str),
+    ("status", _enc_Status),
+)
+
+
 _Status_by_value: dict[object, Status] = {member.value: member for member in Status}
+
+
+_Page_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("tickets", _enc_list_Ticket),
+    ("next_token", _enc_opt_str),
+)
 
 
 _Tracker_search_params: tuple[tuple[Callable[[object, str], Any], str], ...] = (

@@ -18,6 +18,11 @@ from gopherpipe_runtime.convert import (
     check_record,
     check_str,
     check_wire_tuple,
+    convert_entries,
+    convert_items,
+    convert_positions,
+    decode_fields,
+    encode_fields,
     fail,
     no_result,
 )
@@ -324,11 +329,7 @@ def _enc_Message(value: object, path: str) -> Any:
             _enc_Mood(value.mood, path),
         ]
     except InvalidArgumentError:
-        return [
-            check_str(value.sender, path + ".sender"),
-            check_str(value.text, path + ".text"),
-            _enc_Mood(value.mood, path + ".mood"),
-        ]
+        return encode_fields(value, path, _Message_enc_fields)
 
 
 def _enc_Mood(value: object, path: str) -> Any:
@@ -342,7 +343,7 @@ def _enc_list_Message(value: object, path: str) -> Any:
     try:
         return [_enc_Message(item, path) for item in items]
     except InvalidArgumentError:
-        return [_enc_Message(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, _enc_Message)
 
 
 def _enc_dict_str_int(value: object, path: str) -> Any:
@@ -355,10 +356,7 @@ def _enc_dict_str_int(value: object, path: str) -> Any:
     try:
         return {check_str(key, path): check_int(item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): check_int(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_entries(items, path, check_str, check_int)
 
 
 def _dec_list_Message(value: object, path: str) -> list[Message]:
@@ -366,18 +364,13 @@ def _dec_list_Message(value: object, path: str) -> list[Message]:
     try:
         return [_dec_Message(item, path) for item in items]
     except InvalidArgumentError:
-        return [_dec_Message(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, _dec_Message)
 
 
 def _dec_Message(value: object, path: str) -> Message:
     items = check_record(value, path, "Message", 2, 3)
     if len(items) < 3:
-        return Message(
-            **{
-                name: decode(item, f"{path}.{name}")
-                for (name, decode), item in zip(_Message_fields, items, strict=False)
-            }
-        )
+        return Message(**decode_fields(items, path, _Message_dec_fields))
     try:
         return Message(
             sender=check_str(items[0], path),
@@ -385,11 +378,7 @@ def _dec_Message(value: object, path: str) -> Message:
             mood=_dec_Mood(items[2], path),
         )
     except InvalidArgumentError:
-        return Message(
-            sender=check_str(items[0], path + ".sender"),
-            text=check_str(items[1], path + ".text"),
-            mood=_dec_Mood(items[2], path + ".mood"),
-        )
+        return Message(**decode_fields(items, path, _Message_dec_fields))
 
 
 def _dec_Mood(value: object, path: str) -> Mood:
@@ -405,10 +394,7 @@ def _enc_dict_str_opt_Message(value: object, path: str) -> Any:
     try:
         return {check_str(key, path): _enc_opt_Message(item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): _enc_opt_Message(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_entries(items, path, check_str, _enc_opt_Message)
 
 
 def _enc_opt_Message(value: object, path: str) -> Any:
@@ -428,7 +414,14 @@ def _dec_tuple2_int_str(value: object, path: str) -> tuple[int, str]:
     try:
         return (check_int(items[0], path), check_str(items[1], path))
     except InvalidArgumentError:
-        return (check_int(items[0], path + "[0]"), check_str(items[1], path + "[1]"))
+        return tuple(convert_positions(items, path, (check_int, check_str)))
+
+
+_Message_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("sender", check_str),
+    ("text", check_str),
+    ("mood", _enc_Mood),
+)
 
 
 _ChatService_history_params: tuple[tuple[Callable[[object, str], Any], str], ...] = (
@@ -443,7 +436,7 @@ _ChatService_history_defaults: tuple[Any, ...] = (50,)
 _Mood_by_value: dict[object, Mood] = {member.value: member for member in Mood}
 
 
-_Message_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+_Message_dec_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
     ("sender", check_str),
     ("text", check_str),
     ("mood", _dec_Mood),
