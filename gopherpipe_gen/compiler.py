@@ -15,6 +15,15 @@ the same value to a table-driven routine of `gopherpipe_runtime.convert`
 (``...'msg'.items[3].sender``). So the error names the exact field, the common,
 successful call builds no paths at all, and each converter's body is written once.
 
+Where converters live: once, in the client stub (``<stem>_client.py``), which holds
+every converter the contract's services need in both directions (a client encodes
+arguments and decodes results; a server does the reverse, so most types need both). The
+server stub (``<stem>_server.py``) defines only its registration, argument decoders and
+result encoders, and imports the converters they call from the client stub, by the
+import rule below for a module written next to the stubs: ``from .service_client import
+_dec_Point`` in a package, ``from service_client import _dec_Point`` in a plain folder.
+So a server ships both files (gen always writes both); a client needs only its own.
+
 Import rule (how the stubs import the contract's classes):
 - stubs written next to the contract, in a package (``__init__.py`` beside it):
   ``from .service import EchoService``;
@@ -28,6 +37,7 @@ that module's file.
 
 from __future__ import annotations
 
+import ast
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,9 +183,20 @@ class ServiceView:
 
 @dataclass
 class _Emitter:
-    """Collects the converters, tables and helper imports one stub file needs."""
+    """Collects the converters, tables and helper imports one stub file needs.
+
+    With `shared` set (the server's emitter), converters are built by `shared` (the
+    client's emitter) and only their names are noted here, in `from_shared`, for the
+    stub to import; scalar and standard-library checks stay this stub's own imports.
+    """
 
     contract: Contract
+    shared: _Emitter | None = None
+    from_shared: set[str] = field(default_factory=set)
+    """The converters this stub uses from the client stub, which defines them."""
+    contract_names: set[str] = field(default_factory=set)
+    """The contract's classes (dataclasses, enums, NewTypes, ...) this stub's own code
+    spells; the services are imported in any case."""
     helpers: set[str] = field(default_factory=set)
     converters: dict[str, Converter] = field(default_factory=dict)
     tables: list[Table] = field(default_factory=list)
@@ -200,6 +221,8 @@ class _Emitter:
     def spell(self, ref: TypeRef) -> str:
         """`ref` as this stub's annotations write it; notes what that makes it import."""
         for part in _spelled_parts(ref):
+            if isinstance(part, Named | NewTypeOf):
+                self.contract_names.add(part.name)
             if isinstance(part, Stdlib):
                 self.std_names.setdefault(part.module, set()).add(part.name)
             elif isinstance(part, LiteralOf):
@@ -237,12 +260,16 @@ class _Emitter:
 
     def fn(self, ref: TypeRef, encode: bool) -> str:
         """The name of a (value, path) function converting `ref` in this direction."""
-        if isinstance(ref, Scalar):
+        if isinstance(ref, Scalar) and (ref.name != "None" or self.shared is None):
             return self.scalar_fn(ref)
         if isinstance(ref, Stdlib):
             return self.helper(f"{'enc' if encode else 'dec'}_{ref.name.lower()}")
         if isinstance(ref, NewTypeOf) and encode:
             return self.fn(ref.inner, True)  # a NewType's value is its underlying type's
+        if self.shared is not None:
+            name = self.shared.fn(ref, encode)
+            self.from_shared.add(name)
+            return name
         name = f"_{'enc' if encode else 'dec'}_{self.mangle(ref)}"
         if name not in self.converters:
             # Placeholder first: recursive dataclasses refer to themselves.
@@ -659,6 +686,10 @@ class StubContext:
     std_imports: tuple[tuple[str, tuple[str, ...]], ...]
     """The other standard-library imports, (module, names)."""
     imports: tuple[tuple[str, tuple[str, ...]], ...]
+    client_module: str
+    """How the server stub imports the client stub (the rule for the contract module)."""
+    client_names: tuple[str, ...]
+    """What the server stub imports from the client stub: the converters it calls."""
     helpers: tuple[str, ...]
     uses_chan: bool
     uses_builtins: bool
@@ -769,6 +800,7 @@ def _methods(service_name: str, method: Method, client: _Emitter, server: _Emitt
             # Python lets no parameter without a default follow one with a default.
             assert view.default is not None
             defaults.append(view.default)
+            server.contract_names |= _names_in(view.default)
         server.tables.append(Table(defaults_table, "tuple[Any, ...]", _tuple_display(defaults)))
     server.helper("check_args")
     method_def = ", ".join(
@@ -848,6 +880,15 @@ def _param_view(
     )
 
 
+def _names_in(expression: str) -> set[str]:
+    """The names a default's source text refers to (``Mode`` in ``Mode.FAST``)."""
+    return {
+        node.id
+        for node in ast.walk(ast.parse(expression, mode="eval"))
+        if isinstance(node, ast.Name)
+    }
+
+
 def _tuple_display(parts: list[str]) -> str:
     if len(parts) == 1:
         return f"({parts[0]},)"
@@ -856,7 +897,8 @@ def _tuple_display(parts: list[str]) -> str:
 
 def compile_contract(contract: Contract, out_dir: Path) -> tuple[StubContext, StubContext]:
     """The (client, server) template contexts for one contract."""
-    client, server = _Emitter(contract), _Emitter(contract)
+    client = _Emitter(contract)
+    server = _Emitter(contract, shared=client)
     services: list[ServiceView] = []
     for service in contract.services:
         client.in_class = frozenset(m.name for m in service.methods) & BUILTIN_TYPES
@@ -871,16 +913,19 @@ def compile_contract(contract: Contract, out_dir: Path) -> tuple[StubContext, St
             )
         )
     _check_names(contract)
-    by_module: dict[str, list[str]] = {}
     contract_module = module_ref(contract.path, out_dir)
-    by_module[contract_module] = [s.name for s in contract.services]
-    for named in _closure(contract):
-        by_module.setdefault(module_ref(named.module, out_dir), []).append(named.name)
-    imports = tuple(
-        (module, tuple(sorted(set(names)))) for module, names in sorted(by_module.items())
-    )
+    client_module = module_ref(out_dir / f"{contract.path.stem}_client.py", out_dir)
     source_name = contract.path.name
     header = f"# Generated by gopherpipe gen from {source_name}. DO NOT EDIT."
+
+    def imports(emitter: _Emitter) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        # The client stub defines every converter, so it uses every class they reach;
+        # the server stub, only the services and what its own code spells.
+        by_module: dict[str, set[str]] = {contract_module: {s.name for s in contract.services}}
+        for named in _closure(contract):
+            if emitter.shared is None or named.name in emitter.contract_names:
+                by_module.setdefault(module_ref(named.module, out_dir), set()).add(named.name)
+        return tuple((module, tuple(sorted(names))) for module, names in sorted(by_module.items()))
 
     def context(emitter: _Emitter) -> StubContext:
         abc_names = set(emitter.abc_names)
@@ -894,7 +939,9 @@ def compile_contract(contract: Contract, out_dir: Path) -> tuple[StubContext, St
             source_name=source_name,
             abc_names=tuple(sorted(abc_names)),
             std_imports=tuple((module, tuple(sorted(std[module]))) for module in sorted(std)),
-            imports=imports,
+            imports=imports(emitter),
+            client_module=client_module,
+            client_names=tuple(sorted(emitter.from_shared)),
             helpers=tuple(sorted(emitter.helpers)),
             uses_chan=emitter.uses_chan,
             uses_builtins=emitter.uses_builtins,

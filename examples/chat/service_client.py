@@ -14,6 +14,8 @@ from gopherpipe_runtime.convert import (
     check_str,
     convert_items,
     decode_fields,
+    encode_fields,
+    fail,
 )
 from service import ChatService, Message, Mood
 
@@ -103,12 +105,39 @@ def _dec_Mood(value: object, path: str) -> Mood:
     bad_enum(path, "Mood", value)
 
 
+def _enc_Message(value: object, path: str) -> Any:
+    if not isinstance(value, Message):
+        fail(path, "Message", value)
+    try:
+        return [
+            check_str(value.sender, path),
+            check_str(value.text, path),
+            _enc_Mood(value.mood, path),
+        ]
+    except InvalidArgumentError:
+        return encode_fields(value, path, _Message_enc_fields)
+
+
+def _enc_Mood(value: object, path: str) -> Any:
+    if type(value) is Mood:
+        return value.value
+    fail(path, "Mood", value)
+
+
 def _dec_list_Message(value: object, path: str) -> list[Message]:
     items = check_list(value, path)
     try:
         return [_dec_Message(item, path) for item in items]
     except InvalidArgumentError:
         return convert_items(items, path, _dec_Message)
+
+
+def _enc_list_Message(value: object, path: str) -> Any:
+    items = check_list(value, path)
+    try:
+        return [_enc_Message(item, path) for item in items]
+    except InvalidArgumentError:
+        return convert_items(items, path, _enc_Message)
 
 
 _Mood_by_value: dict[object, Mood] = {member.value: member for member in Mood}
@@ -118,4 +147,11 @@ _Message_dec_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
     ("sender", check_str),
     ("text", check_str),
     ("mood", _dec_Mood),
+)
+
+
+_Message_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("sender", check_str),
+    ("text", check_str),
+    ("mood", _enc_Mood),
 )

@@ -6,7 +6,14 @@ from collections.abc import Callable
 from typing import Any
 
 from gopherpipe_runtime import ClientBase, InvalidArgumentError
-from gopherpipe_runtime.convert import check_int, check_record, check_str, decode_fields
+from gopherpipe_runtime.convert import (
+    check_int,
+    check_record,
+    check_str,
+    decode_fields,
+    encode_fields,
+    fail,
+)
 from service import EchoService, Echoed
 
 
@@ -51,7 +58,22 @@ def _dec_Echoed(value: object, path: str) -> Echoed:
         return Echoed(**decode_fields(items, path, _Echoed_dec_fields))
 
 
+def _enc_Echoed(value: object, path: str) -> Any:
+    if not isinstance(value, Echoed):
+        fail(path, "Echoed", value)
+    try:
+        return [check_str(value.text, path), check_int(value.times, path)]
+    except InvalidArgumentError:
+        return encode_fields(value, path, _Echoed_enc_fields)
+
+
 _Echoed_dec_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("text", check_str),
+    ("times", check_int),
+)
+
+
+_Echoed_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
     ("text", check_str),
     ("times", check_int),
 )

@@ -148,7 +148,23 @@ def _enc_list_tuple2_float_float(value: object, path: str) -> Any:
         return convert_items(items, path, _enc_tuple2_float_float)
 
 
+def _dec_list_tuple2_float_float(value: object, path: str) -> list[tuple[float, float]]:
+    items = check_list(value, path)
+    try:
+        return [_dec_tuple2_float_float(item, path) for item in items]
+    except InvalidArgumentError:
+        return convert_items(items, path, _dec_tuple2_float_float)
+
+
 def _enc_lit_EUR_USD(value: object, path: str) -> Any:
+    if type(value) is str:
+        member = _lit_EUR_USD_values.get((type(value), value))
+        if member is not None:
+            return member
+    bad_enum(path, "Literal['EUR', 'USD']", value)
+
+
+def _dec_lit_EUR_USD(value: object, path: str) -> Literal["EUR", "USD"]:
     if type(value) is str:
         member = _lit_EUR_USD_values.get((type(value), value))
         if member is not None:
@@ -168,20 +184,20 @@ def _dec_tuple2_list_tuple2_float_float_lit_EUR_USD(
         )
 
 
-def _dec_list_tuple2_float_float(value: object, path: str) -> list[tuple[float, float]]:
-    items = check_list(value, path)
+def _enc_tuple2_list_tuple2_float_float_lit_EUR_USD(value: object, path: str) -> Any:
+    items = check_tuple(value, path, 2)
     try:
-        return [_dec_tuple2_float_float(item, path) for item in items]
+        return [_enc_list_tuple2_float_float(items[0], path), _enc_lit_EUR_USD(items[1], path)]
     except InvalidArgumentError:
-        return convert_items(items, path, _dec_tuple2_float_float)
+        return convert_positions(items, path, (_enc_list_tuple2_float_float, _enc_lit_EUR_USD))
 
 
-def _dec_lit_EUR_USD(value: object, path: str) -> Literal["EUR", "USD"]:
-    if type(value) is str:
-        member = _lit_EUR_USD_values.get((type(value), value))
-        if member is not None:
-            return member
-    bad_enum(path, "Literal['EUR', 'USD']", value)
+def _dec_UserId(value: object, path: str) -> UserId:
+    return UserId(check_int(value, path))
+
+
+def _dec_AdminId(value: object, path: str) -> AdminId:
+    return AdminId(_dec_UserId(value, path))
 
 
 def _dec_tuple2_UserId_AdminId(value: object, path: str) -> tuple[UserId, AdminId]:
@@ -192,12 +208,12 @@ def _dec_tuple2_UserId_AdminId(value: object, path: str) -> tuple[UserId, AdminI
         return tuple(convert_positions(items, path, (_dec_UserId, _dec_AdminId)))
 
 
-def _dec_UserId(value: object, path: str) -> UserId:
-    return UserId(check_int(value, path))
-
-
-def _dec_AdminId(value: object, path: str) -> AdminId:
-    return AdminId(_dec_UserId(value, path))
+def _enc_tuple2_UserId_AdminId(value: object, path: str) -> Any:
+    items = check_tuple(value, path, 2)
+    try:
+        return [check_int(items[0], path), check_int(items[1], path)]
+    except InvalidArgumentError:
+        return convert_positions(items, path, (check_int, check_int))
 
 
 def _enc_set_UserId(value: object, path: str) -> Any:
@@ -277,12 +293,6 @@ def _enc_opt_Track(value: object, path: str) -> Any:
     return _enc_Track(value, path)
 
 
-def _dec_opt_Track(value: object, path: str) -> Track | None:
-    if value is None:
-        return None
-    return _dec_Track(value, path)
-
-
 def _dec_Track(value: object, path: str) -> Track:
     items = check_record(value, path, "Track", 2, 5)
     if len(items) < 5:
@@ -297,6 +307,12 @@ def _dec_Track(value: object, path: str) -> Track:
         )
     except InvalidArgumentError:
         return Track(**decode_fields(items, path, _Track_dec_fields))
+
+
+def _dec_opt_Track(value: object, path: str) -> Track | None:
+    if value is None:
+        return None
+    return _dec_Track(value, path)
 
 
 def _enc_Item(value: object, path: str) -> Any:
@@ -316,20 +332,6 @@ def _enc_set_str(value: object, path: str) -> Any:
         return [check_str(item, path) for item in items]
     except InvalidArgumentError:
         return convert_items(items, path, check_str)
-
-
-def _enc_opt_Sku(value: object, path: str) -> Any:
-    if value is None:
-        return None
-    return check_str(value, path)
-
-
-def _dec_tuple2_Item_opt_Sku(value: object, path: str) -> tuple[Item, Sku | None]:
-    items = check_wire_tuple(value, path, 2)
-    try:
-        return (_dec_Item(items[0], path), _dec_opt_Sku(items[1], path))
-    except InvalidArgumentError:
-        return tuple(convert_positions(items, path, (_dec_Item, _dec_opt_Sku)))
 
 
 def _dec_Item(value: object, path: str) -> Item:
@@ -354,10 +356,32 @@ def _dec_set_str(value: object, path: str) -> set[str]:
         return set(convert_items(items, path, check_str))
 
 
+def _enc_opt_Sku(value: object, path: str) -> Any:
+    if value is None:
+        return None
+    return check_str(value, path)
+
+
 def _dec_opt_Sku(value: object, path: str) -> Sku | None:
     if value is None:
         return None
     return _dec_Sku(value, path)
+
+
+def _dec_tuple2_Item_opt_Sku(value: object, path: str) -> tuple[Item, Sku | None]:
+    items = check_wire_tuple(value, path, 2)
+    try:
+        return (_dec_Item(items[0], path), _dec_opt_Sku(items[1], path))
+    except InvalidArgumentError:
+        return tuple(convert_positions(items, path, (_dec_Item, _dec_opt_Sku)))
+
+
+def _enc_tuple2_Item_opt_Sku(value: object, path: str) -> Any:
+    items = check_tuple(value, path, 2)
+    try:
+        return [_enc_Item(items[0], path), _enc_opt_Sku(items[1], path)]
+    except InvalidArgumentError:
+        return convert_positions(items, path, (_enc_Item, _enc_opt_Sku))
 
 
 _lit_EUR_USD_values: dict[tuple[object, object], Literal["EUR", "USD"]] = {

@@ -3,32 +3,30 @@
 """Server stubs for the services in service.py: register an implementation on a Server."""
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
-from gopherpipe_runtime import InvalidArgumentError, MethodDef, MethodKind, Server, ServiceDef
-from gopherpipe_runtime.convert import (
-    bad_enum,
-    check_args,
-    check_dict,
-    check_float,
-    check_int,
-    check_list,
-    check_record,
-    check_set,
-    check_str,
-    check_tuple,
-    check_wire_tuple,
-    convert_entries,
-    convert_items,
-    convert_positions,
-    dec_decimal,
-    decode_fields,
-    enc_decimal,
-    encode_fields,
-    fail,
+from gopherpipe_runtime import MethodDef, MethodKind, Server, ServiceDef
+from gopherpipe_runtime.convert import check_args
+from service import AdminId, Aliases, UserId
+from service_client import (
+    _dec_AdminId,
+    _dec_Item,
+    _dec_Track,
+    _dec_UserId,
+    _dec_dict_UserId_list_Price,
+    _dec_list_tuple2_float_float,
+    _dec_lit_EUR_USD,
+    _dec_opt_Sku,
+    _dec_set_UserId,
+    _dec_tuple2_float_float,
+    _enc_dict_UserId_list_Price,
+    _enc_opt_Track,
+    _enc_set_UserId,
+    _enc_tuple2_Item_opt_Sku,
+    _enc_tuple2_UserId_AdminId,
+    _enc_tuple2_float_float,
+    _enc_tuple2_list_tuple2_float_float_lit_EUR_USD,
 )
-from models import Item, Sku
-from service import AdminId, Aliases, Price, Track, UserId
 
 
 def register_aliases(server: Server, impl: Aliases) -> None:
@@ -153,244 +151,6 @@ def _Aliases_item_result(value: Any) -> Any:
     return _enc_tuple2_Item_opt_Sku(value, "item(): result")
 
 
-def _dec_tuple2_float_float(value: object, path: str) -> tuple[float, float]:
-    items = check_wire_tuple(value, path, 2)
-    try:
-        return (check_float(items[0], path), check_float(items[1], path))
-    except InvalidArgumentError:
-        return tuple(convert_positions(items, path, (check_float, check_float)))
-
-
-def _enc_tuple2_float_float(value: object, path: str) -> Any:
-    items = check_tuple(value, path, 2)
-    try:
-        return [check_float(items[0], path), check_float(items[1], path)]
-    except InvalidArgumentError:
-        return convert_positions(items, path, (check_float, check_float))
-
-
-def _dec_list_tuple2_float_float(value: object, path: str) -> list[tuple[float, float]]:
-    items = check_list(value, path)
-    try:
-        return [_dec_tuple2_float_float(item, path) for item in items]
-    except InvalidArgumentError:
-        return convert_items(items, path, _dec_tuple2_float_float)
-
-
-def _dec_lit_EUR_USD(value: object, path: str) -> Literal["EUR", "USD"]:
-    if type(value) is str:
-        member = _lit_EUR_USD_values.get((type(value), value))
-        if member is not None:
-            return member
-    bad_enum(path, "Literal['EUR', 'USD']", value)
-
-
-def _enc_tuple2_list_tuple2_float_float_lit_EUR_USD(value: object, path: str) -> Any:
-    items = check_tuple(value, path, 2)
-    try:
-        return [_enc_list_tuple2_float_float(items[0], path), _enc_lit_EUR_USD(items[1], path)]
-    except InvalidArgumentError:
-        return convert_positions(items, path, (_enc_list_tuple2_float_float, _enc_lit_EUR_USD))
-
-
-def _enc_list_tuple2_float_float(value: object, path: str) -> Any:
-    items = check_list(value, path)
-    try:
-        return [_enc_tuple2_float_float(item, path) for item in items]
-    except InvalidArgumentError:
-        return convert_items(items, path, _enc_tuple2_float_float)
-
-
-def _enc_lit_EUR_USD(value: object, path: str) -> Any:
-    if type(value) is str:
-        member = _lit_EUR_USD_values.get((type(value), value))
-        if member is not None:
-            return member
-    bad_enum(path, "Literal['EUR', 'USD']", value)
-
-
-def _dec_UserId(value: object, path: str) -> UserId:
-    return UserId(check_int(value, path))
-
-
-def _dec_AdminId(value: object, path: str) -> AdminId:
-    return AdminId(_dec_UserId(value, path))
-
-
-def _enc_tuple2_UserId_AdminId(value: object, path: str) -> Any:
-    items = check_tuple(value, path, 2)
-    try:
-        return [check_int(items[0], path), check_int(items[1], path)]
-    except InvalidArgumentError:
-        return convert_positions(items, path, (check_int, check_int))
-
-
-def _dec_set_UserId(value: object, path: str) -> set[UserId]:
-    items = check_list(value, path)
-    if all(type(item) is int and -(2**63) <= item < 2**64 for item in items):
-        return set(items)
-    try:
-        return {_dec_UserId(item, path) for item in items}
-    except InvalidArgumentError:
-        return set(convert_items(items, path, _dec_UserId))
-
-
-def _enc_set_UserId(value: object, path: str) -> Any:
-    items = check_set(value, path)
-    if all(type(item) is int and -(2**63) <= item < 2**64 for item in items):
-        return list(items)
-    try:
-        return [check_int(item, path) for item in items]
-    except InvalidArgumentError:
-        return convert_items(items, path, check_int)
-
-
-def _dec_dict_UserId_list_Price(value: object, path: str) -> dict[UserId, list[Price]]:
-    items = check_dict(value, path)
-    try:
-        return {_dec_UserId(key, path): _dec_list_Price(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return convert_entries(items, path, _dec_UserId, _dec_list_Price)
-
-
-def _dec_list_Price(value: object, path: str) -> list[Price]:
-    items = check_list(value, path)
-    try:
-        return [_dec_Price(item, path) for item in items]
-    except InvalidArgumentError:
-        return convert_items(items, path, _dec_Price)
-
-
-def _dec_Price(value: object, path: str) -> Price:
-    return Price(dec_decimal(value, path))
-
-
-def _enc_dict_UserId_list_Price(value: object, path: str) -> Any:
-    items = check_dict(value, path)
-    try:
-        return {check_int(key, path): _enc_list_Price(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return convert_entries(items, path, check_int, _enc_list_Price)
-
-
-def _enc_list_Price(value: object, path: str) -> Any:
-    items = check_list(value, path)
-    try:
-        return [enc_decimal(item, path) for item in items]
-    except InvalidArgumentError:
-        return convert_items(items, path, enc_decimal)
-
-
-def _dec_Track(value: object, path: str) -> Track:
-    items = check_record(value, path, "Track", 2, 5)
-    if len(items) < 5:
-        return Track(**decode_fields(items, path, _Track_dec_fields))
-    try:
-        return Track(
-            owner=_dec_UserId(items[0], path),
-            path=_dec_list_tuple2_float_float(items[1], path),
-            length=check_float(items[2], path),
-            currency=_dec_lit_EUR_USD(items[3], path),
-            next=_dec_opt_Track(items[4], path),
-        )
-    except InvalidArgumentError:
-        return Track(**decode_fields(items, path, _Track_dec_fields))
-
-
-def _dec_opt_Track(value: object, path: str) -> Track | None:
-    if value is None:
-        return None
-    return _dec_Track(value, path)
-
-
-def _enc_opt_Track(value: object, path: str) -> Any:
-    if value is None:
-        return None
-    return _enc_Track(value, path)
-
-
-def _enc_Track(value: object, path: str) -> Any:
-    if not isinstance(value, Track):
-        fail(path, "Track", value)
-    try:
-        return [
-            check_int(value.owner, path),
-            _enc_list_tuple2_float_float(value.path, path),
-            check_float(value.length, path),
-            _enc_lit_EUR_USD(value.currency, path),
-            _enc_opt_Track(value.next, path),
-        ]
-    except InvalidArgumentError:
-        return encode_fields(value, path, _Track_enc_fields)
-
-
-def _dec_Item(value: object, path: str) -> Item:
-    items = check_record(value, path, "Item", 2, 2)
-    try:
-        return Item(sku=_dec_Sku(items[0], path), tags=_dec_set_str(items[1], path))
-    except InvalidArgumentError:
-        return Item(**decode_fields(items, path, _Item_dec_fields))
-
-
-def _dec_Sku(value: object, path: str) -> Sku:
-    return Sku(check_str(value, path))
-
-
-def _dec_set_str(value: object, path: str) -> set[str]:
-    items = check_list(value, path)
-    if all(type(item) is str for item in items):
-        return set(items)
-    try:
-        return {check_str(item, path) for item in items}
-    except InvalidArgumentError:
-        return set(convert_items(items, path, check_str))
-
-
-def _dec_opt_Sku(value: object, path: str) -> Sku | None:
-    if value is None:
-        return None
-    return _dec_Sku(value, path)
-
-
-def _enc_tuple2_Item_opt_Sku(value: object, path: str) -> Any:
-    items = check_tuple(value, path, 2)
-    try:
-        return [_enc_Item(items[0], path), _enc_opt_Sku(items[1], path)]
-    except InvalidArgumentError:
-        return convert_positions(items, path, (_enc_Item, _enc_opt_Sku))
-
-
-def _enc_Item(value: object, path: str) -> Any:
-    if not isinstance(value, Item):
-        fail(path, "Item", value)
-    try:
-        return [check_str(value.sku, path), _enc_set_str(value.tags, path)]
-    except InvalidArgumentError:
-        return encode_fields(value, path, _Item_enc_fields)
-
-
-def _enc_set_str(value: object, path: str) -> Any:
-    items = check_set(value, path)
-    if all(type(item) is str for item in items):
-        return list(items)
-    try:
-        return [check_str(item, path) for item in items]
-    except InvalidArgumentError:
-        return convert_items(items, path, check_str)
-
-
-def _enc_opt_Sku(value: object, path: str) -> Any:
-    if value is None:
-        return None
-    return check_str(value, path)
-
-
-_lit_EUR_USD_values: dict[tuple[object, object], Literal["EUR", "USD"]] = {
-    (str, "EUR"): "EUR",
-    (str, "USD"): "USD",
-}
-
-
 _Aliases_route_params: tuple[tuple[Callable[[object, str], Any], str], ...] = (
     (_dec_list_tuple2_float_float, "route(): argument 'value'"),
     (_dec_lit_EUR_USD, "route(): argument 'unit'"),
@@ -407,36 +167,6 @@ _Aliases_user_params: tuple[tuple[Callable[[object, str], Any], str], ...] = (
 
 
 _Aliases_user_defaults: tuple[Any, ...] = (AdminId(UserId(1)),)
-
-
-_Track_dec_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
-    ("owner", _dec_UserId),
-    ("path", _dec_list_tuple2_float_float),
-    ("length", check_float),
-    ("currency", _dec_lit_EUR_USD),
-    ("next", _dec_opt_Track),
-)
-
-
-_Track_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
-    ("owner", check_int),
-    ("path", _enc_list_tuple2_float_float),
-    ("length", check_float),
-    ("currency", _enc_lit_EUR_USD),
-    ("next", _enc_opt_Track),
-)
-
-
-_Item_dec_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
-    ("sku", _dec_Sku),
-    ("tags", _dec_set_str),
-)
-
-
-_Item_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
-    ("sku", check_str),
-    ("tags", _enc_set_str),
-)
 
 
 _Aliases_item_params: tuple[tuple[Callable[[object, str], Any], str], ...] = (

@@ -11,12 +11,15 @@ from gopherpipe_runtime.convert import (
     check_dict,
     check_int,
     check_list,
+    check_record,
     check_set,
     check_str,
+    check_tuple,
     check_wire_tuple,
     convert_entries,
     convert_items,
     convert_positions,
+    decode_fields,
     encode_fields,
     fail,
 )
@@ -100,6 +103,16 @@ def _enc_list_int(value: object, path: str) -> Any:
         return convert_items(items, path, check_int)
 
 
+def _dec_list_int(value: object, path: str) -> list[int]:
+    items = check_list(value, path)
+    if all(type(item) is int and -(2**63) <= item < 2**64 for item in items):
+        return items
+    try:
+        return [check_int(item, path) for item in items]
+    except InvalidArgumentError:
+        return convert_items(items, path, check_int)
+
+
 def _dec_set_str(value: object, path: str) -> set[str]:
     items = check_list(value, path)
     if all(type(item) is str for item in items):
@@ -110,7 +123,27 @@ def _dec_set_str(value: object, path: str) -> set[str]:
         return set(convert_items(items, path, check_str))
 
 
+def _enc_set_str(value: object, path: str) -> Any:
+    items = check_set(value, path)
+    if all(type(item) is str for item in items):
+        return list(items)
+    try:
+        return [check_str(item, path) for item in items]
+    except InvalidArgumentError:
+        return convert_items(items, path, check_str)
+
+
 def _dec_list_str(value: object, path: str) -> list[str]:
+    items = check_list(value, path)
+    if all(type(item) is str for item in items):
+        return items
+    try:
+        return [check_str(item, path) for item in items]
+    except InvalidArgumentError:
+        return convert_items(items, path, check_str)
+
+
+def _enc_list_str(value: object, path: str) -> Any:
     items = check_list(value, path)
     if all(type(item) is str for item in items):
         return items
@@ -129,17 +162,28 @@ def _enc_Shelf(value: object, path: str) -> Any:
         return encode_fields(value, path, _Shelf_enc_fields)
 
 
-def _enc_list_str(value: object, path: str) -> Any:
-    items = check_list(value, path)
-    if all(type(item) is str for item in items):
+def _enc_dict_str_int(value: object, path: str) -> Any:
+    items = check_dict(value, path)
+    if all(
+        type(key) is str and type(item) is int and -(2**63) <= item < 2**64
+        for key, item in items.items()
+    ):
         return items
     try:
-        return [check_str(item, path) for item in items]
+        return {check_str(key, path): check_int(item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return convert_items(items, path, check_str)
+        return convert_entries(items, path, check_str, check_int)
 
 
-def _enc_dict_str_int(value: object, path: str) -> Any:
+def _dec_Shelf(value: object, path: str) -> Shelf:
+    items = check_record(value, path, "Shelf", 2, 2)
+    try:
+        return Shelf(labels=_dec_list_str(items[0], path), counts=_dec_dict_str_int(items[1], path))
+    except InvalidArgumentError:
+        return Shelf(**decode_fields(items, path, _Shelf_dec_fields))
+
+
+def _dec_dict_str_int(value: object, path: str) -> dict[str, int]:
     items = check_dict(value, path)
     if all(
         type(key) is str and type(item) is int and -(2**63) <= item < 2**64
@@ -160,12 +204,28 @@ def _dec_tuple2_str_int(value: object, path: str) -> tuple[str, int]:
         return tuple(convert_positions(items, path, (check_str, check_int)))
 
 
+def _enc_tuple2_str_int(value: object, path: str) -> Any:
+    items = check_tuple(value, path, 2)
+    try:
+        return [check_str(items[0], path), check_int(items[1], path)]
+    except InvalidArgumentError:
+        return convert_positions(items, path, (check_str, check_int))
+
+
 def _enc_dict_str_list_int(value: object, path: str) -> Any:
     items = check_dict(value, path)
     try:
         return {check_str(key, path): _enc_list_int(item, path) for key, item in items.items()}
     except InvalidArgumentError:
         return convert_entries(items, path, check_str, _enc_list_int)
+
+
+def _dec_dict_str_list_int(value: object, path: str) -> dict[str, list[int]]:
+    items = check_dict(value, path)
+    try:
+        return {check_str(key, path): _dec_list_int(item, path) for key, item in items.items()}
+    except InvalidArgumentError:
+        return convert_entries(items, path, check_str, _dec_list_int)
 
 
 def _dec_dict_str_set_int(value: object, path: str) -> dict[str, set[int]]:
@@ -186,6 +246,24 @@ def _dec_set_int(value: object, path: str) -> set[int]:
         return set(convert_items(items, path, check_int))
 
 
+def _enc_dict_str_set_int(value: object, path: str) -> Any:
+    items = check_dict(value, path)
+    try:
+        return {check_str(key, path): _enc_set_int(item, path) for key, item in items.items()}
+    except InvalidArgumentError:
+        return convert_entries(items, path, check_str, _enc_set_int)
+
+
+def _enc_set_int(value: object, path: str) -> Any:
+    items = check_set(value, path)
+    if all(type(item) is int and -(2**63) <= item < 2**64 for item in items):
+        return list(items)
+    try:
+        return [check_int(item, path) for item in items]
+    except InvalidArgumentError:
+        return convert_items(items, path, check_int)
+
+
 def _enc_opt_fset_int(value: object, path: str) -> Any:
     if value is None:
         return None
@@ -202,12 +280,10 @@ def _enc_fset_int(value: object, path: str) -> Any:
         return convert_items(items, path, check_int)
 
 
-def _dec_list_fset_int(value: object, path: str) -> list[frozenset[int]]:
-    items = check_list(value, path)
-    try:
-        return [_dec_fset_int(item, path) for item in items]
-    except InvalidArgumentError:
-        return convert_items(items, path, _dec_fset_int)
+def _dec_opt_fset_int(value: object, path: str) -> frozenset[int] | None:
+    if value is None:
+        return None
+    return _dec_fset_int(value, path)
 
 
 def _dec_fset_int(value: object, path: str) -> frozenset[int]:
@@ -220,7 +296,29 @@ def _dec_fset_int(value: object, path: str) -> frozenset[int]:
         return frozenset(convert_items(items, path, check_int))
 
 
+def _dec_list_fset_int(value: object, path: str) -> list[frozenset[int]]:
+    items = check_list(value, path)
+    try:
+        return [_dec_fset_int(item, path) for item in items]
+    except InvalidArgumentError:
+        return convert_items(items, path, _dec_fset_int)
+
+
+def _enc_list_fset_int(value: object, path: str) -> Any:
+    items = check_list(value, path)
+    try:
+        return [_enc_fset_int(item, path) for item in items]
+    except InvalidArgumentError:
+        return convert_items(items, path, _enc_fset_int)
+
+
 _Shelf_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
     ("labels", _enc_list_str),
     ("counts", _enc_dict_str_int),
+)
+
+
+_Shelf_dec_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("labels", _dec_list_str),
+    ("counts", _dec_dict_str_int),
 )

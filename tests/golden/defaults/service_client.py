@@ -115,10 +115,24 @@ def _enc_opt_int(value: object, path: str) -> Any:
     return check_int(value, path)
 
 
+def _dec_opt_int(value: object, path: str) -> int | None:
+    if value is None:
+        return None
+    return check_int(value, path)
+
+
 def _enc_Mode(value: object, path: str) -> Any:
     if type(value) is Mode:
         return value.value
     fail(path, "Mode", value)
+
+
+def _dec_Mode(value: object, path: str) -> Mode:
+    if type(value) is str:
+        member = _Mode_by_value.get(value)
+        if member is not None:
+            return member
+    bad_enum(path, "Mode", value)
 
 
 def _enc_tuple2_int_str(value: object, path: str) -> Any:
@@ -127,6 +141,14 @@ def _enc_tuple2_int_str(value: object, path: str) -> Any:
         return [check_int(items[0], path), check_str(items[1], path)]
     except InvalidArgumentError:
         return convert_positions(items, path, (check_int, check_str))
+
+
+def _dec_tuple2_int_str(value: object, path: str) -> tuple[int, str]:
+    items = check_wire_tuple(value, path, 2)
+    try:
+        return (check_int(items[0], path), check_str(items[1], path))
+    except InvalidArgumentError:
+        return tuple(convert_positions(items, path, (check_int, check_str)))
 
 
 def _enc_tuplev_float(value: object, path: str) -> Any:
@@ -139,10 +161,26 @@ def _enc_tuplev_float(value: object, path: str) -> Any:
         return convert_items(items, path, check_float)
 
 
+def _dec_tuplev_float(value: object, path: str) -> tuple[float, ...]:
+    items = check_wire_tuple(value, path, None)
+    if all(type(item) is float for item in items):
+        return tuple(items)
+    try:
+        return tuple([check_float(item, path) for item in items])
+    except InvalidArgumentError:
+        return tuple(convert_items(items, path, check_float))
+
+
 def _enc_opt_Mode(value: object, path: str) -> Any:
     if value is None:
         return None
     return _enc_Mode(value, path)
+
+
+def _dec_opt_Mode(value: object, path: str) -> Mode | None:
+    if value is None:
+        return None
+    return _dec_Mode(value, path)
 
 
 def _dec_Options(value: object, path: str) -> Options:
@@ -167,26 +205,12 @@ def _dec_Options(value: object, path: str) -> Options:
         return Options(**decode_fields(items, path, _Options_dec_fields))
 
 
-def _dec_Mode(value: object, path: str) -> Mode:
-    if type(value) is str:
-        member = _Mode_by_value.get(value)
-        if member is not None:
-            return member
-    bad_enum(path, "Mode", value)
-
-
 def _dec_tuple2_int_int(value: object, path: str) -> tuple[int, int]:
     items = check_wire_tuple(value, path, 2)
     try:
         return (check_int(items[0], path), check_int(items[1], path))
     except InvalidArgumentError:
         return tuple(convert_positions(items, path, (check_int, check_int)))
-
-
-def _dec_opt_int(value: object, path: str) -> int | None:
-    if value is None:
-        return None
-    return check_int(value, path)
 
 
 def _dec_list_str(value: object, path: str) -> list[str]:
@@ -220,19 +244,6 @@ def _dec_set_int(value: object, path: str) -> set[int]:
         return {check_int(item, path) for item in items}
     except InvalidArgumentError:
         return set(convert_items(items, path, check_int))
-
-
-def _enc_Job(value: object, path: str) -> Any:
-    if not isinstance(value, Job):
-        fail(path, "Job", value)
-    try:
-        return [
-            check_str(value.name, path),
-            _enc_Options(value.options, path),
-            check_int(value.priority, path),
-        ]
-    except InvalidArgumentError:
-        return encode_fields(value, path, _Job_enc_fields)
 
 
 def _enc_Options(value: object, path: str) -> Any:
@@ -295,6 +306,19 @@ def _enc_set_int(value: object, path: str) -> Any:
         return [check_int(item, path) for item in items]
     except InvalidArgumentError:
         return convert_items(items, path, check_int)
+
+
+def _enc_Job(value: object, path: str) -> Any:
+    if not isinstance(value, Job):
+        fail(path, "Job", value)
+    try:
+        return [
+            check_str(value.name, path),
+            _enc_Options(value.options, path),
+            check_int(value.priority, path),
+        ]
+    except InvalidArgumentError:
+        return encode_fields(value, path, _Job_enc_fields)
 
 
 def _dec_Job(value: object, path: str) -> Job:

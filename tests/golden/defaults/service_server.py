@@ -5,29 +5,26 @@
 from collections.abc import Callable
 from typing import Any
 
-from gopherpipe_runtime import InvalidArgumentError, MethodDef, MethodKind, Server, ServiceDef
+from gopherpipe_runtime import MethodDef, MethodKind, Server, ServiceDef
 from gopherpipe_runtime.convert import (
-    bad_enum,
     check_args,
     check_bool,
     check_bytes,
-    check_dict,
     check_float,
     check_int,
-    check_list,
-    check_record,
-    check_set,
     check_str,
-    check_tuple,
-    check_wire_tuple,
-    convert_entries,
-    convert_items,
-    convert_positions,
-    decode_fields,
-    encode_fields,
-    fail,
 )
-from service import Defaults, Job, Mode, Options
+from service import Defaults, Mode
+from service_client import (
+    _dec_Job,
+    _dec_Mode,
+    _dec_opt_Mode,
+    _dec_opt_int,
+    _dec_tuple2_int_str,
+    _dec_tuplev_float,
+    _enc_Job,
+    _enc_Options,
+)
 
 
 def register_defaults(server: Server, impl: Defaults) -> None:
@@ -119,226 +116,6 @@ def _Defaults_positional_result(value: Any) -> Any:
     return check_str(value, "positional(): result")
 
 
-def _dec_opt_int(value: object, path: str) -> int | None:
-    if value is None:
-        return None
-    return check_int(value, path)
-
-
-def _dec_Mode(value: object, path: str) -> Mode:
-    if type(value) is str:
-        member = _Mode_by_value.get(value)
-        if member is not None:
-            return member
-    bad_enum(path, "Mode", value)
-
-
-def _dec_tuple2_int_str(value: object, path: str) -> tuple[int, str]:
-    items = check_wire_tuple(value, path, 2)
-    try:
-        return (check_int(items[0], path), check_str(items[1], path))
-    except InvalidArgumentError:
-        return tuple(convert_positions(items, path, (check_int, check_str)))
-
-
-def _dec_tuplev_float(value: object, path: str) -> tuple[float, ...]:
-    items = check_wire_tuple(value, path, None)
-    if all(type(item) is float for item in items):
-        return tuple(items)
-    try:
-        return tuple([check_float(item, path) for item in items])
-    except InvalidArgumentError:
-        return tuple(convert_items(items, path, check_float))
-
-
-def _dec_opt_Mode(value: object, path: str) -> Mode | None:
-    if value is None:
-        return None
-    return _dec_Mode(value, path)
-
-
-def _enc_Options(value: object, path: str) -> Any:
-    if not isinstance(value, Options):
-        fail(path, "Options", value)
-    try:
-        return [
-            check_int(value.retries, path),
-            check_float(value.ratio, path),
-            check_str(value.name, path),
-            check_bytes(value.raw, path),
-            check_bool(value.on, path),
-            _enc_Mode(value.mode, path),
-            _enc_tuple2_int_int(value.size, path),
-            _enc_opt_int(value.parent, path),
-            _enc_list_str(value.tags, path),
-            _enc_dict_str_int(value.extra, path),
-            _enc_set_int(value.seen, path),
-        ]
-    except InvalidArgumentError:
-        return encode_fields(value, path, _Options_enc_fields)
-
-
-def _enc_Mode(value: object, path: str) -> Any:
-    if type(value) is Mode:
-        return value.value
-    fail(path, "Mode", value)
-
-
-def _enc_tuple2_int_int(value: object, path: str) -> Any:
-    items = check_tuple(value, path, 2)
-    try:
-        return [check_int(items[0], path), check_int(items[1], path)]
-    except InvalidArgumentError:
-        return convert_positions(items, path, (check_int, check_int))
-
-
-def _enc_opt_int(value: object, path: str) -> Any:
-    if value is None:
-        return None
-    return check_int(value, path)
-
-
-def _enc_list_str(value: object, path: str) -> Any:
-    items = check_list(value, path)
-    if all(type(item) is str for item in items):
-        return items
-    try:
-        return [check_str(item, path) for item in items]
-    except InvalidArgumentError:
-        return convert_items(items, path, check_str)
-
-
-def _enc_dict_str_int(value: object, path: str) -> Any:
-    items = check_dict(value, path)
-    if all(
-        type(key) is str and type(item) is int and -(2**63) <= item < 2**64
-        for key, item in items.items()
-    ):
-        return items
-    try:
-        return {check_str(key, path): check_int(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return convert_entries(items, path, check_str, check_int)
-
-
-def _enc_set_int(value: object, path: str) -> Any:
-    items = check_set(value, path)
-    if all(type(item) is int and -(2**63) <= item < 2**64 for item in items):
-        return list(items)
-    try:
-        return [check_int(item, path) for item in items]
-    except InvalidArgumentError:
-        return convert_items(items, path, check_int)
-
-
-def _dec_Job(value: object, path: str) -> Job:
-    items = check_record(value, path, "Job", 2, 3)
-    if len(items) < 3:
-        return Job(**decode_fields(items, path, _Job_dec_fields))
-    try:
-        return Job(
-            name=check_str(items[0], path),
-            options=_dec_Options(items[1], path),
-            priority=check_int(items[2], path),
-        )
-    except InvalidArgumentError:
-        return Job(**decode_fields(items, path, _Job_dec_fields))
-
-
-def _dec_Options(value: object, path: str) -> Options:
-    items = check_record(value, path, "Options", 0, 11)
-    if len(items) < 11:
-        return Options(**decode_fields(items, path, _Options_dec_fields))
-    try:
-        return Options(
-            retries=check_int(items[0], path),
-            ratio=check_float(items[1], path),
-            name=check_str(items[2], path),
-            raw=check_bytes(items[3], path),
-            on=check_bool(items[4], path),
-            mode=_dec_Mode(items[5], path),
-            size=_dec_tuple2_int_int(items[6], path),
-            parent=_dec_opt_int(items[7], path),
-            tags=_dec_list_str(items[8], path),
-            extra=_dec_dict_str_int(items[9], path),
-            seen=_dec_set_int(items[10], path),
-        )
-    except InvalidArgumentError:
-        return Options(**decode_fields(items, path, _Options_dec_fields))
-
-
-def _dec_tuple2_int_int(value: object, path: str) -> tuple[int, int]:
-    items = check_wire_tuple(value, path, 2)
-    try:
-        return (check_int(items[0], path), check_int(items[1], path))
-    except InvalidArgumentError:
-        return tuple(convert_positions(items, path, (check_int, check_int)))
-
-
-def _dec_list_str(value: object, path: str) -> list[str]:
-    items = check_list(value, path)
-    if all(type(item) is str for item in items):
-        return items
-    try:
-        return [check_str(item, path) for item in items]
-    except InvalidArgumentError:
-        return convert_items(items, path, check_str)
-
-
-def _dec_dict_str_int(value: object, path: str) -> dict[str, int]:
-    items = check_dict(value, path)
-    if all(
-        type(key) is str and type(item) is int and -(2**63) <= item < 2**64
-        for key, item in items.items()
-    ):
-        return items
-    try:
-        return {check_str(key, path): check_int(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return convert_entries(items, path, check_str, check_int)
-
-
-def _dec_set_int(value: object, path: str) -> set[int]:
-    items = check_list(value, path)
-    if all(type(item) is int and -(2**63) <= item < 2**64 for item in items):
-        return set(items)
-    try:
-        return {check_int(item, path) for item in items}
-    except InvalidArgumentError:
-        return set(convert_items(items, path, check_int))
-
-
-def _enc_Job(value: object, path: str) -> Any:
-    if not isinstance(value, Job):
-        fail(path, "Job", value)
-    try:
-        return [
-            check_str(value.name, path),
-            _enc_Options(value.options, path),
-            check_int(value.priority, path),
-        ]
-    except InvalidArgumentError:
-        return encode_fields(value, path, _Job_enc_fields)
-
-
-_Mode_by_value: dict[object, Mode] = {member.value: member for member in Mode}
-
-
-_Options_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
-    ("retries", check_int),
-    ("ratio", check_float),
-    ("name", check_str),
-    ("raw", check_bytes),
-    ("on", check_bool),
-    ("mode", _enc_Mode),
-    ("size", _enc_tuple2_int_int),
-    ("parent", _enc_opt_int),
-    ("tags", _enc_list_str),
-    ("extra", _enc_dict_str_int),
-    ("seen", _enc_set_int),
-)
-
-
 _Defaults_call_params: tuple[tuple[Callable[[object, str], Any], str], ...] = (
     (check_int, "call(): argument 'a'"),
     (check_int, "call(): argument 'b'"),
@@ -372,35 +149,6 @@ _Defaults_call_defaults: tuple[Any, ...] = (
     (1, "x"),
     (),
     Mode.FAST,
-)
-
-
-_Options_dec_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
-    ("retries", check_int),
-    ("ratio", check_float),
-    ("name", check_str),
-    ("raw", check_bytes),
-    ("on", check_bool),
-    ("mode", _dec_Mode),
-    ("size", _dec_tuple2_int_int),
-    ("parent", _dec_opt_int),
-    ("tags", _dec_list_str),
-    ("extra", _dec_dict_str_int),
-    ("seen", _dec_set_int),
-)
-
-
-_Job_dec_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
-    ("name", check_str),
-    ("options", _dec_Options),
-    ("priority", check_int),
-)
-
-
-_Job_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
-    ("name", check_str),
-    ("options", _enc_Options),
-    ("priority", check_int),
 )
 
 

@@ -58,12 +58,12 @@ def _enc_Item(value: object, path: str) -> Any:
         return encode_fields(value, path, _Item_enc_fields)
 
 
-def _dec_dict_str_Item(value: object, path: str) -> dict[str, Item]:
-    items = check_dict(value, path)
+def _dec_list_Item(value: object, path: str) -> list[Item]:
+    items = check_list(value, path)
     try:
-        return {check_str(key, path): _dec_Item(item, path) for key, item in items.items()}
+        return [_dec_Item(item, path) for item in items]
     except InvalidArgumentError:
-        return convert_entries(items, path, check_str, _dec_Item)
+        return convert_items(items, path, _dec_Item)
 
 
 def _dec_Item(value: object, path: str) -> Item:
@@ -72,6 +72,22 @@ def _dec_Item(value: object, path: str) -> Item:
         return Item(sku=check_str(items[0], path), count=check_int(items[1], path))
     except InvalidArgumentError:
         return Item(**decode_fields(items, path, _Item_dec_fields))
+
+
+def _dec_dict_str_Item(value: object, path: str) -> dict[str, Item]:
+    items = check_dict(value, path)
+    try:
+        return {check_str(key, path): _dec_Item(item, path) for key, item in items.items()}
+    except InvalidArgumentError:
+        return convert_entries(items, path, check_str, _dec_Item)
+
+
+def _enc_dict_str_Item(value: object, path: str) -> Any:
+    items = check_dict(value, path)
+    try:
+        return {check_str(key, path): _enc_Item(item, path) for key, item in items.items()}
+    except InvalidArgumentError:
+        return convert_entries(items, path, check_str, _enc_Item)
 
 
 _Item_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (

@@ -2,25 +2,12 @@
 # ruff: noqa: I001
 """Server stubs for the services in service.py: register an implementation on a Server."""
 
-from collections.abc import Callable
 from typing import Any
 
-from gopherpipe_runtime import InvalidArgumentError, MethodDef, MethodKind, Server, ServiceDef
-from gopherpipe_runtime.convert import (
-    check_args,
-    check_dict,
-    check_int,
-    check_list,
-    check_record,
-    check_str,
-    convert_entries,
-    convert_items,
-    decode_fields,
-    encode_fields,
-    fail,
-)
-from models import Item
+from gopherpipe_runtime import MethodDef, MethodKind, Server, ServiceDef
+from gopherpipe_runtime.convert import check_args
 from service import Store
+from service_client import _dec_list_Item, _enc_dict_str_Item
 
 
 def register_store(server: Server, impl: Store) -> None:
@@ -44,48 +31,3 @@ def _Store_stock_args(value: Any) -> tuple[Any, ...]:
 
 def _Store_stock_result(value: Any) -> Any:
     return _enc_dict_str_Item(value, "stock(): result")
-
-
-def _dec_list_Item(value: object, path: str) -> list[Item]:
-    items = check_list(value, path)
-    try:
-        return [_dec_Item(item, path) for item in items]
-    except InvalidArgumentError:
-        return convert_items(items, path, _dec_Item)
-
-
-def _dec_Item(value: object, path: str) -> Item:
-    items = check_record(value, path, "Item", 2, 2)
-    try:
-        return Item(sku=check_str(items[0], path), count=check_int(items[1], path))
-    except InvalidArgumentError:
-        return Item(**decode_fields(items, path, _Item_dec_fields))
-
-
-def _enc_dict_str_Item(value: object, path: str) -> Any:
-    items = check_dict(value, path)
-    try:
-        return {check_str(key, path): _enc_Item(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return convert_entries(items, path, check_str, _enc_Item)
-
-
-def _enc_Item(value: object, path: str) -> Any:
-    if not isinstance(value, Item):
-        fail(path, "Item", value)
-    try:
-        return [check_str(value.sku, path), check_int(value.count, path)]
-    except InvalidArgumentError:
-        return encode_fields(value, path, _Item_enc_fields)
-
-
-_Item_dec_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
-    ("sku", check_str),
-    ("count", check_int),
-)
-
-
-_Item_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
-    ("sku", check_str),
-    ("count", check_int),
-)

@@ -12,6 +12,7 @@ from gopherpipe_runtime.convert import (
     check_list,
     check_record,
     check_str,
+    check_tuple,
     check_wire_tuple,
     convert_items,
     convert_positions,
@@ -188,14 +189,6 @@ def _enc_list_int(value: object, path: str) -> Any:
         return convert_items(items, path, check_int)
 
 
-def _dec_tuple2_Page_int_str(value: object, path: str) -> tuple[Page[int], str]:
-    items = check_wire_tuple(value, path, 2)
-    try:
-        return (_dec_Page_int(items[0], path), check_str(items[1], path))
-    except InvalidArgumentError:
-        return tuple(convert_positions(items, path, (_dec_Page_int, check_str)))
-
-
 def _dec_Page_int(value: object, path: str) -> Page[int]:
     items = check_record(value, path, "Page", 2, 3)
     if len(items) < 3:
@@ -218,6 +211,22 @@ def _dec_list_int(value: object, path: str) -> list[int]:
         return [check_int(item, path) for item in items]
     except InvalidArgumentError:
         return convert_items(items, path, check_int)
+
+
+def _dec_tuple2_Page_int_str(value: object, path: str) -> tuple[Page[int], str]:
+    items = check_wire_tuple(value, path, 2)
+    try:
+        return (_dec_Page_int(items[0], path), check_str(items[1], path))
+    except InvalidArgumentError:
+        return tuple(convert_positions(items, path, (_dec_Page_int, check_str)))
+
+
+def _enc_tuple2_Page_int_str(value: object, path: str) -> Any:
+    items = check_tuple(value, path, 2)
+    try:
+        return [_enc_Page_int(items[0], path), check_str(items[1], path)]
+    except InvalidArgumentError:
+        return convert_positions(items, path, (_enc_Page_int, check_str))
 
 
 def _enc_Pair_str_Page_date(value: object, path: str) -> Any:

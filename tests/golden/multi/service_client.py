@@ -74,3 +74,13 @@ def _dec_list_str(value: object, path: str) -> list[str]:
         return [check_str(item, path) for item in items]
     except InvalidArgumentError:
         return convert_items(items, path, check_str)
+
+
+def _enc_list_str(value: object, path: str) -> Any:
+    items = check_list(value, path)
+    if all(type(item) is str for item in items):
+        return items
+    try:
+        return [check_str(item, path) for item in items]
+    except InvalidArgumentError:
+        return convert_items(items, path, check_str)

@@ -14,6 +14,7 @@ from gopherpipe_runtime.convert import (
     check_str,
     convert_items,
     decode_fields,
+    encode_fields,
     fail,
 )
 from .models import Status, Ticket
@@ -75,6 +76,19 @@ def _dec_Status(value: object, path: str) -> Status:
     bad_enum(path, "Status", value)
 
 
+def _enc_Ticket(value: object, path: str) -> Any:
+    if not isinstance(value, Ticket):
+        fail(path, "Ticket", value)
+    try:
+        return [
+            check_int(value.id, path),
+            check_str(value.title, path),
+            _enc_Status(value.status, path),
+        ]
+    except InvalidArgumentError:
+        return encode_fields(value, path, _Ticket_enc_fields)
+
+
 def _enc_Status(value: object, path: str) -> Any:
     if type(value) is Status:
         return value.value
@@ -107,6 +121,29 @@ def _dec_opt_str(value: object, path: str) -> str | None:
     return check_str(value, path)
 
 
+def _enc_Page(value: object, path: str) -> Any:
+    if not isinstance(value, Page):
+        fail(path, "Page", value)
+    try:
+        return [_enc_list_Ticket(value.tickets, path), _enc_opt_str(value.next_token, path)]
+    except InvalidArgumentError:
+        return encode_fields(value, path, _Page_enc_fields)
+
+
+def _enc_list_Ticket(value: object, path: str) -> Any:
+    items = check_list(value, path)
+    try:
+        return [_enc_Ticket(item, path) for item in items]
+    except InvalidArgumentError:
+        return convert_items(items, path, _enc_Ticket)
+
+
+def _enc_opt_str(value: object, path: str) -> Any:
+    if value is None:
+        return None
+    return check_str(value, path)
+
+
 _Status_by_value: dict[object, Status] = {member.value: member for member in Status}
 
 
@@ -117,7 +154,20 @@ _Ticket_dec_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
 )
 
 
+_Ticket_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("id", check_int),
+    ("title", check_str),
+    ("status", _enc_Status),
+)
+
+
 _Page_dec_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
     ("tickets", _dec_list_Ticket),
     ("next_token", _dec_opt_str),
+)
+
+
+_Page_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("tickets", _enc_list_Ticket),
+    ("next_token", _enc_opt_str),
 )

@@ -14,6 +14,7 @@ from gopherpipe_runtime.convert import (
     check_list,
     check_record,
     check_str,
+    check_tuple,
     check_typed_dict,
     check_wire_tuple,
     convert_entries,
@@ -151,10 +152,24 @@ def _enc_list_Point(value: object, path: str) -> Any:
         return convert_items(items, path, _enc_Point)
 
 
+def _dec_list_Point(value: object, path: str) -> list[Point]:
+    items = check_list(value, path)
+    try:
+        return [_dec_Point(item, path) for item in items]
+    except InvalidArgumentError:
+        return convert_items(items, path, _dec_Point)
+
+
 def _enc_opt_Point(value: object, path: str) -> Any:
     if value is None:
         return None
     return _enc_Point(value, path)
+
+
+def _dec_opt_Point(value: object, path: str) -> Point | None:
+    if value is None:
+        return None
+    return _dec_Point(value, path)
 
 
 def _dec_tuple2_list_Point_opt_Point(value: object, path: str) -> tuple[list[Point], Point | None]:
@@ -165,18 +180,12 @@ def _dec_tuple2_list_Point_opt_Point(value: object, path: str) -> tuple[list[Poi
         return tuple(convert_positions(items, path, (_dec_list_Point, _dec_opt_Point)))
 
 
-def _dec_list_Point(value: object, path: str) -> list[Point]:
-    items = check_list(value, path)
+def _enc_tuple2_list_Point_opt_Point(value: object, path: str) -> Any:
+    items = check_tuple(value, path, 2)
     try:
-        return [_dec_Point(item, path) for item in items]
+        return [_enc_list_Point(items[0], path), _enc_opt_Point(items[1], path)]
     except InvalidArgumentError:
-        return convert_items(items, path, _dec_Point)
-
-
-def _dec_opt_Point(value: object, path: str) -> Point | None:
-    if value is None:
-        return None
-    return _dec_Point(value, path)
+        return convert_positions(items, path, (_enc_list_Point, _enc_opt_Point))
 
 
 def _enc_Movie(value: object, path: str) -> Any:

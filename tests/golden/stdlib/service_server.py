@@ -2,43 +2,39 @@
 # ruff: noqa: I001
 """Server stubs for the services in service.py: register an implementation on a Server."""
 
-from collections.abc import Callable
-from datetime import date, datetime, time, timedelta
-from decimal import Decimal
 from typing import Any
-from uuid import UUID
 
-from gopherpipe_runtime import InvalidArgumentError, MethodDef, MethodKind, Server, ServiceDef
+from gopherpipe_runtime import MethodDef, MethodKind, Server, ServiceDef
 from gopherpipe_runtime.convert import (
     check_args,
-    check_dict,
-    check_list,
-    check_record,
-    check_set,
-    check_tuple,
-    check_wire_tuple,
-    convert_entries,
-    convert_items,
-    convert_pairs,
-    convert_positions,
-    convert_wire_pairs,
     dec_date,
     dec_datetime,
     dec_decimal,
     dec_time,
     dec_timedelta,
     dec_uuid,
-    decode_fields,
     enc_date,
     enc_datetime,
     enc_decimal,
     enc_time,
     enc_timedelta,
     enc_uuid,
-    encode_fields,
-    fail,
 )
-from service import Invoice, Stdlib
+from service import Stdlib
+from service_client import (
+    _dec_Invoice,
+    _dec_dict_date_list_Decimal,
+    _dec_dict_timedelta_UUID,
+    _dec_opt_datetime,
+    _dec_set_UUID,
+    _dec_tuple2_date_time,
+    _enc_Invoice,
+    _enc_dict_date_list_Decimal,
+    _enc_dict_timedelta_UUID,
+    _enc_opt_datetime,
+    _enc_set_UUID,
+    _enc_tuple2_date_time,
+)
 
 
 def register_stdlib(server: Server, impl: Stdlib) -> None:
@@ -190,172 +186,3 @@ def _Stdlib_pair_args(value: Any) -> tuple[Any, ...]:
 
 def _Stdlib_pair_result(value: Any) -> Any:
     return _enc_tuple2_date_time(value, "pair(): result")
-
-
-def _dec_Invoice(value: object, path: str) -> Invoice:
-    items = check_record(value, path, "Invoice", 6, 7)
-    if len(items) < 7:
-        return Invoice(**decode_fields(items, path, _Invoice_dec_fields))
-    try:
-        return Invoice(
-            id=dec_uuid(items[0], path),
-            issued=dec_date(items[1], path),
-            due=dec_datetime(items[2], path),
-            total=dec_decimal(items[3], path),
-            grace=dec_timedelta(items[4], path),
-            reminders=_dec_list_time(items[5], path),
-            paid_at=_dec_opt_datetime(items[6], path),
-        )
-    except InvalidArgumentError:
-        return Invoice(**decode_fields(items, path, _Invoice_dec_fields))
-
-
-def _dec_list_time(value: object, path: str) -> list[time]:
-    items = check_list(value, path)
-    try:
-        return [dec_time(item, path) for item in items]
-    except InvalidArgumentError:
-        return convert_items(items, path, dec_time)
-
-
-def _dec_opt_datetime(value: object, path: str) -> datetime | None:
-    if value is None:
-        return None
-    return dec_datetime(value, path)
-
-
-def _enc_Invoice(value: object, path: str) -> Any:
-    if not isinstance(value, Invoice):
-        fail(path, "Invoice", value)
-    try:
-        return [
-            enc_uuid(value.id, path),
-            enc_date(value.issued, path),
-            enc_datetime(value.due, path),
-            enc_decimal(value.total, path),
-            enc_timedelta(value.grace, path),
-            _enc_list_time(value.reminders, path),
-            _enc_opt_datetime(value.paid_at, path),
-        ]
-    except InvalidArgumentError:
-        return encode_fields(value, path, _Invoice_enc_fields)
-
-
-def _enc_list_time(value: object, path: str) -> Any:
-    items = check_list(value, path)
-    try:
-        return [enc_time(item, path) for item in items]
-    except InvalidArgumentError:
-        return convert_items(items, path, enc_time)
-
-
-def _enc_opt_datetime(value: object, path: str) -> Any:
-    if value is None:
-        return None
-    return enc_datetime(value, path)
-
-
-def _dec_dict_date_list_Decimal(value: object, path: str) -> dict[date, list[Decimal]]:
-    items = check_dict(value, path)
-    try:
-        return {dec_date(key, path): _dec_list_Decimal(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return convert_entries(items, path, dec_date, _dec_list_Decimal)
-
-
-def _dec_list_Decimal(value: object, path: str) -> list[Decimal]:
-    items = check_list(value, path)
-    try:
-        return [dec_decimal(item, path) for item in items]
-    except InvalidArgumentError:
-        return convert_items(items, path, dec_decimal)
-
-
-def _enc_dict_date_list_Decimal(value: object, path: str) -> Any:
-    items = check_dict(value, path)
-    try:
-        return {enc_date(key, path): _enc_list_Decimal(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return convert_entries(items, path, enc_date, _enc_list_Decimal)
-
-
-def _enc_list_Decimal(value: object, path: str) -> Any:
-    items = check_list(value, path)
-    try:
-        return [enc_decimal(item, path) for item in items]
-    except InvalidArgumentError:
-        return convert_items(items, path, enc_decimal)
-
-
-def _dec_dict_timedelta_UUID(value: object, path: str) -> dict[timedelta, UUID]:
-    items = check_list(value, path)
-    try:
-        return {
-            dec_timedelta(key, path): dec_uuid(item, path)
-            for entry in items
-            for key, item in (check_wire_tuple(entry, path, 2),)
-        }
-    except InvalidArgumentError:
-        return convert_wire_pairs(items, path, dec_timedelta, dec_uuid)
-
-
-def _enc_dict_timedelta_UUID(value: object, path: str) -> Any:
-    items = check_dict(value, path)
-    try:
-        return [[enc_timedelta(key, path), enc_uuid(item, path)] for key, item in items.items()]
-    except InvalidArgumentError:
-        return convert_pairs(items, path, enc_timedelta, enc_uuid)
-
-
-def _dec_set_UUID(value: object, path: str) -> set[UUID]:
-    items = check_list(value, path)
-    try:
-        return {dec_uuid(item, path) for item in items}
-    except InvalidArgumentError:
-        return set(convert_items(items, path, dec_uuid))
-
-
-def _enc_set_UUID(value: object, path: str) -> Any:
-    items = check_set(value, path)
-    try:
-        return [enc_uuid(item, path) for item in items]
-    except InvalidArgumentError:
-        return convert_items(items, path, enc_uuid)
-
-
-def _dec_tuple2_date_time(value: object, path: str) -> tuple[date, time]:
-    items = check_wire_tuple(value, path, 2)
-    try:
-        return (dec_date(items[0], path), dec_time(items[1], path))
-    except InvalidArgumentError:
-        return tuple(convert_positions(items, path, (dec_date, dec_time)))
-
-
-def _enc_tuple2_date_time(value: object, path: str) -> Any:
-    items = check_tuple(value, path, 2)
-    try:
-        return [enc_date(items[0], path), enc_time(items[1], path)]
-    except InvalidArgumentError:
-        return convert_positions(items, path, (enc_date, enc_time))
-
-
-_Invoice_dec_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
-    ("id", dec_uuid),
-    ("issued", dec_date),
-    ("due", dec_datetime),
-    ("total", dec_decimal),
-    ("grace", dec_timedelta),
-    ("reminders", _dec_list_time),
-    ("paid_at", _dec_opt_datetime),
-)
-
-
-_Invoice_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
-    ("id", enc_uuid),
-    ("issued", enc_date),
-    ("due", enc_datetime),
-    ("total", enc_decimal),
-    ("grace", enc_timedelta),
-    ("reminders", _enc_list_time),
-    ("paid_at", _enc_opt_datetime),
-)

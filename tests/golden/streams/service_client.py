@@ -17,6 +17,7 @@ from gopherpipe_runtime.convert import (
     check_record,
     check_str,
     check_tuple,
+    check_wire_tuple,
     convert_entries,
     convert_items,
     convert_positions,
@@ -245,35 +246,6 @@ def _dec_Mood(value: object, path: str) -> Mood:
     bad_enum(path, "Mood", value)
 
 
-def _dec_list_Message(value: object, path: str) -> list[Message]:
-    items = check_list(value, path)
-    try:
-        return [_dec_Message(item, path) for item in items]
-    except InvalidArgumentError:
-        return convert_items(items, path, _dec_Message)
-
-
-def _dec_dict_str_int(value: object, path: str) -> dict[str, int]:
-    items = check_dict(value, path)
-    if all(
-        type(key) is str and type(item) is int and -(2**63) <= item < 2**64
-        for key, item in items.items()
-    ):
-        return items
-    try:
-        return {check_str(key, path): check_int(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return convert_entries(items, path, check_str, check_int)
-
-
-def _enc_list_Message(value: object, path: str) -> Any:
-    items = check_list(value, path)
-    try:
-        return [_enc_Message(item, path) for item in items]
-    except InvalidArgumentError:
-        return convert_items(items, path, _enc_Message)
-
-
 def _enc_Message(value: object, path: str) -> Any:
     if not isinstance(value, Message):
         fail(path, "Message", value)
@@ -293,6 +265,48 @@ def _enc_Mood(value: object, path: str) -> Any:
     fail(path, "Mood", value)
 
 
+def _dec_list_Message(value: object, path: str) -> list[Message]:
+    items = check_list(value, path)
+    try:
+        return [_dec_Message(item, path) for item in items]
+    except InvalidArgumentError:
+        return convert_items(items, path, _dec_Message)
+
+
+def _enc_list_Message(value: object, path: str) -> Any:
+    items = check_list(value, path)
+    try:
+        return [_enc_Message(item, path) for item in items]
+    except InvalidArgumentError:
+        return convert_items(items, path, _enc_Message)
+
+
+def _dec_dict_str_int(value: object, path: str) -> dict[str, int]:
+    items = check_dict(value, path)
+    if all(
+        type(key) is str and type(item) is int and -(2**63) <= item < 2**64
+        for key, item in items.items()
+    ):
+        return items
+    try:
+        return {check_str(key, path): check_int(item, path) for key, item in items.items()}
+    except InvalidArgumentError:
+        return convert_entries(items, path, check_str, check_int)
+
+
+def _enc_dict_str_int(value: object, path: str) -> Any:
+    items = check_dict(value, path)
+    if all(
+        type(key) is str and type(item) is int and -(2**63) <= item < 2**64
+        for key, item in items.items()
+    ):
+        return items
+    try:
+        return {check_str(key, path): check_int(item, path) for key, item in items.items()}
+    except InvalidArgumentError:
+        return convert_entries(items, path, check_str, check_int)
+
+
 def _dec_dict_str_opt_Message(value: object, path: str) -> dict[str, Message | None]:
     items = check_dict(value, path)
     try:
@@ -307,6 +321,20 @@ def _dec_opt_Message(value: object, path: str) -> Message | None:
     return _dec_Message(value, path)
 
 
+def _enc_dict_str_opt_Message(value: object, path: str) -> Any:
+    items = check_dict(value, path)
+    try:
+        return {check_str(key, path): _enc_opt_Message(item, path) for key, item in items.items()}
+    except InvalidArgumentError:
+        return convert_entries(items, path, check_str, _enc_opt_Message)
+
+
+def _enc_opt_Message(value: object, path: str) -> Any:
+    if value is None:
+        return None
+    return _enc_Message(value, path)
+
+
 def _enc_opt_tuple2_int_str(value: object, path: str) -> Any:
     if value is None:
         return None
@@ -319,6 +347,20 @@ def _enc_tuple2_int_str(value: object, path: str) -> Any:
         return [check_int(items[0], path), check_str(items[1], path)]
     except InvalidArgumentError:
         return convert_positions(items, path, (check_int, check_str))
+
+
+def _dec_opt_tuple2_int_str(value: object, path: str) -> tuple[int, str] | None:
+    if value is None:
+        return None
+    return _dec_tuple2_int_str(value, path)
+
+
+def _dec_tuple2_int_str(value: object, path: str) -> tuple[int, str]:
+    items = check_wire_tuple(value, path, 2)
+    try:
+        return (check_int(items[0], path), check_str(items[1], path))
+    except InvalidArgumentError:
+        return tuple(convert_positions(items, path, (check_int, check_str)))
 
 
 _Mood_by_value: dict[object, Mood] = {member.value: member for member in Mood}

@@ -5,28 +5,27 @@
 from collections.abc import Callable
 from typing import Any
 
-from gopherpipe_runtime import InvalidArgumentError, MethodDef, MethodKind, Server, ServiceDef
+from gopherpipe_runtime import MethodDef, MethodKind, Server, ServiceDef
 from gopherpipe_runtime.convert import (
-    bad_enum,
     check_args,
     check_bytes,
-    check_dict,
     check_float,
     check_int,
-    check_list,
     check_none,
-    check_record,
     check_str,
-    check_wire_tuple,
-    convert_entries,
-    convert_items,
-    convert_positions,
-    decode_fields,
-    encode_fields,
-    fail,
     no_result,
 )
-from service import ChatService, Message, Mood, Pulse, Shapes, Spellings
+from service import ChatService, Message, Pulse, Shapes, Spellings
+from service_client import (
+    _dec_Message,
+    _dec_list_Message,
+    _dec_opt_tuple2_int_str,
+    _enc_Message,
+    _enc_dict_str_int,
+    _enc_dict_str_opt_Message,
+    _enc_list_Message,
+    _enc_opt_Message,
+)
 
 
 def register_chat_service(server: Server, impl: ChatService) -> None:
@@ -319,111 +318,6 @@ def _Pulse_beats_item_in(value: Any) -> None:
     return None
 
 
-def _enc_Message(value: object, path: str) -> Any:
-    if not isinstance(value, Message):
-        fail(path, "Message", value)
-    try:
-        return [
-            check_str(value.sender, path),
-            check_str(value.text, path),
-            _enc_Mood(value.mood, path),
-        ]
-    except InvalidArgumentError:
-        return encode_fields(value, path, _Message_enc_fields)
-
-
-def _enc_Mood(value: object, path: str) -> Any:
-    if type(value) is Mood:
-        return value.value
-    fail(path, "Mood", value)
-
-
-def _enc_list_Message(value: object, path: str) -> Any:
-    items = check_list(value, path)
-    try:
-        return [_enc_Message(item, path) for item in items]
-    except InvalidArgumentError:
-        return convert_items(items, path, _enc_Message)
-
-
-def _enc_dict_str_int(value: object, path: str) -> Any:
-    items = check_dict(value, path)
-    if all(
-        type(key) is str and type(item) is int and -(2**63) <= item < 2**64
-        for key, item in items.items()
-    ):
-        return items
-    try:
-        return {check_str(key, path): check_int(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return convert_entries(items, path, check_str, check_int)
-
-
-def _dec_list_Message(value: object, path: str) -> list[Message]:
-    items = check_list(value, path)
-    try:
-        return [_dec_Message(item, path) for item in items]
-    except InvalidArgumentError:
-        return convert_items(items, path, _dec_Message)
-
-
-def _dec_Message(value: object, path: str) -> Message:
-    items = check_record(value, path, "Message", 2, 3)
-    if len(items) < 3:
-        return Message(**decode_fields(items, path, _Message_dec_fields))
-    try:
-        return Message(
-            sender=check_str(items[0], path),
-            text=check_str(items[1], path),
-            mood=_dec_Mood(items[2], path),
-        )
-    except InvalidArgumentError:
-        return Message(**decode_fields(items, path, _Message_dec_fields))
-
-
-def _dec_Mood(value: object, path: str) -> Mood:
-    if type(value) is int:
-        member = _Mood_by_value.get(value)
-        if member is not None:
-            return member
-    bad_enum(path, "Mood", value)
-
-
-def _enc_dict_str_opt_Message(value: object, path: str) -> Any:
-    items = check_dict(value, path)
-    try:
-        return {check_str(key, path): _enc_opt_Message(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return convert_entries(items, path, check_str, _enc_opt_Message)
-
-
-def _enc_opt_Message(value: object, path: str) -> Any:
-    if value is None:
-        return None
-    return _enc_Message(value, path)
-
-
-def _dec_opt_tuple2_int_str(value: object, path: str) -> tuple[int, str] | None:
-    if value is None:
-        return None
-    return _dec_tuple2_int_str(value, path)
-
-
-def _dec_tuple2_int_str(value: object, path: str) -> tuple[int, str]:
-    items = check_wire_tuple(value, path, 2)
-    try:
-        return (check_int(items[0], path), check_str(items[1], path))
-    except InvalidArgumentError:
-        return tuple(convert_positions(items, path, (check_int, check_str)))
-
-
-_Message_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
-    ("sender", check_str),
-    ("text", check_str),
-    ("mood", _enc_Mood),
-)
-
-
 _ChatService_history_params: tuple[tuple[Callable[[object, str], Any], str], ...] = (
     (check_str, "history(): argument 'room_id'"),
     (check_int, "history(): argument 'limit'"),
@@ -431,16 +325,6 @@ _ChatService_history_params: tuple[tuple[Callable[[object, str], Any], str], ...
 
 
 _ChatService_history_defaults: tuple[Any, ...] = (50,)
-
-
-_Mood_by_value: dict[object, Mood] = {member.value: member for member in Mood}
-
-
-_Message_dec_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
-    ("sender", check_str),
-    ("text", check_str),
-    ("mood", _dec_Mood),
-)
 
 
 _Shapes_middle_params: tuple[tuple[Callable[[object, str], Any], str], ...] = (

@@ -960,12 +960,30 @@ def _enc_list_str(value: object, path: str) -> Any:
         return convert_items(items, path, check_str)
 
 
+def _dec_list_str(value: object, path: str) -> list[str]:
+    items = check_list(value, path)
+    if all(type(item) is str for item in items):
+        return items
+    try:
+        return [check_str(item, path) for item in items]
+    except InvalidArgumentError:
+        return convert_items(items, path, check_str)
+
+
 def _enc_dict_str_Point(value: object, path: str) -> Any:
     items = check_dict(value, path)
     try:
         return {check_str(key, path): _enc_Point(item, path) for key, item in items.items()}
     except InvalidArgumentError:
         return convert_entries(items, path, check_str, _enc_Point)
+
+
+def _dec_dict_str_Point(value: object, path: str) -> dict[str, Point]:
+    items = check_dict(value, path)
+    try:
+        return {check_str(key, path): _dec_Point(item, path) for key, item in items.items()}
+    except InvalidArgumentError:
+        return convert_entries(items, path, check_str, _dec_Point)
 
 
 def _dec_tuple3_int_list_str_dict_str_Point(
@@ -984,22 +1002,16 @@ def _dec_tuple3_int_list_str_dict_str_Point(
         )
 
 
-def _dec_list_str(value: object, path: str) -> list[str]:
-    items = check_list(value, path)
-    if all(type(item) is str for item in items):
-        return items
+def _enc_tuple3_int_list_str_dict_str_Point(value: object, path: str) -> Any:
+    items = check_tuple(value, path, 3)
     try:
-        return [check_str(item, path) for item in items]
+        return [
+            check_int(items[0], path),
+            _enc_list_str(items[1], path),
+            _enc_dict_str_Point(items[2], path),
+        ]
     except InvalidArgumentError:
-        return convert_items(items, path, check_str)
-
-
-def _dec_dict_str_Point(value: object, path: str) -> dict[str, Point]:
-    items = check_dict(value, path)
-    try:
-        return {check_str(key, path): _dec_Point(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return convert_entries(items, path, check_str, _dec_Point)
+        return convert_positions(items, path, (check_int, _enc_list_str, _enc_dict_str_Point))
 
 
 _Point_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
