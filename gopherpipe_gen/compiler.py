@@ -8,10 +8,21 @@ wire form) and one decode function (wire form -> the exact Python type), named a
 the type's structure (``_enc_list_Point``, ``_dec_dict_str_opt_int``), shared by every
 use. Scalars need no function: they are one `gopherpipe_runtime.convert` check. Every
 converter takes ``(value, path)`` where `path` names the argument (``repeat(): argument
-'text'``). Containers first convert with the container's own path, which costs no
-string building; only if that raises do they convert again with precise item paths
-(``...'msg'.items[3].sender``), so the error names the exact field while the common,
-successful call builds no paths at all.
+'text'``). Containers and records first convert with the
+container's own path, which costs no string building; only if that raises do they hand
+the same value to a table-driven routine of `gopherpipe_runtime.convert`
+(``convert_items``, ``decode_fields``, ...) that converts it again naming each part's path
+(``...'msg'.items[3].sender``). So the error names the exact field, the common,
+successful call builds no paths at all, and each converter's body is written once.
+
+Where converters live: once, in the client stub (``<stem>_client.py``), which holds
+every converter the contract's services need in both directions (a client encodes
+arguments and decodes results; a server does the reverse, so most types need both). The
+server stub (``<stem>_server.py``) defines only its registration, argument decoders and
+result encoders, and imports the converters they call from the client stub, by the
+import rule below for a module written next to the stubs: ``from .service_client import
+_dec_Point`` in a package, ``from service_client import _dec_Point`` in a plain folder.
+So a server ships both files (gen always writes both); a client needs only its own.
 
 Import rule (how the stubs import the contract's classes):
 - stubs written next to the contract, in a package (``__init__.py`` beside it):
@@ -26,6 +37,7 @@ that module's file.
 
 from __future__ import annotations
 
+import ast
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +63,6 @@ from .model import (
 )
 from .parse import iter_types, spell
 
-INDEXED = 'f"{path}[{index}]"'
 # What a client method's name may shadow in the annotations after it (see _Emitter.annotate).
 BUILTIN_TYPES = frozenset(
     {"bool", "int", "float", "str", "bytes", "list", "dict", "set", "frozenset", "tuple"}
@@ -69,7 +80,8 @@ class Converter:
 
     The body, in order: `check` (a statement binding ``items``), `guard_cond` /
     `guard_fail`, `shortcut_cond` -> ``return shortcut``, then ``return fast``
-    (retried as ``return precise`` when `fast` raises InvalidArgumentError).
+    (retried as ``return precise`` when `fast` raises InvalidArgumentError: `precise` is
+    a call of a path-naming runtime routine, never a second copy of `fast`).
     Enums use `enum` instead.
     """
 
@@ -171,9 +183,20 @@ class ServiceView:
 
 @dataclass
 class _Emitter:
-    """Collects the converters, tables and helper imports one stub file needs."""
+    """Collects the converters, tables and helper imports one stub file needs.
+
+    With `shared` set (the server's emitter), converters are built by `shared` (the
+    client's emitter) and only their names are noted here, in `from_shared`, for the
+    stub to import; scalar and standard-library checks stay this stub's own imports.
+    """
 
     contract: Contract
+    shared: _Emitter | None = None
+    from_shared: set[str] = field(default_factory=set)
+    """The converters this stub uses from the client stub, which defines them."""
+    contract_names: set[str] = field(default_factory=set)
+    """The contract's classes (dataclasses, enums, NewTypes, ...) this stub's own code
+    spells; the services are imported in any case."""
     helpers: set[str] = field(default_factory=set)
     converters: dict[str, Converter] = field(default_factory=dict)
     tables: list[Table] = field(default_factory=list)
@@ -198,6 +221,8 @@ class _Emitter:
     def spell(self, ref: TypeRef) -> str:
         """`ref` as this stub's annotations write it; notes what that makes it import."""
         for part in _spelled_parts(ref):
+            if isinstance(part, Named | NewTypeOf):
+                self.contract_names.add(part.name)
             if isinstance(part, Stdlib):
                 self.std_names.setdefault(part.module, set()).add(part.name)
             elif isinstance(part, LiteralOf):
@@ -235,12 +260,16 @@ class _Emitter:
 
     def fn(self, ref: TypeRef, encode: bool) -> str:
         """The name of a (value, path) function converting `ref` in this direction."""
-        if isinstance(ref, Scalar):
+        if isinstance(ref, Scalar) and (ref.name != "None" or self.shared is None):
             return self.scalar_fn(ref)
         if isinstance(ref, Stdlib):
             return self.helper(f"{'enc' if encode else 'dec'}_{ref.name.lower()}")
         if isinstance(ref, NewTypeOf) and encode:
             return self.fn(ref.inner, True)  # a NewType's value is its underlying type's
+        if self.shared is not None:
+            name = self.shared.fn(ref, encode)
+            self.from_shared.add(name)
+            return name
         name = f"_{'enc' if encode else 'dec'}_{self.mangle(ref)}"
         if name not in self.converters:
             # Placeholder first: recursive dataclasses refer to themselves.
@@ -330,19 +359,16 @@ class _Emitter:
         self, name: str, ref: TypeRef, item: TypeRef, encode: bool, returns: str
     ) -> Converter:
         fast_item = self.call(item, encode, "item", "path")
-        precise_item = self.call(item, encode, "item", INDEXED)
-        loop, indexed = "for item in items", "for index, item in enumerate(items)"
+        precise = f"{self.helper('convert_items')}(items, path, {self.fn(item, encode)})"
+        loop = "for item in items"
         if isinstance(ref, SetOf) and ref.frozen and not encode:
-            fast, precise = (
-                f"frozenset([{fast_item} {loop}])",
-                f"frozenset([{precise_item} {indexed}])",
-            )
+            fast, precise = f"frozenset([{fast_item} {loop}])", f"frozenset({precise})"
         elif isinstance(ref, SetOf) and not encode:
-            fast, precise = f"{{{fast_item} {loop}}}", f"{{{precise_item} {indexed}}}"
+            fast, precise = f"{{{fast_item} {loop}}}", f"set({precise})"
         elif isinstance(ref, TupleOf) and not encode:
-            fast, precise = f"tuple([{fast_item} {loop}])", f"tuple([{precise_item} {indexed}])"
+            fast, precise = f"tuple([{fast_item} {loop}])", f"tuple({precise})"
         else:
-            fast, precise = f"[{fast_item} {loop}]", f"[{precise_item} {indexed}]"
+            fast = f"[{fast_item} {loop}]"
         if encode:
             if isinstance(ref, SetOf):
                 check = f"items = {self.helper('check_set')}(value, path)"
@@ -387,23 +413,14 @@ class _Emitter:
         fast_items = [
             self.call(item, encode, f"items[{i}]", "path") for i, item in enumerate(ref.items)
         ]
-        precise_items = [
-            self.call(item, encode, f"items[{i}]", f'path + "[{i}]"')
-            for i, item in enumerate(ref.items)
-        ]
-
-        def display(parts: list[str]) -> str:
-            if encode:
-                return f"[{', '.join(parts)}]"
-            if len(parts) == 1:
-                return f"({parts[0]},)"
-            return f"({', '.join(parts)})"
-
+        converts = _tuple_display([self.fn(item, encode) for item in ref.items]) if size else ""
+        precise = f"{self.helper('convert_positions')}(items, path, {converts})"
+        fast = f"[{', '.join(fast_items)}]" if encode else _tuple_display(fast_items)
         return Converter(
             name,
             returns,
-            fast=display(fast_items),
-            precise=display(precise_items) if size else None,
+            fast=fast,
+            precise=(precise if encode else f"tuple({precise})") if size else None,
             check=check,
             encode=encode,
         )
@@ -412,21 +429,20 @@ class _Emitter:
         tuple_keys = _array_form(ref.key)
         key_fast = self.call(ref.key, encode, "key", "path")
         value_fast = self.call(ref.value, encode, "item", "path")
+        converts = f"{self.fn(ref.key, encode)}, {self.fn(ref.value, encode)}"
         shortcut_cond = shortcut = None
         if encode or not tuple_keys:
             checker = "check_mapping" if encode and ref.abstract else "check_dict"
             check = f"items = {self.helper(checker)}(value, path)"
-            key_precise = self.call(ref.key, encode, "key", 'f"{path} key {key!r}"')
-            value_precise = self.call(ref.value, encode, "item", 'f"{path}[{key!r}]"')
             loop = "for key, item in items.items()"
             if tuple_keys:
                 # msgpack cannot use an array as a map key: tuple-keyed dicts travel as
                 # a list of [key, value] pairs (RFC-TCP_LITE section 7).
                 fast = f"[[{key_fast}, {value_fast}] {loop}]"
-                precise = f"[[{key_precise}, {value_precise}] {loop}]"
+                precise = f"{self.helper('convert_pairs')}(items, path, {converts})"
             else:
                 fast = f"{{{key_fast}: {value_fast} {loop}}}"
-                precise = f"{{{key_precise}: {value_precise} {loop}}}"
+                precise = f"{self.helper('convert_entries')}(items, path, {converts})"
                 exact_key = _exact_check(ref.key, "key")
                 exact_value = _exact_check(ref.value, "item")
                 if exact_key is not None and exact_value is not None:
@@ -435,16 +451,11 @@ class _Emitter:
         else:
             check = f"items = {self.helper('check_list')}(value, path)"
             pair = self.helper("check_wire_tuple")
-            key_precise = self.call(ref.key, encode, "key", 'f"{path}[{index}][0]"')
-            value_precise = self.call(ref.value, encode, "item", 'f"{path}[{index}][1]"')
             fast = (
                 f"{{{key_fast}: {value_fast} for entry in items "
                 f"for key, item in ({pair}(entry, path, 2),)}}"
             )
-            precise = (
-                f"{{{key_precise}: {value_precise} for index, entry in enumerate(items) "
-                f"for key, item in ({pair}(entry, {INDEXED}, 2),)}}"
-            )
+            precise = f"{self.helper('convert_wire_pairs')}(items, path, {converts})"
         return Converter(
             name,
             returns,
@@ -463,17 +474,26 @@ class _Emitter:
             return self.typed_dict(name, record, encode, returns)
         cls = record.name
         total = len(record.fields)
+        # (name, converter) of every field, in order: what the path-naming retry and the
+        # decoding of a short record go through.
+        table = f"_{self.mangle(ref)}_{'enc' if encode else 'dec'}_fields"
+        if total:
+            entries = ", ".join(f'("{f.name}", {self.fn(f.type, encode)})' for f in record.fields)
+            self.uses_callable = True
+            self.tables.append(
+                Table(
+                    table,
+                    "tuple[tuple[str, Callable[[object, str], Any]], ...]",
+                    f"({entries},)",
+                )
+            )
         if encode:
             fast = [self.call(f.type, True, f"value.{f.name}", "path") for f in record.fields]
-            precise = [
-                self.call(f.type, True, f"value.{f.name}", _field_path(f.name))
-                for f in record.fields
-            ]
             return Converter(
                 name,
                 returns,
                 fast=f"[{', '.join(fast)}]",
-                precise=f"[{', '.join(precise)}]" if total else None,
+                precise=f"{self.helper('encode_fields')}(value, path, {table})" if total else None,
                 guard_cond=f"not isinstance(value, {cls})",
                 guard_fail=f'{self.helper("fail")}(path, "{cls}", value)',
                 encode=True,
@@ -486,34 +506,18 @@ class _Emitter:
             f"{f.name}={self.call(f.type, False, f'items[{i}]', 'path')}"
             for i, f in enumerate(record.fields)
         ]
-        precise_args = [
-            f"{f.name}={self.call(f.type, False, f'items[{i}]', _field_path(f.name))}"
-            for i, f in enumerate(record.fields)
-        ]
+        by_table = f"{cls}(**{self.helper('decode_fields')}(items, path, {table}))"
         shortcut_cond = shortcut = None
         if record.required < total:
             # An older peer may leave trailing defaulted fields out; rare, so this path
-            # goes through a table instead of one more specialised branch.
-            table = f"_{self.mangle(ref)}_fields"
-            entries = ", ".join(f'("{f.name}", {self.fn(f.type, False)})' for f in record.fields)
-            self.uses_callable = True
-            self.tables.append(
-                Table(
-                    table,
-                    "tuple[tuple[str, Callable[[object, str], Any]], ...]",
-                    f"({entries},)",
-                )
-            )
+            # goes through the table instead of one more specialised branch.
             shortcut_cond = f"len(items) < {total}"
-            shortcut = (
-                f'{cls}(**{{name: decode(item, f"{{path}}.{{name}}") '
-                f"for (name, decode), item in zip({table}, items, strict=False)}})"
-            )
+            shortcut = by_table
         return Converter(
             name,
             returns,
             fast=f"{cls}({', '.join(fast_args)})",
-            precise=f"{cls}({', '.join(precise_args)})" if total else None,
+            precise=by_table if total else None,
             check=check,
             shortcut_cond=shortcut_cond,
             shortcut=shortcut,
@@ -558,7 +562,7 @@ def _typed_dict_converter(
     )
     loop = "for key, item in items.items()"
     fast = f"{{key: {table}[key](item, path) {loop}}}"
-    precise = f'{{key: {table}[key](item, f"{{path}}[{{key!r}}]") {loop}}}'
+    precise = f"{emitter.helper('convert_keys')}(items, path, {table})"
     if not encode:
         # The dict built is the TypedDict: at run time one is a plain dict.
         emitter.std_names["typing"].add("cast")
@@ -578,10 +582,6 @@ def _array_form(ref: TypeRef) -> bool:
     if isinstance(ref, NewTypeOf):
         return _array_form(ref.inner)
     return isinstance(ref, TupleOf) or (isinstance(ref, Stdlib) and ref.name == "timedelta")
-
-
-def _field_path(name: str) -> str:
-    return f'path + ".{name}"'
 
 
 def _exact_check(ref: TypeRef, var: str) -> str | None:
@@ -686,6 +686,10 @@ class StubContext:
     std_imports: tuple[tuple[str, tuple[str, ...]], ...]
     """The other standard-library imports, (module, names)."""
     imports: tuple[tuple[str, tuple[str, ...]], ...]
+    client_module: str
+    """How the server stub imports the client stub (the rule for the contract module)."""
+    client_names: tuple[str, ...]
+    """What the server stub imports from the client stub: the converters it calls."""
     helpers: tuple[str, ...]
     uses_chan: bool
     uses_builtins: bool
@@ -796,6 +800,7 @@ def _methods(service_name: str, method: Method, client: _Emitter, server: _Emitt
             # Python lets no parameter without a default follow one with a default.
             assert view.default is not None
             defaults.append(view.default)
+            server.contract_names |= _names_in(view.default)
         server.tables.append(Table(defaults_table, "tuple[Any, ...]", _tuple_display(defaults)))
     server.helper("check_args")
     method_def = ", ".join(
@@ -879,6 +884,15 @@ def _param_view(
     )
 
 
+def _names_in(expression: str) -> set[str]:
+    """The names a default's source text refers to (``Mode`` in ``Mode.FAST``)."""
+    return {
+        node.id
+        for node in ast.walk(ast.parse(expression, mode="eval"))
+        if isinstance(node, ast.Name)
+    }
+
+
 def _tuple_display(parts: list[str]) -> str:
     if len(parts) == 1:
         return f"({parts[0]},)"
@@ -887,7 +901,8 @@ def _tuple_display(parts: list[str]) -> str:
 
 def compile_contract(contract: Contract, out_dir: Path) -> tuple[StubContext, StubContext]:
     """The (client, server) template contexts for one contract."""
-    client, server = _Emitter(contract), _Emitter(contract)
+    client = _Emitter(contract)
+    server = _Emitter(contract, shared=client)
     services: list[ServiceView] = []
     for service in contract.services:
         client.in_class = frozenset(m.name for m in service.methods) & BUILTIN_TYPES
@@ -902,19 +917,23 @@ def compile_contract(contract: Contract, out_dir: Path) -> tuple[StubContext, St
             )
         )
     _check_names(contract)
-    by_module: dict[str, list[str]] = {}
     contract_module = module_ref(contract.path, out_dir)
-    by_module[contract_module] = [s.name for s in contract.services]
-    for named in _closure(contract):
-        by_module.setdefault(module_ref(named.module, out_dir), []).append(named.name)
-    for module_file, name in _default_imports(contract):
-        # A default refers to the contract's own constant or class (see defaults.py).
-        by_module.setdefault(module_ref(module_file, out_dir), []).append(name)
-    imports = tuple(
-        (module, tuple(sorted(set(names)))) for module, names in sorted(by_module.items())
-    )
+    client_module = module_ref(out_dir / f"{contract.path.stem}_client.py", out_dir)
     source_name = contract.path.name
     header = f"# Generated by gopherpipe gen from {source_name}. DO NOT EDIT."
+
+    def imports(emitter: _Emitter) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        # The client stub defines every converter, so it uses every class they reach;
+        # the server stub, only the services and what its own code spells.
+        by_module: dict[str, set[str]] = {contract_module: {s.name for s in contract.services}}
+        for named in _closure(contract):
+            if emitter.shared is None or named.name in emitter.contract_names:
+                by_module.setdefault(module_ref(named.module, out_dir), set()).add(named.name)
+        for module_file, name in _default_imports(contract):
+            # Both stubs spell defaults: the client's signatures and the server's table
+            # refer to the contract's own constant or class (see defaults.py).
+            by_module.setdefault(module_ref(module_file, out_dir), set()).add(name)
+        return tuple((module, tuple(sorted(names))) for module, names in sorted(by_module.items()))
 
     def context(emitter: _Emitter) -> StubContext:
         abc_names = set(emitter.abc_names)
@@ -928,7 +947,9 @@ def compile_contract(contract: Contract, out_dir: Path) -> tuple[StubContext, St
             source_name=source_name,
             abc_names=tuple(sorted(abc_names)),
             std_imports=tuple((module, tuple(sorted(std[module]))) for module in sorted(std)),
-            imports=imports,
+            imports=imports(emitter),
+            client_module=client_module,
+            client_names=tuple(sorted(emitter.from_shared)),
             helpers=tuple(sorted(emitter.helpers)),
             uses_chan=emitter.uses_chan,
             uses_builtins=emitter.uses_builtins,

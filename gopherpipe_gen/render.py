@@ -1,4 +1,9 @@
-"""Fill the templates with a compiled context and format the result with black."""
+"""Fill the templates with a compiled context and format the result with black.
+
+A contract gives exactly two files, ``<stem>_client.py`` and ``<stem>_server.py``; the
+client stub defines the converters and the server stub imports the ones it calls from it
+(see `gopherpipe_gen.compiler`), so no converter is written twice.
+"""
 
 from __future__ import annotations
 

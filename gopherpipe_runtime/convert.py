@@ -12,18 +12,29 @@ arrives intact):
   only in -2**63..2**64-1 (what msgpack carries), on both codecs alike;
 - ``float`` accepts int and sends it as float;
 - ``tuple`` and ``set`` travel as lists; ``dict`` travels as a map.
+
+A generated container or record converter first converts every part with the
+container's own path, which builds no strings. Only when that raises does it call one
+of the ``convert_*`` / ``*_fields`` routines below: they convert again, part by part,
+with each part's own path (``[3]``, ``['key']``, ``.x``), so the error names the exact
+field. The stubs hold one body per converter; the path-naming retry is this table-driven
+code, shared by every stub.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 from uuid import UUID
 
 from .status import InternalError, InvalidArgumentError
+
+_T = TypeVar("_T")
+Converter = Callable[[object, str], Any]
+"""A generated or built-in ``(value, path)`` converter."""
 
 
 def fail(path: str, expected: str, value: object) -> NoReturn:
@@ -186,6 +197,82 @@ def bad_enum(path: str, enum_name: str, value: object) -> NoReturn:
 def no_result(value: object) -> NoReturn:
     """The result encoder of a streaming method: its stream is its result."""
     raise InternalError("a method that streams its result has no result value to encode")
+
+
+# -- path-naming retries -----------------------------------------------------------------
+#
+# Called by a generated converter only after its fast body raised InvalidArgumentError:
+# each converts the same value again, naming every part's path, so the error raised here
+# is the precise one. Paths are spelled as before: ``[3]`` for an item, ``.x`` for a
+# field, ``['key']`` for a map value and `` key 'key'`` for a map key.
+
+
+def convert_items(
+    items: Iterable[object], path: str, convert: Callable[[object, str], _T]
+) -> list[_T]:
+    """A list, set or ``tuple[T, ...]``: each item at ``path[index]``."""
+    return [convert(item, f"{path}[{index}]") for index, item in enumerate(items)]
+
+
+def convert_positions(
+    items: Sequence[object], path: str, converts: Sequence[Converter]
+) -> list[Any]:
+    """A fixed-size tuple (its size already checked): item ``index`` by ``converts[index]``."""
+    return [convert(items[index], f"{path}[{index}]") for index, convert in enumerate(converts)]
+
+
+def convert_entries(
+    items: Mapping[Any, Any], path: str, convert_key: Converter, convert_value: Converter
+) -> dict[Any, Any]:
+    """A dict or Mapping whose keys travel as map keys."""
+    return {
+        convert_key(key, f"{path} key {key!r}"): convert_value(item, f"{path}[{key!r}]")
+        for key, item in items.items()
+    }
+
+
+def convert_pairs(
+    items: Mapping[Any, Any], path: str, convert_key: Converter, convert_value: Converter
+) -> list[list[Any]]:
+    """A dict with array-form keys being encoded: a list of [key, value] pairs."""
+    return [
+        [convert_key(key, f"{path} key {key!r}"), convert_value(item, f"{path}[{key!r}]")]
+        for key, item in items.items()
+    ]
+
+
+def convert_wire_pairs(
+    items: Sequence[object], path: str, convert_key: Converter, convert_value: Converter
+) -> dict[Any, Any]:
+    """A dict with array-form keys being decoded from its list of [key, value] pairs."""
+    return {
+        convert_key(key, f"{path}[{index}][0]"): convert_value(item, f"{path}[{index}][1]")
+        for index, entry in enumerate(items)
+        for key, item in (check_wire_tuple(entry, f"{path}[{index}]", 2),)
+    }
+
+
+def convert_keys(
+    items: Mapping[str, object], path: str, converts: Mapping[str, Converter]
+) -> dict[str, Any]:
+    """A TypedDict (its keys already checked): each value by the converter of its key."""
+    return {key: converts[key](item, f"{path}[{key!r}]") for key, item in items.items()}
+
+
+def encode_fields(value: object, path: str, fields: Sequence[tuple[str, Converter]]) -> list[Any]:
+    """A dataclass or NamedTuple being encoded: its fields' wire forms, in order."""
+    return [convert(getattr(value, name), f"{path}.{name}") for name, convert in fields]
+
+
+def decode_fields(
+    items: Sequence[object], path: str, fields: Sequence[tuple[str, Converter]]
+) -> dict[str, Any]:
+    """A record's wire list (its length already checked) as keyword arguments of its
+    class; trailing fields the list leaves out are left to their defaults."""
+    return {
+        name: convert(item, f"{path}.{name}")
+        for (name, convert), item in zip(fields, items, strict=False)
+    }
 
 
 # -- standard-library value types ---------------------------------------------------------

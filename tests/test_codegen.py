@@ -81,8 +81,13 @@ def test_generation_is_deterministic(tmp_path: Path, copy_case: CopyCase) -> Non
 def test_import_rule_for_flat_package_and_imported_types() -> None:
     flat = (GOLDEN / "flat_import" / "service_client.py").read_text()
     assert "\nfrom models import Item\nfrom service import Store\n" in flat
-    package = (GOLDEN / "pkgcase" / "service_server.py").read_text()
+    package = (GOLDEN / "pkgcase" / "service_client.py").read_text()
     assert "\nfrom .models import Status, Ticket\nfrom .service import Page, Tracker\n" in package
+    # The server stub imports the converters the client stub defines, the same way.
+    server = (GOLDEN / "pkgcase" / "service_server.py").read_text()
+    assert "\nfrom .service import Tracker\nfrom .service_client import _dec_Status, " in server
+    flat_server = (GOLDEN / "flat_import" / "service_server.py").read_text()
+    assert "\nfrom service import Store\nfrom service_client import _dec_list_Item, " in flat_server
 
 
 @pytest.mark.parametrize("case", ERROR_CASES)

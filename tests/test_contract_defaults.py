@@ -24,6 +24,7 @@ from gopherpipe_runtime.frames import FrameType, encode_frame
 
 CODEC = CODECS["msgpack"]
 MODULES = ("service", "service_server")
+FLAT_MODULES = (*MODULES, "service_client")  # the server stub imports the client stub
 
 
 @pytest.fixture(scope="module")
@@ -35,14 +36,14 @@ def stubs(
     for output in generate([folder / "service.py"], None):
         output.path.write_text(output.text)
     # Other tests import other flat contracts under the same module names.
-    for name in MODULES:
+    for name in FLAT_MODULES:
         sys.modules.pop(name, None)
     sys.path.insert(0, str(folder))
     try:
         contract, server = (importlib.import_module(name) for name in MODULES)
     finally:
         sys.path.remove(str(folder))
-        for name in MODULES:
+        for name in FLAT_MODULES:
             sys.modules.pop(name, None)
     yield contract, server
 

@@ -30,9 +30,10 @@ def _stub(kind: str) -> ModuleType:
     try:
         return importlib.import_module(f"examples.echo.{name}")
     except ModuleNotFoundError as exc:
-        if exc.name != "service":
+        if exc.name not in ("service", "service_client"):
             raise
-        # The stub imports its contract as a top-level `service` module: it needs its directory.
+        # The stub imports its contract (and the server stub, the client stub's converters)
+        # as top-level modules: it needs its directory on sys.path.
         if str(_ECHO_DIR) not in sys.path:
             sys.path.insert(0, str(_ECHO_DIR))
         return importlib.import_module(name)

@@ -6,7 +6,17 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from gopherpipe_runtime import Chan, ClientBase, InvalidArgumentError
-from gopherpipe_runtime.convert import bad_enum, check_int, check_list, check_record, check_str
+from gopherpipe_runtime.convert import (
+    bad_enum,
+    check_int,
+    check_list,
+    check_record,
+    check_str,
+    convert_items,
+    decode_fields,
+    encode_fields,
+    fail,
+)
 from service import ChatService, Message, Mood
 
 
@@ -76,12 +86,7 @@ def _ChatService_upload_item_out(value: Any) -> Any:
 def _dec_Message(value: object, path: str) -> Message:
     items = check_record(value, path, "Message", 2, 3)
     if len(items) < 3:
-        return Message(
-            **{
-                name: decode(item, f"{path}.{name}")
-                for (name, decode), item in zip(_Message_fields, items, strict=False)
-            }
-        )
+        return Message(**decode_fields(items, path, _Message_dec_fields))
     try:
         return Message(
             sender=check_str(items[0], path),
@@ -89,11 +94,7 @@ def _dec_Message(value: object, path: str) -> Message:
             mood=_dec_Mood(items[2], path),
         )
     except InvalidArgumentError:
-        return Message(
-            sender=check_str(items[0], path + ".sender"),
-            text=check_str(items[1], path + ".text"),
-            mood=_dec_Mood(items[2], path + ".mood"),
-        )
+        return Message(**decode_fields(items, path, _Message_dec_fields))
 
 
 def _dec_Mood(value: object, path: str) -> Mood:
@@ -104,19 +105,53 @@ def _dec_Mood(value: object, path: str) -> Mood:
     bad_enum(path, "Mood", value)
 
 
+def _enc_Message(value: object, path: str) -> Any:
+    if not isinstance(value, Message):
+        fail(path, "Message", value)
+    try:
+        return [
+            check_str(value.sender, path),
+            check_str(value.text, path),
+            _enc_Mood(value.mood, path),
+        ]
+    except InvalidArgumentError:
+        return encode_fields(value, path, _Message_enc_fields)
+
+
+def _enc_Mood(value: object, path: str) -> Any:
+    if type(value) is Mood:
+        return value.value
+    fail(path, "Mood", value)
+
+
 def _dec_list_Message(value: object, path: str) -> list[Message]:
     items = check_list(value, path)
     try:
         return [_dec_Message(item, path) for item in items]
     except InvalidArgumentError:
-        return [_dec_Message(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, _dec_Message)
+
+
+def _enc_list_Message(value: object, path: str) -> Any:
+    items = check_list(value, path)
+    try:
+        return [_enc_Message(item, path) for item in items]
+    except InvalidArgumentError:
+        return convert_items(items, path, _enc_Message)
 
 
 _Mood_by_value: dict[object, Mood] = {member.value: member for member in Mood}
 
 
-_Message_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+_Message_dec_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
     ("sender", check_str),
     ("text", check_str),
     ("mood", _dec_Mood),
+)
+
+
+_Message_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("sender", check_str),
+    ("text", check_str),
+    ("mood", _enc_Mood),
 )

@@ -5,9 +5,10 @@
 from collections.abc import Callable
 from typing import Any
 
-from gopherpipe_runtime import InvalidArgumentError, MethodDef, MethodKind, Server, ServiceDef
-from gopherpipe_runtime.convert import check_args, check_int, check_list, check_str, fail, no_result
-from service import ChatService, Message, Mood
+from gopherpipe_runtime import MethodDef, MethodKind, Server, ServiceDef
+from gopherpipe_runtime.convert import check_args, check_int, check_str, no_result
+from service import ChatService
+from service_client import _enc_Message, _enc_list_Message
 
 
 def register_chat_service(server: Server, impl: ChatService) -> None:
@@ -102,37 +103,6 @@ def _ChatService_upload_result(value: Any) -> Any:
 
 def _ChatService_upload_item_in(value: Any) -> str:
     return check_str(value, "upload(): item of 'lines'")
-
-
-def _enc_Message(value: object, path: str) -> Any:
-    if not isinstance(value, Message):
-        fail(path, "Message", value)
-    try:
-        return [
-            check_str(value.sender, path),
-            check_str(value.text, path),
-            _enc_Mood(value.mood, path),
-        ]
-    except InvalidArgumentError:
-        return [
-            check_str(value.sender, path + ".sender"),
-            check_str(value.text, path + ".text"),
-            _enc_Mood(value.mood, path + ".mood"),
-        ]
-
-
-def _enc_Mood(value: object, path: str) -> Any:
-    if type(value) is Mood:
-        return value.value
-    fail(path, "Mood", value)
-
-
-def _enc_list_Message(value: object, path: str) -> Any:
-    items = check_list(value, path)
-    try:
-        return [_enc_Message(item, path) for item in items]
-    except InvalidArgumentError:
-        return [_enc_Message(item, f"{path}[{index}]") for index, item in enumerate(items)]
 
 
 _ChatService_history_params: tuple[tuple[Callable[[object, str], Any], str], ...] = (

@@ -2,10 +2,18 @@
 # ruff: noqa: I001
 """Client stubs for the services in service.py: each client *is* its service's interface."""
 
+from collections.abc import Callable
 from typing import Any
 
 from gopherpipe_runtime import ClientBase, InvalidArgumentError
-from gopherpipe_runtime.convert import check_int, check_record, check_str
+from gopherpipe_runtime.convert import (
+    check_int,
+    check_record,
+    check_str,
+    decode_fields,
+    encode_fields,
+    fail,
+)
 from service import EchoService, Echoed
 
 
@@ -47,6 +55,25 @@ def _dec_Echoed(value: object, path: str) -> Echoed:
     try:
         return Echoed(text=check_str(items[0], path), times=check_int(items[1], path))
     except InvalidArgumentError:
-        return Echoed(
-            text=check_str(items[0], path + ".text"), times=check_int(items[1], path + ".times")
-        )
+        return Echoed(**decode_fields(items, path, _Echoed_dec_fields))
+
+
+def _enc_Echoed(value: object, path: str) -> Any:
+    if not isinstance(value, Echoed):
+        fail(path, "Echoed", value)
+    try:
+        return [check_str(value.text, path), check_int(value.times, path)]
+    except InvalidArgumentError:
+        return encode_fields(value, path, _Echoed_enc_fields)
+
+
+_Echoed_dec_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("text", check_str),
+    ("times", check_int),
+)
+
+
+_Echoed_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("text", check_str),
+    ("times", check_int),
+)

@@ -5,9 +5,10 @@
 from collections.abc import Callable
 from typing import Any
 
-from gopherpipe_runtime import InvalidArgumentError, MethodDef, MethodKind, Server, ServiceDef
-from gopherpipe_runtime.convert import check_args, check_int, check_str, fail
-from service import EchoService, Echoed
+from gopherpipe_runtime import MethodDef, MethodKind, Server, ServiceDef
+from gopherpipe_runtime.convert import check_args, check_int, check_str
+from service import EchoService
+from service_client import _enc_Echoed
 
 
 def register_echo_service(server: Server, impl: EchoService) -> None:
@@ -55,15 +56,6 @@ def _EchoService_repeat_args(value: Any) -> tuple[Any, ...]:
 
 def _EchoService_repeat_result(value: Any) -> Any:
     return _enc_Echoed(value, "repeat(): result")
-
-
-def _enc_Echoed(value: object, path: str) -> Any:
-    if not isinstance(value, Echoed):
-        fail(path, "Echoed", value)
-    try:
-        return [check_str(value.text, path), check_int(value.times, path)]
-    except InvalidArgumentError:
-        return [check_str(value.text, path + ".text"), check_int(value.times, path + ".times")]
 
 
 _EchoService_repeat_params: tuple[tuple[Callable[[object, str], Any], str], ...] = (

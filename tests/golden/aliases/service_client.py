@@ -17,8 +17,13 @@ from gopherpipe_runtime.convert import (
     check_str,
     check_tuple,
     check_wire_tuple,
+    convert_entries,
+    convert_items,
+    convert_positions,
     dec_decimal,
+    decode_fields,
     enc_decimal,
+    encode_fields,
     fail,
 )
 from models import Item, Sku
@@ -124,7 +129,7 @@ def _enc_tuple2_float_float(value: object, path: str) -> Any:
     try:
         return [check_float(items[0], path), check_float(items[1], path)]
     except InvalidArgumentError:
-        return [check_float(items[0], path + "[0]"), check_float(items[1], path + "[1]")]
+        return convert_positions(items, path, (check_float, check_float))
 
 
 def _dec_tuple2_float_float(value: object, path: str) -> tuple[float, float]:
@@ -132,7 +137,7 @@ def _dec_tuple2_float_float(value: object, path: str) -> tuple[float, float]:
     try:
         return (check_float(items[0], path), check_float(items[1], path))
     except InvalidArgumentError:
-        return (check_float(items[0], path + "[0]"), check_float(items[1], path + "[1]"))
+        return tuple(convert_positions(items, path, (check_float, check_float)))
 
 
 def _enc_list_tuple2_float_float(value: object, path: str) -> Any:
@@ -140,12 +145,26 @@ def _enc_list_tuple2_float_float(value: object, path: str) -> Any:
     try:
         return [_enc_tuple2_float_float(item, path) for item in items]
     except InvalidArgumentError:
-        return [
-            _enc_tuple2_float_float(item, f"{path}[{index}]") for index, item in enumerate(items)
-        ]
+        return convert_items(items, path, _enc_tuple2_float_float)
+
+
+def _dec_list_tuple2_float_float(value: object, path: str) -> list[tuple[float, float]]:
+    items = check_list(value, path)
+    try:
+        return [_dec_tuple2_float_float(item, path) for item in items]
+    except InvalidArgumentError:
+        return convert_items(items, path, _dec_tuple2_float_float)
 
 
 def _enc_lit_EUR_USD(value: object, path: str) -> Any:
+    if type(value) is str:
+        member = _lit_EUR_USD_values.get((type(value), value))
+        if member is not None:
+            return member
+    bad_enum(path, "Literal['EUR', 'USD']", value)
+
+
+def _dec_lit_EUR_USD(value: object, path: str) -> Literal["EUR", "USD"]:
     if type(value) is str:
         member = _lit_EUR_USD_values.get((type(value), value))
         if member is not None:
@@ -160,36 +179,17 @@ def _dec_tuple2_list_tuple2_float_float_lit_EUR_USD(
     try:
         return (_dec_list_tuple2_float_float(items[0], path), _dec_lit_EUR_USD(items[1], path))
     except InvalidArgumentError:
-        return (
-            _dec_list_tuple2_float_float(items[0], path + "[0]"),
-            _dec_lit_EUR_USD(items[1], path + "[1]"),
+        return tuple(
+            convert_positions(items, path, (_dec_list_tuple2_float_float, _dec_lit_EUR_USD))
         )
 
 
-def _dec_list_tuple2_float_float(value: object, path: str) -> list[tuple[float, float]]:
-    items = check_list(value, path)
+def _enc_tuple2_list_tuple2_float_float_lit_EUR_USD(value: object, path: str) -> Any:
+    items = check_tuple(value, path, 2)
     try:
-        return [_dec_tuple2_float_float(item, path) for item in items]
+        return [_enc_list_tuple2_float_float(items[0], path), _enc_lit_EUR_USD(items[1], path)]
     except InvalidArgumentError:
-        return [
-            _dec_tuple2_float_float(item, f"{path}[{index}]") for index, item in enumerate(items)
-        ]
-
-
-def _dec_lit_EUR_USD(value: object, path: str) -> Literal["EUR", "USD"]:
-    if type(value) is str:
-        member = _lit_EUR_USD_values.get((type(value), value))
-        if member is not None:
-            return member
-    bad_enum(path, "Literal['EUR', 'USD']", value)
-
-
-def _dec_tuple2_UserId_AdminId(value: object, path: str) -> tuple[UserId, AdminId]:
-    items = check_wire_tuple(value, path, 2)
-    try:
-        return (_dec_UserId(items[0], path), _dec_AdminId(items[1], path))
-    except InvalidArgumentError:
-        return (_dec_UserId(items[0], path + "[0]"), _dec_AdminId(items[1], path + "[1]"))
+        return convert_positions(items, path, (_enc_list_tuple2_float_float, _enc_lit_EUR_USD))
 
 
 def _dec_UserId(value: object, path: str) -> UserId:
@@ -200,6 +200,22 @@ def _dec_AdminId(value: object, path: str) -> AdminId:
     return AdminId(_dec_UserId(value, path))
 
 
+def _dec_tuple2_UserId_AdminId(value: object, path: str) -> tuple[UserId, AdminId]:
+    items = check_wire_tuple(value, path, 2)
+    try:
+        return (_dec_UserId(items[0], path), _dec_AdminId(items[1], path))
+    except InvalidArgumentError:
+        return tuple(convert_positions(items, path, (_dec_UserId, _dec_AdminId)))
+
+
+def _enc_tuple2_UserId_AdminId(value: object, path: str) -> Any:
+    items = check_tuple(value, path, 2)
+    try:
+        return [check_int(items[0], path), check_int(items[1], path)]
+    except InvalidArgumentError:
+        return convert_positions(items, path, (check_int, check_int))
+
+
 def _enc_set_UserId(value: object, path: str) -> Any:
     items = check_set(value, path)
     if all(type(item) is int and -(2**63) <= item < 2**64 for item in items):
@@ -207,7 +223,7 @@ def _enc_set_UserId(value: object, path: str) -> Any:
     try:
         return [check_int(item, path) for item in items]
     except InvalidArgumentError:
-        return [check_int(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, check_int)
 
 
 def _dec_set_UserId(value: object, path: str) -> set[UserId]:
@@ -217,7 +233,7 @@ def _dec_set_UserId(value: object, path: str) -> set[UserId]:
     try:
         return {_dec_UserId(item, path) for item in items}
     except InvalidArgumentError:
-        return {_dec_UserId(item, f"{path}[{index}]") for index, item in enumerate(items)}
+        return set(convert_items(items, path, _dec_UserId))
 
 
 def _enc_dict_UserId_list_Price(value: object, path: str) -> Any:
@@ -225,10 +241,7 @@ def _enc_dict_UserId_list_Price(value: object, path: str) -> Any:
     try:
         return {check_int(key, path): _enc_list_Price(item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return {
-            check_int(key, f"{path} key {key!r}"): _enc_list_Price(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_entries(items, path, check_int, _enc_list_Price)
 
 
 def _enc_list_Price(value: object, path: str) -> Any:
@@ -236,7 +249,7 @@ def _enc_list_Price(value: object, path: str) -> Any:
     try:
         return [enc_decimal(item, path) for item in items]
     except InvalidArgumentError:
-        return [enc_decimal(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, enc_decimal)
 
 
 def _dec_dict_UserId_list_Price(value: object, path: str) -> dict[UserId, list[Price]]:
@@ -244,10 +257,7 @@ def _dec_dict_UserId_list_Price(value: object, path: str) -> dict[UserId, list[P
     try:
         return {_dec_UserId(key, path): _dec_list_Price(item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return {
-            _dec_UserId(key, f"{path} key {key!r}"): _dec_list_Price(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_entries(items, path, _dec_UserId, _dec_list_Price)
 
 
 def _dec_list_Price(value: object, path: str) -> list[Price]:
@@ -255,7 +265,7 @@ def _dec_list_Price(value: object, path: str) -> list[Price]:
     try:
         return [_dec_Price(item, path) for item in items]
     except InvalidArgumentError:
-        return [_dec_Price(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, _dec_Price)
 
 
 def _dec_Price(value: object, path: str) -> Price:
@@ -274,13 +284,7 @@ def _enc_Track(value: object, path: str) -> Any:
             _enc_opt_Track(value.next, path),
         ]
     except InvalidArgumentError:
-        return [
-            check_int(value.owner, path + ".owner"),
-            _enc_list_tuple2_float_float(value.path, path + ".path"),
-            check_float(value.length, path + ".length"),
-            _enc_lit_EUR_USD(value.currency, path + ".currency"),
-            _enc_opt_Track(value.next, path + ".next"),
-        ]
+        return encode_fields(value, path, _Track_enc_fields)
 
 
 def _enc_opt_Track(value: object, path: str) -> Any:
@@ -289,21 +293,10 @@ def _enc_opt_Track(value: object, path: str) -> Any:
     return _enc_Track(value, path)
 
 
-def _dec_opt_Track(value: object, path: str) -> Track | None:
-    if value is None:
-        return None
-    return _dec_Track(value, path)
-
-
 def _dec_Track(value: object, path: str) -> Track:
     items = check_record(value, path, "Track", 2, 5)
     if len(items) < 5:
-        return Track(
-            **{
-                name: decode(item, f"{path}.{name}")
-                for (name, decode), item in zip(_Track_fields, items, strict=False)
-            }
-        )
+        return Track(**decode_fields(items, path, _Track_dec_fields))
     try:
         return Track(
             owner=_dec_UserId(items[0], path),
@@ -313,13 +306,13 @@ def _dec_Track(value: object, path: str) -> Track:
             next=_dec_opt_Track(items[4], path),
         )
     except InvalidArgumentError:
-        return Track(
-            owner=_dec_UserId(items[0], path + ".owner"),
-            path=_dec_list_tuple2_float_float(items[1], path + ".path"),
-            length=check_float(items[2], path + ".length"),
-            currency=_dec_lit_EUR_USD(items[3], path + ".currency"),
-            next=_dec_opt_Track(items[4], path + ".next"),
-        )
+        return Track(**decode_fields(items, path, _Track_dec_fields))
+
+
+def _dec_opt_Track(value: object, path: str) -> Track | None:
+    if value is None:
+        return None
+    return _dec_Track(value, path)
 
 
 def _enc_Item(value: object, path: str) -> Any:
@@ -328,7 +321,7 @@ def _enc_Item(value: object, path: str) -> Any:
     try:
         return [check_str(value.sku, path), _enc_set_str(value.tags, path)]
     except InvalidArgumentError:
-        return [check_str(value.sku, path + ".sku"), _enc_set_str(value.tags, path + ".tags")]
+        return encode_fields(value, path, _Item_enc_fields)
 
 
 def _enc_set_str(value: object, path: str) -> Any:
@@ -338,21 +331,7 @@ def _enc_set_str(value: object, path: str) -> Any:
     try:
         return [check_str(item, path) for item in items]
     except InvalidArgumentError:
-        return [check_str(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _enc_opt_Sku(value: object, path: str) -> Any:
-    if value is None:
-        return None
-    return check_str(value, path)
-
-
-def _dec_tuple2_Item_opt_Sku(value: object, path: str) -> tuple[Item, Sku | None]:
-    items = check_wire_tuple(value, path, 2)
-    try:
-        return (_dec_Item(items[0], path), _dec_opt_Sku(items[1], path))
-    except InvalidArgumentError:
-        return (_dec_Item(items[0], path + "[0]"), _dec_opt_Sku(items[1], path + "[1]"))
+        return convert_items(items, path, check_str)
 
 
 def _dec_Item(value: object, path: str) -> Item:
@@ -360,9 +339,7 @@ def _dec_Item(value: object, path: str) -> Item:
     try:
         return Item(sku=_dec_Sku(items[0], path), tags=_dec_set_str(items[1], path))
     except InvalidArgumentError:
-        return Item(
-            sku=_dec_Sku(items[0], path + ".sku"), tags=_dec_set_str(items[1], path + ".tags")
-        )
+        return Item(**decode_fields(items, path, _Item_dec_fields))
 
 
 def _dec_Sku(value: object, path: str) -> Sku:
@@ -376,7 +353,13 @@ def _dec_set_str(value: object, path: str) -> set[str]:
     try:
         return {check_str(item, path) for item in items}
     except InvalidArgumentError:
-        return {check_str(item, f"{path}[{index}]") for index, item in enumerate(items)}
+        return set(convert_items(items, path, check_str))
+
+
+def _enc_opt_Sku(value: object, path: str) -> Any:
+    if value is None:
+        return None
+    return check_str(value, path)
 
 
 def _dec_opt_Sku(value: object, path: str) -> Sku | None:
@@ -385,16 +368,53 @@ def _dec_opt_Sku(value: object, path: str) -> Sku | None:
     return _dec_Sku(value, path)
 
 
+def _dec_tuple2_Item_opt_Sku(value: object, path: str) -> tuple[Item, Sku | None]:
+    items = check_wire_tuple(value, path, 2)
+    try:
+        return (_dec_Item(items[0], path), _dec_opt_Sku(items[1], path))
+    except InvalidArgumentError:
+        return tuple(convert_positions(items, path, (_dec_Item, _dec_opt_Sku)))
+
+
+def _enc_tuple2_Item_opt_Sku(value: object, path: str) -> Any:
+    items = check_tuple(value, path, 2)
+    try:
+        return [_enc_Item(items[0], path), _enc_opt_Sku(items[1], path)]
+    except InvalidArgumentError:
+        return convert_positions(items, path, (_enc_Item, _enc_opt_Sku))
+
+
 _lit_EUR_USD_values: dict[tuple[object, object], Literal["EUR", "USD"]] = {
     (str, "EUR"): "EUR",
     (str, "USD"): "USD",
 }
 
 
-_Track_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+_Track_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("owner", check_int),
+    ("path", _enc_list_tuple2_float_float),
+    ("length", check_float),
+    ("currency", _enc_lit_EUR_USD),
+    ("next", _enc_opt_Track),
+)
+
+
+_Track_dec_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
     ("owner", _dec_UserId),
     ("path", _dec_list_tuple2_float_float),
     ("length", check_float),
     ("currency", _dec_lit_EUR_USD),
     ("next", _dec_opt_Track),
+)
+
+
+_Item_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("sku", check_str),
+    ("tags", _enc_set_str),
+)
+
+
+_Item_dec_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("sku", _dec_Sku),
+    ("tags", _dec_set_str),
 )

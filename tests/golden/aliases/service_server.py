@@ -3,27 +3,30 @@
 """Server stubs for the services in service.py: register an implementation on a Server."""
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
-from gopherpipe_runtime import InvalidArgumentError, MethodDef, MethodKind, Server, ServiceDef
-from gopherpipe_runtime.convert import (
-    bad_enum,
-    check_args,
-    check_dict,
-    check_float,
-    check_int,
-    check_list,
-    check_record,
-    check_set,
-    check_str,
-    check_tuple,
-    check_wire_tuple,
-    dec_decimal,
-    enc_decimal,
-    fail,
+from gopherpipe_runtime import MethodDef, MethodKind, Server, ServiceDef
+from gopherpipe_runtime.convert import check_args
+from service import AdminId, Aliases, UserId
+from service_client import (
+    _dec_AdminId,
+    _dec_Item,
+    _dec_Track,
+    _dec_UserId,
+    _dec_dict_UserId_list_Price,
+    _dec_list_tuple2_float_float,
+    _dec_lit_EUR_USD,
+    _dec_opt_Sku,
+    _dec_set_UserId,
+    _dec_tuple2_float_float,
+    _enc_dict_UserId_list_Price,
+    _enc_opt_Track,
+    _enc_set_UserId,
+    _enc_tuple2_Item_opt_Sku,
+    _enc_tuple2_UserId_AdminId,
+    _enc_tuple2_float_float,
+    _enc_tuple2_list_tuple2_float_float_lit_EUR_USD,
 )
-from models import Item, Sku
-from service import AdminId, Aliases, Price, Track, UserId
 
 
 def register_aliases(server: Server, impl: Aliases) -> None:
@@ -148,276 +151,6 @@ def _Aliases_item_result(value: Any) -> Any:
     return _enc_tuple2_Item_opt_Sku(value, "item(): result")
 
 
-def _dec_tuple2_float_float(value: object, path: str) -> tuple[float, float]:
-    items = check_wire_tuple(value, path, 2)
-    try:
-        return (check_float(items[0], path), check_float(items[1], path))
-    except InvalidArgumentError:
-        return (check_float(items[0], path + "[0]"), check_float(items[1], path + "[1]"))
-
-
-def _enc_tuple2_float_float(value: object, path: str) -> Any:
-    items = check_tuple(value, path, 2)
-    try:
-        return [check_float(items[0], path), check_float(items[1], path)]
-    except InvalidArgumentError:
-        return [check_float(items[0], path + "[0]"), check_float(items[1], path + "[1]")]
-
-
-def _dec_list_tuple2_float_float(value: object, path: str) -> list[tuple[float, float]]:
-    items = check_list(value, path)
-    try:
-        return [_dec_tuple2_float_float(item, path) for item in items]
-    except InvalidArgumentError:
-        return [
-            _dec_tuple2_float_float(item, f"{path}[{index}]") for index, item in enumerate(items)
-        ]
-
-
-def _dec_lit_EUR_USD(value: object, path: str) -> Literal["EUR", "USD"]:
-    if type(value) is str:
-        member = _lit_EUR_USD_values.get((type(value), value))
-        if member is not None:
-            return member
-    bad_enum(path, "Literal['EUR', 'USD']", value)
-
-
-def _enc_tuple2_list_tuple2_float_float_lit_EUR_USD(value: object, path: str) -> Any:
-    items = check_tuple(value, path, 2)
-    try:
-        return [_enc_list_tuple2_float_float(items[0], path), _enc_lit_EUR_USD(items[1], path)]
-    except InvalidArgumentError:
-        return [
-            _enc_list_tuple2_float_float(items[0], path + "[0]"),
-            _enc_lit_EUR_USD(items[1], path + "[1]"),
-        ]
-
-
-def _enc_list_tuple2_float_float(value: object, path: str) -> Any:
-    items = check_list(value, path)
-    try:
-        return [_enc_tuple2_float_float(item, path) for item in items]
-    except InvalidArgumentError:
-        return [
-            _enc_tuple2_float_float(item, f"{path}[{index}]") for index, item in enumerate(items)
-        ]
-
-
-def _enc_lit_EUR_USD(value: object, path: str) -> Any:
-    if type(value) is str:
-        member = _lit_EUR_USD_values.get((type(value), value))
-        if member is not None:
-            return member
-    bad_enum(path, "Literal['EUR', 'USD']", value)
-
-
-def _dec_UserId(value: object, path: str) -> UserId:
-    return UserId(check_int(value, path))
-
-
-def _dec_AdminId(value: object, path: str) -> AdminId:
-    return AdminId(_dec_UserId(value, path))
-
-
-def _enc_tuple2_UserId_AdminId(value: object, path: str) -> Any:
-    items = check_tuple(value, path, 2)
-    try:
-        return [check_int(items[0], path), check_int(items[1], path)]
-    except InvalidArgumentError:
-        return [check_int(items[0], path + "[0]"), check_int(items[1], path + "[1]")]
-
-
-def _dec_set_UserId(value: object, path: str) -> set[UserId]:
-    items = check_list(value, path)
-    if all(type(item) is int and -(2**63) <= item < 2**64 for item in items):
-        return set(items)
-    try:
-        return {_dec_UserId(item, path) for item in items}
-    except InvalidArgumentError:
-        return {_dec_UserId(item, f"{path}[{index}]") for index, item in enumerate(items)}
-
-
-def _enc_set_UserId(value: object, path: str) -> Any:
-    items = check_set(value, path)
-    if all(type(item) is int and -(2**63) <= item < 2**64 for item in items):
-        return list(items)
-    try:
-        return [check_int(item, path) for item in items]
-    except InvalidArgumentError:
-        return [check_int(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _dec_dict_UserId_list_Price(value: object, path: str) -> dict[UserId, list[Price]]:
-    items = check_dict(value, path)
-    try:
-        return {_dec_UserId(key, path): _dec_list_Price(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return {
-            _dec_UserId(key, f"{path} key {key!r}"): _dec_list_Price(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
-
-
-def _dec_list_Price(value: object, path: str) -> list[Price]:
-    items = check_list(value, path)
-    try:
-        return [_dec_Price(item, path) for item in items]
-    except InvalidArgumentError:
-        return [_dec_Price(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _dec_Price(value: object, path: str) -> Price:
-    return Price(dec_decimal(value, path))
-
-
-def _enc_dict_UserId_list_Price(value: object, path: str) -> Any:
-    items = check_dict(value, path)
-    try:
-        return {check_int(key, path): _enc_list_Price(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return {
-            check_int(key, f"{path} key {key!r}"): _enc_list_Price(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
-
-
-def _enc_list_Price(value: object, path: str) -> Any:
-    items = check_list(value, path)
-    try:
-        return [enc_decimal(item, path) for item in items]
-    except InvalidArgumentError:
-        return [enc_decimal(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _dec_Track(value: object, path: str) -> Track:
-    items = check_record(value, path, "Track", 2, 5)
-    if len(items) < 5:
-        return Track(
-            **{
-                name: decode(item, f"{path}.{name}")
-                for (name, decode), item in zip(_Track_fields, items, strict=False)
-            }
-        )
-    try:
-        return Track(
-            owner=_dec_UserId(items[0], path),
-            path=_dec_list_tuple2_float_float(items[1], path),
-            length=check_float(items[2], path),
-            currency=_dec_lit_EUR_USD(items[3], path),
-            next=_dec_opt_Track(items[4], path),
-        )
-    except InvalidArgumentError:
-        return Track(
-            owner=_dec_UserId(items[0], path + ".owner"),
-            path=_dec_list_tuple2_float_float(items[1], path + ".path"),
-            length=check_float(items[2], path + ".length"),
-            currency=_dec_lit_EUR_USD(items[3], path + ".currency"),
-            next=_dec_opt_Track(items[4], path + ".next"),
-        )
-
-
-def _dec_opt_Track(value: object, path: str) -> Track | None:
-    if value is None:
-        return None
-    return _dec_Track(value, path)
-
-
-def _enc_opt_Track(value: object, path: str) -> Any:
-    if value is None:
-        return None
-    return _enc_Track(value, path)
-
-
-def _enc_Track(value: object, path: str) -> Any:
-    if not isinstance(value, Track):
-        fail(path, "Track", value)
-    try:
-        return [
-            check_int(value.owner, path),
-            _enc_list_tuple2_float_float(value.path, path),
-            check_float(value.length, path),
-            _enc_lit_EUR_USD(value.currency, path),
-            _enc_opt_Track(value.next, path),
-        ]
-    except InvalidArgumentError:
-        return [
-            check_int(value.owner, path + ".owner"),
-            _enc_list_tuple2_float_float(value.path, path + ".path"),
-            check_float(value.length, path + ".length"),
-            _enc_lit_EUR_USD(value.currency, path + ".currency"),
-            _enc_opt_Track(value.next, path + ".next"),
-        ]
-
-
-def _dec_Item(value: object, path: str) -> Item:
-    items = check_record(value, path, "Item", 2, 2)
-    try:
-        return Item(sku=_dec_Sku(items[0], path), tags=_dec_set_str(items[1], path))
-    except InvalidArgumentError:
-        return Item(
-            sku=_dec_Sku(items[0], path + ".sku"), tags=_dec_set_str(items[1], path + ".tags")
-        )
-
-
-def _dec_Sku(value: object, path: str) -> Sku:
-    return Sku(check_str(value, path))
-
-
-def _dec_set_str(value: object, path: str) -> set[str]:
-    items = check_list(value, path)
-    if all(type(item) is str for item in items):
-        return set(items)
-    try:
-        return {check_str(item, path) for item in items}
-    except InvalidArgumentError:
-        return {check_str(item, f"{path}[{index}]") for index, item in enumerate(items)}
-
-
-def _dec_opt_Sku(value: object, path: str) -> Sku | None:
-    if value is None:
-        return None
-    return _dec_Sku(value, path)
-
-
-def _enc_tuple2_Item_opt_Sku(value: object, path: str) -> Any:
-    items = check_tuple(value, path, 2)
-    try:
-        return [_enc_Item(items[0], path), _enc_opt_Sku(items[1], path)]
-    except InvalidArgumentError:
-        return [_enc_Item(items[0], path + "[0]"), _enc_opt_Sku(items[1], path + "[1]")]
-
-
-def _enc_Item(value: object, path: str) -> Any:
-    if not isinstance(value, Item):
-        fail(path, "Item", value)
-    try:
-        return [check_str(value.sku, path), _enc_set_str(value.tags, path)]
-    except InvalidArgumentError:
-        return [check_str(value.sku, path + ".sku"), _enc_set_str(value.tags, path + ".tags")]
-
-
-def _enc_set_str(value: object, path: str) -> Any:
-    items = check_set(value, path)
-    if all(type(item) is str for item in items):
-        return list(items)
-    try:
-        return [check_str(item, path) for item in items]
-    except InvalidArgumentError:
-        return [check_str(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _enc_opt_Sku(value: object, path: str) -> Any:
-    if value is None:
-        return None
-    return check_str(value, path)
-
-
-_lit_EUR_USD_values: dict[tuple[object, object], Literal["EUR", "USD"]] = {
-    (str, "EUR"): "EUR",
-    (str, "USD"): "USD",
-}
-
-
 _Aliases_route_params: tuple[tuple[Callable[[object, str], Any], str], ...] = (
     (_dec_list_tuple2_float_float, "route(): argument 'value'"),
     (_dec_lit_EUR_USD, "route(): argument 'unit'"),
@@ -434,15 +167,6 @@ _Aliases_user_params: tuple[tuple[Callable[[object, str], Any], str], ...] = (
 
 
 _Aliases_user_defaults: tuple[Any, ...] = (AdminId(UserId(1)),)
-
-
-_Track_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
-    ("owner", _dec_UserId),
-    ("path", _dec_list_tuple2_float_float),
-    ("length", check_float),
-    ("currency", _dec_lit_EUR_USD),
-    ("next", _dec_opt_Track),
-)
 
 
 _Aliases_item_params: tuple[tuple[Callable[[object, str], Any], str], ...] = (

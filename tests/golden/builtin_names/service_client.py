@@ -3,6 +3,7 @@
 """Client stubs for the services in service.py: each client *is* its service's interface."""
 
 import builtins
+from collections.abc import Callable
 from typing import Any
 
 from gopherpipe_runtime import ClientBase, InvalidArgumentError
@@ -10,9 +11,16 @@ from gopherpipe_runtime.convert import (
     check_dict,
     check_int,
     check_list,
+    check_record,
     check_set,
     check_str,
+    check_tuple,
     check_wire_tuple,
+    convert_entries,
+    convert_items,
+    convert_positions,
+    decode_fields,
+    encode_fields,
     fail,
 )
 from service import Shelf, Store
@@ -92,7 +100,17 @@ def _enc_list_int(value: object, path: str) -> Any:
     try:
         return [check_int(item, path) for item in items]
     except InvalidArgumentError:
-        return [check_int(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, check_int)
+
+
+def _dec_list_int(value: object, path: str) -> list[int]:
+    items = check_list(value, path)
+    if all(type(item) is int and -(2**63) <= item < 2**64 for item in items):
+        return items
+    try:
+        return [check_int(item, path) for item in items]
+    except InvalidArgumentError:
+        return convert_items(items, path, check_int)
 
 
 def _dec_set_str(value: object, path: str) -> set[str]:
@@ -102,7 +120,17 @@ def _dec_set_str(value: object, path: str) -> set[str]:
     try:
         return {check_str(item, path) for item in items}
     except InvalidArgumentError:
-        return {check_str(item, f"{path}[{index}]") for index, item in enumerate(items)}
+        return set(convert_items(items, path, check_str))
+
+
+def _enc_set_str(value: object, path: str) -> Any:
+    items = check_set(value, path)
+    if all(type(item) is str for item in items):
+        return list(items)
+    try:
+        return [check_str(item, path) for item in items]
+    except InvalidArgumentError:
+        return convert_items(items, path, check_str)
 
 
 def _dec_list_str(value: object, path: str) -> list[str]:
@@ -112,19 +140,7 @@ def _dec_list_str(value: object, path: str) -> list[str]:
     try:
         return [check_str(item, path) for item in items]
     except InvalidArgumentError:
-        return [check_str(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _enc_Shelf(value: object, path: str) -> Any:
-    if not isinstance(value, Shelf):
-        fail(path, "Shelf", value)
-    try:
-        return [_enc_list_str(value.labels, path), _enc_dict_str_int(value.counts, path)]
-    except InvalidArgumentError:
-        return [
-            _enc_list_str(value.labels, path + ".labels"),
-            _enc_dict_str_int(value.counts, path + ".counts"),
-        ]
+        return convert_items(items, path, check_str)
 
 
 def _enc_list_str(value: object, path: str) -> Any:
@@ -134,7 +150,16 @@ def _enc_list_str(value: object, path: str) -> Any:
     try:
         return [check_str(item, path) for item in items]
     except InvalidArgumentError:
-        return [check_str(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, check_str)
+
+
+def _enc_Shelf(value: object, path: str) -> Any:
+    if not isinstance(value, Shelf):
+        fail(path, "Shelf", value)
+    try:
+        return [_enc_list_str(value.labels, path), _enc_dict_str_int(value.counts, path)]
+    except InvalidArgumentError:
+        return encode_fields(value, path, _Shelf_enc_fields)
 
 
 def _enc_dict_str_int(value: object, path: str) -> Any:
@@ -147,10 +172,28 @@ def _enc_dict_str_int(value: object, path: str) -> Any:
     try:
         return {check_str(key, path): check_int(item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): check_int(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_entries(items, path, check_str, check_int)
+
+
+def _dec_Shelf(value: object, path: str) -> Shelf:
+    items = check_record(value, path, "Shelf", 2, 2)
+    try:
+        return Shelf(labels=_dec_list_str(items[0], path), counts=_dec_dict_str_int(items[1], path))
+    except InvalidArgumentError:
+        return Shelf(**decode_fields(items, path, _Shelf_dec_fields))
+
+
+def _dec_dict_str_int(value: object, path: str) -> dict[str, int]:
+    items = check_dict(value, path)
+    if all(
+        type(key) is str and type(item) is int and -(2**63) <= item < 2**64
+        for key, item in items.items()
+    ):
+        return items
+    try:
+        return {check_str(key, path): check_int(item, path) for key, item in items.items()}
+    except InvalidArgumentError:
+        return convert_entries(items, path, check_str, check_int)
 
 
 def _dec_tuple2_str_int(value: object, path: str) -> tuple[str, int]:
@@ -158,7 +201,15 @@ def _dec_tuple2_str_int(value: object, path: str) -> tuple[str, int]:
     try:
         return (check_str(items[0], path), check_int(items[1], path))
     except InvalidArgumentError:
-        return (check_str(items[0], path + "[0]"), check_int(items[1], path + "[1]"))
+        return tuple(convert_positions(items, path, (check_str, check_int)))
+
+
+def _enc_tuple2_str_int(value: object, path: str) -> Any:
+    items = check_tuple(value, path, 2)
+    try:
+        return [check_str(items[0], path), check_int(items[1], path)]
+    except InvalidArgumentError:
+        return convert_positions(items, path, (check_str, check_int))
 
 
 def _enc_dict_str_list_int(value: object, path: str) -> Any:
@@ -166,10 +217,15 @@ def _enc_dict_str_list_int(value: object, path: str) -> Any:
     try:
         return {check_str(key, path): _enc_list_int(item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): _enc_list_int(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_entries(items, path, check_str, _enc_list_int)
+
+
+def _dec_dict_str_list_int(value: object, path: str) -> dict[str, list[int]]:
+    items = check_dict(value, path)
+    try:
+        return {check_str(key, path): _dec_list_int(item, path) for key, item in items.items()}
+    except InvalidArgumentError:
+        return convert_entries(items, path, check_str, _dec_list_int)
 
 
 def _dec_dict_str_set_int(value: object, path: str) -> dict[str, set[int]]:
@@ -177,10 +233,7 @@ def _dec_dict_str_set_int(value: object, path: str) -> dict[str, set[int]]:
     try:
         return {check_str(key, path): _dec_set_int(item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): _dec_set_int(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_entries(items, path, check_str, _dec_set_int)
 
 
 def _dec_set_int(value: object, path: str) -> set[int]:
@@ -190,7 +243,25 @@ def _dec_set_int(value: object, path: str) -> set[int]:
     try:
         return {check_int(item, path) for item in items}
     except InvalidArgumentError:
-        return {check_int(item, f"{path}[{index}]") for index, item in enumerate(items)}
+        return set(convert_items(items, path, check_int))
+
+
+def _enc_dict_str_set_int(value: object, path: str) -> Any:
+    items = check_dict(value, path)
+    try:
+        return {check_str(key, path): _enc_set_int(item, path) for key, item in items.items()}
+    except InvalidArgumentError:
+        return convert_entries(items, path, check_str, _enc_set_int)
+
+
+def _enc_set_int(value: object, path: str) -> Any:
+    items = check_set(value, path)
+    if all(type(item) is int and -(2**63) <= item < 2**64 for item in items):
+        return list(items)
+    try:
+        return [check_int(item, path) for item in items]
+    except InvalidArgumentError:
+        return convert_items(items, path, check_int)
 
 
 def _enc_opt_fset_int(value: object, path: str) -> Any:
@@ -206,15 +277,13 @@ def _enc_fset_int(value: object, path: str) -> Any:
     try:
         return [check_int(item, path) for item in items]
     except InvalidArgumentError:
-        return [check_int(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, check_int)
 
 
-def _dec_list_fset_int(value: object, path: str) -> list[frozenset[int]]:
-    items = check_list(value, path)
-    try:
-        return [_dec_fset_int(item, path) for item in items]
-    except InvalidArgumentError:
-        return [_dec_fset_int(item, f"{path}[{index}]") for index, item in enumerate(items)]
+def _dec_opt_fset_int(value: object, path: str) -> frozenset[int] | None:
+    if value is None:
+        return None
+    return _dec_fset_int(value, path)
 
 
 def _dec_fset_int(value: object, path: str) -> frozenset[int]:
@@ -224,4 +293,32 @@ def _dec_fset_int(value: object, path: str) -> frozenset[int]:
     try:
         return frozenset([check_int(item, path) for item in items])
     except InvalidArgumentError:
-        return frozenset([check_int(item, f"{path}[{index}]") for index, item in enumerate(items)])
+        return frozenset(convert_items(items, path, check_int))
+
+
+def _dec_list_fset_int(value: object, path: str) -> list[frozenset[int]]:
+    items = check_list(value, path)
+    try:
+        return [_dec_fset_int(item, path) for item in items]
+    except InvalidArgumentError:
+        return convert_items(items, path, _dec_fset_int)
+
+
+def _enc_list_fset_int(value: object, path: str) -> Any:
+    items = check_list(value, path)
+    try:
+        return [_enc_fset_int(item, path) for item in items]
+    except InvalidArgumentError:
+        return convert_items(items, path, _enc_fset_int)
+
+
+_Shelf_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("labels", _enc_list_str),
+    ("counts", _enc_dict_str_int),
+)
+
+
+_Shelf_dec_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("labels", _dec_list_str),
+    ("counts", _dec_dict_str_int),
+)

@@ -5,18 +5,20 @@
 from collections.abc import Callable
 from typing import Any
 
-from gopherpipe_runtime import InvalidArgumentError, MethodDef, MethodKind, Server, ServiceDef
-from gopherpipe_runtime.convert import (
-    check_args,
-    check_dict,
-    check_int,
-    check_list,
-    check_record,
-    check_set,
-    check_str,
-    check_tuple,
+from gopherpipe_runtime import MethodDef, MethodKind, Server, ServiceDef
+from gopherpipe_runtime.convert import check_args, check_str
+from service import Store
+from service_client import (
+    _dec_Shelf,
+    _dec_dict_str_list_int,
+    _dec_list_int,
+    _dec_opt_fset_int,
+    _enc_dict_str_set_int,
+    _enc_list_fset_int,
+    _enc_list_str,
+    _enc_set_str,
+    _enc_tuple2_str_int,
 )
-from service import Shelf, Store
 
 
 def register_store(server: Server, impl: Store) -> None:
@@ -95,147 +97,6 @@ def _Store_id_args(value: Any) -> tuple[Any, ...]:
 
 def _Store_id_result(value: Any) -> Any:
     return _enc_list_fset_int(value, "id(): result")
-
-
-def _dec_list_int(value: object, path: str) -> list[int]:
-    items = check_list(value, path)
-    if all(type(item) is int and -(2**63) <= item < 2**64 for item in items):
-        return items
-    try:
-        return [check_int(item, path) for item in items]
-    except InvalidArgumentError:
-        return [check_int(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _enc_set_str(value: object, path: str) -> Any:
-    items = check_set(value, path)
-    if all(type(item) is str for item in items):
-        return list(items)
-    try:
-        return [check_str(item, path) for item in items]
-    except InvalidArgumentError:
-        return [check_str(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _enc_list_str(value: object, path: str) -> Any:
-    items = check_list(value, path)
-    if all(type(item) is str for item in items):
-        return items
-    try:
-        return [check_str(item, path) for item in items]
-    except InvalidArgumentError:
-        return [check_str(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _dec_Shelf(value: object, path: str) -> Shelf:
-    items = check_record(value, path, "Shelf", 2, 2)
-    try:
-        return Shelf(labels=_dec_list_str(items[0], path), counts=_dec_dict_str_int(items[1], path))
-    except InvalidArgumentError:
-        return Shelf(
-            labels=_dec_list_str(items[0], path + ".labels"),
-            counts=_dec_dict_str_int(items[1], path + ".counts"),
-        )
-
-
-def _dec_list_str(value: object, path: str) -> list[str]:
-    items = check_list(value, path)
-    if all(type(item) is str for item in items):
-        return items
-    try:
-        return [check_str(item, path) for item in items]
-    except InvalidArgumentError:
-        return [check_str(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _dec_dict_str_int(value: object, path: str) -> dict[str, int]:
-    items = check_dict(value, path)
-    if all(
-        type(key) is str and type(item) is int and -(2**63) <= item < 2**64
-        for key, item in items.items()
-    ):
-        return items
-    try:
-        return {check_str(key, path): check_int(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): check_int(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
-
-
-def _enc_tuple2_str_int(value: object, path: str) -> Any:
-    items = check_tuple(value, path, 2)
-    try:
-        return [check_str(items[0], path), check_int(items[1], path)]
-    except InvalidArgumentError:
-        return [check_str(items[0], path + "[0]"), check_int(items[1], path + "[1]")]
-
-
-def _dec_dict_str_list_int(value: object, path: str) -> dict[str, list[int]]:
-    items = check_dict(value, path)
-    try:
-        return {check_str(key, path): _dec_list_int(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): _dec_list_int(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
-
-
-def _enc_dict_str_set_int(value: object, path: str) -> Any:
-    items = check_dict(value, path)
-    try:
-        return {check_str(key, path): _enc_set_int(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): _enc_set_int(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
-
-
-def _enc_set_int(value: object, path: str) -> Any:
-    items = check_set(value, path)
-    if all(type(item) is int and -(2**63) <= item < 2**64 for item in items):
-        return list(items)
-    try:
-        return [check_int(item, path) for item in items]
-    except InvalidArgumentError:
-        return [check_int(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _dec_opt_fset_int(value: object, path: str) -> frozenset[int] | None:
-    if value is None:
-        return None
-    return _dec_fset_int(value, path)
-
-
-def _dec_fset_int(value: object, path: str) -> frozenset[int]:
-    items = check_list(value, path)
-    if all(type(item) is int and -(2**63) <= item < 2**64 for item in items):
-        return frozenset(items)
-    try:
-        return frozenset([check_int(item, path) for item in items])
-    except InvalidArgumentError:
-        return frozenset([check_int(item, f"{path}[{index}]") for index, item in enumerate(items)])
-
-
-def _enc_list_fset_int(value: object, path: str) -> Any:
-    items = check_list(value, path)
-    try:
-        return [_enc_fset_int(item, path) for item in items]
-    except InvalidArgumentError:
-        return [_enc_fset_int(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _enc_fset_int(value: object, path: str) -> Any:
-    items = check_set(value, path)
-    if all(type(item) is int and -(2**63) <= item < 2**64 for item in items):
-        return list(items)
-    try:
-        return [check_int(item, path) for item in items]
-    except InvalidArgumentError:
-        return [check_int(item, f"{path}[{index}]") for index, item in enumerate(items)]
 
 
 _Store_list_params: tuple[tuple[Callable[[object, str], Any], str], ...] = (

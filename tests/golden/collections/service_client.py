@@ -18,6 +18,13 @@ from gopherpipe_runtime.convert import (
     check_str,
     check_tuple,
     check_wire_tuple,
+    convert_entries,
+    convert_items,
+    convert_pairs,
+    convert_positions,
+    convert_wire_pairs,
+    decode_fields,
+    encode_fields,
     fail,
 )
 from service import Basket, Collections
@@ -102,7 +109,7 @@ def _enc_seq_int(value: object, path: str) -> Any:
     try:
         return [check_int(item, path) for item in items]
     except InvalidArgumentError:
-        return [check_int(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, check_int)
 
 
 def _dec_seq_int(value: object, path: str) -> Sequence[int]:
@@ -112,7 +119,7 @@ def _dec_seq_int(value: object, path: str) -> Sequence[int]:
     try:
         return [check_int(item, path) for item in items]
     except InvalidArgumentError:
-        return [check_int(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, check_int)
 
 
 def _enc_seq_Basket(value: object, path: str) -> Any:
@@ -120,7 +127,7 @@ def _enc_seq_Basket(value: object, path: str) -> Any:
     try:
         return [_enc_Basket(item, path) for item in items]
     except InvalidArgumentError:
-        return [_enc_Basket(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, _enc_Basket)
 
 
 def _enc_Basket(value: object, path: str) -> Any:
@@ -133,11 +140,7 @@ def _enc_Basket(value: object, path: str) -> Any:
             _enc_fset_str(value.tags, path),
         ]
     except InvalidArgumentError:
-        return [
-            _enc_seq_str(value.items, path + ".items"),
-            _enc_map_str_float(value.prices, path + ".prices"),
-            _enc_fset_str(value.tags, path + ".tags"),
-        ]
+        return encode_fields(value, path, _Basket_enc_fields)
 
 
 def _enc_seq_str(value: object, path: str) -> Any:
@@ -147,7 +150,7 @@ def _enc_seq_str(value: object, path: str) -> Any:
     try:
         return [check_str(item, path) for item in items]
     except InvalidArgumentError:
-        return [check_str(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, check_str)
 
 
 def _enc_map_str_float(value: object, path: str) -> Any:
@@ -157,10 +160,7 @@ def _enc_map_str_float(value: object, path: str) -> Any:
     try:
         return {check_str(key, path): check_float(item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): check_float(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_entries(items, path, check_str, check_float)
 
 
 def _enc_fset_str(value: object, path: str) -> Any:
@@ -170,7 +170,7 @@ def _enc_fset_str(value: object, path: str) -> Any:
     try:
         return [check_str(item, path) for item in items]
     except InvalidArgumentError:
-        return [check_str(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, check_str)
 
 
 def _dec_seq_Basket(value: object, path: str) -> Sequence[Basket]:
@@ -178,18 +178,13 @@ def _dec_seq_Basket(value: object, path: str) -> Sequence[Basket]:
     try:
         return [_dec_Basket(item, path) for item in items]
     except InvalidArgumentError:
-        return [_dec_Basket(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, _dec_Basket)
 
 
 def _dec_Basket(value: object, path: str) -> Basket:
     items = check_record(value, path, "Basket", 2, 3)
     if len(items) < 3:
-        return Basket(
-            **{
-                name: decode(item, f"{path}.{name}")
-                for (name, decode), item in zip(_Basket_fields, items, strict=False)
-            }
-        )
+        return Basket(**decode_fields(items, path, _Basket_dec_fields))
     try:
         return Basket(
             items=_dec_seq_str(items[0], path),
@@ -197,11 +192,7 @@ def _dec_Basket(value: object, path: str) -> Basket:
             tags=_dec_fset_str(items[2], path),
         )
     except InvalidArgumentError:
-        return Basket(
-            items=_dec_seq_str(items[0], path + ".items"),
-            prices=_dec_map_str_float(items[1], path + ".prices"),
-            tags=_dec_fset_str(items[2], path + ".tags"),
-        )
+        return Basket(**decode_fields(items, path, _Basket_dec_fields))
 
 
 def _dec_seq_str(value: object, path: str) -> Sequence[str]:
@@ -211,7 +202,7 @@ def _dec_seq_str(value: object, path: str) -> Sequence[str]:
     try:
         return [check_str(item, path) for item in items]
     except InvalidArgumentError:
-        return [check_str(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, check_str)
 
 
 def _dec_map_str_float(value: object, path: str) -> Mapping[str, float]:
@@ -221,10 +212,7 @@ def _dec_map_str_float(value: object, path: str) -> Mapping[str, float]:
     try:
         return {check_str(key, path): check_float(item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): check_float(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_entries(items, path, check_str, check_float)
 
 
 def _dec_fset_str(value: object, path: str) -> frozenset[str]:
@@ -234,7 +222,7 @@ def _dec_fset_str(value: object, path: str) -> frozenset[str]:
     try:
         return frozenset([check_str(item, path) for item in items])
     except InvalidArgumentError:
-        return frozenset([check_str(item, f"{path}[{index}]") for index, item in enumerate(items)])
+        return frozenset(convert_items(items, path, check_str))
 
 
 def _enc_map_str_seq_int(value: object, path: str) -> Any:
@@ -242,10 +230,7 @@ def _enc_map_str_seq_int(value: object, path: str) -> Any:
     try:
         return {check_str(key, path): _enc_seq_int(item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): _enc_seq_int(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_entries(items, path, check_str, _enc_seq_int)
 
 
 def _dec_map_str_seq_int(value: object, path: str) -> Mapping[str, Sequence[int]]:
@@ -253,10 +238,7 @@ def _dec_map_str_seq_int(value: object, path: str) -> Mapping[str, Sequence[int]
     try:
         return {check_str(key, path): _dec_seq_int(item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): _dec_seq_int(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_entries(items, path, check_str, _dec_seq_int)
 
 
 def _enc_map_tuple2_int_int_str(value: object, path: str) -> Any:
@@ -266,10 +248,7 @@ def _enc_map_tuple2_int_int_str(value: object, path: str) -> Any:
             [_enc_tuple2_int_int(key, path), check_str(item, path)] for key, item in items.items()
         ]
     except InvalidArgumentError:
-        return [
-            [_enc_tuple2_int_int(key, f"{path} key {key!r}"), check_str(item, f"{path}[{key!r}]")]
-            for key, item in items.items()
-        ]
+        return convert_pairs(items, path, _enc_tuple2_int_int, check_str)
 
 
 def _enc_tuple2_int_int(value: object, path: str) -> Any:
@@ -277,7 +256,7 @@ def _enc_tuple2_int_int(value: object, path: str) -> Any:
     try:
         return [check_int(items[0], path), check_int(items[1], path)]
     except InvalidArgumentError:
-        return [check_int(items[0], path + "[0]"), check_int(items[1], path + "[1]")]
+        return convert_positions(items, path, (check_int, check_int))
 
 
 def _dec_map_tuple2_int_int_str(value: object, path: str) -> Mapping[tuple[int, int], str]:
@@ -289,11 +268,7 @@ def _dec_map_tuple2_int_int_str(value: object, path: str) -> Mapping[tuple[int, 
             for key, item in (check_wire_tuple(entry, path, 2),)
         }
     except InvalidArgumentError:
-        return {
-            _dec_tuple2_int_int(key, f"{path}[{index}][0]"): check_str(item, f"{path}[{index}][1]")
-            for index, entry in enumerate(items)
-            for key, item in (check_wire_tuple(entry, f"{path}[{index}]", 2),)
-        }
+        return convert_wire_pairs(items, path, _dec_tuple2_int_int, check_str)
 
 
 def _dec_tuple2_int_int(value: object, path: str) -> tuple[int, int]:
@@ -301,7 +276,7 @@ def _dec_tuple2_int_int(value: object, path: str) -> tuple[int, int]:
     try:
         return (check_int(items[0], path), check_int(items[1], path))
     except InvalidArgumentError:
-        return (check_int(items[0], path + "[0]"), check_int(items[1], path + "[1]"))
+        return tuple(convert_positions(items, path, (check_int, check_int)))
 
 
 def _enc_fset_int(value: object, path: str) -> Any:
@@ -311,7 +286,7 @@ def _enc_fset_int(value: object, path: str) -> Any:
     try:
         return [check_int(item, path) for item in items]
     except InvalidArgumentError:
-        return [check_int(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, check_int)
 
 
 def _dec_fset_int(value: object, path: str) -> frozenset[int]:
@@ -321,10 +296,17 @@ def _dec_fset_int(value: object, path: str) -> frozenset[int]:
     try:
         return frozenset([check_int(item, path) for item in items])
     except InvalidArgumentError:
-        return frozenset([check_int(item, f"{path}[{index}]") for index, item in enumerate(items)])
+        return frozenset(convert_items(items, path, check_int))
 
 
-_Basket_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+_Basket_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("items", _enc_seq_str),
+    ("prices", _enc_map_str_float),
+    ("tags", _enc_fset_str),
+)
+
+
+_Basket_dec_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
     ("items", _dec_seq_str),
     ("prices", _dec_map_str_float),
     ("tags", _dec_fset_str),

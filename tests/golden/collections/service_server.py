@@ -2,26 +2,25 @@
 # ruff: noqa: I001
 """Server stubs for the services in service.py: register an implementation on a Server."""
 
-from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from gopherpipe_runtime import InvalidArgumentError, MethodDef, MethodKind, Server, ServiceDef
-from gopherpipe_runtime.convert import (
-    check_args,
-    check_dict,
-    check_float,
-    check_int,
-    check_list,
-    check_mapping,
-    check_record,
-    check_sequence,
-    check_set,
-    check_str,
-    check_tuple,
-    check_wire_tuple,
-    fail,
+from gopherpipe_runtime import MethodDef, MethodKind, Server, ServiceDef
+from gopherpipe_runtime.convert import check_args
+from service import Collections
+from service_client import (
+    _dec_Basket,
+    _dec_fset_int,
+    _dec_map_str_seq_int,
+    _dec_map_tuple2_int_int_str,
+    _dec_seq_Basket,
+    _dec_seq_int,
+    _enc_Basket,
+    _enc_fset_int,
+    _enc_map_str_seq_int,
+    _enc_map_tuple2_int_int_str,
+    _enc_seq_Basket,
+    _enc_seq_int,
 )
-from service import Basket, Collections
 
 
 def register_collections(server: Server, impl: Collections) -> None:
@@ -117,239 +116,3 @@ def _Collections_basket_args(value: Any) -> tuple[Any, ...]:
 
 def _Collections_basket_result(value: Any) -> Any:
     return _enc_Basket(value, "basket(): result")
-
-
-def _dec_seq_int(value: object, path: str) -> Sequence[int]:
-    items = check_list(value, path)
-    if all(type(item) is int and -(2**63) <= item < 2**64 for item in items):
-        return items
-    try:
-        return [check_int(item, path) for item in items]
-    except InvalidArgumentError:
-        return [check_int(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _enc_seq_int(value: object, path: str) -> Any:
-    items = check_sequence(value, path)
-    if all(type(item) is int and -(2**63) <= item < 2**64 for item in items):
-        return list(items)
-    try:
-        return [check_int(item, path) for item in items]
-    except InvalidArgumentError:
-        return [check_int(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _dec_seq_Basket(value: object, path: str) -> Sequence[Basket]:
-    items = check_list(value, path)
-    try:
-        return [_dec_Basket(item, path) for item in items]
-    except InvalidArgumentError:
-        return [_dec_Basket(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _dec_Basket(value: object, path: str) -> Basket:
-    items = check_record(value, path, "Basket", 2, 3)
-    if len(items) < 3:
-        return Basket(
-            **{
-                name: decode(item, f"{path}.{name}")
-                for (name, decode), item in zip(_Basket_fields, items, strict=False)
-            }
-        )
-    try:
-        return Basket(
-            items=_dec_seq_str(items[0], path),
-            prices=_dec_map_str_float(items[1], path),
-            tags=_dec_fset_str(items[2], path),
-        )
-    except InvalidArgumentError:
-        return Basket(
-            items=_dec_seq_str(items[0], path + ".items"),
-            prices=_dec_map_str_float(items[1], path + ".prices"),
-            tags=_dec_fset_str(items[2], path + ".tags"),
-        )
-
-
-def _dec_seq_str(value: object, path: str) -> Sequence[str]:
-    items = check_list(value, path)
-    if all(type(item) is str for item in items):
-        return items
-    try:
-        return [check_str(item, path) for item in items]
-    except InvalidArgumentError:
-        return [check_str(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _dec_map_str_float(value: object, path: str) -> Mapping[str, float]:
-    items = check_dict(value, path)
-    if all(type(key) is str and type(item) is float for key, item in items.items()):
-        return items
-    try:
-        return {check_str(key, path): check_float(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): check_float(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
-
-
-def _dec_fset_str(value: object, path: str) -> frozenset[str]:
-    items = check_list(value, path)
-    if all(type(item) is str for item in items):
-        return frozenset(items)
-    try:
-        return frozenset([check_str(item, path) for item in items])
-    except InvalidArgumentError:
-        return frozenset([check_str(item, f"{path}[{index}]") for index, item in enumerate(items)])
-
-
-def _enc_seq_Basket(value: object, path: str) -> Any:
-    items = check_sequence(value, path)
-    try:
-        return [_enc_Basket(item, path) for item in items]
-    except InvalidArgumentError:
-        return [_enc_Basket(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _enc_Basket(value: object, path: str) -> Any:
-    if not isinstance(value, Basket):
-        fail(path, "Basket", value)
-    try:
-        return [
-            _enc_seq_str(value.items, path),
-            _enc_map_str_float(value.prices, path),
-            _enc_fset_str(value.tags, path),
-        ]
-    except InvalidArgumentError:
-        return [
-            _enc_seq_str(value.items, path + ".items"),
-            _enc_map_str_float(value.prices, path + ".prices"),
-            _enc_fset_str(value.tags, path + ".tags"),
-        ]
-
-
-def _enc_seq_str(value: object, path: str) -> Any:
-    items = check_sequence(value, path)
-    if all(type(item) is str for item in items):
-        return list(items)
-    try:
-        return [check_str(item, path) for item in items]
-    except InvalidArgumentError:
-        return [check_str(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _enc_map_str_float(value: object, path: str) -> Any:
-    items = check_mapping(value, path)
-    if all(type(key) is str and type(item) is float for key, item in items.items()):
-        return dict(items)
-    try:
-        return {check_str(key, path): check_float(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): check_float(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
-
-
-def _enc_fset_str(value: object, path: str) -> Any:
-    items = check_set(value, path)
-    if all(type(item) is str for item in items):
-        return list(items)
-    try:
-        return [check_str(item, path) for item in items]
-    except InvalidArgumentError:
-        return [check_str(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _dec_map_str_seq_int(value: object, path: str) -> Mapping[str, Sequence[int]]:
-    items = check_dict(value, path)
-    try:
-        return {check_str(key, path): _dec_seq_int(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): _dec_seq_int(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
-
-
-def _enc_map_str_seq_int(value: object, path: str) -> Any:
-    items = check_mapping(value, path)
-    try:
-        return {check_str(key, path): _enc_seq_int(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): _enc_seq_int(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
-
-
-def _dec_map_tuple2_int_int_str(value: object, path: str) -> Mapping[tuple[int, int], str]:
-    items = check_list(value, path)
-    try:
-        return {
-            _dec_tuple2_int_int(key, path): check_str(item, path)
-            for entry in items
-            for key, item in (check_wire_tuple(entry, path, 2),)
-        }
-    except InvalidArgumentError:
-        return {
-            _dec_tuple2_int_int(key, f"{path}[{index}][0]"): check_str(item, f"{path}[{index}][1]")
-            for index, entry in enumerate(items)
-            for key, item in (check_wire_tuple(entry, f"{path}[{index}]", 2),)
-        }
-
-
-def _dec_tuple2_int_int(value: object, path: str) -> tuple[int, int]:
-    items = check_wire_tuple(value, path, 2)
-    try:
-        return (check_int(items[0], path), check_int(items[1], path))
-    except InvalidArgumentError:
-        return (check_int(items[0], path + "[0]"), check_int(items[1], path + "[1]"))
-
-
-def _enc_map_tuple2_int_int_str(value: object, path: str) -> Any:
-    items = check_mapping(value, path)
-    try:
-        return [
-            [_enc_tuple2_int_int(key, path), check_str(item, path)] for key, item in items.items()
-        ]
-    except InvalidArgumentError:
-        return [
-            [_enc_tuple2_int_int(key, f"{path} key {key!r}"), check_str(item, f"{path}[{key!r}]")]
-            for key, item in items.items()
-        ]
-
-
-def _enc_tuple2_int_int(value: object, path: str) -> Any:
-    items = check_tuple(value, path, 2)
-    try:
-        return [check_int(items[0], path), check_int(items[1], path)]
-    except InvalidArgumentError:
-        return [check_int(items[0], path + "[0]"), check_int(items[1], path + "[1]")]
-
-
-def _dec_fset_int(value: object, path: str) -> frozenset[int]:
-    items = check_list(value, path)
-    if all(type(item) is int and -(2**63) <= item < 2**64 for item in items):
-        return frozenset(items)
-    try:
-        return frozenset([check_int(item, path) for item in items])
-    except InvalidArgumentError:
-        return frozenset([check_int(item, f"{path}[{index}]") for index, item in enumerate(items)])
-
-
-def _enc_fset_int(value: object, path: str) -> Any:
-    items = check_set(value, path)
-    if all(type(item) is int and -(2**63) <= item < 2**64 for item in items):
-        return list(items)
-    try:
-        return [check_int(item, path) for item in items]
-    except InvalidArgumentError:
-        return [check_int(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-_Basket_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
-    ("items", _dec_seq_str),
-    ("prices", _dec_map_str_float),
-    ("tags", _dec_fset_str),
-)

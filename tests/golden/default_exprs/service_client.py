@@ -19,13 +19,19 @@ from gopherpipe_runtime.convert import (
     check_set,
     check_str,
     check_tuple,
+    check_wire_tuple,
+    convert_entries,
+    convert_items,
+    convert_positions,
     dec_date,
     dec_timedelta,
+    decode_fields,
     enc_date,
     enc_datetime,
     enc_decimal,
     enc_timedelta,
     enc_uuid,
+    encode_fields,
     fail,
 )
 from limits import CHUNK_SIZE, MAX_CHUNKS
@@ -143,16 +149,7 @@ def _enc_Upload(value: object, path: str) -> Any:
             enc_date(value.started, path),
         ]
     except InvalidArgumentError:
-        return [
-            check_str(value.name, path + ".name"),
-            check_int(value.chunk, path + ".chunk"),
-            _enc_RetryPolicy(value.policy, path + ".policy"),
-            _enc_Size(value.size, path + ".size"),
-            _enc_list_str(value.tags, path + ".tags"),
-            _enc_dict_str_int(value.seen, path + ".seen"),
-            _enc_fset_Color(value.colors, path + ".colors"),
-            enc_date(value.started, path + ".started"),
-        ]
+        return encode_fields(value, path, _Upload_enc_fields)
 
 
 def _enc_RetryPolicy(value: object, path: str) -> Any:
@@ -161,10 +158,7 @@ def _enc_RetryPolicy(value: object, path: str) -> Any:
     try:
         return [check_int(value.retries, path), enc_timedelta(value.backoff, path)]
     except InvalidArgumentError:
-        return [
-            check_int(value.retries, path + ".retries"),
-            enc_timedelta(value.backoff, path + ".backoff"),
-        ]
+        return encode_fields(value, path, _RetryPolicy_enc_fields)
 
 
 def _enc_Size(value: object, path: str) -> Any:
@@ -177,11 +171,7 @@ def _enc_Size(value: object, path: str) -> Any:
             _enc_Color(value.unit, path),
         ]
     except InvalidArgumentError:
-        return [
-            check_int(value.width, path + ".width"),
-            check_int(value.height, path + ".height"),
-            _enc_Color(value.unit, path + ".unit"),
-        ]
+        return encode_fields(value, path, _Size_enc_fields)
 
 
 def _enc_Color(value: object, path: str) -> Any:
@@ -197,7 +187,7 @@ def _enc_list_str(value: object, path: str) -> Any:
     try:
         return [check_str(item, path) for item in items]
     except InvalidArgumentError:
-        return [check_str(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, check_str)
 
 
 def _enc_dict_str_int(value: object, path: str) -> Any:
@@ -210,10 +200,7 @@ def _enc_dict_str_int(value: object, path: str) -> Any:
     try:
         return {check_str(key, path): check_int(item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): check_int(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_entries(items, path, check_str, check_int)
 
 
 def _enc_fset_Color(value: object, path: str) -> Any:
@@ -221,18 +208,13 @@ def _enc_fset_Color(value: object, path: str) -> Any:
     try:
         return [_enc_Color(item, path) for item in items]
     except InvalidArgumentError:
-        return [_enc_Color(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, _enc_Color)
 
 
 def _dec_Upload(value: object, path: str) -> Upload:
     items = check_record(value, path, "Upload", 1, 8)
     if len(items) < 8:
-        return Upload(
-            **{
-                name: decode(item, f"{path}.{name}")
-                for (name, decode), item in zip(_Upload_fields, items, strict=False)
-            }
-        )
+        return Upload(**decode_fields(items, path, _Upload_dec_fields))
     try:
         return Upload(
             name=check_str(items[0], path),
@@ -245,45 +227,23 @@ def _dec_Upload(value: object, path: str) -> Upload:
             started=dec_date(items[7], path),
         )
     except InvalidArgumentError:
-        return Upload(
-            name=check_str(items[0], path + ".name"),
-            chunk=check_int(items[1], path + ".chunk"),
-            policy=_dec_RetryPolicy(items[2], path + ".policy"),
-            size=_dec_Size(items[3], path + ".size"),
-            tags=_dec_list_str(items[4], path + ".tags"),
-            seen=_dec_dict_str_int(items[5], path + ".seen"),
-            colors=_dec_fset_Color(items[6], path + ".colors"),
-            started=dec_date(items[7], path + ".started"),
-        )
+        return Upload(**decode_fields(items, path, _Upload_dec_fields))
 
 
 def _dec_RetryPolicy(value: object, path: str) -> RetryPolicy:
     items = check_record(value, path, "RetryPolicy", 0, 2)
     if len(items) < 2:
-        return RetryPolicy(
-            **{
-                name: decode(item, f"{path}.{name}")
-                for (name, decode), item in zip(_RetryPolicy_fields, items, strict=False)
-            }
-        )
+        return RetryPolicy(**decode_fields(items, path, _RetryPolicy_dec_fields))
     try:
         return RetryPolicy(retries=check_int(items[0], path), backoff=dec_timedelta(items[1], path))
     except InvalidArgumentError:
-        return RetryPolicy(
-            retries=check_int(items[0], path + ".retries"),
-            backoff=dec_timedelta(items[1], path + ".backoff"),
-        )
+        return RetryPolicy(**decode_fields(items, path, _RetryPolicy_dec_fields))
 
 
 def _dec_Size(value: object, path: str) -> Size:
     items = check_record(value, path, "Size", 0, 3)
     if len(items) < 3:
-        return Size(
-            **{
-                name: decode(item, f"{path}.{name}")
-                for (name, decode), item in zip(_Size_fields, items, strict=False)
-            }
-        )
+        return Size(**decode_fields(items, path, _Size_dec_fields))
     try:
         return Size(
             width=check_int(items[0], path),
@@ -291,11 +251,7 @@ def _dec_Size(value: object, path: str) -> Size:
             unit=_dec_Color(items[2], path),
         )
     except InvalidArgumentError:
-        return Size(
-            width=check_int(items[0], path + ".width"),
-            height=check_int(items[1], path + ".height"),
-            unit=_dec_Color(items[2], path + ".unit"),
-        )
+        return Size(**decode_fields(items, path, _Size_dec_fields))
 
 
 def _dec_Color(value: object, path: str) -> Color:
@@ -313,7 +269,7 @@ def _dec_list_str(value: object, path: str) -> list[str]:
     try:
         return [check_str(item, path) for item in items]
     except InvalidArgumentError:
-        return [check_str(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, check_str)
 
 
 def _dec_dict_str_int(value: object, path: str) -> dict[str, int]:
@@ -326,10 +282,7 @@ def _dec_dict_str_int(value: object, path: str) -> dict[str, int]:
     try:
         return {check_str(key, path): check_int(item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): check_int(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_entries(items, path, check_str, check_int)
 
 
 def _dec_fset_Color(value: object, path: str) -> frozenset[Color]:
@@ -337,7 +290,7 @@ def _dec_fset_Color(value: object, path: str) -> frozenset[Color]:
     try:
         return frozenset([_dec_Color(item, path) for item in items])
     except InvalidArgumentError:
-        return frozenset([_dec_Color(item, f"{path}[{index}]") for index, item in enumerate(items)])
+        return frozenset(convert_items(items, path, _dec_Color))
 
 
 def _enc_lit_fast_slow(value: object, path: str) -> Any:
@@ -348,12 +301,32 @@ def _enc_lit_fast_slow(value: object, path: str) -> Any:
     bad_enum(path, "Literal['fast', 'slow']", value)
 
 
+def _dec_lit_fast_slow(value: object, path: str) -> Literal["fast", "slow"]:
+    if type(value) is str:
+        member = _lit_fast_slow_values.get((type(value), value))
+        if member is not None:
+            return member
+    bad_enum(path, "Literal['fast', 'slow']", value)
+
+
+def _dec_UserId(value: object, path: str) -> UserId:
+    return UserId(check_int(value, path))
+
+
 def _enc_tuple2_int_timedelta(value: object, path: str) -> Any:
     items = check_tuple(value, path, 2)
     try:
         return [check_int(items[0], path), enc_timedelta(items[1], path)]
     except InvalidArgumentError:
-        return [check_int(items[0], path + "[0]"), enc_timedelta(items[1], path + "[1]")]
+        return convert_positions(items, path, (check_int, enc_timedelta))
+
+
+def _dec_tuple2_int_timedelta(value: object, path: str) -> tuple[int, timedelta]:
+    items = check_wire_tuple(value, path, 2)
+    try:
+        return (check_int(items[0], path), dec_timedelta(items[1], path))
+    except InvalidArgumentError:
+        return tuple(convert_positions(items, path, (check_int, dec_timedelta)))
 
 
 def _enc_opt_int(value: object, path: str) -> Any:
@@ -362,7 +335,38 @@ def _enc_opt_int(value: object, path: str) -> Any:
     return check_int(value, path)
 
 
-_RetryPolicy_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+def _dec_opt_int(value: object, path: str) -> int | None:
+    if value is None:
+        return None
+    return check_int(value, path)
+
+
+_RetryPolicy_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("retries", check_int),
+    ("backoff", enc_timedelta),
+)
+
+
+_Size_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("width", check_int),
+    ("height", check_int),
+    ("unit", _enc_Color),
+)
+
+
+_Upload_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("name", check_str),
+    ("chunk", check_int),
+    ("policy", _enc_RetryPolicy),
+    ("size", _enc_Size),
+    ("tags", _enc_list_str),
+    ("seen", _enc_dict_str_int),
+    ("colors", _enc_fset_Color),
+    ("started", enc_date),
+)
+
+
+_RetryPolicy_dec_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
     ("retries", check_int),
     ("backoff", dec_timedelta),
 )
@@ -371,14 +375,14 @@ _RetryPolicy_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
 _Color_by_value: dict[object, Color] = {member.value: member for member in Color}
 
 
-_Size_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+_Size_dec_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
     ("width", check_int),
     ("height", check_int),
     ("unit", _dec_Color),
 )
 
 
-_Upload_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+_Upload_dec_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
     ("name", check_str),
     ("chunk", check_int),
     ("policy", _dec_RetryPolicy),

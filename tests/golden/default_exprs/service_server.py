@@ -4,43 +4,32 @@
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
-from gopherpipe_runtime import InvalidArgumentError, MethodDef, MethodKind, Server, ServiceDef
+from gopherpipe_runtime import MethodDef, MethodKind, Server, ServiceDef
 from gopherpipe_runtime.convert import (
-    bad_enum,
     check_args,
     check_bytes,
-    check_dict,
     check_int,
-    check_list,
-    check_record,
-    check_set,
     check_str,
-    check_wire_tuple,
-    dec_date,
     dec_datetime,
     dec_decimal,
     dec_timedelta,
     dec_uuid,
-    enc_date,
-    enc_timedelta,
-    fail,
 )
 from limits import CHUNK_SIZE, MAX_CHUNKS
 from models import Color
-from service import (
-    DEFAULT_POLICY,
-    MODE,
-    NIL,
-    PRICE,
-    ROOT_USER,
-    RetryPolicy,
-    Size,
-    Store,
-    TIMEOUT,
-    Upload,
-    UserId,
+from service import DEFAULT_POLICY, MODE, NIL, PRICE, ROOT_USER, Size, Store, TIMEOUT
+from service_client import (
+    _dec_Color,
+    _dec_RetryPolicy,
+    _dec_Size,
+    _dec_Upload,
+    _dec_UserId,
+    _dec_lit_fast_slow,
+    _dec_opt_int,
+    _dec_tuple2_int_timedelta,
+    _enc_Upload,
 )
 
 
@@ -125,244 +114,6 @@ def _Store_describe_result(value: Any) -> Any:
     return check_str(value, "describe(): result")
 
 
-def _dec_Upload(value: object, path: str) -> Upload:
-    items = check_record(value, path, "Upload", 1, 8)
-    if len(items) < 8:
-        return Upload(
-            **{
-                name: decode(item, f"{path}.{name}")
-                for (name, decode), item in zip(_Upload_fields, items, strict=False)
-            }
-        )
-    try:
-        return Upload(
-            name=check_str(items[0], path),
-            chunk=check_int(items[1], path),
-            policy=_dec_RetryPolicy(items[2], path),
-            size=_dec_Size(items[3], path),
-            tags=_dec_list_str(items[4], path),
-            seen=_dec_dict_str_int(items[5], path),
-            colors=_dec_fset_Color(items[6], path),
-            started=dec_date(items[7], path),
-        )
-    except InvalidArgumentError:
-        return Upload(
-            name=check_str(items[0], path + ".name"),
-            chunk=check_int(items[1], path + ".chunk"),
-            policy=_dec_RetryPolicy(items[2], path + ".policy"),
-            size=_dec_Size(items[3], path + ".size"),
-            tags=_dec_list_str(items[4], path + ".tags"),
-            seen=_dec_dict_str_int(items[5], path + ".seen"),
-            colors=_dec_fset_Color(items[6], path + ".colors"),
-            started=dec_date(items[7], path + ".started"),
-        )
-
-
-def _dec_RetryPolicy(value: object, path: str) -> RetryPolicy:
-    items = check_record(value, path, "RetryPolicy", 0, 2)
-    if len(items) < 2:
-        return RetryPolicy(
-            **{
-                name: decode(item, f"{path}.{name}")
-                for (name, decode), item in zip(_RetryPolicy_fields, items, strict=False)
-            }
-        )
-    try:
-        return RetryPolicy(retries=check_int(items[0], path), backoff=dec_timedelta(items[1], path))
-    except InvalidArgumentError:
-        return RetryPolicy(
-            retries=check_int(items[0], path + ".retries"),
-            backoff=dec_timedelta(items[1], path + ".backoff"),
-        )
-
-
-def _dec_Size(value: object, path: str) -> Size:
-    items = check_record(value, path, "Size", 0, 3)
-    if len(items) < 3:
-        return Size(
-            **{
-                name: decode(item, f"{path}.{name}")
-                for (name, decode), item in zip(_Size_fields, items, strict=False)
-            }
-        )
-    try:
-        return Size(
-            width=check_int(items[0], path),
-            height=check_int(items[1], path),
-            unit=_dec_Color(items[2], path),
-        )
-    except InvalidArgumentError:
-        return Size(
-            width=check_int(items[0], path + ".width"),
-            height=check_int(items[1], path + ".height"),
-            unit=_dec_Color(items[2], path + ".unit"),
-        )
-
-
-def _dec_Color(value: object, path: str) -> Color:
-    if type(value) is str:
-        member = _Color_by_value.get(value)
-        if member is not None:
-            return member
-    bad_enum(path, "Color", value)
-
-
-def _dec_list_str(value: object, path: str) -> list[str]:
-    items = check_list(value, path)
-    if all(type(item) is str for item in items):
-        return items
-    try:
-        return [check_str(item, path) for item in items]
-    except InvalidArgumentError:
-        return [check_str(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _dec_dict_str_int(value: object, path: str) -> dict[str, int]:
-    items = check_dict(value, path)
-    if all(
-        type(key) is str and type(item) is int and -(2**63) <= item < 2**64
-        for key, item in items.items()
-    ):
-        return items
-    try:
-        return {check_str(key, path): check_int(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): check_int(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
-
-
-def _dec_fset_Color(value: object, path: str) -> frozenset[Color]:
-    items = check_list(value, path)
-    try:
-        return frozenset([_dec_Color(item, path) for item in items])
-    except InvalidArgumentError:
-        return frozenset([_dec_Color(item, f"{path}[{index}]") for index, item in enumerate(items)])
-
-
-def _enc_Upload(value: object, path: str) -> Any:
-    if not isinstance(value, Upload):
-        fail(path, "Upload", value)
-    try:
-        return [
-            check_str(value.name, path),
-            check_int(value.chunk, path),
-            _enc_RetryPolicy(value.policy, path),
-            _enc_Size(value.size, path),
-            _enc_list_str(value.tags, path),
-            _enc_dict_str_int(value.seen, path),
-            _enc_fset_Color(value.colors, path),
-            enc_date(value.started, path),
-        ]
-    except InvalidArgumentError:
-        return [
-            check_str(value.name, path + ".name"),
-            check_int(value.chunk, path + ".chunk"),
-            _enc_RetryPolicy(value.policy, path + ".policy"),
-            _enc_Size(value.size, path + ".size"),
-            _enc_list_str(value.tags, path + ".tags"),
-            _enc_dict_str_int(value.seen, path + ".seen"),
-            _enc_fset_Color(value.colors, path + ".colors"),
-            enc_date(value.started, path + ".started"),
-        ]
-
-
-def _enc_RetryPolicy(value: object, path: str) -> Any:
-    if not isinstance(value, RetryPolicy):
-        fail(path, "RetryPolicy", value)
-    try:
-        return [check_int(value.retries, path), enc_timedelta(value.backoff, path)]
-    except InvalidArgumentError:
-        return [
-            check_int(value.retries, path + ".retries"),
-            enc_timedelta(value.backoff, path + ".backoff"),
-        ]
-
-
-def _enc_Size(value: object, path: str) -> Any:
-    if not isinstance(value, Size):
-        fail(path, "Size", value)
-    try:
-        return [
-            check_int(value.width, path),
-            check_int(value.height, path),
-            _enc_Color(value.unit, path),
-        ]
-    except InvalidArgumentError:
-        return [
-            check_int(value.width, path + ".width"),
-            check_int(value.height, path + ".height"),
-            _enc_Color(value.unit, path + ".unit"),
-        ]
-
-
-def _enc_Color(value: object, path: str) -> Any:
-    if type(value) is Color:
-        return value.value
-    fail(path, "Color", value)
-
-
-def _enc_list_str(value: object, path: str) -> Any:
-    items = check_list(value, path)
-    if all(type(item) is str for item in items):
-        return items
-    try:
-        return [check_str(item, path) for item in items]
-    except InvalidArgumentError:
-        return [check_str(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _enc_dict_str_int(value: object, path: str) -> Any:
-    items = check_dict(value, path)
-    if all(
-        type(key) is str and type(item) is int and -(2**63) <= item < 2**64
-        for key, item in items.items()
-    ):
-        return items
-    try:
-        return {check_str(key, path): check_int(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): check_int(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
-
-
-def _enc_fset_Color(value: object, path: str) -> Any:
-    items = check_set(value, path)
-    try:
-        return [_enc_Color(item, path) for item in items]
-    except InvalidArgumentError:
-        return [_enc_Color(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _dec_lit_fast_slow(value: object, path: str) -> Literal["fast", "slow"]:
-    if type(value) is str:
-        member = _lit_fast_slow_values.get((type(value), value))
-        if member is not None:
-            return member
-    bad_enum(path, "Literal['fast', 'slow']", value)
-
-
-def _dec_UserId(value: object, path: str) -> UserId:
-    return UserId(check_int(value, path))
-
-
-def _dec_tuple2_int_timedelta(value: object, path: str) -> tuple[int, timedelta]:
-    items = check_wire_tuple(value, path, 2)
-    try:
-        return (check_int(items[0], path), dec_timedelta(items[1], path))
-    except InvalidArgumentError:
-        return (check_int(items[0], path + "[0]"), dec_timedelta(items[1], path + "[1]"))
-
-
-def _dec_opt_int(value: object, path: str) -> int | None:
-    if value is None:
-        return None
-    return check_int(value, path)
-
-
 _Store_read_params: tuple[tuple[Callable[[object, str], Any], str], ...] = (
     (check_str, "read(): argument 'key'"),
     (check_int, "read(): argument 'size'"),
@@ -371,34 +122,6 @@ _Store_read_params: tuple[tuple[Callable[[object, str], Any], str], ...] = (
 
 
 _Store_read_defaults: tuple[Any, ...] = (CHUNK_SIZE, timedelta(seconds=10))
-
-
-_RetryPolicy_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
-    ("retries", check_int),
-    ("backoff", dec_timedelta),
-)
-
-
-_Color_by_value: dict[object, Color] = {member.value: member for member in Color}
-
-
-_Size_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
-    ("width", check_int),
-    ("height", check_int),
-    ("unit", _dec_Color),
-)
-
-
-_Upload_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
-    ("name", check_str),
-    ("chunk", check_int),
-    ("policy", _dec_RetryPolicy),
-    ("size", _dec_Size),
-    ("tags", _dec_list_str),
-    ("seen", _dec_dict_str_int),
-    ("colors", _dec_fset_Color),
-    ("started", dec_date),
-)
 
 
 _Store_put_params: tuple[tuple[Callable[[object, str], Any], str], ...] = (
@@ -410,12 +133,6 @@ _Store_put_params: tuple[tuple[Callable[[object, str], Any], str], ...] = (
 
 
 _Store_put_defaults: tuple[Any, ...] = (DEFAULT_POLICY, TIMEOUT, datetime(2030, 1, 1))
-
-
-_lit_fast_slow_values: dict[tuple[object, object], Literal["fast", "slow"]] = {
-    (str, "fast"): "fast",
-    (str, "slow"): "slow",
-}
 
 
 _Store_describe_params: tuple[tuple[Callable[[object, str], Any], str], ...] = (

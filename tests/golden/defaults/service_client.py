@@ -19,6 +19,11 @@ from gopherpipe_runtime.convert import (
     check_str,
     check_tuple,
     check_wire_tuple,
+    convert_entries,
+    convert_items,
+    convert_positions,
+    decode_fields,
+    encode_fields,
     fail,
 )
 from service import Defaults, Job, Mode, Options
@@ -110,10 +115,24 @@ def _enc_opt_int(value: object, path: str) -> Any:
     return check_int(value, path)
 
 
+def _dec_opt_int(value: object, path: str) -> int | None:
+    if value is None:
+        return None
+    return check_int(value, path)
+
+
 def _enc_Mode(value: object, path: str) -> Any:
     if type(value) is Mode:
         return value.value
     fail(path, "Mode", value)
+
+
+def _dec_Mode(value: object, path: str) -> Mode:
+    if type(value) is str:
+        member = _Mode_by_value.get(value)
+        if member is not None:
+            return member
+    bad_enum(path, "Mode", value)
 
 
 def _enc_tuple2_int_str(value: object, path: str) -> Any:
@@ -121,7 +140,15 @@ def _enc_tuple2_int_str(value: object, path: str) -> Any:
     try:
         return [check_int(items[0], path), check_str(items[1], path)]
     except InvalidArgumentError:
-        return [check_int(items[0], path + "[0]"), check_str(items[1], path + "[1]")]
+        return convert_positions(items, path, (check_int, check_str))
+
+
+def _dec_tuple2_int_str(value: object, path: str) -> tuple[int, str]:
+    items = check_wire_tuple(value, path, 2)
+    try:
+        return (check_int(items[0], path), check_str(items[1], path))
+    except InvalidArgumentError:
+        return tuple(convert_positions(items, path, (check_int, check_str)))
 
 
 def _enc_tuplev_float(value: object, path: str) -> Any:
@@ -131,7 +158,17 @@ def _enc_tuplev_float(value: object, path: str) -> Any:
     try:
         return [check_float(item, path) for item in items]
     except InvalidArgumentError:
-        return [check_float(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, check_float)
+
+
+def _dec_tuplev_float(value: object, path: str) -> tuple[float, ...]:
+    items = check_wire_tuple(value, path, None)
+    if all(type(item) is float for item in items):
+        return tuple(items)
+    try:
+        return tuple([check_float(item, path) for item in items])
+    except InvalidArgumentError:
+        return tuple(convert_items(items, path, check_float))
 
 
 def _enc_opt_Mode(value: object, path: str) -> Any:
@@ -140,15 +177,16 @@ def _enc_opt_Mode(value: object, path: str) -> Any:
     return _enc_Mode(value, path)
 
 
+def _dec_opt_Mode(value: object, path: str) -> Mode | None:
+    if value is None:
+        return None
+    return _dec_Mode(value, path)
+
+
 def _dec_Options(value: object, path: str) -> Options:
     items = check_record(value, path, "Options", 0, 11)
     if len(items) < 11:
-        return Options(
-            **{
-                name: decode(item, f"{path}.{name}")
-                for (name, decode), item in zip(_Options_fields, items, strict=False)
-            }
-        )
+        return Options(**decode_fields(items, path, _Options_dec_fields))
     try:
         return Options(
             retries=check_int(items[0], path),
@@ -164,27 +202,7 @@ def _dec_Options(value: object, path: str) -> Options:
             seen=_dec_set_int(items[10], path),
         )
     except InvalidArgumentError:
-        return Options(
-            retries=check_int(items[0], path + ".retries"),
-            ratio=check_float(items[1], path + ".ratio"),
-            name=check_str(items[2], path + ".name"),
-            raw=check_bytes(items[3], path + ".raw"),
-            on=check_bool(items[4], path + ".on"),
-            mode=_dec_Mode(items[5], path + ".mode"),
-            size=_dec_tuple2_int_int(items[6], path + ".size"),
-            parent=_dec_opt_int(items[7], path + ".parent"),
-            tags=_dec_list_str(items[8], path + ".tags"),
-            extra=_dec_dict_str_int(items[9], path + ".extra"),
-            seen=_dec_set_int(items[10], path + ".seen"),
-        )
-
-
-def _dec_Mode(value: object, path: str) -> Mode:
-    if type(value) is str:
-        member = _Mode_by_value.get(value)
-        if member is not None:
-            return member
-    bad_enum(path, "Mode", value)
+        return Options(**decode_fields(items, path, _Options_dec_fields))
 
 
 def _dec_tuple2_int_int(value: object, path: str) -> tuple[int, int]:
@@ -192,13 +210,7 @@ def _dec_tuple2_int_int(value: object, path: str) -> tuple[int, int]:
     try:
         return (check_int(items[0], path), check_int(items[1], path))
     except InvalidArgumentError:
-        return (check_int(items[0], path + "[0]"), check_int(items[1], path + "[1]"))
-
-
-def _dec_opt_int(value: object, path: str) -> int | None:
-    if value is None:
-        return None
-    return check_int(value, path)
+        return tuple(convert_positions(items, path, (check_int, check_int)))
 
 
 def _dec_list_str(value: object, path: str) -> list[str]:
@@ -208,7 +220,7 @@ def _dec_list_str(value: object, path: str) -> list[str]:
     try:
         return [check_str(item, path) for item in items]
     except InvalidArgumentError:
-        return [check_str(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, check_str)
 
 
 def _dec_dict_str_int(value: object, path: str) -> dict[str, int]:
@@ -221,10 +233,7 @@ def _dec_dict_str_int(value: object, path: str) -> dict[str, int]:
     try:
         return {check_str(key, path): check_int(item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): check_int(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_entries(items, path, check_str, check_int)
 
 
 def _dec_set_int(value: object, path: str) -> set[int]:
@@ -234,24 +243,7 @@ def _dec_set_int(value: object, path: str) -> set[int]:
     try:
         return {check_int(item, path) for item in items}
     except InvalidArgumentError:
-        return {check_int(item, f"{path}[{index}]") for index, item in enumerate(items)}
-
-
-def _enc_Job(value: object, path: str) -> Any:
-    if not isinstance(value, Job):
-        fail(path, "Job", value)
-    try:
-        return [
-            check_str(value.name, path),
-            _enc_Options(value.options, path),
-            check_int(value.priority, path),
-        ]
-    except InvalidArgumentError:
-        return [
-            check_str(value.name, path + ".name"),
-            _enc_Options(value.options, path + ".options"),
-            check_int(value.priority, path + ".priority"),
-        ]
+        return set(convert_items(items, path, check_int))
 
 
 def _enc_Options(value: object, path: str) -> Any:
@@ -272,19 +264,7 @@ def _enc_Options(value: object, path: str) -> Any:
             _enc_set_int(value.seen, path),
         ]
     except InvalidArgumentError:
-        return [
-            check_int(value.retries, path + ".retries"),
-            check_float(value.ratio, path + ".ratio"),
-            check_str(value.name, path + ".name"),
-            check_bytes(value.raw, path + ".raw"),
-            check_bool(value.on, path + ".on"),
-            _enc_Mode(value.mode, path + ".mode"),
-            _enc_tuple2_int_int(value.size, path + ".size"),
-            _enc_opt_int(value.parent, path + ".parent"),
-            _enc_list_str(value.tags, path + ".tags"),
-            _enc_dict_str_int(value.extra, path + ".extra"),
-            _enc_set_int(value.seen, path + ".seen"),
-        ]
+        return encode_fields(value, path, _Options_enc_fields)
 
 
 def _enc_tuple2_int_int(value: object, path: str) -> Any:
@@ -292,7 +272,7 @@ def _enc_tuple2_int_int(value: object, path: str) -> Any:
     try:
         return [check_int(items[0], path), check_int(items[1], path)]
     except InvalidArgumentError:
-        return [check_int(items[0], path + "[0]"), check_int(items[1], path + "[1]")]
+        return convert_positions(items, path, (check_int, check_int))
 
 
 def _enc_list_str(value: object, path: str) -> Any:
@@ -302,7 +282,7 @@ def _enc_list_str(value: object, path: str) -> Any:
     try:
         return [check_str(item, path) for item in items]
     except InvalidArgumentError:
-        return [check_str(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, check_str)
 
 
 def _enc_dict_str_int(value: object, path: str) -> Any:
@@ -315,10 +295,7 @@ def _enc_dict_str_int(value: object, path: str) -> Any:
     try:
         return {check_str(key, path): check_int(item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): check_int(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_entries(items, path, check_str, check_int)
 
 
 def _enc_set_int(value: object, path: str) -> Any:
@@ -328,18 +305,26 @@ def _enc_set_int(value: object, path: str) -> Any:
     try:
         return [check_int(item, path) for item in items]
     except InvalidArgumentError:
-        return [check_int(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, check_int)
+
+
+def _enc_Job(value: object, path: str) -> Any:
+    if not isinstance(value, Job):
+        fail(path, "Job", value)
+    try:
+        return [
+            check_str(value.name, path),
+            _enc_Options(value.options, path),
+            check_int(value.priority, path),
+        ]
+    except InvalidArgumentError:
+        return encode_fields(value, path, _Job_enc_fields)
 
 
 def _dec_Job(value: object, path: str) -> Job:
     items = check_record(value, path, "Job", 2, 3)
     if len(items) < 3:
-        return Job(
-            **{
-                name: decode(item, f"{path}.{name}")
-                for (name, decode), item in zip(_Job_fields, items, strict=False)
-            }
-        )
+        return Job(**decode_fields(items, path, _Job_dec_fields))
     try:
         return Job(
             name=check_str(items[0], path),
@@ -347,17 +332,13 @@ def _dec_Job(value: object, path: str) -> Job:
             priority=check_int(items[2], path),
         )
     except InvalidArgumentError:
-        return Job(
-            name=check_str(items[0], path + ".name"),
-            options=_dec_Options(items[1], path + ".options"),
-            priority=check_int(items[2], path + ".priority"),
-        )
+        return Job(**decode_fields(items, path, _Job_dec_fields))
 
 
 _Mode_by_value: dict[object, Mode] = {member.value: member for member in Mode}
 
 
-_Options_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+_Options_dec_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
     ("retries", check_int),
     ("ratio", check_float),
     ("name", check_str),
@@ -372,7 +353,29 @@ _Options_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
 )
 
 
-_Job_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+_Options_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("retries", check_int),
+    ("ratio", check_float),
+    ("name", check_str),
+    ("raw", check_bytes),
+    ("on", check_bool),
+    ("mode", _enc_Mode),
+    ("size", _enc_tuple2_int_int),
+    ("parent", _enc_opt_int),
+    ("tags", _enc_list_str),
+    ("extra", _enc_dict_str_int),
+    ("seen", _enc_set_int),
+)
+
+
+_Job_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("name", check_str),
+    ("options", _enc_Options),
+    ("priority", check_int),
+)
+
+
+_Job_dec_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
     ("name", check_str),
     ("options", _dec_Options),
     ("priority", check_int),

@@ -5,24 +5,26 @@
 from collections.abc import Callable
 from typing import Any
 
-from gopherpipe_runtime import InvalidArgumentError, MethodDef, MethodKind, Server, ServiceDef
+from gopherpipe_runtime import MethodDef, MethodKind, Server, ServiceDef
 from gopherpipe_runtime.convert import (
-    bad_enum,
     check_args,
     check_bool,
     check_bytes,
-    check_dict,
     check_float,
     check_int,
-    check_list,
-    check_record,
-    check_set,
     check_str,
-    check_tuple,
-    check_wire_tuple,
-    fail,
 )
-from service import Defaults, Job, Mode, Options
+from service import Defaults, Mode
+from service_client import (
+    _dec_Job,
+    _dec_Mode,
+    _dec_opt_Mode,
+    _dec_opt_int,
+    _dec_tuple2_int_str,
+    _dec_tuplev_float,
+    _enc_Job,
+    _enc_Options,
+)
 
 
 def register_defaults(server: Server, impl: Defaults) -> None:
@@ -114,259 +116,6 @@ def _Defaults_positional_result(value: Any) -> Any:
     return check_str(value, "positional(): result")
 
 
-def _dec_opt_int(value: object, path: str) -> int | None:
-    if value is None:
-        return None
-    return check_int(value, path)
-
-
-def _dec_Mode(value: object, path: str) -> Mode:
-    if type(value) is str:
-        member = _Mode_by_value.get(value)
-        if member is not None:
-            return member
-    bad_enum(path, "Mode", value)
-
-
-def _dec_tuple2_int_str(value: object, path: str) -> tuple[int, str]:
-    items = check_wire_tuple(value, path, 2)
-    try:
-        return (check_int(items[0], path), check_str(items[1], path))
-    except InvalidArgumentError:
-        return (check_int(items[0], path + "[0]"), check_str(items[1], path + "[1]"))
-
-
-def _dec_tuplev_float(value: object, path: str) -> tuple[float, ...]:
-    items = check_wire_tuple(value, path, None)
-    if all(type(item) is float for item in items):
-        return tuple(items)
-    try:
-        return tuple([check_float(item, path) for item in items])
-    except InvalidArgumentError:
-        return tuple([check_float(item, f"{path}[{index}]") for index, item in enumerate(items)])
-
-
-def _dec_opt_Mode(value: object, path: str) -> Mode | None:
-    if value is None:
-        return None
-    return _dec_Mode(value, path)
-
-
-def _enc_Options(value: object, path: str) -> Any:
-    if not isinstance(value, Options):
-        fail(path, "Options", value)
-    try:
-        return [
-            check_int(value.retries, path),
-            check_float(value.ratio, path),
-            check_str(value.name, path),
-            check_bytes(value.raw, path),
-            check_bool(value.on, path),
-            _enc_Mode(value.mode, path),
-            _enc_tuple2_int_int(value.size, path),
-            _enc_opt_int(value.parent, path),
-            _enc_list_str(value.tags, path),
-            _enc_dict_str_int(value.extra, path),
-            _enc_set_int(value.seen, path),
-        ]
-    except InvalidArgumentError:
-        return [
-            check_int(value.retries, path + ".retries"),
-            check_float(value.ratio, path + ".ratio"),
-            check_str(value.name, path + ".name"),
-            check_bytes(value.raw, path + ".raw"),
-            check_bool(value.on, path + ".on"),
-            _enc_Mode(value.mode, path + ".mode"),
-            _enc_tuple2_int_int(value.size, path + ".size"),
-            _enc_opt_int(value.parent, path + ".parent"),
-            _enc_list_str(value.tags, path + ".tags"),
-            _enc_dict_str_int(value.extra, path + ".extra"),
-            _enc_set_int(value.seen, path + ".seen"),
-        ]
-
-
-def _enc_Mode(value: object, path: str) -> Any:
-    if type(value) is Mode:
-        return value.value
-    fail(path, "Mode", value)
-
-
-def _enc_tuple2_int_int(value: object, path: str) -> Any:
-    items = check_tuple(value, path, 2)
-    try:
-        return [check_int(items[0], path), check_int(items[1], path)]
-    except InvalidArgumentError:
-        return [check_int(items[0], path + "[0]"), check_int(items[1], path + "[1]")]
-
-
-def _enc_opt_int(value: object, path: str) -> Any:
-    if value is None:
-        return None
-    return check_int(value, path)
-
-
-def _enc_list_str(value: object, path: str) -> Any:
-    items = check_list(value, path)
-    if all(type(item) is str for item in items):
-        return items
-    try:
-        return [check_str(item, path) for item in items]
-    except InvalidArgumentError:
-        return [check_str(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _enc_dict_str_int(value: object, path: str) -> Any:
-    items = check_dict(value, path)
-    if all(
-        type(key) is str and type(item) is int and -(2**63) <= item < 2**64
-        for key, item in items.items()
-    ):
-        return items
-    try:
-        return {check_str(key, path): check_int(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): check_int(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
-
-
-def _enc_set_int(value: object, path: str) -> Any:
-    items = check_set(value, path)
-    if all(type(item) is int and -(2**63) <= item < 2**64 for item in items):
-        return list(items)
-    try:
-        return [check_int(item, path) for item in items]
-    except InvalidArgumentError:
-        return [check_int(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _dec_Job(value: object, path: str) -> Job:
-    items = check_record(value, path, "Job", 2, 3)
-    if len(items) < 3:
-        return Job(
-            **{
-                name: decode(item, f"{path}.{name}")
-                for (name, decode), item in zip(_Job_fields, items, strict=False)
-            }
-        )
-    try:
-        return Job(
-            name=check_str(items[0], path),
-            options=_dec_Options(items[1], path),
-            priority=check_int(items[2], path),
-        )
-    except InvalidArgumentError:
-        return Job(
-            name=check_str(items[0], path + ".name"),
-            options=_dec_Options(items[1], path + ".options"),
-            priority=check_int(items[2], path + ".priority"),
-        )
-
-
-def _dec_Options(value: object, path: str) -> Options:
-    items = check_record(value, path, "Options", 0, 11)
-    if len(items) < 11:
-        return Options(
-            **{
-                name: decode(item, f"{path}.{name}")
-                for (name, decode), item in zip(_Options_fields, items, strict=False)
-            }
-        )
-    try:
-        return Options(
-            retries=check_int(items[0], path),
-            ratio=check_float(items[1], path),
-            name=check_str(items[2], path),
-            raw=check_bytes(items[3], path),
-            on=check_bool(items[4], path),
-            mode=_dec_Mode(items[5], path),
-            size=_dec_tuple2_int_int(items[6], path),
-            parent=_dec_opt_int(items[7], path),
-            tags=_dec_list_str(items[8], path),
-            extra=_dec_dict_str_int(items[9], path),
-            seen=_dec_set_int(items[10], path),
-        )
-    except InvalidArgumentError:
-        return Options(
-            retries=check_int(items[0], path + ".retries"),
-            ratio=check_float(items[1], path + ".ratio"),
-            name=check_str(items[2], path + ".name"),
-            raw=check_bytes(items[3], path + ".raw"),
-            on=check_bool(items[4], path + ".on"),
-            mode=_dec_Mode(items[5], path + ".mode"),
-            size=_dec_tuple2_int_int(items[6], path + ".size"),
-            parent=_dec_opt_int(items[7], path + ".parent"),
-            tags=_dec_list_str(items[8], path + ".tags"),
-            extra=_dec_dict_str_int(items[9], path + ".extra"),
-            seen=_dec_set_int(items[10], path + ".seen"),
-        )
-
-
-def _dec_tuple2_int_int(value: object, path: str) -> tuple[int, int]:
-    items = check_wire_tuple(value, path, 2)
-    try:
-        return (check_int(items[0], path), check_int(items[1], path))
-    except InvalidArgumentError:
-        return (check_int(items[0], path + "[0]"), check_int(items[1], path + "[1]"))
-
-
-def _dec_list_str(value: object, path: str) -> list[str]:
-    items = check_list(value, path)
-    if all(type(item) is str for item in items):
-        return items
-    try:
-        return [check_str(item, path) for item in items]
-    except InvalidArgumentError:
-        return [check_str(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _dec_dict_str_int(value: object, path: str) -> dict[str, int]:
-    items = check_dict(value, path)
-    if all(
-        type(key) is str and type(item) is int and -(2**63) <= item < 2**64
-        for key, item in items.items()
-    ):
-        return items
-    try:
-        return {check_str(key, path): check_int(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): check_int(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
-
-
-def _dec_set_int(value: object, path: str) -> set[int]:
-    items = check_list(value, path)
-    if all(type(item) is int and -(2**63) <= item < 2**64 for item in items):
-        return set(items)
-    try:
-        return {check_int(item, path) for item in items}
-    except InvalidArgumentError:
-        return {check_int(item, f"{path}[{index}]") for index, item in enumerate(items)}
-
-
-def _enc_Job(value: object, path: str) -> Any:
-    if not isinstance(value, Job):
-        fail(path, "Job", value)
-    try:
-        return [
-            check_str(value.name, path),
-            _enc_Options(value.options, path),
-            check_int(value.priority, path),
-        ]
-    except InvalidArgumentError:
-        return [
-            check_str(value.name, path + ".name"),
-            _enc_Options(value.options, path + ".options"),
-            check_int(value.priority, path + ".priority"),
-        ]
-
-
-_Mode_by_value: dict[object, Mode] = {member.value: member for member in Mode}
-
-
 _Defaults_call_params: tuple[tuple[Callable[[object, str], Any], str], ...] = (
     (check_int, "call(): argument 'a'"),
     (check_int, "call(): argument 'b'"),
@@ -400,28 +149,6 @@ _Defaults_call_defaults: tuple[Any, ...] = (
     (1, "x"),
     (),
     Mode.FAST,
-)
-
-
-_Options_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
-    ("retries", check_int),
-    ("ratio", check_float),
-    ("name", check_str),
-    ("raw", check_bytes),
-    ("on", check_bool),
-    ("mode", _dec_Mode),
-    ("size", _dec_tuple2_int_int),
-    ("parent", _dec_opt_int),
-    ("tags", _dec_list_str),
-    ("extra", _dec_dict_str_int),
-    ("seen", _dec_set_int),
-)
-
-
-_Job_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
-    ("name", check_str),
-    ("options", _dec_Options),
-    ("priority", check_int),
 )
 
 

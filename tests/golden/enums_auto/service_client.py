@@ -12,6 +12,10 @@ from gopherpipe_runtime.convert import (
     check_list,
     check_record,
     check_set,
+    convert_entries,
+    convert_items,
+    decode_fields,
+    encode_fields,
     fail,
 )
 from service import Auto, Level, Mode, Priority, Sign, Task
@@ -86,10 +90,7 @@ def _enc_dict_Level_Mode(value: object, path: str) -> Any:
     try:
         return {_enc_Level(key, path): _enc_Mode(item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return {
-            _enc_Level(key, f"{path} key {key!r}"): _enc_Mode(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_entries(items, path, _enc_Level, _enc_Mode)
 
 
 def _enc_Level(value: object, path: str) -> Any:
@@ -109,10 +110,7 @@ def _dec_dict_Level_Mode(value: object, path: str) -> dict[Level, Mode]:
     try:
         return {_dec_Level(key, path): _dec_Mode(item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return {
-            _dec_Level(key, f"{path} key {key!r}"): _dec_Mode(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_entries(items, path, _dec_Level, _dec_Mode)
 
 
 def _dec_Level(value: object, path: str) -> Level:
@@ -136,7 +134,7 @@ def _enc_set_Sign(value: object, path: str) -> Any:
     try:
         return [_enc_Sign(item, path) for item in items]
     except InvalidArgumentError:
-        return [_enc_Sign(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, _enc_Sign)
 
 
 def _enc_Sign(value: object, path: str) -> Any:
@@ -150,7 +148,7 @@ def _dec_set_Sign(value: object, path: str) -> set[Sign]:
     try:
         return {_dec_Sign(item, path) for item in items}
     except InvalidArgumentError:
-        return {_dec_Sign(item, f"{path}[{index}]") for index, item in enumerate(items)}
+        return set(convert_items(items, path, _dec_Sign))
 
 
 def _dec_Sign(value: object, path: str) -> Sign:
@@ -171,22 +169,13 @@ def _enc_Task(value: object, path: str) -> Any:
             _enc_Level(value.level, path),
         ]
     except InvalidArgumentError:
-        return [
-            _enc_Priority(value.priority, path + ".priority"),
-            _enc_Mode(value.mode, path + ".mode"),
-            _enc_Level(value.level, path + ".level"),
-        ]
+        return encode_fields(value, path, _Task_enc_fields)
 
 
 def _dec_Task(value: object, path: str) -> Task:
     items = check_record(value, path, "Task", 1, 3)
     if len(items) < 3:
-        return Task(
-            **{
-                name: decode(item, f"{path}.{name}")
-                for (name, decode), item in zip(_Task_fields, items, strict=False)
-            }
-        )
+        return Task(**decode_fields(items, path, _Task_dec_fields))
     try:
         return Task(
             priority=_dec_Priority(items[0], path),
@@ -194,11 +183,7 @@ def _dec_Task(value: object, path: str) -> Task:
             level=_dec_Level(items[2], path),
         )
     except InvalidArgumentError:
-        return Task(
-            priority=_dec_Priority(items[0], path + ".priority"),
-            mode=_dec_Mode(items[1], path + ".mode"),
-            level=_dec_Level(items[2], path + ".level"),
-        )
+        return Task(**decode_fields(items, path, _Task_dec_fields))
 
 
 _Priority_by_value: dict[object, Priority] = {member.value: member for member in Priority}
@@ -213,7 +198,14 @@ _Mode_by_value: dict[object, Mode] = {member.value: member for member in Mode}
 _Sign_by_value: dict[object, Sign] = {member.value: member for member in Sign}
 
 
-_Task_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+_Task_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("priority", _enc_Priority),
+    ("mode", _enc_Mode),
+    ("level", _enc_Level),
+)
+
+
+_Task_dec_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
     ("priority", _dec_Priority),
     ("mode", _dec_Mode),
     ("level", _dec_Level),

@@ -5,17 +5,19 @@
 from collections.abc import Callable
 from typing import Any
 
-from gopherpipe_runtime import InvalidArgumentError, MethodDef, MethodKind, Server, ServiceDef
-from gopherpipe_runtime.convert import (
-    bad_enum,
-    check_args,
-    check_dict,
-    check_list,
-    check_record,
-    check_set,
-    fail,
+from gopherpipe_runtime import MethodDef, MethodKind, Server, ServiceDef
+from gopherpipe_runtime.convert import check_args
+from service import Auto, Priority
+from service_client import (
+    _dec_Priority,
+    _dec_Task,
+    _dec_dict_Level_Mode,
+    _dec_set_Sign,
+    _enc_Priority,
+    _enc_Task,
+    _enc_dict_Level_Mode,
+    _enc_set_Sign,
 )
-from service import Auto, Level, Mode, Priority, Sign, Task
 
 
 def register_auto(server: Server, impl: Auto) -> None:
@@ -79,162 +81,9 @@ def _Auto_task_result(value: Any) -> Any:
     return _enc_Task(value, "task(): result")
 
 
-def _dec_Priority(value: object, path: str) -> Priority:
-    if type(value) is int:
-        member = _Priority_by_value.get(value)
-        if member is not None:
-            return member
-    bad_enum(path, "Priority", value)
-
-
-def _enc_Priority(value: object, path: str) -> Any:
-    if type(value) is Priority:
-        return value.value
-    fail(path, "Priority", value)
-
-
-def _dec_dict_Level_Mode(value: object, path: str) -> dict[Level, Mode]:
-    items = check_dict(value, path)
-    try:
-        return {_dec_Level(key, path): _dec_Mode(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return {
-            _dec_Level(key, f"{path} key {key!r}"): _dec_Mode(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
-
-
-def _dec_Level(value: object, path: str) -> Level:
-    if type(value) is int:
-        member = _Level_by_value.get(value)
-        if member is not None:
-            return member
-    bad_enum(path, "Level", value)
-
-
-def _dec_Mode(value: object, path: str) -> Mode:
-    if type(value) is str:
-        member = _Mode_by_value.get(value)
-        if member is not None:
-            return member
-    bad_enum(path, "Mode", value)
-
-
-def _enc_dict_Level_Mode(value: object, path: str) -> Any:
-    items = check_dict(value, path)
-    try:
-        return {_enc_Level(key, path): _enc_Mode(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return {
-            _enc_Level(key, f"{path} key {key!r}"): _enc_Mode(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
-
-
-def _enc_Level(value: object, path: str) -> Any:
-    if type(value) is Level:
-        return value.value
-    fail(path, "Level", value)
-
-
-def _enc_Mode(value: object, path: str) -> Any:
-    if type(value) is Mode:
-        return value.value
-    fail(path, "Mode", value)
-
-
-def _dec_set_Sign(value: object, path: str) -> set[Sign]:
-    items = check_list(value, path)
-    try:
-        return {_dec_Sign(item, path) for item in items}
-    except InvalidArgumentError:
-        return {_dec_Sign(item, f"{path}[{index}]") for index, item in enumerate(items)}
-
-
-def _dec_Sign(value: object, path: str) -> Sign:
-    if type(value) is int:
-        member = _Sign_by_value.get(value)
-        if member is not None:
-            return member
-    bad_enum(path, "Sign", value)
-
-
-def _enc_set_Sign(value: object, path: str) -> Any:
-    items = check_set(value, path)
-    try:
-        return [_enc_Sign(item, path) for item in items]
-    except InvalidArgumentError:
-        return [_enc_Sign(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _enc_Sign(value: object, path: str) -> Any:
-    if type(value) is Sign:
-        return value.value
-    fail(path, "Sign", value)
-
-
-def _dec_Task(value: object, path: str) -> Task:
-    items = check_record(value, path, "Task", 1, 3)
-    if len(items) < 3:
-        return Task(
-            **{
-                name: decode(item, f"{path}.{name}")
-                for (name, decode), item in zip(_Task_fields, items, strict=False)
-            }
-        )
-    try:
-        return Task(
-            priority=_dec_Priority(items[0], path),
-            mode=_dec_Mode(items[1], path),
-            level=_dec_Level(items[2], path),
-        )
-    except InvalidArgumentError:
-        return Task(
-            priority=_dec_Priority(items[0], path + ".priority"),
-            mode=_dec_Mode(items[1], path + ".mode"),
-            level=_dec_Level(items[2], path + ".level"),
-        )
-
-
-def _enc_Task(value: object, path: str) -> Any:
-    if not isinstance(value, Task):
-        fail(path, "Task", value)
-    try:
-        return [
-            _enc_Priority(value.priority, path),
-            _enc_Mode(value.mode, path),
-            _enc_Level(value.level, path),
-        ]
-    except InvalidArgumentError:
-        return [
-            _enc_Priority(value.priority, path + ".priority"),
-            _enc_Mode(value.mode, path + ".mode"),
-            _enc_Level(value.level, path + ".level"),
-        ]
-
-
-_Priority_by_value: dict[object, Priority] = {member.value: member for member in Priority}
-
-
 _Auto_priority_params: tuple[tuple[Callable[[object, str], Any], str], ...] = (
     (_dec_Priority, "priority(): argument 'value'"),
 )
 
 
 _Auto_priority_defaults: tuple[Any, ...] = (Priority.MID,)
-
-
-_Level_by_value: dict[object, Level] = {member.value: member for member in Level}
-
-
-_Mode_by_value: dict[object, Mode] = {member.value: member for member in Mode}
-
-
-_Sign_by_value: dict[object, Sign] = {member.value: member for member in Sign}
-
-
-_Task_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
-    ("priority", _dec_Priority),
-    ("mode", _dec_Mode),
-    ("level", _dec_Level),
-)

@@ -2,6 +2,7 @@
 # ruff: noqa: I001
 """Client stubs for the services in service.py: each client *is* its service's interface."""
 
+from collections.abc import Callable
 from typing import Any
 
 from gopherpipe_runtime import ClientBase, InvalidArgumentError
@@ -11,6 +12,10 @@ from gopherpipe_runtime.convert import (
     check_list,
     check_record,
     check_str,
+    convert_entries,
+    convert_items,
+    decode_fields,
+    encode_fields,
     fail,
 )
 from models import Item
@@ -41,7 +46,7 @@ def _enc_list_Item(value: object, path: str) -> Any:
     try:
         return [_enc_Item(item, path) for item in items]
     except InvalidArgumentError:
-        return [_enc_Item(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, _enc_Item)
 
 
 def _enc_Item(value: object, path: str) -> Any:
@@ -50,18 +55,15 @@ def _enc_Item(value: object, path: str) -> Any:
     try:
         return [check_str(value.sku, path), check_int(value.count, path)]
     except InvalidArgumentError:
-        return [check_str(value.sku, path + ".sku"), check_int(value.count, path + ".count")]
+        return encode_fields(value, path, _Item_enc_fields)
 
 
-def _dec_dict_str_Item(value: object, path: str) -> dict[str, Item]:
-    items = check_dict(value, path)
+def _dec_list_Item(value: object, path: str) -> list[Item]:
+    items = check_list(value, path)
     try:
-        return {check_str(key, path): _dec_Item(item, path) for key, item in items.items()}
+        return [_dec_Item(item, path) for item in items]
     except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): _dec_Item(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_items(items, path, _dec_Item)
 
 
 def _dec_Item(value: object, path: str) -> Item:
@@ -69,6 +71,32 @@ def _dec_Item(value: object, path: str) -> Item:
     try:
         return Item(sku=check_str(items[0], path), count=check_int(items[1], path))
     except InvalidArgumentError:
-        return Item(
-            sku=check_str(items[0], path + ".sku"), count=check_int(items[1], path + ".count")
-        )
+        return Item(**decode_fields(items, path, _Item_dec_fields))
+
+
+def _dec_dict_str_Item(value: object, path: str) -> dict[str, Item]:
+    items = check_dict(value, path)
+    try:
+        return {check_str(key, path): _dec_Item(item, path) for key, item in items.items()}
+    except InvalidArgumentError:
+        return convert_entries(items, path, check_str, _dec_Item)
+
+
+def _enc_dict_str_Item(value: object, path: str) -> Any:
+    items = check_dict(value, path)
+    try:
+        return {check_str(key, path): _enc_Item(item, path) for key, item in items.items()}
+    except InvalidArgumentError:
+        return convert_entries(items, path, check_str, _enc_Item)
+
+
+_Item_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("sku", check_str),
+    ("count", check_int),
+)
+
+
+_Item_dec_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("sku", check_str),
+    ("count", check_int),
+)

@@ -4,18 +4,10 @@
 
 from typing import Any
 
-from gopherpipe_runtime import InvalidArgumentError, MethodDef, MethodKind, Server, ServiceDef
-from gopherpipe_runtime.convert import (
-    check_args,
-    check_dict,
-    check_int,
-    check_list,
-    check_record,
-    check_str,
-    fail,
-)
-from models import Item
+from gopherpipe_runtime import MethodDef, MethodKind, Server, ServiceDef
+from gopherpipe_runtime.convert import check_args
 from service import Store
+from service_client import _dec_list_Item, _enc_dict_str_Item
 
 
 def register_store(server: Server, impl: Store) -> None:
@@ -39,41 +31,3 @@ def _Store_stock_args(value: Any) -> tuple[Any, ...]:
 
 def _Store_stock_result(value: Any) -> Any:
     return _enc_dict_str_Item(value, "stock(): result")
-
-
-def _dec_list_Item(value: object, path: str) -> list[Item]:
-    items = check_list(value, path)
-    try:
-        return [_dec_Item(item, path) for item in items]
-    except InvalidArgumentError:
-        return [_dec_Item(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _dec_Item(value: object, path: str) -> Item:
-    items = check_record(value, path, "Item", 2, 2)
-    try:
-        return Item(sku=check_str(items[0], path), count=check_int(items[1], path))
-    except InvalidArgumentError:
-        return Item(
-            sku=check_str(items[0], path + ".sku"), count=check_int(items[1], path + ".count")
-        )
-
-
-def _enc_dict_str_Item(value: object, path: str) -> Any:
-    items = check_dict(value, path)
-    try:
-        return {check_str(key, path): _enc_Item(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): _enc_Item(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
-
-
-def _enc_Item(value: object, path: str) -> Any:
-    if not isinstance(value, Item):
-        fail(path, "Item", value)
-    try:
-        return [check_str(value.sku, path), check_int(value.count, path)]
-    except InvalidArgumentError:
-        return [check_str(value.sku, path + ".sku"), check_int(value.count, path + ".count")]

@@ -12,9 +12,14 @@ from gopherpipe_runtime.convert import (
     check_list,
     check_record,
     check_str,
+    check_tuple,
     check_wire_tuple,
+    convert_items,
+    convert_positions,
     dec_date,
+    decode_fields,
     enc_date,
+    encode_fields,
     fail,
 )
 from service import Generics, Node, Page, Pair, User
@@ -85,11 +90,7 @@ def _enc_Page_User(value: object, path: str) -> Any:
             check_int(value.total, path),
         ]
     except InvalidArgumentError:
-        return [
-            _enc_list_User(value.items, path + ".items"),
-            _enc_opt_str(value.next_token, path + ".next_token"),
-            check_int(value.total, path + ".total"),
-        ]
+        return encode_fields(value, path, _Page_User_enc_fields)
 
 
 def _enc_list_User(value: object, path: str) -> Any:
@@ -97,7 +98,7 @@ def _enc_list_User(value: object, path: str) -> Any:
     try:
         return [_enc_User(item, path) for item in items]
     except InvalidArgumentError:
-        return [_enc_User(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, _enc_User)
 
 
 def _enc_User(value: object, path: str) -> Any:
@@ -106,7 +107,7 @@ def _enc_User(value: object, path: str) -> Any:
     try:
         return [check_str(value.name, path), _enc_opt_date(value.born, path)]
     except InvalidArgumentError:
-        return [check_str(value.name, path + ".name"), _enc_opt_date(value.born, path + ".born")]
+        return encode_fields(value, path, _User_enc_fields)
 
 
 def _enc_opt_date(value: object, path: str) -> Any:
@@ -124,12 +125,7 @@ def _enc_opt_str(value: object, path: str) -> Any:
 def _dec_Page_User(value: object, path: str) -> Page[User]:
     items = check_record(value, path, "Page", 2, 3)
     if len(items) < 3:
-        return Page(
-            **{
-                name: decode(item, f"{path}.{name}")
-                for (name, decode), item in zip(_Page_User_fields, items, strict=False)
-            }
-        )
+        return Page(**decode_fields(items, path, _Page_User_dec_fields))
     try:
         return Page(
             items=_dec_list_User(items[0], path),
@@ -137,11 +133,7 @@ def _dec_Page_User(value: object, path: str) -> Page[User]:
             total=check_int(items[2], path),
         )
     except InvalidArgumentError:
-        return Page(
-            items=_dec_list_User(items[0], path + ".items"),
-            next_token=_dec_opt_str(items[1], path + ".next_token"),
-            total=check_int(items[2], path + ".total"),
-        )
+        return Page(**decode_fields(items, path, _Page_User_dec_fields))
 
 
 def _dec_list_User(value: object, path: str) -> list[User]:
@@ -149,24 +141,17 @@ def _dec_list_User(value: object, path: str) -> list[User]:
     try:
         return [_dec_User(item, path) for item in items]
     except InvalidArgumentError:
-        return [_dec_User(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, _dec_User)
 
 
 def _dec_User(value: object, path: str) -> User:
     items = check_record(value, path, "User", 1, 2)
     if len(items) < 2:
-        return User(
-            **{
-                name: decode(item, f"{path}.{name}")
-                for (name, decode), item in zip(_User_fields, items, strict=False)
-            }
-        )
+        return User(**decode_fields(items, path, _User_dec_fields))
     try:
         return User(name=check_str(items[0], path), born=_dec_opt_date(items[1], path))
     except InvalidArgumentError:
-        return User(
-            name=check_str(items[0], path + ".name"), born=_dec_opt_date(items[1], path + ".born")
-        )
+        return User(**decode_fields(items, path, _User_dec_fields))
 
 
 def _dec_opt_date(value: object, path: str) -> date | None:
@@ -191,11 +176,7 @@ def _enc_Page_int(value: object, path: str) -> Any:
             check_int(value.total, path),
         ]
     except InvalidArgumentError:
-        return [
-            _enc_list_int(value.items, path + ".items"),
-            _enc_opt_str(value.next_token, path + ".next_token"),
-            check_int(value.total, path + ".total"),
-        ]
+        return encode_fields(value, path, _Page_int_enc_fields)
 
 
 def _enc_list_int(value: object, path: str) -> Any:
@@ -205,26 +186,13 @@ def _enc_list_int(value: object, path: str) -> Any:
     try:
         return [check_int(item, path) for item in items]
     except InvalidArgumentError:
-        return [check_int(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _dec_tuple2_Page_int_str(value: object, path: str) -> tuple[Page[int], str]:
-    items = check_wire_tuple(value, path, 2)
-    try:
-        return (_dec_Page_int(items[0], path), check_str(items[1], path))
-    except InvalidArgumentError:
-        return (_dec_Page_int(items[0], path + "[0]"), check_str(items[1], path + "[1]"))
+        return convert_items(items, path, check_int)
 
 
 def _dec_Page_int(value: object, path: str) -> Page[int]:
     items = check_record(value, path, "Page", 2, 3)
     if len(items) < 3:
-        return Page(
-            **{
-                name: decode(item, f"{path}.{name}")
-                for (name, decode), item in zip(_Page_int_fields, items, strict=False)
-            }
-        )
+        return Page(**decode_fields(items, path, _Page_int_dec_fields))
     try:
         return Page(
             items=_dec_list_int(items[0], path),
@@ -232,11 +200,7 @@ def _dec_Page_int(value: object, path: str) -> Page[int]:
             total=check_int(items[2], path),
         )
     except InvalidArgumentError:
-        return Page(
-            items=_dec_list_int(items[0], path + ".items"),
-            next_token=_dec_opt_str(items[1], path + ".next_token"),
-            total=check_int(items[2], path + ".total"),
-        )
+        return Page(**decode_fields(items, path, _Page_int_dec_fields))
 
 
 def _dec_list_int(value: object, path: str) -> list[int]:
@@ -246,7 +210,23 @@ def _dec_list_int(value: object, path: str) -> list[int]:
     try:
         return [check_int(item, path) for item in items]
     except InvalidArgumentError:
-        return [check_int(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, check_int)
+
+
+def _dec_tuple2_Page_int_str(value: object, path: str) -> tuple[Page[int], str]:
+    items = check_wire_tuple(value, path, 2)
+    try:
+        return (_dec_Page_int(items[0], path), check_str(items[1], path))
+    except InvalidArgumentError:
+        return tuple(convert_positions(items, path, (_dec_Page_int, check_str)))
+
+
+def _enc_tuple2_Page_int_str(value: object, path: str) -> Any:
+    items = check_tuple(value, path, 2)
+    try:
+        return [_enc_Page_int(items[0], path), check_str(items[1], path)]
+    except InvalidArgumentError:
+        return convert_positions(items, path, (_enc_Page_int, check_str))
 
 
 def _enc_Pair_str_Page_date(value: object, path: str) -> Any:
@@ -259,11 +239,7 @@ def _enc_Pair_str_Page_date(value: object, path: str) -> Any:
             _enc_list_Page_date(value.history, path),
         ]
     except InvalidArgumentError:
-        return [
-            check_str(value.key, path + ".key"),
-            _enc_Page_date(value.value, path + ".value"),
-            _enc_list_Page_date(value.history, path + ".history"),
-        ]
+        return encode_fields(value, path, _Pair_str_Page_date_enc_fields)
 
 
 def _enc_Page_date(value: object, path: str) -> Any:
@@ -276,11 +252,7 @@ def _enc_Page_date(value: object, path: str) -> Any:
             check_int(value.total, path),
         ]
     except InvalidArgumentError:
-        return [
-            _enc_list_date(value.items, path + ".items"),
-            _enc_opt_str(value.next_token, path + ".next_token"),
-            check_int(value.total, path + ".total"),
-        ]
+        return encode_fields(value, path, _Page_date_enc_fields)
 
 
 def _enc_list_date(value: object, path: str) -> Any:
@@ -288,7 +260,7 @@ def _enc_list_date(value: object, path: str) -> Any:
     try:
         return [enc_date(item, path) for item in items]
     except InvalidArgumentError:
-        return [enc_date(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, enc_date)
 
 
 def _enc_list_Page_date(value: object, path: str) -> Any:
@@ -296,18 +268,13 @@ def _enc_list_Page_date(value: object, path: str) -> Any:
     try:
         return [_enc_Page_date(item, path) for item in items]
     except InvalidArgumentError:
-        return [_enc_Page_date(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, _enc_Page_date)
 
 
 def _dec_Pair_str_Page_date(value: object, path: str) -> Pair[str, Page[date]]:
     items = check_record(value, path, "Pair", 2, 3)
     if len(items) < 3:
-        return Pair(
-            **{
-                name: decode(item, f"{path}.{name}")
-                for (name, decode), item in zip(_Pair_str_Page_date_fields, items, strict=False)
-            }
-        )
+        return Pair(**decode_fields(items, path, _Pair_str_Page_date_dec_fields))
     try:
         return Pair(
             key=check_str(items[0], path),
@@ -315,22 +282,13 @@ def _dec_Pair_str_Page_date(value: object, path: str) -> Pair[str, Page[date]]:
             history=_dec_list_Page_date(items[2], path),
         )
     except InvalidArgumentError:
-        return Pair(
-            key=check_str(items[0], path + ".key"),
-            value=_dec_Page_date(items[1], path + ".value"),
-            history=_dec_list_Page_date(items[2], path + ".history"),
-        )
+        return Pair(**decode_fields(items, path, _Pair_str_Page_date_dec_fields))
 
 
 def _dec_Page_date(value: object, path: str) -> Page[date]:
     items = check_record(value, path, "Page", 2, 3)
     if len(items) < 3:
-        return Page(
-            **{
-                name: decode(item, f"{path}.{name}")
-                for (name, decode), item in zip(_Page_date_fields, items, strict=False)
-            }
-        )
+        return Page(**decode_fields(items, path, _Page_date_dec_fields))
     try:
         return Page(
             items=_dec_list_date(items[0], path),
@@ -338,11 +296,7 @@ def _dec_Page_date(value: object, path: str) -> Page[date]:
             total=check_int(items[2], path),
         )
     except InvalidArgumentError:
-        return Page(
-            items=_dec_list_date(items[0], path + ".items"),
-            next_token=_dec_opt_str(items[1], path + ".next_token"),
-            total=check_int(items[2], path + ".total"),
-        )
+        return Page(**decode_fields(items, path, _Page_date_dec_fields))
 
 
 def _dec_list_date(value: object, path: str) -> list[date]:
@@ -350,7 +304,7 @@ def _dec_list_date(value: object, path: str) -> list[date]:
     try:
         return [dec_date(item, path) for item in items]
     except InvalidArgumentError:
-        return [dec_date(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, dec_date)
 
 
 def _dec_list_Page_date(value: object, path: str) -> list[Page[date]]:
@@ -358,7 +312,7 @@ def _dec_list_Page_date(value: object, path: str) -> list[Page[date]]:
     try:
         return [_dec_Page_date(item, path) for item in items]
     except InvalidArgumentError:
-        return [_dec_Page_date(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, _dec_Page_date)
 
 
 def _enc_list_Node_str(value: object, path: str) -> Any:
@@ -366,7 +320,7 @@ def _enc_list_Node_str(value: object, path: str) -> Any:
     try:
         return [_enc_Node_str(item, path) for item in items]
     except InvalidArgumentError:
-        return [_enc_Node_str(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, _enc_Node_str)
 
 
 def _enc_Node_str(value: object, path: str) -> Any:
@@ -375,10 +329,7 @@ def _enc_Node_str(value: object, path: str) -> Any:
     try:
         return [check_str(value.value, path), _enc_list_Node_str(value.children, path)]
     except InvalidArgumentError:
-        return [
-            check_str(value.value, path + ".value"),
-            _enc_list_Node_str(value.children, path + ".children"),
-        ]
+        return encode_fields(value, path, _Node_str_enc_fields)
 
 
 def _dec_list_Node_str(value: object, path: str) -> list[Node[str]]:
@@ -386,7 +337,7 @@ def _dec_list_Node_str(value: object, path: str) -> list[Node[str]]:
     try:
         return [_dec_Node_str(item, path) for item in items]
     except InvalidArgumentError:
-        return [_dec_Node_str(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, _dec_Node_str)
 
 
 def _dec_Node_str(value: object, path: str) -> Node[str]:
@@ -394,41 +345,84 @@ def _dec_Node_str(value: object, path: str) -> Node[str]:
     try:
         return Node(value=check_str(items[0], path), children=_dec_list_Node_str(items[1], path))
     except InvalidArgumentError:
-        return Node(
-            value=check_str(items[0], path + ".value"),
-            children=_dec_list_Node_str(items[1], path + ".children"),
-        )
+        return Node(**decode_fields(items, path, _Node_str_dec_fields))
 
 
-_User_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+_User_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("name", check_str),
+    ("born", _enc_opt_date),
+)
+
+
+_Page_User_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("items", _enc_list_User),
+    ("next_token", _enc_opt_str),
+    ("total", check_int),
+)
+
+
+_User_dec_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
     ("name", check_str),
     ("born", _dec_opt_date),
 )
 
 
-_Page_User_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+_Page_User_dec_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
     ("items", _dec_list_User),
     ("next_token", _dec_opt_str),
     ("total", check_int),
 )
 
 
-_Page_int_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+_Page_int_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("items", _enc_list_int),
+    ("next_token", _enc_opt_str),
+    ("total", check_int),
+)
+
+
+_Page_int_dec_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
     ("items", _dec_list_int),
     ("next_token", _dec_opt_str),
     ("total", check_int),
 )
 
 
-_Page_date_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+_Page_date_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("items", _enc_list_date),
+    ("next_token", _enc_opt_str),
+    ("total", check_int),
+)
+
+
+_Pair_str_Page_date_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("key", check_str),
+    ("value", _enc_Page_date),
+    ("history", _enc_list_Page_date),
+)
+
+
+_Page_date_dec_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
     ("items", _dec_list_date),
     ("next_token", _dec_opt_str),
     ("total", check_int),
 )
 
 
-_Pair_str_Page_date_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+_Pair_str_Page_date_dec_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
     ("key", check_str),
     ("value", _dec_Page_date),
     ("history", _dec_list_Page_date),
+)
+
+
+_Node_str_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("value", check_str),
+    ("children", _enc_list_Node_str),
+)
+
+
+_Node_str_dec_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("value", check_str),
+    ("children", _dec_list_Node_str),
 )

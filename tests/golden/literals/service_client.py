@@ -12,6 +12,10 @@ from gopherpipe_runtime.convert import (
     check_list,
     check_record,
     check_set,
+    convert_entries,
+    convert_items,
+    decode_fields,
+    encode_fields,
     fail,
 )
 from service import Literals, Order
@@ -157,11 +161,7 @@ def _enc_Order(value: object, path: str) -> Any:
             _enc_opt_dict_lit_a_b_lit_0_1(value.flags, path),
         ]
     except InvalidArgumentError:
-        return [
-            _enc_lit_buy_sell(value.side, path + ".side"),
-            _enc_lit_market_limit(value.kind, path + ".kind"),
-            _enc_opt_dict_lit_a_b_lit_0_1(value.flags, path + ".flags"),
-        ]
+        return encode_fields(value, path, _Order_enc_fields)
 
 
 def _enc_lit_market_limit(value: object, path: str) -> Any:
@@ -183,10 +183,7 @@ def _enc_dict_lit_a_b_lit_0_1(value: object, path: str) -> Any:
     try:
         return {_enc_lit_a_b(key, path): _enc_lit_0_1(item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return {
-            _enc_lit_a_b(key, f"{path} key {key!r}"): _enc_lit_0_1(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_entries(items, path, _enc_lit_a_b, _enc_lit_0_1)
 
 
 def _enc_lit_a_b(value: object, path: str) -> Any:
@@ -208,12 +205,7 @@ def _enc_lit_0_1(value: object, path: str) -> Any:
 def _dec_Order(value: object, path: str) -> Order:
     items = check_record(value, path, "Order", 1, 3)
     if len(items) < 3:
-        return Order(
-            **{
-                name: decode(item, f"{path}.{name}")
-                for (name, decode), item in zip(_Order_fields, items, strict=False)
-            }
-        )
+        return Order(**decode_fields(items, path, _Order_dec_fields))
     try:
         return Order(
             side=_dec_lit_buy_sell(items[0], path),
@@ -221,11 +213,7 @@ def _dec_Order(value: object, path: str) -> Order:
             flags=_dec_opt_dict_lit_a_b_lit_0_1(items[2], path),
         )
     except InvalidArgumentError:
-        return Order(
-            side=_dec_lit_buy_sell(items[0], path + ".side"),
-            kind=_dec_lit_market_limit(items[1], path + ".kind"),
-            flags=_dec_opt_dict_lit_a_b_lit_0_1(items[2], path + ".flags"),
-        )
+        return Order(**decode_fields(items, path, _Order_dec_fields))
 
 
 def _dec_lit_market_limit(value: object, path: str) -> Literal["market", "limit"]:
@@ -249,10 +237,7 @@ def _dec_dict_lit_a_b_lit_0_1(value: object, path: str) -> dict[Literal["a", "b"
     try:
         return {_dec_lit_a_b(key, path): _dec_lit_0_1(item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return {
-            _dec_lit_a_b(key, f"{path} key {key!r}"): _dec_lit_0_1(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_entries(items, path, _dec_lit_a_b, _dec_lit_0_1)
 
 
 def _dec_lit_a_b(value: object, path: str) -> Literal["a", "b"]:
@@ -276,7 +261,7 @@ def _enc_set_lit_buy_sell(value: object, path: str) -> Any:
     try:
         return [_enc_lit_buy_sell(item, path) for item in items]
     except InvalidArgumentError:
-        return [_enc_lit_buy_sell(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, _enc_lit_buy_sell)
 
 
 def _dec_set_lit_buy_sell(value: object, path: str) -> set[Literal["buy", "sell"]]:
@@ -284,7 +269,7 @@ def _dec_set_lit_buy_sell(value: object, path: str) -> set[Literal["buy", "sell"
     try:
         return {_dec_lit_buy_sell(item, path) for item in items}
     except InvalidArgumentError:
-        return {_dec_lit_buy_sell(item, f"{path}[{index}]") for index, item in enumerate(items)}
+        return set(convert_items(items, path, _dec_lit_buy_sell))
 
 
 _lit_buy_sell_values: dict[tuple[object, object], Literal["buy", "sell"]] = {
@@ -322,7 +307,14 @@ _lit_a_b_values: dict[tuple[object, object], Literal["a", "b"]] = {(str, "a"): "
 _lit_0_1_values: dict[tuple[object, object], Literal[0, 1]] = {(int, 0): 0, (int, 1): 1}
 
 
-_Order_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+_Order_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("side", _enc_lit_buy_sell),
+    ("kind", _enc_lit_market_limit),
+    ("flags", _enc_opt_dict_lit_a_b_lit_0_1),
+)
+
+
+_Order_dec_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
     ("side", _dec_lit_buy_sell),
     ("kind", _dec_lit_market_limit),
     ("flags", _dec_opt_dict_lit_a_b_lit_0_1),

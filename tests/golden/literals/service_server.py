@@ -3,19 +3,25 @@
 """Server stubs for the services in service.py: register an implementation on a Server."""
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
-from gopherpipe_runtime import InvalidArgumentError, MethodDef, MethodKind, Server, ServiceDef
-from gopherpipe_runtime.convert import (
-    bad_enum,
-    check_args,
-    check_dict,
-    check_list,
-    check_record,
-    check_set,
-    fail,
+from gopherpipe_runtime import MethodDef, MethodKind, Server, ServiceDef
+from gopherpipe_runtime.convert import check_args
+from service import Literals
+from service_client import (
+    _dec_Order,
+    _dec_lit_1_True_s,
+    _dec_lit_True,
+    _dec_lit_buy_sell,
+    _dec_lit_m1_0_1,
+    _dec_set_lit_buy_sell,
+    _enc_Order,
+    _enc_lit_1_True_s,
+    _enc_lit_True,
+    _enc_lit_buy_sell,
+    _enc_lit_m1_0_1,
+    _enc_set_lit_buy_sell,
 )
-from service import Literals, Order
 
 
 def register_literals(server: Server, impl: Literals) -> None:
@@ -107,255 +113,9 @@ def _Literals_sides_result(value: Any) -> Any:
     return _enc_set_lit_buy_sell(value, "sides(): result")
 
 
-def _dec_lit_buy_sell(value: object, path: str) -> Literal["buy", "sell"]:
-    if type(value) is str:
-        member = _lit_buy_sell_values.get((type(value), value))
-        if member is not None:
-            return member
-    bad_enum(path, "Literal['buy', 'sell']", value)
-
-
-def _enc_lit_buy_sell(value: object, path: str) -> Any:
-    if type(value) is str:
-        member = _lit_buy_sell_values.get((type(value), value))
-        if member is not None:
-            return member
-    bad_enum(path, "Literal['buy', 'sell']", value)
-
-
-def _dec_lit_m1_0_1(value: object, path: str) -> Literal[-1, 0, 1]:
-    if type(value) is int:
-        member = _lit_m1_0_1_values.get((type(value), value))
-        if member is not None:
-            return member
-    bad_enum(path, "Literal[-1, 0, 1]", value)
-
-
-def _enc_lit_m1_0_1(value: object, path: str) -> Any:
-    if type(value) is int:
-        member = _lit_m1_0_1_values.get((type(value), value))
-        if member is not None:
-            return member
-    bad_enum(path, "Literal[-1, 0, 1]", value)
-
-
-def _dec_lit_1_True_s(value: object, path: str) -> Literal[1, True, "1"]:
-    if type(value) is bool or type(value) is int or type(value) is str:
-        member = _lit_1_True_s_values.get((type(value), value))
-        if member is not None:
-            return member
-    bad_enum(path, "Literal[1, True, '1']", value)
-
-
-def _enc_lit_1_True_s(value: object, path: str) -> Any:
-    if type(value) is bool or type(value) is int or type(value) is str:
-        member = _lit_1_True_s_values.get((type(value), value))
-        if member is not None:
-            return member
-    bad_enum(path, "Literal[1, True, '1']", value)
-
-
-def _dec_lit_True(value: object, path: str) -> Literal[True]:
-    if type(value) is bool:
-        member = _lit_True_values.get((type(value), value))
-        if member is not None:
-            return member
-    bad_enum(path, "Literal[True]", value)
-
-
-def _enc_lit_True(value: object, path: str) -> Any:
-    if type(value) is bool:
-        member = _lit_True_values.get((type(value), value))
-        if member is not None:
-            return member
-    bad_enum(path, "Literal[True]", value)
-
-
-def _dec_Order(value: object, path: str) -> Order:
-    items = check_record(value, path, "Order", 1, 3)
-    if len(items) < 3:
-        return Order(
-            **{
-                name: decode(item, f"{path}.{name}")
-                for (name, decode), item in zip(_Order_fields, items, strict=False)
-            }
-        )
-    try:
-        return Order(
-            side=_dec_lit_buy_sell(items[0], path),
-            kind=_dec_lit_market_limit(items[1], path),
-            flags=_dec_opt_dict_lit_a_b_lit_0_1(items[2], path),
-        )
-    except InvalidArgumentError:
-        return Order(
-            side=_dec_lit_buy_sell(items[0], path + ".side"),
-            kind=_dec_lit_market_limit(items[1], path + ".kind"),
-            flags=_dec_opt_dict_lit_a_b_lit_0_1(items[2], path + ".flags"),
-        )
-
-
-def _dec_lit_market_limit(value: object, path: str) -> Literal["market", "limit"]:
-    if type(value) is str:
-        member = _lit_market_limit_values.get((type(value), value))
-        if member is not None:
-            return member
-    bad_enum(path, "Literal['market', 'limit']", value)
-
-
-def _dec_opt_dict_lit_a_b_lit_0_1(
-    value: object, path: str
-) -> dict[Literal["a", "b"], Literal[0, 1]] | None:
-    if value is None:
-        return None
-    return _dec_dict_lit_a_b_lit_0_1(value, path)
-
-
-def _dec_dict_lit_a_b_lit_0_1(value: object, path: str) -> dict[Literal["a", "b"], Literal[0, 1]]:
-    items = check_dict(value, path)
-    try:
-        return {_dec_lit_a_b(key, path): _dec_lit_0_1(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return {
-            _dec_lit_a_b(key, f"{path} key {key!r}"): _dec_lit_0_1(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
-
-
-def _dec_lit_a_b(value: object, path: str) -> Literal["a", "b"]:
-    if type(value) is str:
-        member = _lit_a_b_values.get((type(value), value))
-        if member is not None:
-            return member
-    bad_enum(path, "Literal['a', 'b']", value)
-
-
-def _dec_lit_0_1(value: object, path: str) -> Literal[0, 1]:
-    if type(value) is int:
-        member = _lit_0_1_values.get((type(value), value))
-        if member is not None:
-            return member
-    bad_enum(path, "Literal[0, 1]", value)
-
-
-def _enc_Order(value: object, path: str) -> Any:
-    if not isinstance(value, Order):
-        fail(path, "Order", value)
-    try:
-        return [
-            _enc_lit_buy_sell(value.side, path),
-            _enc_lit_market_limit(value.kind, path),
-            _enc_opt_dict_lit_a_b_lit_0_1(value.flags, path),
-        ]
-    except InvalidArgumentError:
-        return [
-            _enc_lit_buy_sell(value.side, path + ".side"),
-            _enc_lit_market_limit(value.kind, path + ".kind"),
-            _enc_opt_dict_lit_a_b_lit_0_1(value.flags, path + ".flags"),
-        ]
-
-
-def _enc_lit_market_limit(value: object, path: str) -> Any:
-    if type(value) is str:
-        member = _lit_market_limit_values.get((type(value), value))
-        if member is not None:
-            return member
-    bad_enum(path, "Literal['market', 'limit']", value)
-
-
-def _enc_opt_dict_lit_a_b_lit_0_1(value: object, path: str) -> Any:
-    if value is None:
-        return None
-    return _enc_dict_lit_a_b_lit_0_1(value, path)
-
-
-def _enc_dict_lit_a_b_lit_0_1(value: object, path: str) -> Any:
-    items = check_dict(value, path)
-    try:
-        return {_enc_lit_a_b(key, path): _enc_lit_0_1(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return {
-            _enc_lit_a_b(key, f"{path} key {key!r}"): _enc_lit_0_1(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
-
-
-def _enc_lit_a_b(value: object, path: str) -> Any:
-    if type(value) is str:
-        member = _lit_a_b_values.get((type(value), value))
-        if member is not None:
-            return member
-    bad_enum(path, "Literal['a', 'b']", value)
-
-
-def _enc_lit_0_1(value: object, path: str) -> Any:
-    if type(value) is int:
-        member = _lit_0_1_values.get((type(value), value))
-        if member is not None:
-            return member
-    bad_enum(path, "Literal[0, 1]", value)
-
-
-def _dec_set_lit_buy_sell(value: object, path: str) -> set[Literal["buy", "sell"]]:
-    items = check_list(value, path)
-    try:
-        return {_dec_lit_buy_sell(item, path) for item in items}
-    except InvalidArgumentError:
-        return {_dec_lit_buy_sell(item, f"{path}[{index}]") for index, item in enumerate(items)}
-
-
-def _enc_set_lit_buy_sell(value: object, path: str) -> Any:
-    items = check_set(value, path)
-    try:
-        return [_enc_lit_buy_sell(item, path) for item in items]
-    except InvalidArgumentError:
-        return [_enc_lit_buy_sell(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-_lit_buy_sell_values: dict[tuple[object, object], Literal["buy", "sell"]] = {
-    (str, "buy"): "buy",
-    (str, "sell"): "sell",
-}
-
-
-_lit_m1_0_1_values: dict[tuple[object, object], Literal[-1, 0, 1]] = {
-    (int, -1): -1,
-    (int, 0): 0,
-    (int, 1): 1,
-}
-
-
 _Literals_level_params: tuple[tuple[Callable[[object, str], Any], str], ...] = (
     (_dec_lit_m1_0_1, "level(): argument 'value'"),
 )
 
 
 _Literals_level_defaults: tuple[Any, ...] = (0,)
-
-
-_lit_1_True_s_values: dict[tuple[object, object], Literal[1, True, "1"]] = {
-    (int, 1): 1,
-    (bool, True): True,
-    (str, "1"): "1",
-}
-
-
-_lit_True_values: dict[tuple[object, object], Literal[True]] = {(bool, True): True}
-
-
-_lit_market_limit_values: dict[tuple[object, object], Literal["market", "limit"]] = {
-    (str, "market"): "market",
-    (str, "limit"): "limit",
-}
-
-
-_lit_a_b_values: dict[tuple[object, object], Literal["a", "b"]] = {(str, "a"): "a", (str, "b"): "b"}
-
-
-_lit_0_1_values: dict[tuple[object, object], Literal[0, 1]] = {(int, 0): 0, (int, 1): 1}
-
-
-_Order_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
-    ("side", _dec_lit_buy_sell),
-    ("kind", _dec_lit_market_limit),
-    ("flags", _dec_opt_dict_lit_a_b_lit_0_1),
-)

@@ -5,7 +5,7 @@
 from typing import Any
 
 from gopherpipe_runtime import ClientBase, InvalidArgumentError
-from gopherpipe_runtime.convert import check_bool, check_list, check_none, check_str
+from gopherpipe_runtime.convert import check_bool, check_list, check_none, check_str, convert_items
 from service import Greeter, HTTPGateway
 
 
@@ -73,4 +73,14 @@ def _dec_list_str(value: object, path: str) -> list[str]:
     try:
         return [check_str(item, path) for item in items]
     except InvalidArgumentError:
-        return [check_str(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, check_str)
+
+
+def _enc_list_str(value: object, path: str) -> Any:
+    items = check_list(value, path)
+    if all(type(item) is str for item in items):
+        return items
+    try:
+        return [check_str(item, path) for item in items]
+    except InvalidArgumentError:
+        return convert_items(items, path, check_str)

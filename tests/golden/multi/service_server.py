@@ -5,9 +5,10 @@
 from collections.abc import Callable
 from typing import Any
 
-from gopherpipe_runtime import InvalidArgumentError, MethodDef, MethodKind, Server, ServiceDef
-from gopherpipe_runtime.convert import check_args, check_bool, check_list, check_none, check_str
+from gopherpipe_runtime import MethodDef, MethodKind, Server, ServiceDef
+from gopherpipe_runtime.convert import check_args, check_bool, check_none, check_str
 from service import Greeter, HTTPGateway
+from service_client import _enc_list_str
 
 
 def register_greeter(server: Server, impl: Greeter) -> None:
@@ -91,16 +92,6 @@ def _HTTPGateway_routes_args(value: Any) -> tuple[Any, ...]:
 
 def _HTTPGateway_routes_result(value: Any) -> Any:
     return _enc_list_str(value, "routes(): result")
-
-
-def _enc_list_str(value: object, path: str) -> Any:
-    items = check_list(value, path)
-    if all(type(item) is str for item in items):
-        return items
-    try:
-        return [check_str(item, path) for item in items]
-    except InvalidArgumentError:
-        return [check_str(item, f"{path}[{index}]") for index, item in enumerate(items)]
 
 
 _HTTPGateway_hello_params: tuple[tuple[Callable[[object, str], Any], str], ...] = (

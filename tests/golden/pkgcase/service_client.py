@@ -12,6 +12,9 @@ from gopherpipe_runtime.convert import (
     check_list,
     check_record,
     check_str,
+    convert_items,
+    decode_fields,
+    encode_fields,
     fail,
 )
 from .models import Status, Ticket
@@ -54,12 +57,7 @@ def _Tracker_search_result(value: Any) -> Page:
 def _dec_Ticket(value: object, path: str) -> Ticket:
     items = check_record(value, path, "Ticket", 2, 3)
     if len(items) < 3:
-        return Ticket(
-            **{
-                name: decode(item, f"{path}.{name}")
-                for (name, decode), item in zip(_Ticket_fields, items, strict=False)
-            }
-        )
+        return Ticket(**decode_fields(items, path, _Ticket_dec_fields))
     try:
         return Ticket(
             id=check_int(items[0], path),
@@ -67,11 +65,7 @@ def _dec_Ticket(value: object, path: str) -> Ticket:
             status=_dec_Status(items[2], path),
         )
     except InvalidArgumentError:
-        return Ticket(
-            id=check_int(items[0], path + ".id"),
-            title=check_str(items[1], path + ".title"),
-            status=_dec_Status(items[2], path + ".status"),
-        )
+        return Ticket(**decode_fields(items, path, _Ticket_dec_fields))
 
 
 def _dec_Status(value: object, path: str) -> Status:
@@ -80,6 +74,19 @@ def _dec_Status(value: object, path: str) -> Status:
         if member is not None:
             return member
     bad_enum(path, "Status", value)
+
+
+def _enc_Ticket(value: object, path: str) -> Any:
+    if not isinstance(value, Ticket):
+        fail(path, "Ticket", value)
+    try:
+        return [
+            check_int(value.id, path),
+            check_str(value.title, path),
+            _enc_Status(value.status, path),
+        ]
+    except InvalidArgumentError:
+        return encode_fields(value, path, _Ticket_enc_fields)
 
 
 def _enc_Status(value: object, path: str) -> Any:
@@ -91,21 +98,13 @@ def _enc_Status(value: object, path: str) -> Any:
 def _dec_Page(value: object, path: str) -> Page:
     items = check_record(value, path, "Page", 1, 2)
     if len(items) < 2:
-        return Page(
-            **{
-                name: decode(item, f"{path}.{name}")
-                for (name, decode), item in zip(_Page_fields, items, strict=False)
-            }
-        )
+        return Page(**decode_fields(items, path, _Page_dec_fields))
     try:
         return Page(
             tickets=_dec_list_Ticket(items[0], path), next_token=_dec_opt_str(items[1], path)
         )
     except InvalidArgumentError:
-        return Page(
-            tickets=_dec_list_Ticket(items[0], path + ".tickets"),
-            next_token=_dec_opt_str(items[1], path + ".next_token"),
-        )
+        return Page(**decode_fields(items, path, _Page_dec_fields))
 
 
 def _dec_list_Ticket(value: object, path: str) -> list[Ticket]:
@@ -113,7 +112,7 @@ def _dec_list_Ticket(value: object, path: str) -> list[Ticket]:
     try:
         return [_dec_Ticket(item, path) for item in items]
     except InvalidArgumentError:
-        return [_dec_Ticket(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, _dec_Ticket)
 
 
 def _dec_opt_str(value: object, path: str) -> str | None:
@@ -122,17 +121,53 @@ def _dec_opt_str(value: object, path: str) -> str | None:
     return check_str(value, path)
 
 
+def _enc_Page(value: object, path: str) -> Any:
+    if not isinstance(value, Page):
+        fail(path, "Page", value)
+    try:
+        return [_enc_list_Ticket(value.tickets, path), _enc_opt_str(value.next_token, path)]
+    except InvalidArgumentError:
+        return encode_fields(value, path, _Page_enc_fields)
+
+
+def _enc_list_Ticket(value: object, path: str) -> Any:
+    items = check_list(value, path)
+    try:
+        return [_enc_Ticket(item, path) for item in items]
+    except InvalidArgumentError:
+        return convert_items(items, path, _enc_Ticket)
+
+
+def _enc_opt_str(value: object, path: str) -> Any:
+    if value is None:
+        return None
+    return check_str(value, path)
+
+
 _Status_by_value: dict[object, Status] = {member.value: member for member in Status}
 
 
-_Ticket_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+_Ticket_dec_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
     ("id", check_int),
     ("title", check_str),
     ("status", _dec_Status),
 )
 
 
-_Page_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+_Ticket_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("id", check_int),
+    ("title", check_str),
+    ("status", _enc_Status),
+)
+
+
+_Page_dec_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
     ("tickets", _dec_list_Ticket),
     ("next_token", _dec_opt_str),
+)
+
+
+_Page_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("tickets", _enc_list_Ticket),
+    ("next_token", _enc_opt_str),
 )

@@ -5,10 +5,11 @@
 from collections.abc import Callable
 from typing import Any
 
-from gopherpipe_runtime import InvalidArgumentError, MethodDef, MethodKind, Server, ServiceDef
-from gopherpipe_runtime.convert import bad_enum, check_args, check_int, check_list, check_str, fail
-from .models import Status, Ticket
-from .service import Page, Tracker
+from gopherpipe_runtime import MethodDef, MethodKind, Server, ServiceDef
+from gopherpipe_runtime.convert import check_args, check_int, check_str
+from .models import Status
+from .service import Tracker
+from .service_client import _dec_Status, _enc_Page, _enc_Ticket
 
 
 def register_tracker(server: Server, impl: Tracker) -> None:
@@ -53,66 +54,6 @@ def _Tracker_search_args(value: Any) -> tuple[Any, ...]:
 
 def _Tracker_search_result(value: Any) -> Any:
     return _enc_Page(value, "search(): result")
-
-
-def _enc_Ticket(value: object, path: str) -> Any:
-    if not isinstance(value, Ticket):
-        fail(path, "Ticket", value)
-    try:
-        return [
-            check_int(value.id, path),
-            check_str(value.title, path),
-            _enc_Status(value.status, path),
-        ]
-    except InvalidArgumentError:
-        return [
-            check_int(value.id, path + ".id"),
-            check_str(value.title, path + ".title"),
-            _enc_Status(value.status, path + ".status"),
-        ]
-
-
-def _enc_Status(value: object, path: str) -> Any:
-    if type(value) is Status:
-        return value.value
-    fail(path, "Status", value)
-
-
-def _dec_Status(value: object, path: str) -> Status:
-    if type(value) is str:
-        member = _Status_by_value.get(value)
-        if member is not None:
-            return member
-    bad_enum(path, "Status", value)
-
-
-def _enc_Page(value: object, path: str) -> Any:
-    if not isinstance(value, Page):
-        fail(path, "Page", value)
-    try:
-        return [_enc_list_Ticket(value.tickets, path), _enc_opt_str(value.next_token, path)]
-    except InvalidArgumentError:
-        return [
-            _enc_list_Ticket(value.tickets, path + ".tickets"),
-            _enc_opt_str(value.next_token, path + ".next_token"),
-        ]
-
-
-def _enc_list_Ticket(value: object, path: str) -> Any:
-    items = check_list(value, path)
-    try:
-        return [_enc_Ticket(item, path) for item in items]
-    except InvalidArgumentError:
-        return [_enc_Ticket(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _enc_opt_str(value: object, path: str) -> Any:
-    if value is None:
-        return None
-    return check_str(value, path)
-
-
-_Status_by_value: dict[object, Status] = {member.value: member for member in Status}
 
 
 _Tracker_search_params: tuple[tuple[Callable[[object, str], Any], str], ...] = (

@@ -14,8 +14,15 @@ from gopherpipe_runtime.convert import (
     check_list,
     check_record,
     check_str,
+    check_tuple,
     check_typed_dict,
     check_wire_tuple,
+    convert_entries,
+    convert_items,
+    convert_keys,
+    convert_positions,
+    decode_fields,
+    encode_fields,
     fail,
 )
 from service import Empty, Movie, Point, Query, Records, Unit
@@ -105,12 +112,7 @@ def _enc_Point(value: object, path: str) -> Any:
             _enc_Unit(value.unit, path),
         ]
     except InvalidArgumentError:
-        return [
-            check_float(value.x, path + ".x"),
-            check_float(value.y, path + ".y"),
-            check_str(value.label, path + ".label"),
-            _enc_Unit(value.unit, path + ".unit"),
-        ]
+        return encode_fields(value, path, _Point_enc_fields)
 
 
 def _enc_Unit(value: object, path: str) -> Any:
@@ -122,12 +124,7 @@ def _enc_Unit(value: object, path: str) -> Any:
 def _dec_Point(value: object, path: str) -> Point:
     items = check_record(value, path, "Point", 2, 4)
     if len(items) < 4:
-        return Point(
-            **{
-                name: decode(item, f"{path}.{name}")
-                for (name, decode), item in zip(_Point_fields, items, strict=False)
-            }
-        )
+        return Point(**decode_fields(items, path, _Point_dec_fields))
     try:
         return Point(
             x=check_float(items[0], path),
@@ -136,12 +133,7 @@ def _dec_Point(value: object, path: str) -> Point:
             unit=_dec_Unit(items[3], path),
         )
     except InvalidArgumentError:
-        return Point(
-            x=check_float(items[0], path + ".x"),
-            y=check_float(items[1], path + ".y"),
-            label=check_str(items[2], path + ".label"),
-            unit=_dec_Unit(items[3], path + ".unit"),
-        )
+        return Point(**decode_fields(items, path, _Point_dec_fields))
 
 
 def _dec_Unit(value: object, path: str) -> Unit:
@@ -157,7 +149,15 @@ def _enc_list_Point(value: object, path: str) -> Any:
     try:
         return [_enc_Point(item, path) for item in items]
     except InvalidArgumentError:
-        return [_enc_Point(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, _enc_Point)
+
+
+def _dec_list_Point(value: object, path: str) -> list[Point]:
+    items = check_list(value, path)
+    try:
+        return [_dec_Point(item, path) for item in items]
+    except InvalidArgumentError:
+        return convert_items(items, path, _dec_Point)
 
 
 def _enc_opt_Point(value: object, path: str) -> Any:
@@ -166,26 +166,26 @@ def _enc_opt_Point(value: object, path: str) -> Any:
     return _enc_Point(value, path)
 
 
+def _dec_opt_Point(value: object, path: str) -> Point | None:
+    if value is None:
+        return None
+    return _dec_Point(value, path)
+
+
 def _dec_tuple2_list_Point_opt_Point(value: object, path: str) -> tuple[list[Point], Point | None]:
     items = check_wire_tuple(value, path, 2)
     try:
         return (_dec_list_Point(items[0], path), _dec_opt_Point(items[1], path))
     except InvalidArgumentError:
-        return (_dec_list_Point(items[0], path + "[0]"), _dec_opt_Point(items[1], path + "[1]"))
+        return tuple(convert_positions(items, path, (_dec_list_Point, _dec_opt_Point)))
 
 
-def _dec_list_Point(value: object, path: str) -> list[Point]:
-    items = check_list(value, path)
+def _enc_tuple2_list_Point_opt_Point(value: object, path: str) -> Any:
+    items = check_tuple(value, path, 2)
     try:
-        return [_dec_Point(item, path) for item in items]
+        return [_enc_list_Point(items[0], path), _enc_opt_Point(items[1], path)]
     except InvalidArgumentError:
-        return [_dec_Point(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _dec_opt_Point(value: object, path: str) -> Point | None:
-    if value is None:
-        return None
-    return _dec_Point(value, path)
+        return convert_positions(items, path, (_enc_list_Point, _enc_opt_Point))
 
 
 def _enc_Movie(value: object, path: str) -> Any:
@@ -193,7 +193,7 @@ def _enc_Movie(value: object, path: str) -> Any:
     try:
         return {key: _Movie_enc_keys[key](item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return {key: _Movie_enc_keys[key](item, f"{path}[{key!r}]") for key, item in items.items()}
+        return convert_keys(items, path, _Movie_enc_keys)
 
 
 def _dec_Movie(value: object, path: str) -> Movie:
@@ -201,10 +201,7 @@ def _dec_Movie(value: object, path: str) -> Movie:
     try:
         return cast(Movie, {key: _Movie_dec_keys[key](item, path) for key, item in items.items()})
     except InvalidArgumentError:
-        return cast(
-            Movie,
-            {key: _Movie_dec_keys[key](item, f"{path}[{key!r}]") for key, item in items.items()},
-        )
+        return cast(Movie, convert_keys(items, path, _Movie_dec_keys))
 
 
 def _enc_Query(value: object, path: str) -> Any:
@@ -212,7 +209,7 @@ def _enc_Query(value: object, path: str) -> Any:
     try:
         return {key: _Query_enc_keys[key](item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return {key: _Query_enc_keys[key](item, f"{path}[{key!r}]") for key, item in items.items()}
+        return convert_keys(items, path, _Query_enc_keys)
 
 
 def _enc_list_str(value: object, path: str) -> Any:
@@ -222,7 +219,7 @@ def _enc_list_str(value: object, path: str) -> Any:
     try:
         return [check_str(item, path) for item in items]
     except InvalidArgumentError:
-        return [check_str(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, check_str)
 
 
 def _dec_Query(value: object, path: str) -> Query:
@@ -230,10 +227,7 @@ def _dec_Query(value: object, path: str) -> Query:
     try:
         return cast(Query, {key: _Query_dec_keys[key](item, path) for key, item in items.items()})
     except InvalidArgumentError:
-        return cast(
-            Query,
-            {key: _Query_dec_keys[key](item, f"{path}[{key!r}]") for key, item in items.items()},
-        )
+        return cast(Query, convert_keys(items, path, _Query_dec_keys))
 
 
 def _dec_list_str(value: object, path: str) -> list[str]:
@@ -243,7 +237,7 @@ def _dec_list_str(value: object, path: str) -> list[str]:
     try:
         return [check_str(item, path) for item in items]
     except InvalidArgumentError:
-        return [check_str(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, check_str)
 
 
 def _enc_dict_str_Query(value: object, path: str) -> Any:
@@ -251,10 +245,7 @@ def _enc_dict_str_Query(value: object, path: str) -> Any:
     try:
         return {check_str(key, path): _enc_Query(item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): _enc_Query(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_entries(items, path, check_str, _enc_Query)
 
 
 def _dec_dict_str_Query(value: object, path: str) -> dict[str, Query]:
@@ -262,10 +253,7 @@ def _dec_dict_str_Query(value: object, path: str) -> dict[str, Query]:
     try:
         return {check_str(key, path): _dec_Query(item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): _dec_Query(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_entries(items, path, check_str, _dec_Query)
 
 
 def _enc_Empty(value: object, path: str) -> Any:
@@ -278,10 +266,18 @@ def _dec_Empty(value: object, path: str) -> Empty:
     return cast(Empty, {key: _Empty_dec_keys[key](item, path) for key, item in items.items()})
 
 
+_Point_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("x", check_float),
+    ("y", check_float),
+    ("label", check_str),
+    ("unit", _enc_Unit),
+)
+
+
 _Unit_by_value: dict[object, Unit] = {member.value: member for member in Unit}
 
 
-_Point_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+_Point_dec_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
     ("x", check_float),
     ("y", check_float),
     ("label", check_str),

@@ -3,23 +3,26 @@
 """Server stubs for the services in service.py: register an implementation on a Server."""
 
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
-from gopherpipe_runtime import InvalidArgumentError, MethodDef, MethodKind, Server, ServiceDef
-from gopherpipe_runtime.convert import (
-    bad_enum,
-    check_args,
-    check_dict,
-    check_float,
-    check_int,
-    check_list,
-    check_record,
-    check_str,
-    check_tuple,
-    check_typed_dict,
-    fail,
+from gopherpipe_runtime import MethodDef, MethodKind, Server, ServiceDef
+from gopherpipe_runtime.convert import check_args
+from service import Records
+from service_client import (
+    _dec_Empty,
+    _dec_Movie,
+    _dec_Point,
+    _dec_Query,
+    _dec_dict_str_Query,
+    _dec_list_Point,
+    _dec_opt_Point,
+    _enc_Empty,
+    _enc_Movie,
+    _enc_Point,
+    _enc_Query,
+    _enc_dict_str_Query,
+    _enc_tuple2_list_Point_opt_Point,
 )
-from service import Empty, Movie, Point, Query, Records, Unit
 
 
 def register_records(server: Server, impl: Records) -> None:
@@ -114,201 +117,6 @@ def _Records_empty_result(value: Any) -> Any:
     return _enc_Empty(value, "empty(): result")
 
 
-def _dec_Point(value: object, path: str) -> Point:
-    items = check_record(value, path, "Point", 2, 4)
-    if len(items) < 4:
-        return Point(
-            **{
-                name: decode(item, f"{path}.{name}")
-                for (name, decode), item in zip(_Point_fields, items, strict=False)
-            }
-        )
-    try:
-        return Point(
-            x=check_float(items[0], path),
-            y=check_float(items[1], path),
-            label=check_str(items[2], path),
-            unit=_dec_Unit(items[3], path),
-        )
-    except InvalidArgumentError:
-        return Point(
-            x=check_float(items[0], path + ".x"),
-            y=check_float(items[1], path + ".y"),
-            label=check_str(items[2], path + ".label"),
-            unit=_dec_Unit(items[3], path + ".unit"),
-        )
-
-
-def _dec_Unit(value: object, path: str) -> Unit:
-    if type(value) is str:
-        member = _Unit_by_value.get(value)
-        if member is not None:
-            return member
-    bad_enum(path, "Unit", value)
-
-
-def _enc_Point(value: object, path: str) -> Any:
-    if not isinstance(value, Point):
-        fail(path, "Point", value)
-    try:
-        return [
-            check_float(value.x, path),
-            check_float(value.y, path),
-            check_str(value.label, path),
-            _enc_Unit(value.unit, path),
-        ]
-    except InvalidArgumentError:
-        return [
-            check_float(value.x, path + ".x"),
-            check_float(value.y, path + ".y"),
-            check_str(value.label, path + ".label"),
-            _enc_Unit(value.unit, path + ".unit"),
-        ]
-
-
-def _enc_Unit(value: object, path: str) -> Any:
-    if type(value) is Unit:
-        return value.value
-    fail(path, "Unit", value)
-
-
-def _dec_list_Point(value: object, path: str) -> list[Point]:
-    items = check_list(value, path)
-    try:
-        return [_dec_Point(item, path) for item in items]
-    except InvalidArgumentError:
-        return [_dec_Point(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _dec_opt_Point(value: object, path: str) -> Point | None:
-    if value is None:
-        return None
-    return _dec_Point(value, path)
-
-
-def _enc_tuple2_list_Point_opt_Point(value: object, path: str) -> Any:
-    items = check_tuple(value, path, 2)
-    try:
-        return [_enc_list_Point(items[0], path), _enc_opt_Point(items[1], path)]
-    except InvalidArgumentError:
-        return [_enc_list_Point(items[0], path + "[0]"), _enc_opt_Point(items[1], path + "[1]")]
-
-
-def _enc_list_Point(value: object, path: str) -> Any:
-    items = check_list(value, path)
-    try:
-        return [_enc_Point(item, path) for item in items]
-    except InvalidArgumentError:
-        return [_enc_Point(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _enc_opt_Point(value: object, path: str) -> Any:
-    if value is None:
-        return None
-    return _enc_Point(value, path)
-
-
-def _dec_Movie(value: object, path: str) -> Movie:
-    items = check_typed_dict(value, path, "Movie", ("title", "year"), _Movie_dec_keys)
-    try:
-        return cast(Movie, {key: _Movie_dec_keys[key](item, path) for key, item in items.items()})
-    except InvalidArgumentError:
-        return cast(
-            Movie,
-            {key: _Movie_dec_keys[key](item, f"{path}[{key!r}]") for key, item in items.items()},
-        )
-
-
-def _enc_Movie(value: object, path: str) -> Any:
-    items = check_typed_dict(value, path, "Movie", ("title", "year"), _Movie_enc_keys)
-    try:
-        return {key: _Movie_enc_keys[key](item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return {key: _Movie_enc_keys[key](item, f"{path}[{key!r}]") for key, item in items.items()}
-
-
-def _dec_Query(value: object, path: str) -> Query:
-    items = check_typed_dict(value, path, "Query", ("text",), _Query_dec_keys)
-    try:
-        return cast(Query, {key: _Query_dec_keys[key](item, path) for key, item in items.items()})
-    except InvalidArgumentError:
-        return cast(
-            Query,
-            {key: _Query_dec_keys[key](item, f"{path}[{key!r}]") for key, item in items.items()},
-        )
-
-
-def _dec_list_str(value: object, path: str) -> list[str]:
-    items = check_list(value, path)
-    if all(type(item) is str for item in items):
-        return items
-    try:
-        return [check_str(item, path) for item in items]
-    except InvalidArgumentError:
-        return [check_str(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _enc_Query(value: object, path: str) -> Any:
-    items = check_typed_dict(value, path, "Query", ("text",), _Query_enc_keys)
-    try:
-        return {key: _Query_enc_keys[key](item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return {key: _Query_enc_keys[key](item, f"{path}[{key!r}]") for key, item in items.items()}
-
-
-def _enc_list_str(value: object, path: str) -> Any:
-    items = check_list(value, path)
-    if all(type(item) is str for item in items):
-        return items
-    try:
-        return [check_str(item, path) for item in items]
-    except InvalidArgumentError:
-        return [check_str(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _dec_dict_str_Query(value: object, path: str) -> dict[str, Query]:
-    items = check_dict(value, path)
-    try:
-        return {check_str(key, path): _dec_Query(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): _dec_Query(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
-
-
-def _enc_dict_str_Query(value: object, path: str) -> Any:
-    items = check_dict(value, path)
-    try:
-        return {check_str(key, path): _enc_Query(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): _enc_Query(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
-
-
-def _dec_Empty(value: object, path: str) -> Empty:
-    items = check_typed_dict(value, path, "Empty", (), _Empty_dec_keys)
-    return cast(Empty, {key: _Empty_dec_keys[key](item, path) for key, item in items.items()})
-
-
-def _enc_Empty(value: object, path: str) -> Any:
-    items = check_typed_dict(value, path, "Empty", (), _Empty_enc_keys)
-    return {key: _Empty_enc_keys[key](item, path) for key, item in items.items()}
-
-
-_Unit_by_value: dict[object, Unit] = {member.value: member for member in Unit}
-
-
-_Point_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
-    ("x", check_float),
-    ("y", check_float),
-    ("label", check_str),
-    ("unit", _dec_Unit),
-)
-
-
 _Records_points_params: tuple[tuple[Callable[[object, str], Any], str], ...] = (
     (_dec_list_Point, "points(): argument 'value'"),
     (_dec_opt_Point, "points(): argument 'origin'"),
@@ -316,39 +124,3 @@ _Records_points_params: tuple[tuple[Callable[[object, str], Any], str], ...] = (
 
 
 _Records_points_defaults: tuple[Any, ...] = (None,)
-
-
-_Movie_dec_keys: dict[str, Callable[[object, str], Any]] = {
-    "title": check_str,
-    "year": check_int,
-    "sequel": _dec_Movie,
-}
-
-
-_Movie_enc_keys: dict[str, Callable[[object, str], Any]] = {
-    "title": check_str,
-    "year": check_int,
-    "sequel": _enc_Movie,
-}
-
-
-_Query_dec_keys: dict[str, Callable[[object, str], Any]] = {
-    "text": check_str,
-    "limit": check_int,
-    "near": _dec_opt_Point,
-    "tags": _dec_list_str,
-}
-
-
-_Query_enc_keys: dict[str, Callable[[object, str], Any]] = {
-    "text": check_str,
-    "limit": check_int,
-    "near": _enc_opt_Point,
-    "tags": _enc_list_str,
-}
-
-
-_Empty_dec_keys: dict[str, Callable[[object, str], Any]] = {}
-
-
-_Empty_enc_keys: dict[str, Callable[[object, str], Any]] = {}

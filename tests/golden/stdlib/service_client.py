@@ -16,18 +16,25 @@ from gopherpipe_runtime.convert import (
     check_set,
     check_tuple,
     check_wire_tuple,
+    convert_entries,
+    convert_items,
+    convert_pairs,
+    convert_positions,
+    convert_wire_pairs,
     dec_date,
     dec_datetime,
     dec_decimal,
     dec_time,
     dec_timedelta,
     dec_uuid,
+    decode_fields,
     enc_date,
     enc_datetime,
     enc_decimal,
     enc_time,
     enc_timedelta,
     enc_uuid,
+    encode_fields,
     fail,
 )
 from service import Invoice, Stdlib
@@ -169,15 +176,7 @@ def _enc_Invoice(value: object, path: str) -> Any:
             _enc_opt_datetime(value.paid_at, path),
         ]
     except InvalidArgumentError:
-        return [
-            enc_uuid(value.id, path + ".id"),
-            enc_date(value.issued, path + ".issued"),
-            enc_datetime(value.due, path + ".due"),
-            enc_decimal(value.total, path + ".total"),
-            enc_timedelta(value.grace, path + ".grace"),
-            _enc_list_time(value.reminders, path + ".reminders"),
-            _enc_opt_datetime(value.paid_at, path + ".paid_at"),
-        ]
+        return encode_fields(value, path, _Invoice_enc_fields)
 
 
 def _enc_list_time(value: object, path: str) -> Any:
@@ -185,7 +184,7 @@ def _enc_list_time(value: object, path: str) -> Any:
     try:
         return [enc_time(item, path) for item in items]
     except InvalidArgumentError:
-        return [enc_time(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, enc_time)
 
 
 def _enc_opt_datetime(value: object, path: str) -> Any:
@@ -197,12 +196,7 @@ def _enc_opt_datetime(value: object, path: str) -> Any:
 def _dec_Invoice(value: object, path: str) -> Invoice:
     items = check_record(value, path, "Invoice", 6, 7)
     if len(items) < 7:
-        return Invoice(
-            **{
-                name: decode(item, f"{path}.{name}")
-                for (name, decode), item in zip(_Invoice_fields, items, strict=False)
-            }
-        )
+        return Invoice(**decode_fields(items, path, _Invoice_dec_fields))
     try:
         return Invoice(
             id=dec_uuid(items[0], path),
@@ -214,15 +208,7 @@ def _dec_Invoice(value: object, path: str) -> Invoice:
             paid_at=_dec_opt_datetime(items[6], path),
         )
     except InvalidArgumentError:
-        return Invoice(
-            id=dec_uuid(items[0], path + ".id"),
-            issued=dec_date(items[1], path + ".issued"),
-            due=dec_datetime(items[2], path + ".due"),
-            total=dec_decimal(items[3], path + ".total"),
-            grace=dec_timedelta(items[4], path + ".grace"),
-            reminders=_dec_list_time(items[5], path + ".reminders"),
-            paid_at=_dec_opt_datetime(items[6], path + ".paid_at"),
-        )
+        return Invoice(**decode_fields(items, path, _Invoice_dec_fields))
 
 
 def _dec_list_time(value: object, path: str) -> list[time]:
@@ -230,7 +216,7 @@ def _dec_list_time(value: object, path: str) -> list[time]:
     try:
         return [dec_time(item, path) for item in items]
     except InvalidArgumentError:
-        return [dec_time(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, dec_time)
 
 
 def _dec_opt_datetime(value: object, path: str) -> datetime | None:
@@ -244,10 +230,7 @@ def _enc_dict_date_list_Decimal(value: object, path: str) -> Any:
     try:
         return {enc_date(key, path): _enc_list_Decimal(item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return {
-            enc_date(key, f"{path} key {key!r}"): _enc_list_Decimal(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_entries(items, path, enc_date, _enc_list_Decimal)
 
 
 def _enc_list_Decimal(value: object, path: str) -> Any:
@@ -255,7 +238,7 @@ def _enc_list_Decimal(value: object, path: str) -> Any:
     try:
         return [enc_decimal(item, path) for item in items]
     except InvalidArgumentError:
-        return [enc_decimal(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, enc_decimal)
 
 
 def _dec_dict_date_list_Decimal(value: object, path: str) -> dict[date, list[Decimal]]:
@@ -263,10 +246,7 @@ def _dec_dict_date_list_Decimal(value: object, path: str) -> dict[date, list[Dec
     try:
         return {dec_date(key, path): _dec_list_Decimal(item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return {
-            dec_date(key, f"{path} key {key!r}"): _dec_list_Decimal(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_entries(items, path, dec_date, _dec_list_Decimal)
 
 
 def _dec_list_Decimal(value: object, path: str) -> list[Decimal]:
@@ -274,7 +254,7 @@ def _dec_list_Decimal(value: object, path: str) -> list[Decimal]:
     try:
         return [dec_decimal(item, path) for item in items]
     except InvalidArgumentError:
-        return [dec_decimal(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, dec_decimal)
 
 
 def _enc_dict_timedelta_UUID(value: object, path: str) -> Any:
@@ -282,10 +262,7 @@ def _enc_dict_timedelta_UUID(value: object, path: str) -> Any:
     try:
         return [[enc_timedelta(key, path), enc_uuid(item, path)] for key, item in items.items()]
     except InvalidArgumentError:
-        return [
-            [enc_timedelta(key, f"{path} key {key!r}"), enc_uuid(item, f"{path}[{key!r}]")]
-            for key, item in items.items()
-        ]
+        return convert_pairs(items, path, enc_timedelta, enc_uuid)
 
 
 def _dec_dict_timedelta_UUID(value: object, path: str) -> dict[timedelta, UUID]:
@@ -297,11 +274,7 @@ def _dec_dict_timedelta_UUID(value: object, path: str) -> dict[timedelta, UUID]:
             for key, item in (check_wire_tuple(entry, path, 2),)
         }
     except InvalidArgumentError:
-        return {
-            dec_timedelta(key, f"{path}[{index}][0]"): dec_uuid(item, f"{path}[{index}][1]")
-            for index, entry in enumerate(items)
-            for key, item in (check_wire_tuple(entry, f"{path}[{index}]", 2),)
-        }
+        return convert_wire_pairs(items, path, dec_timedelta, dec_uuid)
 
 
 def _enc_set_UUID(value: object, path: str) -> Any:
@@ -309,7 +282,7 @@ def _enc_set_UUID(value: object, path: str) -> Any:
     try:
         return [enc_uuid(item, path) for item in items]
     except InvalidArgumentError:
-        return [enc_uuid(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, enc_uuid)
 
 
 def _dec_set_UUID(value: object, path: str) -> set[UUID]:
@@ -317,7 +290,7 @@ def _dec_set_UUID(value: object, path: str) -> set[UUID]:
     try:
         return {dec_uuid(item, path) for item in items}
     except InvalidArgumentError:
-        return {dec_uuid(item, f"{path}[{index}]") for index, item in enumerate(items)}
+        return set(convert_items(items, path, dec_uuid))
 
 
 def _enc_tuple2_date_time(value: object, path: str) -> Any:
@@ -325,7 +298,7 @@ def _enc_tuple2_date_time(value: object, path: str) -> Any:
     try:
         return [enc_date(items[0], path), enc_time(items[1], path)]
     except InvalidArgumentError:
-        return [enc_date(items[0], path + "[0]"), enc_time(items[1], path + "[1]")]
+        return convert_positions(items, path, (enc_date, enc_time))
 
 
 def _dec_tuple2_date_time(value: object, path: str) -> tuple[date, time]:
@@ -333,10 +306,21 @@ def _dec_tuple2_date_time(value: object, path: str) -> tuple[date, time]:
     try:
         return (dec_date(items[0], path), dec_time(items[1], path))
     except InvalidArgumentError:
-        return (dec_date(items[0], path + "[0]"), dec_time(items[1], path + "[1]"))
+        return tuple(convert_positions(items, path, (dec_date, dec_time)))
 
 
-_Invoice_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+_Invoice_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("id", enc_uuid),
+    ("issued", enc_date),
+    ("due", enc_datetime),
+    ("total", enc_decimal),
+    ("grace", enc_timedelta),
+    ("reminders", _enc_list_time),
+    ("paid_at", _enc_opt_datetime),
+)
+
+
+_Invoice_dec_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
     ("id", dec_uuid),
     ("issued", dec_date),
     ("due", dec_datetime),

@@ -2,21 +2,11 @@
 # ruff: noqa: I001
 """Server stubs for the services in service.py: register an implementation on a Server."""
 
-from collections.abc import Callable
-from datetime import date, datetime, time, timedelta
-from decimal import Decimal
 from typing import Any
-from uuid import UUID
 
-from gopherpipe_runtime import InvalidArgumentError, MethodDef, MethodKind, Server, ServiceDef
+from gopherpipe_runtime import MethodDef, MethodKind, Server, ServiceDef
 from gopherpipe_runtime.convert import (
     check_args,
-    check_dict,
-    check_list,
-    check_record,
-    check_set,
-    check_tuple,
-    check_wire_tuple,
     dec_date,
     dec_datetime,
     dec_decimal,
@@ -29,9 +19,22 @@ from gopherpipe_runtime.convert import (
     enc_time,
     enc_timedelta,
     enc_uuid,
-    fail,
 )
-from service import Invoice, Stdlib
+from service import Stdlib
+from service_client import (
+    _dec_Invoice,
+    _dec_dict_date_list_Decimal,
+    _dec_dict_timedelta_UUID,
+    _dec_opt_datetime,
+    _dec_set_UUID,
+    _dec_tuple2_date_time,
+    _enc_Invoice,
+    _enc_dict_date_list_Decimal,
+    _enc_dict_timedelta_UUID,
+    _enc_opt_datetime,
+    _enc_set_UUID,
+    _enc_tuple2_date_time,
+)
 
 
 def register_stdlib(server: Server, impl: Stdlib) -> None:
@@ -183,195 +186,3 @@ def _Stdlib_pair_args(value: Any) -> tuple[Any, ...]:
 
 def _Stdlib_pair_result(value: Any) -> Any:
     return _enc_tuple2_date_time(value, "pair(): result")
-
-
-def _dec_Invoice(value: object, path: str) -> Invoice:
-    items = check_record(value, path, "Invoice", 6, 7)
-    if len(items) < 7:
-        return Invoice(
-            **{
-                name: decode(item, f"{path}.{name}")
-                for (name, decode), item in zip(_Invoice_fields, items, strict=False)
-            }
-        )
-    try:
-        return Invoice(
-            id=dec_uuid(items[0], path),
-            issued=dec_date(items[1], path),
-            due=dec_datetime(items[2], path),
-            total=dec_decimal(items[3], path),
-            grace=dec_timedelta(items[4], path),
-            reminders=_dec_list_time(items[5], path),
-            paid_at=_dec_opt_datetime(items[6], path),
-        )
-    except InvalidArgumentError:
-        return Invoice(
-            id=dec_uuid(items[0], path + ".id"),
-            issued=dec_date(items[1], path + ".issued"),
-            due=dec_datetime(items[2], path + ".due"),
-            total=dec_decimal(items[3], path + ".total"),
-            grace=dec_timedelta(items[4], path + ".grace"),
-            reminders=_dec_list_time(items[5], path + ".reminders"),
-            paid_at=_dec_opt_datetime(items[6], path + ".paid_at"),
-        )
-
-
-def _dec_list_time(value: object, path: str) -> list[time]:
-    items = check_list(value, path)
-    try:
-        return [dec_time(item, path) for item in items]
-    except InvalidArgumentError:
-        return [dec_time(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _dec_opt_datetime(value: object, path: str) -> datetime | None:
-    if value is None:
-        return None
-    return dec_datetime(value, path)
-
-
-def _enc_Invoice(value: object, path: str) -> Any:
-    if not isinstance(value, Invoice):
-        fail(path, "Invoice", value)
-    try:
-        return [
-            enc_uuid(value.id, path),
-            enc_date(value.issued, path),
-            enc_datetime(value.due, path),
-            enc_decimal(value.total, path),
-            enc_timedelta(value.grace, path),
-            _enc_list_time(value.reminders, path),
-            _enc_opt_datetime(value.paid_at, path),
-        ]
-    except InvalidArgumentError:
-        return [
-            enc_uuid(value.id, path + ".id"),
-            enc_date(value.issued, path + ".issued"),
-            enc_datetime(value.due, path + ".due"),
-            enc_decimal(value.total, path + ".total"),
-            enc_timedelta(value.grace, path + ".grace"),
-            _enc_list_time(value.reminders, path + ".reminders"),
-            _enc_opt_datetime(value.paid_at, path + ".paid_at"),
-        ]
-
-
-def _enc_list_time(value: object, path: str) -> Any:
-    items = check_list(value, path)
-    try:
-        return [enc_time(item, path) for item in items]
-    except InvalidArgumentError:
-        return [enc_time(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _enc_opt_datetime(value: object, path: str) -> Any:
-    if value is None:
-        return None
-    return enc_datetime(value, path)
-
-
-def _dec_dict_date_list_Decimal(value: object, path: str) -> dict[date, list[Decimal]]:
-    items = check_dict(value, path)
-    try:
-        return {dec_date(key, path): _dec_list_Decimal(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return {
-            dec_date(key, f"{path} key {key!r}"): _dec_list_Decimal(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
-
-
-def _dec_list_Decimal(value: object, path: str) -> list[Decimal]:
-    items = check_list(value, path)
-    try:
-        return [dec_decimal(item, path) for item in items]
-    except InvalidArgumentError:
-        return [dec_decimal(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _enc_dict_date_list_Decimal(value: object, path: str) -> Any:
-    items = check_dict(value, path)
-    try:
-        return {enc_date(key, path): _enc_list_Decimal(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return {
-            enc_date(key, f"{path} key {key!r}"): _enc_list_Decimal(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
-
-
-def _enc_list_Decimal(value: object, path: str) -> Any:
-    items = check_list(value, path)
-    try:
-        return [enc_decimal(item, path) for item in items]
-    except InvalidArgumentError:
-        return [enc_decimal(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _dec_dict_timedelta_UUID(value: object, path: str) -> dict[timedelta, UUID]:
-    items = check_list(value, path)
-    try:
-        return {
-            dec_timedelta(key, path): dec_uuid(item, path)
-            for entry in items
-            for key, item in (check_wire_tuple(entry, path, 2),)
-        }
-    except InvalidArgumentError:
-        return {
-            dec_timedelta(key, f"{path}[{index}][0]"): dec_uuid(item, f"{path}[{index}][1]")
-            for index, entry in enumerate(items)
-            for key, item in (check_wire_tuple(entry, f"{path}[{index}]", 2),)
-        }
-
-
-def _enc_dict_timedelta_UUID(value: object, path: str) -> Any:
-    items = check_dict(value, path)
-    try:
-        return [[enc_timedelta(key, path), enc_uuid(item, path)] for key, item in items.items()]
-    except InvalidArgumentError:
-        return [
-            [enc_timedelta(key, f"{path} key {key!r}"), enc_uuid(item, f"{path}[{key!r}]")]
-            for key, item in items.items()
-        ]
-
-
-def _dec_set_UUID(value: object, path: str) -> set[UUID]:
-    items = check_list(value, path)
-    try:
-        return {dec_uuid(item, path) for item in items}
-    except InvalidArgumentError:
-        return {dec_uuid(item, f"{path}[{index}]") for index, item in enumerate(items)}
-
-
-def _enc_set_UUID(value: object, path: str) -> Any:
-    items = check_set(value, path)
-    try:
-        return [enc_uuid(item, path) for item in items]
-    except InvalidArgumentError:
-        return [enc_uuid(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _dec_tuple2_date_time(value: object, path: str) -> tuple[date, time]:
-    items = check_wire_tuple(value, path, 2)
-    try:
-        return (dec_date(items[0], path), dec_time(items[1], path))
-    except InvalidArgumentError:
-        return (dec_date(items[0], path + "[0]"), dec_time(items[1], path + "[1]"))
-
-
-def _enc_tuple2_date_time(value: object, path: str) -> Any:
-    items = check_tuple(value, path, 2)
-    try:
-        return [enc_date(items[0], path), enc_time(items[1], path)]
-    except InvalidArgumentError:
-        return [enc_date(items[0], path + "[0]"), enc_time(items[1], path + "[1]")]
-
-
-_Invoice_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
-    ("id", dec_uuid),
-    ("issued", dec_date),
-    ("due", dec_datetime),
-    ("total", dec_decimal),
-    ("grace", dec_timedelta),
-    ("reminders", _dec_list_time),
-    ("paid_at", _dec_opt_datetime),
-)

@@ -17,6 +17,12 @@ from gopherpipe_runtime.convert import (
     check_record,
     check_str,
     check_tuple,
+    check_wire_tuple,
+    convert_entries,
+    convert_items,
+    convert_positions,
+    decode_fields,
+    encode_fields,
     fail,
 )
 from service import ChatService, Message, Mood, Pulse, Shapes, Spellings
@@ -221,12 +227,7 @@ def _Pulse_beats_item_out(value: Any) -> Any:
 def _dec_Message(value: object, path: str) -> Message:
     items = check_record(value, path, "Message", 2, 3)
     if len(items) < 3:
-        return Message(
-            **{
-                name: decode(item, f"{path}.{name}")
-                for (name, decode), item in zip(_Message_fields, items, strict=False)
-            }
-        )
+        return Message(**decode_fields(items, path, _Message_dec_fields))
     try:
         return Message(
             sender=check_str(items[0], path),
@@ -234,11 +235,7 @@ def _dec_Message(value: object, path: str) -> Message:
             mood=_dec_Mood(items[2], path),
         )
     except InvalidArgumentError:
-        return Message(
-            sender=check_str(items[0], path + ".sender"),
-            text=check_str(items[1], path + ".text"),
-            mood=_dec_Mood(items[2], path + ".mood"),
-        )
+        return Message(**decode_fields(items, path, _Message_dec_fields))
 
 
 def _dec_Mood(value: object, path: str) -> Mood:
@@ -247,38 +244,6 @@ def _dec_Mood(value: object, path: str) -> Mood:
         if member is not None:
             return member
     bad_enum(path, "Mood", value)
-
-
-def _dec_list_Message(value: object, path: str) -> list[Message]:
-    items = check_list(value, path)
-    try:
-        return [_dec_Message(item, path) for item in items]
-    except InvalidArgumentError:
-        return [_dec_Message(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _dec_dict_str_int(value: object, path: str) -> dict[str, int]:
-    items = check_dict(value, path)
-    if all(
-        type(key) is str and type(item) is int and -(2**63) <= item < 2**64
-        for key, item in items.items()
-    ):
-        return items
-    try:
-        return {check_str(key, path): check_int(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): check_int(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
-
-
-def _enc_list_Message(value: object, path: str) -> Any:
-    items = check_list(value, path)
-    try:
-        return [_enc_Message(item, path) for item in items]
-    except InvalidArgumentError:
-        return [_enc_Message(item, f"{path}[{index}]") for index, item in enumerate(items)]
 
 
 def _enc_Message(value: object, path: str) -> Any:
@@ -291,11 +256,7 @@ def _enc_Message(value: object, path: str) -> Any:
             _enc_Mood(value.mood, path),
         ]
     except InvalidArgumentError:
-        return [
-            check_str(value.sender, path + ".sender"),
-            check_str(value.text, path + ".text"),
-            _enc_Mood(value.mood, path + ".mood"),
-        ]
+        return encode_fields(value, path, _Message_enc_fields)
 
 
 def _enc_Mood(value: object, path: str) -> Any:
@@ -304,21 +265,74 @@ def _enc_Mood(value: object, path: str) -> Any:
     fail(path, "Mood", value)
 
 
+def _dec_list_Message(value: object, path: str) -> list[Message]:
+    items = check_list(value, path)
+    try:
+        return [_dec_Message(item, path) for item in items]
+    except InvalidArgumentError:
+        return convert_items(items, path, _dec_Message)
+
+
+def _enc_list_Message(value: object, path: str) -> Any:
+    items = check_list(value, path)
+    try:
+        return [_enc_Message(item, path) for item in items]
+    except InvalidArgumentError:
+        return convert_items(items, path, _enc_Message)
+
+
+def _dec_dict_str_int(value: object, path: str) -> dict[str, int]:
+    items = check_dict(value, path)
+    if all(
+        type(key) is str and type(item) is int and -(2**63) <= item < 2**64
+        for key, item in items.items()
+    ):
+        return items
+    try:
+        return {check_str(key, path): check_int(item, path) for key, item in items.items()}
+    except InvalidArgumentError:
+        return convert_entries(items, path, check_str, check_int)
+
+
+def _enc_dict_str_int(value: object, path: str) -> Any:
+    items = check_dict(value, path)
+    if all(
+        type(key) is str and type(item) is int and -(2**63) <= item < 2**64
+        for key, item in items.items()
+    ):
+        return items
+    try:
+        return {check_str(key, path): check_int(item, path) for key, item in items.items()}
+    except InvalidArgumentError:
+        return convert_entries(items, path, check_str, check_int)
+
+
 def _dec_dict_str_opt_Message(value: object, path: str) -> dict[str, Message | None]:
     items = check_dict(value, path)
     try:
         return {check_str(key, path): _dec_opt_Message(item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): _dec_opt_Message(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_entries(items, path, check_str, _dec_opt_Message)
 
 
 def _dec_opt_Message(value: object, path: str) -> Message | None:
     if value is None:
         return None
     return _dec_Message(value, path)
+
+
+def _enc_dict_str_opt_Message(value: object, path: str) -> Any:
+    items = check_dict(value, path)
+    try:
+        return {check_str(key, path): _enc_opt_Message(item, path) for key, item in items.items()}
+    except InvalidArgumentError:
+        return convert_entries(items, path, check_str, _enc_opt_Message)
+
+
+def _enc_opt_Message(value: object, path: str) -> Any:
+    if value is None:
+        return None
+    return _enc_Message(value, path)
 
 
 def _enc_opt_tuple2_int_str(value: object, path: str) -> Any:
@@ -332,14 +346,35 @@ def _enc_tuple2_int_str(value: object, path: str) -> Any:
     try:
         return [check_int(items[0], path), check_str(items[1], path)]
     except InvalidArgumentError:
-        return [check_int(items[0], path + "[0]"), check_str(items[1], path + "[1]")]
+        return convert_positions(items, path, (check_int, check_str))
+
+
+def _dec_opt_tuple2_int_str(value: object, path: str) -> tuple[int, str] | None:
+    if value is None:
+        return None
+    return _dec_tuple2_int_str(value, path)
+
+
+def _dec_tuple2_int_str(value: object, path: str) -> tuple[int, str]:
+    items = check_wire_tuple(value, path, 2)
+    try:
+        return (check_int(items[0], path), check_str(items[1], path))
+    except InvalidArgumentError:
+        return tuple(convert_positions(items, path, (check_int, check_str)))
 
 
 _Mood_by_value: dict[object, Mood] = {member.value: member for member in Mood}
 
 
-_Message_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+_Message_dec_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
     ("sender", check_str),
     ("text", check_str),
     ("mood", _dec_Mood),
+)
+
+
+_Message_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("sender", check_str),
+    ("text", check_str),
+    ("mood", _enc_Mood),
 )

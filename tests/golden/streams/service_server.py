@@ -5,23 +5,27 @@
 from collections.abc import Callable
 from typing import Any
 
-from gopherpipe_runtime import InvalidArgumentError, MethodDef, MethodKind, Server, ServiceDef
+from gopherpipe_runtime import MethodDef, MethodKind, Server, ServiceDef
 from gopherpipe_runtime.convert import (
-    bad_enum,
     check_args,
     check_bytes,
-    check_dict,
     check_float,
     check_int,
-    check_list,
     check_none,
-    check_record,
     check_str,
-    check_wire_tuple,
-    fail,
     no_result,
 )
-from service import ChatService, Message, Mood, Pulse, Shapes, Spellings
+from service import ChatService, Message, Pulse, Shapes, Spellings
+from service_client import (
+    _dec_Message,
+    _dec_list_Message,
+    _dec_opt_tuple2_int_str,
+    _enc_Message,
+    _enc_dict_str_int,
+    _enc_dict_str_opt_Message,
+    _enc_list_Message,
+    _enc_opt_Message,
+)
 
 
 def register_chat_service(server: Server, impl: ChatService) -> None:
@@ -314,123 +318,6 @@ def _Pulse_beats_item_in(value: Any) -> None:
     return None
 
 
-def _enc_Message(value: object, path: str) -> Any:
-    if not isinstance(value, Message):
-        fail(path, "Message", value)
-    try:
-        return [
-            check_str(value.sender, path),
-            check_str(value.text, path),
-            _enc_Mood(value.mood, path),
-        ]
-    except InvalidArgumentError:
-        return [
-            check_str(value.sender, path + ".sender"),
-            check_str(value.text, path + ".text"),
-            _enc_Mood(value.mood, path + ".mood"),
-        ]
-
-
-def _enc_Mood(value: object, path: str) -> Any:
-    if type(value) is Mood:
-        return value.value
-    fail(path, "Mood", value)
-
-
-def _enc_list_Message(value: object, path: str) -> Any:
-    items = check_list(value, path)
-    try:
-        return [_enc_Message(item, path) for item in items]
-    except InvalidArgumentError:
-        return [_enc_Message(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _enc_dict_str_int(value: object, path: str) -> Any:
-    items = check_dict(value, path)
-    if all(
-        type(key) is str and type(item) is int and -(2**63) <= item < 2**64
-        for key, item in items.items()
-    ):
-        return items
-    try:
-        return {check_str(key, path): check_int(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): check_int(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
-
-
-def _dec_list_Message(value: object, path: str) -> list[Message]:
-    items = check_list(value, path)
-    try:
-        return [_dec_Message(item, path) for item in items]
-    except InvalidArgumentError:
-        return [_dec_Message(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _dec_Message(value: object, path: str) -> Message:
-    items = check_record(value, path, "Message", 2, 3)
-    if len(items) < 3:
-        return Message(
-            **{
-                name: decode(item, f"{path}.{name}")
-                for (name, decode), item in zip(_Message_fields, items, strict=False)
-            }
-        )
-    try:
-        return Message(
-            sender=check_str(items[0], path),
-            text=check_str(items[1], path),
-            mood=_dec_Mood(items[2], path),
-        )
-    except InvalidArgumentError:
-        return Message(
-            sender=check_str(items[0], path + ".sender"),
-            text=check_str(items[1], path + ".text"),
-            mood=_dec_Mood(items[2], path + ".mood"),
-        )
-
-
-def _dec_Mood(value: object, path: str) -> Mood:
-    if type(value) is int:
-        member = _Mood_by_value.get(value)
-        if member is not None:
-            return member
-    bad_enum(path, "Mood", value)
-
-
-def _enc_dict_str_opt_Message(value: object, path: str) -> Any:
-    items = check_dict(value, path)
-    try:
-        return {check_str(key, path): _enc_opt_Message(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): _enc_opt_Message(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
-
-
-def _enc_opt_Message(value: object, path: str) -> Any:
-    if value is None:
-        return None
-    return _enc_Message(value, path)
-
-
-def _dec_opt_tuple2_int_str(value: object, path: str) -> tuple[int, str] | None:
-    if value is None:
-        return None
-    return _dec_tuple2_int_str(value, path)
-
-
-def _dec_tuple2_int_str(value: object, path: str) -> tuple[int, str]:
-    items = check_wire_tuple(value, path, 2)
-    try:
-        return (check_int(items[0], path), check_str(items[1], path))
-    except InvalidArgumentError:
-        return (check_int(items[0], path + "[0]"), check_str(items[1], path + "[1]"))
-
-
 _ChatService_history_params: tuple[tuple[Callable[[object, str], Any], str], ...] = (
     (check_str, "history(): argument 'room_id'"),
     (check_int, "history(): argument 'limit'"),
@@ -438,16 +325,6 @@ _ChatService_history_params: tuple[tuple[Callable[[object, str], Any], str], ...
 
 
 _ChatService_history_defaults: tuple[Any, ...] = (50,)
-
-
-_Mood_by_value: dict[object, Mood] = {member.value: member for member in Mood}
-
-
-_Message_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
-    ("sender", check_str),
-    ("text", check_str),
-    ("mood", _dec_Mood),
-)
 
 
 _Shapes_middle_params: tuple[tuple[Callable[[object, str], Any], str], ...] = (

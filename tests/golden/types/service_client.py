@@ -20,6 +20,13 @@ from gopherpipe_runtime.convert import (
     check_str,
     check_tuple,
     check_wire_tuple,
+    convert_entries,
+    convert_items,
+    convert_pairs,
+    convert_positions,
+    convert_wire_pairs,
+    decode_fields,
+    encode_fields,
     fail,
 )
 from service import Color, Derived, Empty, Level, Node, Point, Shape, Tagged, Types
@@ -385,7 +392,7 @@ def _enc_list_int(value: object, path: str) -> Any:
     try:
         return [check_int(item, path) for item in items]
     except InvalidArgumentError:
-        return [check_int(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, check_int)
 
 
 def _dec_list_int(value: object, path: str) -> list[int]:
@@ -395,7 +402,7 @@ def _dec_list_int(value: object, path: str) -> list[int]:
     try:
         return [check_int(item, path) for item in items]
     except InvalidArgumentError:
-        return [check_int(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, check_int)
 
 
 def _enc_list_float(value: object, path: str) -> Any:
@@ -405,7 +412,7 @@ def _enc_list_float(value: object, path: str) -> Any:
     try:
         return [check_float(item, path) for item in items]
     except InvalidArgumentError:
-        return [check_float(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, check_float)
 
 
 def _dec_list_float(value: object, path: str) -> list[float]:
@@ -415,7 +422,7 @@ def _dec_list_float(value: object, path: str) -> list[float]:
     try:
         return [check_float(item, path) for item in items]
     except InvalidArgumentError:
-        return [check_float(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, check_float)
 
 
 def _enc_list_Point(value: object, path: str) -> Any:
@@ -423,7 +430,7 @@ def _enc_list_Point(value: object, path: str) -> Any:
     try:
         return [_enc_Point(item, path) for item in items]
     except InvalidArgumentError:
-        return [_enc_Point(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, _enc_Point)
 
 
 def _enc_Point(value: object, path: str) -> Any:
@@ -432,7 +439,7 @@ def _enc_Point(value: object, path: str) -> Any:
     try:
         return [check_float(value.x, path), check_float(value.y, path)]
     except InvalidArgumentError:
-        return [check_float(value.x, path + ".x"), check_float(value.y, path + ".y")]
+        return encode_fields(value, path, _Point_enc_fields)
 
 
 def _dec_list_Point(value: object, path: str) -> list[Point]:
@@ -440,7 +447,7 @@ def _dec_list_Point(value: object, path: str) -> list[Point]:
     try:
         return [_dec_Point(item, path) for item in items]
     except InvalidArgumentError:
-        return [_dec_Point(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, _dec_Point)
 
 
 def _dec_Point(value: object, path: str) -> Point:
@@ -448,7 +455,7 @@ def _dec_Point(value: object, path: str) -> Point:
     try:
         return Point(x=check_float(items[0], path), y=check_float(items[1], path))
     except InvalidArgumentError:
-        return Point(x=check_float(items[0], path + ".x"), y=check_float(items[1], path + ".y"))
+        return Point(**decode_fields(items, path, _Point_dec_fields))
 
 
 def _enc_set_str(value: object, path: str) -> Any:
@@ -458,7 +465,7 @@ def _enc_set_str(value: object, path: str) -> Any:
     try:
         return [check_str(item, path) for item in items]
     except InvalidArgumentError:
-        return [check_str(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, check_str)
 
 
 def _dec_set_str(value: object, path: str) -> set[str]:
@@ -468,7 +475,7 @@ def _dec_set_str(value: object, path: str) -> set[str]:
     try:
         return {check_str(item, path) for item in items}
     except InvalidArgumentError:
-        return {check_str(item, f"{path}[{index}]") for index, item in enumerate(items)}
+        return set(convert_items(items, path, check_str))
 
 
 def _enc_set_tuple2_int_Color(value: object, path: str) -> Any:
@@ -476,7 +483,7 @@ def _enc_set_tuple2_int_Color(value: object, path: str) -> Any:
     try:
         return [_enc_tuple2_int_Color(item, path) for item in items]
     except InvalidArgumentError:
-        return [_enc_tuple2_int_Color(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, _enc_tuple2_int_Color)
 
 
 def _enc_tuple2_int_Color(value: object, path: str) -> Any:
@@ -484,7 +491,7 @@ def _enc_tuple2_int_Color(value: object, path: str) -> Any:
     try:
         return [check_int(items[0], path), _enc_Color(items[1], path)]
     except InvalidArgumentError:
-        return [check_int(items[0], path + "[0]"), _enc_Color(items[1], path + "[1]")]
+        return convert_positions(items, path, (check_int, _enc_Color))
 
 
 def _enc_Color(value: object, path: str) -> Any:
@@ -498,7 +505,7 @@ def _dec_set_tuple2_int_Color(value: object, path: str) -> set[tuple[int, Color]
     try:
         return {_dec_tuple2_int_Color(item, path) for item in items}
     except InvalidArgumentError:
-        return {_dec_tuple2_int_Color(item, f"{path}[{index}]") for index, item in enumerate(items)}
+        return set(convert_items(items, path, _dec_tuple2_int_Color))
 
 
 def _dec_tuple2_int_Color(value: object, path: str) -> tuple[int, Color]:
@@ -506,7 +513,7 @@ def _dec_tuple2_int_Color(value: object, path: str) -> tuple[int, Color]:
     try:
         return (check_int(items[0], path), _dec_Color(items[1], path))
     except InvalidArgumentError:
-        return (check_int(items[0], path + "[0]"), _dec_Color(items[1], path + "[1]"))
+        return tuple(convert_positions(items, path, (check_int, _dec_Color)))
 
 
 def _dec_Color(value: object, path: str) -> Color:
@@ -522,7 +529,7 @@ def _enc_tuple2_int_str(value: object, path: str) -> Any:
     try:
         return [check_int(items[0], path), check_str(items[1], path)]
     except InvalidArgumentError:
-        return [check_int(items[0], path + "[0]"), check_str(items[1], path + "[1]")]
+        return convert_positions(items, path, (check_int, check_str))
 
 
 def _dec_tuple2_int_str(value: object, path: str) -> tuple[int, str]:
@@ -530,7 +537,7 @@ def _dec_tuple2_int_str(value: object, path: str) -> tuple[int, str]:
     try:
         return (check_int(items[0], path), check_str(items[1], path))
     except InvalidArgumentError:
-        return (check_int(items[0], path + "[0]"), check_str(items[1], path + "[1]"))
+        return tuple(convert_positions(items, path, (check_int, check_str)))
 
 
 def _enc_tuple1_Point(value: object, path: str) -> Any:
@@ -538,7 +545,7 @@ def _enc_tuple1_Point(value: object, path: str) -> Any:
     try:
         return [_enc_Point(items[0], path)]
     except InvalidArgumentError:
-        return [_enc_Point(items[0], path + "[0]")]
+        return convert_positions(items, path, (_enc_Point,))
 
 
 def _dec_tuple1_Point(value: object, path: str) -> tuple[Point]:
@@ -546,7 +553,7 @@ def _dec_tuple1_Point(value: object, path: str) -> tuple[Point]:
     try:
         return (_dec_Point(items[0], path),)
     except InvalidArgumentError:
-        return (_dec_Point(items[0], path + "[0]"),)
+        return tuple(convert_positions(items, path, (_dec_Point,)))
 
 
 def _enc_tuple0(value: object, path: str) -> Any:
@@ -566,7 +573,7 @@ def _enc_tuplev_float(value: object, path: str) -> Any:
     try:
         return [check_float(item, path) for item in items]
     except InvalidArgumentError:
-        return [check_float(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, check_float)
 
 
 def _dec_tuplev_float(value: object, path: str) -> tuple[float, ...]:
@@ -576,7 +583,7 @@ def _dec_tuplev_float(value: object, path: str) -> tuple[float, ...]:
     try:
         return tuple([check_float(item, path) for item in items])
     except InvalidArgumentError:
-        return tuple([check_float(item, f"{path}[{index}]") for index, item in enumerate(items)])
+        return tuple(convert_items(items, path, check_float))
 
 
 def _enc_dict_str_int(value: object, path: str) -> Any:
@@ -589,10 +596,7 @@ def _enc_dict_str_int(value: object, path: str) -> Any:
     try:
         return {check_str(key, path): check_int(item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): check_int(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_entries(items, path, check_str, check_int)
 
 
 def _dec_dict_str_int(value: object, path: str) -> dict[str, int]:
@@ -605,10 +609,7 @@ def _dec_dict_str_int(value: object, path: str) -> dict[str, int]:
     try:
         return {check_str(key, path): check_int(item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): check_int(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_entries(items, path, check_str, check_int)
 
 
 def _enc_dict_int_list_Point(value: object, path: str) -> Any:
@@ -616,10 +617,7 @@ def _enc_dict_int_list_Point(value: object, path: str) -> Any:
     try:
         return {check_int(key, path): _enc_list_Point(item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return {
-            check_int(key, f"{path} key {key!r}"): _enc_list_Point(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_entries(items, path, check_int, _enc_list_Point)
 
 
 def _dec_dict_int_list_Point(value: object, path: str) -> dict[int, list[Point]]:
@@ -627,10 +625,7 @@ def _dec_dict_int_list_Point(value: object, path: str) -> dict[int, list[Point]]
     try:
         return {check_int(key, path): _dec_list_Point(item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return {
-            check_int(key, f"{path} key {key!r}"): _dec_list_Point(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_entries(items, path, check_int, _dec_list_Point)
 
 
 def _enc_dict_float_bool(value: object, path: str) -> Any:
@@ -640,10 +635,7 @@ def _enc_dict_float_bool(value: object, path: str) -> Any:
     try:
         return {check_float(key, path): check_bool(item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return {
-            check_float(key, f"{path} key {key!r}"): check_bool(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_entries(items, path, check_float, check_bool)
 
 
 def _dec_dict_float_bool(value: object, path: str) -> dict[float, bool]:
@@ -653,10 +645,7 @@ def _dec_dict_float_bool(value: object, path: str) -> dict[float, bool]:
     try:
         return {check_float(key, path): check_bool(item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return {
-            check_float(key, f"{path} key {key!r}"): check_bool(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_entries(items, path, check_float, check_bool)
 
 
 def _enc_dict_bool_str(value: object, path: str) -> Any:
@@ -666,10 +655,7 @@ def _enc_dict_bool_str(value: object, path: str) -> Any:
     try:
         return {check_bool(key, path): check_str(item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return {
-            check_bool(key, f"{path} key {key!r}"): check_str(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_entries(items, path, check_bool, check_str)
 
 
 def _dec_dict_bool_str(value: object, path: str) -> dict[bool, str]:
@@ -679,10 +665,7 @@ def _dec_dict_bool_str(value: object, path: str) -> dict[bool, str]:
     try:
         return {check_bool(key, path): check_str(item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return {
-            check_bool(key, f"{path} key {key!r}"): check_str(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_entries(items, path, check_bool, check_str)
 
 
 def _enc_dict_bytes_bytes(value: object, path: str) -> Any:
@@ -692,10 +675,7 @@ def _enc_dict_bytes_bytes(value: object, path: str) -> Any:
     try:
         return {check_bytes(key, path): check_bytes(item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return {
-            check_bytes(key, f"{path} key {key!r}"): check_bytes(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_entries(items, path, check_bytes, check_bytes)
 
 
 def _dec_dict_bytes_bytes(value: object, path: str) -> dict[bytes, bytes]:
@@ -705,10 +685,7 @@ def _dec_dict_bytes_bytes(value: object, path: str) -> dict[bytes, bytes]:
     try:
         return {check_bytes(key, path): check_bytes(item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return {
-            check_bytes(key, f"{path} key {key!r}"): check_bytes(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_entries(items, path, check_bytes, check_bytes)
 
 
 def _enc_dict_Color_Shape(value: object, path: str) -> Any:
@@ -716,10 +693,7 @@ def _enc_dict_Color_Shape(value: object, path: str) -> Any:
     try:
         return {_enc_Color(key, path): _enc_Shape(item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return {
-            _enc_Color(key, f"{path} key {key!r}"): _enc_Shape(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_entries(items, path, _enc_Color, _enc_Shape)
 
 
 def _enc_Shape(value: object, path: str) -> Any:
@@ -733,10 +707,7 @@ def _dec_dict_Color_Shape(value: object, path: str) -> dict[Color, Shape]:
     try:
         return {_dec_Color(key, path): _dec_Shape(item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return {
-            _dec_Color(key, f"{path} key {key!r}"): _dec_Shape(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_entries(items, path, _dec_Color, _dec_Shape)
 
 
 def _dec_Shape(value: object, path: str) -> Shape:
@@ -754,10 +725,7 @@ def _enc_dict_tuple2_int_str_float(value: object, path: str) -> Any:
             [_enc_tuple2_int_str(key, path), check_float(item, path)] for key, item in items.items()
         ]
     except InvalidArgumentError:
-        return [
-            [_enc_tuple2_int_str(key, f"{path} key {key!r}"), check_float(item, f"{path}[{key!r}]")]
-            for key, item in items.items()
-        ]
+        return convert_pairs(items, path, _enc_tuple2_int_str, check_float)
 
 
 def _dec_dict_tuple2_int_str_float(value: object, path: str) -> dict[tuple[int, str], float]:
@@ -769,13 +737,7 @@ def _dec_dict_tuple2_int_str_float(value: object, path: str) -> dict[tuple[int, 
             for key, item in (check_wire_tuple(entry, path, 2),)
         }
     except InvalidArgumentError:
-        return {
-            _dec_tuple2_int_str(key, f"{path}[{index}][0]"): check_float(
-                item, f"{path}[{index}][1]"
-            )
-            for index, entry in enumerate(items)
-            for key, item in (check_wire_tuple(entry, f"{path}[{index}]", 2),)
-        }
+        return convert_wire_pairs(items, path, _dec_tuple2_int_str, check_float)
 
 
 def _enc_opt_int(value: object, path: str) -> Any:
@@ -819,10 +781,7 @@ def _enc_list_dict_str_list_opt_Tagged(value: object, path: str) -> Any:
     try:
         return [_enc_dict_str_list_opt_Tagged(item, path) for item in items]
     except InvalidArgumentError:
-        return [
-            _enc_dict_str_list_opt_Tagged(item, f"{path}[{index}]")
-            for index, item in enumerate(items)
-        ]
+        return convert_items(items, path, _enc_dict_str_list_opt_Tagged)
 
 
 def _enc_dict_str_list_opt_Tagged(value: object, path: str) -> Any:
@@ -832,10 +791,7 @@ def _enc_dict_str_list_opt_Tagged(value: object, path: str) -> Any:
             check_str(key, path): _enc_list_opt_Tagged(item, path) for key, item in items.items()
         }
     except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): _enc_list_opt_Tagged(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_entries(items, path, check_str, _enc_list_opt_Tagged)
 
 
 def _enc_list_opt_Tagged(value: object, path: str) -> Any:
@@ -843,7 +799,7 @@ def _enc_list_opt_Tagged(value: object, path: str) -> Any:
     try:
         return [_enc_opt_Tagged(item, path) for item in items]
     except InvalidArgumentError:
-        return [_enc_opt_Tagged(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, _enc_opt_Tagged)
 
 
 def _enc_opt_Tagged(value: object, path: str) -> Any:
@@ -864,13 +820,7 @@ def _enc_Tagged(value: object, path: str) -> Any:
             _enc_opt_str(value.note, path),
         ]
     except InvalidArgumentError:
-        return [
-            check_str(value.name, path + ".name"),
-            _enc_set_str(value.tags, path + ".tags"),
-            _enc_Color(value.color, path + ".color"),
-            _enc_list_int(value.extras, path + ".extras"),
-            _enc_opt_str(value.note, path + ".note"),
-        ]
+        return encode_fields(value, path, _Tagged_enc_fields)
 
 
 def _dec_list_dict_str_list_opt_Tagged(
@@ -880,10 +830,7 @@ def _dec_list_dict_str_list_opt_Tagged(
     try:
         return [_dec_dict_str_list_opt_Tagged(item, path) for item in items]
     except InvalidArgumentError:
-        return [
-            _dec_dict_str_list_opt_Tagged(item, f"{path}[{index}]")
-            for index, item in enumerate(items)
-        ]
+        return convert_items(items, path, _dec_dict_str_list_opt_Tagged)
 
 
 def _dec_dict_str_list_opt_Tagged(value: object, path: str) -> dict[str, list[Tagged | None]]:
@@ -893,10 +840,7 @@ def _dec_dict_str_list_opt_Tagged(value: object, path: str) -> dict[str, list[Ta
             check_str(key, path): _dec_list_opt_Tagged(item, path) for key, item in items.items()
         }
     except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): _dec_list_opt_Tagged(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_entries(items, path, check_str, _dec_list_opt_Tagged)
 
 
 def _dec_list_opt_Tagged(value: object, path: str) -> list[Tagged | None]:
@@ -904,7 +848,7 @@ def _dec_list_opt_Tagged(value: object, path: str) -> list[Tagged | None]:
     try:
         return [_dec_opt_Tagged(item, path) for item in items]
     except InvalidArgumentError:
-        return [_dec_opt_Tagged(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, _dec_opt_Tagged)
 
 
 def _dec_opt_Tagged(value: object, path: str) -> Tagged | None:
@@ -916,12 +860,7 @@ def _dec_opt_Tagged(value: object, path: str) -> Tagged | None:
 def _dec_Tagged(value: object, path: str) -> Tagged:
     items = check_record(value, path, "Tagged", 2, 5)
     if len(items) < 5:
-        return Tagged(
-            **{
-                name: decode(item, f"{path}.{name}")
-                for (name, decode), item in zip(_Tagged_fields, items, strict=False)
-            }
-        )
+        return Tagged(**decode_fields(items, path, _Tagged_dec_fields))
     try:
         return Tagged(
             name=check_str(items[0], path),
@@ -931,13 +870,7 @@ def _dec_Tagged(value: object, path: str) -> Tagged:
             note=_dec_opt_str(items[4], path),
         )
     except InvalidArgumentError:
-        return Tagged(
-            name=check_str(items[0], path + ".name"),
-            tags=_dec_set_str(items[1], path + ".tags"),
-            color=_dec_Color(items[2], path + ".color"),
-            extras=_dec_list_int(items[3], path + ".extras"),
-            note=_dec_opt_str(items[4], path + ".note"),
-        )
+        return Tagged(**decode_fields(items, path, _Tagged_dec_fields))
 
 
 def _enc_Level(value: object, path: str) -> Any:
@@ -960,10 +893,7 @@ def _enc_Node(value: object, path: str) -> Any:
     try:
         return [check_int(value.value, path), _enc_list_Node(value.children, path)]
     except InvalidArgumentError:
-        return [
-            check_int(value.value, path + ".value"),
-            _enc_list_Node(value.children, path + ".children"),
-        ]
+        return encode_fields(value, path, _Node_enc_fields)
 
 
 def _enc_list_Node(value: object, path: str) -> Any:
@@ -971,7 +901,7 @@ def _enc_list_Node(value: object, path: str) -> Any:
     try:
         return [_enc_Node(item, path) for item in items]
     except InvalidArgumentError:
-        return [_enc_Node(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, _enc_Node)
 
 
 def _dec_Node(value: object, path: str) -> Node:
@@ -979,10 +909,7 @@ def _dec_Node(value: object, path: str) -> Node:
     try:
         return Node(value=check_int(items[0], path), children=_dec_list_Node(items[1], path))
     except InvalidArgumentError:
-        return Node(
-            value=check_int(items[0], path + ".value"),
-            children=_dec_list_Node(items[1], path + ".children"),
-        )
+        return Node(**decode_fields(items, path, _Node_dec_fields))
 
 
 def _dec_list_Node(value: object, path: str) -> list[Node]:
@@ -990,7 +917,7 @@ def _dec_list_Node(value: object, path: str) -> list[Node]:
     try:
         return [_dec_Node(item, path) for item in items]
     except InvalidArgumentError:
-        return [_dec_Node(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, _dec_Node)
 
 
 def _enc_Empty(value: object, path: str) -> Any:
@@ -1010,22 +937,17 @@ def _enc_Derived(value: object, path: str) -> Any:
     try:
         return [check_int(value.a, path), check_str(value.b, path)]
     except InvalidArgumentError:
-        return [check_int(value.a, path + ".a"), check_str(value.b, path + ".b")]
+        return encode_fields(value, path, _Derived_enc_fields)
 
 
 def _dec_Derived(value: object, path: str) -> Derived:
     items = check_record(value, path, "Derived", 1, 2)
     if len(items) < 2:
-        return Derived(
-            **{
-                name: decode(item, f"{path}.{name}")
-                for (name, decode), item in zip(_Derived_fields, items, strict=False)
-            }
-        )
+        return Derived(**decode_fields(items, path, _Derived_dec_fields))
     try:
         return Derived(a=check_int(items[0], path), b=check_str(items[1], path))
     except InvalidArgumentError:
-        return Derived(a=check_int(items[0], path + ".a"), b=check_str(items[1], path + ".b"))
+        return Derived(**decode_fields(items, path, _Derived_dec_fields))
 
 
 def _enc_list_str(value: object, path: str) -> Any:
@@ -1035,7 +957,17 @@ def _enc_list_str(value: object, path: str) -> Any:
     try:
         return [check_str(item, path) for item in items]
     except InvalidArgumentError:
-        return [check_str(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_items(items, path, check_str)
+
+
+def _dec_list_str(value: object, path: str) -> list[str]:
+    items = check_list(value, path)
+    if all(type(item) is str for item in items):
+        return items
+    try:
+        return [check_str(item, path) for item in items]
+    except InvalidArgumentError:
+        return convert_items(items, path, check_str)
 
 
 def _enc_dict_str_Point(value: object, path: str) -> Any:
@@ -1043,10 +975,15 @@ def _enc_dict_str_Point(value: object, path: str) -> Any:
     try:
         return {check_str(key, path): _enc_Point(item, path) for key, item in items.items()}
     except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): _enc_Point(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+        return convert_entries(items, path, check_str, _enc_Point)
+
+
+def _dec_dict_str_Point(value: object, path: str) -> dict[str, Point]:
+    items = check_dict(value, path)
+    try:
+        return {check_str(key, path): _dec_Point(item, path) for key, item in items.items()}
+    except InvalidArgumentError:
+        return convert_entries(items, path, check_str, _dec_Point)
 
 
 def _dec_tuple3_int_list_str_dict_str_Point(
@@ -1060,32 +997,33 @@ def _dec_tuple3_int_list_str_dict_str_Point(
             _dec_dict_str_Point(items[2], path),
         )
     except InvalidArgumentError:
-        return (
-            check_int(items[0], path + "[0]"),
-            _dec_list_str(items[1], path + "[1]"),
-            _dec_dict_str_Point(items[2], path + "[2]"),
+        return tuple(
+            convert_positions(items, path, (check_int, _dec_list_str, _dec_dict_str_Point))
         )
 
 
-def _dec_list_str(value: object, path: str) -> list[str]:
-    items = check_list(value, path)
-    if all(type(item) is str for item in items):
-        return items
+def _enc_tuple3_int_list_str_dict_str_Point(value: object, path: str) -> Any:
+    items = check_tuple(value, path, 3)
     try:
-        return [check_str(item, path) for item in items]
+        return [
+            check_int(items[0], path),
+            _enc_list_str(items[1], path),
+            _enc_dict_str_Point(items[2], path),
+        ]
     except InvalidArgumentError:
-        return [check_str(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        return convert_positions(items, path, (check_int, _enc_list_str, _enc_dict_str_Point))
 
 
-def _dec_dict_str_Point(value: object, path: str) -> dict[str, Point]:
-    items = check_dict(value, path)
-    try:
-        return {check_str(key, path): _dec_Point(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): _dec_Point(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
+_Point_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("x", check_float),
+    ("y", check_float),
+)
+
+
+_Point_dec_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("x", check_float),
+    ("y", check_float),
+)
 
 
 _Color_by_value: dict[object, Color] = {member.value: member for member in Color}
@@ -1094,7 +1032,16 @@ _Color_by_value: dict[object, Color] = {member.value: member for member in Color
 _Shape_by_value: dict[object, Shape] = {member.value: member for member in Shape}
 
 
-_Tagged_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+_Tagged_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("name", check_str),
+    ("tags", _enc_set_str),
+    ("color", _enc_Color),
+    ("extras", _enc_list_int),
+    ("note", _enc_opt_str),
+)
+
+
+_Tagged_dec_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
     ("name", check_str),
     ("tags", _dec_set_str),
     ("color", _dec_Color),
@@ -1106,7 +1053,25 @@ _Tagged_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
 _Level_by_value: dict[object, Level] = {member.value: member for member in Level}
 
 
-_Derived_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+_Node_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("value", check_int),
+    ("children", _enc_list_Node),
+)
+
+
+_Node_dec_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("value", check_int),
+    ("children", _dec_list_Node),
+)
+
+
+_Derived_enc_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
+    ("a", check_int),
+    ("b", check_str),
+)
+
+
+_Derived_dec_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
     ("a", check_int),
     ("b", check_str),
 )

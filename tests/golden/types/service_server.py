@@ -2,28 +2,79 @@
 # ruff: noqa: I001
 """Server stubs for the services in service.py: register an implementation on a Server."""
 
-from collections.abc import Callable
 from typing import Any
 
-from gopherpipe_runtime import InvalidArgumentError, MethodDef, MethodKind, Server, ServiceDef
+from gopherpipe_runtime import MethodDef, MethodKind, Server, ServiceDef
 from gopherpipe_runtime.convert import (
-    bad_enum,
     check_args,
     check_bool,
     check_bytes,
-    check_dict,
     check_float,
     check_int,
-    check_list,
     check_none,
-    check_record,
-    check_set,
     check_str,
-    check_tuple,
-    check_wire_tuple,
-    fail,
 )
-from service import Color, Derived, Empty, Level, Node, Point, Shape, Tagged, Types
+from service import Types
+from service_client import (
+    _dec_Color,
+    _dec_Derived,
+    _dec_Empty,
+    _dec_Level,
+    _dec_Node,
+    _dec_Shape,
+    _dec_Tagged,
+    _dec_dict_Color_Shape,
+    _dec_dict_bool_str,
+    _dec_dict_bytes_bytes,
+    _dec_dict_float_bool,
+    _dec_dict_int_list_Point,
+    _dec_dict_str_Point,
+    _dec_dict_str_int,
+    _dec_dict_tuple2_int_str_float,
+    _dec_list_Point,
+    _dec_list_dict_str_list_opt_Tagged,
+    _dec_list_float,
+    _dec_list_int,
+    _dec_list_str,
+    _dec_opt_Point,
+    _dec_opt_int,
+    _dec_opt_str,
+    _dec_set_str,
+    _dec_set_tuple2_int_Color,
+    _dec_tuple0,
+    _dec_tuple1_Point,
+    _dec_tuple2_int_str,
+    _dec_tuplev_float,
+    _enc_Color,
+    _enc_Derived,
+    _enc_Empty,
+    _enc_Level,
+    _enc_Node,
+    _enc_Shape,
+    _enc_Tagged,
+    _enc_dict_Color_Shape,
+    _enc_dict_bool_str,
+    _enc_dict_bytes_bytes,
+    _enc_dict_float_bool,
+    _enc_dict_int_list_Point,
+    _enc_dict_str_int,
+    _enc_dict_tuple2_int_str_float,
+    _enc_list_Point,
+    _enc_list_dict_str_list_opt_Tagged,
+    _enc_list_float,
+    _enc_list_int,
+    _enc_opt_Point,
+    _enc_opt_int,
+    _enc_opt_str,
+    _enc_set_str,
+    _enc_set_tuple2_int_Color,
+    _enc_tuple0,
+    _enc_tuple1_Point,
+    _enc_tuple2_int_str,
+    _enc_tuple3_int_list_str_dict_str_Point,
+    _enc_tuplev_float,
+    _none,
+)
 
 
 def register_types(server: Server, impl: Types) -> None:
@@ -460,740 +511,3 @@ def _Types_mixed_args(value: Any) -> tuple[Any, ...]:
 
 def _Types_mixed_result(value: Any) -> Any:
     return _enc_tuple3_int_list_str_dict_str_Point(value, "mixed(): result")
-
-
-def _none(value: object, path: str) -> Any:
-    check_none(value, path)
-    return None
-
-
-def _dec_list_int(value: object, path: str) -> list[int]:
-    items = check_list(value, path)
-    if all(type(item) is int and -(2**63) <= item < 2**64 for item in items):
-        return items
-    try:
-        return [check_int(item, path) for item in items]
-    except InvalidArgumentError:
-        return [check_int(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _enc_list_int(value: object, path: str) -> Any:
-    items = check_list(value, path)
-    if all(type(item) is int and -(2**63) <= item < 2**64 for item in items):
-        return items
-    try:
-        return [check_int(item, path) for item in items]
-    except InvalidArgumentError:
-        return [check_int(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _dec_list_float(value: object, path: str) -> list[float]:
-    items = check_list(value, path)
-    if all(type(item) is float for item in items):
-        return items
-    try:
-        return [check_float(item, path) for item in items]
-    except InvalidArgumentError:
-        return [check_float(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _enc_list_float(value: object, path: str) -> Any:
-    items = check_list(value, path)
-    if all(type(item) is float for item in items):
-        return items
-    try:
-        return [check_float(item, path) for item in items]
-    except InvalidArgumentError:
-        return [check_float(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _dec_list_Point(value: object, path: str) -> list[Point]:
-    items = check_list(value, path)
-    try:
-        return [_dec_Point(item, path) for item in items]
-    except InvalidArgumentError:
-        return [_dec_Point(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _dec_Point(value: object, path: str) -> Point:
-    items = check_record(value, path, "Point", 2, 2)
-    try:
-        return Point(x=check_float(items[0], path), y=check_float(items[1], path))
-    except InvalidArgumentError:
-        return Point(x=check_float(items[0], path + ".x"), y=check_float(items[1], path + ".y"))
-
-
-def _enc_list_Point(value: object, path: str) -> Any:
-    items = check_list(value, path)
-    try:
-        return [_enc_Point(item, path) for item in items]
-    except InvalidArgumentError:
-        return [_enc_Point(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _enc_Point(value: object, path: str) -> Any:
-    if not isinstance(value, Point):
-        fail(path, "Point", value)
-    try:
-        return [check_float(value.x, path), check_float(value.y, path)]
-    except InvalidArgumentError:
-        return [check_float(value.x, path + ".x"), check_float(value.y, path + ".y")]
-
-
-def _dec_set_str(value: object, path: str) -> set[str]:
-    items = check_list(value, path)
-    if all(type(item) is str for item in items):
-        return set(items)
-    try:
-        return {check_str(item, path) for item in items}
-    except InvalidArgumentError:
-        return {check_str(item, f"{path}[{index}]") for index, item in enumerate(items)}
-
-
-def _enc_set_str(value: object, path: str) -> Any:
-    items = check_set(value, path)
-    if all(type(item) is str for item in items):
-        return list(items)
-    try:
-        return [check_str(item, path) for item in items]
-    except InvalidArgumentError:
-        return [check_str(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _dec_set_tuple2_int_Color(value: object, path: str) -> set[tuple[int, Color]]:
-    items = check_list(value, path)
-    try:
-        return {_dec_tuple2_int_Color(item, path) for item in items}
-    except InvalidArgumentError:
-        return {_dec_tuple2_int_Color(item, f"{path}[{index}]") for index, item in enumerate(items)}
-
-
-def _dec_tuple2_int_Color(value: object, path: str) -> tuple[int, Color]:
-    items = check_wire_tuple(value, path, 2)
-    try:
-        return (check_int(items[0], path), _dec_Color(items[1], path))
-    except InvalidArgumentError:
-        return (check_int(items[0], path + "[0]"), _dec_Color(items[1], path + "[1]"))
-
-
-def _dec_Color(value: object, path: str) -> Color:
-    if type(value) is int:
-        member = _Color_by_value.get(value)
-        if member is not None:
-            return member
-    bad_enum(path, "Color", value)
-
-
-def _enc_set_tuple2_int_Color(value: object, path: str) -> Any:
-    items = check_set(value, path)
-    try:
-        return [_enc_tuple2_int_Color(item, path) for item in items]
-    except InvalidArgumentError:
-        return [_enc_tuple2_int_Color(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _enc_tuple2_int_Color(value: object, path: str) -> Any:
-    items = check_tuple(value, path, 2)
-    try:
-        return [check_int(items[0], path), _enc_Color(items[1], path)]
-    except InvalidArgumentError:
-        return [check_int(items[0], path + "[0]"), _enc_Color(items[1], path + "[1]")]
-
-
-def _enc_Color(value: object, path: str) -> Any:
-    if type(value) is Color:
-        return value.value
-    fail(path, "Color", value)
-
-
-def _dec_tuple2_int_str(value: object, path: str) -> tuple[int, str]:
-    items = check_wire_tuple(value, path, 2)
-    try:
-        return (check_int(items[0], path), check_str(items[1], path))
-    except InvalidArgumentError:
-        return (check_int(items[0], path + "[0]"), check_str(items[1], path + "[1]"))
-
-
-def _enc_tuple2_int_str(value: object, path: str) -> Any:
-    items = check_tuple(value, path, 2)
-    try:
-        return [check_int(items[0], path), check_str(items[1], path)]
-    except InvalidArgumentError:
-        return [check_int(items[0], path + "[0]"), check_str(items[1], path + "[1]")]
-
-
-def _dec_tuple1_Point(value: object, path: str) -> tuple[Point]:
-    items = check_wire_tuple(value, path, 1)
-    try:
-        return (_dec_Point(items[0], path),)
-    except InvalidArgumentError:
-        return (_dec_Point(items[0], path + "[0]"),)
-
-
-def _enc_tuple1_Point(value: object, path: str) -> Any:
-    items = check_tuple(value, path, 1)
-    try:
-        return [_enc_Point(items[0], path)]
-    except InvalidArgumentError:
-        return [_enc_Point(items[0], path + "[0]")]
-
-
-def _dec_tuple0(value: object, path: str) -> tuple[()]:
-    check_wire_tuple(value, path, 0)
-    return ()
-
-
-def _enc_tuple0(value: object, path: str) -> Any:
-    check_tuple(value, path, 0)
-    return []
-
-
-def _dec_tuplev_float(value: object, path: str) -> tuple[float, ...]:
-    items = check_wire_tuple(value, path, None)
-    if all(type(item) is float for item in items):
-        return tuple(items)
-    try:
-        return tuple([check_float(item, path) for item in items])
-    except InvalidArgumentError:
-        return tuple([check_float(item, f"{path}[{index}]") for index, item in enumerate(items)])
-
-
-def _enc_tuplev_float(value: object, path: str) -> Any:
-    items = check_tuple(value, path, None)
-    if all(type(item) is float for item in items):
-        return list(items)
-    try:
-        return [check_float(item, path) for item in items]
-    except InvalidArgumentError:
-        return [check_float(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _dec_dict_str_int(value: object, path: str) -> dict[str, int]:
-    items = check_dict(value, path)
-    if all(
-        type(key) is str and type(item) is int and -(2**63) <= item < 2**64
-        for key, item in items.items()
-    ):
-        return items
-    try:
-        return {check_str(key, path): check_int(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): check_int(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
-
-
-def _enc_dict_str_int(value: object, path: str) -> Any:
-    items = check_dict(value, path)
-    if all(
-        type(key) is str and type(item) is int and -(2**63) <= item < 2**64
-        for key, item in items.items()
-    ):
-        return items
-    try:
-        return {check_str(key, path): check_int(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): check_int(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
-
-
-def _dec_dict_int_list_Point(value: object, path: str) -> dict[int, list[Point]]:
-    items = check_dict(value, path)
-    try:
-        return {check_int(key, path): _dec_list_Point(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return {
-            check_int(key, f"{path} key {key!r}"): _dec_list_Point(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
-
-
-def _enc_dict_int_list_Point(value: object, path: str) -> Any:
-    items = check_dict(value, path)
-    try:
-        return {check_int(key, path): _enc_list_Point(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return {
-            check_int(key, f"{path} key {key!r}"): _enc_list_Point(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
-
-
-def _dec_dict_float_bool(value: object, path: str) -> dict[float, bool]:
-    items = check_dict(value, path)
-    if all(type(key) is float and type(item) is bool for key, item in items.items()):
-        return items
-    try:
-        return {check_float(key, path): check_bool(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return {
-            check_float(key, f"{path} key {key!r}"): check_bool(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
-
-
-def _enc_dict_float_bool(value: object, path: str) -> Any:
-    items = check_dict(value, path)
-    if all(type(key) is float and type(item) is bool for key, item in items.items()):
-        return items
-    try:
-        return {check_float(key, path): check_bool(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return {
-            check_float(key, f"{path} key {key!r}"): check_bool(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
-
-
-def _dec_dict_bool_str(value: object, path: str) -> dict[bool, str]:
-    items = check_dict(value, path)
-    if all(type(key) is bool and type(item) is str for key, item in items.items()):
-        return items
-    try:
-        return {check_bool(key, path): check_str(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return {
-            check_bool(key, f"{path} key {key!r}"): check_str(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
-
-
-def _enc_dict_bool_str(value: object, path: str) -> Any:
-    items = check_dict(value, path)
-    if all(type(key) is bool and type(item) is str for key, item in items.items()):
-        return items
-    try:
-        return {check_bool(key, path): check_str(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return {
-            check_bool(key, f"{path} key {key!r}"): check_str(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
-
-
-def _dec_dict_bytes_bytes(value: object, path: str) -> dict[bytes, bytes]:
-    items = check_dict(value, path)
-    if all(type(key) is bytes and type(item) is bytes for key, item in items.items()):
-        return items
-    try:
-        return {check_bytes(key, path): check_bytes(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return {
-            check_bytes(key, f"{path} key {key!r}"): check_bytes(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
-
-
-def _enc_dict_bytes_bytes(value: object, path: str) -> Any:
-    items = check_dict(value, path)
-    if all(type(key) is bytes and type(item) is bytes for key, item in items.items()):
-        return items
-    try:
-        return {check_bytes(key, path): check_bytes(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return {
-            check_bytes(key, f"{path} key {key!r}"): check_bytes(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
-
-
-def _dec_dict_Color_Shape(value: object, path: str) -> dict[Color, Shape]:
-    items = check_dict(value, path)
-    try:
-        return {_dec_Color(key, path): _dec_Shape(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return {
-            _dec_Color(key, f"{path} key {key!r}"): _dec_Shape(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
-
-
-def _dec_Shape(value: object, path: str) -> Shape:
-    if type(value) is str:
-        member = _Shape_by_value.get(value)
-        if member is not None:
-            return member
-    bad_enum(path, "Shape", value)
-
-
-def _enc_dict_Color_Shape(value: object, path: str) -> Any:
-    items = check_dict(value, path)
-    try:
-        return {_enc_Color(key, path): _enc_Shape(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return {
-            _enc_Color(key, f"{path} key {key!r}"): _enc_Shape(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
-
-
-def _enc_Shape(value: object, path: str) -> Any:
-    if type(value) is Shape:
-        return value.value
-    fail(path, "Shape", value)
-
-
-def _dec_dict_tuple2_int_str_float(value: object, path: str) -> dict[tuple[int, str], float]:
-    items = check_list(value, path)
-    try:
-        return {
-            _dec_tuple2_int_str(key, path): check_float(item, path)
-            for entry in items
-            for key, item in (check_wire_tuple(entry, path, 2),)
-        }
-    except InvalidArgumentError:
-        return {
-            _dec_tuple2_int_str(key, f"{path}[{index}][0]"): check_float(
-                item, f"{path}[{index}][1]"
-            )
-            for index, entry in enumerate(items)
-            for key, item in (check_wire_tuple(entry, f"{path}[{index}]", 2),)
-        }
-
-
-def _enc_dict_tuple2_int_str_float(value: object, path: str) -> Any:
-    items = check_dict(value, path)
-    try:
-        return [
-            [_enc_tuple2_int_str(key, path), check_float(item, path)] for key, item in items.items()
-        ]
-    except InvalidArgumentError:
-        return [
-            [_enc_tuple2_int_str(key, f"{path} key {key!r}"), check_float(item, f"{path}[{key!r}]")]
-            for key, item in items.items()
-        ]
-
-
-def _dec_opt_int(value: object, path: str) -> int | None:
-    if value is None:
-        return None
-    return check_int(value, path)
-
-
-def _enc_opt_int(value: object, path: str) -> Any:
-    if value is None:
-        return None
-    return check_int(value, path)
-
-
-def _dec_opt_Point(value: object, path: str) -> Point | None:
-    if value is None:
-        return None
-    return _dec_Point(value, path)
-
-
-def _enc_opt_Point(value: object, path: str) -> Any:
-    if value is None:
-        return None
-    return _enc_Point(value, path)
-
-
-def _dec_opt_str(value: object, path: str) -> str | None:
-    if value is None:
-        return None
-    return check_str(value, path)
-
-
-def _enc_opt_str(value: object, path: str) -> Any:
-    if value is None:
-        return None
-    return check_str(value, path)
-
-
-def _dec_list_dict_str_list_opt_Tagged(
-    value: object, path: str
-) -> list[dict[str, list[Tagged | None]]]:
-    items = check_list(value, path)
-    try:
-        return [_dec_dict_str_list_opt_Tagged(item, path) for item in items]
-    except InvalidArgumentError:
-        return [
-            _dec_dict_str_list_opt_Tagged(item, f"{path}[{index}]")
-            for index, item in enumerate(items)
-        ]
-
-
-def _dec_dict_str_list_opt_Tagged(value: object, path: str) -> dict[str, list[Tagged | None]]:
-    items = check_dict(value, path)
-    try:
-        return {
-            check_str(key, path): _dec_list_opt_Tagged(item, path) for key, item in items.items()
-        }
-    except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): _dec_list_opt_Tagged(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
-
-
-def _dec_list_opt_Tagged(value: object, path: str) -> list[Tagged | None]:
-    items = check_list(value, path)
-    try:
-        return [_dec_opt_Tagged(item, path) for item in items]
-    except InvalidArgumentError:
-        return [_dec_opt_Tagged(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _dec_opt_Tagged(value: object, path: str) -> Tagged | None:
-    if value is None:
-        return None
-    return _dec_Tagged(value, path)
-
-
-def _dec_Tagged(value: object, path: str) -> Tagged:
-    items = check_record(value, path, "Tagged", 2, 5)
-    if len(items) < 5:
-        return Tagged(
-            **{
-                name: decode(item, f"{path}.{name}")
-                for (name, decode), item in zip(_Tagged_fields, items, strict=False)
-            }
-        )
-    try:
-        return Tagged(
-            name=check_str(items[0], path),
-            tags=_dec_set_str(items[1], path),
-            color=_dec_Color(items[2], path),
-            extras=_dec_list_int(items[3], path),
-            note=_dec_opt_str(items[4], path),
-        )
-    except InvalidArgumentError:
-        return Tagged(
-            name=check_str(items[0], path + ".name"),
-            tags=_dec_set_str(items[1], path + ".tags"),
-            color=_dec_Color(items[2], path + ".color"),
-            extras=_dec_list_int(items[3], path + ".extras"),
-            note=_dec_opt_str(items[4], path + ".note"),
-        )
-
-
-def _enc_list_dict_str_list_opt_Tagged(value: object, path: str) -> Any:
-    items = check_list(value, path)
-    try:
-        return [_enc_dict_str_list_opt_Tagged(item, path) for item in items]
-    except InvalidArgumentError:
-        return [
-            _enc_dict_str_list_opt_Tagged(item, f"{path}[{index}]")
-            for index, item in enumerate(items)
-        ]
-
-
-def _enc_dict_str_list_opt_Tagged(value: object, path: str) -> Any:
-    items = check_dict(value, path)
-    try:
-        return {
-            check_str(key, path): _enc_list_opt_Tagged(item, path) for key, item in items.items()
-        }
-    except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): _enc_list_opt_Tagged(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
-
-
-def _enc_list_opt_Tagged(value: object, path: str) -> Any:
-    items = check_list(value, path)
-    try:
-        return [_enc_opt_Tagged(item, path) for item in items]
-    except InvalidArgumentError:
-        return [_enc_opt_Tagged(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _enc_opt_Tagged(value: object, path: str) -> Any:
-    if value is None:
-        return None
-    return _enc_Tagged(value, path)
-
-
-def _enc_Tagged(value: object, path: str) -> Any:
-    if not isinstance(value, Tagged):
-        fail(path, "Tagged", value)
-    try:
-        return [
-            check_str(value.name, path),
-            _enc_set_str(value.tags, path),
-            _enc_Color(value.color, path),
-            _enc_list_int(value.extras, path),
-            _enc_opt_str(value.note, path),
-        ]
-    except InvalidArgumentError:
-        return [
-            check_str(value.name, path + ".name"),
-            _enc_set_str(value.tags, path + ".tags"),
-            _enc_Color(value.color, path + ".color"),
-            _enc_list_int(value.extras, path + ".extras"),
-            _enc_opt_str(value.note, path + ".note"),
-        ]
-
-
-def _dec_Level(value: object, path: str) -> Level:
-    if type(value) is int:
-        member = _Level_by_value.get(value)
-        if member is not None:
-            return member
-    bad_enum(path, "Level", value)
-
-
-def _enc_Level(value: object, path: str) -> Any:
-    if type(value) is Level:
-        return value.value
-    fail(path, "Level", value)
-
-
-def _dec_Node(value: object, path: str) -> Node:
-    items = check_record(value, path, "Node", 2, 2)
-    try:
-        return Node(value=check_int(items[0], path), children=_dec_list_Node(items[1], path))
-    except InvalidArgumentError:
-        return Node(
-            value=check_int(items[0], path + ".value"),
-            children=_dec_list_Node(items[1], path + ".children"),
-        )
-
-
-def _dec_list_Node(value: object, path: str) -> list[Node]:
-    items = check_list(value, path)
-    try:
-        return [_dec_Node(item, path) for item in items]
-    except InvalidArgumentError:
-        return [_dec_Node(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _enc_Node(value: object, path: str) -> Any:
-    if not isinstance(value, Node):
-        fail(path, "Node", value)
-    try:
-        return [check_int(value.value, path), _enc_list_Node(value.children, path)]
-    except InvalidArgumentError:
-        return [
-            check_int(value.value, path + ".value"),
-            _enc_list_Node(value.children, path + ".children"),
-        ]
-
-
-def _enc_list_Node(value: object, path: str) -> Any:
-    items = check_list(value, path)
-    try:
-        return [_enc_Node(item, path) for item in items]
-    except InvalidArgumentError:
-        return [_enc_Node(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _dec_Empty(value: object, path: str) -> Empty:
-    check_record(value, path, "Empty", 0, 0)
-    return Empty()
-
-
-def _enc_Empty(value: object, path: str) -> Any:
-    if not isinstance(value, Empty):
-        fail(path, "Empty", value)
-    return []
-
-
-def _dec_Derived(value: object, path: str) -> Derived:
-    items = check_record(value, path, "Derived", 1, 2)
-    if len(items) < 2:
-        return Derived(
-            **{
-                name: decode(item, f"{path}.{name}")
-                for (name, decode), item in zip(_Derived_fields, items, strict=False)
-            }
-        )
-    try:
-        return Derived(a=check_int(items[0], path), b=check_str(items[1], path))
-    except InvalidArgumentError:
-        return Derived(a=check_int(items[0], path + ".a"), b=check_str(items[1], path + ".b"))
-
-
-def _enc_Derived(value: object, path: str) -> Any:
-    if not isinstance(value, Derived):
-        fail(path, "Derived", value)
-    try:
-        return [check_int(value.a, path), check_str(value.b, path)]
-    except InvalidArgumentError:
-        return [check_int(value.a, path + ".a"), check_str(value.b, path + ".b")]
-
-
-def _dec_list_str(value: object, path: str) -> list[str]:
-    items = check_list(value, path)
-    if all(type(item) is str for item in items):
-        return items
-    try:
-        return [check_str(item, path) for item in items]
-    except InvalidArgumentError:
-        return [check_str(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _dec_dict_str_Point(value: object, path: str) -> dict[str, Point]:
-    items = check_dict(value, path)
-    try:
-        return {check_str(key, path): _dec_Point(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): _dec_Point(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
-
-
-def _enc_tuple3_int_list_str_dict_str_Point(value: object, path: str) -> Any:
-    items = check_tuple(value, path, 3)
-    try:
-        return [
-            check_int(items[0], path),
-            _enc_list_str(items[1], path),
-            _enc_dict_str_Point(items[2], path),
-        ]
-    except InvalidArgumentError:
-        return [
-            check_int(items[0], path + "[0]"),
-            _enc_list_str(items[1], path + "[1]"),
-            _enc_dict_str_Point(items[2], path + "[2]"),
-        ]
-
-
-def _enc_list_str(value: object, path: str) -> Any:
-    items = check_list(value, path)
-    if all(type(item) is str for item in items):
-        return items
-    try:
-        return [check_str(item, path) for item in items]
-    except InvalidArgumentError:
-        return [check_str(item, f"{path}[{index}]") for index, item in enumerate(items)]
-
-
-def _enc_dict_str_Point(value: object, path: str) -> Any:
-    items = check_dict(value, path)
-    try:
-        return {check_str(key, path): _enc_Point(item, path) for key, item in items.items()}
-    except InvalidArgumentError:
-        return {
-            check_str(key, f"{path} key {key!r}"): _enc_Point(item, f"{path}[{key!r}]")
-            for key, item in items.items()
-        }
-
-
-_Color_by_value: dict[object, Color] = {member.value: member for member in Color}
-
-
-_Shape_by_value: dict[object, Shape] = {member.value: member for member in Shape}
-
-
-_Tagged_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
-    ("name", check_str),
-    ("tags", _dec_set_str),
-    ("color", _dec_Color),
-    ("extras", _dec_list_int),
-    ("note", _dec_opt_str),
-)
-
-
-_Level_by_value: dict[object, Level] = {member.value: member for member in Level}
-
-
-_Derived_fields: tuple[tuple[str, Callable[[object, str], Any]], ...] = (
-    ("a", check_int),
-    ("b", check_str),
-)
