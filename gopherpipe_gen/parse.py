@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -118,6 +118,10 @@ TYPING_ALIASES = {"List": "list", "Dict": "dict", "Tuple": "tuple", "Set": "set"
 ENUM_BASES = frozenset({"Enum", "IntEnum", "StrEnum"})
 FUNCTIONAL_RECORDS = frozenset({"NamedTuple", "TypedDict", "namedtuple"})
 FACTORIES = frozenset({"list", "dict", "set", "frozenset", "tuple"})
+# The wire's int range (msgpack's), enforced at run time on both sides: an int in the
+# contract outside it could never travel.
+INT_MIN, INT_MAX = -(2**63), 2**64 - 1
+INT_RANGE = "-2**63..2**64-1"
 
 
 class _Invalid(Exception):
@@ -186,10 +190,8 @@ class _Parser:
         self.env: list[dict[str, TypeRef]] = []
         """The type arguments of the generic dataclass being read, innermost last."""
         """Declared types whose own error is already reported (no follow-on errors)."""
-        self.stdlib_used: set[str] = set()
         self.aliases: dict[str, TypeRef | None] = {}
         """Type aliases and NewTypes read so far, by (module, name); None if broken."""
-        self.method_names: list[tuple[_Module, cst.Name]] = []
         self.anchor: list[cst.CSTNode] = []
         """Nodes whose position stands in for nodes that have none (inside a string type)."""
         self.chan_context: list[str] = []
@@ -497,7 +499,6 @@ class _Parser:
                 f"{module}.{name} cannot cross the wire: of the standard library, contracts "
                 f"take {STDLIB_HELP}",
             )
-        self.stdlib_used.add(name)
         stdlib_name: StdlibName = name  # type: ignore[assignment]
         return Stdlib(stdlib_name)
 
@@ -875,6 +876,13 @@ class _Parser:
             kind: Literal["bool", "int", "str"] = (
                 "bool" if isinstance(value, bool) else "int" if isinstance(value, int) else "str"
             )
+            if kind == "int" and isinstance(value, int) and not INT_MIN <= value <= INT_MAX:
+                raise self.fail(
+                    mod,
+                    arg,
+                    f"Literal value {value} is outside the wire's int range ({INT_RANGE}), so "
+                    "it could never travel: choose values inside it",
+                )
             if (kind, value) not in values:
                 values.append((kind, value))
         if not values:
@@ -944,6 +952,20 @@ class _Parser:
             kinds: tuple[str, ...] = ("bool", "int", "float")
         elif isinstance(literal, cst.Integer):
             kinds = ("int", "float")
+            number = int(literal.value.replace("_", ""), 0)
+            if literal is not node and isinstance(node, cst.UnaryOperation):
+                number = -number if isinstance(node.operator, cst.Minus) else number
+            if (
+                isinstance(ref, Scalar)
+                and ref.name == "int"
+                and not INT_MIN <= number <= INT_MAX
+            ):
+                raise self.fail(
+                    mod,
+                    node,
+                    f"default {text} is outside the wire's int range ({INT_RANGE}), so it "
+                    "could never travel: choose a value inside it",
+                )
         elif isinstance(literal, cst.Float):
             kinds = ("float",)
         elif isinstance(literal, cst.SimpleString | cst.ConcatenatedString):
@@ -1219,6 +1241,13 @@ class _Parser:
                     value = self.auto_value(mod, cls, bases, name, small.value, members)
                 else:
                     value = self.enum_value(mod, small.value)
+                if isinstance(value, int) and not INT_MIN <= value <= INT_MAX:
+                    raise self.fail(
+                        mod,
+                        small.value,
+                        f"{cls.name.value}.{name} = {value} is outside the wire's int range "
+                        f"({INT_RANGE}), so it could never travel: choose a value inside it",
+                    )
                 members.append((name, value))
         if not members:
             raise self.fail(mod, cls.name, f"Enum {cls.name.value} has no members")
@@ -1297,6 +1326,7 @@ class _Parser:
                     mod, base, "a service class derives from ABC only: write class X(ABC)"
                 )
         methods: dict[str, Method] = {}
+        names: list[cst.Name] = []
         for statement in cls.body.body:
             if _is_docstring_or_filler(statement):
                 continue
@@ -1311,13 +1341,24 @@ class _Parser:
                 method = self.method(mod, statement)
             except _Invalid:
                 continue
-            self.method_names.append((mod, statement.name))
             if method.name in methods:
                 self.error(
                     mod, statement.name, f"duplicate method {method.name!r}: give it another name"
                 )
                 continue
             methods[method.name] = method
+            names.append(statement.name)
+        # The client class spells its signatures with these names; a method of the same
+        # name would hide them there (for mypy, and at run time when they are subscripted).
+        used = _signature_names(methods.values())
+        for name in names:
+            if name.value in used:
+                self.error(
+                    mod,
+                    name,
+                    f"method name {name.value!r} would hide the type {name.value} in the "
+                    "stubs' annotations: choose another name",
+                )
         if not methods and not self.errors:
             raise self.fail(mod, cls.name, f"service {cls.name.value} has no abstract methods")
         return Service(cls.name.value, tuple(methods.values()))
@@ -1463,14 +1504,6 @@ class _Parser:
                     "@abstractmethod methods",
                 )
             )
-        for where, name in self.method_names:
-            if name.value in self.stdlib_used:
-                self.error(
-                    where,
-                    name,
-                    f"method name {name.value!r} would hide the type {name.value} in the stubs' "
-                    "annotations: choose another name",
-                )
         if self.errors:
             return None
         return Contract(self.path, tuple(services), self.dataclasses, self.enums)
@@ -1491,6 +1524,66 @@ def _literal_value(node: cst.BaseExpression) -> LiteralValue | None:
         if isinstance(text, str):
             return text
     return None
+
+
+def _signature_names(methods: Iterable[Method]) -> set[str]:
+    """The names a client class's method signatures refer to, besides built-in types
+    (which it spells ``builtins.X`` when a method hides them): its annotations' types,
+    ``Iterable`` and ``Chan`` for streams, and the classes its defaults name."""
+    used: set[str] = set()
+    for method in methods:
+        refs = [param.type for param in method.params] + [method.returns]
+        if method.stream_param is not None:
+            used.add("Iterable")
+            refs.append(method.stream_param.type)
+        if method.stream_returns is not None:
+            used.add("Chan")
+            refs.append(method.stream_returns)
+        for ref in refs:
+            used |= _type_names(ref)
+        for param in method.params:
+            if param.default is not None:
+                default = cst.parse_expression(param.default)
+                used |= {node.value for node in _walk_names(default)}
+    return used
+
+
+def _type_names(ref: TypeRef) -> set[str]:
+    """The names `ref`'s spelling in the stubs uses (not built-in types)."""
+    if isinstance(ref, NewTypeOf):
+        return {ref.name}  # spelled by its own name: what it wraps is not written out
+    names: set[str] = set()
+    if isinstance(ref, Stdlib | Named):
+        names.add(ref.name)
+    elif isinstance(ref, LiteralOf):
+        names.add("Literal")
+    elif isinstance(ref, ListOf | DictOf) and ref.abstract:
+        names.add("Sequence" if isinstance(ref, ListOf) else "Mapping")
+    inner: list[TypeRef] = []
+    if isinstance(ref, ListOf | SetOf):
+        inner = [ref.item]
+    elif isinstance(ref, DictOf):
+        inner = [ref.key, ref.value]
+    elif isinstance(ref, TupleOf):
+        inner = list(ref.items)
+    elif isinstance(ref, OptionalOf):
+        inner = [ref.inner]
+    elif isinstance(ref, Named):
+        inner = list(ref.args)
+    for part in inner:
+        names |= _type_names(part)
+    return names
+
+
+def _walk_names(node: cst.CSTNode) -> Iterator[cst.Name]:
+    """The names an expression looks up (``Role`` in ``Role.MEMBER``, not ``MEMBER``)."""
+    if isinstance(node, cst.Name):
+        yield node
+    elif isinstance(node, cst.Attribute):
+        yield from _walk_names(node.value)
+    else:
+        for child in node.children:
+            yield from _walk_names(child)
 
 
 def _is_none(ref: TypeRef) -> bool:
