@@ -115,6 +115,16 @@ RESERVED_PARAMS = frozenset(
     }
 )
 TYPING_ALIASES = {"List": "list", "Dict": "dict", "Tuple": "tuple", "Set": "set"}
+# The generic forms, by where they come from (`origin`): a `Sequence` or `Literal` from
+# another module is not one, whatever its last name.
+TYPING_MODULES = ("typing", "typing_extensions")
+FORM_HOMES = {
+    **{name: ("collections.abc", *TYPING_MODULES) for name in ("Sequence", "Mapping")},
+    **{name: TYPING_MODULES for name in ("Literal", "Optional", "Union")},
+    **{name: ("typing",) for name in TYPING_ALIASES},
+    **{name: ("builtins",) for name in ("list", "dict", "set", "frozenset", "tuple")},
+}
+FORMS = {f"{home}.{name}": name for name, homes in FORM_HOMES.items() for home in homes}
 ENUM_BASES = frozenset({"Enum", "IntEnum", "StrEnum"})
 FUNCTIONAL_RECORDS = frozenset({"NamedTuple", "TypedDict", "namedtuple"})
 FACTORIES = frozenset({"list", "dict", "set", "frozenset", "tuple"})
@@ -802,8 +812,49 @@ class _Parser:
             return inner
         return OptionalOf(inner)
 
+    def origin(self, mod: _Module, node: cst.BaseExpression) -> str | None:
+        """Where a name used in `mod` comes from, dotted (``typing.Sequence`` for
+        ``Sequence`` after ``from typing import Sequence``, or for ``t.Sequence`` after
+        ``import typing as t``; ``builtins.list`` for a name not bound in the module);
+        None for the contract's own classes and aliases and for other expressions."""
+        if isinstance(node, cst.Name):
+            name = node.value
+            if name in mod.classes or name in mod.bindings:
+                return None
+            if name in mod.imports:
+                source, dots, original, _ = mod.imports[name]
+                return f"{'.' * dots}{source}.{original}"
+            return f"builtins.{name}"
+        if isinstance(node, cst.Attribute):
+            dotted = mod.module.code_for_node(node.value)
+            first, _, rest = dotted.partition(".")
+            module = mod.module_imports.get(first, first)
+            return f"{module}{'.' + rest if rest else ''}.{node.attr.value}"
+        return None
+
     def generic(self, mod: _Module, node: cst.Subscript) -> TypeRef:
-        head = _tail_name(node.value)
+        where = self.origin(mod, node.value)
+        head = FORMS.get(where or "")
+        tail = _tail_name(node.value)
+        local = False  # a class of the contract's own modules, whatever its name
+        if isinstance(node.value, cst.Name) and node.value.value in mod.imports:
+            source, dots, _, _ = mod.imports[node.value.value]
+            local = self.module_file(mod, source, dots).exists()
+        if head is None and tail in FORM_HOMES and where is not None and not local:
+            homes = FORM_HOMES[tail]
+            module = where.rpartition(".")[0]
+            if isinstance(node.value, cst.Attribute) or module != "builtins":
+                raise self.fail(
+                    mod,
+                    node.value,
+                    f"{mod.module.code_for_node(node.value)} comes from {module}, not from "
+                    f"{' or '.join(homes)}: gen reads {tail}[...] only as {homes[0]}'s "
+                    f"(from {homes[0]} import {tail})",
+                )
+            if tail != "tuple" and tail[0].isupper():
+                raise self.fail(
+                    mod, node.value, f"{tail} is not imported: add from {homes[0]} import {tail}"
+                )
         args: list[cst.BaseExpression] = []
         for element in node.slice:
             if not isinstance(element.slice, cst.Index):
@@ -852,9 +903,9 @@ class _Parser:
             return self.union(mod, node, args)
         if head == "Literal":
             return self.literal(mod, node, args)
-        if isinstance(node.value, cst.Name) and head is not None and head not in SCALARS:
+        if isinstance(node.value, cst.Name) and head is None and tail not in SCALARS:
             refs = tuple(self.type_of(mod, arg) for arg in args)
-            return self.named(mod, head, node.value, refs)
+            return self.named(mod, node.value.value, node.value, refs)
         raise self.fail(
             mod, node, f"unsupported type {mod.module.code_for_node(node)!r}: {TYPE_HELP}"
         )
@@ -955,11 +1006,7 @@ class _Parser:
             number = int(literal.value.replace("_", ""), 0)
             if literal is not node and isinstance(node, cst.UnaryOperation):
                 number = -number if isinstance(node.operator, cst.Minus) else number
-            if (
-                isinstance(ref, Scalar)
-                and ref.name == "int"
-                and not INT_MIN <= number <= INT_MAX
-            ):
+            if isinstance(ref, Scalar) and ref.name == "int" and not INT_MIN <= number <= INT_MAX:
                 raise self.fail(
                     mod,
                     node,
