@@ -90,6 +90,9 @@ def test_stubs_and_implementations_pass_mypy_strict(generated: Path) -> None:
 def api(generated: Path) -> Iterator[SimpleNamespace]:
     """Every contract's modules: `api.geo.service`, `api.geo.client`, `api.geo.impl`..."""
     paths = [str(generated), str(generated / "ledger")]
+    # Other tests may have imported modules of the ledger's flat names (tests/e2e/impl.py):
+    # set them aside while these are imported, and put them back after.
+    shadowed = {name: sys.modules.pop(name) for name in FLAT if name in sys.modules}
     before = set(sys.modules)
     sys.path[:0] = paths
     try:
@@ -121,6 +124,7 @@ def api(generated: Path) -> Iterator[SimpleNamespace]:
             sys.path.remove(path)
         for module in set(sys.modules) - before:
             del sys.modules[module]
+        sys.modules.update(shadowed)
 
 
 @pytest.fixture(params=["msgpack", "json"])
