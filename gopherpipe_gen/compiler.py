@@ -693,6 +693,9 @@ class StubContext:
     helpers: tuple[str, ...]
     uses_chan: bool
     uses_builtins: bool
+    call_defaults: bool
+    """A signature's default is a call (``timedelta(seconds=10)``): ruff's B008 is waived,
+    only then, since an unused waiver is itself a finding (RUF100)."""
     needs_none: bool
     needs_invalid: bool
     tables: tuple[Table, ...]
@@ -893,6 +896,10 @@ def _names_in(expression: str) -> set[str]:
     }
 
 
+def _has_call(expression: str) -> bool:
+    return any(isinstance(node, ast.Call) for node in ast.walk(ast.parse(expression, mode="eval")))
+
+
 def _tuple_display(parts: list[str]) -> str:
     if len(parts) == 1:
         return f"({parts[0]},)"
@@ -953,6 +960,13 @@ def compile_contract(contract: Contract, out_dir: Path) -> tuple[StubContext, St
             helpers=tuple(sorted(emitter.helpers)),
             uses_chan=emitter.uses_chan,
             uses_builtins=emitter.uses_builtins,
+            call_defaults=emitter.shared is None
+            and any(
+                p.default is not None and _has_call(p.default.text)
+                for service in contract.services
+                for m in service.methods
+                for p in m.params
+            ),
             needs_none=emitter.needs_none,
             needs_invalid=any(c.precise for c in emitter.converters.values()),
             tables=tuple(emitter.tables),

@@ -43,6 +43,9 @@ from typing import TYPE_CHECKING, Literal
 import libcst as cst
 
 from .model import (
+    INT_MAX,
+    INT_MIN,
+    INT_RANGE,
     STDLIB_TYPES,
     Dataclass,
     Default,
@@ -336,6 +339,7 @@ class DefaultReader:
     ) -> None:
         if not fits(val, ref):
             raise self.mismatch(mod, node, val, ref)
+        _check_int_range(self.p, mod, node, val.value, ref)
         if val.mutable is None:
             return
         text = mod.module.code_for_node(node)
@@ -733,11 +737,9 @@ class DefaultReader:
             target = self.resolve(mod, func.value, func)
             if target.kind == "constant":
                 raise self.p.fail(mod, func, f"{func.value} is a constant, not a class")
-            if target.kind == "stdlib":
-                self.p.stdlib_used.add(target.name)
-                if spelling is not None:
-                    spelling.renames[id(func)] = target.name
-                    spelling.stdlib[(target.stdlib_module, target.name)] = None
+            if target.kind == "stdlib" and spelling is not None:
+                spelling.renames[id(func)] = target.name
+                spelling.stdlib[(target.stdlib_module, target.name)] = None
             if target.ref is not None:
                 self.use_type(func, target.ref, spelling)
             return target
@@ -747,7 +749,6 @@ class DefaultReader:
             if module in STDLIB_MODULES and STDLIB_TYPES.get(func.attr.value) == module:
                 assert module is not None
                 name = func.attr.value
-                self.p.stdlib_used.add(name)
                 if spelling is not None:
                     spelling.renames[id(func)] = name
                     spelling.stdlib[(module, name)] = None
@@ -886,6 +887,28 @@ def _is_type(binding: cst.Assign | cst.AnnAssign | cst.TypeAlias) -> bool:
     if isinstance(value, cst.BinaryOperation):
         return isinstance(value.operator, cst.BitOr)  # X = A | None
     return isinstance(value, cst.Subscript)
+
+
+def _check_int_range(
+    parser: _Parser, mod: _Module, node: cst.BaseExpression, value: object, ref: TypeRef
+) -> None:
+    """An int default outside the wire's range could never travel (see parse.INT_RANGE)."""
+    while isinstance(ref, OptionalOf | NewTypeOf):
+        ref = ref.inner
+    if isinstance(ref, TupleOf) and isinstance(value, tuple):
+        items = ref.items * len(value) if ref.variadic else ref.items
+        for item, item_ref in zip(value, items, strict=False):
+            _check_int_range(parser, mod, node, item, item_ref)
+        return
+    if type(value) is not int or (isinstance(ref, Scalar) and ref.name == "float"):
+        return
+    if not INT_MIN <= value <= INT_MAX:
+        raise parser.fail(
+            mod,
+            node,
+            f"default {mod.module.code_for_node(node)} is outside the wire's int range "
+            f"({INT_RANGE}), so it could never travel: choose a value inside it",
+        )
 
 
 def _code(mod: _Module, node: cst.CSTNode) -> str:

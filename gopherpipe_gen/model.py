@@ -13,6 +13,10 @@ from typing import Literal
 
 SCALARS = ("None", "bool", "int", "float", "str", "bytes")
 ScalarName = Literal["None", "bool", "int", "float", "str", "bytes"]
+# The wire's int range (msgpack's), enforced at run time on both sides: an int in the
+# contract outside it could never travel, so gen refuses it.
+INT_MIN, INT_MAX = -(2**63), 2**64 - 1
+INT_RANGE = "-2**63..2**64-1"
 
 
 @dataclass(frozen=True)

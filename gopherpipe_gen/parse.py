@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -33,6 +33,9 @@ from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 from .defaults import DefaultReader
 from .errors import SpecError, SpecErrors
 from .model import (
+    INT_MAX,
+    INT_MIN,
+    INT_RANGE,
     SCALARS,
     STDLIB_TYPES,
     Contract,
@@ -113,6 +116,16 @@ RESERVED_PARAMS = frozenset(
     }
 )
 TYPING_ALIASES = {"List": "list", "Dict": "dict", "Tuple": "tuple", "Set": "set"}
+# The generic forms, by where they come from (`origin`): a `Sequence` or `Literal` from
+# another module is not one, whatever its last name.
+TYPING_MODULES = ("typing", "typing_extensions")
+FORM_HOMES = {
+    **{name: ("collections.abc", *TYPING_MODULES) for name in ("Sequence", "Mapping")},
+    **{name: TYPING_MODULES for name in ("Literal", "Optional", "Union")},
+    **{name: ("typing",) for name in TYPING_ALIASES},
+    **{name: ("builtins",) for name in ("list", "dict", "set", "frozenset", "tuple")},
+}
+FORMS = {f"{home}.{name}": name for name, homes in FORM_HOMES.items() for home in homes}
 ENUM_BASES = frozenset({"Enum", "IntEnum", "StrEnum"})
 FUNCTIONAL_RECORDS = frozenset({"NamedTuple", "TypedDict", "namedtuple"})
 
@@ -183,10 +196,8 @@ class _Parser:
         self.env: list[dict[str, TypeRef]] = []
         """The type arguments of the generic dataclass being read, innermost last."""
         """Declared types whose own error is already reported (no follow-on errors)."""
-        self.stdlib_used: set[str] = set()
         self.aliases: dict[str, TypeRef | None] = {}
         """Type aliases and NewTypes read so far, by (module, name); None if broken."""
-        self.method_names: list[tuple[_Module, cst.Name]] = []
         self.anchor: list[cst.CSTNode] = []
         """Nodes whose position stands in for nodes that have none (inside a string type)."""
         self.chan_context: list[str] = []
@@ -497,7 +508,6 @@ class _Parser:
                 f"{module}.{name} cannot cross the wire: of the standard library, contracts "
                 f"take {STDLIB_HELP}",
             )
-        self.stdlib_used.add(name)
         stdlib_name: StdlibName = name  # type: ignore[assignment]
         return Stdlib(stdlib_name)
 
@@ -801,8 +811,49 @@ class _Parser:
             return inner
         return OptionalOf(inner)
 
+    def origin(self, mod: _Module, node: cst.BaseExpression) -> str | None:
+        """Where a name used in `mod` comes from, dotted (``typing.Sequence`` for
+        ``Sequence`` after ``from typing import Sequence``, or for ``t.Sequence`` after
+        ``import typing as t``; ``builtins.list`` for a name not bound in the module);
+        None for the contract's own classes and aliases and for other expressions."""
+        if isinstance(node, cst.Name):
+            name = node.value
+            if name in mod.classes or name in mod.bindings:
+                return None
+            if name in mod.imports:
+                source, dots, original, _ = mod.imports[name]
+                return f"{'.' * dots}{source}.{original}"
+            return f"builtins.{name}"
+        if isinstance(node, cst.Attribute):
+            dotted = mod.module.code_for_node(node.value)
+            first, _, rest = dotted.partition(".")
+            module = mod.module_imports.get(first, first)
+            return f"{module}{'.' + rest if rest else ''}.{node.attr.value}"
+        return None
+
     def generic(self, mod: _Module, node: cst.Subscript) -> TypeRef:
-        head = _tail_name(node.value)
+        where = self.origin(mod, node.value)
+        head = FORMS.get(where or "")
+        tail = _tail_name(node.value)
+        local = False  # a class of the contract's own modules, whatever its name
+        if isinstance(node.value, cst.Name) and node.value.value in mod.imports:
+            source, dots, _, _ = mod.imports[node.value.value]
+            local = self.module_file(mod, source, dots).exists()
+        if head is None and tail in FORM_HOMES and where is not None and not local:
+            homes = FORM_HOMES[tail]
+            module = where.rpartition(".")[0]
+            if isinstance(node.value, cst.Attribute) or module != "builtins":
+                raise self.fail(
+                    mod,
+                    node.value,
+                    f"{mod.module.code_for_node(node.value)} comes from {module}, not from "
+                    f"{' or '.join(homes)}: gen reads {tail}[...] only as {homes[0]}'s "
+                    f"(from {homes[0]} import {tail})",
+                )
+            if tail != "tuple" and tail[0].isupper():
+                raise self.fail(
+                    mod, node.value, f"{tail} is not imported: add from {homes[0]} import {tail}"
+                )
         args: list[cst.BaseExpression] = []
         for element in node.slice:
             if not isinstance(element.slice, cst.Index):
@@ -851,9 +902,9 @@ class _Parser:
             return self.union(mod, node, args)
         if head == "Literal":
             return self.literal(mod, node, args)
-        if isinstance(node.value, cst.Name) and head is not None and head not in SCALARS:
+        if isinstance(node.value, cst.Name) and head is None and tail not in SCALARS:
             refs = tuple(self.type_of(mod, arg) for arg in args)
-            return self.named(mod, head, node.value, refs)
+            return self.named(mod, node.value.value, node.value, refs)
         raise self.fail(
             mod, node, f"unsupported type {mod.module.code_for_node(node)!r}: {TYPE_HELP}"
         )
@@ -875,6 +926,13 @@ class _Parser:
             kind: Literal["bool", "int", "str"] = (
                 "bool" if isinstance(value, bool) else "int" if isinstance(value, int) else "str"
             )
+            if kind == "int" and isinstance(value, int) and not INT_MIN <= value <= INT_MAX:
+                raise self.fail(
+                    mod,
+                    arg,
+                    f"Literal value {value} is outside the wire's int range ({INT_RANGE}), so "
+                    "it could never travel: choose values inside it",
+                )
             if (kind, value) not in values:
                 values.append((kind, value))
         if not values:
@@ -1137,6 +1195,13 @@ class _Parser:
                     value = self.auto_value(mod, cls, bases, name, small.value, members)
                 else:
                     value = self.enum_value(mod, small.value)
+                if isinstance(value, int) and not INT_MIN <= value <= INT_MAX:
+                    raise self.fail(
+                        mod,
+                        small.value,
+                        f"{cls.name.value}.{name} = {value} is outside the wire's int range "
+                        f"({INT_RANGE}), so it could never travel: choose a value inside it",
+                    )
                 members.append((name, value))
         if not members:
             raise self.fail(mod, cls.name, f"Enum {cls.name.value} has no members")
@@ -1216,6 +1281,7 @@ class _Parser:
                 )
         methods: dict[str, Method] = {}
         first_use = len(self.default_uses)
+        names: list[cst.Name] = []
         for statement in cls.body.body:
             if _is_docstring_or_filler(statement):
                 continue
@@ -1230,19 +1296,31 @@ class _Parser:
                 method = self.method(mod, statement)
             except _Invalid:
                 continue
-            self.method_names.append((mod, statement.name))
             if method.name in methods:
                 self.error(
                     mod, statement.name, f"duplicate method {method.name!r}: give it another name"
                 )
                 continue
             methods[method.name] = method
+            names.append(statement.name)
+        # The client class spells its signatures with these names; a method of the same
+        # name would hide them there (for mypy, and at run time when they are subscripted).
+        used = _signature_names(methods.values())
+        for name in names:
+            if name.value in used:
+                self.error(
+                    mod,
+                    name,
+                    f"method name {name.value!r} would hide the type {name.value} in the "
+                    "stubs' annotations: choose another name",
+                )
         if not methods and not self.errors:
             raise self.fail(mod, cls.name, f"service {cls.name.value} has no abstract methods")
         for where, node, default in self.default_uses[first_use:]:
             # The client class evaluates its signatures' defaults in its own body, where
             # a method of that name has replaced the imported object.
-            for name in [n for _, n in default.imports if n in methods]:
+            hidden = [n for _, n in default.imports if n in methods and n not in used]
+            for name in hidden:  # (a name the signatures use too is reported once, above)
                 self.error(
                     where,
                     node,
@@ -1395,14 +1473,6 @@ class _Parser:
                     "@abstractmethod methods",
                 )
             )
-        for where, name in self.method_names:
-            if name.value in self.stdlib_used:
-                self.error(
-                    where,
-                    name,
-                    f"method name {name.value!r} would hide the type {name.value} in the stubs' "
-                    "annotations: choose another name",
-                )
         if self.errors:
             return None
         return Contract(self.path, tuple(services), self.dataclasses, self.enums)
@@ -1423,6 +1493,67 @@ def _literal_value(node: cst.BaseExpression) -> LiteralValue | None:
         if isinstance(text, str):
             return text
     return None
+
+
+def _signature_names(methods: Iterable[Method]) -> set[str]:
+    """The names a client class's method signatures refer to, besides built-in types
+    (which it spells ``builtins.X`` when a method hides them): its annotations' types,
+    ``Iterable`` and ``Chan`` for streams, and the classes its defaults name."""
+    used: set[str] = set()
+    for method in methods:
+        refs = [param.type for param in method.params] + [method.returns]
+        if method.stream_param is not None:
+            used.add("Iterable")
+            refs.append(method.stream_param.type)
+        if method.stream_returns is not None:
+            used.add("Chan")
+            refs.append(method.stream_returns)
+        for ref in refs:
+            used |= _type_names(ref)
+        for param in method.params:
+            if param.default is not None:
+                # Only the stdlib classes a default calls: the contract's own names in
+                # defaults are reported where the default names them (see `service`).
+                used |= {name for _, name in param.default.stdlib}
+    return used
+
+
+def _type_names(ref: TypeRef) -> set[str]:
+    """The names `ref`'s spelling in the stubs uses (not built-in types)."""
+    if isinstance(ref, NewTypeOf):
+        return {ref.name}  # spelled by its own name: what it wraps is not written out
+    names: set[str] = set()
+    if isinstance(ref, Stdlib | Named):
+        names.add(ref.name)
+    elif isinstance(ref, LiteralOf):
+        names.add("Literal")
+    elif isinstance(ref, ListOf | DictOf) and ref.abstract:
+        names.add("Sequence" if isinstance(ref, ListOf) else "Mapping")
+    inner: list[TypeRef] = []
+    if isinstance(ref, ListOf | SetOf):
+        inner = [ref.item]
+    elif isinstance(ref, DictOf):
+        inner = [ref.key, ref.value]
+    elif isinstance(ref, TupleOf):
+        inner = list(ref.items)
+    elif isinstance(ref, OptionalOf):
+        inner = [ref.inner]
+    elif isinstance(ref, Named):
+        inner = list(ref.args)
+    for part in inner:
+        names |= _type_names(part)
+    return names
+
+
+def _walk_names(node: cst.CSTNode) -> Iterator[cst.Name]:
+    """The names an expression looks up (``Role`` in ``Role.MEMBER``, not ``MEMBER``)."""
+    if isinstance(node, cst.Name):
+        yield node
+    elif isinstance(node, cst.Attribute):
+        yield from _walk_names(node.value)
+    else:
+        for child in node.children:
+            yield from _walk_names(child)
 
 
 def _is_none(ref: TypeRef) -> bool:
