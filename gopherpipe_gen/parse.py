@@ -126,6 +126,22 @@ FORM_HOMES = {
     **{name: ("builtins",) for name in ("list", "dict", "set", "frozenset", "tuple")},
 }
 FORMS = {f"{home}.{name}": name for name, homes in FORM_HOMES.items() for home in homes}
+# Forms that name code rather than data: what to send instead says more than "unsupported".
+_FUNCTION_HELP = (
+    "a function cannot cross the wire, only data: send a value that says what to do "
+    "(an Enum or Literal naming the operation, or a dataclass with its parameters), or "
+    "make it a method of the service"
+)
+_CLASS_HELP = (
+    "a class object cannot cross the wire, only values: send an Enum or Literal naming "
+    "the kind, and map it to the class on each side"
+)
+NOT_DATA = {
+    "collections.abc.Callable": _FUNCTION_HELP,
+    "typing.Callable": _FUNCTION_HELP,
+    "builtins.type": _CLASS_HELP,
+    "typing.Type": _CLASS_HELP,
+}
 ENUM_BASES = frozenset({"Enum", "IntEnum", "StrEnum"})
 FUNCTIONAL_RECORDS = frozenset({"NamedTuple", "TypedDict", "namedtuple"})
 
@@ -577,6 +593,14 @@ class _Parser:
                     f"{name!r} derives from the {label} {parent.name.value}: a {label} on the "
                     f"wire is one class deriving from {label}; list every field in it",
                 )
+        if kind is None and any(_tail_name(base.value) == "Protocol" for base in cls.bases):
+            raise self.fail(
+                mod,
+                used_at,
+                f"{name!r} is a Protocol, which describes behaviour, and only data can cross "
+                "the wire: send a dataclass with the values the other side needs (or make "
+                f"{name}'s methods a service of their own)",
+            )
         if kind is None:
             raise self.fail(
                 mod,
@@ -781,6 +805,9 @@ class _Parser:
             )
         if name in {"Optional", "Union"}:
             raise self.fail(mod, node, f"{name} needs a type: write T | None")
+        where = self.origin(mod, node) if isinstance(node, cst.Name) else None
+        if where in NOT_DATA:
+            raise self.fail(mod, node, f"{name}: {NOT_DATA[where]}")
         return self.named(mod, name, node)
 
     def flatten_union(self, node: cst.BaseExpression, out: list[cst.BaseExpression]) -> None:
@@ -833,6 +860,8 @@ class _Parser:
 
     def generic(self, mod: _Module, node: cst.Subscript) -> TypeRef:
         where = self.origin(mod, node.value)
+        if where in NOT_DATA:
+            raise self.fail(mod, node, f"{mod.module.code_for_node(node)}: {NOT_DATA[where]}")
         head = FORMS.get(where or "")
         tail = _tail_name(node.value)
         local = False  # a class of the contract's own modules, whatever its name
