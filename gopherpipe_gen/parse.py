@@ -1349,12 +1349,13 @@ class _Parser:
             # The client class evaluates its signatures' defaults in its own body, where
             # a method of that name has replaced the imported object.
             hidden = [n for _, n in default.imports if n in methods and n not in used]
-            for name in hidden:  # (a name the signatures use too is reported once, above)
+            for hidden_name in hidden:  # (one the signatures use too is reported above)
                 self.error(
                     where,
                     node,
-                    f"this default names {name}, which inside the generated client class "
-                    f"is the method {name}(): rename the method or the {name} it names",
+                    f"this default names {hidden_name}, which inside the generated client "
+                    f"class is the method {hidden_name}(): rename the method or the "
+                    f"{hidden_name} it names",
                 )
         return Service(cls.name.value, tuple(methods.values()))
 
