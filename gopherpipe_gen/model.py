@@ -202,6 +202,9 @@ class Dataclass:
     module: Path
     fields: tuple[Field, ...]
     form: RecordForm = "dataclass"
+    keyword_only: bool = False
+    """Some field is keyword-only in ``__init__`` (``kw_only``), so decoders construct
+    the record by keyword rather than by position."""
 
     @property
     def required(self) -> int:

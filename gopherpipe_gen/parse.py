@@ -998,6 +998,7 @@ class _Parser:
                             mod, arg, "a dataclass on the wire needs its __init__: drop init=False"
                         )
         fields: dict[str, Field] = {}
+        keyword_only = _mentions_kw_only(cls)
         for base in cls.bases:
             if isinstance(base.value, cst.Subscript) and _tail_name(base.value.value) == "Generic":
                 continue  # its type variables are read by type_params
@@ -1019,6 +1020,7 @@ class _Parser:
                 raise _Invalid()
             for item in parent_def.fields:
                 fields[item.name] = item
+            keyword_only = keyword_only or parent_def.keyword_only
         ok = True
         for statement in cls.body.body:
             if isinstance(statement, cst.FunctionDef | cst.ClassDef) or _is_docstring_or_filler(
@@ -1036,7 +1038,9 @@ class _Parser:
                     ok = False
         if not ok:
             raise _Invalid()
-        return Dataclass(cls.name.value, mod.resolved, tuple(fields.values()))
+        return Dataclass(
+            cls.name.value, mod.resolved, tuple(fields.values()), keyword_only=keyword_only
+        )
 
     def record_class(
         self, mod: _Module, cls: cst.ClassDef, form: Literal["namedtuple", "typeddict"]
@@ -1523,6 +1527,21 @@ def _literal_value(node: cst.BaseExpression) -> LiteralValue | None:
         if isinstance(text, str):
             return text
     return None
+
+
+def _mentions_kw_only(cls: cst.ClassDef) -> bool:
+    """Whether the dataclass decorator or a field(...) of `cls` says kw_only."""
+    calls = [d.decorator for d in cls.decorators if isinstance(d.decorator, cst.Call)]
+    for statement in cls.body.body:
+        if isinstance(statement, cst.SimpleStatementLine):
+            for small in statement.body:
+                if isinstance(small, cst.AnnAssign) and isinstance(small.value, cst.Call):
+                    calls.append(small.value)
+    return any(
+        arg.keyword is not None and arg.keyword.value == "kw_only"
+        for call in calls
+        for arg in call.args
+    )
 
 
 def _signature_names(methods: Iterable[Method]) -> set[str]:

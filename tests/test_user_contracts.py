@@ -427,12 +427,17 @@ def test_ledger(api: SimpleNamespace, serve: Any) -> None:
           m.Account("1000", "Cash", m.AccountType.ASSET))  # fmt: skip
     client.open_account("4000", "Sales", m.AccountType.INCOME)
     day = dt.date(2024, 12, 31)
-    sale = [m.Posting("1000", Decimal("119.00")), m.Posting("4000", Decimal("-119.00"))]
+    # kw_only fields (Posting.note, all of ReversalEntry) are decoded by keyword.
+    sale = [
+        m.Posting("1000", Decimal("119.00"), note="till"),
+        m.Posting("4000", Decimal("-119.00")),
+    ]
     check(client.post(day, "invoice 17", sale), m.JournalEntry(1, day, "invoice 17", sale))
     reversal = client.reverse(1, dt.date(2025, 1, 2))
     check(reversal, m.ReversalEntry(2, dt.date(2025, 1, 2), "reversal",
-                                    [m.Posting("1000", Decimal("-119.00")),
-                                     m.Posting("4000", Decimal("119.00"))], 1))  # fmt: skip
+                                    [m.Posting("1000", Decimal("-119.00"), note="reverses till"),
+                                     m.Posting("4000", Decimal("119.00"), note="reverses ")],
+                                    reverses=1))  # fmt: skip
     check(client.balances(day), {"1000": Decimal("119.00"), "4000": Decimal("-119.00")})
     check(client.balances(dt.date(2025, 1, 2)), {"1000": Decimal("0.00"), "4000": Decimal("0.00")})
     check(client.trial_balance(day), (Decimal("119.00"), Decimal("119.00")))

@@ -84,14 +84,18 @@ def _ChatService_upload_item_out(value: Any) -> Any:
 
 
 def _dec_Message(value: object, path: str) -> Message:
-    items = check_record(value, path, "Message", 2, 3)
+    items = (
+        value
+        if type(value) is list and len(value) == 3
+        else check_record(value, path, "Message", 2, 3)
+    )
     if len(items) < 3:
         return Message(**decode_fields(items, path, _Message_dec_fields))
     try:
         return Message(
-            sender=check_str(items[0], path),
-            text=check_str(items[1], path),
-            mood=_dec_Mood(items[2], path),
+            _0 if type(_0 := items[0]) is str else check_str(_0, path),
+            _1 if type(_1 := items[1]) is str else check_str(_1, path),
+            _dec_Mood(items[2], path),
         )
     except InvalidArgumentError:
         return Message(**decode_fields(items, path, _Message_dec_fields))
@@ -110,8 +114,8 @@ def _enc_Message(value: object, path: str) -> Any:
         fail(path, "Message", value)
     try:
         return [
-            check_str(value.sender, path),
-            check_str(value.text, path),
+            _0 if type(_0 := value.sender) is str else check_str(_0, path),
+            _1 if type(_1 := value.text) is str else check_str(_1, path),
             _enc_Mood(value.mood, path),
         ]
     except InvalidArgumentError:

@@ -51,9 +51,16 @@ def _EchoService_repeat_result(value: Any) -> Echoed:
 
 
 def _dec_Echoed(value: object, path: str) -> Echoed:
-    items = check_record(value, path, "Echoed", 2, 2)
+    items = (
+        value
+        if type(value) is list and len(value) == 2
+        else check_record(value, path, "Echoed", 2, 2)
+    )
     try:
-        return Echoed(text=check_str(items[0], path), times=check_int(items[1], path))
+        return Echoed(
+            _0 if type(_0 := items[0]) is str else check_str(_0, path),
+            _1 if type(_1 := items[1]) is int and -(2**63) <= _1 < 2**64 else check_int(_1, path),
+        )
     except InvalidArgumentError:
         return Echoed(**decode_fields(items, path, _Echoed_dec_fields))
 
@@ -62,7 +69,14 @@ def _enc_Echoed(value: object, path: str) -> Any:
     if not isinstance(value, Echoed):
         fail(path, "Echoed", value)
     try:
-        return [check_str(value.text, path), check_int(value.times, path)]
+        return [
+            _0 if type(_0 := value.text) is str else check_str(_0, path),
+            (
+                _1
+                if type(_1 := value.times) is int and -(2**63) <= _1 < 2**64
+                else check_int(_1, path)
+            ),
+        ]
     except InvalidArgumentError:
         return encode_fields(value, path, _Echoed_enc_fields)
 

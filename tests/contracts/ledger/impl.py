@@ -29,8 +29,12 @@ class LedgerImpl(Ledger):
         if not 0 < number <= len(self.journal):
             raise NotFoundError(f"no entry {number}")
         original = self.journal[number - 1]
-        postings = [Posting(p.account, -p.amount) for p in original.postings]
-        entry = ReversalEntry(len(self.journal) + 1, booked_on, "reversal", postings, number)
+        postings = [
+            Posting(p.account, -p.amount, note=f"reverses {p.note}") for p in original.postings
+        ]
+        entry = ReversalEntry(
+            len(self.journal) + 1, booked_on, "reversal", postings, reverses=number
+        )
         self.journal.append(entry)
         return entry
 

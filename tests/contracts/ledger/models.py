@@ -1,6 +1,6 @@
 """Ledger records, imported by service.py from the same folder."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from enum import Enum
@@ -25,6 +25,7 @@ class Account:
 class Posting:
     account: str
     amount: Decimal
+    note: str = field(default="", kw_only=True)
 
 
 @dataclass
@@ -35,6 +36,6 @@ class JournalEntry:
     postings: list[Posting]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ReversalEntry(JournalEntry):
     reverses: int = 0

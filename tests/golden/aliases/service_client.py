@@ -279,7 +279,7 @@ def _enc_Track(value: object, path: str) -> Any:
         return [
             check_int(value.owner, path),
             _enc_list_tuple2_float_float(value.path, path),
-            check_float(value.length, path),
+            _2 if type(_2 := value.length) is float else check_float(_2, path),
             _enc_lit_EUR_USD(value.currency, path),
             _enc_opt_Track(value.next, path),
         ]
@@ -294,16 +294,20 @@ def _enc_opt_Track(value: object, path: str) -> Any:
 
 
 def _dec_Track(value: object, path: str) -> Track:
-    items = check_record(value, path, "Track", 2, 5)
+    items = (
+        value
+        if type(value) is list and len(value) == 5
+        else check_record(value, path, "Track", 2, 5)
+    )
     if len(items) < 5:
         return Track(**decode_fields(items, path, _Track_dec_fields))
     try:
         return Track(
-            owner=_dec_UserId(items[0], path),
-            path=_dec_list_tuple2_float_float(items[1], path),
-            length=check_float(items[2], path),
-            currency=_dec_lit_EUR_USD(items[3], path),
-            next=_dec_opt_Track(items[4], path),
+            _dec_UserId(items[0], path),
+            _dec_list_tuple2_float_float(items[1], path),
+            _2 if type(_2 := items[2]) is float else check_float(_2, path),
+            _dec_lit_EUR_USD(items[3], path),
+            _dec_opt_Track(items[4], path),
         )
     except InvalidArgumentError:
         return Track(**decode_fields(items, path, _Track_dec_fields))
@@ -335,9 +339,13 @@ def _enc_set_str(value: object, path: str) -> Any:
 
 
 def _dec_Item(value: object, path: str) -> Item:
-    items = check_record(value, path, "Item", 2, 2)
+    items = (
+        value
+        if type(value) is list and len(value) == 2
+        else check_record(value, path, "Item", 2, 2)
+    )
     try:
-        return Item(sku=_dec_Sku(items[0], path), tags=_dec_set_str(items[1], path))
+        return Item(_dec_Sku(items[0], path), _dec_set_str(items[1], path))
     except InvalidArgumentError:
         return Item(**decode_fields(items, path, _Item_dec_fields))
 

@@ -176,9 +176,13 @@ def _enc_dict_str_int(value: object, path: str) -> Any:
 
 
 def _dec_Shelf(value: object, path: str) -> Shelf:
-    items = check_record(value, path, "Shelf", 2, 2)
+    items = (
+        value
+        if type(value) is list and len(value) == 2
+        else check_record(value, path, "Shelf", 2, 2)
+    )
     try:
-        return Shelf(labels=_dec_list_str(items[0], path), counts=_dec_dict_str_int(items[1], path))
+        return Shelf(_dec_list_str(items[0], path), _dec_dict_str_int(items[1], path))
     except InvalidArgumentError:
         return Shelf(**decode_fields(items, path, _Shelf_dec_fields))
 

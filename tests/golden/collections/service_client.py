@@ -182,14 +182,18 @@ def _dec_seq_Basket(value: object, path: str) -> Sequence[Basket]:
 
 
 def _dec_Basket(value: object, path: str) -> Basket:
-    items = check_record(value, path, "Basket", 2, 3)
+    items = (
+        value
+        if type(value) is list and len(value) == 3
+        else check_record(value, path, "Basket", 2, 3)
+    )
     if len(items) < 3:
         return Basket(**decode_fields(items, path, _Basket_dec_fields))
     try:
         return Basket(
-            items=_dec_seq_str(items[0], path),
-            prices=_dec_map_str_float(items[1], path),
-            tags=_dec_fset_str(items[2], path),
+            _dec_seq_str(items[0], path),
+            _dec_map_str_float(items[1], path),
+            _dec_fset_str(items[2], path),
         )
     except InvalidArgumentError:
         return Basket(**decode_fields(items, path, _Basket_dec_fields))

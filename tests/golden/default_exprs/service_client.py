@@ -139,8 +139,12 @@ def _enc_Upload(value: object, path: str) -> Any:
         fail(path, "Upload", value)
     try:
         return [
-            check_str(value.name, path),
-            check_int(value.chunk, path),
+            _0 if type(_0 := value.name) is str else check_str(_0, path),
+            (
+                _1
+                if type(_1 := value.chunk) is int and -(2**63) <= _1 < 2**64
+                else check_int(_1, path)
+            ),
             _enc_RetryPolicy(value.policy, path),
             _enc_Size(value.size, path),
             _enc_list_str(value.tags, path),
@@ -156,7 +160,14 @@ def _enc_RetryPolicy(value: object, path: str) -> Any:
     if not isinstance(value, RetryPolicy):
         fail(path, "RetryPolicy", value)
     try:
-        return [check_int(value.retries, path), enc_timedelta(value.backoff, path)]
+        return [
+            (
+                _0
+                if type(_0 := value.retries) is int and -(2**63) <= _0 < 2**64
+                else check_int(_0, path)
+            ),
+            enc_timedelta(value.backoff, path),
+        ]
     except InvalidArgumentError:
         return encode_fields(value, path, _RetryPolicy_enc_fields)
 
@@ -166,8 +177,16 @@ def _enc_Size(value: object, path: str) -> Any:
         fail(path, "Size", value)
     try:
         return [
-            check_int(value.width, path),
-            check_int(value.height, path),
+            (
+                _0
+                if type(_0 := value.width) is int and -(2**63) <= _0 < 2**64
+                else check_int(_0, path)
+            ),
+            (
+                _1
+                if type(_1 := value.height) is int and -(2**63) <= _1 < 2**64
+                else check_int(_1, path)
+            ),
             _enc_Color(value.unit, path),
         ]
     except InvalidArgumentError:
@@ -212,43 +231,58 @@ def _enc_fset_Color(value: object, path: str) -> Any:
 
 
 def _dec_Upload(value: object, path: str) -> Upload:
-    items = check_record(value, path, "Upload", 1, 8)
+    items = (
+        value
+        if type(value) is list and len(value) == 8
+        else check_record(value, path, "Upload", 1, 8)
+    )
     if len(items) < 8:
         return Upload(**decode_fields(items, path, _Upload_dec_fields))
     try:
         return Upload(
-            name=check_str(items[0], path),
-            chunk=check_int(items[1], path),
-            policy=_dec_RetryPolicy(items[2], path),
-            size=_dec_Size(items[3], path),
-            tags=_dec_list_str(items[4], path),
-            seen=_dec_dict_str_int(items[5], path),
-            colors=_dec_fset_Color(items[6], path),
-            started=dec_date(items[7], path),
+            _0 if type(_0 := items[0]) is str else check_str(_0, path),
+            _1 if type(_1 := items[1]) is int and -(2**63) <= _1 < 2**64 else check_int(_1, path),
+            _dec_RetryPolicy(items[2], path),
+            _dec_Size(items[3], path),
+            _dec_list_str(items[4], path),
+            _dec_dict_str_int(items[5], path),
+            _dec_fset_Color(items[6], path),
+            dec_date(items[7], path),
         )
     except InvalidArgumentError:
         return Upload(**decode_fields(items, path, _Upload_dec_fields))
 
 
 def _dec_RetryPolicy(value: object, path: str) -> RetryPolicy:
-    items = check_record(value, path, "RetryPolicy", 0, 2)
+    items = (
+        value
+        if type(value) is list and len(value) == 2
+        else check_record(value, path, "RetryPolicy", 0, 2)
+    )
     if len(items) < 2:
         return RetryPolicy(**decode_fields(items, path, _RetryPolicy_dec_fields))
     try:
-        return RetryPolicy(retries=check_int(items[0], path), backoff=dec_timedelta(items[1], path))
+        return RetryPolicy(
+            _0 if type(_0 := items[0]) is int and -(2**63) <= _0 < 2**64 else check_int(_0, path),
+            dec_timedelta(items[1], path),
+        )
     except InvalidArgumentError:
         return RetryPolicy(**decode_fields(items, path, _RetryPolicy_dec_fields))
 
 
 def _dec_Size(value: object, path: str) -> Size:
-    items = check_record(value, path, "Size", 0, 3)
+    items = (
+        value
+        if type(value) is list and len(value) == 3
+        else check_record(value, path, "Size", 0, 3)
+    )
     if len(items) < 3:
         return Size(**decode_fields(items, path, _Size_dec_fields))
     try:
         return Size(
-            width=check_int(items[0], path),
-            height=check_int(items[1], path),
-            unit=_dec_Color(items[2], path),
+            _0 if type(_0 := items[0]) is int and -(2**63) <= _0 < 2**64 else check_int(_0, path),
+            _1 if type(_1 := items[1]) is int and -(2**63) <= _1 < 2**64 else check_int(_1, path),
+            _dec_Color(items[2], path),
         )
     except InvalidArgumentError:
         return Size(**decode_fields(items, path, _Size_dec_fields))

@@ -184,22 +184,26 @@ def _dec_opt_Mode(value: object, path: str) -> Mode | None:
 
 
 def _dec_Options(value: object, path: str) -> Options:
-    items = check_record(value, path, "Options", 0, 11)
+    items = (
+        value
+        if type(value) is list and len(value) == 11
+        else check_record(value, path, "Options", 0, 11)
+    )
     if len(items) < 11:
         return Options(**decode_fields(items, path, _Options_dec_fields))
     try:
         return Options(
-            retries=check_int(items[0], path),
-            ratio=check_float(items[1], path),
-            name=check_str(items[2], path),
-            raw=check_bytes(items[3], path),
-            on=check_bool(items[4], path),
-            mode=_dec_Mode(items[5], path),
-            size=_dec_tuple2_int_int(items[6], path),
-            parent=_dec_opt_int(items[7], path),
-            tags=_dec_list_str(items[8], path),
-            extra=_dec_dict_str_int(items[9], path),
-            seen=_dec_set_int(items[10], path),
+            _0 if type(_0 := items[0]) is int and -(2**63) <= _0 < 2**64 else check_int(_0, path),
+            _1 if type(_1 := items[1]) is float else check_float(_1, path),
+            _2 if type(_2 := items[2]) is str else check_str(_2, path),
+            _3 if type(_3 := items[3]) is bytes else check_bytes(_3, path),
+            _4 if type(_4 := items[4]) is bool else check_bool(_4, path),
+            _dec_Mode(items[5], path),
+            _dec_tuple2_int_int(items[6], path),
+            _dec_opt_int(items[7], path),
+            _dec_list_str(items[8], path),
+            _dec_dict_str_int(items[9], path),
+            _dec_set_int(items[10], path),
         )
     except InvalidArgumentError:
         return Options(**decode_fields(items, path, _Options_dec_fields))
@@ -251,11 +255,15 @@ def _enc_Options(value: object, path: str) -> Any:
         fail(path, "Options", value)
     try:
         return [
-            check_int(value.retries, path),
-            check_float(value.ratio, path),
-            check_str(value.name, path),
-            check_bytes(value.raw, path),
-            check_bool(value.on, path),
+            (
+                _0
+                if type(_0 := value.retries) is int and -(2**63) <= _0 < 2**64
+                else check_int(_0, path)
+            ),
+            _1 if type(_1 := value.ratio) is float else check_float(_1, path),
+            _2 if type(_2 := value.name) is str else check_str(_2, path),
+            _3 if type(_3 := value.raw) is bytes else check_bytes(_3, path),
+            _4 if type(_4 := value.on) is bool else check_bool(_4, path),
             _enc_Mode(value.mode, path),
             _enc_tuple2_int_int(value.size, path),
             _enc_opt_int(value.parent, path),
@@ -313,23 +321,29 @@ def _enc_Job(value: object, path: str) -> Any:
         fail(path, "Job", value)
     try:
         return [
-            check_str(value.name, path),
+            _0 if type(_0 := value.name) is str else check_str(_0, path),
             _enc_Options(value.options, path),
-            check_int(value.priority, path),
+            (
+                _2
+                if type(_2 := value.priority) is int and -(2**63) <= _2 < 2**64
+                else check_int(_2, path)
+            ),
         ]
     except InvalidArgumentError:
         return encode_fields(value, path, _Job_enc_fields)
 
 
 def _dec_Job(value: object, path: str) -> Job:
-    items = check_record(value, path, "Job", 2, 3)
+    items = (
+        value if type(value) is list and len(value) == 3 else check_record(value, path, "Job", 2, 3)
+    )
     if len(items) < 3:
         return Job(**decode_fields(items, path, _Job_dec_fields))
     try:
         return Job(
-            name=check_str(items[0], path),
-            options=_dec_Options(items[1], path),
-            priority=check_int(items[2], path),
+            _0 if type(_0 := items[0]) is str else check_str(_0, path),
+            _dec_Options(items[1], path),
+            _2 if type(_2 := items[2]) is int and -(2**63) <= _2 < 2**64 else check_int(_2, path),
         )
     except InvalidArgumentError:
         return Job(**decode_fields(items, path, _Job_dec_fields))

@@ -173,14 +173,16 @@ def _enc_Task(value: object, path: str) -> Any:
 
 
 def _dec_Task(value: object, path: str) -> Task:
-    items = check_record(value, path, "Task", 1, 3)
+    items = (
+        value
+        if type(value) is list and len(value) == 3
+        else check_record(value, path, "Task", 1, 3)
+    )
     if len(items) < 3:
         return Task(**decode_fields(items, path, _Task_dec_fields))
     try:
         return Task(
-            priority=_dec_Priority(items[0], path),
-            mode=_dec_Mode(items[1], path),
-            level=_dec_Level(items[2], path),
+            _dec_Priority(items[0], path), _dec_Mode(items[1], path), _dec_Level(items[2], path)
         )
     except InvalidArgumentError:
         return Task(**decode_fields(items, path, _Task_dec_fields))

@@ -53,7 +53,14 @@ def _enc_Item(value: object, path: str) -> Any:
     if not isinstance(value, Item):
         fail(path, "Item", value)
     try:
-        return [check_str(value.sku, path), check_int(value.count, path)]
+        return [
+            _0 if type(_0 := value.sku) is str else check_str(_0, path),
+            (
+                _1
+                if type(_1 := value.count) is int and -(2**63) <= _1 < 2**64
+                else check_int(_1, path)
+            ),
+        ]
     except InvalidArgumentError:
         return encode_fields(value, path, _Item_enc_fields)
 
@@ -67,9 +74,16 @@ def _dec_list_Item(value: object, path: str) -> list[Item]:
 
 
 def _dec_Item(value: object, path: str) -> Item:
-    items = check_record(value, path, "Item", 2, 2)
+    items = (
+        value
+        if type(value) is list and len(value) == 2
+        else check_record(value, path, "Item", 2, 2)
+    )
     try:
-        return Item(sku=check_str(items[0], path), count=check_int(items[1], path))
+        return Item(
+            _0 if type(_0 := items[0]) is str else check_str(_0, path),
+            _1 if type(_1 := items[1]) is int and -(2**63) <= _1 < 2**64 else check_int(_1, path),
+        )
     except InvalidArgumentError:
         return Item(**decode_fields(items, path, _Item_dec_fields))
 

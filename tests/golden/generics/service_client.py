@@ -87,7 +87,11 @@ def _enc_Page_User(value: object, path: str) -> Any:
         return [
             _enc_list_User(value.items, path),
             _enc_opt_str(value.next_token, path),
-            check_int(value.total, path),
+            (
+                _2
+                if type(_2 := value.total) is int and -(2**63) <= _2 < 2**64
+                else check_int(_2, path)
+            ),
         ]
     except InvalidArgumentError:
         return encode_fields(value, path, _Page_User_enc_fields)
@@ -105,7 +109,10 @@ def _enc_User(value: object, path: str) -> Any:
     if not isinstance(value, User):
         fail(path, "User", value)
     try:
-        return [check_str(value.name, path), _enc_opt_date(value.born, path)]
+        return [
+            _0 if type(_0 := value.name) is str else check_str(_0, path),
+            _enc_opt_date(value.born, path),
+        ]
     except InvalidArgumentError:
         return encode_fields(value, path, _User_enc_fields)
 
@@ -123,14 +130,18 @@ def _enc_opt_str(value: object, path: str) -> Any:
 
 
 def _dec_Page_User(value: object, path: str) -> Page[User]:
-    items = check_record(value, path, "Page", 2, 3)
+    items = (
+        value
+        if type(value) is list and len(value) == 3
+        else check_record(value, path, "Page", 2, 3)
+    )
     if len(items) < 3:
         return Page(**decode_fields(items, path, _Page_User_dec_fields))
     try:
         return Page(
-            items=_dec_list_User(items[0], path),
-            next_token=_dec_opt_str(items[1], path),
-            total=check_int(items[2], path),
+            _dec_list_User(items[0], path),
+            _dec_opt_str(items[1], path),
+            _2 if type(_2 := items[2]) is int and -(2**63) <= _2 < 2**64 else check_int(_2, path),
         )
     except InvalidArgumentError:
         return Page(**decode_fields(items, path, _Page_User_dec_fields))
@@ -145,11 +156,18 @@ def _dec_list_User(value: object, path: str) -> list[User]:
 
 
 def _dec_User(value: object, path: str) -> User:
-    items = check_record(value, path, "User", 1, 2)
+    items = (
+        value
+        if type(value) is list and len(value) == 2
+        else check_record(value, path, "User", 1, 2)
+    )
     if len(items) < 2:
         return User(**decode_fields(items, path, _User_dec_fields))
     try:
-        return User(name=check_str(items[0], path), born=_dec_opt_date(items[1], path))
+        return User(
+            _0 if type(_0 := items[0]) is str else check_str(_0, path),
+            _dec_opt_date(items[1], path),
+        )
     except InvalidArgumentError:
         return User(**decode_fields(items, path, _User_dec_fields))
 
@@ -173,7 +191,11 @@ def _enc_Page_int(value: object, path: str) -> Any:
         return [
             _enc_list_int(value.items, path),
             _enc_opt_str(value.next_token, path),
-            check_int(value.total, path),
+            (
+                _2
+                if type(_2 := value.total) is int and -(2**63) <= _2 < 2**64
+                else check_int(_2, path)
+            ),
         ]
     except InvalidArgumentError:
         return encode_fields(value, path, _Page_int_enc_fields)
@@ -190,14 +212,18 @@ def _enc_list_int(value: object, path: str) -> Any:
 
 
 def _dec_Page_int(value: object, path: str) -> Page[int]:
-    items = check_record(value, path, "Page", 2, 3)
+    items = (
+        value
+        if type(value) is list and len(value) == 3
+        else check_record(value, path, "Page", 2, 3)
+    )
     if len(items) < 3:
         return Page(**decode_fields(items, path, _Page_int_dec_fields))
     try:
         return Page(
-            items=_dec_list_int(items[0], path),
-            next_token=_dec_opt_str(items[1], path),
-            total=check_int(items[2], path),
+            _dec_list_int(items[0], path),
+            _dec_opt_str(items[1], path),
+            _2 if type(_2 := items[2]) is int and -(2**63) <= _2 < 2**64 else check_int(_2, path),
         )
     except InvalidArgumentError:
         return Page(**decode_fields(items, path, _Page_int_dec_fields))
@@ -234,7 +260,7 @@ def _enc_Pair_str_Page_date(value: object, path: str) -> Any:
         fail(path, "Pair", value)
     try:
         return [
-            check_str(value.key, path),
+            _0 if type(_0 := value.key) is str else check_str(_0, path),
             _enc_Page_date(value.value, path),
             _enc_list_Page_date(value.history, path),
         ]
@@ -249,7 +275,11 @@ def _enc_Page_date(value: object, path: str) -> Any:
         return [
             _enc_list_date(value.items, path),
             _enc_opt_str(value.next_token, path),
-            check_int(value.total, path),
+            (
+                _2
+                if type(_2 := value.total) is int and -(2**63) <= _2 < 2**64
+                else check_int(_2, path)
+            ),
         ]
     except InvalidArgumentError:
         return encode_fields(value, path, _Page_date_enc_fields)
@@ -272,28 +302,36 @@ def _enc_list_Page_date(value: object, path: str) -> Any:
 
 
 def _dec_Pair_str_Page_date(value: object, path: str) -> Pair[str, Page[date]]:
-    items = check_record(value, path, "Pair", 2, 3)
+    items = (
+        value
+        if type(value) is list and len(value) == 3
+        else check_record(value, path, "Pair", 2, 3)
+    )
     if len(items) < 3:
         return Pair(**decode_fields(items, path, _Pair_str_Page_date_dec_fields))
     try:
         return Pair(
-            key=check_str(items[0], path),
-            value=_dec_Page_date(items[1], path),
-            history=_dec_list_Page_date(items[2], path),
+            _0 if type(_0 := items[0]) is str else check_str(_0, path),
+            _dec_Page_date(items[1], path),
+            _dec_list_Page_date(items[2], path),
         )
     except InvalidArgumentError:
         return Pair(**decode_fields(items, path, _Pair_str_Page_date_dec_fields))
 
 
 def _dec_Page_date(value: object, path: str) -> Page[date]:
-    items = check_record(value, path, "Page", 2, 3)
+    items = (
+        value
+        if type(value) is list and len(value) == 3
+        else check_record(value, path, "Page", 2, 3)
+    )
     if len(items) < 3:
         return Page(**decode_fields(items, path, _Page_date_dec_fields))
     try:
         return Page(
-            items=_dec_list_date(items[0], path),
-            next_token=_dec_opt_str(items[1], path),
-            total=check_int(items[2], path),
+            _dec_list_date(items[0], path),
+            _dec_opt_str(items[1], path),
+            _2 if type(_2 := items[2]) is int and -(2**63) <= _2 < 2**64 else check_int(_2, path),
         )
     except InvalidArgumentError:
         return Page(**decode_fields(items, path, _Page_date_dec_fields))
@@ -327,7 +365,10 @@ def _enc_Node_str(value: object, path: str) -> Any:
     if not isinstance(value, Node):
         fail(path, "Node", value)
     try:
-        return [check_str(value.value, path), _enc_list_Node_str(value.children, path)]
+        return [
+            _0 if type(_0 := value.value) is str else check_str(_0, path),
+            _enc_list_Node_str(value.children, path),
+        ]
     except InvalidArgumentError:
         return encode_fields(value, path, _Node_str_enc_fields)
 
@@ -341,9 +382,16 @@ def _dec_list_Node_str(value: object, path: str) -> list[Node[str]]:
 
 
 def _dec_Node_str(value: object, path: str) -> Node[str]:
-    items = check_record(value, path, "Node", 2, 2)
+    items = (
+        value
+        if type(value) is list and len(value) == 2
+        else check_record(value, path, "Node", 2, 2)
+    )
     try:
-        return Node(value=check_str(items[0], path), children=_dec_list_Node_str(items[1], path))
+        return Node(
+            _0 if type(_0 := items[0]) is str else check_str(_0, path),
+            _dec_list_Node_str(items[1], path),
+        )
     except InvalidArgumentError:
         return Node(**decode_fields(items, path, _Node_str_dec_fields))
 

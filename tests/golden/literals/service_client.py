@@ -203,14 +203,18 @@ def _enc_lit_0_1(value: object, path: str) -> Any:
 
 
 def _dec_Order(value: object, path: str) -> Order:
-    items = check_record(value, path, "Order", 1, 3)
+    items = (
+        value
+        if type(value) is list and len(value) == 3
+        else check_record(value, path, "Order", 1, 3)
+    )
     if len(items) < 3:
         return Order(**decode_fields(items, path, _Order_dec_fields))
     try:
         return Order(
-            side=_dec_lit_buy_sell(items[0], path),
-            kind=_dec_lit_market_limit(items[1], path),
-            flags=_dec_opt_dict_lit_a_b_lit_0_1(items[2], path),
+            _dec_lit_buy_sell(items[0], path),
+            _dec_lit_market_limit(items[1], path),
+            _dec_opt_dict_lit_a_b_lit_0_1(items[2], path),
         )
     except InvalidArgumentError:
         return Order(**decode_fields(items, path, _Order_dec_fields))

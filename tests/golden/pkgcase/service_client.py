@@ -55,14 +55,18 @@ def _Tracker_search_result(value: Any) -> Page:
 
 
 def _dec_Ticket(value: object, path: str) -> Ticket:
-    items = check_record(value, path, "Ticket", 2, 3)
+    items = (
+        value
+        if type(value) is list and len(value) == 3
+        else check_record(value, path, "Ticket", 2, 3)
+    )
     if len(items) < 3:
         return Ticket(**decode_fields(items, path, _Ticket_dec_fields))
     try:
         return Ticket(
-            id=check_int(items[0], path),
-            title=check_str(items[1], path),
-            status=_dec_Status(items[2], path),
+            _0 if type(_0 := items[0]) is int and -(2**63) <= _0 < 2**64 else check_int(_0, path),
+            _1 if type(_1 := items[1]) is str else check_str(_1, path),
+            _dec_Status(items[2], path),
         )
     except InvalidArgumentError:
         return Ticket(**decode_fields(items, path, _Ticket_dec_fields))
@@ -81,8 +85,8 @@ def _enc_Ticket(value: object, path: str) -> Any:
         fail(path, "Ticket", value)
     try:
         return [
-            check_int(value.id, path),
-            check_str(value.title, path),
+            _0 if type(_0 := value.id) is int and -(2**63) <= _0 < 2**64 else check_int(_0, path),
+            _1 if type(_1 := value.title) is str else check_str(_1, path),
             _enc_Status(value.status, path),
         ]
     except InvalidArgumentError:
@@ -96,13 +100,15 @@ def _enc_Status(value: object, path: str) -> Any:
 
 
 def _dec_Page(value: object, path: str) -> Page:
-    items = check_record(value, path, "Page", 1, 2)
+    items = (
+        value
+        if type(value) is list and len(value) == 2
+        else check_record(value, path, "Page", 1, 2)
+    )
     if len(items) < 2:
         return Page(**decode_fields(items, path, _Page_dec_fields))
     try:
-        return Page(
-            tickets=_dec_list_Ticket(items[0], path), next_token=_dec_opt_str(items[1], path)
-        )
+        return Page(_dec_list_Ticket(items[0], path), _dec_opt_str(items[1], path))
     except InvalidArgumentError:
         return Page(**decode_fields(items, path, _Page_dec_fields))
 

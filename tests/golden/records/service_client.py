@@ -106,9 +106,9 @@ def _enc_Point(value: object, path: str) -> Any:
         fail(path, "Point", value)
     try:
         return [
-            check_float(value.x, path),
-            check_float(value.y, path),
-            check_str(value.label, path),
+            _0 if type(_0 := value.x) is float else check_float(_0, path),
+            _1 if type(_1 := value.y) is float else check_float(_1, path),
+            _2 if type(_2 := value.label) is str else check_str(_2, path),
             _enc_Unit(value.unit, path),
         ]
     except InvalidArgumentError:
@@ -122,15 +122,19 @@ def _enc_Unit(value: object, path: str) -> Any:
 
 
 def _dec_Point(value: object, path: str) -> Point:
-    items = check_record(value, path, "Point", 2, 4)
+    items = (
+        value
+        if type(value) is list and len(value) == 4
+        else check_record(value, path, "Point", 2, 4)
+    )
     if len(items) < 4:
         return Point(**decode_fields(items, path, _Point_dec_fields))
     try:
         return Point(
-            x=check_float(items[0], path),
-            y=check_float(items[1], path),
-            label=check_str(items[2], path),
-            unit=_dec_Unit(items[3], path),
+            _0 if type(_0 := items[0]) is float else check_float(_0, path),
+            _1 if type(_1 := items[1]) is float else check_float(_1, path),
+            _2 if type(_2 := items[2]) is str else check_str(_2, path),
+            _dec_Unit(items[3], path),
         )
     except InvalidArgumentError:
         return Point(**decode_fields(items, path, _Point_dec_fields))

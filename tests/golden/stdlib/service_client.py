@@ -194,18 +194,22 @@ def _enc_opt_datetime(value: object, path: str) -> Any:
 
 
 def _dec_Invoice(value: object, path: str) -> Invoice:
-    items = check_record(value, path, "Invoice", 6, 7)
+    items = (
+        value
+        if type(value) is list and len(value) == 7
+        else check_record(value, path, "Invoice", 6, 7)
+    )
     if len(items) < 7:
         return Invoice(**decode_fields(items, path, _Invoice_dec_fields))
     try:
         return Invoice(
-            id=dec_uuid(items[0], path),
-            issued=dec_date(items[1], path),
-            due=dec_datetime(items[2], path),
-            total=dec_decimal(items[3], path),
-            grace=dec_timedelta(items[4], path),
-            reminders=_dec_list_time(items[5], path),
-            paid_at=_dec_opt_datetime(items[6], path),
+            dec_uuid(items[0], path),
+            dec_date(items[1], path),
+            dec_datetime(items[2], path),
+            dec_decimal(items[3], path),
+            dec_timedelta(items[4], path),
+            _dec_list_time(items[5], path),
+            _dec_opt_datetime(items[6], path),
         )
     except InvalidArgumentError:
         return Invoice(**decode_fields(items, path, _Invoice_dec_fields))

@@ -437,7 +437,10 @@ def _enc_Point(value: object, path: str) -> Any:
     if not isinstance(value, Point):
         fail(path, "Point", value)
     try:
-        return [check_float(value.x, path), check_float(value.y, path)]
+        return [
+            _0 if type(_0 := value.x) is float else check_float(_0, path),
+            _1 if type(_1 := value.y) is float else check_float(_1, path),
+        ]
     except InvalidArgumentError:
         return encode_fields(value, path, _Point_enc_fields)
 
@@ -451,9 +454,16 @@ def _dec_list_Point(value: object, path: str) -> list[Point]:
 
 
 def _dec_Point(value: object, path: str) -> Point:
-    items = check_record(value, path, "Point", 2, 2)
+    items = (
+        value
+        if type(value) is list and len(value) == 2
+        else check_record(value, path, "Point", 2, 2)
+    )
     try:
-        return Point(x=check_float(items[0], path), y=check_float(items[1], path))
+        return Point(
+            _0 if type(_0 := items[0]) is float else check_float(_0, path),
+            _1 if type(_1 := items[1]) is float else check_float(_1, path),
+        )
     except InvalidArgumentError:
         return Point(**decode_fields(items, path, _Point_dec_fields))
 
@@ -813,7 +823,7 @@ def _enc_Tagged(value: object, path: str) -> Any:
         fail(path, "Tagged", value)
     try:
         return [
-            check_str(value.name, path),
+            _0 if type(_0 := value.name) is str else check_str(_0, path),
             _enc_set_str(value.tags, path),
             _enc_Color(value.color, path),
             _enc_list_int(value.extras, path),
@@ -858,16 +868,20 @@ def _dec_opt_Tagged(value: object, path: str) -> Tagged | None:
 
 
 def _dec_Tagged(value: object, path: str) -> Tagged:
-    items = check_record(value, path, "Tagged", 2, 5)
+    items = (
+        value
+        if type(value) is list and len(value) == 5
+        else check_record(value, path, "Tagged", 2, 5)
+    )
     if len(items) < 5:
         return Tagged(**decode_fields(items, path, _Tagged_dec_fields))
     try:
         return Tagged(
-            name=check_str(items[0], path),
-            tags=_dec_set_str(items[1], path),
-            color=_dec_Color(items[2], path),
-            extras=_dec_list_int(items[3], path),
-            note=_dec_opt_str(items[4], path),
+            _0 if type(_0 := items[0]) is str else check_str(_0, path),
+            _dec_set_str(items[1], path),
+            _dec_Color(items[2], path),
+            _dec_list_int(items[3], path),
+            _dec_opt_str(items[4], path),
         )
     except InvalidArgumentError:
         return Tagged(**decode_fields(items, path, _Tagged_dec_fields))
@@ -891,7 +905,14 @@ def _enc_Node(value: object, path: str) -> Any:
     if not isinstance(value, Node):
         fail(path, "Node", value)
     try:
-        return [check_int(value.value, path), _enc_list_Node(value.children, path)]
+        return [
+            (
+                _0
+                if type(_0 := value.value) is int and -(2**63) <= _0 < 2**64
+                else check_int(_0, path)
+            ),
+            _enc_list_Node(value.children, path),
+        ]
     except InvalidArgumentError:
         return encode_fields(value, path, _Node_enc_fields)
 
@@ -905,9 +926,16 @@ def _enc_list_Node(value: object, path: str) -> Any:
 
 
 def _dec_Node(value: object, path: str) -> Node:
-    items = check_record(value, path, "Node", 2, 2)
+    items = (
+        value
+        if type(value) is list and len(value) == 2
+        else check_record(value, path, "Node", 2, 2)
+    )
     try:
-        return Node(value=check_int(items[0], path), children=_dec_list_Node(items[1], path))
+        return Node(
+            _0 if type(_0 := items[0]) is int and -(2**63) <= _0 < 2**64 else check_int(_0, path),
+            _dec_list_Node(items[1], path),
+        )
     except InvalidArgumentError:
         return Node(**decode_fields(items, path, _Node_dec_fields))
 
@@ -935,17 +963,27 @@ def _enc_Derived(value: object, path: str) -> Any:
     if not isinstance(value, Derived):
         fail(path, "Derived", value)
     try:
-        return [check_int(value.a, path), check_str(value.b, path)]
+        return [
+            _0 if type(_0 := value.a) is int and -(2**63) <= _0 < 2**64 else check_int(_0, path),
+            _1 if type(_1 := value.b) is str else check_str(_1, path),
+        ]
     except InvalidArgumentError:
         return encode_fields(value, path, _Derived_enc_fields)
 
 
 def _dec_Derived(value: object, path: str) -> Derived:
-    items = check_record(value, path, "Derived", 1, 2)
+    items = (
+        value
+        if type(value) is list and len(value) == 2
+        else check_record(value, path, "Derived", 1, 2)
+    )
     if len(items) < 2:
         return Derived(**decode_fields(items, path, _Derived_dec_fields))
     try:
-        return Derived(a=check_int(items[0], path), b=check_str(items[1], path))
+        return Derived(
+            _0 if type(_0 := items[0]) is int and -(2**63) <= _0 < 2**64 else check_int(_0, path),
+            _1 if type(_1 := items[1]) is str else check_str(_1, path),
+        )
     except InvalidArgumentError:
         return Derived(**decode_fields(items, path, _Derived_dec_fields))
 
