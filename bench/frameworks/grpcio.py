@@ -311,7 +311,14 @@ async def _subscribe_aio(
 
         async def reader(i: int, call: Any) -> None:
             for seq in range(broadcasts + 1):
-                event = await call.read()
+                try:
+                    event = await call.read()
+                except grpc.aio.AioRpcError as exc:
+                    opened = remaining[0] if seq == 0 else 0
+                    raise measure.StreamOrderError(
+                        f"stream {i} of {count} on this channel, waiting for event {seq} "
+                        f"({opened} streams not yet open): {exc.code().name} {exc.details()}"
+                    ) from None
                 received = now()
                 if event is grpc.aio.EOF or event.seq != seq:
                     raise measure.StreamOrderError(f"stream {i}: expected event {seq}")
