@@ -26,8 +26,10 @@ lint: $(VENV)/.installed-dev
 	$(VENV)/bin/black --check gopherpipe_runtime gopherpipe_gen tests bench examples
 	$(VENV)/bin/mypy
 
+# The echo suite, then concurrent streams at 1,000 (5,000 and 10,000: `python -m bench
+# --streams-only`); the chart is bench/results.png, which README.md embeds.
 bench: $(VENV)/.installed-bench
-	$(PY) -m bench
+	$(PY) -m bench --streams 1000 --chart bench/results.png
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -67,7 +67,7 @@ def server(framework: str) -> Iterator[str]:
         yield _wait_ready(proc, framework, ready, tail, pumps[1])
 
     finally:
-        _stop(proc, framework)
+        _stop(proc, f"{framework} server")
 
 
 def _wait_ready(
@@ -95,7 +95,7 @@ def _wait_ready(
     )
 
 
-def _stop(proc: subprocess.Popen[str], framework: str) -> None:
+def _stop(proc: subprocess.Popen[str], name: str) -> None:
     with contextlib.suppress(OSError):
         assert proc.stdin is not None
         proc.stdin.close()
@@ -103,7 +103,7 @@ def _stop(proc: subprocess.Popen[str], framework: str) -> None:
         proc.wait(timeout=SERVER_EXIT_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         print(
-            f"  note: {framework} server still running {SERVER_EXIT_TIMEOUT_S:.0f} s after "
+            f"  note: {name} still running {SERVER_EXIT_TIMEOUT_S:.0f} s after "
             "stdin closed; killed",
             file=sys.stderr,
         )
@@ -145,3 +145,78 @@ def measure(
             file=sys.stderr,
         )
     raise ChildError(f"{framework} {scenario}: client exited {done.returncode}: {_last_line(err)}")
+
+
+class Child:
+    """A worker process that talks in lines: `expect` a line by its prefix, `send` one.
+
+    stdout lines are queued for `expect`; stderr is echoed (tagged) and its tail kept for
+    errors. `stop` closes stdin (the lifeline), waits, and kills if it must.
+    """
+
+    def __init__(self, tag: str, *args: str) -> None:
+        self.tag = tag
+        self.proc = subprocess.Popen(
+            _command(*args),
+            cwd=REPO_ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self._lines: queue.Queue[str] = queue.Queue()
+        self._tail: deque[str] = deque(maxlen=_TAIL_LINES)
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        self._pumps = [
+            threading.Thread(target=self._queue_lines, args=(self.proc.stdout,), daemon=True),
+            threading.Thread(
+                target=_pump, args=(self.proc.stderr, tag, self._tail, None), daemon=True
+            ),
+        ]
+        for p in self._pumps:
+            p.start()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def _queue_lines(self, stream: IO[str]) -> None:
+        for line in stream:
+            self._lines.put(line.rstrip("\n"))
+
+    def expect(self, prefix: str, timeout: float) -> str:
+        """The rest of the next stdout line starting with `prefix`; other lines are echoed."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ChildError(
+                    f"{self.tag}: no {prefix.strip()!r} after {timeout:.0f} s: "
+                    + _last_line(self._tail)
+                )
+            try:
+                line = self._lines.get(timeout=min(left, 0.1))
+            except queue.Empty:
+                if self.proc.poll() is not None and self._lines.empty():
+                    self._pumps[1].join(timeout=2)
+                    raise ChildError(
+                        f"{self.tag} exited {self.proc.returncode}: " + _last_line(self._tail)
+                    ) from None
+                continue
+            if line.startswith(prefix):
+                return line.removeprefix(prefix).strip()
+            print(f"  [{self.tag}] {line}", file=sys.stderr, flush=True)
+
+    def send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def stop(self) -> None:
+        _stop(self.proc, self.tag)
+
+    def __enter__(self) -> Child:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -18,11 +18,15 @@ def header(machine: dict[str, Any], config: dict[str, Any]) -> str:
     lat = config["scenarios"]["unary_latency"]
     thr = config["scenarios"]["unary_throughput"]
     cores = machine["cores"]
-    lines = [
+    lines: list[str] = [
         "GopherPipe bench" + (" (--quick: counts too small to quote)" if config["quick"] else ""),
         f"  {machine['python']} | {cores} cores | {machine['platform']} | grpcio "
         f"{machine['grpcio'] or 'not installed'} | msgpack {machine['msgpack']} | {machine['date']}",
         f"  load average before the run: {machine['loadavg']}",
+    ]
+    if not config.get("echo", True):
+        return "\n".join(lines)
+    lines += [
         f"  payload: {config['payload_size']}-char ASCII str, echoed back unchanged; "
         f"median of {config['rounds']} round(s), framework order rotated each round",
         f"  latency: 1 client thread, {lat['calls']} calls after {lat['warmup']} warm-up",

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from bench import frameworks, measure, procs, report
+from bench import frameworks, measure, procs, report, streams
 
 # Scenario name -> (full params, --quick params). A framework lacking a scenario reports n/a.
 SCENARIOS: dict[str, tuple[dict[str, int], dict[str, int]]] = {
@@ -59,9 +59,36 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         metavar="R",
         help="repeat everything R times and report medians (default 3, 1 with --quick)",
     )
+    parser.add_argument(
+        "--streams",
+        metavar="N,N",
+        help="also run the concurrent-streams scenario with N open server streams each "
+        "(e.g. 1000,5000,10000; 'default' is that, or 200 with --quick)",
+    )
+    parser.add_argument(
+        "--streams-only",
+        action="store_true",
+        help="run only the concurrent-streams scenario (counts from --streams, else 'default')",
+    )
+    parser.add_argument(
+        "--chart", metavar="PATH", type=Path, help="write a PNG chart of the figures here"
+    )
     args = parser.parse_args(argv)
     if args.rounds is not None and args.rounds < 1:
         parser.error("--rounds must be at least 1")
+    if args.streams_only and args.streams is None:
+        args.streams = "default"
+    if args.streams is None:
+        args.stream_counts = []
+    elif args.streams.strip() == "default":
+        args.stream_counts = streams.DEFAULT_COUNTS[args.quick]
+    else:
+        try:
+            args.stream_counts = [int(n.replace("_", "")) for n in args.streams.split(",")]
+        except ValueError:
+            parser.error("--streams takes comma-separated stream counts, e.g. 1000,5000")
+        if any(n < 1 for n in args.stream_counts):
+            parser.error("--streams counts must be at least 1")
     if args.frameworks:
         names = [n.strip() for n in args.frameworks.split(",") if n.strip()]
         unknown = [n for n in names if n not in frameworks.FRAMEWORKS]
@@ -95,6 +122,16 @@ def _machine() -> dict[str, Any]:
     }
 
 
+_STARTED = time.monotonic()
+
+
+def progress(message: str) -> None:
+    """One line per step on stderr, with the time since the run began: minutes of benchmark
+    must not read as a hang (stdout keeps the figures)."""
+    elapsed = int(time.monotonic() - _STARTED)
+    print(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {message}", file=sys.stderr, flush=True)
+
+
 def _prepare(name: str, out: dict[str, Any]) -> ModuleType | None:
     try:
         module = frameworks.load(name)
@@ -104,6 +141,7 @@ def _prepare(name: str, out: dict[str, Any]) -> ModuleType | None:
         return None
     try:
         if hasattr(module, "prepare"):
+            progress(f"{name}: generating stubs")
             module.prepare()
     except Exception as exc:
         out["error"] = f"prepare: {type(exc).__name__}: {exc}"
@@ -117,10 +155,12 @@ def _run_round(
 ) -> dict[str, dict[str, Any]]:
     """One fresh server process, then one fresh client process per scenario."""
     figures: dict[str, dict[str, Any]] = {}
+    progress(f"{tag}{name}: starting its server")
     with procs.server(name) as address:
         for scenario in SCENARIOS:
             if scenario not in module.SCENARIOS:
                 continue
+            progress(f"{tag}{name}: {scenario}")
             started = time.monotonic()
             figures[scenario] = procs.measure(
                 name,
@@ -152,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         "scenarios": {name: params[pick] for name, params in SCENARIOS.items()},
         "scenario_timeout_s": SCENARIO_TIMEOUT_S[args.quick],
         "frameworks": args.names,
+        "echo": not args.streams_only,
+        "stream_counts": args.stream_counts,
     }
     machine = _machine()
     print(report.header(machine, config), flush=True)
@@ -163,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         if module is not None:
             modules[name] = module
     per_round: dict[str, list[dict[str, dict[str, Any]]]] = {name: [] for name in modules}
-    for r in range(rounds):
+    for r in range(rounds if config["echo"] else 0):
         # Rotate who goes first so no framework always runs on the coldest (or warmest) machine.
         order = (
             list(modules)[r % max(1, len(modules)) :] + list(modules)[: r % max(1, len(modules))]
@@ -184,6 +226,19 @@ def main(argv: list[str] | None = None) -> int:
             results[name].update(measure.combine_rounds(runs))
             results[name]["rounds"] = runs
 
+    variants = [
+        v
+        for v in streams.VARIANTS
+        if frameworks.STREAM_VARIANTS[v] in modules
+        and "error" not in results[frameworks.STREAM_VARIANTS[v]]
+    ]
+    stream_results = (
+        streams.run(variants, args.stream_counts, args.quick, progress)
+        if args.stream_counts
+        else {}
+    )
+    progress("done")
+
     failed = [
         name
         for name in args.names
@@ -191,14 +246,37 @@ def main(argv: list[str] | None = None) -> int:
         if "error" in results[name] or ("skipped" in results[name] and args.explicit)
     ]
 
-    print()
-    print(report.table(results, config))
+    # The subject of the bench must hold its streams; another framework that cannot is a
+    # figure (n/a with the reason), not a failure.
+    failed += [
+        f"gopherpipe concurrent streams at {n}"
+        for n, figures in stream_results.get("gopherpipe", {}).items()
+        if "error" in figures
+    ]
+
     ratios = report.ratios(results)
-    print(report.ratio_lines(ratios, args.names))
+    if config["echo"]:
+        print()
+        print(report.table(results, config))
+        print(report.ratio_lines(ratios, args.names))
+    if stream_results:
+        print()
+        print(streams.table(stream_results, args.stream_counts, args.quick))
     if args.json:
-        doc = {"machine": machine, "config": config, "results": results, "ratios": ratios}
+        doc = {
+            "machine": machine,
+            "config": config,
+            "results": results,
+            "ratios": ratios,
+            "concurrent_streams": stream_results,
+        }
         args.json.write_text(json.dumps(doc, indent=2) + "\n")
         print(f"\nfigures written to {args.json}")
+    if args.chart:
+        from bench import chart
+
+        chart.write(args.chart, machine, config, results, stream_results)
+        print(f"chart written to {args.chart}")
     if failed:
         print(f"\nFAILED: {', '.join(failed)}", file=sys.stderr)
         return 1

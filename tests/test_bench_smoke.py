@@ -88,6 +88,37 @@ def test_quick_run_over_gopherpipe_and_the_floor(tmp_path: Path) -> None:
     assert "server stream, typed msgs/s" in done.stdout
 
 
+def test_quick_concurrent_streams_over_gopherpipe(tmp_path: Path) -> None:
+    """The concurrent-streams path end to end at --quick size (200 streams, 2 client
+    processes): servers, subscribers, the publisher, /proc readings and the table."""
+    figures_path = tmp_path / "figures.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--streams-only",
+            "--frameworks",
+            "gopherpipe",
+            "--json",
+            str(figures_path),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    figures = json.loads(figures_path.read_text())["concurrent_streams"]["gopherpipe"]["200"]
+    assert figures["streams"] == 200 and figures["clients"] == 2
+    assert figures["server_threads"] >= 1
+    assert figures["p50_ms"] > 0 and figures["last_ms"] >= figures["p99_ms"] >= figures["p50_ms"]
+    assert "200 open streams" in done.stdout
+    assert "concurrent streams: gopherpipe, 200 streams" in done.stderr  # the progress line
+
+
 def test_stream_order_and_count_are_checked() -> None:
     class Item:
         def __init__(self, seq: int) -> None:

@@ -10,6 +10,11 @@ A framework module defines:
   fresh client process. A framework may lack a scenario (the raw socket has no multiplexing);
   the report shows it as n/a. Streaming scenarios (server-stream messages/s, bidi ping-pong)
   are meant to be added here the same way.
+
+The concurrent-streams scenario (bench/streams.py) has its own server per stream count, so a
+module taking part also defines ``STREAM_SERVERS`` (variant -> ``serve(params)``, as
+``serve()`` but sized by ``params["streams"]`` where the framework needs it),
+``broadcast_subscribe(address, params, say)`` and ``broadcast_publisher(address)``.
 """
 
 from __future__ import annotations
@@ -22,6 +27,13 @@ FRAMEWORKS: dict[str, str] = {
     "rawsocket": "bench.frameworks.rawsocket",
     "gopherpipe": "bench.frameworks.gopherpipe",
     "grpc": "bench.frameworks.grpcio",
+}
+
+# Concurrent-streams column -> the framework module that serves it (grpc has two servers).
+STREAM_VARIANTS: dict[str, str] = {
+    "gopherpipe": "gopherpipe",
+    "grpc": "grpc",
+    "grpc_aio": "grpc",
 }
 
 

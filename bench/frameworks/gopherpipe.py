@@ -6,6 +6,7 @@ import importlib
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -58,7 +59,7 @@ def prepare() -> None:
     (_GENERATED / "__init__.py").write_text("")
     subprocess.run(
         [sys.executable, "-m", "gopherpipe_gen", "gen", "-o", str(_GENERATED),
-         str(_BENCH_DIR / "streaming_service.py")],
+         str(_BENCH_DIR / "streaming_service.py"), str(_BENCH_DIR / "broadcast_service.py")],
         check=True, timeout=120, cwd=_BENCH_DIR.parent,
     )  # fmt: skip
 
@@ -173,6 +174,93 @@ def bidi_pingpong(address: str, payload: str, params: dict[str, Any]) -> dict[st
             pass
         client.close()
 
+
+def _broadcast(kind: str) -> ModuleType:
+    return importlib.import_module(f"bench._gp_generated.broadcast_service_{kind}")
+
+
+def broadcast_serve(params: dict[str, Any]) -> tuple[str, Callable[[float], None]]:
+    """The concurrent-streams server: the runtime's defaults (32 handler threads), nothing
+    sized to the stream count; a subscriber is a `Chan(16)` the handler returns."""
+    from bench.broadcast_service import Broadcast, Event
+
+    class Hub(Broadcast):
+        def __init__(self) -> None:
+            self._lock = threading.Lock()
+            self._subscribers: dict[str, list[gopherpipe_runtime.Chan[Event]]] = {}
+
+        def subscribe(self, topic: str) -> gopherpipe_runtime.Chan[Event]:
+            out: gopherpipe_runtime.Chan[Event] = gopherpipe_runtime.Chan(16)
+            out.send(Event(0, time.monotonic_ns(), topic))
+            with self._lock:
+                self._subscribers.setdefault(topic, []).append(out)
+            return out
+
+        def publish(self, topic: str, seq: int) -> int:
+            event = Event(seq, time.monotonic_ns(), topic)
+            with self._lock:
+                subscribers = list(self._subscribers.get(topic, ()))
+            delivered = 0
+            gone: list[gopherpipe_runtime.Chan[Event]] = []
+            for chan in subscribers:
+                try:
+                    chan.send(event, timeout=10.0)
+                    delivered += 1
+                except gopherpipe_runtime.ChanClosed:
+                    gone.append(chan)  # the subscriber went away
+            if gone:
+                with self._lock:
+                    keep = self._subscribers.get(topic, [])
+                    self._subscribers[topic] = [c for c in keep if c not in set(gone)]
+            return delivered
+
+    server = gopherpipe_runtime.Server("tcp://127.0.0.1:0")
+    _broadcast("server").register_broadcast(server, Hub())
+    server.start()
+    return str(server.addresses[0]), server.stop
+
+
+def broadcast_subscribe(
+    address: str, params: dict[str, Any], say: Callable[[str], None]
+) -> dict[str, Any]:
+    """Open params["count"] streams on ONE connection, then take every broadcast on each.
+
+    One thread takes the item from each stream in the order the streams were opened (the
+    order the server sends in): a stream's time is when this thread took its item, which is
+    never before it arrived.
+    """
+    count, broadcasts = params["count"], params["broadcasts"]
+    client = _broadcast("client").BroadcastClient.dial(address)
+    chans = [client.subscribe(params["topic"]) for _ in range(count)]
+    try:
+        for chan in chans:
+            if chan.recv(timeout=params["timeout_s"]).seq != 0:
+                raise measure.StreamOrderError("the first item was not the welcome")
+        say(f"OPEN {count}")
+        latencies: list[list[int]] = []
+        now = time.monotonic_ns
+        for seq in range(1, broadcasts + 1):
+            got = [0] * count
+            for i, chan in enumerate(chans):
+                event = chan.recv(timeout=params["timeout_s"])
+                got[i] = now() - event.sent_ns
+                if event.seq != seq:
+                    raise measure.StreamOrderError(f"expected event {seq}, got {event.seq}")
+            latencies.append(got)
+            say(f"GOT {seq}")
+        return {"latencies_ns": latencies}
+    finally:
+        for chan in chans:
+            chan.close()
+        client.close()
+
+
+def broadcast_publisher(address: str) -> tuple[Callable[[str, int], int], Callable[[], None]]:
+    client = _broadcast("client").BroadcastClient.dial(address)
+    return client.publish, client.close
+
+
+STREAM_SERVERS = {"gopherpipe": broadcast_serve}
 
 SCENARIOS = {
     "unary_latency": unary_latency,

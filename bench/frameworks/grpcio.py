@@ -7,9 +7,13 @@ installed grpcio/protobuf, so it is never committed.
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import queue
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -40,6 +44,7 @@ def prepare() -> None:
             f"--grpc_python_out={_GEN_DIR}",
             str(_PROTO_DIR / "echo.proto"),
             str(_PROTO_DIR / "stream.proto"),
+            str(_PROTO_DIR / "broadcast.proto"),
         ],
         check=True,
         timeout=60,
@@ -162,6 +167,202 @@ def bidi_pingpong(address: str, payload: str, params: dict[str, Any]) -> dict[st
         pings.put(None)
         channel.close()
 
+
+def _broadcast() -> tuple[Any, Any]:
+    _generated()
+    import broadcast_pb2
+    import broadcast_pb2_grpc
+
+    return broadcast_pb2, broadcast_pb2_grpc
+
+
+# Threads for the publish calls on top of one per open stream.
+_SPARE_WORKERS = 16
+
+
+def broadcast_serve(params: dict[str, Any]) -> tuple[str, Callable[[float], None]]:
+    """grpc's sync server: a streaming handler holds its pool thread while the stream is open,
+    so the pool is sized to hold every stream (params["streams"] + spare for publish)."""
+    pb2, pb2_grpc = _broadcast()
+    lock = threading.Lock()
+    subscribers: dict[int, queue.SimpleQueue[Any]] = {}
+    ids = itertools.count()
+
+    class Hub(pb2_grpc.BroadcastServicer):  # type: ignore[misc, name-defined]
+        def Subscribe(self, request: Any, context: Any) -> Iterator[Any]:
+            inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+            key = next(ids)
+            with lock:
+                subscribers[key] = inbox
+            # A cancelled stream's thread is blocked in inbox.get(): wake it.
+            context.add_callback(lambda: inbox.put(None))
+            try:
+                yield pb2.Event(seq=0, sent_ns=time.monotonic_ns(), topic=request.topic)
+                while (event := inbox.get()) is not None:
+                    yield event
+            finally:
+                with lock:
+                    subscribers.pop(key, None)
+
+        def Publish(self, request: Any, context: Any) -> Any:
+            event = pb2.Event(seq=request.seq, sent_ns=time.monotonic_ns(), topic=request.topic)
+            with lock:
+                inboxes = list(subscribers.values())
+            for inbox in inboxes:
+                inbox.put(event)
+            return pb2.PublishReply(delivered=len(inboxes))
+
+    workers = params["streams"] + _SPARE_WORKERS
+    server = grpc.server(ThreadPoolExecutor(max_workers=workers))
+    pb2_grpc.add_BroadcastServicer_to_server(Hub(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+
+    def stop(grace: float) -> None:
+        with lock:
+            inboxes = list(subscribers.values())
+        for inbox in inboxes:
+            inbox.put(None)
+        server.stop(grace).wait(grace + 5)
+
+    return f"tcp://127.0.0.1:{port}", stop
+
+
+def broadcast_serve_aio(params: dict[str, Any]) -> tuple[str, Callable[[float], None]]:
+    """grpc.aio's server on an event loop in one thread: a stream is an async generator."""
+    pb2, pb2_grpc = _broadcast()
+    subscribers: dict[int, asyncio.Queue[Any]] = {}
+    ids = itertools.count()
+
+    class Hub(pb2_grpc.BroadcastServicer):  # type: ignore[misc, name-defined]
+        async def Subscribe(self, request: Any, context: Any) -> Any:
+            inbox: asyncio.Queue[Any] = asyncio.Queue()
+            key = next(ids)
+            subscribers[key] = inbox
+            try:
+                yield pb2.Event(seq=0, sent_ns=time.monotonic_ns(), topic=request.topic)
+                while (event := await inbox.get()) is not None:
+                    yield event
+            finally:
+                subscribers.pop(key, None)
+
+        async def Publish(self, request: Any, context: Any) -> Any:
+            event = pb2.Event(seq=request.seq, sent_ns=time.monotonic_ns(), topic=request.topic)
+            inboxes = list(subscribers.values())
+            for inbox in inboxes:
+                inbox.put_nowait(event)
+            return pb2.PublishReply(delivered=len(inboxes))
+
+    loop = asyncio.new_event_loop()
+    started: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    holder: dict[str, Any] = {}
+
+    async def start() -> None:
+        server = grpc.aio.server()
+        pb2_grpc.add_BroadcastServicer_to_server(Hub(), server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        holder["server"] = server
+        started.put(port)
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        holder["starting"] = loop.create_task(start())
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, name="grpc-aio-loop", daemon=True)
+    thread.start()
+    port = started.get(timeout=30)
+
+    def stop(grace: float) -> None:
+        async def shutdown() -> None:
+            for inbox in list(subscribers.values()):
+                inbox.put_nowait(None)
+            await holder["server"].stop(grace)
+
+        asyncio.run_coroutine_threadsafe(shutdown(), loop).result(grace + 5)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+
+    return f"tcp://127.0.0.1:{port}", stop
+
+
+def broadcast_subscribe(
+    address: str, params: dict[str, Any], say: Callable[[str], None]
+) -> dict[str, Any]:
+    """Open params["count"] streams on ONE grpc.aio channel (for both grpc servers: a sync
+    client would need a thread per stream), one reader task per stream."""
+    return asyncio.run(_subscribe_aio(address, params, say))
+
+
+async def _subscribe_aio(
+    address: str, params: dict[str, Any], say: Callable[[str], None]
+) -> dict[str, Any]:
+    pb2, pb2_grpc = _broadcast()
+    count, broadcasts, timeout = params["count"], params["broadcasts"], params["timeout_s"]
+    async with grpc.aio.insecure_channel(address.removeprefix("tcp://")) as channel:
+        await asyncio.wait_for(channel.channel_ready(), timeout)
+        stub = pb2_grpc.BroadcastStub(channel)
+        calls = [stub.Subscribe(pb2.SubscribeRequest(topic=params["topic"])) for _ in range(count)]
+        latencies = [[0] * count for _ in range(broadcasts + 1)]
+        remaining = [count] * (broadcasts + 1)
+        done = [asyncio.Event() for _ in range(broadcasts + 1)]
+        now = time.monotonic_ns
+
+        async def reader(i: int, call: Any) -> None:
+            for seq in range(broadcasts + 1):
+                try:
+                    event = await call.read()
+                except grpc.aio.AioRpcError as exc:
+                    opened = remaining[0] if seq == 0 else 0
+                    raise measure.StreamOrderError(
+                        f"stream {i} of {count} on this channel, waiting for event {seq} "
+                        f"({opened} streams not yet open): {exc.code().name} {exc.details()}"
+                    ) from None
+                received = now()
+                if event is grpc.aio.EOF or event.seq != seq:
+                    raise measure.StreamOrderError(f"stream {i}: expected event {seq}")
+                latencies[seq][i] = received - event.sent_ns
+                remaining[seq] -= 1
+                if not remaining[seq]:
+                    done[seq].set()
+
+        tasks = [asyncio.create_task(reader(i, call)) for i, call in enumerate(calls)]
+        try:
+            for seq in range(broadcasts + 1):
+                waiting = asyncio.create_task(done[seq].wait())
+                finished, _ = await asyncio.wait(
+                    [waiting, *tasks], timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                if waiting not in finished:
+                    waiting.cancel()
+                    for task in finished:
+                        task.result()  # a reader that failed says why
+                    if not finished:
+                        raise TimeoutError(f"event {seq}: {remaining[seq]} streams still waiting")
+                    await done[seq].wait()
+                say(f"OPEN {count}" if seq == 0 else f"GOT {seq}")
+            return {"latencies_ns": latencies[1:]}
+        finally:
+            for call in calls:
+                call.cancel()
+            for task in tasks:
+                task.cancel()
+
+
+def broadcast_publisher(address: str) -> tuple[Callable[[str, int], int], Callable[[], None]]:
+    pb2, pb2_grpc = _broadcast()
+    channel = grpc.insecure_channel(address.removeprefix("tcp://"))
+    grpc.channel_ready_future(channel).result(timeout=30)
+    stub = pb2_grpc.BroadcastStub(channel)
+
+    def publish(topic: str, seq: int) -> int:
+        return int(stub.Publish(pb2.PublishRequest(topic=topic, seq=seq), timeout=60).delivered)
+
+    return publish, channel.close
+
+
+STREAM_SERVERS = {"grpc": broadcast_serve, "grpc_aio": broadcast_serve_aio}
 
 SCENARIOS = {
     "unary_latency": unary_latency,
