@@ -224,3 +224,40 @@ def test_a_2000_member_room_hears_one_message_and_unary_calls_stay_fast() -> Non
 
 if __name__ == "__main__":  # pragma: no cover
     pytest.main([__file__, "-s"])
+
+
+def test_a_member_that_stops_reading_is_removed_without_stalling_the_room() -> None:
+    """The slow member never reads; the other says 3,000 messages, each heard back
+    within 1 s (before, every say waited 1 s on the stalled member). Once its window
+    (1,024) and outbox (1,024) are full, the slow member is removed: its stream
+    ends with RESOURCE_EXHAUSTED after the messages already queued for it."""
+    from server import OUTBOX, Chat  # type: ignore[import-not-found]
+    from service_server import register_chat_service  # type: ignore[import-not-found]
+
+    from gopherpipe_runtime import Chan, ResourceExhaustedError, Server
+
+    server = Server("tcp://127.0.0.1:0")
+    register_chat_service(server, Chat())
+    with server:
+        address = server.addresses[0]
+        with ChatServiceClient.dial(address) as slow, ChatServiceClient.dial(address) as fast:
+            slow_talk: Chan[str] = Chan()
+            fast_talk: Chan[str] = Chan()
+            unread = slow.with_options(metadata={"user": "slow"}).join_room(ROOM, slow_talk)
+            unread.recv(timeout=5)
+            heard = fast.with_options(metadata={"user": "fast"}).join_room(ROOM, fast_talk)
+            heard.recv(timeout=5)
+            slowest = 0.0
+            for i in range(3000):
+                started = time.monotonic()
+                fast_talk.send(f"m{i}", timeout=5)
+                assert heard.recv(timeout=5).text == f"m{i}"
+                slowest = max(slowest, time.monotonic() - started)
+            assert slowest < UNARY_LIMIT, f"a message took {slowest:.3f} s to come back"
+            received = 0
+            with pytest.raises(ResourceExhaustedError, match="unread"):
+                for _ in unread:
+                    received += 1
+            assert OUTBOX <= received < 3000  # its window and outbox, then removed
+            fast_talk.close()
+            slow_talk.close()
