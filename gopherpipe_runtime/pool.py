@@ -17,7 +17,12 @@ What the design guarantees, as a dedicated I/O thread would:
   answers RESOURCE_EXHAUSTED); the steps of streams already admitted are queued
   beyond it, at most one per open stream;
 - a thread that finishes a task takes the next queued task directly, without
-  waiting for the leader's poll to return.
+  waiting for the leader's poll to return;
+- queued tasks are taken in turns by owner (the server passes the connection):
+  each owner's tasks in the order they came, owners round-robin. So a connection
+  that queues thousands of calls at once (2,000 members joining a room) delays
+  another connection's call by at most one task per busy connection, not by all
+  of its backlog.
 """
 
 from __future__ import annotations
@@ -52,7 +57,9 @@ class LeaderFollowerPool:
         self._lock = threading.Lock()  # guards everything below
         self._leadership = threading.Lock()
         self._leader: int | None = None
-        self._tasks: deque[Task] = deque()
+        self._queues: dict[object, deque[Task]] = {}  # owner -> its queued tasks
+        self._turns: deque[object] = deque()  # owners with queued tasks, next first
+        self._queued = 0
         self._running = 0
         self._threads: list[threading.Thread] = []
         self._exiting = False
@@ -60,25 +67,35 @@ class LeaderFollowerPool:
     @property
     def pending(self) -> int:
         """Tasks queued or running."""
-        return len(self._tasks) + self._running
+        return self._queued + self._running
 
     def start(self) -> None:
         with self._lock:
             self._spawn()
 
-    def try_submit(self, fn: Callable[..., object], *args: Any, admitted: bool = False) -> bool:
+    def try_submit(
+        self,
+        fn: Callable[..., object],
+        *args: Any,
+        admitted: bool = False,
+        owner: object = None,
+    ) -> bool:
         """Queue `fn(*args)`; False (and nothing queued) when full or stopping.
 
         `admitted` work continues something already accepted (the next steps of a
         stream) and is queued whatever `max_pending` says: refusing it would lose
-        the stream, and each stream has at most one such task queued.
+        the stream, and each stream has at most one such task queued. `owner`
+        (hashable) is whose turn the task waits for (see the module docstring).
         """
         with self._lock:
-            if self._exiting or (
-                not admitted and len(self._tasks) + self._running >= self.max_pending
-            ):
+            if self._exiting or (not admitted and self._queued + self._running >= self.max_pending):
                 return False
-            self._tasks.append((fn, args))
+            queue = self._queues.get(owner)
+            if queue is None:
+                queue = self._queues[owner] = deque()
+                self._turns.append(owner)
+            queue.append((fn, args))
+            self._queued += 1
             from_leader = self._leader == threading.get_ident()
         if not from_leader:
             self._wake_poller()  # the leader takes new work when its poll returns
@@ -111,9 +128,16 @@ class LeaderFollowerPool:
 
     def _take(self) -> Task | None:
         """Dequeue a task if one may run now (lock held)."""
-        if not self._tasks or self._running >= self.max_workers or self._exiting:
+        if not self._queued or self._running >= self.max_workers or self._exiting:
             return None
-        task = self._tasks.popleft()
+        owner = self._turns.popleft()
+        queue = self._queues[owner]
+        task = queue.popleft()
+        if queue:
+            self._turns.append(owner)  # its next task waits for the others' turns
+        else:
+            del self._queues[owner]  # forget the owner (a connection) at once
+        self._queued -= 1
         self._running += 1
         # Everybody else is running a task: start a thread to poll meanwhile.
         if len(self._threads) == self._running and len(self._threads) <= self.max_workers:

@@ -833,7 +833,7 @@ class Server:
         inbound = self._inbound(conn, stream_id) if client_streams else None
         call = _Call(context, inbound)
         conn.streams[stream_id] = call
-        if not self._pool.try_submit(self._serve_call, conn, stream_id, payload, call):
+        if not self._pool.try_submit(self._serve_call, conn, stream_id, payload, call, owner=conn):
             conn.streams.pop(stream_id, None)
             with conn.lock:
                 conn.queued_call_bytes -= len(payload)
@@ -1053,7 +1053,8 @@ class Server:
         def schedule(step: Callable[[], None]) -> bool:
             if isinstance(source, Chan | list | tuple):
                 return self._sender.submit(step)  # its steps never block
-            return self._pool.try_submit(step, admitted=True)  # a generator is user code
+            # A generator is user code: it waits its connection's turn for a pool thread.
+            return self._pool.try_submit(step, admitted=True, owner=conn)
 
         def on_done(outcome: str, error: BaseException | None) -> None:
             code, message = self._stream_status(source, outcome, error, name)

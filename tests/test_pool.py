@@ -1,0 +1,58 @@
+"""The leader/followers pool's queue: owners (connections) take turns."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from gopherpipe_runtime.pool import LeaderFollowerPool
+
+
+def _wait_until(condition: object, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.001)
+
+
+def test_a_backlog_on_one_connection_does_not_delay_another_connections_call() -> None:
+    stopping = threading.Event()
+
+    def poll_once() -> bool:
+        stopping.wait(0.005)
+        return not stopping.is_set()
+
+    pool = LeaderFollowerPool(1, 1000, poll_once, lambda: None)
+    gate = threading.Event()
+    ran: list[tuple[str, int]] = []
+    pool.try_submit(gate.wait, owner="busy handler")
+    pool.start()
+    _wait_until(lambda: pool.pending == 1 and not pool._queued)
+    for index in range(50):
+        assert pool.try_submit(ran.append, ("backlog", index), owner="connection A")
+    assert pool.try_submit(ran.append, ("other", 0), owner="connection B")
+    gate.set()
+    _wait_until(lambda: len(ran) == 51)
+    stopping.set()
+    pool.join(1.0)
+    # One worker: A's first call, then B's (its turn), then the rest of A's in order.
+    assert ran[:2] == [("backlog", 0), ("other", 0)]
+    assert [i for owner, i in ran if owner == "backlog"] == list(range(50))
+    assert not pool._queues and not pool._turns  # no owner kept once its queue is empty
+
+
+def test_pending_counts_queued_and_running_tasks_against_the_limit() -> None:
+    stopping = threading.Event()
+    pool = LeaderFollowerPool(1, 3, lambda: not stopping.wait(0.005), lambda: None)
+    gate = threading.Event()
+    pool.try_submit(gate.wait, owner=1)
+    pool.start()
+    _wait_until(lambda: not pool._queued)
+    assert pool.try_submit(lambda: None, owner=2)
+    assert pool.try_submit(lambda: None, owner=3)
+    assert not pool.try_submit(lambda: None, owner=4)  # 1 running + 2 queued = max_pending
+    assert pool.try_submit(lambda: None, admitted=True, owner=4)  # a stream's next step
+    gate.set()
+    _wait_until(lambda: pool.pending == 0)
+    stopping.set()
+    pool.join(1.0)
