@@ -251,6 +251,9 @@ class Server:
     Options:
       max_workers         handler threads (the pool is bounded; default 32)
       max_pending_calls   calls queued or running before new ones get RESOURCE_EXHAUSTED
+                          (default 16384: a fan-out service's subscribers arrive in
+                          bursts, 10,000 at once after a restart; a queued call costs
+                          about a KiB, its body bounded per connection)
       max_frame_size      largest frame accepted, announced in HELLO (default 4 MiB)
       codecs              codecs accepted, in preference order (default msgpack, json)
       handshake_timeout   seconds a new connection has to finish HELLO (default 10)
@@ -292,7 +295,7 @@ class Server:
         self,
         *addresses: str,
         max_workers: int = 32,
-        max_pending_calls: int = 4096,
+        max_pending_calls: int = 16384,
         max_frame_size: int = frames.DEFAULT_MAX_FRAME_SIZE,
         codecs: tuple[str, ...] = DEFAULT_CODECS,
         handshake_timeout: float = 10.0,
