@@ -140,6 +140,8 @@ _RATIOS = [
      "(times the floor; 1.0x would be free)"),
     ("p50 grpc/raw socket", "grpc", "rawsocket", "unary_latency", "p50_us",
      "(times the floor; 1.0x would be free)"),
+    ("server-stream msgs/s gopherpipe/raw socket", "gopherpipe", "rawsocket", "server_stream",
+     "messages_per_s", "(share of the typed-stream floor; 1.0x would be free)"),
 ]  # fmt: skip
 
 
