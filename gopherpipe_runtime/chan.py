@@ -64,7 +64,9 @@ class Chan(Generic[T]):
         thread (the runtime sending a stream's items) waits. It counts itself in
         `_receivers` while armed, so senders do notify. Its argument says whether
         it may do its work right here: True from a `send` that has released the
-        lock, False when called with the lock held."""
+        lock, False when called with the lock held. While it is armed, a `send` to an
+        empty channel hands its item over at once, even unbuffered (the reader
+        takes it in the step the hook runs)."""
 
     # -- state ------------------------------------------------------------------------
 
@@ -93,7 +95,12 @@ class Chan(Generic[T]):
         with self._lock:
             if self._closed:
                 raise self._send_closed_error()
-            if len(self._buffer) < self.capacity and not self._senders:
+            if not self._senders and (
+                len(self._buffer) < self.capacity
+                or (self._on_ready is not None and not self._buffer)
+            ):
+                # A reader armed on `_on_ready` is a waiting receiver: as in `try_send`,
+                # the hand-over is immediate, even on an unbuffered channel.
                 self._buffer.append(value)
                 ready, self._on_ready = self._on_ready, None
                 if self._receivers or self._selectors:

@@ -92,8 +92,8 @@ class SendWindow:
 class Credit:
     """What we may still send on one stream.
 
-    Blocking senders (the client's pump threads) `wait`; senders that hold no
-    thread `park` a callback, run once sending may go on (or the stream ended).
+    A sender that may block `wait`s; senders that hold no thread (`Outbound`)
+    `park` a callback, run once sending may go on (or the stream ended).
     """
 
     def __init__(self, items: int, window_bytes: int, connection: SendWindow) -> None:
