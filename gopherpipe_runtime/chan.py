@@ -103,7 +103,9 @@ class Chan(Generic[T]):
                 # the hand-over is immediate, even on an unbuffered channel.
                 self._buffer.append(value)
                 ready, self._on_ready = self._on_ready, None
-                if self._receivers or self._selectors:
+                # A receiver that holds no thread (`ready`) counts in `_receivers`, but
+                # waits on no condition: wake threads only if some may wait.
+                if self._receivers > (ready is not None) or self._selectors:
                     self._notify()
                 if ready is None:
                     return

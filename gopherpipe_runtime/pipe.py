@@ -613,13 +613,16 @@ class _Connection:
 
     def lead(self, chan: InboundChan[Any], deadline: float | None) -> int:
         """A receiver found `chan` empty: read for it if nobody reads (stream.Leader)."""
-        with self._mutex:
-            chan.lead_offered = False
-            self._stream_waiters[chan] = None
         if not self._read_lock.acquire(blocking=False):
-            return LEAD_WAIT
-        with self._mutex:
-            self._stream_waiters.pop(chan, None)
+            with self._mutex:
+                chan.lead_offered = False
+                self._stream_waiters[chan] = None
+            # Registered now; the reader may have left meanwhile, before it could
+            # offer us the role: try once more.
+            if not self._read_lock.acquire(blocking=False):
+                return LEAD_WAIT
+            with self._mutex:
+                self._stream_waiters.pop(chan, None)
         self._leading_for = chan
         try:
             while not chan._buffer and not chan._closed and self.closed_reason is None:

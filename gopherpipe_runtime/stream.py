@@ -238,10 +238,6 @@ def message_payload_size(frame: bytes) -> int:
     return len(frame) - STREAM_HEADER_SIZE
 
 
-class _Parked(Exception):
-    """Raised inside an `Outbound` step: it must wait for an event; nothing is lost."""
-
-
 _PARKED, _SCHEDULED, _RUNNING, _DONE = range(4)
 _SPARSE_S = 50e-6
 """An item sent this long after the stream ran dry goes out on the sender's thread."""
@@ -331,39 +327,46 @@ class Outbound:
                     return
                 self._state = _RUNNING
                 self._again = False
-            self._stop_receiving()
-            try:
-                outcome = self._step()
-            except _Parked:
+            if self._receiving:
+                self._stop_receiving()
+            outcome = self._step()
+            if outcome is None:  # parked
                 with self._lock:
                     if not self._again:
                         self._state = _PARKED
                         return
                 continue
-            if outcome is not None:
-                self._end(*outcome)
-                return
+            self._end(*outcome)
+            return
 
     def _step(self) -> tuple[str, BaseException | None] | None:
-        """Send until something says wait (raises _Parked) or the stream is over."""
+        """Send until something says wait (then None: a callback is parked where it
+        waits) or the stream is over (how). Written for few calls per item: on a
+        round trip at a time, this is most of the sender's cost."""
         credit = self._credit
+        held = self._held
         while True:
-            while self._held:
-                go = credit.spend_frame(message_payload_size(self._held[0]))
+            while held:
+                go = credit.spend_frame(message_payload_size(held[0]))
                 if go < 0:
                     return PumpOutcome.ABORTED, None
                 if not go:
-                    self._park(credit.park(self._wake, 0))
+                    if credit.park(self._wake, 0):
+                        return None
                     continue
-                self._write(self._held.popleft())
-            self._park(self._park_writer(self._wake))
+                self._write(held.popleft())
+            if self._park_writer(self._wake):
+                return None
             allowance = credit.available(MAX_BATCH_ITEMS)
             if allowance < 0:
                 return PumpOutcome.ABORTED, None
             if not allowance:
-                self._park(credit.park(self._wake))
+                if credit.park(self._wake):
+                    return None
                 continue
             taken = self._take(allowance)
+            if taken is None:
+                return None
             if isinstance(taken, tuple):
                 return taken
             try:
@@ -376,36 +379,36 @@ class Outbound:
             except Exception as exc:
                 return PumpOutcome.BAD_ITEM, exc
             credit.spend(len(batch), 0)
-            self._held.extend(frames)
+            held.extend(frames)
 
-    @staticmethod
-    def _park(parked: bool) -> None:
-        if parked:
-            raise _Parked()
-
-    def _take(self, most: int) -> list[Any] | tuple[str, BaseException | None]:
-        """Items from the source (never more than `most`), or how the source ended."""
+    def _take(self, most: int) -> list[Any] | tuple[str, BaseException | None] | None:
+        """Items from the source (never more than `most`), how the source ended, or
+        None once parked on the source `Chan` (nothing there yet)."""
         chan = self._chan
-        while chan is not None:
-            items = chan.recv_many(most)
-            if items:
-                return items
+        if chan is not None:
+            items: list[Any] = []
             with chan._lock:
-                if chan._buffer or chan._senders:
-                    continue  # sent since recv_many: take it rather than wait for the next
-                if chan._closed:
-                    error = chan._error
-                    return (PumpOutcome.FAILED, error) if error else (PumpOutcome.DONE, None)
-                # Wait like a thread in `recv` would, counted as a receiver: a send to
-                # an unbuffered channel (or `try_send`, or a select's send case) may
-                # then hand its item over; the channel's next change wakes us.
-                chan._receivers += 1
-                chan._on_ready = self._wake
-                self._receiving = True
-                self._parked_at = time.monotonic()
-                for selector in chan._selectors:
-                    selector.signal()
-            raise _Parked()
+                while len(items) < most:
+                    taken, value = chan._try_recv_locked()
+                    if not taken:
+                        break
+                    items.append(value)
+                if not items:
+                    if chan._closed:
+                        error = chan._error
+                        return (PumpOutcome.FAILED, error) if error else (PumpOutcome.DONE, None)
+                    # Wait like a thread in `recv` would, counted as a receiver: a send
+                    # (or `try_send`, or a select's send case) may then hand its item
+                    # over, even on an unbuffered channel; its next change wakes us.
+                    chan._receivers += 1
+                    chan._on_ready = self._wake
+                    self._receiving = True
+                    self._parked_at = time.monotonic()
+                    for selector in chan._selectors:
+                        selector.signal()
+                    return None
+            chan._after_take()  # e.g. an InboundChan relayed as is: its CREDIT goes out
+            return items
         if self._iterator is None:
             items = list(self._source[self._position : self._position + most])  # type: ignore[index]
             if not items:
