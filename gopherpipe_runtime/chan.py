@@ -280,7 +280,10 @@ class Chan(Generic[T]):
         return True
 
     def _notify(self) -> None:
-        self._changed.notify_all()
+        # Condition.notify_all is Python code that costs a few microseconds even with
+        # nobody waiting; its waiters list only changes under our lock, which we hold.
+        if self._changed._waiters:  # type: ignore[attr-defined]
+            self._changed.notify_all()
         for selector in self._selectors:
             selector.signal()
         ready = self._on_ready
