@@ -64,7 +64,9 @@ class Chan(Generic[T]):
         thread (the runtime sending a stream's items) waits. It counts itself in
         `_receivers` while armed, so senders do notify. Its argument says whether
         it may do its work right here: True from a `send` that has released the
-        lock, False when called with the lock held."""
+        lock, False when called with the lock held. While it is armed, a `send` to an
+        empty channel hands its item over at once, even unbuffered (the reader
+        takes it in the step the hook runs)."""
 
     # -- state ------------------------------------------------------------------------
 
@@ -93,10 +95,17 @@ class Chan(Generic[T]):
         with self._lock:
             if self._closed:
                 raise self._send_closed_error()
-            if len(self._buffer) < self.capacity and not self._senders:
+            if not self._senders and (
+                len(self._buffer) < self.capacity
+                or (self._on_ready is not None and not self._buffer)
+            ):
+                # A reader armed on `_on_ready` is a waiting receiver: as in `try_send`,
+                # the hand-over is immediate, even on an unbuffered channel.
                 self._buffer.append(value)
                 ready, self._on_ready = self._on_ready, None
-                if self._receivers or self._selectors:
+                # A receiver that holds no thread (`ready`) counts in `_receivers`, but
+                # waits on no condition: wake threads only if some may wait.
+                if self._receivers > (ready is not None) or self._selectors:
                     self._notify()
                 if ready is None:
                     return
@@ -271,7 +280,10 @@ class Chan(Generic[T]):
         return True
 
     def _notify(self) -> None:
-        self._changed.notify_all()
+        # Condition.notify_all is Python code that costs a few microseconds even with
+        # nobody waiting; its waiters list only changes under our lock, which we hold.
+        if self._changed._waiters:  # type: ignore[attr-defined]
+            self._changed.notify_all()
         for selector in self._selectors:
             selector.signal()
         ready = self._on_ready

@@ -92,8 +92,8 @@ class SendWindow:
 class Credit:
     """What we may still send on one stream.
 
-    Blocking senders (the client's pump threads) `wait`; senders that hold no
-    thread `park` a callback, run once sending may go on (or the stream ended).
+    A sender that may block `wait`s; senders that hold no thread (`Outbound`)
+    `park` a callback, run once sending may go on (or the stream ended).
     """
 
     def __init__(self, items: int, window_bytes: int, connection: SendWindow) -> None:
@@ -103,6 +103,7 @@ class Credit:
         self._outstanding = 0
         self._aborted = False
         self._connection = connection
+        self._lock = connection.lock  # `with` on the Lock itself: no Python-level wrapper
         self._changed = connection.changed
         self._resume: Callable[[], None] | None = None
 
@@ -130,13 +131,13 @@ class Credit:
 
     def available(self, most: int) -> int:
         """Like `wait` without blocking: 0 means wait (see `park`), -1 aborted."""
-        with self._changed:
+        with self._lock:
             return self._allowance(most)
 
     def park(self, resume: Callable[[], None], most: int = 1) -> bool:
         """Call `resume` once sending may go on (`most` as in `available`); False, and
         nothing parked, if it may now or the stream ended."""
-        with self._changed:
+        with self._lock:
             if self._allowance(most) != 0:
                 return False
             self._resume = resume
@@ -150,7 +151,7 @@ class Credit:
 
     def spend_frame(self, nbytes: int) -> int:
         """Spend a frame's bytes if they may go now: 1 if so, 0 to wait, -1 if aborted."""
-        with self._changed:
+        with self._lock:
             allowance = self._allowance(0)
             if allowance > 0:
                 self._outstanding += nbytes
@@ -158,7 +159,7 @@ class Credit:
             return allowance
 
     def spend(self, items: int, nbytes: int) -> None:
-        with self._changed:
+        with self._lock:
             self._items -= items
             self._outstanding += nbytes
             self._connection.outstanding += nbytes

@@ -3,12 +3,22 @@
 A Pipe owns at most one live connection at a time and multiplexes every call
 from every thread over it: each call gets a stream id, writes its CALL frame
 (see writer.py for how concurrent writes coalesce) and waits for its STATUS.
-There is no reader thread for unary calls: the waiting thread that finds nobody
-reading reads the socket itself, handing other calls their answers on the way,
-and passes the role on when it leaves (`_Connection`). While streams are open a
-reader thread holds that role, since a stream cannot wait for a caller to read;
-each client stream's items are sent by a pump thread within the peer's credit
-in items and bytes (flow.py).
+
+Threads. Reading the socket is a role, not a thread (`_Connection`): a unary
+caller waiting for its answer, or a receiver waiting on a stream's output
+channel, that finds nobody reading reads the socket itself, handing other calls
+and streams what arrives for them, and passes the role on when it leaves. So
+an answer or a stream item is usually read by the thread that wants it, with
+no thread hand-off. While streams are open, one reader thread per connection
+reads whenever no caller does (some wait on nothing it could read for: a
+producer blocked on a full source, a `select`), and keeps the streams'
+deadlines in one heap. A stream's source is sent by an `Outbound` (stream.py)
+that holds no thread: its steps run on the producer's `send`, or on the
+connection's one step thread (started when needed, gone after a second idle).
+Only a generator (or other iterator) source holds a thread, while it produces,
+since that is user code that may block. So N open streams cost O(1) threads:
+at most the reader, the step thread, and a thread finishing a write the socket
+did not take at once.
 
 It connects lazily, and after the connection drops the next call reconnects.
 Failed connects back off exponentially (with jitter); a call made while backing
@@ -22,8 +32,10 @@ calls that have time to wait).
 from __future__ import annotations
 
 import contextlib
+import heapq
 import itertools
 import logging
+import os
 import random
 import select
 import socket
@@ -36,6 +48,7 @@ from typing import Any
 
 from . import frames
 from .address import Address, connect, parse_address
+from .chan import Chan
 from .codec import CODECS, DEFAULT_CODECS, Codec, CodecError
 from .envelope import MAX_TIMEOUT_MS, decode_status, encode_call
 from .flow import (
@@ -58,6 +71,7 @@ from .frames import (
     encode_stream_frame,
 )
 from .handshake import HandshakeError, Settings, client_accept, client_hello
+from .pool import StepRunner
 from .status import (
     DeadlineExceededError,
     InvalidArgumentError,
@@ -67,11 +81,13 @@ from .status import (
     UnavailableError,
 )
 from .stream import (
+    LEAD_DONE,
+    LEAD_TIMED_OUT,
+    LEAD_WAIT,
     InboundChan,
+    Outbound,
     PumpOutcome,
     message_frames,
-    message_payload_size,
-    pump,
     stop_source,
 )
 from .writer import ConnectionLost, FrameWriter
@@ -80,6 +96,10 @@ log = logging.getLogger("gopherpipe.client")
 
 _READ_SIZE = 256 * 1024
 _MAX_POLL_MS = 2**31 - 1
+_LEAD_GRACE_S = 0.002
+"""How long the read lock stays free before the reader thread takes it: a caller
+reading for itself a round trip at a time comes back for it sooner."""
+_STEP_THREAD_IDLE_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +146,8 @@ class ClientStream:
     caller that drops the channel without closing it abandons the call, and the
     server is told (CANCEL) as soon as the channel is collected.
     `result()` waits for the call's final status. Items from `source` (client and
-    bidi streams) are sent by a pump thread of this stream, which ends with it.
+    bidi streams) are sent by an `Outbound` (stream.py), which holds no thread
+    while it waits; its deadline is kept by the connection's reader.
     """
 
     def __init__(
@@ -148,7 +169,6 @@ class ClientStream:
         self._lock = threading.Lock()
         self._ended = threading.Event()
         self._pumping = False
-        self._timer: threading.Timer | None = None
         self.code = StatusCode.UNKNOWN.value
         self.message = ""
         self.result_value: Any = None
@@ -189,7 +209,8 @@ class ClientStream:
         if self._connection.forget_stream(self.stream_id, send_cancel=True):
             self.end(StatusCode.CANCELLED, message, None)
 
-    def _expire(self) -> None:
+    def expire(self) -> None:
+        """The deadline passed (called by the connection's reader)."""
         if self._connection.forget_stream(self.stream_id, send_cancel=True):
             self.end(StatusCode.DEADLINE_EXCEEDED, f"{self.name} passed its deadline", None)
 
@@ -201,45 +222,60 @@ class ClientStream:
             self.code, self.message, self.result_value = code, message, result
             self._ended.set()
             pumping = self._pumping
-        if self._timer is not None:
-            self._timer.cancel()
         if self.credit is not None:
             self.credit.abort()
+        if pumping and self._source is not None:
+            # The sender may be parked on the caller's source: closing it wakes the
+            # sender, and tells whoever feeds it that the call is over (before the
+            # output says so, so that whoever sees the one sees the other).
+            stop_source(self._source, f"{self.name} ended: {message or 'done'}")
         output = self.output
         if output is not None:
             output.finish(None if code == 0 else RpcError(code, message))
-        if pumping and self._source is not None:
-            # The pump may be blocked on the caller's source: closing it wakes the
-            # pump, and tells whoever feeds it that the call is over.
-            stop_source(self._source, f"{self.name} ended: {message or 'done'}")
+            self._connection.wake_leader(output)
 
-    def start(self, timeout: float | None) -> None:
-        if timeout is not None:
-            self._timer = threading.Timer(timeout, self._expire)
-            self._timer.daemon = True
-            self._timer.start()
-        if self._source is not None:
-            self._pumping = True
-            threading.Thread(
-                target=self._pump, name=f"gopherpipe-pump-{self.stream_id}", daemon=True
-            ).start()
-
-    def _pump(self) -> None:
-        assert self._source is not None and self._encode_item is not None
-        assert self.credit is not None
+    def start(self, deadline: float | None) -> None:
+        """Start sending `source`, and keep `deadline`; the CALL_STREAM is written."""
         connection = self._connection
-        try:
-            outcome, error = pump(self._source, self._encode_item, self._send_batch, self.credit)
-        except (ConnectionLost, RpcError, CodecError) as exc:
-            outcome, error = PumpOutcome.FAILED, exc
-        finally:
-            with self._lock:
-                self._pumping = False
+        if deadline is not None:
+            connection.add_deadline(deadline, self)
+        source = self._source
+        if source is None:
+            return
+        assert self._encode_item is not None and self.credit is not None
+        codec = connection.codec
+        stream_id = self.stream_id
+        max_frame_size = connection.settings.peer_max_frame_size
+
+        def make_frames(batch: list[Any]) -> list[bytes]:
+            return message_frames(codec, stream_id, batch, max_frame_size)
+
+        # Taking from a Chan, list or tuple never blocks, so its steps run on the
+        # producer's `send`, this thread, or the connection's step thread. Any other
+        # iterable is user code that may block: its steps get a thread each, which
+        # ends when the step parks (on credit) or the source ends.
+        steps_block = not isinstance(source, Chan | list | tuple)
+        self._pumping = True
+        Outbound(
+            source,
+            self._encode_item,
+            make_frames,
+            self.credit,
+            connection.writer.write_nowait,
+            _never_park,
+            _step_in_thread if steps_block else connection.run_step,
+            self._sent,
+        ).start(here=not steps_block)
+
+    def _sent(self, outcome: str, error: BaseException | None) -> None:
+        """The source is sent, or sending stopped (from a step of the Outbound)."""
+        with self._lock:
+            self._pumping = False
+        connection = self._connection
         if outcome == PumpOutcome.DONE:
-            with contextlib.suppress(ConnectionLost):
-                connection.writer.write(
-                    encode_stream_frame(FrameType.HALF_CLOSE, self.stream_id, b"")
-                )
+            connection.writer.write_nowait(
+                encode_stream_frame(FrameType.HALF_CLOSE, self.stream_id, b"")
+            )
         elif outcome in (PumpOutcome.FAILED, PumpOutcome.BAD_ITEM) and not self.ended:
             if isinstance(error, RpcError):
                 code, message = error.code, error.message
@@ -248,32 +284,39 @@ class ClientStream:
             if connection.forget_stream(self.stream_id, send_cancel=True):
                 self.end(code, message, None)
 
-    def _send_batch(self, batch: list[Any]) -> None:
-        connection = self._connection
-        credit = self.credit
-        assert credit is not None
-        frames_out = message_frames(
-            connection.codec, self.stream_id, batch, connection.settings.peer_max_frame_size
-        )
-        for frame in frames_out:
-            if not credit.wait(0):  # bytes: one frame at a time, see flow.py
-                raise ConnectionLost(f"{self.name} ended")
-            credit.spend(0, message_payload_size(frame))
-            connection.writer.write(frame)
+
+def _never_park(resume: Callable[[], None]) -> bool:
+    # The client's writer queue is bounded by the peer's credit (flow.py): what a
+    # stream queues is what the server said it can take.
+    return False
+
+
+def _step_in_thread(step: Callable[[], None]) -> bool:
+    threading.Thread(target=step, name="gopherpipe-source", daemon=True).start()
+    return True
 
 
 class _Connection:
-    """One connection, read by whichever calling thread is the current leader.
+    """One connection, read by whichever thread is the current leader.
 
-    There is no reader thread. A calling thread that finds nobody reading becomes
-    the leader and reads the socket until its own answer arrives, handing other
-    threads their answers on the way; when it leaves it promotes a waiting
-    thread to lead. With one calling thread that means an answer is read by the
-    thread that wants it, with no thread handoff -- on a loaded 2-core machine a
-    handoff costs as much as the rest of the client-side work together.
+    A thread that finds nobody reading (the read lock free) becomes the leader
+    and reads the socket until what it waits for has arrived -- its STATUS
+    (`_wait`), an item on its stream's output (`lead`) -- handing other threads
+    theirs on the way; when it leaves it promotes a waiting thread to lead (a
+    unary caller first, then a stream receiver). With one calling thread that
+    means an answer is read by the thread that wants it, with no thread
+    handoff -- on a loaded 2-core machine a handoff costs as much as the rest of
+    the client-side work together.
 
-    Streams cannot wait for a caller to come and read: while any stream is open a
-    reader thread holds the leader role, and leaves when the last stream ends.
+    Streams need reading even when nobody waits in a read (CREDIT for a source
+    whose producer is blocked on it, STATUS for `result()`, a `select` on an
+    output, deadlines). So while any stream is open a reader thread (`_reader`)
+    takes the role whenever it has been free for `_LEAD_GRACE_S` -- not at once,
+    since a caller reading a round trip at a time comes back for it sooner --
+    and gives it up as soon as a caller waits to read for itself. It also keeps
+    the streams' deadlines (a heap, checked at each wake-up; a new earliest
+    deadline wakes it through a pipe it polls with the socket), and leaves when
+    the last stream ends.
     """
 
     def __init__(
@@ -299,9 +342,31 @@ class _Connection:
         self._read_lock = threading.Lock()
         self._poller = select.poll()
         self._poller.register(sock.fileno(), select.POLLIN)
+        self._sock_fd = sock.fileno()
+        # The reader thread polls this pipe too, so that a new, earlier deadline or
+        # the end of the last stream can cut its poll short.
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._poller.register(self._wake_r, select.POLLIN)
+        weakref.finalize(self, _close_fds, self._wake_r, self._wake_w)
         self.closed_reason: str | None = None
         self.goaway = False
         self.writer = FrameWriter(sock, write_timeout, self._on_write_error, _send_in_thread)
+        self._steps = StepRunner("gopherpipe-client-steps", idle_exit=_STEP_THREAD_IDLE_S)
+        self._stream_waiters: dict[InboundChan[Any], None] = {}
+        """Receivers waiting on a stream's output while another thread reads (mutex)."""
+        self._deadlines: list[tuple[float, int, ClientStream]] = []
+        """A heap of the open streams' deadlines (mutex); the reader thread keeps them."""
+        self._reader_cond = threading.Condition(threading.Lock())
+        self._reader_ident: int | None = None
+        self._reader_polling = False
+        """The reader thread is reading (it holds the read lock and polls)."""
+        self._reader_notify = False
+        """The reader thread waits for the read lock to come free (`_reader_cond`)."""
+        self._released_at = 0.0
+        self._leading_for: InboundChan[Any] | None = None
+        """The output a receiver reads the socket for (read lock held)."""
 
     @property
     def usable(self) -> bool:
@@ -399,7 +464,7 @@ class _Connection:
             self._reader_running = True
         if start_reader:
             threading.Thread(
-                target=self._read_streams, name="gopherpipe-client-reader", daemon=True
+                target=self._reader, name="gopherpipe-client-reader", daemon=True
             ).start()
         frame_type = FrameType.CALL if source is None else FrameType.CALL_STREAM
         try:
@@ -408,7 +473,7 @@ class _Connection:
             if self.forget_stream(stream_id, send_cancel=False):
                 stream.end(StatusCode.UNAVAILABLE, f"connection lost: {exc}", None)
             return stream
-        stream.start(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        stream.start(deadline)
         return stream
 
     def _inbound(self, stream: ClientStream, decode_item: Callable[[Any], Any]) -> InboundChan[Any]:
@@ -422,39 +487,182 @@ class _Connection:
         inflow = Inflow(self.receive_window, windows.items, windows.stream_bytes, return_credit)
         inbound: InboundChan[Any] = InboundChan(inflow, windows.items, stream.cancel)
         inbound.decode_item = decode_item
+        inbound.leader = self
         return inbound
 
     def forget_stream(self, stream_id: int, send_cancel: bool) -> bool:
         """Drop a stream from the table; True if it was still there."""
         with self._mutex:
             stream = self.streams.pop(stream_id, None)
+            last = not self.streams
         if stream is None:
             return False
+        if last:
+            self._kick_reader()  # it leaves once no stream is open
         if send_cancel:
             with contextlib.suppress(ConnectionLost):
                 self.writer.write_nowait(encode_stream_frame(FrameType.CANCEL, stream_id, b""))
         return True
 
-    def _read_streams(self) -> None:
-        """Lead for as long as streams are open (see the class docstring)."""
+    # -- the reader thread and the stream receivers that read ----------------------------
+
+    def run_step(self, step: Callable[[], None]) -> bool:
+        """Run a stream sender's step on the connection's step thread."""
+        return self._steps.submit(step)
+
+    def add_deadline(self, deadline: float, stream: ClientStream) -> None:
+        with self._mutex:
+            heap = self._deadlines
+            if len(heap) > 64 and len(heap) > 2 * len(self.streams):
+                heap[:] = [entry for entry in heap if not entry[2].ended]
+                heapq.heapify(heap)
+            heapq.heappush(heap, (deadline, stream.stream_id, stream))
+            first = heap[0][2] is stream
+        if first:
+            self._kick_reader()
+
+    def _expire_due(self) -> float | None:
+        """End the streams whose deadline passed; the next deadline, if any."""
+        now = time.monotonic()
+        due: list[ClientStream] = []
+        with self._mutex:
+            heap = self._deadlines
+            while heap and (heap[0][0] <= now or heap[0][2].ended):
+                entry = heapq.heappop(heap)
+                if not entry[2].ended:
+                    due.append(entry[2])
+            next_deadline = heap[0][0] if heap else None
+        for stream in due:
+            stream.expire()
+        return next_deadline
+
+    def _kick_reader(self) -> None:
+        """Make the reader thread look again (at the deadlines, at whether streams are open)."""
+        if self._reader_ident == threading.get_ident():
+            return
+        if self._reader_polling:
+            with contextlib.suppress(OSError):  # full: it will wake anyway
+                os.write(self._wake_w, b"k")
+        with self._reader_cond:
+            self._reader_cond.notify()
+
+    def _reader(self) -> None:
+        """Read while streams are open and no caller is reading (class docstring)."""
+        self._reader_ident = threading.get_ident()
         try:
-            with self._read_lock:
-                while True:
-                    with self._mutex:
-                        if not self.streams or self.closed_reason is not None:
-                            self._reader_running = False
-                            return
-                    if not self._read_once(100.0):
-                        with self._mutex:
-                            self._reader_running = False
+            while True:
+                next_deadline = self._expire_due()
+                with self._mutex:
+                    if not self.streams or self.closed_reason is not None:
+                        self._reader_running = False
+                        self._deadlines.clear()
                         return
+                now = time.monotonic()
+                free_for = now - self._released_at
+                if (
+                    free_for >= _LEAD_GRACE_S
+                    and not self._read_lock.locked()
+                    and self._read_lock.acquire(blocking=False)
+                ):
+                    try:
+                        self._reader_lead()
+                    finally:
+                        self._read_lock.release()
+                        self._promote_next()
+                    continue
+                with self._reader_cond:
+                    if next_deadline is None:
+                        timeout: float | None = None
+                    else:
+                        timeout = max(0.0, next_deadline - now)
+                    if self._read_lock.locked():
+                        # A caller reads: wait until it stops (`_promote_next`).
+                        self._reader_notify = True
+                        if self._read_lock.locked():
+                            self._reader_cond.wait(timeout)
+                        self._reader_notify = False
+                    else:
+                        # Free only since a moment ago: a caller reading in turns (a
+                        # round trip at a time) is likely to come back for it.
+                        grace = _LEAD_GRACE_S - free_for
+                        self._reader_cond.wait(grace if timeout is None else min(grace, timeout))
         finally:
-            self._promote_next()  # hand the leader role to a waiting unary caller
+            self._reader_ident = None
+
+    def _reader_lead(self) -> None:
+        """Read until no stream is open, or a caller waits to read for itself."""
+        self._reader_polling = True
+        try:
+            while True:
+                next_deadline = self._expire_due()
+                with self._mutex:
+                    if not self.streams or self.closed_reason is not None:
+                        return
+                if next_deadline is None:
+                    timeout_ms = None
+                else:
+                    timeout_ms = min(
+                        _MAX_POLL_MS, max(0.0, (next_deadline - time.monotonic()) * 1000.0)
+                    )
+                if not self._read_once(timeout_ms):
+                    return
+                if self._stream_waiters or self.calls:
+                    return  # they read for themselves from now on (`_promote_next`)
+        finally:
+            self._reader_polling = False
+
+    def lead(self, chan: InboundChan[Any], deadline: float | None) -> int:
+        """A receiver found `chan` empty: read for it if nobody reads (stream.Leader)."""
+        if not self._read_lock.acquire(blocking=False):
+            with self._mutex:
+                chan.lead_offered = False
+                self._stream_waiters[chan] = None
+            # Registered now; the reader may have left meanwhile, before it could
+            # offer us the role: try once more.
+            if not self._read_lock.acquire(blocking=False):
+                return LEAD_WAIT
+            with self._mutex:
+                self._stream_waiters.pop(chan, None)
+        self._leading_for = chan
+        try:
+            while not chan._buffer and not chan._closed and self.closed_reason is None:
+                if deadline is None:
+                    timeout_ms = None
+                else:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return LEAD_TIMED_OUT
+                    timeout_ms = min(remaining * 1000.0, _MAX_POLL_MS)
+                if not self._read_once(timeout_ms):
+                    break
+            return LEAD_DONE
+        finally:
+            self._leading_for = None
+            self._read_lock.release()
+            self._promote_next()
+
+    def wake_leader(self, chan: InboundChan[Any]) -> None:
+        """`chan` ended other than by what the socket brought (deadline, cancel): a
+        receiver reading the socket for it must stop polling."""
+        if self._leading_for is chan:
+            with contextlib.suppress(OSError):  # full: it will wake anyway
+                os.write(self._wake_w, b"w")
+
+    def unregister(self, chan: InboundChan[Any]) -> None:
+        with self._mutex:
+            self._stream_waiters.pop(chan, None)
 
     def _read_once(self, timeout_ms: float | None) -> bool:
         """Read what arrives within `timeout_ms` and dispatch it; False once the connection is gone."""
-        if not self._poller.poll(timeout_ms):
+        events = self._poller.poll(timeout_ms)
+        if not events:
             return True
+        if events[0][0] != self._sock_fd or len(events) > 1:
+            with contextlib.suppress(OSError):  # emptied: a wake-up is a wake-up
+                while os.read(self._wake_r, 4096):
+                    pass
+            if not any(fd == self._sock_fd for fd, _ in events):
+                return True
         try:
             data = self.sock.recv(_READ_SIZE)
         except (BlockingIOError, InterruptedError):
@@ -537,12 +745,30 @@ class _Connection:
                 return
 
     def _promote_next(self) -> None:
+        """The read lock was released: offer the reading role to a waiting thread.
+
+        A unary call first, then a stream receiver; with neither, the reader thread
+        (if streams are open) takes it after a grace period.
+        """
+        chan: InboundChan[Any] | None = None
         with self._mutex:
+            self._released_at = time.monotonic()
             for other in self.calls.values():
                 if other.state == _PENDING:
                     other.state = _LEAD
                     other.wake.release()
                     return
+            for chan in self._stream_waiters:
+                chan.lead_offered = True
+                break
+        if chan is not None:
+            with chan._lock:
+                chan._changed.notify_all()
+        # The reader thread is told even so: the receiver offered the role may have
+        # what it waited for already, and not take it.
+        if self._reader_notify:
+            with self._reader_cond:
+                self._reader_cond.notify()
 
     @staticmethod
     def _finish(waiter: _Waiter, code: int, message: str, result: Any) -> None:
@@ -580,8 +806,11 @@ class _Connection:
                     if waiter is not None:  # else the caller gave up at its deadline
                         self._finish(waiter, code, message, result)
                     stream = self.streams.pop(frame.stream_id, None)
+                    last = stream is not None and not self.streams
                 if stream is not None:
                     stream.end(code, message, result)
+                    if last:
+                        self._kick_reader()
             elif frame_type == FrameType.CREDIT:
                 stream = self.streams.get(frame.stream_id)
                 if stream is not None and stream.credit is not None:
@@ -645,11 +874,20 @@ class _Connection:
             for waiter in calls.values():
                 self._finish(waiter, StatusCode.UNAVAILABLE, reason, None)
             streams, self.streams = self.streams, {}
+        # The step thread is not stopped: a step scheduled from now on finds its
+        # stream's credit aborted and ends it (it idles out afterwards).
+        self._kick_reader()
         for stream in streams.values():
             stream.end(StatusCode.UNAVAILABLE, reason, None)
 
     def close(self, reason: str = "pipe closed") -> None:
         self._shut(reason)
+
+
+def _close_fds(*fds: int) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def _send_in_thread(flush: Any) -> bool:

@@ -192,10 +192,15 @@ class StepRunner:
     every stream. Waking it is a condition variable, which costs less on the
     path of every item than waking the poller through its socket would, and
     items that arrive while a step is scheduled go out in that step's batch.
+
+    The thread starts with the first step. With `idle_exit` (seconds) it ends
+    once no step came for that long, and the next `submit` starts another (the
+    client's connections use that: a Pipe with no stream sending holds no thread).
     """
 
-    def __init__(self, name: str = "gopherpipe-streams") -> None:
+    def __init__(self, name: str = "gopherpipe-streams", idle_exit: float | None = None) -> None:
         self._name = name
+        self._idle_exit = idle_exit
         self._ready = threading.Condition(threading.Lock())
         self._steps: deque[Callable[[], None]] = deque()
         self._thread: threading.Thread | None = None
@@ -223,7 +228,9 @@ class StepRunner:
         while True:
             with self._ready:
                 while not self._steps and not self._stopping:
-                    self._ready.wait()
+                    if not self._ready.wait(self._idle_exit) and not self._steps:
+                        self._thread = None  # idle: the next submit starts a thread
+                        return
                 if not self._steps:
                     return
                 step = self._steps.popleft()

@@ -1,19 +1,24 @@
-"""The pieces both ends of a stream share: inbound channels and the senders.
+"""The pieces both ends of a stream share: inbound channels and the sender.
 
 Flow control (flow.py) counts items and bytes. A consumer that stops reading
 stops the producer -- its `send` blocks -- and what is queued for one stream
 never exceeds its windows, however fast the producer is.
 
-Two senders move a source's items to the wire within the credit:
-- `pump` blocks a thread of its own (the client's streams, whose sources are the
-  caller's iterables);
-- `Outbound` holds no thread while it waits: it runs in short steps, parks when
-  the credit, the source or the socket's queue says wait, and is resumed by the
-  event that ends the wait (CREDIT, an item sent on the source `Chan`, the queue
-  draining). Who runs a step: the producer's own `send` when items come
-  sparsely (no hand-off), else the server's one stream-sending thread (a burst
-  shares frames); a generator source runs on a pool thread while it produces
-  an item, since that is user code.
+`Outbound` moves a source's items to the wire within the credit, on both ends,
+and holds no thread while it waits: it runs in short steps, parks when the
+credit, the source or the socket's queue says wait, and is resumed by the event
+that ends the wait (CREDIT, an item sent on the source `Chan`, the queue
+draining). Who runs a step: the producer's own `send` when items come sparsely
+(no hand-off), else one thread of the owner's (the server's stream-sending
+thread, a client connection's step thread), where a burst shares frames. Taking
+from a `Chan`, list or tuple never blocks; a generator or other iterator is
+user code that may, so its steps run on a thread that may block while it
+produces an item (a pool thread on the server, a thread of its own on the
+client, ending when the step parks).
+
+On the client, a receiver that finds an `InboundChan` empty may read the
+connection itself (`Leader`), as a unary caller does, instead of waiting to be
+handed the item by another thread.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from .chan import Chan, ChanClosed
 from .codec import Codec, CodecError
@@ -35,6 +40,21 @@ T = TypeVar("T")
 
 MAX_BATCH_ITEMS = 512
 _ITER_CHUNK = 128
+
+
+LEAD_DONE, LEAD_TIMED_OUT, LEAD_WAIT = range(3)
+
+
+class Leader(Protocol):
+    """What lets a receiver on an `InboundChan` read the connection itself (the client's)."""
+
+    def lead(self, chan: InboundChan[Any], deadline: float | None) -> int:
+        """Read until `chan` changes: LEAD_DONE once it did (or reading stopped),
+        LEAD_TIMED_OUT at `deadline`; LEAD_WAIT if another thread is reading, and
+        `chan` is then registered to be offered the role (`unregister` ends that)."""
+        ...
+
+    def unregister(self, chan: InboundChan[Any]) -> None: ...
 
 
 class InboundChan(Chan[T]):
@@ -59,6 +79,36 @@ class InboundChan(Chan[T]):
         self.bad_item: Callable[[InvalidArgumentError], BaseException] | None = None
         """What an item that does not decode raises instead (on the client, a server
         breaking the contract is INTERNAL); None raises the InvalidArgumentError."""
+        self.leader: Leader | None = None
+        """The client's connection, which a receiver may read itself (see `_wait`)."""
+        self.lead_offered = False
+        """Set (then the channel notified) when a waiting receiver may take the reading role."""
+
+    def _wait(self, deadline: float | None) -> bool:
+        """Wait for a change (lock held); on the client, by reading the socket.
+
+        With a `leader` (the client's connection), a receiver that finds the
+        channel empty reads the connection itself when nobody else is reading,
+        so an item reaches the thread that wants it without a thread hand-off.
+        If another thread is reading, it waits to be handed an item, the end, or
+        the reading role (`lead_offered`).
+        """
+        leader = self.leader
+        if leader is None:
+            return super()._wait(deadline)
+        self._lock.release()
+        try:
+            outcome = leader.lead(self, deadline)
+        finally:
+            self._lock.acquire()
+        if outcome != LEAD_WAIT:
+            return outcome == LEAD_DONE
+        try:
+            if self._buffer or self._closed or self.lead_offered:
+                return True
+            return super()._wait(deadline)
+        finally:
+            leader.unregister(self)
 
     def deliver(self, items: Sequence[T], nbytes: int) -> bool:
         """Queue items from a MESSAGE of `nbytes` without blocking; False if that
@@ -173,7 +223,7 @@ class InboundChan(Chan[T]):
 
 
 class PumpOutcome:
-    """How a pump ended: the source was exhausted or failed, an item could not be
+    """How sending a source ended: the source was exhausted or failed, an item could not be
     encoded (the producer's bug, told apart so the status can say so), or sending
     was aborted."""
 
@@ -183,91 +233,9 @@ class PumpOutcome:
     ABORTED = "aborted"
 
 
-def pump(
-    source: Iterable[Any],
-    encode_item: Callable[[Any], Any],
-    send_batch: Callable[[list[Any]], None],
-    credit: Credit,
-) -> tuple[str, BaseException | None]:
-    """Move items from `source` to the wire in batches, never beyond the item credit,
-    blocking this thread while there is none (`send_batch` waits for byte credit).
-
-    Credit is awaited *before* an item is taken from the source, so when the
-    receiver stops reading, the producer feeding `source` blocks too. From a
-    `Chan` it batches whatever is already queued (up to the credit) into one
-    frame; a list or tuple is sliced; any other iterable goes one item a frame
-    (the writer still coalesces frames on the socket).
-
-    Returns (outcome, error): the error is the source's close error, the
-    exception raised while producing an item (FAILED), or while encoding one
-    (BAD_ITEM).
-    """
-    if isinstance(source, Chan):
-        return _pump_chan(source, encode_item, send_batch, credit)
-    if isinstance(source, list | tuple):
-        position = 0
-        while position < len(source):
-            allowance = credit.wait(MAX_BATCH_ITEMS)
-            if not allowance:
-                return PumpOutcome.ABORTED, None
-            chunk = source[position : position + allowance]
-            try:
-                batch = [encode_item(item) for item in chunk]
-            except Exception as exc:
-                return PumpOutcome.BAD_ITEM, exc
-            credit.spend(len(batch), 0)
-            send_batch(batch)
-            position += len(batch)
-        return PumpOutcome.DONE, None
-    iterator = iter(source)
-    while True:
-        if not credit.wait(1):
-            return PumpOutcome.ABORTED, None
-        try:
-            item = next(iterator)
-        except StopIteration:
-            return PumpOutcome.DONE, None
-        except Exception as exc:
-            return PumpOutcome.FAILED, exc
-        try:
-            encoded = encode_item(item)
-        except Exception as exc:
-            return PumpOutcome.BAD_ITEM, exc
-        credit.spend(1, 0)
-        send_batch([encoded])
-
-
-def _pump_chan(
-    source: Chan[Any],
-    encode_item: Callable[[Any], Any],
-    send_batch: Callable[[list[Any]], None],
-    credit: Credit,
-) -> tuple[str, BaseException | None]:
-    while True:
-        allowance = credit.wait(MAX_BATCH_ITEMS)
-        if not allowance:
-            return PumpOutcome.ABORTED, None
-        item, ok = source.recv_ok()
-        if not ok:
-            error = source.error
-            return (PumpOutcome.FAILED, error) if error is not None else (PumpOutcome.DONE, None)
-        more = source.recv_many(allowance - 1) if allowance > 1 else []
-        try:
-            batch = [encode_item(item)]
-            batch += [encode_item(extra) for extra in more]
-        except Exception as exc:
-            return PumpOutcome.BAD_ITEM, exc
-        credit.spend(len(batch), 0)
-        send_batch(batch)
-
-
 def message_payload_size(frame: bytes) -> int:
     """The bytes a MESSAGE frame counts against the byte windows."""
     return len(frame) - STREAM_HEADER_SIZE
-
-
-class _Parked(Exception):
-    """Raised inside an `Outbound` step: it must wait for an event; nothing is lost."""
 
 
 _PARKED, _SCHEDULED, _RUNNING, _DONE = range(4)
@@ -276,9 +244,10 @@ _SPARSE_S = 50e-6
 
 
 class Outbound:
-    """Sends what a handler returned (a Chan or any iterable) without holding a thread.
+    """Sends a stream's source (a Chan or any iterable) without holding a thread: what
+    a server handler returned, or what a client streams.
 
-    `start` runs the first steps on the calling thread. Each step takes what the
+    `start` runs the first steps on the calling thread (or schedules them). Each step takes what the
     item credit allows from the source, encodes it into MESSAGE frames and queues
     them on the connection's writer, each frame once the byte credit allows. When
     it must wait it registers a callback with what it waits on and returns; the
@@ -319,8 +288,15 @@ class Outbound:
         if self._chan is None and not isinstance(source, list | tuple):
             self._iterator = iter(source)
 
-    def start(self) -> None:
-        self._run()
+    def start(self, here: bool = True) -> None:
+        """Run the first steps on this thread, or (`here` False) hand them to `schedule`."""
+        if here:
+            self._run()
+            return
+        with self._lock:
+            self._state = _SCHEDULED
+        if not self._schedule(self._run):
+            self._end(PumpOutcome.ABORTED, None)
 
     def _wake(self, may_run_here: bool = False) -> None:
         """Something we waited for happened: run the next steps.
@@ -351,39 +327,46 @@ class Outbound:
                     return
                 self._state = _RUNNING
                 self._again = False
-            self._stop_receiving()
-            try:
-                outcome = self._step()
-            except _Parked:
+            if self._receiving:
+                self._stop_receiving()
+            outcome = self._step()
+            if outcome is None:  # parked
                 with self._lock:
                     if not self._again:
                         self._state = _PARKED
                         return
                 continue
-            if outcome is not None:
-                self._end(*outcome)
-                return
+            self._end(*outcome)
+            return
 
     def _step(self) -> tuple[str, BaseException | None] | None:
-        """Send until something says wait (raises _Parked) or the stream is over."""
+        """Send until something says wait (then None: a callback is parked where it
+        waits) or the stream is over (how). Written for few calls per item: on a
+        round trip at a time, this is most of the sender's cost."""
         credit = self._credit
+        held = self._held
         while True:
-            while self._held:
-                go = credit.spend_frame(message_payload_size(self._held[0]))
+            while held:
+                go = credit.spend_frame(message_payload_size(held[0]))
                 if go < 0:
                     return PumpOutcome.ABORTED, None
                 if not go:
-                    self._park(credit.park(self._wake, 0))
+                    if credit.park(self._wake, 0):
+                        return None
                     continue
-                self._write(self._held.popleft())
-            self._park(self._park_writer(self._wake))
+                self._write(held.popleft())
+            if self._park_writer(self._wake):
+                return None
             allowance = credit.available(MAX_BATCH_ITEMS)
             if allowance < 0:
                 return PumpOutcome.ABORTED, None
             if not allowance:
-                self._park(credit.park(self._wake))
+                if credit.park(self._wake):
+                    return None
                 continue
             taken = self._take(allowance)
+            if taken is None:
+                return None
             if isinstance(taken, tuple):
                 return taken
             try:
@@ -396,36 +379,36 @@ class Outbound:
             except Exception as exc:
                 return PumpOutcome.BAD_ITEM, exc
             credit.spend(len(batch), 0)
-            self._held.extend(frames)
+            held.extend(frames)
 
-    @staticmethod
-    def _park(parked: bool) -> None:
-        if parked:
-            raise _Parked()
-
-    def _take(self, most: int) -> list[Any] | tuple[str, BaseException | None]:
-        """Items from the source (never more than `most`), or how the source ended."""
+    def _take(self, most: int) -> list[Any] | tuple[str, BaseException | None] | None:
+        """Items from the source (never more than `most`), how the source ended, or
+        None once parked on the source `Chan` (nothing there yet)."""
         chan = self._chan
-        while chan is not None:
-            items = chan.recv_many(most)
-            if items:
-                return items
+        if chan is not None:
+            items: list[Any] = []
             with chan._lock:
-                if chan._buffer or chan._senders:
-                    continue  # sent since recv_many: take it rather than wait for the next
-                if chan._closed:
-                    error = chan._error
-                    return (PumpOutcome.FAILED, error) if error else (PumpOutcome.DONE, None)
-                # Wait like a thread in `recv` would, counted as a receiver: a send to
-                # an unbuffered channel (or `try_send`, or a select's send case) may
-                # then hand its item over; the channel's next change wakes us.
-                chan._receivers += 1
-                chan._on_ready = self._wake
-                self._receiving = True
-                self._parked_at = time.monotonic()
-                for selector in chan._selectors:
-                    selector.signal()
-            raise _Parked()
+                while len(items) < most:
+                    taken, value = chan._try_recv_locked()
+                    if not taken:
+                        break
+                    items.append(value)
+                if not items:
+                    if chan._closed:
+                        error = chan._error
+                        return (PumpOutcome.FAILED, error) if error else (PumpOutcome.DONE, None)
+                    # Wait like a thread in `recv` would, counted as a receiver: a send
+                    # (or `try_send`, or a select's send case) may then hand its item
+                    # over, even on an unbuffered channel; its next change wakes us.
+                    chan._receivers += 1
+                    chan._on_ready = self._wake
+                    self._receiving = True
+                    self._parked_at = time.monotonic()
+                    for selector in chan._selectors:
+                        selector.signal()
+                    return None
+            chan._after_take()  # e.g. an InboundChan relayed as is: its CREDIT goes out
+            return items
         if self._iterator is None:
             items = list(self._source[self._position : self._position + most])  # type: ignore[index]
             if not items:

@@ -86,7 +86,7 @@ def test_a_client_stream_of_large_items_costs_the_server_one_byte_window(
             most_rss = max(most_rss, rss_kib(server.proc.pid))
             time.sleep(0.02)
         # Consumed 1; buffered at most 1 (1 MiB window, the frame may overshoot); the
-        # pump holds 1 waiting for byte credit; the generator is one ahead of that.
+        # sender holds 1 waiting for byte credit; the generator is one ahead of that.
         assert produced <= 4, f"{produced} items pulled: byte credit does not hold the client"
         growth_mib = (most_rss - baseline) / 1024
         assert growth_mib < 48, f"server grew by {growth_mib:.0f} MiB"

@@ -73,7 +73,7 @@ def client(api: Any, server: ServerProcess) -> Iterator[Any]:
     before = threading.active_count()
     with stubs.StreamsClient.dial(server.address, stream_window=64) as client:
         yield client
-    # Every stream's reader and pump thread is gone once its call is over.
+    # The Pipe's reader and step threads are gone once the calls are over.
     wait_until(lambda: threading.active_count() <= before, "client threads are gone")
 
 
