@@ -317,8 +317,15 @@ class Outbound:
             self._state = _RUNNING if inline else _SCHEDULED
         if inline:
             self._run()
-        elif not self._schedule(self._run):
-            self._end(PumpOutcome.ABORTED, None)
+        elif not self._schedule(self._run):  # only while the runtime stops
+            if may_run_here:
+                self._end(PumpOutcome.ABORTED, None)
+            else:
+                # Woken by the source channel's _notify, inside that channel's lock,
+                # which _end takes to stop receiving: end from another thread.
+                threading.Thread(
+                    target=self._end, args=(PumpOutcome.ABORTED, None), daemon=True
+                ).start()
 
     def _run(self) -> None:
         while True:

@@ -190,3 +190,19 @@ def test_a_generator_is_pulled_only_within_the_credit() -> None:
     wire.outbound(numbers()).start()
     assert wire.items == [0, 1]
     assert pulled == [0, 1]
+
+
+def test_a_refused_schedule_ends_the_stream_without_taking_the_channel_lock_twice() -> None:
+    # The source's close wakes the parked stream from inside the channel's lock; when
+    # the runtime refuses the step (it is stopping), ending the stream must not take
+    # that lock again on the same thread.
+    wire = FakeWire()
+    wire.schedule = lambda step: False  # type: ignore[method-assign]
+    out: Chan[int] = Chan(4)
+    wire.outbound(out).start()
+    closer = threading.Thread(target=out.close, daemon=True)
+    closer.start()
+    closer.join(5)
+    assert not closer.is_alive(), "close deadlocked on the channel's own lock"
+    assert wire.done.wait(5)
+    assert wire.outcome == (PumpOutcome.ABORTED, None)
