@@ -56,6 +56,7 @@ STREAM_FRAMES = frozenset(
     }
 )
 _CREDIT = struct.Struct(">IQ")
+_STREAM_ID = struct.Struct(">I")
 
 
 class ProtocolError(Exception):
@@ -112,7 +113,9 @@ class FrameDecoder:
     call (an earlier call left at most one incomplete frame, which this call's
     bytes complete before any further frame can). Re-scanning or re-slicing the
     whole buffer per frame would let a peer that trickles many small frames make
-    us do quadratic work.
+    us do quadratic work. When nothing is held back (whole frames per read, the
+    common case) frames are split straight from the bytes fed, and only an
+    incomplete tail is copied into the buffer.
 
     The declared length is checked against `max_frame_size` before any byte of
     the body is buffered, so a forged 4 GiB length costs us 5 bytes, not memory.
@@ -129,13 +132,19 @@ class FrameDecoder:
 
     def feed(self, data: bytes) -> list[Frame]:
         buffer = self._buffer
-        buffer += data
+        if buffer or type(data) is not bytes:
+            buffer += data
+            source: bytes | bytearray = buffer
+        else:
+            # Nothing held back (the common case: whole frames per read): split the
+            # bytes received directly, and buffer only an incomplete tail, if any.
+            source = data
         frames: list[Frame] = []
-        available = len(buffer)
+        available = len(source)
         position = 0
         limit = self.max_frame_size
         while available - position >= HEADER_SIZE:
-            frame_type, length = _HEADER.unpack_from(buffer, position)
+            frame_type, length = _HEADER.unpack_from(source, position)
             if length > limit:
                 raise ProtocolError(
                     f"frame of {length} bytes exceeds the negotiated maximum of {limit}"
@@ -147,16 +156,22 @@ class FrameDecoder:
             if frame_type in STREAM_FRAMES:
                 if length < STREAM_ID_SIZE:
                     raise ProtocolError(f"frame type {frame_type:#04x} without a stream id")
-                (stream_id,) = struct.unpack_from(">I", buffer, body_start)
+                (stream_id,) = _STREAM_ID.unpack_from(source, body_start)
                 if stream_id == 0:
                     raise ProtocolError(f"frame type {frame_type:#04x} on stream 0")
-                frames.append(
-                    Frame(frame_type, stream_id, bytes(buffer[body_start + STREAM_ID_SIZE : end]))
-                )
+                body_start += STREAM_ID_SIZE
             else:
-                frames.append(Frame(frame_type, 0, bytes(buffer[body_start:end])))
+                stream_id = 0
+            # Slicing bytes copies once; a bytearray slice needs bytes() as well.
+            payload = source[body_start:end]
+            frames.append(
+                Frame(frame_type, stream_id, payload if source is data else bytes(payload))
+            )
             position = end
-        if position:
+        if source is data:
+            if position < available:
+                buffer += memoryview(data)[position:]
+        elif position:
             del buffer[:position]
         return frames
 

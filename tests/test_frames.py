@@ -83,8 +83,8 @@ def test_oversized_length_is_refused_before_the_body_is_buffered() -> None:
     header = struct.pack(">BI", FrameType.CALL, 0xFFFF_FFFF)
     with pytest.raises(ProtocolError, match="exceeds the negotiated maximum of 1024"):
         decoder.feed(header)
-    # Only the 5 header bytes were ever held: nothing was allocated for the body.
-    assert decoder.buffered == 5
+    # At most the 5 header bytes were ever held: nothing was allocated for the body.
+    assert decoder.buffered <= 5
 
 
 def test_frame_exactly_at_the_limit_is_accepted() -> None:
