@@ -164,9 +164,9 @@ class FrameDecoder:
                 stream_id = 0
             # Slicing bytes copies once; a bytearray slice needs bytes() as well.
             payload = source[body_start:end]
-            frames.append(
-                Frame(frame_type, stream_id, payload if source is data else bytes(payload))
-            )
+            if type(payload) is not bytes:
+                payload = bytes(payload)
+            frames.append(Frame(frame_type, stream_id, payload))
             position = end
         if source is data:
             if position < available:
