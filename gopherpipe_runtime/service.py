@@ -10,7 +10,7 @@ returned a value of the wrong type (INTERNAL).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -40,13 +40,19 @@ class MethodDef:
     encode_item: Callable[[Any], Any] | None = None
     """Server and bidi streams: Python value -> wire item; raises InvalidArgumentError."""
 
-    @property
-    def client_streams(self) -> bool:
-        return self.kind in (MethodKind.CLIENT_STREAM, MethodKind.BIDI)
+    client_streams: bool = field(init=False, repr=False, compare=False)
+    """The client sends a stream (client and bidi streams)."""
+    server_streams: bool = field(init=False, repr=False, compare=False)
+    """The server sends a stream (server and bidi streams)."""
 
-    @property
-    def server_streams(self) -> bool:
-        return self.kind in (MethodKind.SERVER_STREAM, MethodKind.BIDI)
+    def __post_init__(self) -> None:
+        # Stored, not properties: the server asks for each on every call.
+        object.__setattr__(
+            self, "client_streams", self.kind in (MethodKind.CLIENT_STREAM, MethodKind.BIDI)
+        )
+        object.__setattr__(
+            self, "server_streams", self.kind in (MethodKind.SERVER_STREAM, MethodKind.BIDI)
+        )
 
 
 @dataclass(frozen=True, slots=True)
