@@ -122,6 +122,15 @@ _PEER_ERRNOS = frozenset(
 )
 """accept() errors that belong to one pending connection (Linux reports its network
 errors this way): skip it and accept the next."""
+# The frame types and the code the per-call path compares with, as plain ints: an
+# IntEnum member lookup costs about 0.2 us on Python 3.11, a global a third of that.
+_CALL = int(FrameType.CALL)
+_CALL_STREAM = int(FrameType.CALL_STREAM)
+_MESSAGE = int(FrameType.MESSAGE)
+_CREDIT = int(FrameType.CREDIT)
+_HALF_CLOSE = int(FrameType.HALF_CLOSE)
+_STATUS = int(FrameType.STATUS)
+_OK = int(StatusCode.OK)
 HTTP_400 = (
     b"HTTP/1.1 400 Bad Request\r\n"
     b"Content-Type: text/plain; charset=utf-8\r\n"
@@ -763,19 +772,19 @@ class Server:
                 self._on_hello(conn, frame)
                 continue
             frame_type = frame.type
-            if frame_type == FrameType.CALL:
+            if frame_type == _CALL:
                 self._on_call(conn, frame.stream_id, frame.payload, False)
-            elif frame_type == FrameType.MESSAGE:
+            elif frame_type == _MESSAGE:
                 self._on_message(conn, frame.stream_id, frame.payload)
-            elif frame_type == FrameType.CREDIT:
+            elif frame_type == _CREDIT:
                 call = conn.streams.get(frame.stream_id)
                 if call is not None and call.credit is not None:
                     call.credit.grant(*frames.decode_credit(frame.payload))
-            elif frame_type == FrameType.HALF_CLOSE:
+            elif frame_type == _HALF_CLOSE:
                 call = conn.streams.get(frame.stream_id)
                 if call is not None and call.inbound is not None:
                     call.inbound.finish(release=False)
-            elif frame_type == FrameType.CALL_STREAM:
+            elif frame_type == _CALL_STREAM:
                 self._on_call(conn, frame.stream_id, frame.payload, True)
             elif frame_type == FrameType.CANCEL:
                 call = conn.streams.pop(frame.stream_id, None)
@@ -953,7 +962,7 @@ class Server:
                     f"of {conn.peer_max_frame_size}",
                     None,
                 )
-            conn.writer.write_nowait(encode_stream_frame(FrameType.STATUS, stream_id, body))
+            conn.writer.write_nowait(encode_stream_frame(_STATUS, stream_id, body))
         if call.credit is not None:
             # After the STATUS is queued: the client frees the stream's bytes when it
             # reads the STATUS, so ours must not be reused on the wire before it.
@@ -987,13 +996,12 @@ class Server:
             )
         if call.cancelled:
             return StatusCode.DEADLINE_EXCEEDED, "deadline passed before the call started", None
-        name = f"{header.service}.{header.method}"
         try:
             args = method.decode_args(header.args)
         except InvalidArgumentError as exc:
             return StatusCode.INVALID_ARGUMENT, exc.message, None
         except Exception as exc:
-            log.exception("decoding arguments of %s failed", name)
+            log.exception("decoding arguments of %s.%s failed", header.service, header.method)
             return StatusCode.INTERNAL, f"cannot decode arguments: {exc}", None
         if method.client_streams:
             if state.inbound is None:  # plain CALL: the client's stream is empty
@@ -1011,18 +1019,23 @@ class Server:
         except RpcError as exc:
             return exc.code, exc.message, None
         except BaseException as exc:  # the caller must always get an answer
-            log.exception("handler %s raised", name)
+            log.exception("handler %s.%s raised", header.service, header.method)
             return StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}", None
         finally:
             set_current_call(None)
         if method.server_streams:
+            name = f"{header.service}.{header.method}"
             return self._stream_out(conn, stream_id, state, method, result, codec, name)
         if call.deadline is not None and time.monotonic() > call.deadline:
             # The caller has given up (or is about to): a late success must not
             # race its DEADLINE_EXCEEDED, as in gRPC.
-            return StatusCode.DEADLINE_EXCEEDED, f"{name} finished after its deadline", None
+            return (
+                StatusCode.DEADLINE_EXCEEDED,
+                f"{header.service}.{header.method} finished after its deadline",
+                None,
+            )
         try:
-            return StatusCode.OK, "", method.encode_result(result)
+            return _OK, "", method.encode_result(result)
         except InvalidArgumentError as exc:
             return StatusCode.INTERNAL, f"handler returned a wrong value: {exc.message}", None
 
