@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from typing import Any, Protocol
 
 import msgpack
@@ -28,14 +29,30 @@ class Codec(Protocol):
     def decode(self, data: bytes) -> Any: ...
 
 
+_packers = threading.local()
+"""One msgpack Packer per thread: `packb` builds (and frees) a Packer and its
+buffer per call, which costs twice the packing of a small value. A Packer
+resets itself after each `pack`, also when packing fails, but keeps a buffer it
+had to grow: a thread forgets its Packer after a value larger than that buffer's
+initial size, so it does not hold a large result's memory."""
+_PACKER_KEEP_LIMIT = 256 * 1024
+
+
 class MsgpackCodec:
     name = "msgpack"
 
     def encode(self, value: Any) -> bytes:
         try:
-            return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
+            packer = _packers.packer
+        except AttributeError:
+            packer = _packers.packer = msgpack.Packer(use_bin_type=True)
+        try:
+            data: bytes = packer.pack(value)
         except (TypeError, ValueError, OverflowError) as exc:
             raise CodecError(f"cannot encode value as msgpack: {exc}") from None
+        if len(data) > _PACKER_KEEP_LIMIT:
+            del _packers.packer
+        return data
 
     def decode(self, data: bytes) -> Any:
         try:
