@@ -23,10 +23,26 @@ What the design guarantees, as a dedicated I/O thread would:
   that queues thousands of calls at once (2,000 members joining a room) delays
   another connection's call by at most one task per busy connection, not by all
   of its backlog.
+
+Waiting. Where the poller has an epoll descriptor (`poll_fd`: Linux), idle
+threads do not wait for leadership on a lock: each waits in the kernel, in a
+second epoll that watches `poll_fd` armed for one wake-up (EPOLLONESHOT). An
+event wakes exactly one idle thread; it takes leadership, runs a round that
+does not block, gives leadership back and re-arms the watch before it runs any
+task it got. So the next event wakes another idle thread while this one runs
+user code, which keeps the guarantees above, and the common round trip (an
+idle server, one call) is one thread: no futex hand-off to a follower, no GIL
+ping-pong between the reader and the next leader. Idle threads also wake on
+`poll_timeout` (at most every sweep interval) so that the round's timers run;
+one of them runs the round, the others wait again. Without `poll_fd` the pool
+works as described first: followers queue on the leadership lock and the
+leader's round blocks in the selector.
 """
 
 from __future__ import annotations
 
+import os
+import select
 import threading
 import traceback
 from collections import deque
@@ -44,9 +60,16 @@ class LeaderFollowerPool:
         poll_once: Callable[[], bool],
         wake_poller: Callable[[], None],
         name: str = "gopherpipe-server",
+        poll_fd: int | None = None,
+        poll_timeout: Callable[[], float] | None = None,
     ) -> None:
         """`poll_once` runs one polling round and returns False once the pool must
-        stop; `wake_poller` makes a poll in progress return soon."""
+        stop; `wake_poller` makes a poll in progress return soon.
+
+        With `poll_fd` (an epoll descriptor that is readable when a round has work)
+        and `poll_timeout` (seconds until a round is due anyway), idle threads wait
+        in the kernel for that descriptor and `poll_once` must not block; see
+        "Waiting" in the module docstring. Linux only; elsewhere it is ignored."""
         if max_workers < 1 or max_pending < max_workers:
             raise ValueError("need max_workers >= 1 and max_pending >= max_workers")
         self.max_workers = max_workers
@@ -63,6 +86,17 @@ class LeaderFollowerPool:
         self._running = 0
         self._threads: list[threading.Thread] = []
         self._exiting = False
+        self._poll_fd = poll_fd if hasattr(select, "epoll") else None
+        self._poll_timeout = poll_timeout
+        self._watch: Any = None
+        self._stop_r = self._stop_w = -1
+        if self._poll_fd is not None:
+            # Idle threads wait here for the poller's descriptor, armed for one
+            # wake-up at a time (EPOLLONESHOT); the stop pipe wakes them all to leave.
+            self._watch = select.epoll()
+            self._watch.register(self._poll_fd, select.EPOLLIN | select.EPOLLONESHOT)
+            self._stop_r, self._stop_w = os.pipe()
+            self._watch.register(self._stop_r, select.EPOLLIN)
 
     @property
     def pending(self) -> int:
@@ -149,6 +183,8 @@ class LeaderFollowerPool:
             task = self._take()
         if task is not None:
             return task
+        if self._poll_fd is not None:
+            return self._next_task_watching()
         with self._leadership:
             self._leader = threading.get_ident()
             try:
@@ -165,6 +201,52 @@ class LeaderFollowerPool:
                         return None
             finally:
                 self._leader = None
+
+    def _next_task_watching(self) -> Task | None:
+        """`_next_task` when idle threads wait in the kernel (see "Waiting")."""
+        assert self._poll_timeout is not None
+        watch = self._watch
+        armed = select.EPOLLIN | select.EPOLLONESHOT
+        while True:
+            with self._lock:
+                if self._exiting:
+                    return None
+                task = self._take()
+            if task is not None:
+                return task
+            try:
+                # At least 1 ms: threads woken together by their timeouts, which lost
+                # the round to one of them, must not spin while it runs.
+                watch.poll(max(0.001, self._poll_timeout()), 1)
+            except (OSError, ValueError):  # closed after stop(): leave
+                return None
+            if not self._leadership.acquire(blocking=False):
+                continue  # another thread (woken by its timeout) runs this round
+            self._leader = threading.get_ident()
+            alive: bool | None = None  # None: the round raised
+            try:
+                alive = not self._exiting and self._poll_once()
+            finally:
+                self._leader = None
+                self._leadership.release()
+                if alive is not False:
+                    # Re-armed before this thread can run a task: from here on the next
+                    # event wakes an idle thread, which polls while this one runs user
+                    # code. (Also when the round raised, so polling goes on.)
+                    watch.modify(self._poll_fd, armed)
+                else:
+                    with self._lock:
+                        self._exiting = True
+                    os.write(self._stop_w, b"x")  # wake every idle thread to leave
+            if alive is False:
+                return None
+
+    def close(self) -> None:
+        """Free the descriptors of the idle threads' wait, once the threads are gone."""
+        if self._watch is not None and not self._watch.closed:
+            self._watch.close()
+            os.close(self._stop_r)
+            os.close(self._stop_w)
 
     def _thread_main(self) -> None:
         while True:

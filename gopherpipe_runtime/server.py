@@ -1,8 +1,9 @@
 """Server: listeners, a selector over every connection, and a bounded set of threads.
 
-Threads take turns as the poller (leader/followers, see pool.py). The poller
-accepts, reads, sniffs the first bytes, runs the HELLO exchange and splits
-frames; each CALL becomes a task. The poller never runs user code: it hands the
+Threads take turns as the poller (leader/followers, see pool.py; with epoll,
+idle threads wait in the kernel for the selector's descriptor and a round never
+blocks, pool.py "Waiting"). The poller accepts, reads, sniffs the first bytes,
+runs the HELLO exchange and splits frames; each CALL becomes a task. The poller never runs user code: it hands the
 polling role on before it runs a task. Task threads decode arguments, run the
 user's method and queue the STATUS frame themselves.
 
@@ -358,12 +359,20 @@ class Server:
         self._accept_failures = 0
         self._accepting_at: float | None = None
         """While accepting is paused: when the listeners rejoin the selector."""
+        self._selector = selectors.DefaultSelector()
+        # With epoll, idle pool threads wait for the selector's own descriptor and
+        # every round is a non-blocking poll (pool.py, "Waiting").
+        self._rounds_block = not isinstance(self._selector, getattr(selectors, "EpollSelector", ()))
         self._pool = LeaderFollowerPool(
-            max_workers, max(max_pending_calls, max_workers), self._poll_once, self._wake
+            max_workers,
+            max(max_pending_calls, max_workers),
+            self._poll_once,
+            self._wake,
+            poll_fd=None if self._rounds_block else self._selector.fileno(),
+            poll_timeout=self._poll_timeout,
         )
         self._sender = StepRunner()
         self._services: dict[str, ServiceDef] = {}
-        self._selector = selectors.DefaultSelector()
         self._listeners: list[socket.socket] = []
         self._bound: list[Address] = []
         self._connections: set[_Connection] = set()
@@ -440,6 +449,7 @@ class Server:
                 time.sleep(0.005)
         self._run_on_io(self._close_everything)
         self._pool.join(timeout=0.5)
+        self._pool.close()
         self._sender.stop()
         self._selector.close()
         self._wake_r.close()
@@ -478,14 +488,28 @@ class Server:
         with contextlib.suppress(OSError):
             self._wake_w.send(b"\0")
 
+    def _poll_timeout(self) -> float:
+        """Seconds until a round is due without any event (the next sweep, or accepting
+        again), at most a sweep interval: idle pool threads wait this long."""
+        wake_at = self._next_sweep
+        if self._accepting_at is not None:
+            wake_at = min(wake_at, self._accepting_at)
+        return min(self._sweep_interval, max(0.0, wake_at - time.monotonic()))
+
     def _poll_once(self) -> bool:
-        """One selector round (run by the current leader); False once the server is closed."""
-        timeout: float | None = None
-        if self._connections or self._accepting_at is not None:
-            wake_at = self._next_sweep
-            if self._accepting_at is not None:
-                wake_at = min(wake_at, self._accepting_at)
-            timeout = max(0.0, wake_at - time.monotonic())
+        """One selector round (run by the current leader); False once the server is closed.
+
+        It waits for events only where the pool has no idle threads waiting for them
+        (`_rounds_block`: no epoll); with epoll it is called once there are events
+        or a sweep is due, and does not wait."""
+        timeout: float | None = 0
+        if self._rounds_block:
+            timeout = None
+            if self._connections or self._accepting_at is not None:
+                wake_at = self._next_sweep
+                if self._accepting_at is not None:
+                    wake_at = min(wake_at, self._accepting_at)
+                timeout = max(0.0, wake_at - time.monotonic())
         for key, events in self._selector.select(timeout):
             target = key.data
             if isinstance(target, _Connection):

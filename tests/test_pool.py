@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import selectors
+import socket
 import threading
 import time
 
@@ -56,3 +59,51 @@ def test_pending_counts_queued_and_running_tasks_against_the_limit() -> None:
     _wait_until(lambda: pool.pending == 0)
     stopping.set()
     pool.join(1.0)
+
+
+def test_with_a_poll_descriptor_idle_threads_poll_while_user_code_runs() -> None:
+    """Idle threads wait in the kernel for the descriptor (pool.py, "Waiting"): a
+    task that blocks in user code does not stop the polling, and at the cap a new
+    task waits queued until the running one ends."""
+    selector = selectors.EpollSelector()
+    reader, writer = socket.socketpair()
+    reader.setblocking(False)
+    selector.register(reader, selectors.EVENT_READ)
+    stopping = threading.Event()
+    gate = threading.Event()
+    ran: list[int] = []
+    read: list[int] = []
+
+    def poll_once() -> bool:
+        for _ in selector.select(0):
+            for byte in reader.recv(100):
+                read.append(byte)
+                task = gate.wait if byte == ord("b") else functools.partial(ran.append, byte)
+                assert pool.try_submit(task, owner=byte)
+        return not stopping.is_set()
+
+    pool = LeaderFollowerPool(
+        1,
+        10,
+        poll_once,
+        lambda: None,
+        poll_fd=selector.fileno(),
+        poll_timeout=lambda: 30.0,  # only events wake the threads here
+    )
+    pool.start()
+    writer.send(b"b")  # one worker, now blocked in "user code"
+    _wait_until(lambda: pool._running == 1)
+    writer.send(b"x")
+    _wait_until(lambda: read == [ord("b"), ord("x")])  # read while the worker is busy
+    time.sleep(0.05)
+    assert ran == [] and pool.pending == 2  # at the cap: queued, not run
+    gate.set()
+    _wait_until(lambda: ran == [ord("x")])
+    stopping.set()
+    writer.send(b"y")  # a round that sees `stopping`
+    pool.join(1.0)
+    assert not any(thread.is_alive() for thread in pool._threads)
+    pool.close()
+    selector.close()
+    reader.close()
+    writer.close()
