@@ -90,13 +90,6 @@ class LeaderFollowerPool:
         self._poll_timeout = poll_timeout
         self._watch: Any = None
         self._stop_r = self._stop_w = -1
-        if self._poll_fd is not None:
-            # Idle threads wait here for the poller's descriptor, armed for one
-            # wake-up at a time (EPOLLONESHOT); the stop pipe wakes them all to leave.
-            self._watch = select.epoll()
-            self._watch.register(self._poll_fd, select.EPOLLIN | select.EPOLLONESHOT)
-            self._stop_r, self._stop_w = os.pipe()
-            self._watch.register(self._stop_r, select.EPOLLIN)
 
     @property
     def pending(self) -> int:
@@ -104,6 +97,13 @@ class LeaderFollowerPool:
         return self._queued + self._running
 
     def start(self) -> None:
+        if self._poll_fd is not None:
+            # Idle threads wait here for the poller's descriptor, armed for one
+            # wake-up at a time (EPOLLONESHOT); the stop pipe wakes them all to leave.
+            self._watch = select.epoll()
+            self._watch.register(self._poll_fd, select.EPOLLIN | select.EPOLLONESHOT)
+            self._stop_r, self._stop_w = os.pipe()
+            self._watch.register(self._stop_r, select.EPOLLIN)
         with self._lock:
             self._spawn()
 
@@ -212,7 +212,12 @@ class LeaderFollowerPool:
                 if self._exiting:
                     return None
                 task = self._take()
+                more = task is not None and self._queued and self._running < self.max_workers
             if task is not None:
+                if more:
+                    # A round queued several tasks: no event will wake an idle thread
+                    # for the rest, so wake one through the poller's descriptor.
+                    self._wake_poller()
                 return task
             try:
                 # At least 1 ms: threads woken together by their timeouts, which lost

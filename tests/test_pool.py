@@ -107,3 +107,48 @@ def test_with_a_poll_descriptor_idle_threads_poll_while_user_code_runs() -> None
     selector.close()
     reader.close()
     writer.close()
+
+
+def test_with_a_poll_descriptor_tasks_queued_by_one_round_run_at_once() -> None:
+    """One read may hold several calls: the thread that takes the first wakes an idle
+    thread for the next, which no event would wake."""
+    selector = selectors.EpollSelector()
+    reader, writer = socket.socketpair()
+    waker_r, waker_w = socket.socketpair()
+    for sock in (reader, waker_r):
+        sock.setblocking(False)
+        selector.register(sock, selectors.EVENT_READ)
+    stopping = threading.Event()
+    both = threading.Barrier(2, timeout=5.0)
+
+    def poll_once() -> bool:
+        for key, _ in selector.select(0):
+            data = key.fileobj.recv(100)  # type: ignore[union-attr]
+            if key.fileobj is reader:
+                for byte in data:
+                    task = (lambda: None) if byte == ord("x") else both.wait
+                    assert pool.try_submit(task, owner=byte)
+        return not stopping.is_set()
+
+    pool = LeaderFollowerPool(
+        2,
+        10,
+        poll_once,
+        lambda: waker_w.send(b"\0") and None,
+        poll_fd=selector.fileno(),
+        poll_timeout=lambda: 30.0,  # only events wake the threads here
+    )
+    pool.start()
+    writer.send(b"x")  # a task: the pool starts a second thread, idle afterwards
+    _wait_until(lambda: pool.pending == 0 and len(pool._threads) == 2)
+    time.sleep(0.05)  # both threads back waiting for the descriptor
+    writer.send(b"ab")  # two tasks from one round; each waits for the other
+    _wait_until(lambda: pool.pending == 0)
+    assert not both.broken
+    stopping.set()
+    waker_w.send(b"\0")
+    pool.join(1.0)
+    pool.close()
+    selector.close()
+    for sock in (reader, writer, waker_r, waker_w):
+        sock.close()
