@@ -34,13 +34,17 @@ user code, which keeps the guarantees above, and the common round trip (an
 idle server, one call) is one thread: no futex hand-off to a follower, no GIL
 ping-pong between the reader and the next leader. Idle threads also wake on
 `poll_timeout` (at most every sweep interval) so that the round's timers run;
-one of them runs the round, the others wait again. Without `poll_fd` the pool
+one of them runs the round, the others wait again. When a round queued more
+tasks than the thread that ran it takes, it wakes one idle thread directly
+(an eventfd in the same epoll, edge-triggered: one waiter per write), which
+takes the next without running a round. Without `poll_fd` the pool
 works as described first: followers queue on the leadership lock and the
 leader's round blocks in the selector.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import threading
@@ -86,10 +90,11 @@ class LeaderFollowerPool:
         self._running = 0
         self._threads: list[threading.Thread] = []
         self._exiting = False
-        self._poll_fd = poll_fd if hasattr(select, "epoll") else None
+        self._poll_fd = poll_fd if hasattr(select, "epoll") and hasattr(os, "eventfd") else None
         self._poll_timeout = poll_timeout
         self._watch: Any = None
         self._stop_r = self._stop_w = -1
+        self._work = -1
 
     @property
     def pending(self) -> int:
@@ -104,6 +109,10 @@ class LeaderFollowerPool:
             self._watch.register(self._poll_fd, select.EPOLLIN | select.EPOLLONESHOT)
             self._stop_r, self._stop_w = os.pipe()
             self._watch.register(self._stop_r, select.EPOLLIN)
+            # Work for an idle thread that no event announces: each write wakes
+            # one waiter (edge-triggered, never read; see _signal_work).
+            self._work = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            self._watch.register(self._work, select.EPOLLIN | select.EPOLLET)
         with self._lock:
             self._spawn()
 
@@ -216,15 +225,17 @@ class LeaderFollowerPool:
             if task is not None:
                 if more:
                     # A round queued several tasks: no event will wake an idle thread
-                    # for the rest, so wake one through the poller's descriptor.
-                    self._wake_poller()
+                    # for the rest, so wake one directly.
+                    self._signal_work()
                 return task
             try:
                 # At least 1 ms: threads woken together by their timeouts, which lost
                 # the round to one of them, must not spin while it runs.
-                watch.poll(max(0.001, self._poll_timeout()), 1)
+                events = watch.poll(max(0.001, self._poll_timeout()), 1)
             except (OSError, ValueError):  # closed after stop(): leave
                 return None
+            if events and events[0][0] == self._work:
+                continue  # woken to take a queued task, not to poll
             if not self._leadership.acquire(blocking=False):
                 continue  # another thread (woken by its timeout) runs this round
             self._leader = threading.get_ident()
@@ -246,12 +257,22 @@ class LeaderFollowerPool:
             if alive is False:
                 return None
 
+    def _signal_work(self) -> None:
+        """Wake one idle thread (if any waits; else the next to wait) to take a task."""
+        try:
+            os.eventfd_write(self._work, 1)
+        except BlockingIOError:  # the counter is full (after 2**64 - 2 writes): reset it
+            with contextlib.suppress(BlockingIOError):
+                os.eventfd_read(self._work)
+            os.eventfd_write(self._work, 1)
+
     def close(self) -> None:
         """Free the descriptors of the idle threads' wait, once the threads are gone."""
         if self._watch is not None and not self._watch.closed:
             self._watch.close()
             os.close(self._stop_r)
             os.close(self._stop_w)
+            os.close(self._work)
 
     def _thread_main(self) -> None:
         while True:
