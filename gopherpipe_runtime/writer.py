@@ -68,11 +68,25 @@ class FrameWriter:
         with self._lock:
             if self._error is not None:
                 raise ConnectionLost(str(self._error))
-            self._pending.append(data)
-            self._pending_bytes += len(data)
             if self._flushing:
+                self._pending.append(data)
+                self._pending_bytes += len(data)
                 return
             self._flushing = True
+        # The flusher, and the queue was empty (nobody flushing means nothing queued):
+        # send `data` at once; `_flush` finishes it and what others queued meanwhile.
+        try:
+            sent = self._sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            self._fail(exc)
+            return
+        if sent < len(data):
+            rest = data[sent:]
+            with self._lock:
+                self._pending.insert(0, rest)
+                self._pending_bytes += len(rest)
         self._flush()
 
     @property
