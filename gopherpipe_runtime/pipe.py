@@ -365,6 +365,8 @@ class _Connection:
         """The reader thread is reading (it holds the read lock and polls)."""
         self._reader_notify = False
         """The reader thread waits for the read lock to come free (`_reader_cond`)."""
+        self._reader_kicked = False
+        """`_kick_reader` asked the reader thread to look again (deadlines, streams)."""
         self._released_at = 0.0
         self._leading_for: InboundChan[Any] | None = None
         """The output a receiver reads the socket for (read lock held)."""
@@ -546,6 +548,7 @@ class _Connection:
             with contextlib.suppress(OSError):  # full: it will wake anyway
                 os.write(self._wake_w, b"k")
         with self._reader_cond:
+            self._reader_kicked = True
             self._reader_cond.notify()
 
     def _reader(self) -> None:
@@ -553,6 +556,7 @@ class _Connection:
         self._reader_ident = threading.get_ident()
         try:
             while True:
+                self._reader_kicked = False
                 next_deadline = self._expire_due()
                 with self._mutex:
                     if not self.streams or self.closed_reason is not None:
@@ -573,6 +577,8 @@ class _Connection:
                         self._promote_next()
                     continue
                 with self._reader_cond:
+                    if self._reader_kicked:
+                        continue  # kicked since the top of the loop: look again now
                     if next_deadline is None:
                         timeout: float | None = None
                     else:
@@ -583,6 +589,15 @@ class _Connection:
                         if self._read_lock.locked():
                             self._reader_cond.wait(timeout)
                         self._reader_notify = False
+                        if not self._reader_kicked:
+                            # Released: wait out the grace before looking again. A caller
+                            # reading in turns has the role back by then; waking once per
+                            # grace period rather than once per round trip keeps this
+                            # thread from taking the GIL off the caller every time.
+                            grace = _LEAD_GRACE_S
+                            if next_deadline is not None:
+                                grace = min(grace, max(0.0, next_deadline - time.monotonic()))
+                            self._reader_cond.wait(grace)
                     else:
                         # Free only since a moment ago: a caller reading in turns (a
                         # round trip at a time) is likely to come back for it.
@@ -759,16 +774,17 @@ class _Connection:
             # after registering, and the reader thread runs only while streams are open.
             return
         chan: InboundChan[Any] | None = None
-        with self._mutex:
-            self._released_at = time.monotonic()
-            for other in self.calls.values():
-                if other.state == _PENDING:
-                    other.state = _LEAD
-                    other.wake.release()
-                    return
-            for chan in self._stream_waiters:
-                chan.lead_offered = True
-                break
+        self._released_at = time.monotonic()  # read unlocked by the reader thread
+        if self.calls or self._stream_waiters:  # else, with streams open, only the reader
+            with self._mutex:
+                for other in self.calls.values():
+                    if other.state == _PENDING:
+                        other.state = _LEAD
+                        other.wake.release()
+                        return
+                for chan in self._stream_waiters:
+                    chan.lead_offered = True
+                    break
         if chan is not None:
             with chan._lock:
                 chan._changed.notify_all()
