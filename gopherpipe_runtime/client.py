@@ -75,7 +75,10 @@ class ClientBase:
 
     def _gp_unary(self, method: str, args: list[Any], decode_result: Callable[[Any], T]) -> T:
         wire_result = self._gp_pipe.unary(self._gp_service_name, method, args, self._gp_options)
-        return self._gp_decode(method, decode_result, wire_result)
+        try:  # `_gp_decode`, inlined: one call fewer on every unary call
+            return decode_result(wire_result)
+        except InvalidArgumentError:
+            return self._gp_decode(method, decode_result, wire_result)
 
     def _gp_server_stream(
         self, method: str, args: list[Any], decode_item: Callable[[Any], T]

@@ -110,6 +110,7 @@ class CallOptions:
 
 
 _PENDING, _DONE, _LEAD = 0, 1, 2
+_UNKNOWN = StatusCode.UNKNOWN.value
 
 
 class _Waiter:
@@ -126,7 +127,7 @@ class _Waiter:
         self.wake = threading.Lock()
         self.wake.acquire()
         self.state = _PENDING
-        self.code = StatusCode.UNKNOWN.value
+        self.code = _UNKNOWN
         self.message = ""
         self.result: Any = None
         self.retryable = False
@@ -169,7 +170,7 @@ class ClientStream:
         self._lock = threading.Lock()
         self._ended = threading.Event()
         self._pumping = False
-        self.code = StatusCode.UNKNOWN.value
+        self.code = _UNKNOWN
         self.message = ""
         self.result_value: Any = None
 
@@ -364,6 +365,8 @@ class _Connection:
         """The reader thread is reading (it holds the read lock and polls)."""
         self._reader_notify = False
         """The reader thread waits for the read lock to come free (`_reader_cond`)."""
+        self._reader_kicked = False
+        """`_kick_reader` asked the reader thread to look again (deadlines, streams)."""
         self._released_at = 0.0
         self._leading_for: InboundChan[Any] | None = None
         """The output a receiver reads the socket for (read lock held)."""
@@ -386,10 +389,11 @@ class _Connection:
             # What is left, not options.timeout: connecting may have used some of it.
             remaining_ms = int((deadline - time.monotonic()) * 1000)
             timeout_ms = min(MAX_TIMEOUT_MS, max(0, remaining_ms))
+        metadata = options.metadata
+        if type(metadata) is not dict:
+            metadata = dict(metadata)  # a codec takes a plain dict
         try:
-            body = encode_call(
-                self.codec, service, method, timeout_ms, dict(options.metadata), args
-            )
+            body = encode_call(self.codec, service, method, timeout_ms, metadata, args)
         except CodecError as exc:
             raise InvalidArgumentError(f"{method}(): {exc}") from None
         if len(body) + frames.STREAM_ID_SIZE > self.settings.peer_max_frame_size:
@@ -544,6 +548,7 @@ class _Connection:
             with contextlib.suppress(OSError):  # full: it will wake anyway
                 os.write(self._wake_w, b"k")
         with self._reader_cond:
+            self._reader_kicked = True
             self._reader_cond.notify()
 
     def _reader(self) -> None:
@@ -551,6 +556,7 @@ class _Connection:
         self._reader_ident = threading.get_ident()
         try:
             while True:
+                self._reader_kicked = False
                 next_deadline = self._expire_due()
                 with self._mutex:
                     if not self.streams or self.closed_reason is not None:
@@ -571,6 +577,8 @@ class _Connection:
                         self._promote_next()
                     continue
                 with self._reader_cond:
+                    if self._reader_kicked:
+                        continue  # kicked since the top of the loop: look again now
                     if next_deadline is None:
                         timeout: float | None = None
                     else:
@@ -581,6 +589,15 @@ class _Connection:
                         if self._read_lock.locked():
                             self._reader_cond.wait(timeout)
                         self._reader_notify = False
+                        if not self._reader_kicked:
+                            # Released: wait out the grace before looking again. A caller
+                            # reading in turns has the role back by then; waking once per
+                            # grace period rather than once per round trip keeps this
+                            # thread from taking the GIL off the caller every time.
+                            grace = _LEAD_GRACE_S
+                            if next_deadline is not None:
+                                grace = min(grace, max(0.0, next_deadline - time.monotonic()))
+                            self._reader_cond.wait(grace)
                     else:
                         # Free only since a moment ago: a caller reading in turns (a
                         # round trip at a time) is likely to come back for it.
@@ -693,12 +710,13 @@ class _Connection:
                 try:
                     self._lead(waiter, deadline)
                 finally:
-                    with self._mutex:
-                        if waiter.state != _DONE:
-                            # Only the deadline ends a lead early. Expire first:
-                            # _promote_next picks the oldest pending call, which may be
-                            # this one on its way out, and the leader role would be lost.
-                            self._expire(waiter, stream_id)
+                    if waiter.state != _DONE:  # DONE is final: no need to lock to see it
+                        with self._mutex:
+                            if waiter.state != _DONE:
+                                # Only the deadline ends a lead early. Expire first:
+                                # _promote_next picks the oldest pending call, which may
+                                # be this one on its way out, and the role would be lost.
+                                self._expire(waiter, stream_id)
                     self._read_lock.release()
                     self._promote_next()
             else:
@@ -750,17 +768,23 @@ class _Connection:
         A unary call first, then a stream receiver; with neither, the reader thread
         (if streams are open) takes it after a grace period.
         """
+        if not (self.calls or self._stream_waiters or self.streams or self._reader_notify):
+            # Nobody to offer it to. Safe without the mutex: a unary caller is in
+            # `calls` before it tries the read lock, a stream receiver tries again
+            # after registering, and the reader thread runs only while streams are open.
+            return
         chan: InboundChan[Any] | None = None
-        with self._mutex:
-            self._released_at = time.monotonic()
-            for other in self.calls.values():
-                if other.state == _PENDING:
-                    other.state = _LEAD
-                    other.wake.release()
-                    return
-            for chan in self._stream_waiters:
-                chan.lead_offered = True
-                break
+        self._released_at = time.monotonic()  # read unlocked by the reader thread
+        if self.calls or self._stream_waiters:  # else, with streams open, only the reader
+            with self._mutex:
+                for other in self.calls.values():
+                    if other.state == _PENDING:
+                        other.state = _LEAD
+                        other.wake.release()
+                        return
+                for chan in self._stream_waiters:
+                    chan.lead_offered = True
+                    break
         if chan is not None:
             with chan._lock:
                 chan._changed.notify_all()
@@ -804,8 +828,16 @@ class _Connection:
                 with self._mutex:
                     waiter = self.calls.pop(frame.stream_id, None)
                     if waiter is not None:  # else the caller gave up at its deadline
-                        self._finish(waiter, code, message, result)
-                    stream = self.streams.pop(frame.stream_id, None)
+                        # `_finish`, inlined: this is every unary call's answer.
+                        waiter.code = code
+                        waiter.message = message
+                        waiter.result = result
+                        if waiter.state == _PENDING:
+                            waiter.wake.release()
+                        waiter.state = _DONE
+                        stream = None
+                    else:
+                        stream = self.streams.pop(frame.stream_id, None)
                     last = stream is not None and not self.streams
                 if stream is not None:
                     stream.end(code, message, result)
@@ -1009,12 +1041,12 @@ class Pipe:
         A call the server provably never saw (refused by GOAWAY, or on a
         connection already known dead) is resent once on a fresh connection.
         """
-        deadline = _deadline(options.timeout)
+        deadline = None if options.timeout is None else _deadline(options.timeout)
         for attempt in (1, 2):
             connection = self._connection
             if connection is not None and not connection.calls and not connection.streams:
                 connection.poll_idle()
-            if connection is None or not connection.usable:
+            if connection is None or connection.closed_reason is not None or connection.goaway:
                 connection = self._connect(f"{service}.{method}", options.timeout, deadline)
             try:
                 return connection.unary(service, method, args, options, deadline)

@@ -68,11 +68,25 @@ class FrameWriter:
         with self._lock:
             if self._error is not None:
                 raise ConnectionLost(str(self._error))
-            self._pending.append(data)
-            self._pending_bytes += len(data)
             if self._flushing:
+                self._pending.append(data)
+                self._pending_bytes += len(data)
                 return
             self._flushing = True
+        # The flusher, and the queue was empty (nobody flushing means nothing queued):
+        # send `data` at once; `_flush` finishes it and what others queued meanwhile.
+        try:
+            sent = self._sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            self._fail(exc)
+            return
+        if sent < len(data):
+            rest = data[sent:]
+            with self._lock:
+                self._pending.insert(0, rest)
+                self._pending_bytes += len(rest)
         self._flush()
 
     @property
@@ -111,13 +125,38 @@ class FrameWriter:
         with self._lock:
             if self._error is not None:
                 return
-            self._pending.append(data)
-            self._pending_bytes += len(data)
-            over = self._max_pending is not None and self._pending_bytes > self._max_pending
-            if self._flushing and not over:
-                return
-            if not over:
+            if not self._flushing:
+                # The flusher, with nothing queued (see `write`): send `data` at once.
                 self._flushing = True
+                idle, over = True, False
+            else:
+                idle = False
+                self._pending.append(data)
+                self._pending_bytes += len(data)
+                over = self._max_pending is not None and self._pending_bytes > self._max_pending
+                if not over:
+                    return
+        if idle:
+            try:
+                sent = self._sock.send(data)
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                self._fail(exc)
+                return
+            with self._lock:
+                if sent < len(data):
+                    rest = data[sent:]
+                    self._pending.insert(0, rest)
+                    self._pending_bytes += len(rest)
+                    over = self._max_pending is not None and self._pending_bytes > self._max_pending
+                elif not self._pending:
+                    self._flushing = False
+                    self.stalled_since = None
+                    return
+            if not over:
+                self.flush_nowait()
+                return
         if over:
             self._fail(
                 ConnectionLost(

@@ -152,3 +152,20 @@ def test_decoder_work_stays_linear_for_many_tiny_frames() -> None:
     for pos in range(0, len(data), 3):
         count += len(decoder.feed(data[pos : pos + 3]))
     assert count == 200_000
+
+
+def test_one_whole_stream_frame_per_feed_decodes_as_when_buffered() -> None:
+    # The single-frame read takes a shortcut past the buffer: same frames, same checks.
+    decoder = FrameDecoder(64)
+    for stream_id, payload in ((1, b""), (9, b"status-body"), (0xFFFF_FFFF, b"m" * 60)):
+        frame = encode_frame(FrameType.STATUS, payload, stream_id)
+        assert decoder.feed(frame) == [Frame(FrameType.STATUS, stream_id, payload)]
+        assert decoder.buffered == 0
+    # After a partial frame, a whole one goes through the buffer and keeps its order.
+    first = encode_frame(FrameType.MESSAGE, b"abc", 3)
+    assert decoder.feed(first[:4]) == []
+    assert decoder.feed(first[4:]) == [Frame(FrameType.MESSAGE, 3, b"abc")]
+    with pytest.raises(ProtocolError, match="on stream 0"):
+        FrameDecoder().feed(encode_frame(FrameType.STATUS, b"x", 0))
+    with pytest.raises(ProtocolError, match="exceeds the negotiated maximum of 8"):
+        FrameDecoder(8).feed(encode_frame(FrameType.STATUS, b"x" * 8, 5))
