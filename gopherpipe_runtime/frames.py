@@ -27,6 +27,7 @@ MAX_HELLO_SIZE = 16 * 1024
 
 _HEADER = struct.Struct(">BI")
 _STREAM_HEADER = struct.Struct(">BII")
+_ONE_STREAM_FRAME_MIN = HEADER_SIZE + STREAM_ID_SIZE
 _GOAWAY_HEAD = struct.Struct(">IB")
 
 
@@ -132,6 +133,17 @@ class FrameDecoder:
 
     def feed(self, data: bytes) -> list[Frame]:
         buffer = self._buffer
+        if not buffer and type(data) is bytes and len(data) >= _ONE_STREAM_FRAME_MIN:
+            # The usual read on a quiet connection: exactly one whole stream frame (a
+            # STATUS, one MESSAGE). Sliced from `data` directly, with no buffering.
+            frame_type, length, stream_id = _STREAM_HEADER.unpack_from(data)
+            if (
+                length + HEADER_SIZE == len(data)
+                and frame_type in STREAM_FRAMES
+                and stream_id != 0
+                and length <= self.max_frame_size
+            ):
+                return [Frame(frame_type, stream_id, data[HEADER_SIZE + STREAM_ID_SIZE :])]
         if buffer or type(data) is not bytes:
             buffer += data
             source: bytes | bytearray = buffer

@@ -828,7 +828,13 @@ class _Connection:
                 with self._mutex:
                     waiter = self.calls.pop(frame.stream_id, None)
                     if waiter is not None:  # else the caller gave up at its deadline
-                        self._finish(waiter, code, message, result)
+                        # `_finish`, inlined: this is every unary call's answer.
+                        waiter.code = code
+                        waiter.message = message
+                        waiter.result = result
+                        if waiter.state == _PENDING:
+                            waiter.wake.release()
+                        waiter.state = _DONE
                         stream = None
                     else:
                         stream = self.streams.pop(frame.stream_id, None)
@@ -1035,12 +1041,12 @@ class Pipe:
         A call the server provably never saw (refused by GOAWAY, or on a
         connection already known dead) is resent once on a fresh connection.
         """
-        deadline = _deadline(options.timeout)
+        deadline = None if options.timeout is None else _deadline(options.timeout)
         for attempt in (1, 2):
             connection = self._connection
             if connection is not None and not connection.calls and not connection.streams:
                 connection.poll_idle()
-            if connection is None or not connection.usable:
+            if connection is None or connection.closed_reason is not None or connection.goaway:
                 connection = self._connect(f"{service}.{method}", options.timeout, deadline)
             try:
                 return connection.unary(service, method, args, options, deadline)

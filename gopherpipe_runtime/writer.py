@@ -73,8 +73,21 @@ class FrameWriter:
                 self._pending_bytes += len(data)
                 return
             self._flushing = True
-        if self._send_first(data):
-            self._flush()
+        # The flusher, and the queue was empty (nobody flushing means nothing queued):
+        # send `data` at once; `_flush` finishes it and what others queued meanwhile.
+        try:
+            sent = self._sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            self._fail(exc)
+            return
+        if sent < len(data):
+            rest = data[sent:]
+            with self._lock:
+                self._pending.insert(0, rest)
+                self._pending_bytes += len(rest)
+        self._flush()
 
     @property
     def backed_up(self) -> bool:
@@ -112,49 +125,47 @@ class FrameWriter:
         with self._lock:
             if self._error is not None:
                 return
-            queued = self._flushing
-            if queued:  # another thread is sending: it sends ours after its own
+            if not self._flushing:
+                # The flusher, with nothing queued (see `write`): send `data` at once.
+                self._flushing = True
+                idle, over = True, False
+            else:
+                idle = False
                 self._pending.append(data)
                 self._pending_bytes += len(data)
-            else:
-                self._flushing = True
-        if not queued and not self._send_first(data):
-            return
-        if self._over_cap():
+                over = self._max_pending is not None and self._pending_bytes > self._max_pending
+                if not over:
+                    return
+        if idle:
+            try:
+                sent = self._sock.send(data)
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                self._fail(exc)
+                return
+            with self._lock:
+                if sent < len(data):
+                    rest = data[sent:]
+                    self._pending.insert(0, rest)
+                    self._pending_bytes += len(rest)
+                    over = self._max_pending is not None and self._pending_bytes > self._max_pending
+                elif not self._pending:
+                    self._flushing = False
+                    self.stalled_since = None
+                    return
+            if not over:
+                self.flush_nowait()
+                return
+        if over:
             self._fail(
                 ConnectionLost(
                     f"peer is not reading: {self._pending_bytes} bytes queued for it "
                     f"(limit {self._max_pending})"
                 )
             )
-        elif not queued:
-            self.flush_nowait()
-
-    def _over_cap(self) -> bool:
-        return self._max_pending is not None and self._pending_bytes > self._max_pending
-
-    def _send_first(self, data: bytes) -> bool:
-        """As the flusher, with nothing queued before `data` (nobody was flushing):
-        send it at once, with no queue in between. True if bytes remain queued (the
-        caller flushes them), False when all went out (the flusher role is given
-        back) or the connection failed."""
-        try:
-            sent = self._sock.send(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError as exc:
-            self._fail(exc)
-            return False
-        with self._lock:
-            if sent < len(data):
-                rest = data[sent:]
-                self._pending.insert(0, rest)
-                self._pending_bytes += len(rest)
-            elif not self._pending:
-                self._flushing = False
-                self.stalled_since = None
-                return False
-        return True
+            return
+        self.flush_nowait()
 
     def flush_nowait(self) -> None:
         """Send what the socket takes now; what remains goes to `offload` again.
