@@ -29,7 +29,9 @@ class ClientBase:
 
     @classmethod
     def dial(cls, address: str, **options: Any) -> Self:
-        """Connect to `address` (``tcp://host:port``, ``unix:///path``).
+        """Connect to `address` (``tcp://host:port``, ``unix:///path``, ``tls://host:port``,
+        ``ws://host:port/path``, ``wss://host:port/path``); ``tls=ssl.SSLContext``
+        for TLS (default: the system's CAs).
 
         `options` go to `Pipe`. The connection is made lazily on the first call,
         so dialing a server that is not up yet is not an error.

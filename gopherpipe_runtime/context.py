@@ -6,6 +6,34 @@ import threading
 import time
 from collections.abc import Mapping
 
+from .transport import PeerIdentity
+
+
+class Peer(str):
+    """Who is calling: the peer's address as text ("127.0.0.1:51234", "unix"), and
+    what the transport proved about it.
+
+    A `str`, so code that logs or compares the address keeps working; `transport`
+    is the scheme the call came over ("tcp", "unix", "tls", "ws", "wss") and
+    `identity` the client's verified certificate (subject and SANs) when the
+    server requires one (mTLS), else None.
+    """
+
+    transport: str
+    identity: PeerIdentity | None
+
+    def __new__(
+        cls, address: str, transport: str = "tcp", identity: PeerIdentity | None = None
+    ) -> Peer:
+        peer = super().__new__(cls, address)
+        peer.transport = transport
+        peer.identity = identity
+        return peer
+
+    @property
+    def address(self) -> str:
+        return str.__str__(self)
+
 
 class CallContext:
     """One call as the server sees it. Read it from the handler's own thread."""

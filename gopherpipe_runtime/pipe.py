@@ -20,6 +20,11 @@ since that is user code that may block. So N open streams cost O(1) threads:
 at most the reader, the step thread, and a thread finishing a write the socket
 did not take at once.
 
+Transports. `transport.dial` connects and runs the TLS and WebSocket handshakes
+the address asks for; their layers (a `transport.Stack`) then sit between the
+socket and the frames: the leader passes what it reads through them, the
+writer what it sends. tcp:// and unix:// have none.
+
 It connects lazily, and after the connection drops the next call reconnects.
 Failed connects back off exponentially (with jitter); a call made while backing
 off fails at once with UNAVAILABLE rather than hanging, as gRPC does without
@@ -39,6 +44,7 @@ import os
 import random
 import select
 import socket
+import ssl
 import threading
 import time
 import weakref
@@ -47,7 +53,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import frames
-from .address import Address, connect, parse_address
+from .address import Address, parse_address
 from .chan import Chan
 from .codec import CODECS, DEFAULT_CODECS, Codec, CodecError
 from .envelope import MAX_TIMEOUT_MS, decode_status, encode_call
@@ -90,6 +96,7 @@ from .stream import (
     message_frames,
     stop_source,
 )
+from .transport import Stack, TransportError, dial
 from .writer import ConnectionLost, FrameWriter
 
 log = logging.getLogger("gopherpipe.client")
@@ -327,8 +334,11 @@ class _Connection:
         write_timeout: float,
         decoder: FrameDecoder,
         windows: Windows,
+        stack: Stack | None = None,
     ) -> None:
         self.sock = sock
+        self._stack = stack
+        """Transport layers (TLS, WebSocket) between the socket and the frames, if any."""
         self.settings = settings
         self.codec: Codec = CODECS[settings.codec]
         self.decoder = decoder
@@ -354,6 +364,8 @@ class _Connection:
         self.closed_reason: str | None = None
         self.goaway = False
         self.writer = FrameWriter(sock, write_timeout, self._on_write_error, _send_in_thread)
+        if stack is not None:
+            self.writer.transform = stack.send
         self._steps = StepRunner("gopherpipe-client-steps", idle_exit=_STEP_THREAD_IDLE_S)
         self._stream_waiters: dict[InboundChan[Any], None] = {}
         """Receivers waiting on a stream's output while another thread reads (mutex)."""
@@ -690,6 +702,19 @@ class _Connection:
         if not data:
             self._shut("connection closed by server")
             return False
+        stack = self._stack
+        if stack is not None:
+            try:
+                data = stack.receive(data)
+            except TransportError as exc:
+                if stack.pending:
+                    self.writer.write_nowait(b"")
+                self._shut(f"connection lost: {exc}")
+                return False
+            if stack.pending:
+                self.writer.write_nowait(b"")
+            if not data:
+                return True
         try:
             self._dispatch(self.decoder.feed(data))
         except ProtocolError as exc:
@@ -932,18 +957,22 @@ def _send_in_thread(flush: Any) -> bool:
 
 def _handshake(
     address: Address,
+    tls: ssl.SSLContext | None,
     codecs: tuple[str, ...],
     max_frame_size: int,
     windows: Windows,
     timeout: float,
-) -> tuple[socket.socket, Settings, FrameDecoder]:
+) -> tuple[socket.socket, Stack | None, Settings, FrameDecoder]:
     deadline = time.monotonic() + timeout
-    sock = connect(address, timeout)
+    sock, stack, early = dial(address, tls, timeout)
     try:
-        hello = client_hello(codecs, max_frame_size, windows)
-        sock.sendall(PREFACE + encode_frame(FrameType.HELLO, hello))
+        hello = PREFACE + encode_frame(
+            FrameType.HELLO, client_hello(codecs, max_frame_size, windows)
+        )
+        sock.sendall(hello if stack is None else stack.send(hello))
         decoder = FrameDecoder(frames.MAX_HELLO_SIZE)
-        while True:
+        received = decoder.feed(early)
+        while not received:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError("no HELLO from server")
@@ -951,9 +980,11 @@ def _handshake(
             data = sock.recv(_READ_SIZE)
             if not data:
                 raise ConnectionError("server closed the connection during the handshake")
+            if stack is not None:
+                data = stack.receive(data)
+                if stack.pending:
+                    sock.sendall(stack.send(b""))
             received = decoder.feed(data)
-            if received:
-                break
         first = received[0]
         if first.type == FrameType.GOAWAY:
             raise HandshakeError(decode_goaway(first.payload)[2])
@@ -964,7 +995,7 @@ def _handshake(
             raise ProtocolError("server sent frames before the first call")
         decoder.max_frame_size = max_frame_size
         sock.setblocking(False)
-        return sock, settings, decoder
+        return sock, stack, settings, decoder
     except BaseException:
         sock.close()
         raise
@@ -994,6 +1025,10 @@ class Pipe:
       stream_window    items buffered per server stream before the server must wait (1024)
       stream_window_bytes / connection_window_bytes   bytes of items buffered per server
                        stream (1 MiB) and across the connection's streams (16 MiB)
+      tls              the `ssl.SSLContext` for tls:// and wss:// (default: the
+                       system's CAs, `ssl.create_default_context()`); with a client
+                       certificate for servers that require one (mTLS):
+                       `transport.tls.client_context(ca, certfile=..., keyfile=...)`
     """
 
     def __init__(
@@ -1009,9 +1044,13 @@ class Pipe:
         stream_window: int = DEFAULT_STREAM_WINDOW,
         stream_window_bytes: int = DEFAULT_STREAM_WINDOW_BYTES,
         connection_window_bytes: int = DEFAULT_CONNECTION_WINDOW_BYTES,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.address = address
         self._address = parse_address(address)
+        if tls is not None and not isinstance(tls, ssl.SSLContext):
+            raise TypeError(f"tls must be an ssl.SSLContext, not {type(tls).__name__}")
+        self._tls = tls
         self._codecs = (codec,) if isinstance(codec, str) else tuple(codec)
         unknown = [c for c in self._codecs if c not in CODECS]
         if unknown:
@@ -1129,8 +1168,9 @@ class Pipe:
                         f"{self.address}"
                     )
             try:
-                sock, settings, decoder = _handshake(
+                sock, stack, settings, decoder = _handshake(
                     self._address,
+                    self._tls,
                     self._codecs,
                     self._max_frame_size,
                     self._windows,
@@ -1155,7 +1195,7 @@ class Pipe:
             if connection is not None and not connection.calls and not connection.streams:
                 connection.close("replaced after GOAWAY")
             self._connection = _Connection(
-                sock, settings, self._write_timeout, decoder, self._windows
+                sock, settings, self._write_timeout, decoder, self._windows, stack
             )
             return self._connection
         finally:

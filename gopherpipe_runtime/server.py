@@ -2,8 +2,11 @@
 
 Threads take turns as the poller (leader/followers, see pool.py; with epoll,
 idle threads wait in the kernel for the selector's descriptor and a round never
-blocks, pool.py "Waiting"). The poller accepts, reads, sniffs the first bytes,
-runs the HELLO exchange and splits frames; each CALL becomes a task. The poller never runs user code: it hands the
+blocks, pool.py "Waiting"). The poller accepts, reads, passes the bytes through
+the connection's transport layers if it has any (TLS on tls:// and wss://
+listeners; a WebSocket once an HTTP upgrade is sniffed, on any listener: see
+transport/), sniffs the first bytes, runs the HELLO exchange and splits frames;
+each CALL becomes a task. The poller never runs user code: it hands the
 polling role on before it runs a task. Task threads decode arguments, run the
 user's method and queue the STATUS frame themselves.
 
@@ -49,6 +52,7 @@ import logging
 import os
 import selectors
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -58,10 +62,10 @@ from types import TracebackType
 from typing import Any, Self
 
 from . import frames
-from .address import Address, listen, parse_address, tune_accepted
+from .address import Address, parse_address
 from .chan import Chan, ChanClosed
 from .codec import CODECS, DEFAULT_CODECS, Codec, CodecError
-from .context import CallContext, set_current_call
+from .context import CallContext, Peer, set_current_call
 from .envelope import decode_call, encode_status
 from .flow import (
     DEFAULT_CONNECTION_WINDOW_BYTES,
@@ -95,6 +99,9 @@ from .status import (
     UnavailableError,
 )
 from .stream import InboundChan, Outbound, PumpOutcome, message_frames, stop_source
+from .transport import Stack, TransportClosed, TransportError, listen, tune_accepted
+from .transport import ws as ws_transport
+from .transport.tls import TlsLayer
 from .writer import FrameWriter
 
 log = logging.getLogger("gopherpipe.server")
@@ -164,10 +171,12 @@ class _Connection:
         "receive_window",
         "send_window",
         "sock",
+        "stack",
         "state",
         "streams",
         "wants_write",
         "writer",
+        "ws_path",
     )
 
     writer: FrameWriter
@@ -175,6 +184,12 @@ class _Connection:
     def __init__(self, sock: socket.socket, peer: str, now: float, deadline: float) -> None:
         self.sock = sock
         self.peer = peer
+        """The address as text; a `Peer` with what the transport proved once HELLO is done."""
+        self.stack: Stack | None = None
+        """Transport layers (TLS, WebSocket) between the socket and the frames; None
+        for TCP_LITE straight on the socket."""
+        self.ws_path: str | None = None
+        """The only path a WebSocket upgrade may ask for (a ws:// listener's); None: any."""
         self.state = "preamble"  # -> hello -> open, or -> http -> discard; then closed
         self.preamble = b""
         self.decoder = FrameDecoder(frames.MAX_HELLO_SIZE)
@@ -286,6 +301,13 @@ class Server:
       frame_timeout       seconds one frame may take to arrive once its first byte
                           is in, else GOAWAY (UNAVAILABLE) and close, which frees its
                           buffer (default 30; None: never)
+      tls                 the `ssl.SSLContext` of every tls:// and wss:// address
+                          (`transport.tls.server_context` builds one from PEM files,
+                          with mTLS when given the clients' CA); required by them
+
+    Addresses may mix schemes (tcp, unix, tls, ws, wss). Every listener also
+    upgrades WebSocket requests, so a tcp:// port serves ws:// clients too and a
+    ws:// port serves native TCP_LITE clients (transport/).
 
     A handler runs on a pool thread while its user code runs: a unary call until it
     returns, a client stream while it reads its input. A server-streaming or bidi
@@ -317,6 +339,7 @@ class Server:
         max_connections: int | None = None,
         idle_timeout: float | None = 300.0,
         frame_timeout: float | None = 30.0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         unknown = [c for c in codecs if c not in CODECS]
         if unknown:
@@ -324,6 +347,15 @@ class Server:
         if max_frame_size < frames.MAX_HELLO_SIZE or max_frame_size > 0xFFFF_FFFF:
             raise ValueError(f"max_frame_size must be in {frames.MAX_HELLO_SIZE}..2**32-1")
         self._requested = [parse_address(a) for a in (addresses or ("tcp://127.0.0.1:0",))]
+        needing_tls = [str(a) for a in self._requested if a.tls]
+        if needing_tls and tls is None:
+            raise ValueError(
+                f"{', '.join(needing_tls)} need a certificate: Server(..., tls=ssl.SSLContext), "
+                "e.g. gopherpipe_runtime.transport.tls.server_context(cert, key)"
+            )
+        if tls is not None and not isinstance(tls, ssl.SSLContext):
+            raise TypeError(f"tls must be an ssl.SSLContext, not {type(tls).__name__}")
+        self._tls = tls
         self._max_frame_size = max_frame_size
         self._codecs = tuple(codecs)
         self._handshake_timeout = handshake_timeout
@@ -375,6 +407,7 @@ class Server:
         self._services: dict[str, ServiceDef] = {}
         self._listeners: list[socket.socket] = []
         self._bound: list[Address] = []
+        self._listening_on: dict[socket.socket, Address] = {}
         self._connections: set[_Connection] = set()
         self._commands: SimpleQueue[Callable[[], None]] = SimpleQueue()
         self._wake_r, self._wake_w = socket.socketpair()
@@ -393,7 +426,8 @@ class Server:
 
     @property
     def addresses(self) -> list[str]:
-        """The addresses actually bound (real ports when port 0 was asked); after start()."""
+        """The addresses actually bound, as URLs (real ports when port 0 was asked:
+        ``wss://127.0.0.1:40123/gp``); after start()."""
         return [str(a) for a in self._bound]
 
     def start(self) -> Self:
@@ -406,6 +440,7 @@ class Server:
                     sock.setblocking(False)
                     self._listeners.append(sock)
                     self._bound.append(bound)
+                    self._listening_on[sock] = bound
                     self._selector.register(sock, selectors.EVENT_READ, None)
             except BaseException:
                 for sock in self._listeners:
@@ -583,6 +618,14 @@ class Server:
                 max_pending=self._max_outbound_bytes,
                 event_driven=True,
             )
+            listening_on = self._listening_on[listener]
+            if listening_on.tls:
+                assert self._tls is not None
+                conn.stack = Stack()
+                conn.stack.push(TlsLayer(self._tls))
+                conn.writer.transform = conn.stack.send
+            if listening_on.websocket:
+                conn.ws_path = listening_on.path
             self._connections.add(conn)
             self._selector.register(sock, selectors.EVENT_READ, conn)
 
@@ -724,6 +767,24 @@ class Server:
             self._close(conn)
             return
         conn.active = True
+        stack = conn.stack
+        if stack is not None and conn.state != "discard":
+            if (
+                conn.state == "preamble"
+                and data[:1] == PREFACE[:1]
+                and not stack.layers[0].established
+            ):
+                self._refuse_plaintext(conn)
+                return
+            try:
+                data = stack.receive(data)
+            except TransportError as exc:
+                self._drop_transport(conn, exc)
+                return
+            if stack.pending:
+                conn.writer.write_nowait(b"")
+            if not data:
+                return
         try:
             if conn.state == "open" or conn.state == "hello":
                 self._on_frames(conn, self._feed(conn, data))
@@ -736,6 +797,8 @@ class Server:
             self._fail_connection(conn, StatusCode.INTERNAL, f"protocol error: {exc}")
         except HandshakeError as exc:
             self._fail_connection(conn, StatusCode.UNIMPLEMENTED, str(exc))
+        except TransportError as exc:  # e.g. a WebSocket text message behind the upgrade
+            self._drop_transport(conn, exc)
 
     def _feed(self, conn: _Connection, data: bytes) -> list[frames.Frame]:
         """Split frames, and keep the deadline of the frame left incomplete, if any."""
@@ -748,6 +811,34 @@ class Server:
             # per empty buffer, since a busy stream may never leave the buffer empty.
             conn.frame_deadline = time.monotonic() + self._frame_timeout
         return received
+
+    def _refuse_plaintext(self, conn: _Connection) -> None:
+        """A TCP_LITE client on a TLS port: say so in plain TCP_LITE, which it reads,
+        rather than close on it with a TLS error it cannot see."""
+        log.info("closing connection from %s: plain TCP_LITE on a TLS port", conn.peer)
+        conn.writer.transform = None
+        conn.writer.write_nowait(
+            encode_goaway(0, StatusCode.UNAVAILABLE, "this port speaks TLS: dial tls:// or wss://")
+        )
+        conn.state = "discard"
+        conn.handshake_deadline = min(conn.handshake_deadline, time.monotonic() + _LINGER)
+
+    def _drop_transport(self, conn: _Connection, exc: TransportError) -> None:
+        """The transport failed (a TLS error, a WebSocket text message) or the peer
+        closed it: send what the layer owes (an alert, a close) and close after a
+        short linger, as `_go_away` does, so the peer can read it."""
+        if not isinstance(exc, TransportClosed):
+            log.info("closing connection from %s: %s", conn.peer, exc)
+        if conn.stack is not None and conn.stack.pending:
+            conn.writer.write_nowait(b"")
+        self._end_calls(conn)
+        if isinstance(exc, TransportClosed):
+            self._close(conn)
+            return
+        conn.state = "discard"
+        conn.decoder = FrameDecoder(0)
+        conn.frame_deadline = None
+        conn.handshake_deadline = min(conn.handshake_deadline, time.monotonic() + _LINGER)
 
     def _fail_connection(self, conn: _Connection, code: StatusCode, message: str) -> None:
         log.info("closing connection from %s: %s", conn.peer, message)
@@ -779,6 +870,27 @@ class Server:
         head = conn.preamble + data
         if b"\r\n\r\n" not in head and len(head) < _MAX_HTTP_HEAD:
             conn.preamble = head
+            return
+        try:
+            layer, early, accepted = ws_transport.accept(head, conn.ws_path)
+        except ws_transport.UpgradeUnavailable:
+            pass  # any other HTTP request: the 400 below
+        else:
+            # The TCP_LITE connection starts again inside the WebSocket: preface, HELLO.
+            conn.preamble = b""
+            if conn.stack is None:
+                conn.stack = Stack()
+                conn.writer.transform = conn.stack.send
+            conn.stack.push(layer)
+            conn.writer.write_nowait(b"")
+            if not accepted:
+                log.info("closing connection from %s: WebSocket upgrade to a wrong path", conn.peer)
+                conn.state = "discard"
+                conn.handshake_deadline = min(conn.handshake_deadline, time.monotonic() + _LINGER)
+                return
+            conn.state = "preamble"
+            if early:
+                self._on_preamble(conn, early)
             return
         conn.writer.write_nowait(HTTP_400 % (len(HTTP_400_BODY), HTTP_400_BODY))
         with contextlib.suppress(OSError):
@@ -838,7 +950,18 @@ class Server:
         conn.receive_window = ReceiveWindow(self._windows.connection_bytes)
         conn.decoder.max_frame_size = self._max_frame_size
         conn.state = "open"
+        conn.peer = self._peer_of(conn)
         conn.writer.write_nowait(encode_frame(FrameType.HELLO, reply))
+
+    @staticmethod
+    def _peer_of(conn: _Connection) -> Peer:
+        if conn.stack is None:
+            return Peer(conn.peer, "unix" if conn.sock.family == socket.AF_UNIX else "tcp")
+        layers = conn.stack.layers
+        tls = any(isinstance(layer, TlsLayer) for layer in layers)
+        websocket = any(isinstance(layer, ws_transport.WsLayer) for layer in layers)
+        transport = ("wss" if tls else "ws") if websocket else "tls"
+        return Peer(conn.peer, transport, conn.stack.identity())
 
     def _on_call(
         self, conn: _Connection, stream_id: int, payload: bytes, client_streams: bool

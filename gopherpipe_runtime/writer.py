@@ -13,6 +13,11 @@ stops reading holds no thread at all. Bytes queued that way are capped
 (`max_pending`): a peer that lets more pile up is not reading, and its
 connection fails. Senders that can wait without a thread (the server's streams)
 ask `park_until_drained` to be called back once the queue is below half the cap.
+
+Over TLS or a WebSocket, `transform` (the connection's transport stack, see
+transport/) turns frames into wire bytes. It runs under the writer's lock, at
+the moment a write's place in the byte stream is fixed, because its output is
+ordered (TLS records are numbered): queue order is wire order.
 """
 
 from __future__ import annotations
@@ -58,6 +63,9 @@ class FrameWriter:
         while the queue is empty (the owner enforces `write_timeout` with it)."""
         self._poller = select.poll()
         self._poller.register(sock.fileno(), select.POLLOUT)
+        self.transform: Callable[[bytes], bytes] | None = None
+        """Frames -> wire bytes (transport layers); None sends frames as they are.
+        Set it before the first write that needs it; it must not raise."""
 
     def write(self, data: bytes) -> None:
         """Queue `data`; flush it from this thread unless another thread is flushing.
@@ -68,6 +76,8 @@ class FrameWriter:
         with self._lock:
             if self._error is not None:
                 raise ConnectionLost(str(self._error))
+            if self.transform is not None:
+                data = self.transform(data)
             if self._flushing:
                 self._pending.append(data)
                 self._pending_bytes += len(data)
@@ -125,6 +135,8 @@ class FrameWriter:
         with self._lock:
             if self._error is not None:
                 return
+            if self.transform is not None:
+                data = self.transform(data)
             if not self._flushing:
                 # The flusher, with nothing queued (see `write`): send `data` at once.
                 self._flushing = True
