@@ -1,12 +1,16 @@
 """`make demo`: for each example, check the committed stubs, start its server, run clients.
 
-The chat part is the main job: two clients join a room and talk. Every step is
-bounded in time and the script exits non-zero if any fails, so the demo doubles
-as a smoke test.
+The chat part is the main job: two clients join a room and talk, over TLS with
+client certificates (mTLS, the test certificates in examples/certs; the echo
+example runs over a Unix socket). Every step is bounded in time and the script
+exits non-zero if any fails, so the demo doubles as a smoke test.
+tests/test_transports_e2e.py runs both examples over every transport with these
+same functions.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -16,6 +20,24 @@ from pathlib import Path
 
 EXAMPLES = Path(__file__).resolve().parent
 GOPHERPIPE = Path(sys.executable).parent / "gopherpipe"
+CERTS = EXAMPLES / "certs"
+SCHEMES = ("tcp", "unix", "tls", "ws", "wss")
+
+
+def tls_env(role: str) -> dict[str, str]:
+    """The environment `transport.tls.context_from_env` reads: mTLS both ways."""
+    return {
+        "GOPHERPIPE_TLS_CERT": str(CERTS / f"{role}.pem"),
+        "GOPHERPIPE_TLS_KEY": str(CERTS / f"{role}.key"),
+        "GOPHERPIPE_TLS_CA": str(CERTS / "ca.pem"),
+    }
+
+
+def environment(scheme: str, role: str) -> dict[str, str]:
+    env = dict(os.environ)
+    if scheme in ("tls", "wss"):
+        env.update(tls_env(role))
+    return env
 
 
 def step(text: str) -> None:
@@ -28,12 +50,23 @@ def check_stubs(folder: Path) -> None:
 
 
 @contextmanager
-def serving(folder: Path) -> Iterator[str]:
+def serving(folder: Path, scheme: str) -> Iterator[str]:
+    """Start the example's server on a fresh address of `scheme`; yield the address
+    it printed (the real port)."""
     with tempfile.TemporaryDirectory() as scratch:
-        address = f"unix://{scratch}/{folder.name}.sock"
+        if scheme == "unix":
+            address = f"unix://{scratch}/{folder.name}.sock"
+        elif scheme in ("ws", "wss"):
+            address = f"{scheme}://127.0.0.1:0/{folder.name}"
+        else:
+            address = f"{scheme}://127.0.0.1:0"
         step(f"{folder.name}: python server.py {address}")
         server = subprocess.Popen(
-            [sys.executable, "server.py", address], cwd=folder, stdout=subprocess.PIPE, text=True
+            [sys.executable, "server.py", address],
+            cwd=folder,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=environment(scheme, "server"),
         )
         try:
             assert server.stdout is not None
@@ -41,37 +74,43 @@ def serving(folder: Path) -> Iterator[str]:
             if not banner:
                 raise SystemExit(f"{folder.name} server exited before listening")
             print(banner, end="", flush=True)
-            yield address
+            yield banner.split()[-1]
         finally:
             server.terminate()
             server.wait(10)
 
 
-def client(folder: Path, *args: str) -> subprocess.Popen[str]:
-    step(f"{folder.name}: python client.py {' '.join(args)}")
+def client(folder: Path, address: str, *args: str) -> subprocess.Popen[str]:
+    step(f"{folder.name}: python client.py {address} {' '.join(args)}")
+    scheme = address.partition("://")[0]
     return subprocess.Popen(
-        [sys.executable, "client.py", *args], cwd=folder, stdout=subprocess.PIPE, text=True
+        [sys.executable, "client.py", address, *args],
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=environment(scheme, "client"),
     )
 
 
-def finish(process: subprocess.Popen[str], name: str) -> None:
+def finish(process: subprocess.Popen[str], name: str) -> str:
     out, _ = process.communicate(timeout=60)
     print(out, end="", flush=True)
     if process.returncode != 0:
         raise SystemExit(f"{name} failed with exit code {process.returncode}")
+    return out
 
 
-def run_echo() -> None:
+def run_echo(scheme: str = "unix") -> str:
+    """The echo example end to end; returns what the client printed."""
     folder = EXAMPLES / "echo"
-    check_stubs(folder)
-    with serving(folder) as address:
-        finish(client(folder, address), "echo client")
+    with serving(folder, scheme) as address:
+        return finish(client(folder, address), "echo client")
 
 
-def run_chat() -> None:
+def run_chat(scheme: str = "tls") -> str:
+    """The chat example end to end; returns what ann and bob printed."""
     folder = EXAMPLES / "chat"
-    check_stubs(folder)
-    with serving(folder) as address:
+    with serving(folder, scheme) as address:
         ann = client(
             folder, address, "--name", "ann", "--reply", "Hi bob, ann here", "--expect", "1"
         )
@@ -84,13 +123,15 @@ def run_chat() -> None:
             folder, address, "--name", "bob", "--say", "Hello Gophers!", "--say",
             "Is this thing on?", "--expect", "1",
         )  # fmt: skip
-        finish(bob, "bob")
-        finish(ann, "ann")
+        said = finish(bob, "bob")
+        return joined + finish(ann, "ann") + said
 
 
 def main() -> None:
-    run_echo()
-    run_chat()
+    check_stubs(EXAMPLES / "echo")
+    run_echo("unix")
+    check_stubs(EXAMPLES / "chat")
+    run_chat("tls")
     step("demo finished: every example ran end to end")
 
 

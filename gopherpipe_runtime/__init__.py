@@ -6,7 +6,7 @@ black, typer): a deployed service installs the runtime and msgpack, nothing else
 
 from .chan import Chan, ChanClosed, Selected, select
 from .client import ClientBase
-from .context import CallContext, current_call
+from .context import CallContext, Peer, current_call
 from .pipe import CallOptions, Pipe
 from .server import Server
 from .service import MethodDef, MethodKind, ServiceDef
@@ -30,6 +30,7 @@ from .status import (
     UnimplementedError,
     UnknownError,
 )
+from .transport import PeerIdentity
 
 __all__ = [
     "AbortedError",
@@ -49,6 +50,8 @@ __all__ = [
     "MethodKind",
     "NotFoundError",
     "OutOfRangeError",
+    "Peer",
+    "PeerIdentity",
     "PermissionDeniedError",
     "Pipe",
     "ResourceExhaustedError",

@@ -920,6 +920,10 @@ class _Connection:
             if self.closed_reason is not None:
                 return
             self.closed_reason = reason
+            if self._stack is not None and self.writer.idle:
+                # A polite end (TLS close_notify, WebSocket close) where it fits now.
+                with contextlib.suppress(OSError):
+                    self.sock.send(self._stack.close())
             self.writer.close(ConnectionLost(reason))
             with contextlib.suppress(OSError):
                 # shutdown first: it wakes a thread polling this socket, which

@@ -740,6 +740,11 @@ class Server:
         self._connections.discard(conn)
         with contextlib.suppress(KeyError, ValueError):
             self._selector.unregister(conn.sock)
+        if conn.stack is not None and conn.writer.idle:
+            # A polite end (TLS close_notify, WebSocket close) where it fits in the
+            # socket now; a peer that is not reading gets the plain close.
+            with contextlib.suppress(OSError):
+                conn.sock.send(conn.stack.close())
         conn.writer.close()
         conn.sock.close()
         # A handler still running keeps the connection alive; its buffers need not live

@@ -6,6 +6,11 @@
 Joins the room, says each --say line, prints everything said in the room, answers
 the first message from someone else with --reply, and leaves after hearing
 --expect messages from others (or after --timeout). Then prints the room's history.
+
+Any address works: tcp://, unix://, tls://, ws://, wss://. For tls:// and wss:// the
+certificates come from the environment (`transport.tls.context_from_env`):
+GOPHERPIPE_TLS_CERT and GOPHERPIPE_TLS_KEY, and GOPHERPIPE_TLS_CA for the CA whose
+client certificates the server requires (mTLS) or, in a client, the CA it trusts.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import threading
 from service_client import ChatServiceClient
 
 from gopherpipe_runtime import Chan
+from gopherpipe_runtime.transport.tls import context_from_env
 
 
 def main() -> None:
@@ -29,7 +35,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=20.0)
     args = parser.parse_args()
 
-    with ChatServiceClient.dial(args.address) as client:
+    with ChatServiceClient.dial(args.address, tls=context_from_env(server_side=False)) as client:
         chat = client.with_options(metadata={"user": args.name})
         incoming: Chan[str] = Chan()
         output = chat.join_room(args.room, incoming)

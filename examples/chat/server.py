@@ -33,6 +33,11 @@ costs the others nothing.
 Joining. The newcomer gets a welcome message (its first: from then on it hears
 everything said), but the room is not told: in a room of N members, announcing
 every arrival would make a burst of N joins cost N² messages.
+
+Any address works: tcp://, unix://, tls://, ws://, wss://. For tls:// and wss:// the
+certificates come from the environment (`transport.tls.context_from_env`):
+GOPHERPIPE_TLS_CERT and GOPHERPIPE_TLS_KEY, and GOPHERPIPE_TLS_CA for the CA whose
+client certificates the server requires (mTLS).
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ from gopherpipe_runtime import (
     current_call,
     select,
 )
+from gopherpipe_runtime.transport.tls import context_from_env
 
 log = logging.getLogger("chat")
 
@@ -245,7 +251,7 @@ class Chat(ChatService):
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     address = sys.argv[1] if len(sys.argv) > 1 else "tcp://127.0.0.1:7071"
-    server = Server(address)
+    server = Server(address, tls=context_from_env(server_side=True))
     register_chat_service(server, Chat())
     server.start()
     print(f"chat server listening on {server.addresses[0]}", flush=True)

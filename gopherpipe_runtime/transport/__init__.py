@@ -92,6 +92,10 @@ class Layer(Protocol):
     def identity(self) -> PeerIdentity | None:
         """The peer's verified identity, if this layer authenticates one."""
 
+    def close(self) -> None:
+        """We are closing: queue what says so (TLS close_notify, WebSocket close 1001),
+        if the layer is established and has not closed yet."""
+
 
 class Stack:
     """A connection's layers, bottom first; thread-safe (see "Threads")."""
@@ -126,6 +130,15 @@ class Stack:
         with self._lock:
             for layer in reversed(self._layers):
                 data = layer.send(data)
+            return data
+
+    def close(self) -> bytes:
+        """Close every layer, top first; the bytes to send before closing the socket."""
+        with self._lock:
+            data = b""
+            for index in range(len(self._layers) - 1, -1, -1):
+                self._layers[index].close()
+                data = self._layers[index].send(data)
             return data
 
     def identity(self) -> PeerIdentity | None:

@@ -117,6 +117,11 @@ class TlsLayer:
                 self._tls.write(data)
         return self._outgoing.read()
 
+    def close(self) -> None:
+        if self.established:
+            with contextlib.suppress(ssl.SSLError):
+                self._tls.unwrap()  # queues close_notify; the peer's answer is not awaited
+
     def identity(self) -> PeerIdentity | None:
         cert: dict[str, Any] | None = self._tls.getpeercert() if self.established else None
         if not cert:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from wsproto import WSConnection
 
 SUBPROTOCOL = "tcp_lite"
+GOING_AWAY = 1001
 UNSUPPORTED_DATA = 1003
 POLICY_VIOLATION = 1008
 
@@ -38,6 +39,7 @@ class UpgradeUnavailable(Exception):
 def _wsproto() -> Any:
     try:
         import wsproto
+        import wsproto.connection
         import wsproto.events
         import wsproto.utilities
     except ImportError:  # pragma: no cover - the `ws` extra not installed
@@ -48,13 +50,14 @@ def _wsproto() -> Any:
 class WsLayer:
     """A WebSocket as a `Layer`, over a `wsproto.WSConnection`."""
 
-    __slots__ = ("_events", "_out", "_ws", "established")
+    __slots__ = ("_events", "_out", "_state_open", "_ws", "established")
 
     def __init__(self, connection: WSConnection) -> None:
         self._ws = connection
         self._out: list[bytes] = []
         self.established = False
         self._events = _wsproto().events
+        self._state_open = _wsproto().connection.ConnectionState.OPEN
 
     def __str__(self) -> str:
         return "WebSocket"
@@ -65,6 +68,10 @@ class WsLayer:
 
     def identity(self) -> PeerIdentity | None:
         return None
+
+    def close(self) -> None:
+        if self.established:
+            self._close(GOING_AWAY, "closing")
 
     def receive(self, data: bytes) -> bytes:
         events = self._events
@@ -112,6 +119,8 @@ class WsLayer:
         return out
 
     def _close(self, code: int, reason: str) -> None:
+        if self._ws.state is not self._state_open:
+            return
         with _suppress_ws_errors():
             self._out.append(self._ws.send(self._events.CloseConnection(code=code, reason=reason)))
 
