@@ -38,6 +38,8 @@ class Settings:
     peer_agent: str
     peer_windows: Windows
     """What the peer buffers for us: our initial credit when we stream to it."""
+    compression: str | None = None
+    """The algorithm both sides may compress payloads with (compression.py), if any."""
 
 
 def _announce(windows: Windows) -> dict[str, int]:
@@ -49,17 +51,21 @@ def _announce(windows: Windows) -> dict[str, int]:
 
 
 def client_hello(
-    codecs: tuple[str, ...], max_frame_size: int, windows: Windows = DEFAULT_WINDOWS
+    codecs: tuple[str, ...],
+    max_frame_size: int,
+    windows: Windows = DEFAULT_WINDOWS,
+    compression: tuple[str, ...] = (),
 ) -> bytes:
-    return msgpack.packb(  # type: ignore[no-any-return]
-        {
-            "versions": list(PROTOCOL_VERSIONS),
-            "codecs": list(codecs),
-            "max_frame_size": max_frame_size,
-            **_announce(windows),
-            "agent": AGENT,
-        }
-    )
+    hello: dict[str, Any] = {
+        "versions": list(PROTOCOL_VERSIONS),
+        "codecs": list(codecs),
+        "max_frame_size": max_frame_size,
+        **_announce(windows),
+        "agent": AGENT,
+    }
+    if compression:
+        hello["compression"] = list(compression)
+    return msgpack.packb(hello)  # type: ignore[no-any-return]
 
 
 def _read_map(payload: bytes) -> dict[str, Any]:
@@ -108,11 +114,14 @@ def server_choose(
     codecs: tuple[str, ...],
     max_frame_size: int,
     windows: Windows = DEFAULT_WINDOWS,
+    compression: tuple[str, ...] = (),
 ) -> tuple[Settings, bytes]:
     """Read a client HELLO; return the settings and the server HELLO to send back.
 
-    The server picks the newest common version and, among common codecs, the
-    client's first preference. Raises HandshakeError when nothing is common.
+    The server picks the newest common version and, among common codecs and
+    among common compression algorithms (`compression`: what the server
+    accepts), the client's first preference. Raises HandshakeError when no
+    version or codec is common; no common compression means none.
     """
     hello = _read_map(payload)
     versions = hello.get("versions")
@@ -130,32 +139,42 @@ def server_choose(
         raise HandshakeError(
             f"no common codec: client offers {offered_codecs}, server accepts {list(codecs)}"
         )
+    offered_compression = hello.get("compression", [])
+    if not isinstance(offered_compression, list):
+        raise ProtocolError("malformed HELLO: 'compression' must be a list")
+    chosen_compression = next((c for c in offered_compression if c in compression), None)
     settings = Settings(
         version=max(common_versions),
         codec=chosen_codec,
         peer_max_frame_size=_frame_size(hello),
         peer_agent=str(hello.get("agent", "")),
         peer_windows=_windows(hello),
+        compression=chosen_compression,
     )
-    reply = msgpack.packb(
-        {
-            "version": settings.version,
-            "codec": chosen_codec,
-            "max_frame_size": max_frame_size,
-            **_announce(windows),
-            "agent": AGENT,
-        }
-    )
-    return settings, reply
+    answer: dict[str, Any] = {
+        "version": settings.version,
+        "codec": chosen_codec,
+        "max_frame_size": max_frame_size,
+        **_announce(windows),
+        "agent": AGENT,
+    }
+    if chosen_compression is not None:
+        answer["compression"] = chosen_compression
+    return settings, msgpack.packb(answer)
 
 
-def client_accept(payload: bytes, codecs: tuple[str, ...]) -> Settings:
+def client_accept(
+    payload: bytes, codecs: tuple[str, ...], compression: tuple[str, ...] = ()
+) -> Settings:
     """Read the server's HELLO and check it chose something we offered."""
     hello = _read_map(payload)
     version = hello.get("version")
     codec = hello.get("codec")
     if version not in PROTOCOL_VERSIONS or codec not in codecs:
         raise ProtocolError(f"server chose version {version!r} / codec {codec!r}, never offered")
+    chosen_compression = hello.get("compression")
+    if chosen_compression is not None and chosen_compression not in compression:
+        raise ProtocolError(f"server chose compression {chosen_compression!r}, never offered")
     assert isinstance(version, int) and isinstance(codec, str)
     return Settings(
         version=version,
@@ -163,4 +182,5 @@ def client_accept(payload: bytes, codecs: tuple[str, ...]) -> Settings:
         peer_max_frame_size=_frame_size(hello),
         peer_agent=str(hello.get("agent", "")),
         peer_windows=_windows(hello),
+        compression=chosen_compression,
     )

@@ -56,6 +56,7 @@ from . import frames
 from .address import Address, parse_address
 from .chan import Chan
 from .codec import CODECS, DEFAULT_CODECS, Codec, CodecError
+from .compression import DEFAULT_THRESHOLD, offer_for, wrap
 from .envelope import MAX_TIMEOUT_MS, decode_status, encode_call
 from .flow import (
     DEFAULT_CONNECTION_WINDOW_BYTES,
@@ -335,12 +336,13 @@ class _Connection:
         decoder: FrameDecoder,
         windows: Windows,
         stack: Stack | None = None,
+        codec: Codec | None = None,
     ) -> None:
         self.sock = sock
         self._stack = stack
         """Transport layers (TLS, WebSocket) between the socket and the frames, if any."""
         self.settings = settings
-        self.codec: Codec = CODECS[settings.codec]
+        self.codec: Codec = CODECS[settings.codec] if codec is None else codec
         self.decoder = decoder
         self.calls: dict[int, _Waiter] = {}
         self.streams: dict[int, ClientStream] = {}
@@ -966,13 +968,13 @@ def _handshake(
     max_frame_size: int,
     windows: Windows,
     timeout: float,
+    compression: tuple[str, ...] = (),
 ) -> tuple[socket.socket, Stack | None, Settings, FrameDecoder]:
     deadline = time.monotonic() + timeout
     sock, stack, early = dial(address, tls, timeout)
     try:
-        hello = PREFACE + encode_frame(
-            FrameType.HELLO, client_hello(codecs, max_frame_size, windows)
-        )
+        offer = client_hello(codecs, max_frame_size, windows, compression)
+        hello = PREFACE + encode_frame(FrameType.HELLO, offer)
         sock.sendall(hello if stack is None else stack.send(hello))
         decoder = FrameDecoder(frames.MAX_HELLO_SIZE)
         received = decoder.feed(early)
@@ -994,7 +996,7 @@ def _handshake(
             raise HandshakeError(decode_goaway(first.payload)[2])
         if first.type != FrameType.HELLO:
             raise ProtocolError("server's first frame is not HELLO")
-        settings = client_accept(first.payload, codecs)
+        settings = client_accept(first.payload, codecs, compression)
         if len(received) > 1:
             raise ProtocolError("server sent frames before the first call")
         decoder.max_frame_size = max_frame_size
@@ -1029,6 +1031,11 @@ class Pipe:
       stream_window    items buffered per server stream before the server must wait (1024)
       stream_window_bytes / connection_window_bytes   bytes of items buffered per server
                        stream (1 MiB) and across the connection's streams (16 MiB)
+      compression      algorithms offered in HELLO, preferred first: "auto" (default)
+                       offers every one installed (zstd, zlib) off the local host and
+                       none over loopback or a Unix socket; None offers none
+      compression_threshold   payloads of at least this many bytes are compressed
+                       once compression is agreed (default 1 KiB)
       tls              the `ssl.SSLContext` for tls:// and wss:// (default: the
                        system's CAs, `ssl.create_default_context()`); with a client
                        certificate for servers that require one (mTLS):
@@ -1049,9 +1056,13 @@ class Pipe:
         stream_window_bytes: int = DEFAULT_STREAM_WINDOW_BYTES,
         connection_window_bytes: int = DEFAULT_CONNECTION_WINDOW_BYTES,
         tls: ssl.SSLContext | None = None,
+        compression: str | tuple[str, ...] | None = "auto",
+        compression_threshold: int = DEFAULT_THRESHOLD,
     ) -> None:
         self.address = address
         self._address = parse_address(address)
+        self._compression = offer_for(self._address, compression)
+        self._compression_threshold = compression_threshold
         if tls is not None and not isinstance(tls, ssl.SSLContext):
             raise TypeError(f"tls must be an ssl.SSLContext, not {type(tls).__name__}")
         self._tls = tls
@@ -1179,6 +1190,7 @@ class Pipe:
                     self._max_frame_size,
                     self._windows,
                     connect_timeout,
+                    self._compression,
                 )
             except (OSError, ProtocolError, HandshakeError) as exc:
                 detail = str(exc) or type(exc).__name__
@@ -1198,8 +1210,15 @@ class Pipe:
             self._retry_at = 0.0
             if connection is not None and not connection.calls and not connection.streams:
                 connection.close("replaced after GOAWAY")
+            codec = wrap(
+                CODECS[settings.codec],
+                settings.compression,
+                self._compression_threshold,
+                self._max_frame_size,
+                settings.peer_max_frame_size,
+            )
             self._connection = _Connection(
-                sock, settings, self._write_timeout, decoder, self._windows, stack
+                sock, settings, self._write_timeout, decoder, self._windows, stack, codec
             )
             return self._connection
         finally:

@@ -65,6 +65,7 @@ from . import frames
 from .address import Address, parse_address
 from .chan import Chan, ChanClosed
 from .codec import CODECS, DEFAULT_CODECS, Codec, CodecError
+from .compression import ALGORITHMS, DEFAULT_THRESHOLD, supported, wrap
 from .context import CallContext, Peer, set_current_call
 from .envelope import decode_call, encode_status
 from .flow import (
@@ -301,6 +302,11 @@ class Server:
       frame_timeout       seconds one frame may take to arrive once its first byte
                           is in, else GOAWAY (UNAVAILABLE) and close, which frees its
                           buffer (default 30; None: never)
+      compression         algorithms a client may choose in HELLO (default: every one
+                          installed, zstd then zlib; () refuses all); clients offer
+                          them only off the local host by default (compression.py)
+      compression_threshold   payloads of at least this many bytes are compressed
+                          when a connection negotiated compression (default 1 KiB)
       tls                 the `ssl.SSLContext` of every tls:// and wss:// address
                           (`transport.tls.server_context` builds one from PEM files,
                           with mTLS when given the clients' CA); required by them
@@ -340,6 +346,8 @@ class Server:
         idle_timeout: float | None = 300.0,
         frame_timeout: float | None = 30.0,
         tls: ssl.SSLContext | None = None,
+        compression: tuple[str, ...] = tuple(ALGORITHMS),
+        compression_threshold: int = DEFAULT_THRESHOLD,
     ) -> None:
         unknown = [c for c in codecs if c not in CODECS]
         if unknown:
@@ -356,6 +364,8 @@ class Server:
         if tls is not None and not isinstance(tls, ssl.SSLContext):
             raise TypeError(f"tls must be an ssl.SSLContext, not {type(tls).__name__}")
         self._tls = tls
+        self._compression = supported(tuple(compression), "Server")
+        self._compression_threshold = compression_threshold
         self._max_frame_size = max_frame_size
         self._codecs = tuple(codecs)
         self._handshake_timeout = handshake_timeout
@@ -946,9 +956,15 @@ class Server:
         if frame.type != FrameType.HELLO:
             raise ProtocolError("the first frame must be HELLO")
         settings, reply = server_choose(
-            frame.payload, self._codecs, self._max_frame_size, self._windows
+            frame.payload, self._codecs, self._max_frame_size, self._windows, self._compression
         )
-        conn.codec = CODECS[settings.codec]
+        conn.codec = wrap(
+            CODECS[settings.codec],
+            settings.compression,
+            self._compression_threshold,
+            self._max_frame_size,
+            settings.peer_max_frame_size,
+        )
         conn.peer_max_frame_size = settings.peer_max_frame_size
         conn.peer_windows = settings.peer_windows
         conn.send_window = SendWindow(settings.peer_windows.connection_bytes)
