@@ -438,3 +438,34 @@ def test_many_threads_over_wss_share_one_connection(tls_server: tuple[str, list[
         for thread in threads:
             thread.join(60)
     assert not errors, errors[:3]
+
+
+def test_a_server_at_its_connection_limit_says_so_over_every_transport() -> None:
+    """The refusal is a GOAWAY in the clear, sent before any TLS or upgrade: the client
+    reads it where it expected a handshake and reports its reason."""
+    echo = _echo_stubs()
+
+    class Echo(echo.service.EchoService):  # type: ignore[name-defined,misc]
+        def echo(self, text: str) -> str:
+            return text
+
+        def repeat(self, text: str, times: int = 2) -> Any:
+            raise NotImplementedError("unused here")
+
+    server = Server(
+        "tls://127.0.0.1:0",
+        "wss://127.0.0.1:0/gp",
+        "ws://127.0.0.1:0/gp",
+        tls=server_tls(),
+        max_connections=1,
+    )
+    echo.service_server.register_echo_service(server, Echo())
+    with (
+        server,
+        echo.service_client.EchoServiceClient.dial(server.addresses[0], tls=client_tls()) as first,
+    ):
+        assert first.echo("in") == "in"
+        for address in server.addresses:
+            late = echo.service_client.EchoServiceClient.dial(address, tls=client_tls())
+            with late, pytest.raises(UnavailableError, match="at its limit of 1 connections"):
+                late.echo("refused")

@@ -216,11 +216,31 @@ def _establish(sock: socket.socket, stack: Stack, layer: Layer, deadline: float)
         data = sock.recv(256 * 1024)
         if not data:
             raise TransportError(f"server closed the connection during the {layer} handshake")
-        early += stack.receive(data)
+        try:
+            early += stack.receive(data)
+        except TransportError:
+            refusal = _plain_goaway(data)
+            if refusal is None:
+                raise
+            raise TransportError(f"server refused the connection: {refusal}") from None
         out = stack.send(b"")
     if out:
         sock.sendall(out)
     return early
+
+
+def _plain_goaway(data: bytes) -> str | None:
+    """The message of a GOAWAY sent in the clear where a handshake was expected: a
+    server at its connection limit refuses before any TLS (server.py `_refuse`)."""
+    from ..frames import FrameDecoder, FrameType, ProtocolError, decode_goaway
+
+    try:
+        frames = FrameDecoder().feed(data)
+        if frames and frames[0].type == FrameType.GOAWAY:
+            return decode_goaway(frames[0].payload)[2]
+    except ProtocolError:
+        pass
+    return None
 
 
 __all__ = [
