@@ -150,13 +150,9 @@ def table(results: dict[str, Any], config: dict[str, Any]) -> str:
         for transport in config["transports"]
         if transport in results[name]
     ]
-    width = 16
-    first = max(len(r[0]) for r in _ROWS) + 2
-    out = [
-        "".ljust(first)
-        + "".join(f"{report.label(name)} {transport}".rjust(width) for name, transport in cols)
+    rows: list[tuple[str, list[str]]] = [
+        ("", [f"{report.label(name)} {transport}" for name, transport in cols])
     ]
-    out.append("-" * len(out[0]))
     for label, scenario, key, fmt in _ROWS:
         cells = []
         for name, transport in cols:
@@ -168,7 +164,7 @@ def table(results: dict[str, Any], config: dict[str, Any]) -> str:
                 cells.append(
                     "FAILED" if "error" in cell else "skipped" if "skipped" in cell else "n/a"
                 )
-        out.append(label.ljust(first) + "".join(c.rjust(width) for c in cells))
+        rows.append((label, cells))
         if config["rounds"] > 1:
             spread = []
             for name, transport in cols:
@@ -176,9 +172,12 @@ def table(results: dict[str, Any], config: dict[str, Any]) -> str:
                 high = _get(results, name, transport, scenario, key + "_max")
                 both = low is not None and high is not None
                 spread.append(f"{fmt.format(low)}..{fmt.format(high)}" if both else "")
-            out.append(
-                "  (min..max over rounds)".ljust(first) + "".join(c.rjust(width) for c in spread)
-            )
+            rows.append(("  (min..max over rounds)", spread))
+    # As wide as the widest cell (a min..max of p99s in ms is), so columns never run together.
+    width = max([16] + [len(c) + 2 for _, cells in rows for c in cells])
+    first = max(len(r[0]) for r in _ROWS) + 2
+    out = [label.ljust(first) + "".join(c.rjust(width) for c in cells) for label, cells in rows]
+    out.insert(1, "-" * len(out[0]))
     for name, transport in cols:
         cell = results[name][transport]
         if "error" in cell:
