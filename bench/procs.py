@@ -43,10 +43,14 @@ def _pump(stream: IO[str], tag: str, tail: deque[str], lines: queue.Queue[str] |
 
 
 @contextlib.contextmanager
-def server(framework: str) -> Iterator[str]:
-    """Run the framework's echo server in its own process; yield its address; always stop it."""
+def server(framework: str, transport: str | None = None) -> Iterator[str]:
+    """Run the framework's echo server in its own process; yield its address; always stop it.
+
+    With `transport`, the server listens on that transport only (the transports comparison).
+    """
+    tag = f"{framework} {transport} server" if transport else f"{framework} server"
     proc = subprocess.Popen(
-        _command("serve", framework),
+        _command("serve", framework, *([transport] if transport else [])),
         cwd=REPO_ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -57,22 +61,22 @@ def server(framework: str) -> Iterator[str]:
     ready: queue.Queue[str] = queue.Queue()
     assert proc.stdout is not None and proc.stderr is not None and proc.stdin is not None
     pumps = [
-        threading.Thread(target=_pump, args=(proc.stdout, f"{framework} server", tail, ready)),
-        threading.Thread(target=_pump, args=(proc.stderr, f"{framework} server", tail, None)),
+        threading.Thread(target=_pump, args=(proc.stdout, tag, tail, ready)),
+        threading.Thread(target=_pump, args=(proc.stderr, tag, tail, None)),
     ]
     for p in pumps:
         p.daemon = True
         p.start()
     try:
-        yield _wait_ready(proc, framework, ready, tail, pumps[1])
+        yield _wait_ready(proc, tag, ready, tail, pumps[1])
 
     finally:
-        _stop(proc, f"{framework} server")
+        _stop(proc, tag)
 
 
 def _wait_ready(
     proc: subprocess.Popen[str],
-    framework: str,
+    tag: str,
     ready: queue.Queue[str],
     tail: deque[str],
     stderr_pump: threading.Thread,
@@ -87,12 +91,9 @@ def _wait_ready(
             # Let the pump finish reading the traceback so the error names the cause.
             stderr_pump.join(timeout=2)
             raise ChildError(
-                f"{framework} server exited {proc.returncode} before it was ready: "
-                + _last_line(tail)
+                f"{tag} exited {proc.returncode} before it was ready: " + _last_line(tail)
             )
-    raise ChildError(
-        f"{framework} server not ready after {SERVER_READY_TIMEOUT_S:.0f} s: " + _last_line(tail)
-    )
+    raise ChildError(f"{tag} not ready after {SERVER_READY_TIMEOUT_S:.0f} s: " + _last_line(tail))
 
 
 def _stop(proc: subprocess.Popen[str], name: str) -> None:

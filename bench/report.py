@@ -14,6 +14,10 @@ _LABELS = {
 }
 
 
+def label(name: str) -> str:
+    return _LABELS.get(name, name)
+
+
 def header(machine: dict[str, Any], config: dict[str, Any]) -> str:
     lat = config["scenarios"]["unary_latency"]
     thr = config["scenarios"]["unary_throughput"]

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from bench import frameworks, measure, procs, report, streams
+from bench import frameworks, measure, procs, report, streams, transports
 
 # Scenario name -> (full params, --quick params). A framework lacking a scenario reports n/a.
 SCENARIOS: dict[str, tuple[dict[str, int], dict[str, int]]] = {
@@ -71,6 +71,18 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="run only the concurrent-streams scenario (counts from --streams, else 'default')",
     )
     parser.add_argument(
+        "--transports",
+        metavar="T,T",
+        help="also compare transports: unary latency and server stream for gopherpipe over "
+        f"each of {','.join(transports.TRANSPORTS)} and grpc over tcp and tls "
+        "('default' is all four; tcp is always included, as the baseline)",
+    )
+    parser.add_argument(
+        "--transports-only",
+        action="store_true",
+        help="run only the transports comparison (transports from --transports, else all)",
+    )
+    parser.add_argument(
         "--chart", metavar="PATH", type=Path, help="write a PNG chart of the figures here"
     )
     args = parser.parse_args(argv)
@@ -78,6 +90,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--rounds must be at least 1")
     if args.streams_only and args.streams is None:
         args.streams = "default"
+    if args.transports_only and args.transports is None:
+        args.transports = "default"
+    try:
+        args.transport_list = transports.parse(args.transports) if args.transports else []
+    except ValueError as exc:
+        parser.error(f"--transports: {exc}")
     if args.streams is None:
         args.stream_counts = []
     elif args.streams.strip() == "default":
@@ -151,16 +169,28 @@ def _prepare(name: str, out: dict[str, Any]) -> ModuleType | None:
 
 
 def _run_round(
-    name: str, module: ModuleType, config: dict[str, Any], tag: str
+    name: str,
+    module: ModuleType,
+    config: dict[str, Any],
+    tag: str,
+    transport: str | None = None,
+    scenarios: list[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """One fresh server process, then one fresh client process per scenario."""
+    """One fresh server process, then one fresh client process per scenario.
+
+    `transport` (the transports comparison) makes the server listen on that transport only,
+    and names it in the progress lines; `scenarios` picks a subset of SCENARIOS.
+    """
     figures: dict[str, dict[str, Any]] = {}
-    progress(f"{tag}{name}: starting its server")
-    with procs.server(name) as address:
+    who = f"{name} {transport}" if transport else name
+    progress(f"{tag}{who}: starting its server")
+    with procs.server(name, transport) as address:
         for scenario in SCENARIOS:
-            if scenario not in module.SCENARIOS:
+            if scenario not in module.SCENARIOS or (
+                scenarios is not None and scenario not in scenarios
+            ):
                 continue
-            progress(f"{tag}{name}: {scenario}")
+            progress(f"{tag}{who}: {scenario}")
             started = time.monotonic()
             figures[scenario] = procs.measure(
                 name,
@@ -171,7 +201,7 @@ def _run_round(
                 config["scenario_timeout_s"],
             )
             print(
-                f"{tag}{name}: {scenario} ({time.monotonic() - started:.1f} s): "
+                f"{tag}{who}: {scenario} ({time.monotonic() - started:.1f} s): "
                 + report.summary(scenario, figures[scenario]),
                 flush=True,
             )
@@ -192,8 +222,9 @@ def main(argv: list[str] | None = None) -> int:
         "scenarios": {name: params[pick] for name, params in SCENARIOS.items()},
         "scenario_timeout_s": SCENARIO_TIMEOUT_S[args.quick],
         "frameworks": args.names,
-        "echo": not args.streams_only,
+        "echo": not (args.streams_only or args.transports_only),
         "stream_counts": args.stream_counts,
+        "transports": args.transport_list,
     }
     machine = _machine()
     print(report.header(machine, config), flush=True)
@@ -226,6 +257,21 @@ def main(argv: list[str] | None = None) -> int:
             results[name].update(measure.combine_rounds(runs))
             results[name]["rounds"] = runs
 
+    transport_results = (
+        transports.run(
+            {n: m for n, m in modules.items() if "error" not in results[n]},
+            args.transport_list,
+            rounds,
+            lambda name, module, tag, transport, scenarios: _run_round(
+                name, module, config, tag, transport, scenarios
+            ),
+        )
+        if args.transport_list
+        else {}
+    )
+    if args.transport_list and not transport_results:
+        print("transports: nothing to compare (needs gopherpipe or grpc in --frameworks)")
+
     variants = [
         v
         for v in streams.VARIANTS
@@ -254,11 +300,26 @@ def main(argv: list[str] | None = None) -> int:
         if "error" in figures
     ]
 
+    # As in the echo suite, any framework failing on a transport fails the run.
+    failed += [
+        f"{name} over {transport}"
+        for name, cells in transport_results.items()
+        for transport, cell in cells.items()
+        if "error" in cell
+    ]
+
     ratios = report.ratios(results)
+    transport_ratios = transports.ratios(transport_results)
     if config["echo"]:
         print()
         print(report.table(results, config))
         print(report.ratio_lines(ratios, args.names))
+    if transport_results:
+        print()
+        print(transports.header(config))
+        print()
+        print(transports.table(transport_results, config))
+        print(transports.ratio_lines(transport_ratios, transport_results))
     if stream_results:
         print()
         print(streams.table(stream_results, args.stream_counts, args.quick))
@@ -269,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
             "results": results,
             "ratios": ratios,
             "concurrent_streams": stream_results,
+            "transports": transport_results,
+            "transport_ratios": transport_ratios,
         }
         args.json.write_text(json.dumps(doc, indent=2) + "\n")
         print(f"\nfigures written to {args.json}")

@@ -1,8 +1,10 @@
 """Child-process entry points; the runner starts these, people need not.
 
-python -m bench.worker serve FRAMEWORK
+python -m bench.worker serve FRAMEWORK [TRANSPORT]
     prints "READY <address>", serves until stdin closes, then stops the server. Closing
     stdin (rather than a signal) means a runner that dies takes its servers with it.
+    TRANSPORT (tcp, tls, ws, wss; the transports comparison) is passed to the framework's
+    serve(); without it, serve() listens on its default, plain TCP.
 python -m bench.worker measure FRAMEWORK SCENARIO ADDRESS PAYLOAD_SIZE PARAMS_JSON
     runs one scenario against ADDRESS and prints "RESULT <json>".
 
@@ -30,9 +32,9 @@ RESULT = "RESULT "
 STOP_GRACE_S = 1.0
 
 
-def _serve(framework: str) -> int:
+def _serve(framework: str, *transport: str) -> int:
     module = frameworks.load(framework)
-    address, stop = module.serve()
+    address, stop = module.serve(*transport)
     print(READY + address, flush=True)
     try:
         sys.stdin.read()
@@ -97,8 +99,8 @@ def _publish(variant: str, address: str, topic: str) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) == 2 and argv[0] == "serve":
-        return _serve(argv[1])
+    if len(argv) in (2, 3) and argv[0] == "serve":
+        return _serve(*argv[1:])
     if len(argv) == 6 and argv[0] == "measure":
         return _measure(*argv[1:])
     if len(argv) == 3 and argv[0] == "serve-streams":

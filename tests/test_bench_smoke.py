@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench import measure  # noqa: E402
+from bench import measure, transports  # noqa: E402
 
 
 def test_percentile_is_nearest_rank() -> None:
@@ -117,6 +117,51 @@ def test_quick_concurrent_streams_over_gopherpipe(tmp_path: Path) -> None:
     assert figures["p50_ms"] > 0 and figures["last_ms"] >= figures["p99_ms"] >= figures["p50_ms"]
     assert "200 open streams" in done.stdout
     assert "concurrent streams: gopherpipe, 200 streams" in done.stderr  # the progress line
+
+
+def test_quick_transports_over_gopherpipe(tmp_path: Path) -> None:
+    """`--transports` end to end at --quick size, GopherPipe only (no grpcio needed): a server
+    per transport with the test certificates, tcp added as the baseline, typed items over
+    every transport, and the cost-against-tcp lines."""
+    figures_path = tmp_path / "figures.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--transports-only",
+            "--transports",
+            "tls,ws,wss",
+            "--frameworks",
+            "gopherpipe",
+            "--json",
+            str(figures_path),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    doc = json.loads(figures_path.read_text())
+    cells = doc["transports"]["gopherpipe"]
+    assert sorted(cells) == ["tcp", "tls", "ws", "wss"]
+    for cell in cells.values():
+        assert cell["unary_latency"]["p50_us"] > 0
+        assert cell["server_stream"]["messages_per_s"] > 0
+        assert cell["server_stream"]["item_type"] == "Tick"
+    assert doc["transport_ratios"]["gopherpipe wss/tcp p50"] > 0
+    assert "gopherpipe tls/tcp: unary p50 " in done.stdout
+    assert "[transports, round 1/1] gopherpipe wss: server_stream" in done.stderr
+
+
+def test_transports_always_measure_tcp_as_the_baseline() -> None:
+    assert transports.parse("ws,tls") == ["tcp", "tls", "ws"]
+    assert transports.parse("default") == ["tcp", "tls", "ws", "wss"]
+    with pytest.raises(ValueError):
+        transports.parse("tcp,quic")
 
 
 def test_stream_order_and_count_are_checked() -> None:

@@ -10,6 +10,12 @@ A framework module defines:
   fresh client process. A framework may lack a scenario (the raw socket has no multiplexing);
   the report shows it as n/a. Streaming scenarios (server-stream messages/s, bidi ping-pong)
   are meant to be added here the same way.
+- ``TRANSPORTS`` (optional): the transports its ``serve(transport)`` can listen on for the
+  transports comparison (``--transports``, bench/transports.py); "tcp" is what ``serve()``
+  does without one. The address it returns carries the scheme (``tls://``, ``ws://``...), so
+  its scenario functions pick the matching client from the address alone, with the test
+  certificates in ``CERTS`` (server-only TLS: the client checks the server's certificate
+  against ``ca.pem``, and presents none).
 
 The concurrent-streams scenario (bench/streams.py) has its own server per stream count, so a
 module taking part also defines ``STREAM_SERVERS`` (variant -> ``serve(params)``, as
@@ -20,7 +26,11 @@ module taking part also defines ``STREAM_SERVERS`` (variant -> ``serve(params)``
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from types import ModuleType
+
+# The project's test certificates (CN=localhost, SANs localhost, 127.0.0.1, ::1).
+CERTS = Path(__file__).resolve().parent.parent.parent / "examples" / "certs"
 
 # Report column order: the floor first, then the frameworks it bounds.
 FRAMEWORKS: dict[str, str] = {

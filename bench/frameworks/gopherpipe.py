@@ -14,6 +14,7 @@ from typing import Any
 
 import gopherpipe_runtime
 from bench import measure
+from bench.frameworks import CERTS
 
 LABEL = "gopherpipe"
 
@@ -97,7 +98,18 @@ def _serve_streams(server: gopherpipe_runtime.Server) -> None:
     _streaming("server").register_stream_bench(server, Streams())
 
 
-def serve() -> tuple[str, Callable[[float], None]]:
+# The transports comparison's listeners, one per server process (so a tcp:// figure never
+# comes from a server that also holds a TLS listener); ws and wss on a path, as browsers dial.
+TRANSPORTS = {
+    "tcp": "tcp://127.0.0.1:0",
+    "tls": "tls://127.0.0.1:0",
+    "ws": "ws://127.0.0.1:0/gp",
+    "wss": "wss://127.0.0.1:0/gp",
+}
+_TLS_SCHEMES = ("tls://", "wss://")
+
+
+def serve(transport: str = "tcp") -> tuple[str, Callable[[float], None]]:
     server_stub = _stub("server")
     contract = _contract()
 
@@ -108,7 +120,14 @@ def serve() -> tuple[str, Callable[[float], None]]:
         def repeat(self, text: str, times: int = 2) -> Any:
             return contract.Echoed(text=text * times, times=times)
 
-    server = gopherpipe_runtime.Server("tcp://127.0.0.1:0")
+    listen = TRANSPORTS[transport]
+    if listen.startswith(_TLS_SCHEMES):
+        from gopherpipe_runtime.transport import tls
+
+        context = tls.server_context(str(CERTS / "server.pem"), str(CERTS / "server.key"))
+        server = gopherpipe_runtime.Server(listen, tls=context)
+    else:
+        server = gopherpipe_runtime.Server(listen)
     server_stub.register_echo_service(server, Echo())
     _serve_streams(server)
     server.start()
@@ -119,8 +138,17 @@ def serve() -> tuple[str, Callable[[float], None]]:
     return str(server.addresses[0]), stop
 
 
+def _dial_options(address: str) -> dict[str, Any]:
+    """tls:// and wss:// check the server's test certificate against the test CA."""
+    if not address.startswith(_TLS_SCHEMES):
+        return {}
+    from gopherpipe_runtime.transport import tls
+
+    return {"tls": tls.client_context(str(CERTS / "ca.pem"))}
+
+
 def _dial(address: str) -> Any:
-    return _stub("client").EchoServiceClient.dial(address)
+    return _stub("client").EchoServiceClient.dial(address, **_dial_options(address))
 
 
 def unary_latency(address: str, payload: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -148,7 +176,7 @@ def unary_throughput(address: str, payload: str, params: dict[str, Any]) -> dict
 
 def server_stream(address: str, payload: str, params: dict[str, Any]) -> dict[str, Any]:
     # Items arrive as `Tick` dataclass instances, decoded by the generated stub.
-    client = _streaming("client").StreamBenchClient.dial(address)
+    client = _streaming("client").StreamBenchClient.dial(address, **_dial_options(address))
     try:
         return measure.server_stream(client.ticks, params["messages"])
     finally:
@@ -158,7 +186,7 @@ def server_stream(address: str, payload: str, params: dict[str, Any]) -> dict[st
 def bidi_pingpong(address: str, payload: str, params: dict[str, Any]) -> dict[str, Any]:
     from bench.streaming_service import Tick
 
-    client = _streaming("client").StreamBenchClient.dial(address)
+    client = _streaming("client").StreamBenchClient.dial(address, **_dial_options(address))
     pings: gopherpipe_runtime.Chan[Tick] = gopherpipe_runtime.Chan()
     pongs = client.ping_pong(pings)
 

@@ -1,5 +1,10 @@
 """grpcio: sync `grpc.server` on a ThreadPoolExecutor, one insecure channel on the client.
 
+For the transports comparison, `serve("tls")` listens on a secure port with the project's
+test certificate (`grpc.ssl_server_credentials`), and an address `tls://host:port` makes
+the client open a `grpc.secure_channel` that checks it against the test CA
+(`grpc.ssl_channel_credentials`): server-only TLS, as GopherPipe's tls:// in the bench.
+
 The stubs are generated from bench/protos/echo.proto by grpcio-tools at bench time (in
 `prepare`), into bench/_grpc_generated/, which is git-ignored: generated code must match the
 installed grpcio/protobuf, so it is never committed.
@@ -22,6 +27,7 @@ from typing import Any
 import grpc
 
 from bench import measure
+from bench.frameworks import CERTS
 
 LABEL = "grpc"
 
@@ -69,7 +75,26 @@ def _streaming() -> tuple[Any, Any]:
     return stream_pb2, stream_pb2_grpc
 
 
-def serve() -> tuple[str, Callable[[float], None]]:
+# grpcio has no WebSocket transport; its TLS is HTTP/2 over TLS.
+TRANSPORTS = ("tcp", "tls")
+
+
+def _channel(address: str) -> grpc.Channel:
+    """A ready channel: insecure for tcp://, TLS checked against the test CA for tls://."""
+    if address.startswith("tls://"):
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=(CERTS / "ca.pem").read_bytes()
+        )
+        channel = grpc.secure_channel(address.removeprefix("tls://"), credentials)
+    else:
+        channel = grpc.insecure_channel(address.removeprefix("tcp://"))
+    grpc.channel_ready_future(channel).result(timeout=30)
+    return channel
+
+
+def serve(transport: str = "tcp") -> tuple[str, Callable[[float], None]]:
+    if transport not in TRANSPORTS:
+        raise ValueError(f"grpcio serves {', '.join(TRANSPORTS)} here, not {transport}")
     pb2, pb2_grpc = _generated()
 
     class EchoServicer(pb2_grpc.EchoServicer):  # type: ignore[misc, name-defined]
@@ -90,19 +115,24 @@ def serve() -> tuple[str, Callable[[float], None]]:
             yield from request_iterator
 
     stream_grpc.add_StreamBenchServicer_to_server(StreamServicer(), server)
-    port = server.add_insecure_port("127.0.0.1:0")
+    if transport == "tls":
+        credentials = grpc.ssl_server_credentials(
+            [((CERTS / "server.key").read_bytes(), (CERTS / "server.pem").read_bytes())]
+        )
+        port = server.add_secure_port("127.0.0.1:0", credentials)
+    else:
+        port = server.add_insecure_port("127.0.0.1:0")
     server.start()
 
     def stop(grace: float) -> None:
         server.stop(grace).wait(grace + 5)
 
-    return f"tcp://127.0.0.1:{port}", stop
+    return f"{transport}://127.0.0.1:{port}", stop
 
 
 def _dial(address: str) -> tuple[grpc.Channel, Callable[[str], str]]:
     pb2, pb2_grpc = _generated()
-    channel = grpc.insecure_channel(address.removeprefix("tcp://"))
-    grpc.channel_ready_future(channel).result(timeout=30)
+    channel = _channel(address)
     stub = pb2_grpc.EchoStub(channel)
     request_type = pb2.EchoRequest
 
@@ -138,8 +168,7 @@ def unary_throughput(address: str, payload: str, params: dict[str, Any]) -> dict
 def server_stream(address: str, payload: str, params: dict[str, Any]) -> dict[str, Any]:
     # Items arrive as protobuf `Tick` messages: grpc's typed objects.
     pb2, pb2_grpc = _streaming()
-    channel = grpc.insecure_channel(address.removeprefix("tcp://"))
-    grpc.channel_ready_future(channel).result(timeout=30)
+    channel = _channel(address)
     stub = pb2_grpc.StreamBenchStub(channel)
     try:
         return measure.server_stream(
@@ -151,8 +180,7 @@ def server_stream(address: str, payload: str, params: dict[str, Any]) -> dict[st
 
 def bidi_pingpong(address: str, payload: str, params: dict[str, Any]) -> dict[str, Any]:
     pb2, pb2_grpc = _streaming()
-    channel = grpc.insecure_channel(address.removeprefix("tcp://"))
-    grpc.channel_ready_future(channel).result(timeout=30)
+    channel = _channel(address)
     stub = pb2_grpc.StreamBenchStub(channel)
     pings: queue.SimpleQueue[Any] = queue.SimpleQueue()
     pongs = stub.PingPong(iter(pings.get, None))
