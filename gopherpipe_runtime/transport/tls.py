@@ -95,9 +95,13 @@ class TlsLayer:
             if not self.established:
                 return b""
         chunks: list[bytes] = []
-        while True:
+        incoming, tls = self._incoming, self._tls
+        # Stop when nothing is left to decrypt rather than at SSLWantReadError: the
+        # usual read holds whole records, and an exception per read costs more than
+        # the two checks.
+        while incoming.pending or tls.pending():
             try:
-                chunk = self._tls.read(_READ_SIZE)
+                chunk = tls.read(_READ_SIZE)
             except ssl.SSLWantReadError:
                 break
             except ssl.SSLZeroReturnError:
