@@ -1,15 +1,27 @@
-"""What the end-to-end tests share: a server in its own process, and a raw TCP_LITE peer."""
+"""What the end-to-end tests share: a server in its own process, a raw TCP_LITE peer,
+and ways to watch the server from outside (its /proc status, a well-behaved client
+calling in the background while something hostile happens)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import resource
+import selectors
 import shutil
 import socket
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from gopherpipe_runtime.frames import PREFACE, FrameDecoder, FrameType, encode_frame
+import msgpack
+
+from gopherpipe_runtime import StatusCode
+from gopherpipe_runtime.frames import PREFACE, FrameDecoder, FrameType, decode_goaway, encode_frame
 from gopherpipe_runtime.handshake import client_hello
 
 E2E = Path(__file__).parent / "e2e"
@@ -37,7 +49,23 @@ class ServerProcess:
         if not line:
             self.proc.kill()
             raise RuntimeError("server process did not start")
-        self.address = line
+        self.addresses = line.split()
+        """Every bound address, in the order asked (serve.py takes several, comma-separated)."""
+        self.address = self.addresses[0]
+
+    def status(self, field: str) -> int:
+        """An integer field of the server's /proc/<pid>/status (VmRSS is in KiB)."""
+        return proc_status(self.proc.pid, field)
+
+    def rss_kib(self) -> int:
+        return self.status("VmRSS")
+
+    def threads(self) -> int:
+        return self.status("Threads")
+
+    def fds(self) -> int:
+        """Open file descriptors: listeners, selector, and one per connection."""
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -97,16 +125,194 @@ def generate_stubs(folder: Path, *contracts: str) -> Path:
     return folder
 
 
+def proc_status(pid: int, field: str) -> int:
+    """An integer field of /proc/<pid>/status (VmRSS is in KiB)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
 def rss_kib(pid: int) -> int:
     """Resident memory of process `pid`, from /proc."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no VmRSS for process {pid}")
+    return proc_status(pid, "VmRSS")
 
 
 def thread_count(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("Threads:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no Threads for process {pid}")
+    return proc_status(pid, "Threads")
+
+
+def wait_until(condition: Callable[[], bool], what: str, limit: float = 20.0) -> None:
+    """Poll a condition another process makes true; bounded, and it names what failed."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting until {what}")
+        time.sleep(0.01)
+
+
+@contextlib.contextmanager
+def nofile_raised(wanted: int, headroom: int) -> Iterator[int]:
+    """Raise the soft RLIMIT_NOFILE towards `wanted + headroom` (at most the hard limit),
+    restoring it on exit; yields how many of `wanted` descriptors the limit allows with
+    `headroom` kept free. A server process started inside inherits the raised limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted + headroom:
+        raised = (
+            wanted + headroom if hard == resource.RLIM_INFINITY else min(hard, wanted + headroom)
+        )
+        resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+    now = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    allowed = wanted if now == resource.RLIM_INFINITY else max(1, now - headroom)
+    try:
+        yield min(wanted, allowed)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+# -- a raw TCP_LITE peer, for hostile tests ---------------------------------------------
+
+
+def hello_bytes(codec: str = "msgpack", max_frame_size: int = 1 << 20) -> bytes:
+    """The preface and a client HELLO offering only `codec`."""
+    return PREFACE + encode_frame(FrameType.HELLO, client_hello((codec,), max_frame_size))
+
+
+def handshake(
+    address: str, codec: str = "msgpack", max_frame_size: int = 1 << 20
+) -> tuple[socket.socket, FrameDecoder]:
+    """A raw TCP_LITE connection past HELLO, with `codec` negotiated."""
+    sock = raw_socket(address)
+    sock.sendall(hello_bytes(codec, max_frame_size))
+    decoder = FrameDecoder(1 << 20)
+    received: list[Any] = []
+    while not received:
+        data = sock.recv(65536)
+        assert data, "the server closed the connection instead of answering HELLO"
+        received = decoder.feed(data)
+    assert received[0].type == FrameType.HELLO
+    assert msgpack.unpackb(received[0].payload)["codec"] == codec
+    return sock, decoder
+
+
+def frames_until_closed(sock: socket.socket, decoder: FrameDecoder) -> list[Any]:
+    """Every frame the server sends until it closes (bounded by the socket timeout)."""
+    received: list[Any] = []
+    while chunk := sock.recv(65536):
+        received += decoder.feed(chunk)
+    return received
+
+
+def next_frame(sock: socket.socket, decoder: FrameDecoder, wanted: int) -> Any:
+    """The next frame of type `wanted` (others are skipped); fails on close."""
+    while True:
+        data = sock.recv(65536)
+        assert data, f"connection closed while waiting for a {FrameType(wanted).name}"
+        for frame in decoder.feed(data):
+            if frame.type == wanted:
+                return frame
+
+
+def assert_goaway_protocol_error(received: list[Any], expected: str = "") -> str:
+    """The peer got GOAWAY INTERNAL `protocol error: ...` as its last frame; the message."""
+    assert received, "the connection was closed without a GOAWAY"
+    last = received[-1]
+    assert last.type == FrameType.GOAWAY, f"last frame is {FrameType(last.type).name}"
+    _, code, message = decode_goaway(last.payload)
+    assert code == StatusCode.INTERNAL, (code, message)
+    assert message.startswith("protocol error:"), message
+    assert expected in message, message
+    return message
+
+
+def call_body(service: str, method: str, args: list[Any]) -> bytes:
+    """A msgpack CALL body: no timeout, no metadata."""
+    return msgpack.packb([service, method, None, {}, args], use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def call_prefix(service: str, method: str) -> bytes:
+    """A msgpack CALL array's first four items; the fifth (args) is appended raw."""
+    return b"\x95" + msgpack.packb(service) + msgpack.packb(method) + b"\xc0\x80"
+
+
+HUGE = 0xFFFF_FFFF
+HUGE_HEADERS = {
+    "array32": b"\xdd\xff\xff\xff\xff" + b"\xc0" * 3,
+    "map32": b"\xdf\xff\xff\xff\xff" + b"\xc0" * 4,
+    "str32": b"\xdb\xff\xff\xff\xff" + b"abc",
+    "bin32": b"\xc6\xff\xff\xff\xff" + b"abc",
+    "ext32": b"\xc9\xff\xff\xff\xff\x01" + b"abc",
+}
+"""msgpack headers declaring 4 G elements or bytes, followed by a few bytes."""
+
+
+def count_readable(socks: list[socket.socket]) -> int:
+    """How many of these sockets have something to read (for a silent peer: EOF) now."""
+    with selectors.DefaultSelector() as selector:
+        for sock in socks:
+            selector.register(sock, selectors.EVENT_READ)
+        return len(selector.select(0))
+
+
+# -- a well-behaved client in the background ------------------------------------------------
+
+
+class Bystander:
+    """A well-behaved client that keeps calling on a thread of its own while a test
+    attacks the server, and records every failure it meets.
+
+    `call(n)` makes the n-th call (and checks its result); it runs back to back, with
+    `pause` seconds between calls so the attack gets CPU too. Use as a context manager
+    around the attack: on entry it waits until `warmup` calls succeeded (so the calls
+    really overlap the attack), on exit until `cooldown` more did, then stops.
+    """
+
+    def __init__(
+        self,
+        call: Callable[[int], None],
+        pause: float = 0.005,
+        warmup: int = 5,
+        cooldown: int = 5,
+        limit: float = 60.0,
+    ) -> None:
+        self._call = call
+        self._pause = pause
+        self._warmup = warmup
+        self._cooldown = cooldown
+        self._limit = limit
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bystander", daemon=True)
+        self.calls = 0
+        """Calls that succeeded."""
+        self.failures: list[str] = []
+        """One line per call that failed (any exception, a wrong result included)."""
+
+    def _run(self) -> None:
+        n = 0
+        while not self._stop.is_set():
+            try:
+                self._call(n)
+            except BaseException as exc:  # every failure counts; the test reports them
+                self.failures.append(f"call {n}: {type(exc).__name__}: {exc}")
+            else:
+                self.calls += 1
+            n += 1
+            self._stop.wait(self._pause)
+
+    def _wait_for(self, calls: int, what: str) -> None:
+        # A failure ends the wait too: the test reports it, not a timeout.
+        wait_until(lambda: self.calls >= calls or bool(self.failures), what, self._limit)
+
+    def __enter__(self) -> Bystander:
+        self._thread.start()
+        self._wait_for(self._warmup, f"the bystander made {self._warmup} calls")
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+        try:
+            if exc_type is None:
+                target = self.calls + self._cooldown
+                self._wait_for(target, f"the bystander made {self._cooldown} more calls")
+        finally:
+            self._stop.set()
+            self._thread.join(self._limit)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import random
 import resource
 import selectors
@@ -26,13 +25,29 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import msgpack
 import pytest
-from e2e_harness import ServerProcess, generate_stubs, host_port, raw_socket
+from e2e_harness import (
+    HUGE,
+    HUGE_HEADERS,
+    ServerProcess,
+    assert_goaway_protocol_error,
+    call_body,
+    call_prefix,
+    count_readable,
+    frames_until_closed,
+    generate_stubs,
+    handshake,
+    host_port,
+    next_frame,
+    nofile_raised,
+    raw_socket,
+    wait_until,
+)
 
 from gopherpipe_runtime import DeadlineExceededError, StatusCode
 from gopherpipe_runtime.frames import (
@@ -58,92 +73,21 @@ which inherits the limit) opens besides the silent connections."""
 RSS_SLACK_KIB = 4 * 1024
 """How much the server's RSS may grow across an attack: a few MB of allocator
 noise, far below the GiB a forged length would cost if it were believed."""
-HUGE = 0xFFFF_FFFF
 
 
 # -- helpers ------------------------------------------------------------------------------
 
 
-def wait_until(condition: Callable[[], bool], what: str, limit: float = 20.0) -> None:
-    """Poll a condition another process makes true; bounded, and it names what failed."""
-    deadline = time.monotonic() + limit
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        time.sleep(0.01)
-
-
-def proc_status(pid: int, field: str) -> int:
-    """An integer field of /proc/<pid>/status (VmRSS is in KiB)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise AssertionError(f"no {field} in /proc/{pid}/status")
-
-
 def rss_kib(server: ServerProcess) -> int:
-    return proc_status(server.proc.pid, "VmRSS")
+    return server.rss_kib()
 
 
 def server_fds(server: ServerProcess) -> int:
-    return len(os.listdir(f"/proc/{server.proc.pid}/fd"))
+    return server.fds()
 
 
 def server_threads(server: ServerProcess) -> int:
-    return proc_status(server.proc.pid, "Threads")
-
-
-def hello_bytes(codec: str = "msgpack") -> bytes:
-    return PREFACE + encode_frame(FrameType.HELLO, client_hello((codec,), 1 << 20))
-
-
-def handshake(address: str, codec: str = "msgpack") -> tuple[socket.socket, FrameDecoder]:
-    """A raw TCP_LITE connection past HELLO, with `codec` negotiated."""
-    sock = raw_socket(address)
-    sock.sendall(hello_bytes(codec))
-    decoder = FrameDecoder(1 << 20)
-    received: list[Any] = []
-    while not received:
-        data = sock.recv(65536)
-        assert data, "the server closed the connection instead of answering HELLO"
-        received = decoder.feed(data)
-    assert received[0].type == FrameType.HELLO
-    assert msgpack.unpackb(received[0].payload)["codec"] == codec
-    return sock, decoder
-
-
-def frames_until_closed(sock: socket.socket, decoder: FrameDecoder) -> list[Any]:
-    """Every frame the server sends until it closes (bounded by the socket timeout)."""
-    received: list[Any] = []
-    while chunk := sock.recv(65536):
-        received += decoder.feed(chunk)
-    return received
-
-
-def next_frame(sock: socket.socket, decoder: FrameDecoder, wanted: int) -> Any:
-    """The next frame of type `wanted` (others are skipped); fails on close."""
-    while True:
-        data = sock.recv(65536)
-        assert data, f"connection closed while waiting for a {FrameType(wanted).name}"
-        for frame in decoder.feed(data):
-            if frame.type == wanted:
-                return frame
-
-
-def assert_goaway_protocol_error(received: list[Any], expected: str = "") -> str:
-    """The peer got GOAWAY INTERNAL `protocol error: ...` as its last frame; the message."""
-    assert received, "the connection was closed without a GOAWAY"
-    last = received[-1]
-    assert last.type == FrameType.GOAWAY, f"last frame is {FrameType(last.type).name}"
-    _, code, message = decode_goaway(last.payload)
-    assert code == StatusCode.INTERNAL, (code, message)
-    assert message.startswith("protocol error:"), message
-    assert expected in message, message
-    return message
-
-
-def call_body(service: str, method: str, args: list[Any]) -> bytes:
-    return msgpack.packb([service, method, None, {}, args], use_bin_type=True)  # type: ignore[no-any-return]
+    return server.threads()
 
 
 def assert_served(api: dict[str, Any], server: ServerProcess, codec: str = "msgpack") -> None:
@@ -151,14 +95,6 @@ def assert_served(api: dict[str, Any], server: ServerProcess, codec: str = "msgp
     assert server.proc.poll() is None, f"the server process died ({server.proc.returncode})"
     with api["AllTypesClient"].dial(server.address, codec=codec) as client:
         assert client.with_options(timeout=15).add(40, 2) == 42
-
-
-def count_readable(socks: list[socket.socket]) -> int:
-    """How many of these sockets have something to read (for a silent peer: EOF) now."""
-    with selectors.DefaultSelector() as selector:
-        for sock in socks:
-            selector.register(sock, selectors.EVENT_READ)
-        return len(selector.select(0))
 
 
 def wait_for_eofs(socks: list[socket.socket], started: list[float], limit: float) -> list[float]:
@@ -215,17 +151,8 @@ def silent_count() -> Iterator[int]:
     """Raise the soft RLIMIT_NOFILE (towards the hard limit) so 2 000 connections fit
     at both ends: the server process inherits the limit, so this runs before it starts.
     Yields how many silent connections the limits allow."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = SILENT_CONNECTIONS + FD_HEADROOM
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        raised = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
-    now = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    allowed = SILENT_CONNECTIONS if now == resource.RLIM_INFINITY else max(1, now - FD_HEADROOM)
-    try:
-        yield min(SILENT_CONNECTIONS, allowed)
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    with nofile_raised(SILENT_CONNECTIONS, FD_HEADROOM) as allowed:
+        yield allowed
 
 
 @pytest.fixture(scope="module")
@@ -378,19 +305,6 @@ def test_length_of_4_gib_gets_goaway_without_allocating(
 
 
 # -- 4. huge msgpack headers inside valid frames -------------------------------------------
-
-HUGE_HEADERS = {
-    "array32": b"\xdd\xff\xff\xff\xff" + b"\xc0" * 3,
-    "map32": b"\xdf\xff\xff\xff\xff" + b"\xc0" * 4,
-    "str32": b"\xdb\xff\xff\xff\xff" + b"abc",
-    "bin32": b"\xc6\xff\xff\xff\xff" + b"abc",
-    "ext32": b"\xc9\xff\xff\xff\xff\x01" + b"abc",
-}
-
-
-def call_prefix(service: str, method: str) -> bytes:
-    """A CALL array's first four items; the fifth (args) is appended raw."""
-    return b"\x95" + msgpack.packb(service) + msgpack.packb(method) + b"\xc0\x80"
 
 
 def test_huge_msgpack_headers_in_call_fail_only_that_call(
