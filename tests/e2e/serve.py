@@ -1,12 +1,16 @@
 """Serve the e2e services in their own process:
-`serve.py STUB_DIR ADDRESS [options JSON [harness JSON]]`.
+`serve.py STUB_DIR ADDRESS[,ADDRESS...] [options JSON [harness JSON]]`.
 
 Serves AllTypes, and Streams and MoreTypes too when their stubs are in STUB_DIR.
-Prints the bound address on stdout, then serves until killed or stdin closes. The
-options go to `Server`; the harness JSON sets up the process for hardening tests:
+Prints the bound addresses on stdout (one line, separated by spaces, in the order
+given), then serves until killed or stdin closes. The options go to `Server`; the
+harness JSON sets up the process for hardening tests:
   "nofile": N     lower the soft RLIMIT_NOFILE to N before the Server is made
   "gc": false     disable the cyclic garbage collector, so only reference counting frees
   "debug": true   also serve `Debug.stats()`: live _Connection objects and more
+  "tls": {"cert": PEM, "key": PEM, "client_ca": PEM}
+                  pass `tls=` an SSLContext serving that certificate; with
+                  "client_ca", clients must present a certificate it signed (mTLS)
 """
 
 from __future__ import annotations
@@ -38,7 +42,17 @@ from gopherpipe_runtime import Server  # noqa: E402
 from gopherpipe_runtime import server as server_module  # noqa: E402
 from gopherpipe_runtime.service import MethodDef, MethodKind, ServiceDef  # noqa: E402
 
-server = Server(address, **options)
+if "tls" in harness:
+    import ssl
+
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(harness["tls"]["cert"], harness["tls"]["key"])
+    if harness["tls"].get("client_ca"):
+        tls.load_verify_locations(harness["tls"]["client_ca"])
+        tls.verify_mode = ssl.CERT_REQUIRED
+    options["tls"] = tls
+
+server = Server(*address.split(","), **options)
 register_all_types(server, AllTypesImpl())
 if os.path.exists(os.path.join(stub_dir, "e2e_streams_server.py")):
     from e2e_streams_server import register_streams  # type: ignore[import-not-found]
@@ -71,7 +85,7 @@ if harness.get("debug"):
         )
     )
 server.start()
-print(server.addresses[0], flush=True)
+print(" ".join(server.addresses), flush=True)
 
 
 def stop_when_parent_goes() -> None:
