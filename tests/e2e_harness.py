@@ -15,12 +15,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import msgpack
 
-from gopherpipe_runtime import StatusCode
+from gopherpipe_runtime import Pipe, StatusCode
 from gopherpipe_runtime.frames import PREFACE, FrameDecoder, FrameType, decode_goaway, encode_frame
 from gopherpipe_runtime.handshake import client_hello
 
@@ -316,3 +317,151 @@ class Bystander:
         finally:
             self._stop.set()
             self._thread.join(self._limit)
+
+
+# -- a row of the bad-input matrix -------------------------------------------------------------
+
+
+def stub_calls(api: dict[str, Any], *pipes: Any) -> Callable[[int], None]:
+    """A bystander's n-th call over the e2e stubs (`api` holds "AllTypesClient" and
+    "StreamsClient"), taking `pipes` in turn: a unary `add`, and every tenth call a
+    short server stream; each with a 30 s deadline."""
+    calls = [api["AllTypesClient"](pipe).with_options(timeout=30) for pipe in pipes]
+    streams = [api["StreamsClient"](pipe).with_options(timeout=30) for pipe in pipes]
+
+    def call(n: int) -> None:
+        which = n % len(pipes)
+        if n % 10 == 9:
+            items = streams[which].count_up(n, 3)
+            assert [item.seq for item in items] == [n, n + 1, n + 2]
+        else:
+            assert calls[which].add(n, 1000) == n + 1000
+
+    return call
+
+
+def warm_up(api: dict[str, Any], address: str, max_workers: int, **pipe_options: Any) -> None:
+    """Bring a server's pool to its cap (2 * max_workers calls at once) and start its
+    stream sender, so that the threads a test finds afterwards are compared with a
+    server that already started every thread it keeps."""
+    with Pipe(address, **pipe_options) as pipe:
+        calls = api["AllTypesClient"](pipe).with_options(timeout=30)
+        streams = api["StreamsClient"](pipe).with_options(timeout=30)
+        sleepers = [
+            threading.Thread(target=calls.sleep, args=(0.2,)) for _ in range(2 * max_workers)
+        ]
+        for thread in sleepers:
+            thread.start()
+        assert [item.seq for item in streams.count_up(0, 3)] == [0, 1, 2]
+        for thread in sleepers:
+            thread.join(30)
+
+
+def assert_served_fresh(
+    api: dict[str, Any], server: ServerProcess, address: str, **dial_options: Any
+) -> None:
+    """The server is alive and serves new clients at `address`: a unary call and a
+    server stream over msgpack, a unary call over JSON."""
+    assert server.proc.poll() is None, f"the server process died ({server.proc.returncode})"
+    with api["AllTypesClient"].dial(address, **dial_options) as client:
+        assert client.with_options(timeout=15).add(40, 2) == 42
+    with api["StreamsClient"].dial(address, **dial_options) as streams:
+        items = streams.with_options(timeout=15).count_up(7, 5)
+        assert [item.seq for item in items] == [7, 8, 9, 10, 11]
+    with api["AllTypesClient"].dial(address, codec="json", **dial_options) as client:
+        assert client.with_options(timeout=15).add(40, 2) == 42
+
+
+class PeakRss:
+    """Samples a server's VmRSS every 10 ms on a thread; `.peak` is the highest seen."""
+
+    def __init__(self, server: ServerProcess) -> None:
+        self._server = server
+        self.peak = server.rss_kib()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.01):
+            self.peak = max(self.peak, self._server.rss_kib())
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.peak = max(self.peak, self._server.rss_kib())
+
+
+@dataclass
+class Measured:
+    """What one row of the bad-input matrix measured (RSS in KiB)."""
+
+    row: str
+    rss_before: int
+    rss_peak: int
+    rss_after: int
+    threads_before: int
+    threads_after: int
+    calls: int
+    """Calls the bystander made while the row ran (none of them failed)."""
+    outcome: str
+    """What the attacker got."""
+
+
+def measure_row(
+    row: str,
+    server: ServerProcess,
+    attack: Callable[[], str],
+    bystander: Callable[[], contextlib.AbstractContextManager[Bystander]],
+    healthy: Callable[[], None],
+    thread_bound: int,
+) -> Measured:
+    """Run `attack` (it returns what the attacker got) while `bystander()` keeps calling;
+    then check that the bystander saw no failure, that `healthy()` passes, that every
+    connection the row opened is closed at the server, and that its threads are back
+    to at most `thread_bound`. The caller checks the RSS figures against its bounds."""
+    fds_before = server.fds()
+    threads_before = server.threads()
+    rss_before = server.rss_kib()
+    with PeakRss(server) as rss, bystander() as calling:
+        outcome = attack()
+    assert calling.failures == [], f"{row}: the well-behaved client failed"
+    healthy()
+    wait_until(
+        lambda: server.fds() <= fds_before,
+        f"{row}: the server closed every connection of the row "
+        f"({server.fds()} descriptors, {fds_before} before)",
+    )
+    wait_until(
+        lambda: server.threads() <= thread_bound,
+        f"{row}: the server is back to at most {thread_bound} threads ({server.threads()})",
+    )
+    return Measured(
+        row,
+        rss_before,
+        rss.peak,
+        server.rss_kib(),
+        threads_before,
+        server.threads(),
+        calling.calls,
+        outcome,
+    )
+
+
+def format_table(title: str, results: list[Measured]) -> str:
+    lines = [
+        "",
+        title,
+        f"{'row':<34} {'RSS KiB before':>14} {'peak':>7} {'after':>7} {'growth':>7} "
+        f"{'threads':>8} {'calls':>6}  attacker outcome",
+    ]
+    for m in results:
+        lines.append(
+            f"{m.row:<34} {m.rss_before:>14} {m.rss_peak:>7} {m.rss_after:>7} "
+            f"{m.rss_after - m.rss_before:>+7} {m.threads_before:>3} -> {m.threads_after:<2} "
+            f"{m.calls:>6}  {m.outcome}"
+        )
+    return "\n".join(lines)
