@@ -26,6 +26,18 @@ from gopherpipe_runtime.frames import PREFACE, FrameDecoder, FrameType, decode_g
 from gopherpipe_runtime.handshake import client_hello
 
 E2E = Path(__file__).parent / "e2e"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def same_checkout_env() -> dict[str, str]:
+    """The environment for a child process that must run this checkout's gopherpipe:
+    the venv's editable install points at one checkout (the main one), and a child
+    started by path does not have the current directory on sys.path, so a test run
+    in another worktree would otherwise start servers (and the generator) of another
+    version of the code than the one it tests."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
 
 
 class ServerProcess:
@@ -44,6 +56,7 @@ class ServerProcess:
             stdout=subprocess.PIPE,
             stderr=stderr,
             text=True,
+            env=same_checkout_env(),
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().strip()
@@ -122,7 +135,11 @@ def generate_stubs(folder: Path, *contracts: str) -> Path:
     for name in contracts:
         shutil.copy(E2E / "contract" / name, folder / name)
     gopherpipe = Path(sys.executable).parent / "gopherpipe"
-    subprocess.run([str(gopherpipe), "gen", *(str(folder / n) for n in contracts)], check=True)
+    subprocess.run(
+        [str(gopherpipe), "gen", *(str(folder / n) for n in contracts)],
+        check=True,
+        env=same_checkout_env(),
+    )
     return folder
 
 
