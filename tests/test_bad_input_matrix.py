@@ -572,6 +572,7 @@ def test_duplicate_stream_id(api: dict[str, Any], server: ServerProcess) -> None
             "stream 1 is already open",
         ),
     ],
+    ids=["oversized length", "duplicate stream id"],
 )
 def test_connection_error_while_a_stream_is_sending(
     api: dict[str, Any], server: ServerProcess, row: str, bad: bytes, reason: str
