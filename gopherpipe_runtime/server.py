@@ -680,6 +680,9 @@ class Server:
 
     def _on_writable(self, conn: _Connection) -> None:
         conn.writer.flush_nowait()
+        if conn.writer.sealed and conn.writer.idle and conn.state == "discard":
+            self._close(conn)  # its last frame (a GOAWAY) is out
+            return
         if conn.writer.idle and conn.state != "closed":
             self._watch_writes(conn.sock, False)
 
@@ -737,7 +740,7 @@ class Server:
         log.info("closing connection from %s: %s", conn.peer, message)
         last = max(conn.streams, default=0)
         self._end_calls(conn)
-        conn.writer.write_nowait(encode_goaway(last, StatusCode.UNAVAILABLE, message))
+        conn.writer.write_nowait(encode_goaway(last, StatusCode.UNAVAILABLE, message), last=True)
         conn.state = "discard"
         conn.decoder = FrameDecoder(0)  # frees a partial frame's buffer now
         conn.frame_deadline = None
@@ -856,10 +859,21 @@ class Server:
         conn.handshake_deadline = min(conn.handshake_deadline, time.monotonic() + _LINGER)
 
     def _fail_connection(self, conn: _Connection, code: StatusCode, message: str) -> None:
+        """GOAWAY and close. The calls end first and the GOAWAY seals the writer, so
+        it is the last frame even while a stream is sending; if frames queued before
+        it are still going out, the connection lingers until they are (at most
+        `_LINGER`), reading and dropping, rather than dropping them and the GOAWAY."""
         log.info("closing connection from %s: %s", conn.peer, message)
         last = max(conn.streams, default=0)
-        conn.writer.write_nowait(encode_goaway(last, code, message))
-        self._close(conn)
+        self._end_calls(conn)
+        conn.writer.write_nowait(encode_goaway(last, code, message), last=True)
+        if conn.writer.idle:
+            self._close(conn)
+            return
+        conn.state = "discard"
+        conn.decoder = FrameDecoder(0)
+        conn.frame_deadline = None
+        conn.handshake_deadline = time.monotonic() + _LINGER
 
     def _on_preamble(self, conn: _Connection, data: bytes) -> None:
         seen = conn.preamble + data

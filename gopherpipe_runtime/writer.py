@@ -58,6 +58,9 @@ class FrameWriter:
         self._flushing = False
         self._error: BaseException | None = None
         self._drained: list[Callable[[], None]] = []
+        self.sealed = False
+        """A write marked `last` was queued (a GOAWAY that ends the connection):
+        later writes are dropped, so it stays the last frame on the wire."""
         self.stalled_since: float | None = None
         """`time.monotonic()` since when queued bytes wait for the peer to read; None
         while the queue is empty (the owner enforces `write_timeout` with it)."""
@@ -76,6 +79,8 @@ class FrameWriter:
         with self._lock:
             if self._error is not None:
                 raise ConnectionLost(str(self._error))
+            if self.sealed:
+                raise ConnectionLost("the connection is closing")
             if self.transform is not None:
                 data = self.transform(data)
             if self._flushing:
@@ -126,15 +131,17 @@ class FrameWriter:
                 return True
         return False
 
-    def write_nowait(self, data: bytes) -> None:
+    def write_nowait(self, data: bytes, last: bool = False) -> None:
         """Queue `data` and send what the socket takes now; never blocks.
 
         Anything the socket does not take is handed to `offload` to finish.
-        Errors are reported through `on_error`, not raised.
+        Errors are reported through `on_error`, not raised. With `last`, nothing
+        written after it goes out (`sealed`).
         """
         with self._lock:
-            if self._error is not None:
+            if self._error is not None or self.sealed:
                 return
+            self.sealed = last
             if self.transform is not None:
                 data = self.transform(data)
             if not self._flushing:
