@@ -3,12 +3,16 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench fuzz clean
 
 $(VENV)/.installed-dev: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+$(VENV)/.installed-fuzz: $(VENV)/.installed-dev
+	$(PY) -m pip install -q -e '.[dev,fuzz]'
 	touch $@
 
 $(VENV)/.installed-bench: $(VENV)/.installed-dev
@@ -23,13 +27,22 @@ test: $(VENV)/.installed-dev
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/black --check gopherpipe_runtime gopherpipe_gen tests bench examples
+	$(VENV)/bin/black --check gopherpipe_runtime gopherpipe_gen tests bench examples fuzz
 	$(VENV)/bin/mypy
 
 # The echo suite, then concurrent streams at 1,000 (5,000 and 10,000: `python -m bench
 # --streams-only`); the chart is bench/results.png, which README.md embeds.
 bench: $(VENV)/.installed-bench
 	$(PY) -m bench --streams 1000 --chart bench/results.png
+
+# Every fuzz target (fuzz/targets.py) in one atheris process for FUZZ_SECONDS; what it
+# learns goes to fuzz/.work/corpus (the seeds in fuzz/corpus are only read), a crashing
+# input to fuzz/.work/crash-*. See fuzz/README.md.
+FUZZ_SECONDS ?= 600
+fuzz: $(VENV)/.installed-fuzz
+	mkdir -p fuzz/.work/corpus
+	$(PY) fuzz/fuzz_gopherpipe.py fuzz/.work/corpus fuzz/corpus -max_total_time=$(FUZZ_SECONDS) \
+		-timeout=10 -rss_limit_mb=2048 -artifact_prefix=fuzz/.work/ -print_final_stats=1
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -1,0 +1,605 @@
+"""GopherPipe's fuzz targets: every decoder that reads bytes or values a peer controls.
+
+Plain Python with no atheris in it, so the same targets run under atheris
+(`fuzz_gopherpipe.py`), over a corpus in a test (`replay`), or by hand. One input
+drives one target: its first byte picks the target (`TARGETS`), the rest is that
+target's input. A target returns normally for input the code refuses the documented
+way, and raises `Finding` -- or lets any other exception escape -- for a bug: an
+exception type nobody documents, a wrong answer, or a round trip that changes a value.
+
+- ``frames``: `FrameDecoder` fed the bytes in fuzzer-chosen chunks, against a
+  ten-line reference decoder: the same frames whole or chunked, `ProtocolError` and
+  nothing else, and never more than ``max_frame_size + 5`` bytes held back. GOAWAY and
+  CREDIT bodies go through their decoders too.
+- ``hello_server`` / ``hello_client``: `server_choose` and `client_accept` on arbitrary
+  HELLO payloads: `ProtocolError` or `HandshakeError` only; what they accept is within
+  the RFC's ranges, and the server's reply is accepted by a client that sent that HELLO.
+- ``call_body``: `decode_call` (and `decode_status`) over both codecs: `ProtocolError`
+  only; what they accept is well-typed and survives encode -> decode unchanged.
+- ``generated``: the converters `gopherpipe gen` writes, for fuzz/contract/ and
+  tests/e2e/contract/: every ``_dec_*`` of the client stubs and every argument, result
+  and stream-item decoder, fed any value either codec decodes: `InvalidArgumentError`
+  only; a value a decoder accepts must encode again, and decode to the same value.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import dataclasses
+import enum
+import importlib
+import math
+import os
+import reprlib
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterable
+from datetime import date, datetime, time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from gopherpipe_runtime import InvalidArgumentError, StatusCode
+from gopherpipe_runtime.codec import CODECS, CodecError
+from gopherpipe_runtime.envelope import MAX_TIMEOUT_MS, decode_call, decode_status, encode_call
+from gopherpipe_runtime.flow import DEFAULT_WINDOWS, MAX_WINDOW_BYTES, MAX_WINDOW_ITEMS, Windows
+from gopherpipe_runtime.frames import (
+    HEADER_SIZE,
+    MAX_FRAME_LENGTH,
+    MAX_HELLO_SIZE,
+    STREAM_FRAMES,
+    Frame,
+    FrameDecoder,
+    FrameType,
+    ProtocolError,
+    decode_credit,
+    decode_goaway,
+)
+from gopherpipe_runtime.handshake import (
+    AGENT,
+    PROTOCOL_VERSIONS,
+    HandshakeError,
+    Settings,
+    client_accept,
+    server_choose,
+)
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+CONTRACTS = (
+    HERE / "contract" / "fuzz_types.py",
+    ROOT / "tests" / "e2e" / "contract" / "e2e_alltypes.py",
+    ROOT / "tests" / "e2e" / "contract" / "e2e_moretypes.py",
+    ROOT / "tests" / "e2e" / "contract" / "e2e_streams.py",
+)
+
+_brief = reprlib.Repr()
+_brief.maxstring = _brief.maxother = 120
+
+
+class Finding(AssertionError):
+    """A target saw the code under test break its contract."""
+
+
+def check(condition: object, message: str, *values: object) -> None:
+    # Not `assert`: the harness must keep checking under `python -O`.
+    if not condition:
+        raise Finding(" ".join([message, *(_brief.repr(v) for v in values)]))
+
+
+# -- structured inputs ---------------------------------------------------------------------
+#
+# Raw bytes rarely decode to a value of the right shape, so the targets that take a
+# msgpack body also have a structured mode: the input is read as a recipe (`Recipe`) for
+# a msgpack body that is always well-formed -- a map of HELLO keys, a 5-item CALL, a
+# record of a contract type's size -- with the edge values that break decoders close at
+# hand: 2.0 for 2, 64-bit extremes, NaN and -0.0, "sNaN", near-canonical dates, nesting
+# up to msgpack's own depth limit.
+
+_EDGE_INTS = (0, 1, 2, -1, 7, 10, 200, 2**31, 2**32 - 1, 2**32, 2**63 - 1, 2**64 - 1, -(2**63))
+_EDGE_FLOATS = (0.0, -0.0, 1.0, 2.0, 1.5, math.nan, math.inf, -math.inf, 1e308, 5e-324)
+TOKENS: list[str] = [
+    *("versions", "codecs", "max_frame_size", "stream_window", "stream_window_bytes"),
+    *("connection_window_bytes", "agent", "version", "codec", "msgpack", "json", "$b", "$m"),
+    *("sNaN", "NaN", "-Infinity", "Infinity", "-0", "1E+3", "19.990", "1e3", "0.00", "-sNaN"),
+    *("2024-02-29", "2024-1-1", "0001-01-01", "9999-12-31", "2024-02-29T23:59:58"),
+    *("2024-02-29T23:59:58.123456+05:30", "2024-02-29T23:59:58Z", "12:30:00.000005"),
+    *("23:59:59+00:00", "24:00:00", "12345678-1234-5678-1234-567812345678"),
+    *("12345678-1234-5678-1234-56781234567G", "{12345678-1234-5678-1234-567812345678}"),
+    *("", "a", "b", "x", "Svc", "method"),
+]
+"""Strings decoders look for; `setup` adds every enum value, Literal and TypedDict key
+of the generated stubs."""
+
+
+class Recipe:
+    """Reads an input as choices; past its end every choice is 0."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.position = 0
+
+    def byte(self) -> int:
+        if self.position >= len(self.data):
+            return 0
+        self.position += 1
+        return self.data[self.position - 1]
+
+    def take(self, count: int) -> bytes:
+        chunk = self.data[self.position : self.position + count]
+        self.position += len(chunk)
+        return chunk
+
+    def scalar(self) -> Any:
+        op = self.byte() % 10
+        if op == 0:
+            return None
+        if op == 1:
+            return bool(self.byte() & 1)
+        if op == 2:
+            return self.byte() - 128
+        if op == 3:
+            number = _EDGE_INTS[self.byte() % len(_EDGE_INTS)]
+            return -number if self.byte() & 1 and number <= 2**63 else number
+        if op == 4:
+            return _EDGE_FLOATS[self.byte() % len(_EDGE_FLOATS)]
+        if op == 5:
+            return struct.unpack(">d", self.take(8).ljust(8, b"\0"))[0]
+        if op in (6, 7):
+            return TOKENS[(self.byte() << 8 | self.byte()) % len(TOKENS)]
+        if op == 8:
+            return self.take(self.byte() % 24).decode("utf-8", "replace")
+        return self.take(self.byte() % 24)
+
+    def value(self, out: bytearray, depth: int = 0) -> None:
+        """Append one msgpack value to `out`."""
+        op = self.byte() % 8
+        if depth > 6 or op < 4:
+            out += msgpack.packb(self.scalar())
+        elif op in (4, 5):
+            self.array(out, self.byte() % 6, depth)
+        elif op == 6:
+            count = self.byte() % 5
+            out += _map_header(count)
+            for _ in range(count):
+                out += msgpack.packb(self.scalar())
+                self.value(out, depth + 1)
+        else:
+            # Deep nesting, up to (and past) what the msgpack reader accepts.
+            out += b"\x91" * (self.byte() * 5)
+            self.value(out, depth + 1)
+
+    def array(self, out: bytearray, count: int, depth: int = 0) -> None:
+        out += _array_header(count)
+        for _ in range(count):
+            self.value(out, depth + 1)
+
+    def body(self) -> bytes:
+        out = bytearray()
+        self.value(out)
+        return bytes(out)
+
+
+def _array_header(count: int) -> bytes:
+    return bytes([0x90 | count]) if count < 16 else b"\xdc" + struct.pack(">H", count)
+
+
+def _map_header(count: int) -> bytes:
+    return bytes([0x80 | count]) if count < 16 else b"\xde" + struct.pack(">H", count)
+
+
+def hello_recipe(recipe: Recipe) -> bytes:
+    """A HELLO map: mostly the RFC's keys, values anything."""
+    count = recipe.byte() % 10
+    out = bytearray(_map_header(count))
+    for _ in range(count):
+        pick = recipe.byte()
+        out += msgpack.packb(TOKENS[pick % 9] if pick < 230 else recipe.scalar())
+        if recipe.byte() < 128:
+            recipe.array(out, recipe.byte() % 4, 6)  # lists of scalars: versions, codecs
+        else:
+            recipe.value(out)
+    return bytes(out)
+
+
+# -- frames ----------------------------------------------------------------------------
+
+_LIMITS = (0, 1, 4, 5, 9, 16, 64, 1000, MAX_HELLO_SIZE, 0xFFFF, MAX_FRAME_LENGTH)
+_HEAD = struct.Struct(">BI")
+_ID = struct.Struct(">I")
+
+
+def reference_frames(data: bytes, limit: int) -> tuple[list[Frame], bool, int]:
+    """RFC §4 read straight: (frames, whether the stream is an error, bytes left over)."""
+    frames: list[Frame] = []
+    position = 0
+    while len(data) - position >= HEADER_SIZE:
+        kind, length = _HEAD.unpack_from(data, position)
+        if length > limit:
+            return frames, True, 0
+        body = data[position + HEADER_SIZE : position + HEADER_SIZE + length]
+        if len(body) < length:
+            break
+        if kind in STREAM_FRAMES:
+            if length < 4 or _ID.unpack_from(body)[0] == 0:
+                return frames, True, 0
+            frames.append(Frame(kind, _ID.unpack_from(body)[0], body[4:]))
+        else:
+            frames.append(Frame(kind, 0, body))
+        position += HEADER_SIZE + length
+    return frames, False, len(data) - position
+
+
+def chunks(data: bytes, sizes: bytes) -> Iterable[bytes]:
+    """`data` cut into pieces of the sizes in `sizes`, cycled (0: an empty piece)."""
+    if not sizes:
+        yield data
+        return
+    position = 0
+    turn = 0
+    while position < len(data):
+        size = sizes[turn % len(sizes)]
+        turn += 1
+        yield data[position : position + size]
+        position += size
+        if turn > 4 * len(data) + 8:  # only empty pieces: feed the rest whole
+            yield data[position:]
+            return
+
+
+def fuzz_frames(data: bytes) -> None:
+    """data: [limit and mode] [n] [n chunk sizes] [stream]."""
+    if len(data) < 2:
+        return
+    mode, count = data[0], data[1] % 8
+    limit = _LIMITS[mode % len(_LIMITS)]
+    as_bytearray = bool(mode & 0x80)
+    sizes, stream = data[2 : 2 + count], data[2 + count :]
+    expected, error, left = reference_frames(stream, limit)
+
+    whole = FrameDecoder(limit)
+    try:
+        got = whole.feed(stream)
+    except ProtocolError:
+        check(error, "whole: ProtocolError on a valid stream", stream)
+    else:
+        check(not error, "whole: no ProtocolError on an invalid stream", stream)
+        check(got == expected, "whole: frames differ from the reference", got, expected)
+        check(whole.buffered == left, "whole: holds back", whole.buffered, "bytes, not", left)
+
+    decoder = FrameDecoder(limit)
+    received: list[Frame] = []
+    try:
+        for piece in chunks(stream, sizes):
+            received += decoder.feed(bytearray(piece) if as_bytearray else piece)
+            check(
+                decoder.buffered < HEADER_SIZE + max(limit, 0),
+                "chunked: holds back more than a frame",
+                decoder.buffered,
+            )
+    except ProtocolError:
+        check(error, "chunked: ProtocolError on a valid stream", stream, sizes)
+        check(received == expected[: len(received)], "chunked: frames before the error differ")
+    else:
+        check(not error, "chunked: no ProtocolError on an invalid stream", stream, sizes)
+        check(received == expected, "chunked: frames differ", received, expected, sizes)
+        check(decoder.buffered == left, "chunked: holds back", decoder.buffered, "not", left)
+    for frame in received:
+        for frame_type, decode in (
+            (FrameType.GOAWAY, decode_goaway),
+            (FrameType.CREDIT, decode_credit),
+        ):
+            if frame.type == frame_type:
+                with contextlib.suppress(ProtocolError):
+                    decode(frame.payload)
+
+
+# -- handshake -------------------------------------------------------------------------
+
+_CODEC_CHOICES = (("msgpack", "json"), ("msgpack",), ("json",), ("json", "msgpack"))
+_WINDOW_CHOICES = (
+    DEFAULT_WINDOWS,
+    Windows(1, 1, 1),
+    Windows(MAX_WINDOW_ITEMS, 7, MAX_WINDOW_BYTES),
+)
+
+
+def check_settings(settings: Settings, codecs: tuple[str, ...]) -> None:
+    check(type(settings.version) is int, "version is not an int:", settings.version)
+    check(settings.version in PROTOCOL_VERSIONS, "version never offered:", settings.version)
+    check(type(settings.codec) is str, "codec is not a str:", settings.codec)
+    check(settings.codec in codecs, "codec never offered:", settings.codec)
+    size = settings.peer_max_frame_size
+    check(type(size) is int, "max_frame_size is not an int:", size)
+    check(MAX_HELLO_SIZE <= size <= MAX_FRAME_LENGTH, "max_frame_size out of range:", size)
+    check(type(settings.peer_agent) is str, "agent is not a str:", settings.peer_agent)
+    windows = settings.peer_windows
+    for value, most in (
+        (windows.items, MAX_WINDOW_ITEMS),
+        (windows.stream_bytes, MAX_WINDOW_BYTES),
+        (windows.connection_bytes, MAX_WINDOW_BYTES),
+    ):
+        check(type(value) is int and 1 <= value <= most, "window out of range:", windows)
+
+
+def fuzz_hello_server(data: bytes) -> None:
+    """data: [choices] [client HELLO payload, or its recipe]."""
+    if not data:
+        return
+    codecs = _CODEC_CHOICES[data[0] % len(_CODEC_CHOICES)]
+    windows = _WINDOW_CHOICES[(data[0] >> 2) % len(_WINDOW_CHOICES)]
+    ours = MAX_HELLO_SIZE if data[0] & 0x80 else 4 * 1024 * 1024
+    payload = hello_recipe(Recipe(data[1:])) if data[0] & 0x40 else data[1:]
+    try:
+        settings, reply = server_choose(payload, codecs, ours, windows)
+    except (ProtocolError, HandshakeError):
+        return
+    check_settings(settings, codecs)
+    # The client that sent this HELLO must accept the reply, and read back our side.
+    offered = msgpack.unpackb(payload, raw=False)["codecs"]
+    client = client_accept(reply, tuple(c for c in offered if type(c) is str))
+    check(client.version == settings.version, "reply: version", client.version)
+    check(client.codec == settings.codec, "reply: codec", client.codec)
+    check(client.peer_max_frame_size == ours, "reply: max_frame_size", client)
+    check(client.peer_windows == windows, "reply: windows", client.peer_windows)
+    check(client.peer_agent == AGENT, "reply: agent", client.peer_agent)
+
+
+def fuzz_hello_client(data: bytes) -> None:
+    """data: [choices] [server HELLO payload, or its recipe]."""
+    if not data:
+        return
+    codecs = _CODEC_CHOICES[data[0] % len(_CODEC_CHOICES)]
+    payload = hello_recipe(Recipe(data[1:])) if data[0] & 0x40 else data[1:]
+    try:
+        settings = client_accept(payload, codecs)
+    except (ProtocolError, HandshakeError):
+        return
+    check_settings(settings, codecs)
+
+
+# -- CALL and STATUS bodies -------------------------------------------------------------
+
+
+def fuzz_call_body(data: bytes) -> None:
+    """data: [codec, CALL or STATUS, raw or recipe] [body, or its recipe]."""
+    if not data:
+        return
+    codec = CODECS["json" if data[0] & 1 else "msgpack"]
+    payload = data[1:]
+    if data[0] & 4:  # a msgpack array of 3 to 7 items, with a JSON twin
+        recipe = Recipe(payload)
+        out = bytearray()
+        recipe.array(out, 3 + recipe.byte() % 5)
+        payload = bytes(out)
+        if codec.name == "json":
+            try:
+                payload = codec.encode(CODECS["msgpack"].decode(payload))
+            except CodecError:
+                return
+    if data[0] & 2:
+        try:
+            code, message, _ = decode_status(codec, payload)
+        except ProtocolError:
+            return
+        check(type(code) is StatusCode, "STATUS code is not a StatusCode:", code)
+        check(type(message) is str, "STATUS message", message)
+        return
+    try:
+        header = decode_call(codec, payload)
+    except ProtocolError:
+        return
+    check(type(header.service) is str and type(header.method) is str, "CALL names", header)
+    timeout = header.timeout_ms
+    check(
+        timeout is None or (type(timeout) is int and 0 <= timeout <= MAX_TIMEOUT_MS),
+        "CALL timeout_ms",
+        timeout,
+    )
+    check(type(header.metadata) is dict, "CALL metadata", header.metadata)
+    for key, value in header.metadata.items():
+        check(type(key) is str and type(value) is str, "CALL metadata item", key, value)
+    # What was accepted travels again unchanged (after one pass: a codec may have
+    # normalised a float32 or a duplicate key).
+    once = encode_call(codec, *header)
+    again = decode_call(codec, once)
+    check(encode_call(codec, *again) == once, "CALL changes when re-encoded", header)
+
+
+# -- generated converters ----------------------------------------------------------------
+
+Converter = Callable[[object, str], Any]
+_converters: list[tuple[str, Converter, Converter | None]] = []
+_stub_dir: str | None = None
+
+
+def _one_arg(function: Callable[[Any], Any]) -> Converter:
+    return lambda value, path: function(value)
+
+
+def _remove_stub_dir() -> None:
+    if _stub_dir is not None:
+        shutil.rmtree(_stub_dir, ignore_errors=True)
+
+
+def setup(in_process: bool = False) -> None:
+    """Generate stubs for `CONTRACTS` into a temporary folder and collect their converters.
+
+    In a child process unless `in_process` (tests): under atheris everything imported
+    while the harness starts is instrumented, and the generator need not be."""
+    global _stub_dir
+    if _converters:
+        return
+    _stub_dir = tempfile.mkdtemp(prefix="gopherpipe-fuzz-")
+    atexit.register(_remove_stub_dir)
+    for contract in CONTRACTS:
+        shutil.copy(contract, _stub_dir)
+    copies = [Path(_stub_dir) / contract.name for contract in CONTRACTS]
+    if in_process:
+        from gopherpipe_gen.cli import generate
+
+        for output in generate(copies, None):
+            output.path.write_text(output.text, encoding="utf-8")
+    else:
+        path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+        subprocess.run(
+            [sys.executable, "-m", "gopherpipe_gen", "gen", *map(str, copies)],
+            env={**os.environ, "PYTHONPATH": path},
+            check=True,
+            capture_output=True,
+        )
+    # Imported under their own names; set aside any modules of the same names (another
+    # test's stubs for the e2e contracts) meanwhile, and put them back after.
+    ours = [f"{c.stem}{suffix}" for c in CONTRACTS for suffix in ("", "_client", "_server")]
+    theirs = {name: sys.modules.pop(name) for name in ours if name in sys.modules}
+    sys.path.insert(0, _stub_dir)
+    try:
+        _collect()
+    finally:
+        if in_process:
+            sys.path.remove(_stub_dir)
+            for name in ours:
+                sys.modules.pop(name, None)
+            sys.modules.update(theirs)
+
+
+def _collect() -> None:
+    found: dict[str, tuple[Converter, Converter | None]] = {}
+    for contract in CONTRACTS:
+        client = importlib.import_module(f"{contract.stem}_client")
+        server = importlib.import_module(f"{contract.stem}_server")
+        names = vars(client)
+        for name, function in sorted(names.items()):
+            if name.startswith("_dec_") and callable(function):
+                found[f"{contract.stem}.{name}"] = (function, names.get("_enc_" + name[5:]))
+        for table_name, table in names.items():
+            if table_name.endswith(("_by_value", "_values", "_dec_keys")):
+                for key in table:
+                    token = key[1] if table_name.endswith("_values") else key
+                    if type(token) is str and token not in TOKENS:
+                        TOKENS.append(token)
+        server_names = vars(server)
+        for name, function in sorted(server_names.items()):
+            if not callable(function) or not name.startswith("_"):
+                continue
+            label = f"{contract.stem}.server.{name}"
+            if name.endswith("_args"):
+                found[label] = (_one_arg(function), None)
+            elif name.endswith("_item_in"):  # what the server reads; the client writes it
+                partner = names.get(name[: -len("_in")] + "_out")
+                found[label] = (_one_arg(function), partner and _one_arg(partner))
+        for name, function in sorted(names.items()):
+            if not callable(function):
+                continue
+            label = f"{contract.stem}.client.{name}"
+            if name.endswith("_result"):
+                partner = server_names.get(name)
+                found[label] = (_one_arg(function), partner and _one_arg(partner))
+            elif name.endswith("_item_in"):
+                partner = server_names.get(name[: -len("_in")] + "_out")
+                found[label] = (_one_arg(function), partner and _one_arg(partner))
+    _converters.extend((name, *pair) for name, pair in sorted(found.items()))
+
+
+def converter_names() -> list[str]:
+    setup()
+    return [name for name, _, _ in _converters]
+
+
+def fuzz_generated(data: bytes) -> None:
+    """data: [converter] [codec, raw or recipe] [the wire value: a codec payload, or a
+    recipe for a msgpack one]."""
+    if len(data) < 2:
+        return
+    setup()
+    name, decode, encode = _converters[data[0] % len(_converters)]
+    codec = CODECS["json" if data[1] & 1 else "msgpack"]
+    payload = data[2:]
+    if data[1] & 2:
+        codec = CODECS["msgpack"]
+        payload = Recipe(payload).body()
+    try:
+        wire = codec.decode(payload)
+    except CodecError:
+        return
+    try:
+        value = decode(wire, "value")
+    except InvalidArgumentError:
+        return
+    if encode is None:
+        return
+    # Accepted: it must go back on the wire and come back the same.
+    try:
+        back = encode(value, "value")
+    except InvalidArgumentError as exc:
+        raise Finding(f"{name}: decoded {_brief.repr(value)} but cannot encode it: {exc}") from None
+    try:
+        again = decode(codec.decode(codec.encode(back)), "value")
+    except (CodecError, InvalidArgumentError) as exc:
+        raise Finding(f"{name}: {_brief.repr(value)} does not round-trip: {exc}") from None
+    check(same(value, again), f"{name}: round trip changed", value, again)
+
+
+def same(a: object, b: object) -> bool:
+    """Equal and of the same type all the way down; NaN is the same as NaN."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        assert isinstance(b, float)
+        if math.isnan(a):
+            return math.isnan(b)
+        return a == b and math.copysign(1, a) == math.copysign(1, b)
+    if isinstance(a, Decimal):
+        return str(a) == str(b)
+    if isinstance(a, datetime | date | time):
+        return a.isoformat() == b.isoformat()  # type: ignore[attr-defined]
+    if isinstance(a, enum.Enum):
+        return a is b
+    if dataclasses.is_dataclass(a):
+        fields = [f.name for f in dataclasses.fields(a)]
+        return all(same(getattr(a, f), getattr(b, f)) for f in fields)
+    if isinstance(a, list | tuple):
+        assert isinstance(b, list | tuple)
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, set | frozenset):
+        assert isinstance(b, set | frozenset)
+        return len(a) == len(b) and all(any(same(x, y) for y in b) for x in a)
+    if isinstance(a, dict):
+        assert isinstance(b, dict)
+        return len(a) == len(b) and all(
+            any(same(k, j) and same(v, w) for j, w in b.items()) for k, v in a.items()
+        )
+    return a == b
+
+
+# -- dispatch ---------------------------------------------------------------------------
+
+TARGETS: tuple[tuple[str, Callable[[bytes], None]], ...] = (
+    ("frames", fuzz_frames),
+    ("hello_server", fuzz_hello_server),
+    ("hello_client", fuzz_hello_client),
+    ("call_body", fuzz_call_body),
+    ("generated", fuzz_generated),
+)
+TARGET_NAMES = tuple(name for name, _ in TARGETS)
+
+
+def dispatch(data: bytes) -> None:
+    """One fuzz input: its first byte picks the target, the rest is the target's."""
+    if data:
+        TARGETS[data[0] % len(TARGETS)][1](data[1:])
+
+
+def replay(paths: Iterable[Path]) -> int:
+    """Run `dispatch` over files (a crash reproducer, or a corpus); the count run."""
+    count = 0
+    for path in paths:
+        dispatch(path.read_bytes())
+        count += 1
+    return count

@@ -1,0 +1,350 @@
+"""Properties of the decoders that read what a peer sends, checked with hypothesis.
+
+- frames: any split of a valid byte stream gives the frames that feeding it whole
+  gives; arbitrary bytes, in any chunks, raise nothing but `ProtocolError`, agree with
+  the whole-stream result, and the decoder never holds back a frame's worth
+  (`max_frame_size + 5` bytes) or more;
+- HELLO: arbitrary bytes and arbitrary msgpack maps raise only `ProtocolError` or
+  `HandshakeError` on either side; what is accepted is within the RFC's ranges; a valid
+  client HELLO and the server's reply round-trip the offered settings;
+- CALL bodies: arbitrary bytes and arbitrary values of either codec raise only
+  `ProtocolError`; valid CALLs round-trip;
+- the fuzz harness (fuzz/targets.py) runs its seed corpus without a finding, and the
+  bugs that fuzzing found stay fixed (the `test_found_*` tests).
+
+Deterministic in CI: every property runs with ``derandomize=True`` (the examples come
+from a seed derived from the test itself, so every run and every machine tries the
+same ones, and a failure seen once is seen again) and ``database=None`` (no
+.hypothesis/ folder: a run's outcome never depends on what an earlier run stored).
+Random exploration is the fuzzer's job (`make fuzz`), not the test suite's.
+``deadline=None``: the machine is shared, and a slow example is not a failure here.
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gopherpipe_runtime.codec import CODECS
+from gopherpipe_runtime.envelope import MAX_TIMEOUT_MS, decode_call, encode_call
+from gopherpipe_runtime.flow import MAX_WINDOW_BYTES, MAX_WINDOW_ITEMS, Windows
+from gopherpipe_runtime.frames import (
+    HEADER_SIZE,
+    MAX_FRAME_LENGTH,
+    MAX_HELLO_SIZE,
+    STREAM_FRAMES,
+    Frame,
+    FrameDecoder,
+    ProtocolError,
+)
+from gopherpipe_runtime.handshake import (
+    AGENT,
+    PROTOCOL_VERSIONS,
+    HandshakeError,
+    Settings,
+    client_accept,
+    client_hello,
+    server_choose,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PROPERTY = settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+# -- strategies ---------------------------------------------------------------------------
+
+wire_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats()
+    | st.text(max_size=12)
+    | st.binary(max_size=12)
+)
+wire_values = st.recursive(
+    wire_scalars,
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(max_size=6) | st.integers(-5, 5), inner, max_size=4),
+    max_leaves=16,
+)
+stream_types = st.sampled_from(sorted(STREAM_FRAMES))
+other_types = st.integers(0, 255).filter(lambda t: t not in STREAM_FRAMES)
+
+
+@st.composite
+def frames(draw: st.DrawFn) -> Frame:
+    payload = draw(st.binary(max_size=40))
+    if draw(st.booleans()):
+        return Frame(draw(stream_types), draw(st.integers(1, 0xFFFF_FFFF)), payload)
+    return Frame(draw(other_types), 0, payload)
+
+
+def encode(frame: Frame) -> bytes:
+    """A frame as RFC §4 lays it out, written here independently of frames.py."""
+    body = frame.payload
+    if frame.type in STREAM_FRAMES:
+        body = struct.pack(">I", frame.stream_id) + body
+    return struct.pack(">BI", frame.type, len(body)) + body
+
+
+def split(data: bytes, cuts: list[int]) -> Iterator[bytes]:
+    """`data` cut at the given offsets (any order, repeats make empty pieces)."""
+    start = 0
+    for cut in sorted(c % (len(data) + 1) for c in cuts):
+        yield data[start:cut]
+        start = cut
+    yield data[start:]
+
+
+def feed_pieces(decoder: FrameDecoder, pieces: Iterator[bytes]) -> list[Frame]:
+    """Feed piece by piece, checking the bound on what is held back after each."""
+    got: list[Frame] = []
+    for piece in pieces:
+        got += decoder.feed(piece)
+        assert decoder.buffered < HEADER_SIZE + decoder.max_frame_size
+    return got
+
+
+def feed_whole(limit: int, data: bytes) -> tuple[list[Frame] | None, int]:
+    """(frames, bytes held back) from one feed; (None, 0) for a ProtocolError."""
+    decoder = FrameDecoder(limit)
+    try:
+        return decoder.feed(data), decoder.buffered
+    except ProtocolError:
+        return None, 0
+
+
+# -- frames -------------------------------------------------------------------------------
+
+
+@PROPERTY
+@given(
+    st.lists(frames(), max_size=8),
+    st.lists(st.integers(0, 10_000), max_size=12),
+    st.booleans(),
+)
+def test_any_split_of_a_valid_stream_gives_the_same_frames(
+    sent: list[Frame], cuts: list[int], hello_limit: bool
+) -> None:
+    data = b"".join(encode(frame) for frame in sent)
+    limit = MAX_HELLO_SIZE if hello_limit else max([44, *(len(f.payload) + 4 for f in sent)])
+    whole = FrameDecoder(limit)
+    assert whole.feed(data) == sent
+    assert whole.buffered == 0
+    chunked = FrameDecoder(limit)
+    assert feed_pieces(chunked, split(data, cuts)) == sent
+    assert chunked.buffered == 0
+    # The same stream as bytearray pieces (what a recv_into buffer would hand over).
+    assert feed_pieces(FrameDecoder(limit), map(bytearray, split(data, cuts))) == sent
+
+
+@PROPERTY
+@given(
+    st.lists(st.binary(max_size=24) | frames().map(encode), max_size=8).map(b"".join),
+    st.lists(st.integers(0, 10_000), max_size=12),
+    st.sampled_from([0, 1, 4, 5, 8, 16, 44, MAX_HELLO_SIZE, MAX_FRAME_LENGTH]),
+)
+def test_arbitrary_bytes_raise_only_protocol_error_and_stay_bounded(
+    data: bytes, cuts: list[int], limit: int
+) -> None:
+    expected, left = feed_whole(limit, data)
+    decoder = FrameDecoder(limit)
+    try:
+        got = feed_pieces(decoder, split(data, cuts))
+    except ProtocolError:
+        assert expected is None, "chunks raised where the whole stream did not"
+    else:
+        assert got == expected, "chunks gave other frames than the whole stream"
+        assert decoder.buffered == left
+
+
+@PROPERTY
+@given(st.integers(0, MAX_HELLO_SIZE), st.data())
+def test_a_forged_length_is_refused_from_the_header_alone(limit: int, data: st.DataObject) -> None:
+    length = data.draw(st.integers(limit + 1, MAX_FRAME_LENGTH))
+    kind = data.draw(st.integers(0, 255))
+    decoder = FrameDecoder(limit)
+    with pytest.raises(ProtocolError, match="exceeds the negotiated maximum"):
+        for byte in struct.pack(">BI", kind, length):
+            decoder.feed(bytes([byte]))
+    assert decoder.buffered <= HEADER_SIZE
+
+
+# -- HELLO --------------------------------------------------------------------------------
+
+HELLO_KEYS = [
+    "versions",
+    "codecs",
+    "max_frame_size",
+    "stream_window",
+    "stream_window_bytes",
+    "connection_window_bytes",
+    "agent",
+    "version",
+    "codec",
+]
+hello_maps = st.dictionaries(
+    st.sampled_from(HELLO_KEYS) | st.text(max_size=6),
+    wire_values
+    | st.lists(st.sampled_from([1, 2, 2.0, 3, True, "msgpack", "json", None]), max_size=4)
+    | st.sampled_from(["msgpack", "json", 2, 2.0, MAX_HELLO_SIZE, MAX_FRAME_LENGTH + 1]),
+    max_size=9,
+)
+codec_choices = st.sampled_from([("msgpack", "json"), ("msgpack",), ("json",), ("json", "msgpack")])
+windows = st.builds(
+    Windows,
+    st.integers(1, MAX_WINDOW_ITEMS),
+    st.integers(1, MAX_WINDOW_BYTES),
+    st.integers(1, MAX_WINDOW_BYTES),
+)
+
+
+def assert_within_rfc(settings: Settings, codecs: tuple[str, ...]) -> None:
+    assert type(settings.version) is int and settings.version in PROTOCOL_VERSIONS
+    assert type(settings.codec) is str and settings.codec in codecs
+    assert MAX_HELLO_SIZE <= settings.peer_max_frame_size <= MAX_FRAME_LENGTH
+    assert type(settings.peer_agent) is str
+    assert 1 <= settings.peer_windows.items <= MAX_WINDOW_ITEMS
+    assert 1 <= settings.peer_windows.stream_bytes <= MAX_WINDOW_BYTES
+    assert 1 <= settings.peer_windows.connection_bytes <= MAX_WINDOW_BYTES
+
+
+@PROPERTY
+@given(st.binary(max_size=64) | hello_maps.map(msgpack.packb), codec_choices)
+def test_hello_payloads_raise_only_the_documented_errors(
+    payload: bytes, codecs: tuple[str, ...]
+) -> None:
+    try:
+        settings, _ = server_choose(payload, codecs, MAX_HELLO_SIZE)
+    except (ProtocolError, HandshakeError):
+        pass
+    else:
+        assert_within_rfc(settings, codecs)
+    try:
+        settings = client_accept(payload, codecs)
+    except (ProtocolError, HandshakeError):
+        pass
+    else:
+        assert_within_rfc(settings, codecs)
+
+
+@PROPERTY
+@given(
+    st.lists(st.sampled_from(["msgpack", "json", "cbor", ""]), min_size=1, max_size=4, unique=True),
+    codec_choices,
+    st.integers(MAX_HELLO_SIZE, MAX_FRAME_LENGTH),
+    st.integers(MAX_HELLO_SIZE, MAX_FRAME_LENGTH),
+    windows,
+    windows,
+)
+def test_valid_hellos_round_trip(
+    offered: list[str],
+    accepted: tuple[str, ...],
+    client_max: int,
+    server_max: int,
+    client_windows: Windows,
+    server_windows: Windows,
+) -> None:
+    hello = client_hello(tuple(offered), client_max, client_windows)
+    common = [c for c in offered if c in accepted]
+    if not common:
+        with pytest.raises(HandshakeError, match="no common codec"):
+            server_choose(hello, accepted, server_max, server_windows)
+        return
+    settings, reply = server_choose(hello, accepted, server_max, server_windows)
+    assert settings == Settings(
+        max(PROTOCOL_VERSIONS), common[0], client_max, AGENT, client_windows
+    )
+    back = client_accept(reply, tuple(offered))
+    assert back == Settings(settings.version, common[0], server_max, AGENT, server_windows)
+
+
+# -- CALL bodies --------------------------------------------------------------------------
+
+almost_calls = st.tuples(
+    st.text(max_size=8) | wire_values,
+    st.text(max_size=8) | wire_values,
+    st.none() | st.integers(-1, MAX_TIMEOUT_MS + 1) | wire_values,
+    st.dictionaries(st.text(max_size=4), st.text(max_size=4)) | wire_values,
+    wire_values,
+).map(list) | st.lists(wire_values, max_size=7)
+
+
+@PROPERTY
+@given(
+    st.sampled_from(sorted(CODECS)),
+    st.binary(max_size=64)
+    | st.tuples(st.sampled_from(sorted(CODECS)), almost_calls).map(
+        lambda c: CODECS[c[0]].encode(c[1])
+    ),
+)
+def test_call_bodies_raise_only_protocol_error(codec_name: str, payload: bytes) -> None:
+    try:
+        header = decode_call(CODECS[codec_name], payload)
+    except ProtocolError:
+        return
+    assert type(header.service) is str and type(header.method) is str
+    assert header.timeout_ms is None or 0 <= header.timeout_ms <= MAX_TIMEOUT_MS
+    assert all(type(k) is str and type(v) is str for k, v in header.metadata.items())
+
+
+@PROPERTY
+@given(
+    st.sampled_from(sorted(CODECS)),
+    st.text(max_size=10),
+    st.text(max_size=10),
+    st.none() | st.integers(0, MAX_TIMEOUT_MS),
+    st.dictionaries(st.text(max_size=6), st.text(max_size=6), max_size=4),
+    st.lists(wire_values.filter(lambda v: v == v), max_size=4),  # NaN != NaN
+)
+def test_valid_calls_round_trip(
+    codec_name: str,
+    service: str,
+    method: str,
+    timeout_ms: int | None,
+    metadata: dict[str, str],
+    args: list[Any],
+) -> None:
+    codec = CODECS[codec_name]
+    header = decode_call(codec, encode_call(codec, service, method, timeout_ms, metadata, args))
+    assert tuple(header) == (service, method, timeout_ms, metadata, args)
+
+
+# -- the fuzz harness, and what fuzzing found ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fuzz_targets() -> Iterator[Any]:
+    """fuzz/targets.py, with its stubs generated (a few seconds: once per module)."""
+    sys.path.insert(0, str(ROOT / "fuzz"))
+    try:
+        import targets
+
+        targets.setup(in_process=True)
+        yield targets
+    finally:
+        sys.path.remove(str(ROOT / "fuzz"))
+
+
+def test_fuzz_harness_runs_its_seed_corpus(fuzz_targets: Any) -> None:
+    corpus = sorted((ROOT / "fuzz" / "corpus").iterdir())
+    assert {path.name.split("-")[0] for path in corpus} == set(fuzz_targets.TARGET_NAMES)
+    assert fuzz_targets.replay(corpus) == len(corpus)
+
+
+def _converter(targets: Any, name: str) -> Callable[[object, str], Any]:
+    return next(decode for label, decode, _ in targets._converters if label == name)
