@@ -7,6 +7,7 @@ later versions add settings without breaking older peers.
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,12 @@ AGENT = "gopherpipe-python/0.1"
 
 class HandshakeError(Exception):
     """No common protocol version or codec: the connection cannot be used."""
+
+
+_brief = reprlib.Repr()
+_brief.maxstring = _brief.maxother = 80
+"""repr() for what a peer sent, in a message: bounded in depth and length (a plain repr()
+of a list nested a thousand deep, which msgpack reads, raises RecursionError)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +100,12 @@ def _frame_size(hello: dict[str, Any]) -> int:
     return size
 
 
+def _agent(hello: dict[str, Any]) -> str:
+    """The peer's `agent` if it is a str (RFC §5), else "": it only names the peer in logs."""
+    agent = hello.get("agent", "")
+    return agent if type(agent) is str else ""
+
+
 def _windows(hello: dict[str, Any]) -> Windows:
     """The peer's windows; absent keys take the defaults (peers of 0.1 sent only items)."""
     defaults = DEFAULT_WINDOWS
@@ -131,13 +144,14 @@ def server_choose(
     common_versions = [v for v in PROTOCOL_VERSIONS if v in versions]
     if not common_versions:
         raise HandshakeError(
-            f"no common protocol version: client offers {versions}, server speaks "
+            f"no common protocol version: client offers {_brief.repr(versions)}, server speaks "
             f"{list(PROTOCOL_VERSIONS)}"
         )
     chosen_codec = next((c for c in offered_codecs if c in codecs), None)
     if chosen_codec is None:
         raise HandshakeError(
-            f"no common codec: client offers {offered_codecs}, server accepts {list(codecs)}"
+            f"no common codec: client offers {_brief.repr(offered_codecs)}, server accepts "
+            f"{list(codecs)}"
         )
     offered_compression = hello.get("compression", [])
     if not isinstance(offered_compression, list):
@@ -147,7 +161,7 @@ def server_choose(
         version=max(common_versions),
         codec=chosen_codec,
         peer_max_frame_size=_frame_size(hello),
-        peer_agent=str(hello.get("agent", "")),
+        peer_agent=_agent(hello),
         peer_windows=_windows(hello),
         compression=chosen_compression,
     )
@@ -170,17 +184,23 @@ def client_accept(
     hello = _read_map(payload)
     version = hello.get("version")
     codec = hello.get("codec")
-    if version not in PROTOCOL_VERSIONS or codec not in codecs:
-        raise ProtocolError(f"server chose version {version!r} / codec {codec!r}, never offered")
+    # Exact types: 2.0 == 2 and would pass `in`, but a version is an int (RFC §5).
+    if type(version) is not int or version not in PROTOCOL_VERSIONS or codec not in codecs:
+        raise ProtocolError(
+            f"server chose version {_brief.repr(version)} / codec {_brief.repr(codec)}, "
+            "never offered"
+        )
     chosen_compression = hello.get("compression")
     if chosen_compression is not None and chosen_compression not in compression:
-        raise ProtocolError(f"server chose compression {chosen_compression!r}, never offered")
-    assert isinstance(version, int) and isinstance(codec, str)
+        raise ProtocolError(
+            f"server chose compression {_brief.repr(chosen_compression)}, never offered"
+        )
+    assert isinstance(codec, str)
     return Settings(
         version=version,
         codec=codec,
         peer_max_frame_size=_frame_size(hello),
-        peer_agent=str(hello.get("agent", "")),
+        peer_agent=_agent(hello),
         peer_windows=_windows(hello),
         compression=chosen_compression,
     )
