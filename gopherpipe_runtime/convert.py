@@ -24,6 +24,7 @@ code, shared by every stub.
 from __future__ import annotations
 
 import contextlib
+import reprlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -190,8 +191,15 @@ def check_args(value: object, method: str, required: int, total: int) -> list[An
     return value
 
 
+_brief = reprlib.Repr()
+_brief.maxstring = _brief.maxother = 80
+"""repr() for a value a peer sent, in a message: plain repr() of a list nested a thousand
+deep (msgpack allows about that) raises RecursionError, and of a 4 MiB string makes a
+4 MiB message. This one stops at six levels and elides long strings in the middle."""
+
+
 def bad_enum(path: str, enum_name: str, value: object) -> NoReturn:
-    raise InvalidArgumentError(f"{path}: {value!r} is not a valid {enum_name}")
+    raise InvalidArgumentError(f"{path}: {_brief.repr(value)} is not a valid {enum_name}")
 
 
 def no_result(value: object) -> NoReturn:
@@ -285,7 +293,7 @@ def decode_fields(
 
 
 def _not_canonical(path: str, what: str, value: object) -> NoReturn:
-    raise InvalidArgumentError(f"{path}: {value!r} is not a {what}")
+    raise InvalidArgumentError(f"{path}: {_brief.repr(value)} is not a {what}")
 
 
 def enc_datetime(value: object, path: str) -> str:
