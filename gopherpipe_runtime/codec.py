@@ -98,7 +98,7 @@ class JsonCodec:
     def encode(self, value: Any) -> bytes:
         try:
             return json.dumps(_to_json(value), separators=(",", ":")).encode("utf-8")
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:  # too deep: RecursionError
             raise CodecError(f"cannot encode value as JSON: {exc}") from None
 
     def decode(self, data: bytes) -> Any:
