@@ -33,7 +33,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gopherpipe_runtime.codec import CODECS
+from gopherpipe_runtime.codec import CODECS, CodecError
+from gopherpipe_runtime.convert import bad_enum, dec_uuid
 from gopherpipe_runtime.envelope import MAX_TIMEOUT_MS, decode_call, encode_call
 from gopherpipe_runtime.flow import MAX_WINDOW_BYTES, MAX_WINDOW_ITEMS, Windows
 from gopherpipe_runtime.frames import (
@@ -54,6 +55,7 @@ from gopherpipe_runtime.handshake import (
     client_hello,
     server_choose,
 )
+from gopherpipe_runtime.status import InvalidArgumentError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -348,3 +350,73 @@ def test_fuzz_harness_runs_its_seed_corpus(fuzz_targets: Any) -> None:
 
 def _converter(targets: Any, name: str) -> Callable[[object, str], Any]:
     return next(decode for label, decode, _ in targets._converters if label == name)
+
+
+# What fuzzing found: each of these raised something other than the documented error.
+
+
+def deep_msgpack(depth: int, leaf: bytes = b"\x02") -> bytes:
+    """A msgpack value nested `depth` lists deep (msgpack reads up to about 1,000)."""
+    return b"\x91" * depth + leaf
+
+
+def hello_with(**fields: bytes) -> bytes:
+    """A msgpack HELLO map whose values are given as msgpack bytes."""
+    body = b"".join(msgpack.packb(key) + value for key, value in fields.items())
+    return bytes([0x80 | len(fields)]) + body
+
+
+VALID_CLIENT = {
+    "versions": msgpack.packb([2]),
+    "codecs": msgpack.packb(["msgpack"]),
+    "max_frame_size": msgpack.packb(MAX_HELLO_SIZE),
+}
+VALID_SERVER = {
+    "version": msgpack.packb(2),
+    "codec": msgpack.packb("msgpack"),
+    "max_frame_size": msgpack.packb(MAX_HELLO_SIZE),
+}
+
+
+def test_found_a_float_version_in_the_server_hello_is_a_protocol_error() -> None:
+    # 2.0 == 2 passed the `in PROTOCOL_VERSIONS` test, then failed an assert.
+    payload = hello_with(**{**VALID_SERVER, "version": msgpack.packb(2.0)})
+    with pytest.raises(ProtocolError, match=r"server chose version 2\.0 "):
+        client_accept(payload, ("msgpack",))
+
+
+@pytest.mark.parametrize("depth", [990, 1000, 1020])
+def test_found_deeply_nested_hello_values_raise_the_documented_errors(depth: int) -> None:
+    # Each went through repr() or str() (an error message, the peer's agent), which
+    # raised RecursionError from the I/O thread's handshake.
+    nested = deep_msgpack(depth)
+    settings, _ = server_choose(hello_with(**VALID_CLIENT, agent=nested), ("msgpack",), 1 << 20)
+    assert settings.peer_agent == ""  # not a str: ignored (RFC §5: agent is a str)
+    assert client_accept(hello_with(**VALID_SERVER, agent=nested), ("msgpack",)).peer_agent == ""
+    for key in ("versions", "codecs"):
+        with pytest.raises(HandshakeError, match=r"no common .*\[\[\[\["):
+            server_choose(
+                hello_with(**{**VALID_CLIENT, key: b"\x91" + nested}), ("msgpack",), 1 << 20
+            )
+    for key in ("version", "codec"):
+        with pytest.raises(ProtocolError, match="never offered"):
+            client_accept(hello_with(**{**VALID_SERVER, key: nested}), ("msgpack",))
+
+
+def test_found_a_deep_value_where_an_enum_or_literal_is_expected() -> None:
+    value = msgpack.unpackb(deep_msgpack(1000))
+    with pytest.raises(InvalidArgumentError, match=r"p: \[+\.\.\.\]+ is not a valid Color$"):
+        bad_enum("p", "Color", value)
+
+
+def test_found_refusals_quote_at_most_a_little_of_a_huge_value() -> None:
+    with pytest.raises(InvalidArgumentError) as refused:
+        dec_uuid("0" * 4_000_000, "id")
+    assert len(refused.value.message) < 200
+
+
+def test_found_the_json_codec_refuses_a_deep_value_with_codec_error() -> None:
+    # Found by the harness's own use of it (no peer can make the runtime encode such a
+    # value: generated converters only build values of a contract's bounded depth).
+    with pytest.raises(CodecError):
+        CODECS["json"].encode(msgpack.unpackb(deep_msgpack(1000)))
