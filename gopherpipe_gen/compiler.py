@@ -205,7 +205,7 @@ class _Emitter:
     helpers: set[str] = field(default_factory=set)
     converters: dict[str, Converter] = field(default_factory=dict)
     tables: list[Table] = field(default_factory=list)
-    names: dict[str, TypeRef] = field(default_factory=dict)
+    names: dict[str, object] = field(default_factory=dict)
     uses_callable: bool = False
     needs_none: bool = False
     uses_iterable: bool = False
@@ -245,11 +245,13 @@ class _Emitter:
             self.uses_builtins = True
         return qualified
 
-    def mangle(self, ref: TypeRef) -> str:
-        base = _mangle(ref)
+    def mangle(self, ref: TypeRef, hashed: bool = False) -> str:
+        # The converter of a hashed value (see `fn`) is named apart: _dec_hashable_...
+        base = f"hashable_{_mangle(ref)}" if hashed else _mangle(ref)
+        owner: object = ("hashable", ref) if hashed else ref
         name = base
         counter = 1
-        while self.names.setdefault(name, ref) != ref:
+        while self.names.setdefault(name, owner) != owner:
             counter += 1
             name = f"{base}_{counter}"
         return name
@@ -263,27 +265,35 @@ class _Emitter:
             return "_none"
         return self.helper(f"check_{ref.name}")
 
-    def fn(self, ref: TypeRef, encode: bool) -> str:
-        """The name of a (value, path) function converting `ref` in this direction."""
+    def fn(self, ref: TypeRef, encode: bool, hashed: bool = False) -> str:
+        """The name of a (value, path) function converting `ref` in this direction.
+
+        `hashed`: the value decoded becomes a set item or a dict key (or part of one). Only
+        a Decimal cares (Python cannot hash sNaN): a type holding one gets a converter of
+        its own there, which refuses sNaN; every other type's converter is the same."""
+        hashed = hashed and not encode and _holds_decimal(ref)
         if isinstance(ref, Scalar) and (ref.name != "None" or self.shared is None):
             return self.scalar_fn(ref)
         if isinstance(ref, Stdlib):
+            if hashed:
+                return self.helper("dec_decimal_key")
             return self.helper(f"{'enc' if encode else 'dec'}_{ref.name.lower()}")
         if isinstance(ref, NewTypeOf) and encode:
             return self.fn(ref.inner, True)  # a NewType's value is its underlying type's
         if self.shared is not None:
-            name = self.shared.fn(ref, encode)
+            name = self.shared.fn(ref, encode, hashed)
             self.from_shared.add(name)
             return name
-        name = f"_{'enc' if encode else 'dec'}_{self.mangle(ref)}"
+        mangled = self.mangle(ref, hashed)
+        name = f"_{'enc' if encode else 'dec'}_{mangled}"
         if name not in self.converters:
             # Placeholder first: recursive dataclasses refer to themselves.
             self.converters[name] = Converter(name, "")
-            self.converters[name] = self.build(name, ref, encode)
+            self.converters[name] = self.build(name, ref, encode, hashed)
         return name
 
-    def call(self, ref: TypeRef, encode: bool, value: str, path: str) -> str:
-        return f"{self.fn(ref, encode)}({value}, {path})"
+    def call(self, ref: TypeRef, encode: bool, value: str, path: str, hashed: bool = False) -> str:
+        return f"{self.fn(ref, encode, hashed)}({value}, {path})"
 
     def in_line(self, ref: TypeRef, encode: bool, value: str, index: int) -> str:
         """A record field's conversion as an expression. A scalar already exactly of its
@@ -297,13 +307,13 @@ class _Emitter:
         test = exact.replace("\0", f"{var} := {value}", 1).replace("\0", var)
         return f"{var} if {test} else {self.call(ref, encode, var, 'path')}"
 
-    def build(self, name: str, ref: TypeRef, encode: bool) -> Converter:
+    def build(self, name: str, ref: TypeRef, encode: bool, hashed: bool = False) -> Converter:
         returns = "Any" if encode else self.spell(ref)
         if isinstance(ref, ListOf | SetOf) or (isinstance(ref, TupleOf) and ref.variadic):
             item = ref.items[0] if isinstance(ref, TupleOf) else ref.item
-            return self.sequence(name, ref, item, encode, returns)
+            return self.sequence(name, ref, item, encode, returns, hashed)
         if isinstance(ref, TupleOf):
-            return self.fixed_tuple(name, ref, encode, returns)
+            return self.fixed_tuple(name, ref, encode, returns, hashed)
         if isinstance(ref, DictOf):
             return self.mapping(name, ref, encode, returns)
         if isinstance(ref, OptionalOf):
@@ -321,7 +331,7 @@ class _Emitter:
             return Converter(
                 name,
                 returns,
-                fast=f"{ref.name}({self.call(ref.inner, False, 'value', 'path')})",
+                fast=f"{ref.name}({self.call(ref.inner, False, 'value', 'path', hashed)})",
                 encode=False,
             )
         assert isinstance(ref, Named)
@@ -373,10 +383,11 @@ class _Emitter:
         )
 
     def sequence(
-        self, name: str, ref: TypeRef, item: TypeRef, encode: bool, returns: str
+        self, name: str, ref: TypeRef, item: TypeRef, encode: bool, returns: str, hashed: bool
     ) -> Converter:
-        fast_item = self.call(item, encode, "item", "path")
-        precise = f"{self.helper('convert_items')}(items, path, {self.fn(item, encode)})"
+        hashed = hashed or isinstance(ref, SetOf)  # a set's items, or a tuple that is hashed
+        fast_item = self.call(item, encode, "item", "path", hashed)
+        precise = f"{self.helper('convert_items')}(items, path, {self.fn(item, encode, hashed)})"
         loop = "for item in items"
         if isinstance(ref, SetOf) and ref.frozen and not encode:
             fast, precise = f"frozenset([{fast_item} {loop}])", f"frozenset({precise})"
@@ -423,14 +434,19 @@ class _Emitter:
             encode=encode,
         )
 
-    def fixed_tuple(self, name: str, ref: TupleOf, encode: bool, returns: str) -> Converter:
+    def fixed_tuple(
+        self, name: str, ref: TupleOf, encode: bool, returns: str, hashed: bool
+    ) -> Converter:
         size = len(ref.items)
         checker = self.helper("check_tuple" if encode else "check_wire_tuple")
         check = f"{'items = ' if size else ''}{checker}(value, path, {size})"
         fast_items = [
-            self.call(item, encode, f"items[{i}]", "path") for i, item in enumerate(ref.items)
+            self.call(item, encode, f"items[{i}]", "path", hashed)
+            for i, item in enumerate(ref.items)
         ]
-        converts = _tuple_display([self.fn(item, encode) for item in ref.items]) if size else ""
+        converts = (
+            _tuple_display([self.fn(item, encode, hashed) for item in ref.items]) if size else ""
+        )
         precise = f"{self.helper('convert_positions')}(items, path, {converts})"
         fast = f"[{', '.join(fast_items)}]" if encode else _tuple_display(fast_items)
         return Converter(
@@ -444,9 +460,9 @@ class _Emitter:
 
     def mapping(self, name: str, ref: DictOf, encode: bool, returns: str) -> Converter:
         tuple_keys = _array_form(ref.key)
-        key_fast = self.call(ref.key, encode, "key", "path")
+        key_fast = self.call(ref.key, encode, "key", "path", hashed=True)
         value_fast = self.call(ref.value, encode, "item", "path")
-        converts = f"{self.fn(ref.key, encode)}, {self.fn(ref.value, encode)}"
+        converts = f"{self.fn(ref.key, encode, hashed=True)}, {self.fn(ref.value, encode)}"
         shortcut_cond = shortcut = None
         if encode or not tuple_keys:
             checker = "check_mapping" if encode and ref.abstract else "check_dict"
@@ -599,6 +615,17 @@ def _typed_dict_converter(
         check=check,
         encode=encode,
     )
+
+
+def _holds_decimal(ref: TypeRef) -> bool:
+    """Whether a hashable type holds a Decimal, which may be sNaN and then has no hash."""
+    if isinstance(ref, Stdlib):
+        return ref.name == "Decimal"
+    if isinstance(ref, TupleOf):
+        return any(_holds_decimal(item) for item in ref.items)
+    if isinstance(ref, NewTypeOf):
+        return _holds_decimal(ref.inner)
+    return False
 
 
 def _array_form(ref: TypeRef) -> bool:

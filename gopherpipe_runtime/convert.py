@@ -379,6 +379,15 @@ def dec_decimal(value: object, path: str) -> Decimal:
     fail(path, "Decimal (a string)", value)
 
 
+def dec_decimal_key(value: object, path: str) -> Decimal:
+    """`dec_decimal` where the Decimal is hashed: a set item, a dict key, or in a tuple that
+    is one. Python cannot hash a signalling NaN, so there sNaN does not fit the type."""
+    result = dec_decimal(value, path)
+    if result.is_snan():
+        raise InvalidArgumentError(f"{path}: sNaN cannot be a set item or dict key (no hash)")
+    return result
+
+
 def enc_uuid(value: object, path: str) -> str:
     if isinstance(value, UUID):
         return UUID.__str__(value)

@@ -349,7 +349,7 @@ def test_fuzz_harness_runs_its_seed_corpus(fuzz_targets: Any) -> None:
 
 
 def _converter(targets: Any, name: str) -> Callable[[object, str], Any]:
-    return next(decode for label, decode, _ in targets._converters if label == name)
+    return next(entry[1] for entry in targets._converters if entry[0] == name)
 
 
 # What fuzzing found: each of these raised something other than the documented error.
@@ -420,3 +420,34 @@ def test_found_the_json_codec_refuses_a_deep_value_with_codec_error() -> None:
     # value: generated converters only build values of a contract's bounded depth).
     with pytest.raises(CodecError):
         CODECS["json"].encode(msgpack.unpackb(deep_msgpack(1000)))
+
+
+@pytest.mark.parametrize(
+    ("name", "wire"),
+    [
+        ("fuzz_types._dec_set_Decimal", ["1", "sNaN"]),
+        ("fuzz_types._dec_dict_Decimal_int", {"sNaN": 1}),
+        ("fuzz_types._dec_dict_tuple2_Decimal_date_str", [[["sNaN", "2024-01-01"], "x"]]),
+    ],
+)
+def test_found_snan_where_it_would_be_hashed_is_invalid_argument(
+    fuzz_targets: Any, name: str, wire: Any
+) -> None:
+    # A set item or dict key built with sNaN raised TypeError("Cannot hash a signaling
+    # NaN value") out of the generated decoder; NaN is hashable, and sNaN elsewhere fine.
+    decode = _converter(fuzz_targets, name)
+    with pytest.raises(InvalidArgumentError, match="sNaN cannot be a set item or dict key"):
+        decode(wire, "value")
+    nan = decode(json_replace(wire, "sNaN", "NaN"), "value")
+    assert "NaN" in str(nan)
+    amounts = _converter(fuzz_targets, "e2e_moretypes.client._MoreTypes_echo_amounts_result")
+    assert str(amounts(["sNaN"], "value")[0]) == "sNaN"  # a list's items are not hashed
+
+
+def json_replace(value: Any, old: str, new: str) -> Any:
+    """`value` with every str `old` in it (keys too) replaced by `new`."""
+    if isinstance(value, list):
+        return [json_replace(item, old, new) for item in value]
+    if isinstance(value, dict):
+        return {json_replace(k, old, new): json_replace(v, old, new) for k, v in value.items()}
+    return new if value == old else value
