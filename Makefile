@@ -42,7 +42,8 @@ FUZZ_SECONDS ?= 600
 fuzz: $(VENV)/.installed-fuzz
 	mkdir -p fuzz/.work/corpus
 	$(PY) fuzz/fuzz_gopherpipe.py fuzz/.work/corpus fuzz/corpus -max_total_time=$(FUZZ_SECONDS) \
-		-timeout=10 -rss_limit_mb=2048 -artifact_prefix=fuzz/.work/ -print_final_stats=1
+		-dict=fuzz/gopherpipe.dict -timeout=10 -rss_limit_mb=2048 -artifact_prefix=fuzz/.work/ \
+		-print_final_stats=1
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -11,6 +11,7 @@ first byte the target's index; rerun this after changing a target's input layout
 from __future__ import annotations
 
 import hashlib
+import json
 import sys
 import uuid
 from datetime import UTC, date, datetime, time, timedelta, timezone
@@ -18,12 +19,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import msgpack
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "fuzz")]
 
 import targets  # noqa: E402
 
 from gopherpipe_runtime.codec import CODECS  # noqa: E402
+from gopherpipe_runtime.compression import ALGORITHMS, MARK  # noqa: E402
 from gopherpipe_runtime.envelope import encode_call, encode_status  # noqa: E402
 from gopherpipe_runtime.flow import Windows  # noqa: E402
 from gopherpipe_runtime.frames import (  # noqa: E402
@@ -36,6 +40,7 @@ from gopherpipe_runtime.frames import (  # noqa: E402
 from gopherpipe_runtime.handshake import client_hello, server_choose  # noqa: E402
 
 CORPUS = ROOT / "fuzz" / "corpus"
+DICTIONARY = ROOT / "fuzz" / "gopherpipe.dict"
 
 
 def target(name: str) -> bytes:
@@ -97,6 +102,22 @@ def call_seeds() -> list[bytes]:
             body = encode_call(codec, "Svc", "method", timeout, metadata, args)
             seeds.append(target("call_body") + bytes([flag]) + body)
         seeds.append(target("call_body") + bytes([flag | 2]) + encode_status(codec, 3, "bad", [1]))
+        # Over a compressing connection: plain, and compressed with each algorithm.
+        body = encode_call(codec, "Svc", "m", 5, {"k": "v" * 40}, [list(range(300))])
+        seeds.append(target("call_body") + bytes([flag | 8]) + body)
+        for index, algorithm in enumerate(ALGORITHMS.values()):
+            packed = MARK + algorithm.compress(body)
+            seeds.append(target("call_body") + bytes([flag | 8 | index << 4]) + packed)
+    return seeds
+
+
+def inflate_seeds() -> list[bytes]:
+    seeds = []
+    for index, algorithm in enumerate(ALGORITHMS.values()):
+        for limit in (100, 4096):
+            choice = index | targets._INFLATE_LIMITS.index(limit) << 2
+            for plain in (b"", b"gopher" * 30, bytes(range(256))):
+                seeds.append(target("inflate") + bytes([choice]) + algorithm.compress(plain))
     return seeds
 
 
@@ -189,15 +210,40 @@ def generated_seeds() -> list[bytes]:
     return seeds
 
 
+def dictionary() -> list[bytes]:
+    """libFuzzer dictionary entries: every token of `targets.TOKENS` as msgpack and as a
+    JSON string, and the edge numbers in msgpack, so that mutations splice whole values
+    (a "sNaN" where a "NaN" was, 2.0 where 2 was) instead of hoping to type them."""
+    targets.setup()
+    entries = []
+    for token in targets.TOKENS:
+        entries += [msgpack.packb(token), json.dumps(token).encode()]
+    for number in [*targets._EDGE_INTS, *targets._EDGE_FLOATS, -1, -(2**31)]:
+        entries.append(msgpack.packb(number))
+    entries += [b"\x91" * 64, b"\xdc\xff\xff", b"\xdd\xff\xff\xff\xff", b"[" * 64]
+    return list(dict.fromkeys(entries))
+
+
+def _quote(entry: bytes) -> str:
+    return "".join(
+        chr(b) if 0x20 <= b < 0x7F and chr(b) not in '"\\' else f"\\x{b:02x}" for b in entry
+    )
+
+
 def main() -> None:
     CORPUS.mkdir(exist_ok=True)
     for old in CORPUS.iterdir():
         old.unlink()
-    seeds = frames_seeds() + hello_seeds() + call_seeds() + generated_seeds()
+    seeds = frames_seeds() + hello_seeds() + call_seeds() + generated_seeds() + inflate_seeds()
     for seed in seeds:
         name = targets.TARGET_NAMES[seed[0]]
         (CORPUS / f"{name}-{hashlib.sha1(seed).hexdigest()[:12]}").write_bytes(seed)
     print(f"wrote {len(seeds)} seeds to {CORPUS.relative_to(ROOT)}")
+    entries = dictionary()
+    lines = ["# libFuzzer dictionary, written by fuzz/make_corpus.py: do not edit."]
+    lines += [f'"{_quote(entry)}"' for entry in entries]
+    DICTIONARY.write_text("\n".join(lines) + "\n", encoding="ascii")
+    print(f"wrote {len(entries)} entries to {DICTIONARY.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

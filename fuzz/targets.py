@@ -25,6 +25,7 @@ exception type nobody documents, a wrong answer, or a round trip that changes a 
 from __future__ import annotations
 
 import atexit
+import collections.abc
 import contextlib
 import dataclasses
 import enum
@@ -37,16 +38,20 @@ import struct
 import subprocess
 import sys
 import tempfile
+import types
+import typing
 from collections.abc import Callable, Iterable
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import msgpack
 
-from gopherpipe_runtime import InvalidArgumentError, StatusCode
-from gopherpipe_runtime.codec import CODECS, CodecError
+from gopherpipe_runtime import Chan, InvalidArgumentError, StatusCode
+from gopherpipe_runtime.codec import CODECS, Codec, CodecError
+from gopherpipe_runtime.compression import ALGORITHMS, MARK, CompressingCodec
 from gopherpipe_runtime.envelope import MAX_TIMEOUT_MS, decode_call, decode_status, encode_call
 from gopherpipe_runtime.flow import DEFAULT_WINDOWS, MAX_WINDOW_BYTES, MAX_WINDOW_ITEMS, Windows
 from gopherpipe_runtime.frames import (
@@ -106,7 +111,8 @@ _EDGE_INTS = (0, 1, 2, -1, 7, 10, 200, 2**31, 2**32 - 1, 2**32, 2**63 - 1, 2**64
 _EDGE_FLOATS = (0.0, -0.0, 1.0, 2.0, 1.5, math.nan, math.inf, -math.inf, 1e308, 5e-324)
 TOKENS: list[str] = [
     *("versions", "codecs", "max_frame_size", "stream_window", "stream_window_bytes"),
-    *("connection_window_bytes", "agent", "version", "codec", "msgpack", "json", "$b", "$m"),
+    *("connection_window_bytes", "agent", "version", "codec", "compression", "msgpack"),
+    *("json", "zlib", "zstd", "$b", "$m"),
     *("sNaN", "NaN", "-Infinity", "Infinity", "-0", "1E+3", "19.990", "1e3", "0.00", "-sNaN"),
     *("2024-02-29", "2024-1-1", "0001-01-01", "9999-12-31", "2024-02-29T23:59:58"),
     *("2024-02-29T23:59:58.123456+05:30", "2024-02-29T23:59:58Z", "12:30:00.000005"),
@@ -194,13 +200,116 @@ def _map_header(count: int) -> bytes:
     return bytes([0x80 | count]) if count < 16 else b"\xde" + struct.pack(">H", count)
 
 
+# A typed recipe: a wire value of a contract type (the return type of a decoder), each
+# leaf picked from values of its own type that decoders find hard (an eighth of the time
+# a near miss of its spelling) -- and, one time in 64, something of another type.
+
+_STDLIB_TOKENS: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    # (canonical spellings, near misses the decoder must refuse)
+    Decimal: (
+        ("sNaN", "-sNaN", "NaN", "-Infinity", "-0", "1E+3", "0.00", "19.990", "1.0", "1"),
+        ("1e3", "nan", "1_000", " 1", "Inf"),
+    ),
+    datetime: (
+        (
+            "2024-02-29T23:59:58.123456+05:30",
+            "2024-02-29T18:29:58.123456+00:00",
+            "2024-02-29T23:59:58",
+            "0001-01-01T00:00:00-23:59",
+            "9999-12-31T23:59:59.999999+23:59:59.999999",
+        ),
+        ("2024-02-29T23:59:58Z", "2024-02-29 23:59:58", "2024-02-29T23:59:58.000000"),
+    ),
+    date: (("2024-02-29", "0001-01-01", "9999-12-31"), ("2024-1-1", "2023-02-29", "20240229")),
+    time: (("00:00:00", "23:59:59.999999+23:59", "12:30:00.000005"), ("24:00:00", "12:30")),
+    UUID: (
+        ("12345678-1234-5678-1234-567812345678", "00000000-0000-0000-0000-000000000000"),
+        ("12345678-1234-5678-1234-56781234567A", "{12345678-1234-5678-1234-567812345678}"),
+    ),
+}
+_TIMEDELTA_PARTS = (
+    (0, 1, -1, 999999999, -999999999),
+    (0, 1, 86399),
+    (0, 1, 999999),
+    (-1, 86400, 1000000, 10**9),  # out of range for seconds or microseconds
+)
+
+
+def typed_wire(recipe: Recipe, tp: Any, depth: int = 0) -> Any:
+    """A wire value of contract type `tp`, read from `recipe`."""
+    if recipe.byte() < 4 or depth > 12:
+        return recipe.scalar()
+    supertype = getattr(tp, "__supertype__", None)  # a NewType
+    if supertype is not None:
+        return typed_wire(recipe, supertype, depth)
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is None or tp is type(None):
+        return None
+    if tp is bool:
+        return bool(recipe.byte() & 1)
+    if tp is int:
+        number = _EDGE_INTS[recipe.byte() % len(_EDGE_INTS)]
+        return -number if recipe.byte() & 1 and number <= 2**63 else number
+    if tp is float:
+        return _EDGE_FLOATS[recipe.byte() % len(_EDGE_FLOATS)]
+    if tp is str:
+        return TOKENS[recipe.byte() % len(TOKENS)]
+    if tp is bytes:
+        return recipe.take(recipe.byte() % 8)
+    odd = recipe.byte() < 32
+    if tp in _STDLIB_TOKENS:
+        choices = _STDLIB_TOKENS[tp][odd]
+        return choices[recipe.byte() % len(choices)]
+    if tp is timedelta:
+        parts = [_TIMEDELTA_PARTS[3 if odd and i else i] for i in range(3)]
+        return [part[recipe.byte() % len(part)] for part in parts]
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        members = list(tp)
+        return members[recipe.byte() % len(members)].value
+    if origin is typing.Literal:
+        return args[recipe.byte() % len(args)]
+    if origin is typing.Union or origin is types.UnionType:
+        return typed_wire(recipe, args[recipe.byte() % len(args)], depth + 1)
+    if origin in (list, set, frozenset, collections.abc.Sequence) or (
+        origin is tuple and len(args) == 2 and args[1] is Ellipsis
+    ):
+        return [typed_wire(recipe, args[0], depth + 1) for _ in range(recipe.byte() % 5)]
+    if origin is tuple:
+        return [typed_wire(recipe, arg, depth + 1) for arg in args]
+    if origin in (dict, collections.abc.Mapping):
+        entries = [
+            (typed_wire(recipe, args[0], depth + 1), typed_wire(recipe, args[1], depth + 1))
+            for _ in range(recipe.byte() % 5)
+        ]
+        if type(entries[0][0] if entries else None) is list:  # array-form keys: pairs
+            return [list(entry) for entry in entries]
+        try:
+            return dict(entries)
+        except TypeError:
+            return [list(entry) for entry in entries]
+    record = origin or tp
+    if not isinstance(record, type):
+        return recipe.scalar()
+    hints = typing.get_type_hints(record)
+    bindings = dict(zip(getattr(record, "__parameters__", ()), args, strict=False))
+    fields = {name: bindings.get(hint, hint) for name, hint in hints.items()}
+    if typing.is_typeddict(record):
+        return {
+            name: typed_wire(recipe, hint, depth + 1)
+            for name, hint in fields.items()
+            if name in record.__required_keys__ or recipe.byte() & 1
+        }
+    values = [typed_wire(recipe, hint, depth + 1) for hint in fields.values()]
+    return values[: len(values) - recipe.byte() % 3] if recipe.byte() < 32 else values
+
+
 def hello_recipe(recipe: Recipe) -> bytes:
     """A HELLO map: mostly the RFC's keys, values anything."""
     count = recipe.byte() % 10
     out = bytearray(_map_header(count))
     for _ in range(count):
         pick = recipe.byte()
-        out += msgpack.packb(TOKENS[pick % 9] if pick < 230 else recipe.scalar())
+        out += msgpack.packb(TOKENS[pick % 10] if pick < 230 else recipe.scalar())
         if recipe.byte() < 128:
             recipe.array(out, recipe.byte() % 4, 6)  # lists of scalars: versions, codecs
         else:
@@ -303,6 +412,7 @@ def fuzz_frames(data: bytes) -> None:
 # -- handshake -------------------------------------------------------------------------
 
 _CODEC_CHOICES = (("msgpack", "json"), ("msgpack",), ("json",), ("json", "msgpack"))
+_COMPRESSION_CHOICES = ((), tuple(ALGORITHMS), ("zlib",), tuple(reversed(ALGORITHMS)))
 _WINDOW_CHOICES = (
     DEFAULT_WINDOWS,
     Windows(1, 1, 1),
@@ -310,7 +420,19 @@ _WINDOW_CHOICES = (
 )
 
 
-def check_settings(settings: Settings, codecs: tuple[str, ...]) -> None:
+def check_settings(
+    settings: Settings, codecs: tuple[str, ...], compression: tuple[str, ...]
+) -> None:
+    check(
+        settings.compression is None or settings.compression in compression,
+        "compression never offered:",
+        settings.compression,
+    )
+    check(
+        settings.compression is None or type(settings.compression) is str,
+        "compression is not a str:",
+        settings.compression,
+    )
     check(type(settings.version) is int, "version is not an int:", settings.version)
     check(settings.version in PROTOCOL_VERSIONS, "version never offered:", settings.version)
     check(type(settings.codec) is str, "codec is not a str:", settings.codec)
@@ -334,18 +456,22 @@ def fuzz_hello_server(data: bytes) -> None:
         return
     codecs = _CODEC_CHOICES[data[0] % len(_CODEC_CHOICES)]
     windows = _WINDOW_CHOICES[(data[0] >> 2) % len(_WINDOW_CHOICES)]
+    compression = _COMPRESSION_CHOICES[(data[0] >> 4) % len(_COMPRESSION_CHOICES)]
     ours = MAX_HELLO_SIZE if data[0] & 0x80 else 4 * 1024 * 1024
     payload = hello_recipe(Recipe(data[1:])) if data[0] & 0x40 else data[1:]
     try:
-        settings, reply = server_choose(payload, codecs, ours, windows)
+        settings, reply = server_choose(payload, codecs, ours, windows, compression)
     except (ProtocolError, HandshakeError):
         return
-    check_settings(settings, codecs)
+    check_settings(settings, codecs, compression)
     # The client that sent this HELLO must accept the reply, and read back our side.
-    offered = msgpack.unpackb(payload, raw=False)["codecs"]
-    client = client_accept(reply, tuple(c for c in offered if type(c) is str))
+    hello = msgpack.unpackb(payload, raw=False)
+    offered = tuple(c for c in hello["codecs"] if type(c) is str)
+    offered_compression = tuple(c for c in hello.get("compression", []) if type(c) is str)
+    client = client_accept(reply, offered, offered_compression)
     check(client.version == settings.version, "reply: version", client.version)
     check(client.codec == settings.codec, "reply: codec", client.codec)
+    check(client.compression == settings.compression, "reply: compression", client)
     check(client.peer_max_frame_size == ours, "reply: max_frame_size", client)
     check(client.peer_windows == windows, "reply: windows", client.peer_windows)
     check(client.peer_agent == AGENT, "reply: agent", client.peer_agent)
@@ -356,22 +482,23 @@ def fuzz_hello_client(data: bytes) -> None:
     if not data:
         return
     codecs = _CODEC_CHOICES[data[0] % len(_CODEC_CHOICES)]
+    compression = _COMPRESSION_CHOICES[(data[0] >> 4) % len(_COMPRESSION_CHOICES)]
     payload = hello_recipe(Recipe(data[1:])) if data[0] & 0x40 else data[1:]
     try:
-        settings = client_accept(payload, codecs)
+        settings = client_accept(payload, codecs, compression)
     except (ProtocolError, HandshakeError):
         return
-    check_settings(settings, codecs)
+    check_settings(settings, codecs, compression)
 
 
 # -- CALL and STATUS bodies -------------------------------------------------------------
 
 
 def fuzz_call_body(data: bytes) -> None:
-    """data: [codec, CALL or STATUS, raw or recipe] [body, or its recipe]."""
+    """data: [codec, CALL or STATUS, raw or recipe, compression] [body, or its recipe]."""
     if not data:
         return
-    codec = CODECS["json" if data[0] & 1 else "msgpack"]
+    codec: Codec = CODECS["json" if data[0] & 1 else "msgpack"]
     payload = data[1:]
     if data[0] & 4:  # a msgpack array of 3 to 7 items, with a JSON twin
         recipe = Recipe(payload)
@@ -383,6 +510,11 @@ def fuzz_call_body(data: bytes) -> None:
                 payload = codec.encode(CODECS["msgpack"].decode(payload))
             except CodecError:
                 return
+    if data[0] & 8:  # over a connection that negotiated compression
+        algorithm = list(ALGORITHMS.values())[(data[0] >> 4) % len(ALGORITHMS)]
+        codec = CompressingCodec(codec, algorithm, 0, 1 << 16, 1 << 16)
+        if data[0] & 4:
+            payload = MARK + algorithm.compress(payload)
     if data[0] & 2:
         try:
             code, message, _ = decode_status(codec, payload)
@@ -412,10 +544,39 @@ def fuzz_call_body(data: bytes) -> None:
     check(encode_call(codec, *again) == once, "CALL changes when re-encoded", header)
 
 
+# -- compressed payloads -----------------------------------------------------------------
+
+_INFLATE_LIMITS = (0, 1, 100, 4096, 1 << 16)
+
+
+def fuzz_inflate(data: bytes) -> None:
+    """data: [algorithm and limit] [a compressed stream]: `Algorithm.inflate` directly."""
+    if not data:
+        return
+    algorithm = list(ALGORITHMS.values())[data[0] % len(ALGORITHMS)]
+    limit = _INFLATE_LIMITS[(data[0] >> 2) % len(_INFLATE_LIMITS)]
+    stream = data[1:]
+    if data[0] & 0x80:  # a valid stream of what follows, repeated up to 64 times
+        repeat = 1 + stream[0] % 64 if stream else 1
+        stream = algorithm.compress(stream[1:] * repeat)
+    try:
+        out = algorithm.inflate(stream, limit)
+    except CodecError:
+        return
+    check(type(out) is bytes, "inflate returned", type(out))
+    check(len(out) <= limit, f"{algorithm.name}: inflated {len(out)} bytes over a limit of", limit)
+    check(
+        algorithm.inflate(algorithm.compress(out), limit) == out,
+        f"{algorithm.name}: compress -> inflate changed",
+        out,
+    )
+
+
 # -- generated converters ----------------------------------------------------------------
 
 Converter = Callable[[object, str], Any]
-_converters: list[tuple[str, Converter, Converter | None]] = []
+_converters: list[tuple[str, Converter, Converter | None, Any]] = []
+"""(label, decoder, its encoder if any, the contract type it decodes)."""
 _stub_dir: str | None = None
 
 
@@ -469,15 +630,52 @@ def setup(in_process: bool = False) -> None:
             sys.modules.update(theirs)
 
 
+def _returns(function: Callable[..., Any]) -> Any:
+    """What a generated decoder returns: the contract type of the value it reads."""
+    try:
+        return typing.get_type_hints(function)["return"]
+    except Exception:  # an annotation this process cannot resolve: no typed recipe
+        return None
+
+
+def _argument_types(contract: Any) -> dict[str, Any]:
+    """Server argument decoder name -> the tuple type of the arguments on the wire (the
+    method's parameters, but for a Chan, which is the stream and not an argument)."""
+    found = {}
+    for service in vars(contract).values():
+        if not isinstance(service, type) or not getattr(service, "__abstractmethods__", ()):
+            continue
+        for method in service.__abstractmethods__:
+            hints = typing.get_type_hints(getattr(service, method))
+            hints.pop("return", None)
+            wire = [h for h in hints.values() if typing.get_origin(h) is not Chan]
+            found[f"_{service.__name__}_{method}_args"] = tuple.__class_getitem__(tuple(wire))
+    return found
+
+
 def _collect() -> None:
-    found: dict[str, tuple[Converter, Converter | None]] = {}
+    found: dict[str, tuple[Converter, Converter | None, Any]] = {}
+
+    def add(
+        label: str,
+        decode: Callable[..., Any],
+        encode: Callable[..., Any] | None,
+        one: bool = True,  # (value), not (value, path)
+    ) -> None:
+        found[label] = (
+            _one_arg(decode) if one else decode,
+            encode and (_one_arg(encode) if one else encode),
+            _returns(decode),
+        )
+
     for contract in CONTRACTS:
         client = importlib.import_module(f"{contract.stem}_client")
         server = importlib.import_module(f"{contract.stem}_server")
+        arguments = _argument_types(importlib.import_module(contract.stem))
         names = vars(client)
         for name, function in sorted(names.items()):
             if name.startswith("_dec_") and callable(function):
-                found[f"{contract.stem}.{name}"] = (function, names.get("_enc_" + name[5:]))
+                add(f"{contract.stem}.{name}", function, names.get("_enc_" + name[5:]), False)
         for table_name, table in names.items():
             if table_name.endswith(("_by_value", "_values", "_dec_keys")):
                 for key in table:
@@ -490,38 +688,41 @@ def _collect() -> None:
                 continue
             label = f"{contract.stem}.server.{name}"
             if name.endswith("_args"):
-                found[label] = (_one_arg(function), None)
+                add(label, function, None)
+                found[label] = (*found[label][:2], arguments.get(name))
             elif name.endswith("_item_in"):  # what the server reads; the client writes it
-                partner = names.get(name[: -len("_in")] + "_out")
-                found[label] = (_one_arg(function), partner and _one_arg(partner))
+                add(label, function, names.get(name[: -len("_in")] + "_out"))
         for name, function in sorted(names.items()):
             if not callable(function):
                 continue
             label = f"{contract.stem}.client.{name}"
             if name.endswith("_result"):
-                partner = server_names.get(name)
-                found[label] = (_one_arg(function), partner and _one_arg(partner))
+                add(label, function, server_names.get(name))
             elif name.endswith("_item_in"):
-                partner = server_names.get(name[: -len("_in")] + "_out")
-                found[label] = (_one_arg(function), partner and _one_arg(partner))
-    _converters.extend((name, *pair) for name, pair in sorted(found.items()))
+                add(label, function, server_names.get(name[: -len("_in")] + "_out"))
+    _converters.extend((name, *entry) for name, entry in sorted(found.items()))
 
 
 def converter_names() -> list[str]:
     setup()
-    return [name for name, _, _ in _converters]
+    return [entry[0] for entry in _converters]
 
 
 def fuzz_generated(data: bytes) -> None:
-    """data: [converter] [codec, raw or recipe] [the wire value: a codec payload, or a
-    recipe for a msgpack one]."""
+    """data: [converter] [codec, raw or recipe or typed recipe] [the wire value: a codec
+    payload, or a recipe for a msgpack one, or for a value of the converter's type]."""
     if len(data) < 2:
         return
     setup()
-    name, decode, encode = _converters[data[0] % len(_converters)]
+    name, decode, encode, wire_type = _converters[data[0] % len(_converters)]
     codec = CODECS["json" if data[1] & 1 else "msgpack"]
     payload = data[2:]
-    if data[1] & 2:
+    if data[1] & 4:  # a value of the converter's type, through either codec
+        try:
+            payload = codec.encode(typed_wire(Recipe(payload), wire_type))
+        except CodecError:
+            return
+    elif data[1] & 2:
         codec = CODECS["msgpack"]
         payload = Recipe(payload).body()
     try:
@@ -586,6 +787,7 @@ TARGETS: tuple[tuple[str, Callable[[bytes], None]], ...] = (
     ("hello_client", fuzz_hello_client),
     ("call_body", fuzz_call_body),
     ("generated", fuzz_generated),
+    ("inflate", fuzz_inflate),
 )
 TARGET_NAMES = tuple(name for name, _ in TARGETS)
 
