@@ -6,7 +6,8 @@
   (`max_frame_size + 5` bytes) or more;
 - HELLO: arbitrary bytes and arbitrary msgpack maps raise only `ProtocolError` or
   `HandshakeError` on either side; what is accepted is within the RFC's ranges; a valid
-  client HELLO and the server's reply round-trip the offered settings;
+  client HELLO and the server's reply round-trip what each side offered (codec, frame
+  size, windows, compression);
 - CALL bodies: arbitrary bytes and arbitrary values of either codec raise only
   `ProtocolError`; valid CALLs round-trip;
 - the fuzz harness (fuzz/targets.py) runs its seed corpus without a finding, and the
@@ -198,12 +199,13 @@ HELLO_KEYS = [
     "agent",
     "version",
     "codec",
+    "compression",
 ]
 hello_maps = st.dictionaries(
     st.sampled_from(HELLO_KEYS) | st.text(max_size=6),
     wire_values
-    | st.lists(st.sampled_from([1, 2, 2.0, 3, True, "msgpack", "json", None]), max_size=4)
-    | st.sampled_from(["msgpack", "json", 2, 2.0, MAX_HELLO_SIZE, MAX_FRAME_LENGTH + 1]),
+    | st.lists(st.sampled_from([1, 2, 2.0, 3, True, "msgpack", "json", "zlib", None]), max_size=4)
+    | st.sampled_from(["msgpack", "json", "zlib", 2, 2.0, MAX_HELLO_SIZE, MAX_FRAME_LENGTH + 1]),
     max_size=9,
 )
 codec_choices = st.sampled_from([("msgpack", "json"), ("msgpack",), ("json",), ("json", "msgpack")])
@@ -215,7 +217,9 @@ windows = st.builds(
 )
 
 
-def assert_within_rfc(settings: Settings, codecs: tuple[str, ...]) -> None:
+def assert_within_rfc(
+    settings: Settings, codecs: tuple[str, ...], compressions: tuple[str, ...] = ("zlib",)
+) -> None:
     assert type(settings.version) is int and settings.version in PROTOCOL_VERSIONS
     assert type(settings.codec) is str and settings.codec in codecs
     assert MAX_HELLO_SIZE <= settings.peer_max_frame_size <= MAX_FRAME_LENGTH
@@ -223,6 +227,7 @@ def assert_within_rfc(settings: Settings, codecs: tuple[str, ...]) -> None:
     assert 1 <= settings.peer_windows.items <= MAX_WINDOW_ITEMS
     assert 1 <= settings.peer_windows.stream_bytes <= MAX_WINDOW_BYTES
     assert 1 <= settings.peer_windows.connection_bytes <= MAX_WINDOW_BYTES
+    assert settings.compression in (None, *compressions)
 
 
 @PROPERTY
@@ -231,13 +236,13 @@ def test_hello_payloads_raise_only_the_documented_errors(
     payload: bytes, codecs: tuple[str, ...]
 ) -> None:
     try:
-        settings, _ = server_choose(payload, codecs, MAX_HELLO_SIZE)
+        settings, _ = server_choose(payload, codecs, MAX_HELLO_SIZE, compression=("zlib",))
     except (ProtocolError, HandshakeError):
         pass
     else:
         assert_within_rfc(settings, codecs)
     try:
-        settings = client_accept(payload, codecs)
+        settings = client_accept(payload, codecs, ("zlib",))
     except (ProtocolError, HandshakeError):
         pass
     else:
@@ -252,6 +257,8 @@ def test_hello_payloads_raise_only_the_documented_errors(
     st.integers(MAX_HELLO_SIZE, MAX_FRAME_LENGTH),
     windows,
     windows,
+    st.lists(st.sampled_from(["zstd", "zlib", "lz4"]), max_size=3, unique=True).map(tuple),
+    st.lists(st.sampled_from(["zstd", "zlib"]), max_size=2, unique=True).map(tuple),
 )
 def test_valid_hellos_round_trip(
     offered: list[str],
@@ -260,19 +267,23 @@ def test_valid_hellos_round_trip(
     server_max: int,
     client_windows: Windows,
     server_windows: Windows,
+    compressions: tuple[str, ...],
+    server_compressions: tuple[str, ...],
 ) -> None:
-    hello = client_hello(tuple(offered), client_max, client_windows)
+    hello = client_hello(tuple(offered), client_max, client_windows, compressions)
     common = [c for c in offered if c in accepted]
     if not common:
         with pytest.raises(HandshakeError, match="no common codec"):
-            server_choose(hello, accepted, server_max, server_windows)
+            server_choose(hello, accepted, server_max, server_windows, server_compressions)
         return
-    settings, reply = server_choose(hello, accepted, server_max, server_windows)
-    assert settings == Settings(
-        max(PROTOCOL_VERSIONS), common[0], client_max, AGENT, client_windows
+    settings, reply = server_choose(
+        hello, accepted, server_max, server_windows, server_compressions
     )
-    back = client_accept(reply, tuple(offered))
-    assert back == Settings(settings.version, common[0], server_max, AGENT, server_windows)
+    compression = next((c for c in compressions if c in server_compressions), None)
+    version = max(PROTOCOL_VERSIONS)
+    assert settings == Settings(version, common[0], client_max, AGENT, client_windows, compression)
+    back = client_accept(reply, tuple(offered), compressions)
+    assert back == Settings(version, common[0], server_max, AGENT, server_windows, compression)
 
 
 # -- CALL bodies --------------------------------------------------------------------------
