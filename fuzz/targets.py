@@ -29,6 +29,7 @@ import collections.abc
 import contextlib
 import dataclasses
 import enum
+import functools
 import importlib
 import math
 import os
@@ -235,6 +236,11 @@ _TIMEDELTA_PARTS = (
 )
 
 
+@functools.cache
+def _hints(record: type) -> dict[str, Any]:
+    return typing.get_type_hints(record)
+
+
 def typed_wire(recipe: Recipe, tp: Any, depth: int = 0) -> Any:
     """A wire value of contract type `tp`, read from `recipe`."""
     if recipe.byte() < 4 or depth > 12:
@@ -290,9 +296,8 @@ def typed_wire(recipe: Recipe, tp: Any, depth: int = 0) -> Any:
     record = origin or tp
     if not isinstance(record, type):
         return recipe.scalar()
-    hints = typing.get_type_hints(record)
     bindings = dict(zip(getattr(record, "__parameters__", ()), args, strict=False))
-    fields = {name: bindings.get(hint, hint) for name, hint in hints.items()}
+    fields = {name: bindings.get(hint, hint) for name, hint in _hints(record).items()}
     if typing.is_typeddict(record):
         return {
             name: typed_wire(recipe, hint, depth + 1)
