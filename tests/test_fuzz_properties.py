@@ -409,9 +409,9 @@ def test_found_deeply_nested_hello_values_raise_the_documented_errors(depth: int
             server_choose(
                 hello_with(**{**VALID_CLIENT, key: b"\x91" + nested}), ("msgpack",), 1 << 20
             )
-    for key in ("version", "codec"):
+    for key in ("version", "codec", "compression"):
         with pytest.raises(ProtocolError, match="never offered"):
-            client_accept(hello_with(**{**VALID_SERVER, key: nested}), ("msgpack",))
+            client_accept(hello_with(**{**VALID_SERVER, key: nested}), ("msgpack",), ("zlib",))
 
 
 def test_found_a_deep_value_where_an_enum_or_literal_is_expected() -> None:
