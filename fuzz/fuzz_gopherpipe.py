@@ -19,7 +19,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "fuzz")]
 with atheris.instrument_imports():
     import targets
 
-    targets.setup()  # imports the generated stubs, so that they are instrumented too
+    # Imports the generated stubs, so that they are instrumented too.
+    targets.setup(stub_dir=ROOT / "fuzz" / ".work" / "stubs")
 
 
 def main() -> None:

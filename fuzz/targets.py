@@ -594,16 +594,24 @@ def _remove_stub_dir() -> None:
         shutil.rmtree(_stub_dir, ignore_errors=True)
 
 
-def setup(in_process: bool = False) -> None:
-    """Generate stubs for `CONTRACTS` into a temporary folder and collect their converters.
+def setup(in_process: bool = False, stub_dir: Path | None = None) -> None:
+    """Generate stubs for `CONTRACTS` and collect their converters.
 
-    In a child process unless `in_process` (tests): under atheris everything imported
-    while the harness starts is instrumented, and the generator need not be."""
+    Into `stub_dir` (emptied first) if given, else a temporary folder removed at exit
+    (atheris leaves through libFuzzer's exit(), which runs no atexit: the harness gives a
+    folder of its own). In a child process unless `in_process` (tests): under atheris
+    everything imported while the harness starts is instrumented, and the generator
+    need not be."""
     global _stub_dir
     if _converters:
         return
-    _stub_dir = tempfile.mkdtemp(prefix="gopherpipe-fuzz-")
-    atexit.register(_remove_stub_dir)
+    if stub_dir is None:
+        _stub_dir = tempfile.mkdtemp(prefix="gopherpipe-fuzz-")
+        atexit.register(_remove_stub_dir)
+    else:
+        shutil.rmtree(stub_dir, ignore_errors=True)
+        stub_dir.mkdir(parents=True)
+        _stub_dir = str(stub_dir)
     for contract in CONTRACTS:
         shutil.copy(contract, _stub_dir)
     copies = [Path(_stub_dir) / contract.name for contract in CONTRACTS]
