@@ -817,6 +817,11 @@ class Server:
             self._fail_connection(conn, StatusCode.UNIMPLEMENTED, str(exc))
         except TransportError as exc:  # e.g. a WebSocket text message behind the upgrade
             self._drop_transport(conn, exc)
+        except Exception as exc:
+            # A bug in handling what one peer sent must cost that connection, not the
+            # polling thread (and with it everyone's service).
+            log.exception("failed handling bytes from %s", conn.peer)
+            self._fail_connection(conn, StatusCode.INTERNAL, f"server error: {exc!r}"[:200])
 
     def _feed(self, conn: _Connection, data: bytes) -> list[frames.Frame]:
         """Split frames, and keep the deadline of the frame left incomplete, if any."""
