@@ -49,8 +49,17 @@ from typing import Any
 from . import frames
 from .address import Address, connect, parse_address
 from .chan import Chan
-from .codec import CODECS, DEFAULT_CODECS, Codec, CodecError
-from .envelope import MAX_TIMEOUT_MS, decode_status, encode_call
+from .codec import (
+    CODECS,
+    DEFAULT_CODECS,
+    DEFAULT_MAX_DECODED_SIZE,
+    DEFAULT_MAX_NESTING_DEPTH,
+    Codec,
+    CodecError,
+    CodecLimitError,
+    codecs_with_limits,
+)
+from .envelope import MAX_TIMEOUT_MS, LimitExceeded, decode_status, encode_call
 from .flow import (
     DEFAULT_CONNECTION_WINDOW_BYTES,
     DEFAULT_STREAM_WINDOW,
@@ -327,10 +336,11 @@ class _Connection:
         write_timeout: float,
         decoder: FrameDecoder,
         windows: Windows,
+        codecs: Mapping[str, Codec] = CODECS,
     ) -> None:
         self.sock = sock
         self.settings = settings
-        self.codec: Codec = CODECS[settings.codec]
+        self.codec: Codec = codecs[settings.codec]
         self.decoder = decoder
         self.calls: dict[int, _Waiter] = {}
         self.streams: dict[int, ClientStream] = {}
@@ -814,6 +824,8 @@ class _Connection:
                     continue  # cancelled, or its channel dropped, while in flight
                 try:
                     items = self.codec.decode(frame.payload)
+                except CodecLimitError as exc:
+                    raise ProtocolError(f"MESSAGE refused: {exc}") from None
                 except CodecError as exc:
                     raise ProtocolError(f"malformed MESSAGE: {exc}") from None
                 if type(items) is not list or not items:
@@ -823,6 +835,12 @@ class _Connection:
             elif frame_type == FrameType.STATUS:
                 try:
                     code, message, result = decode_status(self.codec, frame.payload)
+                except LimitExceeded as exc:
+                    code, message, result = (
+                        StatusCode.RESOURCE_EXHAUSTED,
+                        f"answer refused: {exc}",
+                        None,
+                    )
                 except ProtocolError as exc:
                     code, message, result = StatusCode.INTERNAL, f"malformed STATUS: {exc}", None
                 with self._mutex:
@@ -994,6 +1012,12 @@ class Pipe:
       stream_window    items buffered per server stream before the server must wait (1024)
       stream_window_bytes / connection_window_bytes   bytes of items buffered per server
                        stream (1 MiB) and across the connection's streams (16 MiB)
+      max_decoded_size / max_nesting_depth   what one STATUS or MESSAGE from the
+                       server may decode into: bytes of arrays and maps as
+                       sys.getsizeof counts them (64 MiB) and how deep they nest,
+                       counting the envelope's own (100). A STATUS beyond either
+                       fails its call with RESOURCE_EXHAUSTED, a MESSAGE closes the
+                       connection (a protocol error: every open call gets UNAVAILABLE)
     """
 
     def __init__(
@@ -1009,6 +1033,8 @@ class Pipe:
         stream_window: int = DEFAULT_STREAM_WINDOW,
         stream_window_bytes: int = DEFAULT_STREAM_WINDOW_BYTES,
         connection_window_bytes: int = DEFAULT_CONNECTION_WINDOW_BYTES,
+        max_decoded_size: int = DEFAULT_MAX_DECODED_SIZE,
+        max_nesting_depth: int = DEFAULT_MAX_NESTING_DEPTH,
     ) -> None:
         self.address = address
         self._address = parse_address(address)
@@ -1022,6 +1048,7 @@ class Pipe:
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
         self._windows = Windows(stream_window, stream_window_bytes, connection_window_bytes)
+        self._codec_table = codecs_with_limits(max_decoded_size, max_nesting_depth)
         self._lock = threading.Lock()
         self._connection: _Connection | None = None
         self._failures = 0
@@ -1155,7 +1182,7 @@ class Pipe:
             if connection is not None and not connection.calls and not connection.streams:
                 connection.close("replaced after GOAWAY")
             self._connection = _Connection(
-                sock, settings, self._write_timeout, decoder, self._windows
+                sock, settings, self._write_timeout, decoder, self._windows, self._codec_table
             )
             return self._connection
         finally:

@@ -20,6 +20,7 @@ from typing import Any
 import msgpack
 import pytest
 from e2e_harness import ServerProcess, generate_stubs, raw_socket
+from test_hardening_calls import FakeConnection, answering, fake_server
 
 from gopherpipe_runtime import (
     CallOptions,
@@ -27,6 +28,7 @@ from gopherpipe_runtime import (
     Pipe,
     ResourceExhaustedError,
     StatusCode,
+    UnavailableError,
 )
 from gopherpipe_runtime.codec import CODECS, DEFAULT_MAX_DECODED_SIZE
 from gopherpipe_runtime.envelope import encode_call
@@ -338,3 +340,60 @@ def test_a_message_beyond_a_limit_gets_goaway_and_the_server_serves_on(
         assert again.add(1) == (0, "", 5)
     finally:
         again.close()
+
+
+# -- the client: a hostile server's answers ------------------------------------------------
+
+
+def deep_status(conn: FakeConnection, frame: Frame) -> None:
+    method = msgpack.unpackb(frame.payload)[1]
+    if method == "deep":
+        body = b"\x93\x00\xa0" + b"\x91" * 100_000 + b"\x90"  # [0, "", [[[...]]]]
+        conn.sock.sendall(encode_stream_frame(FrameType.STATUS, frame.stream_id, body))
+    elif method == "large":
+        body = b"\x93\x00\xa0" + empty_maps(200_000)  # ~13 MB of dicts
+        conn.sock.sendall(encode_stream_frame(FrameType.STATUS, frame.stream_id, body))
+    elif method == "stream":
+        items = b"\x91" + b"\x91" * 100_000 + b"\x90"
+        conn.sock.sendall(encode_stream_frame(FrameType.MESSAGE, frame.stream_id, items))
+    else:
+        conn.status(frame.stream_id, 0, "", "fine")
+
+
+def test_a_client_refuses_an_answer_beyond_its_limits_and_keeps_the_connection() -> None:
+    with (
+        fake_server(answering(deep_status)) as fake,
+        Pipe(fake.address, max_decoded_size=MIB) as pipe,
+    ):
+        options = CallOptions(timeout=BOUND)
+        with pytest.raises(ResourceExhaustedError) as deep:
+            pipe.unary("Fake", "deep", [], options)
+        assert deep.value.message == (
+            "answer refused: payload nests arrays and maps more than 100 deep "
+            "(max_nesting_depth)"
+        )
+        with pytest.raises(ResourceExhaustedError) as large:
+            pipe.unary("Fake", "large", [], options)
+        assert large.value.message == (
+            f"answer refused: payload decodes into more than {MIB} bytes of arrays and maps "
+            f"(max_decoded_size)"
+        )
+        assert pipe.unary("Fake", "plain", [], options) == "fine"
+        assert fake.accepted == 1  # all on the first connection
+
+
+def test_a_client_closes_the_connection_on_a_message_beyond_its_limits() -> None:
+    with fake_server(answering(deep_status)) as fake, Pipe(fake.address) as pipe:
+        stream = pipe.stream("Fake", "stream", [], CallOptions(timeout=BOUND), decode_item=str)
+        with pytest.raises(UnavailableError) as info:
+            stream.take_output().recv(timeout=BOUND)
+        assert "protocol error from server: MESSAGE refused: payload nests" in info.value.message
+        assert "(max_nesting_depth)" in info.value.message
+        assert pipe.unary("Fake", "plain", [], CallOptions(timeout=BOUND)) == "fine"  # anew
+
+
+def test_client_limits_are_validated() -> None:
+    with pytest.raises(ValueError, match="max_nesting_depth"):
+        Pipe("tcp://127.0.0.1:1", max_nesting_depth=1)
+    with pytest.raises(ValueError, match="max_decoded_size"):
+        Pipe("tcp://127.0.0.1:1", max_decoded_size=0)
