@@ -6,7 +6,7 @@ is. JSON is there for debugging and for peers without msgpack; since JSON has no
 bytes and only string keys, the JSON codec escapes those two cases reversibly
 (see `JsonCodec`) so both codecs round-trip exactly the same values.
 
-Decoding limits (RFC §10), the same for both codecs, so that a payload cannot
+Decoding limits (RFC §7.2), the same for both codecs, so that a payload cannot
 make its receiver build far more than it sent:
 - msgpack's own: a string, bytes, array or map may not declare more elements or
   bytes than the payload holds (`unpackb` sets its `max_*_len` from the payload's
@@ -14,9 +14,10 @@ make its receiver build far more than it sent:
 - `max_decoded_size`: the arrays and maps a payload decodes into may take at most
   that many bytes, as `sys.getsizeof` counts them (a list is 56 bytes and 8 per
   item, a small dict 64 to 224). Each takes up to ~110 times the bytes it has on
-  the wire (an empty array is one byte, an empty list 56), far more than
-  strings or numbers (at most ~20 times), so they are what a small payload can
-  inflate. msgpack is stopped as it decodes, once over; JSON after parsing;
+  the wire (an empty array is one byte, an empty list 56), far more than strings
+  or numbers (~20 times at most; a msgpack extension value ~35), so they are what
+  a small payload can inflate. msgpack is stopped as it decodes, once over; JSON
+  as its parsed values are converted;
 - `max_nesting_depth`: arrays and maps may nest at most that deep (`[]` is 1,
   `[[1]]` 2), so code that recurses over a value (the generated converters of a
   recursive dataclass) cannot run out of stack.
