@@ -93,33 +93,43 @@ def _check_limits(max_decoded_size: int, max_nesting_depth: int) -> None:
 
 _is_list = functools.partial(operator.is_, list)
 _is_dict = functools.partial(operator.is_, dict)
-_CONTAINERS = frozenset((list, dict))
 
 
-def nesting_exceeds(value: Any, limit: int) -> bool:
-    """Whether `value` nests lists and dicts more than `limit` deep, level by level
-    (no recursion) and with the loops over items in C."""
-    lists = [value] if type(value) is list else []
-    dicts = [value] if type(value) is dict else []
-    depth = 0
-    while lists or dicts:
+def nesting_exceeds(value: Any, limit: int, containers: int | None = None) -> bool:
+    """Whether `value` nests lists and dicts more than `limit` deep: level by level (no
+    recursion), with the loops over items in C. `containers`, if given, is at least the
+    number of lists and dicts in `value`: once those found leave too few to go deeper
+    than `limit`, the rest is not looked at (so records of scalars are seen once)."""
+    if type(value) is list:
+        lists, dicts = [value], []
+    elif type(value) is dict:
+        lists, dicts = [], [value]
+    else:
+        return False
+    depth = seen = 1
+    while True:
+        if containers is not None and depth + containers - seen <= limit:
+            return False
+        if len(lists) == 1 and not dicts:
+            items = lists[0]
+        else:
+            items = list(chain.from_iterable(lists))
+            if dicts:
+                items += chain.from_iterable(map(dict.values, dicts))
+        types = list(map(type, items))
+        found_lists = types.count(list)
+        found_dicts = types.count(dict)
+        if not found_lists and not found_dicts:
+            return False
         depth += 1
         if depth > limit:
             return True
-        if dicts:
-            items = list(
-                chain(chain.from_iterable(lists), chain.from_iterable(map(dict.values, dicts)))
-            )
-        elif len(lists) == 1:
-            items = lists[0]
-        elif _CONTAINERS.isdisjoint(map(type, chain.from_iterable(lists))):
-            return False  # the usual last level: records of scalars, seen in one pass
+        seen += found_lists + found_dicts
+        if found_lists == len(items):
+            lists, dicts = items, []
         else:
-            items = list(chain.from_iterable(lists))
-        types = list(map(type, items))
-        lists = list(compress(items, map(_is_list, types)))
-        dicts = list(compress(items, map(_is_dict, types)))
-    return False
+            lists = list(compress(items, map(_is_list, types))) if found_lists else []
+            dicts = list(compress(items, map(_is_dict, types))) if found_dicts else []
 
 
 def _size_budget(limit: int) -> Callable[[Any], Any]:
@@ -205,7 +215,7 @@ class MsgpackCodec:
             raise CodecError(f"malformed msgpack payload: {exc}") from None
         limit = self.max_nesting_depth
         heads = len(data) - len(data.translate(None, _CONTAINER_HEADS))
-        if heads > limit and nesting_exceeds(value, limit):
+        if heads > limit and nesting_exceeds(value, limit, heads):
             raise _depth_error(limit)
         return value
 

@@ -78,6 +78,14 @@ def depth_of(value: Any) -> int:
     return 0
 
 
+def count_containers(value: Any) -> int:
+    if isinstance(value, list):
+        return 1 + sum(count_containers(item) for item in value)
+    if isinstance(value, dict):
+        return 1 + sum(count_containers(item) for item in value.values())
+    return 0
+
+
 def containers_size(value: Any) -> int:
     """What max_decoded_size counts: sys.getsizeof of every list and dict."""
     total, stack = 0, [value]
@@ -282,6 +290,10 @@ def test_both_codecs_and_the_reference_agree_on_depth() -> None:
         value = random_value(rng, 9)
         too_deep = depth_of(value) > 6
         assert nesting_exceeds(value, 6) is too_deep
+        # Told (at least) how many containers there are, it may stop early, never wrongly.
+        containers = count_containers(value)
+        assert nesting_exceeds(value, 6, containers) is too_deep
+        assert nesting_exceeds(value, 6, containers + rng.randint(0, 5)) is too_deep
         for codec in codecs.values():
             payload = codec.encode(value)
             if too_deep:
