@@ -14,6 +14,12 @@ the same value to a table-driven routine of `gopherpipe_runtime.convert`
 (``convert_items``, ``decode_fields``, ...) that converts it again naming each part's path
 (``...'msg'.items[3].sender``). So the error names the exact field, the common,
 successful call builds no paths at all, and each converter's body is written once.
+The first attempt hands the generated converters of its parts `FAST_PATH` instead of
+its own path (runtime checks, which never retry, keep the path): a part that fails
+under it re-raises at once instead of naming its own parts, since the container
+retrying around it will convert it again with its real path. Otherwise every level
+of nesting would convert what is below it twice, each part again twice, and a bad
+value 30 levels down a recursive dataclass would take 2**30 conversions to refuse.
 Records are the innermost loop of a stream's decoding, so their fast path does the
 least it can: a full record passes the wire-form test in line (``check_record`` sees
 the rest), a scalar field that already is exactly its type passes on a type test with
@@ -76,7 +82,10 @@ BUILTIN_TYPES = frozenset(
 STUB_NAMES = frozenset(
     {"Any", "Callable", "ClientBase", "InvalidArgumentError", "MethodDef", "MethodKind"}
     | {"Server", "ServiceDef", "fail", "bad_enum", "Chan", "Iterable", "no_result"}
+    | {"FAST_PATH"}
 )
+FAST = "FAST_PATH"
+"""What a converter's first attempt passes as the path of its parts (see above)."""
 
 
 @dataclass(frozen=True)
@@ -223,6 +232,10 @@ class _Emitter:
         self.helpers.add(name)
         return name
 
+    def fast_path(self) -> str:
+        """The path a converter that retries passes its parts on its first attempt."""
+        return self.helper(FAST)
+
     def spell(self, ref: TypeRef) -> str:
         """`ref` as this stub's annotations write it; notes what that makes it import."""
         for part in _spelled_parts(ref):
@@ -293,19 +306,24 @@ class _Emitter:
         return name
 
     def call(self, ref: TypeRef, encode: bool, value: str, path: str, hashed: bool = False) -> str:
-        return f"{self.fn(ref, encode, hashed)}({value}, {path})"
+        fn = self.fn(ref, encode, hashed)
+        if path == FAST and not fn.startswith("_"):
+            # A runtime check never retries: it may as well name the real path (and the
+            # line stays as long as it was before FAST_PATH, for black's sake).
+            path = "path"
+        return f"{fn}({value}, {path})"
 
-    def in_line(self, ref: TypeRef, encode: bool, value: str, index: int) -> str:
+    def in_line(self, ref: TypeRef, encode: bool, value: str, index: int, path: str) -> str:
         """A record field's conversion as an expression. A scalar already exactly of its
         type (nearly always) passes on a type test, with no call: a record's fields are
         the innermost loop of a stream's decoding. Anything else goes through the
         check_X call as before, so what is accepted and refused does not change."""
         exact = _exact_check(ref, "\0") if isinstance(ref, Scalar) and ref.name != "None" else None
         if exact is None:
-            return self.call(ref, encode, value, "path")
+            return self.call(ref, encode, value, path)
         var = f"_{index}"
         test = exact.replace("\0", f"{var} := {value}", 1).replace("\0", var)
-        return f"{var} if {test} else {self.call(ref, encode, var, 'path')}"
+        return f"{var} if {test} else {self.call(ref, encode, var, path)}"
 
     def build(self, name: str, ref: TypeRef, encode: bool, hashed: bool = False) -> Converter:
         returns = "Any" if encode else self.spell(ref)
@@ -386,7 +404,7 @@ class _Emitter:
         self, name: str, ref: TypeRef, item: TypeRef, encode: bool, returns: str, hashed: bool
     ) -> Converter:
         hashed = hashed or isinstance(ref, SetOf)  # a set's items, or a tuple that is hashed
-        fast_item = self.call(item, encode, "item", "path", hashed)
+        fast_item = self.call(item, encode, "item", self.fast_path(), hashed)
         precise = f"{self.helper('convert_items')}(items, path, {self.fn(item, encode, hashed)})"
         loop = "for item in items"
         if isinstance(ref, SetOf) and ref.frozen and not encode:
@@ -440,9 +458,9 @@ class _Emitter:
         size = len(ref.items)
         checker = self.helper("check_tuple" if encode else "check_wire_tuple")
         check = f"{'items = ' if size else ''}{checker}(value, path, {size})"
+        path = self.fast_path() if size else "path"
         fast_items = [
-            self.call(item, encode, f"items[{i}]", "path", hashed)
-            for i, item in enumerate(ref.items)
+            self.call(item, encode, f"items[{i}]", path, hashed) for i, item in enumerate(ref.items)
         ]
         converts = (
             _tuple_display([self.fn(item, encode, hashed) for item in ref.items]) if size else ""
@@ -460,8 +478,9 @@ class _Emitter:
 
     def mapping(self, name: str, ref: DictOf, encode: bool, returns: str) -> Converter:
         tuple_keys = _array_form(ref.key)
-        key_fast = self.call(ref.key, encode, "key", "path", hashed=True)
-        value_fast = self.call(ref.value, encode, "item", "path")
+        path = self.fast_path()
+        key_fast = self.call(ref.key, encode, "key", path, hashed=True)
+        value_fast = self.call(ref.value, encode, "item", path)
         converts = f"{self.fn(ref.key, encode, hashed=True)}, {self.fn(ref.value, encode)}"
         shortcut_cond = shortcut = None
         if encode or not tuple_keys:
@@ -520,9 +539,10 @@ class _Emitter:
                     f"({entries},)",
                 )
             )
+        path = self.fast_path() if total else "path"
         if encode:
             fast = [
-                self.in_line(f.type, True, f"value.{f.name}", index)
+                self.in_line(f.type, True, f"value.{f.name}", index, path)
                 for index, f in enumerate(record.fields)
             ]
             return Converter(
@@ -543,7 +563,7 @@ class _Emitter:
         # twice as fast as keywords (unless a field is keyword-only).
         fast_args = [
             (f"{f.name}=" if record.keyword_only else "")
-            + self.in_line(f.type, False, f"items[{i}]", i)
+            + self.in_line(f.type, False, f"items[{i}]", i, path)
             for i, f in enumerate(record.fields)
         ]
         by_table = f"{cls}(**{self.helper('decode_fields')}(items, path, {table}))"
@@ -601,7 +621,8 @@ def _typed_dict_converter(
         f"({', '.join(required)}{',' if len(required) == 1 else ''}), {table})"
     )
     loop = "for key, item in items.items()"
-    fast = f"{{key: {table}[key](item, path) {loop}}}"
+    path = emitter.fast_path() if record.fields else "path"
+    fast = f"{{key: {table}[key](item, {path}) {loop}}}"
     precise = f"{emitter.helper('convert_keys')}(items, path, {table})"
     if not encode:
         # The dict built is the TypedDict: at run time one is a plain dict.

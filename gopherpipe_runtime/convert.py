@@ -14,11 +14,14 @@ arrives intact):
 - ``tuple`` and ``set`` travel as lists; ``dict`` travels as a map.
 
 A generated container or record converter first converts every part with the
-container's own path, which builds no strings. Only when that raises does it call one
-of the ``convert_*`` / ``*_fields`` routines below: they convert again, part by part,
-with each part's own path (``[3]``, ``['key']``, ``.x``), so the error names the exact
-field. The stubs hold one body per converter; the path-naming retry is this table-driven
-code, shared by every stub.
+container's own path (``FAST_PATH`` for a part that has a generated converter of its
+own), which builds no strings. Only when that raises does it call
+one of the ``convert_*`` / ``*_fields`` routines below: they convert again, part by
+part, with each part's own path (``[3]``, ``['key']``, ``.x``), so the error names the
+exact field. A part that fails under ``FAST_PATH`` re-raises at once rather than
+retrying, so a bad value costs one extra conversion per enclosing level, not a doubling
+per level. The stubs hold one body per converter; the path-naming retry is this
+table-driven code, shared by every stub.
 """
 
 from __future__ import annotations
@@ -36,6 +39,20 @@ from .status import InternalError, InvalidArgumentError
 _T = TypeVar("_T")
 Converter = Callable[[object, str], Any]
 """A generated or built-in ``(value, path)`` converter."""
+
+
+class _FastPath(str):
+    """The type of FAST_PATH, so that no path a stub builds can be the same object."""
+
+    __slots__ = ()
+
+
+FAST_PATH: str = _FastPath("(a part, named when converted again)")
+"""The path a generated converter passes its parts on its first, path-less attempt. A
+converter given it re-raises a failure as it is instead of converting again to name
+the failing part: the converter that passed it converts the same parts again anyway,
+with their real paths. (Stubs generated before FAST_PATH existed never pass it; they
+convert a bad part once per enclosing converter, twice per level of nesting.)"""
 
 
 def fail(path: str, expected: str, value: object) -> NoReturn:

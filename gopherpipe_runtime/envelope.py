@@ -16,14 +16,27 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from .codec import Codec, CodecError
+from .codec import Codec, CodecError, CodecLimitError
 from .frames import ProtocolError
 from .status import known_code
+
+DEFAULT_MAX_METADATA_SIZE = 8 * 1024
+"""A server's default `max_metadata_size`: gRPC's default for its `max_metadata_size`."""
+METADATA_ENTRY_OVERHEAD = 32
+"""What each metadata entry counts beyond its key and value: HTTP/2's rule for header
+lists (RFC 9113 §6.5.2), which gRPC's metadata limit uses too, so many tiny entries
+cost as much as they take to hold."""
 
 MAX_TIMEOUT_MS = 0xFFFF_FFFF
 """Largest CALL timeout_ms (about 49.7 days; RFC §6.2). Far beyond any real deadline,
 it fits an unsigned 32-bit field in any implementation, and as seconds it is well
 within what `threading` accepts as a timeout."""
+
+
+class LimitExceeded(ProtocolError):
+    """A well-formed CALL or STATUS body refused by one of the receiver's limits (the
+    message names it): RESOURCE_EXHAUSTED for that one call, where a malformed body is
+    INVALID_ARGUMENT (CALL) or INTERNAL (STATUS)."""
 
 
 class CallHeader(NamedTuple):
@@ -49,9 +62,12 @@ def encode_call(
 
 
 def decode_call(codec: Codec, payload: bytes) -> CallHeader:
-    """Raises ProtocolError for a body that is not a well-formed CALL."""
+    """Raises ProtocolError for a body that is not a well-formed CALL, LimitExceeded
+    (a ProtocolError) for one beyond the codec's decoding limits."""
     try:
         body = codec.decode(payload)
+    except CodecLimitError as exc:
+        raise LimitExceeded(str(exc)) from None
     except CodecError as exc:
         raise ProtocolError(str(exc)) from None
     if type(body) is not list or len(body) < 5:
@@ -70,14 +86,28 @@ def decode_call(codec: Codec, payload: bytes) -> CallHeader:
     return CallHeader(service, method, timeout_ms, metadata, args)
 
 
+def metadata_size(metadata: dict[str, str]) -> int:
+    """What a CALL's metadata counts against a server's `max_metadata_size`: each
+    entry's key and value in UTF-8, plus METADATA_ENTRY_OVERHEAD."""
+    size = METADATA_ENTRY_OVERHEAD * len(metadata)
+    for key, value in metadata.items():
+        # surrogatepass: JSON may carry a lone surrogate ("\ud800"), which has no UTF-8.
+        size += len(key) if key.isascii() else len(key.encode("utf-8", "surrogatepass"))
+        size += len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass"))
+    return size
+
+
 def encode_status(codec: Codec, code: int, message: str, result: Any) -> bytes:
     return codec.encode([code, message, result])
 
 
 def decode_status(codec: Codec, payload: bytes) -> tuple[int, str, Any]:
-    """Raises ProtocolError for a malformed body; a code outside §9 comes back as UNKNOWN."""
+    """Raises ProtocolError for a malformed body, LimitExceeded (a ProtocolError) for one
+    beyond the codec's decoding limits; a code outside §9 comes back as UNKNOWN."""
     try:
         body = codec.decode(payload)
+    except CodecLimitError as exc:
+        raise LimitExceeded(str(exc)) from None
     except CodecError as exc:
         raise ProtocolError(str(exc)) from None
     if type(body) is not list or len(body) < 3:

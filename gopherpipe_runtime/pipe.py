@@ -55,9 +55,18 @@ from typing import Any
 from . import frames
 from .address import Address, parse_address
 from .chan import Chan
-from .codec import CODECS, DEFAULT_CODECS, Codec, CodecError
+from .codec import (
+    CODECS,
+    DEFAULT_CODECS,
+    DEFAULT_MAX_DECODED_SIZE,
+    DEFAULT_MAX_NESTING_DEPTH,
+    Codec,
+    CodecError,
+    CodecLimitError,
+    codecs_with_limits,
+)
 from .compression import DEFAULT_THRESHOLD, offer_for, wrap
-from .envelope import MAX_TIMEOUT_MS, decode_status, encode_call
+from .envelope import MAX_TIMEOUT_MS, LimitExceeded, decode_status, encode_call
 from .flow import (
     DEFAULT_CONNECTION_WINDOW_BYTES,
     DEFAULT_STREAM_WINDOW,
@@ -841,6 +850,8 @@ class _Connection:
                     continue  # cancelled, or its channel dropped, while in flight
                 try:
                     items = self.codec.decode(frame.payload)
+                except CodecLimitError as exc:
+                    raise ProtocolError(f"MESSAGE refused: {exc}") from None
                 except CodecError as exc:
                     raise ProtocolError(f"malformed MESSAGE: {exc}") from None
                 if type(items) is not list or not items:
@@ -850,6 +861,12 @@ class _Connection:
             elif frame_type == FrameType.STATUS:
                 try:
                     code, message, result = decode_status(self.codec, frame.payload)
+                except LimitExceeded as exc:
+                    code, message, result = (
+                        StatusCode.RESOURCE_EXHAUSTED,
+                        f"answer refused: {exc}",
+                        None,
+                    )
                 except ProtocolError as exc:
                     code, message, result = StatusCode.INTERNAL, f"malformed STATUS: {exc}", None
                 with self._mutex:
@@ -1040,6 +1057,12 @@ class Pipe:
                        system's CAs, `ssl.create_default_context()`); with a client
                        certificate for servers that require one (mTLS):
                        `transport.tls.client_context(ca, certfile=..., keyfile=...)`
+      max_decoded_size / max_nesting_depth   what one STATUS or MESSAGE from the
+                       server may decode into: bytes of arrays and maps as
+                       sys.getsizeof counts them (64 MiB) and how deep they nest,
+                       counting the envelope's own (100). A STATUS beyond either
+                       fails its call with RESOURCE_EXHAUSTED, a MESSAGE closes the
+                       connection (a protocol error: every open call gets UNAVAILABLE)
     """
 
     def __init__(
@@ -1058,6 +1081,8 @@ class Pipe:
         tls: ssl.SSLContext | None = None,
         compression: str | tuple[str, ...] | None = "auto",
         compression_threshold: int = DEFAULT_THRESHOLD,
+        max_decoded_size: int = DEFAULT_MAX_DECODED_SIZE,
+        max_nesting_depth: int = DEFAULT_MAX_NESTING_DEPTH,
     ) -> None:
         self.address = address
         self._address = parse_address(address)
@@ -1076,6 +1101,7 @@ class Pipe:
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
         self._windows = Windows(stream_window, stream_window_bytes, connection_window_bytes)
+        self._codec_table = codecs_with_limits(max_decoded_size, max_nesting_depth)
         self._lock = threading.Lock()
         self._connection: _Connection | None = None
         self._failures = 0
@@ -1211,7 +1237,7 @@ class Pipe:
             if connection is not None and not connection.calls and not connection.streams:
                 connection.close("replaced after GOAWAY")
             codec = wrap(
-                CODECS[settings.codec],
+                self._codec_table[settings.codec],
                 settings.compression,
                 self._compression_threshold,
                 self._max_frame_size,

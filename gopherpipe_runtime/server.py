@@ -64,10 +64,26 @@ from typing import Any, Self
 from . import frames
 from .address import Address, parse_address
 from .chan import Chan, ChanClosed
-from .codec import CODECS, DEFAULT_CODECS, Codec, CodecError
+from .codec import (
+    CODECS,
+    DEFAULT_CODECS,
+    DEFAULT_MAX_DECODED_SIZE,
+    DEFAULT_MAX_NESTING_DEPTH,
+    Codec,
+    CodecError,
+    CodecLimitError,
+    codecs_with_limits,
+)
 from .compression import ALGORITHMS, DEFAULT_THRESHOLD, supported, wrap
 from .context import CallContext, Peer, set_current_call
-from .envelope import decode_call, encode_status
+from .envelope import (
+    DEFAULT_MAX_METADATA_SIZE,
+    METADATA_ENTRY_OVERHEAD,
+    LimitExceeded,
+    decode_call,
+    encode_status,
+    metadata_size,
+)
 from .flow import (
     DEFAULT_CONNECTION_WINDOW_BYTES,
     DEFAULT_STREAM_WINDOW,
@@ -108,6 +124,10 @@ from .writer import FrameWriter
 log = logging.getLogger("gopherpipe.server")
 
 _READ_SIZE = 256 * 1024
+DEFAULT_MAX_CONCURRENT_STREAMS = 16384
+"""A server's default `max_concurrent_streams`: as many as its default `max_pending_calls`,
+so one connection may use the whole queue but open streams (which hold no thread) stay
+bounded per connection, at about 6 KiB of server memory each."""
 _MAX_HTTP_HEAD = 16 * 1024
 _LINGER = 1.0
 """Seconds an expired connection keeps being read (and dropped) after its GOAWAY."""
@@ -302,6 +322,19 @@ class Server:
       frame_timeout       seconds one frame may take to arrive once its first byte
                           is in, else GOAWAY (UNAVAILABLE) and close, which frees its
                           buffer (default 30; None: never)
+      max_concurrent_streams  calls open at once on one connection (unary calls and
+                          streams alike, gRPC's MAX_CONCURRENT_STREAMS); one more gets
+                          RESOURCE_EXHAUSTED at once (default 16384)
+      max_metadata_size   bytes of a CALL's metadata: each entry's key and value in
+                          UTF-8 plus 32 (HTTP/2's count, as gRPC's limit); beyond it the
+                          call gets RESOURCE_EXHAUSTED (default 8 KiB, gRPC's default)
+      max_decoded_size    bytes the arrays and maps of one CALL or MESSAGE may take once
+                          decoded (as sys.getsizeof counts them; default 64 MiB): a CALL
+                          beyond it gets RESOURCE_EXHAUSTED, a MESSAGE is a protocol
+                          error (GOAWAY)
+      max_nesting_depth   how deep arrays and maps may nest in one CALL or MESSAGE,
+                          counting the envelope's own (default 100); beyond it, as
+                          max_decoded_size
       compression         algorithms a client may choose in HELLO (default: every one
                           installed, zstd then zlib; () refuses all); clients offer
                           them only off the local host by default (compression.py)
@@ -348,10 +381,21 @@ class Server:
         tls: ssl.SSLContext | None = None,
         compression: tuple[str, ...] = tuple(ALGORITHMS),
         compression_threshold: int = DEFAULT_THRESHOLD,
+        max_concurrent_streams: int = DEFAULT_MAX_CONCURRENT_STREAMS,
+        max_metadata_size: int = DEFAULT_MAX_METADATA_SIZE,
+        max_decoded_size: int = DEFAULT_MAX_DECODED_SIZE,
+        max_nesting_depth: int = DEFAULT_MAX_NESTING_DEPTH,
     ) -> None:
         unknown = [c for c in codecs if c not in CODECS]
         if unknown:
             raise ValueError(f"unknown codecs {unknown}; available: {sorted(CODECS)}")
+        if max_concurrent_streams < 1:
+            raise ValueError("max_concurrent_streams must be at least 1")
+        if max_metadata_size < METADATA_ENTRY_OVERHEAD:
+            raise ValueError(f"max_metadata_size must be at least {METADATA_ENTRY_OVERHEAD}")
+        self._codec_table = codecs_with_limits(max_decoded_size, max_nesting_depth)
+        self._max_concurrent_streams = max_concurrent_streams
+        self._max_metadata_size = max_metadata_size
         if max_frame_size < frames.MAX_HELLO_SIZE or max_frame_size > 0xFFFF_FFFF:
             raise ValueError(f"max_frame_size must be in {frames.MAX_HELLO_SIZE}..2**32-1")
         self._requested = [parse_address(a) for a in (addresses or ("tcp://127.0.0.1:0",))]
@@ -978,7 +1022,7 @@ class Server:
             frame.payload, self._codecs, self._max_frame_size, self._windows, self._compression
         )
         conn.codec = wrap(
-            CODECS[settings.codec],
+            self._codec_table[settings.codec],
             settings.compression,
             self._compression_threshold,
             self._max_frame_size,
@@ -1010,6 +1054,15 @@ class Server:
             raise ProtocolError(f"stream {stream_id} is already open")
         if self._draining:
             self._reply_nowait(conn, stream_id, StatusCode.UNAVAILABLE, "server is shutting down")
+            return
+        if len(conn.streams) >= self._max_concurrent_streams:
+            self._reply_nowait(
+                conn,
+                stream_id,
+                StatusCode.RESOURCE_EXHAUSTED,
+                f"this connection has {len(conn.streams)} calls open, the server's limit "
+                f"(max_concurrent_streams)",
+            )
             return
         with conn.lock:
             waiting = conn.queued_call_bytes
@@ -1064,6 +1117,8 @@ class Server:
         assert conn.codec is not None
         try:
             items = conn.codec.decode(payload)
+        except CodecLimitError as exc:
+            raise ProtocolError(f"MESSAGE on stream {stream_id} refused: {exc}") from None
         except CodecError as exc:
             raise ProtocolError(f"malformed MESSAGE on stream {stream_id}: {exc}") from None
         if type(items) is not list or not items:
@@ -1163,8 +1218,20 @@ class Server:
         call = state.context
         try:
             header = decode_call(codec, payload)
+        except LimitExceeded as exc:
+            return StatusCode.RESOURCE_EXHAUSTED, f"CALL refused: {exc}", None
         except ProtocolError as exc:
             return StatusCode.INVALID_ARGUMENT, f"malformed CALL: {exc}", None
+        if header.metadata:
+            size = metadata_size(header.metadata)
+            if size > self._max_metadata_size:
+                return (
+                    StatusCode.RESOURCE_EXHAUSTED,
+                    f"{header.service}.{header.method}: metadata of {size} bytes exceeds the "
+                    f"server's limit of {self._max_metadata_size} (max_metadata_size; each "
+                    f"entry counts its key and value in UTF-8 plus {METADATA_ENTRY_OVERHEAD})",
+                    None,
+                )
         call.service = header.service
         call.method = header.method
         call.metadata = header.metadata

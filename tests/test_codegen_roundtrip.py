@@ -254,6 +254,64 @@ def test_error_paths_reach_into_nested_values(types: Stubs, client: Any) -> None
         client.derived(c.Derived(1, 2))
 
 
+def _chain(length: int, leaf: Any) -> Any:
+    """The wire form of `length` Nodes, each the only child of the one before."""
+    value: Any = [leaf, []]
+    for _ in range(length - 1):
+        value = [1, [value]]
+    return value
+
+
+def _calls_of(code_name: str, run: Callable[[], object]) -> int:
+    calls = 0
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        nonlocal calls
+        if event == "call" and frame.f_code.co_name == code_name:
+            calls += 1
+
+    sys.setprofile(profile)
+    try:
+        run()
+    except InvalidArgumentError:
+        pass
+    finally:
+        sys.setprofile(None)
+    return calls
+
+
+def test_a_bad_value_deep_in_a_recursive_type_costs_converting_it_once_per_level(
+    types: Stubs,
+) -> None:
+    """The deepest result the codec accepts (49 Nodes: 98 levels inside STATUS's array,
+    max_nesting_depth 100) with a bad value at the bottom: refused naming the exact
+    field, converting each Node once per enclosing Node (49**2 calls). Before FAST_PATH
+    each level converted what was below it twice over, and a 31-byte value 10 Nodes
+    deep kept a handler thread for minutes."""
+    decode = types.client._dec_Node
+    wire = CODECS["msgpack"].decode(CODECS["msgpack"].encode([0, "", _chain(49, "x")]))[2]
+    with pytest.raises(InvalidArgumentError) as info:
+        decode(wire, "tree(): result")
+    assert info.value.message == (
+        "tree(): result" + ".children[0]" * 48 + ".value: expected int, got str"
+    )
+    assert _calls_of("_dec_Node", lambda: decode(wire, "r")) == 49**2
+    encode = types.client._enc_Node
+    node = types.contract.Node("x", [])
+    for _ in range(48):
+        node = types.contract.Node(1, [node])
+    assert _calls_of("_enc_Node", lambda: encode(node, "r")) == 49**2
+    # Every level's retry is on the stack at once: about 6 frames per Node, well
+    # within Python's default recursion limit of 1000 at the deepest the codec takes.
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(len(inspect.stack()) + 400)
+    try:
+        with pytest.raises(InvalidArgumentError):
+            decode(wire, "r")
+    finally:
+        sys.setrecursionlimit(limit)
+
+
 def decode_args(types: Stubs, method: str) -> Callable[[Any], tuple[Any, ...]]:
     loop = Loopback()
     types.server.register_types(loop, echo_impl(types.contract.Types))

@@ -390,9 +390,10 @@ def test_huge_msgpack_headers_in_hello_get_goaway(
 def test_deeply_nested_args_fail_the_call_cleanly(
     api: dict[str, Any], server: ServerProcess, codec: str, depth: int
 ) -> None:
-    """Nesting beyond what the decoders take (msgpack's stack, the JSON scanner's and
-    the JSON un-escaping's recursion limits) is a malformed CALL, not a crash; 900
-    deep is the case that gets past the C decoders into Python recursion."""
+    """Nesting beyond the server's max_nesting_depth (100; below msgpack's stack and
+    the JSON scanner's recursion limit) gets RESOURCE_EXHAUSTED naming the limit, not
+    a crash; 900 deep is the case that would get past the C decoders into Python
+    recursion."""
     if codec == "msgpack":
         nested = b"\x91" * depth + b"\xc0"
         bodies = [call_prefix("AllTypes", "echo_optional") + b"\x91" + nested, nested]
@@ -408,9 +409,8 @@ def test_deeply_nested_args_fail_the_call_cleanly(
             status = next_frame(sock, decoder, FrameType.STATUS)
             code, message, _ = decode_status(codec, status.payload)
             assert status.stream_id == stream_id
-            # 900-deep msgpack decodes, then fails the argument check; the rest are
-            # "malformed CALL". Either way INVALID_ARGUMENT, never INTERNAL.
-            assert code == StatusCode.INVALID_ARGUMENT, message
+            assert code == StatusCode.RESOURCE_EXHAUSTED, message
+            assert message.startswith("CALL refused: ") and "max_nesting_depth" in message
             print(f"{codec} nested {depth} deep: {message[:90]!r}")
         sock.sendall(encode_frame(FrameType.CALL, good, 9))
         status = next_frame(sock, decoder, FrameType.STATUS)

@@ -7,6 +7,7 @@ from typing import Any
 
 from gopherpipe_runtime import Chan, ClientBase, InvalidArgumentError
 from gopherpipe_runtime.convert import (
+    FAST_PATH,
     bad_enum,
     check_int,
     check_list,
@@ -95,9 +96,11 @@ def _dec_Message(value: object, path: str) -> Message:
         return Message(
             _0 if type(_0 := items[0]) is str else check_str(_0, path),
             _1 if type(_1 := items[1]) is str else check_str(_1, path),
-            _dec_Mood(items[2], path),
+            _dec_Mood(items[2], FAST_PATH),
         )
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return Message(**decode_fields(items, path, _Message_dec_fields))
 
 
@@ -116,9 +119,11 @@ def _enc_Message(value: object, path: str) -> Any:
         return [
             _0 if type(_0 := value.sender) is str else check_str(_0, path),
             _1 if type(_1 := value.text) is str else check_str(_1, path),
-            _enc_Mood(value.mood, path),
+            _enc_Mood(value.mood, FAST_PATH),
         ]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return encode_fields(value, path, _Message_enc_fields)
 
 
@@ -131,16 +136,20 @@ def _enc_Mood(value: object, path: str) -> Any:
 def _dec_list_Message(value: object, path: str) -> list[Message]:
     items = check_list(value, path)
     try:
-        return [_dec_Message(item, path) for item in items]
+        return [_dec_Message(item, FAST_PATH) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, _dec_Message)
 
 
 def _enc_list_Message(value: object, path: str) -> Any:
     items = check_list(value, path)
     try:
-        return [_enc_Message(item, path) for item in items]
+        return [_enc_Message(item, FAST_PATH) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, _enc_Message)
 
 

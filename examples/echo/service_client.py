@@ -7,6 +7,7 @@ from typing import Any
 
 from gopherpipe_runtime import ClientBase, InvalidArgumentError
 from gopherpipe_runtime.convert import (
+    FAST_PATH,
     check_int,
     check_record,
     check_str,
@@ -62,6 +63,8 @@ def _dec_Echoed(value: object, path: str) -> Echoed:
             _1 if type(_1 := items[1]) is int and -(2**63) <= _1 < 2**64 else check_int(_1, path),
         )
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return Echoed(**decode_fields(items, path, _Echoed_dec_fields))
 
 
@@ -78,6 +81,8 @@ def _enc_Echoed(value: object, path: str) -> Any:
             ),
         ]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return encode_fields(value, path, _Echoed_enc_fields)
 
 

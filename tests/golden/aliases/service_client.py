@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from gopherpipe_runtime import ClientBase, InvalidArgumentError
 from gopherpipe_runtime.convert import (
+    FAST_PATH,
     bad_enum,
     check_dict,
     check_float,
@@ -129,6 +130,8 @@ def _enc_tuple2_float_float(value: object, path: str) -> Any:
     try:
         return [check_float(items[0], path), check_float(items[1], path)]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_positions(items, path, (check_float, check_float))
 
 
@@ -137,22 +140,28 @@ def _dec_tuple2_float_float(value: object, path: str) -> tuple[float, float]:
     try:
         return (check_float(items[0], path), check_float(items[1], path))
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return tuple(convert_positions(items, path, (check_float, check_float)))
 
 
 def _enc_list_tuple2_float_float(value: object, path: str) -> Any:
     items = check_list(value, path)
     try:
-        return [_enc_tuple2_float_float(item, path) for item in items]
+        return [_enc_tuple2_float_float(item, FAST_PATH) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, _enc_tuple2_float_float)
 
 
 def _dec_list_tuple2_float_float(value: object, path: str) -> list[tuple[float, float]]:
     items = check_list(value, path)
     try:
-        return [_dec_tuple2_float_float(item, path) for item in items]
+        return [_dec_tuple2_float_float(item, FAST_PATH) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, _dec_tuple2_float_float)
 
 
@@ -177,8 +186,13 @@ def _dec_tuple2_list_tuple2_float_float_lit_EUR_USD(
 ) -> tuple[list[tuple[float, float]], Literal["EUR", "USD"]]:
     items = check_wire_tuple(value, path, 2)
     try:
-        return (_dec_list_tuple2_float_float(items[0], path), _dec_lit_EUR_USD(items[1], path))
+        return (
+            _dec_list_tuple2_float_float(items[0], FAST_PATH),
+            _dec_lit_EUR_USD(items[1], FAST_PATH),
+        )
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return tuple(
             convert_positions(items, path, (_dec_list_tuple2_float_float, _dec_lit_EUR_USD))
         )
@@ -187,8 +201,13 @@ def _dec_tuple2_list_tuple2_float_float_lit_EUR_USD(
 def _enc_tuple2_list_tuple2_float_float_lit_EUR_USD(value: object, path: str) -> Any:
     items = check_tuple(value, path, 2)
     try:
-        return [_enc_list_tuple2_float_float(items[0], path), _enc_lit_EUR_USD(items[1], path)]
+        return [
+            _enc_list_tuple2_float_float(items[0], FAST_PATH),
+            _enc_lit_EUR_USD(items[1], FAST_PATH),
+        ]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_positions(items, path, (_enc_list_tuple2_float_float, _enc_lit_EUR_USD))
 
 
@@ -203,8 +222,10 @@ def _dec_AdminId(value: object, path: str) -> AdminId:
 def _dec_tuple2_UserId_AdminId(value: object, path: str) -> tuple[UserId, AdminId]:
     items = check_wire_tuple(value, path, 2)
     try:
-        return (_dec_UserId(items[0], path), _dec_AdminId(items[1], path))
+        return (_dec_UserId(items[0], FAST_PATH), _dec_AdminId(items[1], FAST_PATH))
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return tuple(convert_positions(items, path, (_dec_UserId, _dec_AdminId)))
 
 
@@ -213,6 +234,8 @@ def _enc_tuple2_UserId_AdminId(value: object, path: str) -> Any:
     try:
         return [check_int(items[0], path), check_int(items[1], path)]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_positions(items, path, (check_int, check_int))
 
 
@@ -223,6 +246,8 @@ def _enc_set_UserId(value: object, path: str) -> Any:
     try:
         return [check_int(item, path) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, check_int)
 
 
@@ -231,16 +256,22 @@ def _dec_set_UserId(value: object, path: str) -> set[UserId]:
     if all(type(item) is int and -(2**63) <= item < 2**64 for item in items):
         return set(items)
     try:
-        return {_dec_UserId(item, path) for item in items}
+        return {_dec_UserId(item, FAST_PATH) for item in items}
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return set(convert_items(items, path, _dec_UserId))
 
 
 def _enc_dict_UserId_list_Price(value: object, path: str) -> Any:
     items = check_dict(value, path)
     try:
-        return {check_int(key, path): _enc_list_Price(item, path) for key, item in items.items()}
+        return {
+            check_int(key, path): _enc_list_Price(item, FAST_PATH) for key, item in items.items()
+        }
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_entries(items, path, check_int, _enc_list_Price)
 
 
@@ -249,22 +280,31 @@ def _enc_list_Price(value: object, path: str) -> Any:
     try:
         return [enc_decimal(item, path) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, enc_decimal)
 
 
 def _dec_dict_UserId_list_Price(value: object, path: str) -> dict[UserId, list[Price]]:
     items = check_dict(value, path)
     try:
-        return {_dec_UserId(key, path): _dec_list_Price(item, path) for key, item in items.items()}
+        return {
+            _dec_UserId(key, FAST_PATH): _dec_list_Price(item, FAST_PATH)
+            for key, item in items.items()
+        }
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_entries(items, path, _dec_UserId, _dec_list_Price)
 
 
 def _dec_list_Price(value: object, path: str) -> list[Price]:
     items = check_list(value, path)
     try:
-        return [_dec_Price(item, path) for item in items]
+        return [_dec_Price(item, FAST_PATH) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, _dec_Price)
 
 
@@ -278,12 +318,14 @@ def _enc_Track(value: object, path: str) -> Any:
     try:
         return [
             check_int(value.owner, path),
-            _enc_list_tuple2_float_float(value.path, path),
+            _enc_list_tuple2_float_float(value.path, FAST_PATH),
             _2 if type(_2 := value.length) is float else check_float(_2, path),
-            _enc_lit_EUR_USD(value.currency, path),
-            _enc_opt_Track(value.next, path),
+            _enc_lit_EUR_USD(value.currency, FAST_PATH),
+            _enc_opt_Track(value.next, FAST_PATH),
         ]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return encode_fields(value, path, _Track_enc_fields)
 
 
@@ -303,13 +345,15 @@ def _dec_Track(value: object, path: str) -> Track:
         return Track(**decode_fields(items, path, _Track_dec_fields))
     try:
         return Track(
-            _dec_UserId(items[0], path),
-            _dec_list_tuple2_float_float(items[1], path),
+            _dec_UserId(items[0], FAST_PATH),
+            _dec_list_tuple2_float_float(items[1], FAST_PATH),
             _2 if type(_2 := items[2]) is float else check_float(_2, path),
-            _dec_lit_EUR_USD(items[3], path),
-            _dec_opt_Track(items[4], path),
+            _dec_lit_EUR_USD(items[3], FAST_PATH),
+            _dec_opt_Track(items[4], FAST_PATH),
         )
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return Track(**decode_fields(items, path, _Track_dec_fields))
 
 
@@ -323,8 +367,10 @@ def _enc_Item(value: object, path: str) -> Any:
     if not isinstance(value, Item):
         fail(path, "Item", value)
     try:
-        return [check_str(value.sku, path), _enc_set_str(value.tags, path)]
+        return [check_str(value.sku, path), _enc_set_str(value.tags, FAST_PATH)]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return encode_fields(value, path, _Item_enc_fields)
 
 
@@ -335,6 +381,8 @@ def _enc_set_str(value: object, path: str) -> Any:
     try:
         return [check_str(item, path) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, check_str)
 
 
@@ -345,8 +393,10 @@ def _dec_Item(value: object, path: str) -> Item:
         else check_record(value, path, "Item", 2, 2)
     )
     try:
-        return Item(_dec_Sku(items[0], path), _dec_set_str(items[1], path))
+        return Item(_dec_Sku(items[0], FAST_PATH), _dec_set_str(items[1], FAST_PATH))
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return Item(**decode_fields(items, path, _Item_dec_fields))
 
 
@@ -361,6 +411,8 @@ def _dec_set_str(value: object, path: str) -> set[str]:
     try:
         return {check_str(item, path) for item in items}
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return set(convert_items(items, path, check_str))
 
 
@@ -379,16 +431,20 @@ def _dec_opt_Sku(value: object, path: str) -> Sku | None:
 def _dec_tuple2_Item_opt_Sku(value: object, path: str) -> tuple[Item, Sku | None]:
     items = check_wire_tuple(value, path, 2)
     try:
-        return (_dec_Item(items[0], path), _dec_opt_Sku(items[1], path))
+        return (_dec_Item(items[0], FAST_PATH), _dec_opt_Sku(items[1], FAST_PATH))
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return tuple(convert_positions(items, path, (_dec_Item, _dec_opt_Sku)))
 
 
 def _enc_tuple2_Item_opt_Sku(value: object, path: str) -> Any:
     items = check_tuple(value, path, 2)
     try:
-        return [_enc_Item(items[0], path), _enc_opt_Sku(items[1], path)]
+        return [_enc_Item(items[0], FAST_PATH), _enc_opt_Sku(items[1], FAST_PATH)]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_positions(items, path, (_enc_Item, _enc_opt_Sku))
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from gopherpipe_runtime import ClientBase, InvalidArgumentError
 from gopherpipe_runtime.convert import (
+    FAST_PATH,
     check_dict,
     check_int,
     check_list,
@@ -100,6 +101,8 @@ def _enc_list_int(value: object, path: str) -> Any:
     try:
         return [check_int(item, path) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, check_int)
 
 
@@ -110,6 +113,8 @@ def _dec_list_int(value: object, path: str) -> list[int]:
     try:
         return [check_int(item, path) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, check_int)
 
 
@@ -120,6 +125,8 @@ def _dec_set_str(value: object, path: str) -> set[str]:
     try:
         return {check_str(item, path) for item in items}
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return set(convert_items(items, path, check_str))
 
 
@@ -130,6 +137,8 @@ def _enc_set_str(value: object, path: str) -> Any:
     try:
         return [check_str(item, path) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, check_str)
 
 
@@ -140,6 +149,8 @@ def _dec_list_str(value: object, path: str) -> list[str]:
     try:
         return [check_str(item, path) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, check_str)
 
 
@@ -150,6 +161,8 @@ def _enc_list_str(value: object, path: str) -> Any:
     try:
         return [check_str(item, path) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, check_str)
 
 
@@ -157,8 +170,10 @@ def _enc_Shelf(value: object, path: str) -> Any:
     if not isinstance(value, Shelf):
         fail(path, "Shelf", value)
     try:
-        return [_enc_list_str(value.labels, path), _enc_dict_str_int(value.counts, path)]
+        return [_enc_list_str(value.labels, FAST_PATH), _enc_dict_str_int(value.counts, FAST_PATH)]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return encode_fields(value, path, _Shelf_enc_fields)
 
 
@@ -172,6 +187,8 @@ def _enc_dict_str_int(value: object, path: str) -> Any:
     try:
         return {check_str(key, path): check_int(item, path) for key, item in items.items()}
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_entries(items, path, check_str, check_int)
 
 
@@ -182,8 +199,10 @@ def _dec_Shelf(value: object, path: str) -> Shelf:
         else check_record(value, path, "Shelf", 2, 2)
     )
     try:
-        return Shelf(_dec_list_str(items[0], path), _dec_dict_str_int(items[1], path))
+        return Shelf(_dec_list_str(items[0], FAST_PATH), _dec_dict_str_int(items[1], FAST_PATH))
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return Shelf(**decode_fields(items, path, _Shelf_dec_fields))
 
 
@@ -197,6 +216,8 @@ def _dec_dict_str_int(value: object, path: str) -> dict[str, int]:
     try:
         return {check_str(key, path): check_int(item, path) for key, item in items.items()}
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_entries(items, path, check_str, check_int)
 
 
@@ -205,6 +226,8 @@ def _dec_tuple2_str_int(value: object, path: str) -> tuple[str, int]:
     try:
         return (check_str(items[0], path), check_int(items[1], path))
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return tuple(convert_positions(items, path, (check_str, check_int)))
 
 
@@ -213,30 +236,38 @@ def _enc_tuple2_str_int(value: object, path: str) -> Any:
     try:
         return [check_str(items[0], path), check_int(items[1], path)]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_positions(items, path, (check_str, check_int))
 
 
 def _enc_dict_str_list_int(value: object, path: str) -> Any:
     items = check_dict(value, path)
     try:
-        return {check_str(key, path): _enc_list_int(item, path) for key, item in items.items()}
+        return {check_str(key, path): _enc_list_int(item, FAST_PATH) for key, item in items.items()}
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_entries(items, path, check_str, _enc_list_int)
 
 
 def _dec_dict_str_list_int(value: object, path: str) -> dict[str, list[int]]:
     items = check_dict(value, path)
     try:
-        return {check_str(key, path): _dec_list_int(item, path) for key, item in items.items()}
+        return {check_str(key, path): _dec_list_int(item, FAST_PATH) for key, item in items.items()}
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_entries(items, path, check_str, _dec_list_int)
 
 
 def _dec_dict_str_set_int(value: object, path: str) -> dict[str, set[int]]:
     items = check_dict(value, path)
     try:
-        return {check_str(key, path): _dec_set_int(item, path) for key, item in items.items()}
+        return {check_str(key, path): _dec_set_int(item, FAST_PATH) for key, item in items.items()}
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_entries(items, path, check_str, _dec_set_int)
 
 
@@ -247,14 +278,18 @@ def _dec_set_int(value: object, path: str) -> set[int]:
     try:
         return {check_int(item, path) for item in items}
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return set(convert_items(items, path, check_int))
 
 
 def _enc_dict_str_set_int(value: object, path: str) -> Any:
     items = check_dict(value, path)
     try:
-        return {check_str(key, path): _enc_set_int(item, path) for key, item in items.items()}
+        return {check_str(key, path): _enc_set_int(item, FAST_PATH) for key, item in items.items()}
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_entries(items, path, check_str, _enc_set_int)
 
 
@@ -265,6 +300,8 @@ def _enc_set_int(value: object, path: str) -> Any:
     try:
         return [check_int(item, path) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, check_int)
 
 
@@ -281,6 +318,8 @@ def _enc_fset_int(value: object, path: str) -> Any:
     try:
         return [check_int(item, path) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, check_int)
 
 
@@ -297,22 +336,28 @@ def _dec_fset_int(value: object, path: str) -> frozenset[int]:
     try:
         return frozenset([check_int(item, path) for item in items])
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return frozenset(convert_items(items, path, check_int))
 
 
 def _dec_list_fset_int(value: object, path: str) -> list[frozenset[int]]:
     items = check_list(value, path)
     try:
-        return [_dec_fset_int(item, path) for item in items]
+        return [_dec_fset_int(item, FAST_PATH) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, _dec_fset_int)
 
 
 def _enc_list_fset_int(value: object, path: str) -> Any:
     items = check_list(value, path)
     try:
-        return [_enc_fset_int(item, path) for item in items]
+        return [_enc_fset_int(item, FAST_PATH) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, _enc_fset_int)
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from gopherpipe_runtime import ClientBase, InvalidArgumentError
 from gopherpipe_runtime.convert import (
+    FAST_PATH,
     check_dict,
     check_float,
     check_int,
@@ -109,6 +110,8 @@ def _enc_seq_int(value: object, path: str) -> Any:
     try:
         return [check_int(item, path) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, check_int)
 
 
@@ -119,14 +122,18 @@ def _dec_seq_int(value: object, path: str) -> Sequence[int]:
     try:
         return [check_int(item, path) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, check_int)
 
 
 def _enc_seq_Basket(value: object, path: str) -> Any:
     items = check_sequence(value, path)
     try:
-        return [_enc_Basket(item, path) for item in items]
+        return [_enc_Basket(item, FAST_PATH) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, _enc_Basket)
 
 
@@ -135,11 +142,13 @@ def _enc_Basket(value: object, path: str) -> Any:
         fail(path, "Basket", value)
     try:
         return [
-            _enc_seq_str(value.items, path),
-            _enc_map_str_float(value.prices, path),
-            _enc_fset_str(value.tags, path),
+            _enc_seq_str(value.items, FAST_PATH),
+            _enc_map_str_float(value.prices, FAST_PATH),
+            _enc_fset_str(value.tags, FAST_PATH),
         ]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return encode_fields(value, path, _Basket_enc_fields)
 
 
@@ -150,6 +159,8 @@ def _enc_seq_str(value: object, path: str) -> Any:
     try:
         return [check_str(item, path) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, check_str)
 
 
@@ -160,6 +171,8 @@ def _enc_map_str_float(value: object, path: str) -> Any:
     try:
         return {check_str(key, path): check_float(item, path) for key, item in items.items()}
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_entries(items, path, check_str, check_float)
 
 
@@ -170,14 +183,18 @@ def _enc_fset_str(value: object, path: str) -> Any:
     try:
         return [check_str(item, path) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, check_str)
 
 
 def _dec_seq_Basket(value: object, path: str) -> Sequence[Basket]:
     items = check_list(value, path)
     try:
-        return [_dec_Basket(item, path) for item in items]
+        return [_dec_Basket(item, FAST_PATH) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, _dec_Basket)
 
 
@@ -191,11 +208,13 @@ def _dec_Basket(value: object, path: str) -> Basket:
         return Basket(**decode_fields(items, path, _Basket_dec_fields))
     try:
         return Basket(
-            _dec_seq_str(items[0], path),
-            _dec_map_str_float(items[1], path),
-            _dec_fset_str(items[2], path),
+            _dec_seq_str(items[0], FAST_PATH),
+            _dec_map_str_float(items[1], FAST_PATH),
+            _dec_fset_str(items[2], FAST_PATH),
         )
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return Basket(**decode_fields(items, path, _Basket_dec_fields))
 
 
@@ -206,6 +225,8 @@ def _dec_seq_str(value: object, path: str) -> Sequence[str]:
     try:
         return [check_str(item, path) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, check_str)
 
 
@@ -216,6 +237,8 @@ def _dec_map_str_float(value: object, path: str) -> Mapping[str, float]:
     try:
         return {check_str(key, path): check_float(item, path) for key, item in items.items()}
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_entries(items, path, check_str, check_float)
 
 
@@ -226,22 +249,28 @@ def _dec_fset_str(value: object, path: str) -> frozenset[str]:
     try:
         return frozenset([check_str(item, path) for item in items])
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return frozenset(convert_items(items, path, check_str))
 
 
 def _enc_map_str_seq_int(value: object, path: str) -> Any:
     items = check_mapping(value, path)
     try:
-        return {check_str(key, path): _enc_seq_int(item, path) for key, item in items.items()}
+        return {check_str(key, path): _enc_seq_int(item, FAST_PATH) for key, item in items.items()}
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_entries(items, path, check_str, _enc_seq_int)
 
 
 def _dec_map_str_seq_int(value: object, path: str) -> Mapping[str, Sequence[int]]:
     items = check_dict(value, path)
     try:
-        return {check_str(key, path): _dec_seq_int(item, path) for key, item in items.items()}
+        return {check_str(key, path): _dec_seq_int(item, FAST_PATH) for key, item in items.items()}
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_entries(items, path, check_str, _dec_seq_int)
 
 
@@ -249,9 +278,12 @@ def _enc_map_tuple2_int_int_str(value: object, path: str) -> Any:
     items = check_mapping(value, path)
     try:
         return [
-            [_enc_tuple2_int_int(key, path), check_str(item, path)] for key, item in items.items()
+            [_enc_tuple2_int_int(key, FAST_PATH), check_str(item, path)]
+            for key, item in items.items()
         ]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_pairs(items, path, _enc_tuple2_int_int, check_str)
 
 
@@ -260,6 +292,8 @@ def _enc_tuple2_int_int(value: object, path: str) -> Any:
     try:
         return [check_int(items[0], path), check_int(items[1], path)]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_positions(items, path, (check_int, check_int))
 
 
@@ -267,11 +301,13 @@ def _dec_map_tuple2_int_int_str(value: object, path: str) -> Mapping[tuple[int, 
     items = check_list(value, path)
     try:
         return {
-            _dec_tuple2_int_int(key, path): check_str(item, path)
+            _dec_tuple2_int_int(key, FAST_PATH): check_str(item, path)
             for entry in items
             for key, item in (check_wire_tuple(entry, path, 2),)
         }
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_wire_pairs(items, path, _dec_tuple2_int_int, check_str)
 
 
@@ -280,6 +316,8 @@ def _dec_tuple2_int_int(value: object, path: str) -> tuple[int, int]:
     try:
         return (check_int(items[0], path), check_int(items[1], path))
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return tuple(convert_positions(items, path, (check_int, check_int)))
 
 
@@ -290,6 +328,8 @@ def _enc_fset_int(value: object, path: str) -> Any:
     try:
         return [check_int(item, path) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, check_int)
 
 
@@ -300,6 +340,8 @@ def _dec_fset_int(value: object, path: str) -> frozenset[int]:
     try:
         return frozenset([check_int(item, path) for item in items])
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return frozenset(convert_items(items, path, check_int))
 
 

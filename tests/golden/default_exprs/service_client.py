@@ -10,6 +10,7 @@ from uuid import UUID
 
 from gopherpipe_runtime import ClientBase, InvalidArgumentError
 from gopherpipe_runtime.convert import (
+    FAST_PATH,
     bad_enum,
     check_bytes,
     check_dict,
@@ -145,14 +146,16 @@ def _enc_Upload(value: object, path: str) -> Any:
                 if type(_1 := value.chunk) is int and -(2**63) <= _1 < 2**64
                 else check_int(_1, path)
             ),
-            _enc_RetryPolicy(value.policy, path),
-            _enc_Size(value.size, path),
-            _enc_list_str(value.tags, path),
-            _enc_dict_str_int(value.seen, path),
-            _enc_fset_Color(value.colors, path),
+            _enc_RetryPolicy(value.policy, FAST_PATH),
+            _enc_Size(value.size, FAST_PATH),
+            _enc_list_str(value.tags, FAST_PATH),
+            _enc_dict_str_int(value.seen, FAST_PATH),
+            _enc_fset_Color(value.colors, FAST_PATH),
             enc_date(value.started, path),
         ]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return encode_fields(value, path, _Upload_enc_fields)
 
 
@@ -169,6 +172,8 @@ def _enc_RetryPolicy(value: object, path: str) -> Any:
             enc_timedelta(value.backoff, path),
         ]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return encode_fields(value, path, _RetryPolicy_enc_fields)
 
 
@@ -187,9 +192,11 @@ def _enc_Size(value: object, path: str) -> Any:
                 if type(_1 := value.height) is int and -(2**63) <= _1 < 2**64
                 else check_int(_1, path)
             ),
-            _enc_Color(value.unit, path),
+            _enc_Color(value.unit, FAST_PATH),
         ]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return encode_fields(value, path, _Size_enc_fields)
 
 
@@ -206,6 +213,8 @@ def _enc_list_str(value: object, path: str) -> Any:
     try:
         return [check_str(item, path) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, check_str)
 
 
@@ -219,14 +228,18 @@ def _enc_dict_str_int(value: object, path: str) -> Any:
     try:
         return {check_str(key, path): check_int(item, path) for key, item in items.items()}
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_entries(items, path, check_str, check_int)
 
 
 def _enc_fset_Color(value: object, path: str) -> Any:
     items = check_set(value, path)
     try:
-        return [_enc_Color(item, path) for item in items]
+        return [_enc_Color(item, FAST_PATH) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, _enc_Color)
 
 
@@ -242,14 +255,16 @@ def _dec_Upload(value: object, path: str) -> Upload:
         return Upload(
             _0 if type(_0 := items[0]) is str else check_str(_0, path),
             _1 if type(_1 := items[1]) is int and -(2**63) <= _1 < 2**64 else check_int(_1, path),
-            _dec_RetryPolicy(items[2], path),
-            _dec_Size(items[3], path),
-            _dec_list_str(items[4], path),
-            _dec_dict_str_int(items[5], path),
-            _dec_fset_Color(items[6], path),
+            _dec_RetryPolicy(items[2], FAST_PATH),
+            _dec_Size(items[3], FAST_PATH),
+            _dec_list_str(items[4], FAST_PATH),
+            _dec_dict_str_int(items[5], FAST_PATH),
+            _dec_fset_Color(items[6], FAST_PATH),
             dec_date(items[7], path),
         )
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return Upload(**decode_fields(items, path, _Upload_dec_fields))
 
 
@@ -267,6 +282,8 @@ def _dec_RetryPolicy(value: object, path: str) -> RetryPolicy:
             dec_timedelta(items[1], path),
         )
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return RetryPolicy(**decode_fields(items, path, _RetryPolicy_dec_fields))
 
 
@@ -282,9 +299,11 @@ def _dec_Size(value: object, path: str) -> Size:
         return Size(
             _0 if type(_0 := items[0]) is int and -(2**63) <= _0 < 2**64 else check_int(_0, path),
             _1 if type(_1 := items[1]) is int and -(2**63) <= _1 < 2**64 else check_int(_1, path),
-            _dec_Color(items[2], path),
+            _dec_Color(items[2], FAST_PATH),
         )
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return Size(**decode_fields(items, path, _Size_dec_fields))
 
 
@@ -303,6 +322,8 @@ def _dec_list_str(value: object, path: str) -> list[str]:
     try:
         return [check_str(item, path) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, check_str)
 
 
@@ -316,14 +337,18 @@ def _dec_dict_str_int(value: object, path: str) -> dict[str, int]:
     try:
         return {check_str(key, path): check_int(item, path) for key, item in items.items()}
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_entries(items, path, check_str, check_int)
 
 
 def _dec_fset_Color(value: object, path: str) -> frozenset[Color]:
     items = check_list(value, path)
     try:
-        return frozenset([_dec_Color(item, path) for item in items])
+        return frozenset([_dec_Color(item, FAST_PATH) for item in items])
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return frozenset(convert_items(items, path, _dec_Color))
 
 
@@ -352,6 +377,8 @@ def _enc_tuple2_int_timedelta(value: object, path: str) -> Any:
     try:
         return [check_int(items[0], path), enc_timedelta(items[1], path)]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_positions(items, path, (check_int, enc_timedelta))
 
 
@@ -360,6 +387,8 @@ def _dec_tuple2_int_timedelta(value: object, path: str) -> tuple[int, timedelta]
     try:
         return (check_int(items[0], path), dec_timedelta(items[1], path))
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return tuple(convert_positions(items, path, (check_int, dec_timedelta)))
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from gopherpipe_runtime import ClientBase, InvalidArgumentError
 from gopherpipe_runtime.convert import (
+    FAST_PATH,
     bad_enum,
     check_bool,
     check_bytes,
@@ -140,6 +141,8 @@ def _enc_tuple2_int_str(value: object, path: str) -> Any:
     try:
         return [check_int(items[0], path), check_str(items[1], path)]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_positions(items, path, (check_int, check_str))
 
 
@@ -148,6 +151,8 @@ def _dec_tuple2_int_str(value: object, path: str) -> tuple[int, str]:
     try:
         return (check_int(items[0], path), check_str(items[1], path))
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return tuple(convert_positions(items, path, (check_int, check_str)))
 
 
@@ -158,6 +163,8 @@ def _enc_tuplev_float(value: object, path: str) -> Any:
     try:
         return [check_float(item, path) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, check_float)
 
 
@@ -168,6 +175,8 @@ def _dec_tuplev_float(value: object, path: str) -> tuple[float, ...]:
     try:
         return tuple([check_float(item, path) for item in items])
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return tuple(convert_items(items, path, check_float))
 
 
@@ -198,14 +207,16 @@ def _dec_Options(value: object, path: str) -> Options:
             _2 if type(_2 := items[2]) is str else check_str(_2, path),
             _3 if type(_3 := items[3]) is bytes else check_bytes(_3, path),
             _4 if type(_4 := items[4]) is bool else check_bool(_4, path),
-            _dec_Mode(items[5], path),
-            _dec_tuple2_int_int(items[6], path),
-            _dec_opt_int(items[7], path),
-            _dec_list_str(items[8], path),
-            _dec_dict_str_int(items[9], path),
-            _dec_set_int(items[10], path),
+            _dec_Mode(items[5], FAST_PATH),
+            _dec_tuple2_int_int(items[6], FAST_PATH),
+            _dec_opt_int(items[7], FAST_PATH),
+            _dec_list_str(items[8], FAST_PATH),
+            _dec_dict_str_int(items[9], FAST_PATH),
+            _dec_set_int(items[10], FAST_PATH),
         )
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return Options(**decode_fields(items, path, _Options_dec_fields))
 
 
@@ -214,6 +225,8 @@ def _dec_tuple2_int_int(value: object, path: str) -> tuple[int, int]:
     try:
         return (check_int(items[0], path), check_int(items[1], path))
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return tuple(convert_positions(items, path, (check_int, check_int)))
 
 
@@ -224,6 +237,8 @@ def _dec_list_str(value: object, path: str) -> list[str]:
     try:
         return [check_str(item, path) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, check_str)
 
 
@@ -237,6 +252,8 @@ def _dec_dict_str_int(value: object, path: str) -> dict[str, int]:
     try:
         return {check_str(key, path): check_int(item, path) for key, item in items.items()}
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_entries(items, path, check_str, check_int)
 
 
@@ -247,6 +264,8 @@ def _dec_set_int(value: object, path: str) -> set[int]:
     try:
         return {check_int(item, path) for item in items}
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return set(convert_items(items, path, check_int))
 
 
@@ -264,14 +283,16 @@ def _enc_Options(value: object, path: str) -> Any:
             _2 if type(_2 := value.name) is str else check_str(_2, path),
             _3 if type(_3 := value.raw) is bytes else check_bytes(_3, path),
             _4 if type(_4 := value.on) is bool else check_bool(_4, path),
-            _enc_Mode(value.mode, path),
-            _enc_tuple2_int_int(value.size, path),
-            _enc_opt_int(value.parent, path),
-            _enc_list_str(value.tags, path),
-            _enc_dict_str_int(value.extra, path),
-            _enc_set_int(value.seen, path),
+            _enc_Mode(value.mode, FAST_PATH),
+            _enc_tuple2_int_int(value.size, FAST_PATH),
+            _enc_opt_int(value.parent, FAST_PATH),
+            _enc_list_str(value.tags, FAST_PATH),
+            _enc_dict_str_int(value.extra, FAST_PATH),
+            _enc_set_int(value.seen, FAST_PATH),
         ]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return encode_fields(value, path, _Options_enc_fields)
 
 
@@ -280,6 +301,8 @@ def _enc_tuple2_int_int(value: object, path: str) -> Any:
     try:
         return [check_int(items[0], path), check_int(items[1], path)]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_positions(items, path, (check_int, check_int))
 
 
@@ -290,6 +313,8 @@ def _enc_list_str(value: object, path: str) -> Any:
     try:
         return [check_str(item, path) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, check_str)
 
 
@@ -303,6 +328,8 @@ def _enc_dict_str_int(value: object, path: str) -> Any:
     try:
         return {check_str(key, path): check_int(item, path) for key, item in items.items()}
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_entries(items, path, check_str, check_int)
 
 
@@ -313,6 +340,8 @@ def _enc_set_int(value: object, path: str) -> Any:
     try:
         return [check_int(item, path) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, check_int)
 
 
@@ -322,7 +351,7 @@ def _enc_Job(value: object, path: str) -> Any:
     try:
         return [
             _0 if type(_0 := value.name) is str else check_str(_0, path),
-            _enc_Options(value.options, path),
+            _enc_Options(value.options, FAST_PATH),
             (
                 _2
                 if type(_2 := value.priority) is int and -(2**63) <= _2 < 2**64
@@ -330,6 +359,8 @@ def _enc_Job(value: object, path: str) -> Any:
             ),
         ]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return encode_fields(value, path, _Job_enc_fields)
 
 
@@ -342,10 +373,12 @@ def _dec_Job(value: object, path: str) -> Job:
     try:
         return Job(
             _0 if type(_0 := items[0]) is str else check_str(_0, path),
-            _dec_Options(items[1], path),
+            _dec_Options(items[1], FAST_PATH),
             _2 if type(_2 := items[2]) is int and -(2**63) <= _2 < 2**64 else check_int(_2, path),
         )
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return Job(**decode_fields(items, path, _Job_dec_fields))
 
 

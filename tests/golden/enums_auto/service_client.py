@@ -7,6 +7,7 @@ from typing import Any
 
 from gopherpipe_runtime import ClientBase, InvalidArgumentError
 from gopherpipe_runtime.convert import (
+    FAST_PATH,
     bad_enum,
     check_dict,
     check_list,
@@ -88,8 +89,12 @@ def _dec_Priority(value: object, path: str) -> Priority:
 def _enc_dict_Level_Mode(value: object, path: str) -> Any:
     items = check_dict(value, path)
     try:
-        return {_enc_Level(key, path): _enc_Mode(item, path) for key, item in items.items()}
+        return {
+            _enc_Level(key, FAST_PATH): _enc_Mode(item, FAST_PATH) for key, item in items.items()
+        }
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_entries(items, path, _enc_Level, _enc_Mode)
 
 
@@ -108,8 +113,12 @@ def _enc_Mode(value: object, path: str) -> Any:
 def _dec_dict_Level_Mode(value: object, path: str) -> dict[Level, Mode]:
     items = check_dict(value, path)
     try:
-        return {_dec_Level(key, path): _dec_Mode(item, path) for key, item in items.items()}
+        return {
+            _dec_Level(key, FAST_PATH): _dec_Mode(item, FAST_PATH) for key, item in items.items()
+        }
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_entries(items, path, _dec_Level, _dec_Mode)
 
 
@@ -132,8 +141,10 @@ def _dec_Mode(value: object, path: str) -> Mode:
 def _enc_set_Sign(value: object, path: str) -> Any:
     items = check_set(value, path)
     try:
-        return [_enc_Sign(item, path) for item in items]
+        return [_enc_Sign(item, FAST_PATH) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, _enc_Sign)
 
 
@@ -146,8 +157,10 @@ def _enc_Sign(value: object, path: str) -> Any:
 def _dec_set_Sign(value: object, path: str) -> set[Sign]:
     items = check_list(value, path)
     try:
-        return {_dec_Sign(item, path) for item in items}
+        return {_dec_Sign(item, FAST_PATH) for item in items}
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return set(convert_items(items, path, _dec_Sign))
 
 
@@ -164,11 +177,13 @@ def _enc_Task(value: object, path: str) -> Any:
         fail(path, "Task", value)
     try:
         return [
-            _enc_Priority(value.priority, path),
-            _enc_Mode(value.mode, path),
-            _enc_Level(value.level, path),
+            _enc_Priority(value.priority, FAST_PATH),
+            _enc_Mode(value.mode, FAST_PATH),
+            _enc_Level(value.level, FAST_PATH),
         ]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return encode_fields(value, path, _Task_enc_fields)
 
 
@@ -182,9 +197,13 @@ def _dec_Task(value: object, path: str) -> Task:
         return Task(**decode_fields(items, path, _Task_dec_fields))
     try:
         return Task(
-            _dec_Priority(items[0], path), _dec_Mode(items[1], path), _dec_Level(items[2], path)
+            _dec_Priority(items[0], FAST_PATH),
+            _dec_Mode(items[1], FAST_PATH),
+            _dec_Level(items[2], FAST_PATH),
         )
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return Task(**decode_fields(items, path, _Task_dec_fields))
 
 

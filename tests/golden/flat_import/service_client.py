@@ -7,6 +7,7 @@ from typing import Any
 
 from gopherpipe_runtime import ClientBase, InvalidArgumentError
 from gopherpipe_runtime.convert import (
+    FAST_PATH,
     check_dict,
     check_int,
     check_list,
@@ -44,8 +45,10 @@ def _Store_stock_result(value: Any) -> dict[str, Item]:
 def _enc_list_Item(value: object, path: str) -> Any:
     items = check_list(value, path)
     try:
-        return [_enc_Item(item, path) for item in items]
+        return [_enc_Item(item, FAST_PATH) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, _enc_Item)
 
 
@@ -62,14 +65,18 @@ def _enc_Item(value: object, path: str) -> Any:
             ),
         ]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return encode_fields(value, path, _Item_enc_fields)
 
 
 def _dec_list_Item(value: object, path: str) -> list[Item]:
     items = check_list(value, path)
     try:
-        return [_dec_Item(item, path) for item in items]
+        return [_dec_Item(item, FAST_PATH) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, _dec_Item)
 
 
@@ -85,22 +92,28 @@ def _dec_Item(value: object, path: str) -> Item:
             _1 if type(_1 := items[1]) is int and -(2**63) <= _1 < 2**64 else check_int(_1, path),
         )
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return Item(**decode_fields(items, path, _Item_dec_fields))
 
 
 def _dec_dict_str_Item(value: object, path: str) -> dict[str, Item]:
     items = check_dict(value, path)
     try:
-        return {check_str(key, path): _dec_Item(item, path) for key, item in items.items()}
+        return {check_str(key, path): _dec_Item(item, FAST_PATH) for key, item in items.items()}
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_entries(items, path, check_str, _dec_Item)
 
 
 def _enc_dict_str_Item(value: object, path: str) -> Any:
     items = check_dict(value, path)
     try:
-        return {check_str(key, path): _enc_Item(item, path) for key, item in items.items()}
+        return {check_str(key, path): _enc_Item(item, FAST_PATH) for key, item in items.items()}
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_entries(items, path, check_str, _enc_Item)
 
 

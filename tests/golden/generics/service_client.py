@@ -8,6 +8,7 @@ from typing import Any
 
 from gopherpipe_runtime import ClientBase, InvalidArgumentError
 from gopherpipe_runtime.convert import (
+    FAST_PATH,
     check_int,
     check_list,
     check_record,
@@ -85,8 +86,8 @@ def _enc_Page_User(value: object, path: str) -> Any:
         fail(path, "Page", value)
     try:
         return [
-            _enc_list_User(value.items, path),
-            _enc_opt_str(value.next_token, path),
+            _enc_list_User(value.items, FAST_PATH),
+            _enc_opt_str(value.next_token, FAST_PATH),
             (
                 _2
                 if type(_2 := value.total) is int and -(2**63) <= _2 < 2**64
@@ -94,14 +95,18 @@ def _enc_Page_User(value: object, path: str) -> Any:
             ),
         ]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return encode_fields(value, path, _Page_User_enc_fields)
 
 
 def _enc_list_User(value: object, path: str) -> Any:
     items = check_list(value, path)
     try:
-        return [_enc_User(item, path) for item in items]
+        return [_enc_User(item, FAST_PATH) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, _enc_User)
 
 
@@ -111,9 +116,11 @@ def _enc_User(value: object, path: str) -> Any:
     try:
         return [
             _0 if type(_0 := value.name) is str else check_str(_0, path),
-            _enc_opt_date(value.born, path),
+            _enc_opt_date(value.born, FAST_PATH),
         ]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return encode_fields(value, path, _User_enc_fields)
 
 
@@ -139,19 +146,23 @@ def _dec_Page_User(value: object, path: str) -> Page[User]:
         return Page(**decode_fields(items, path, _Page_User_dec_fields))
     try:
         return Page(
-            _dec_list_User(items[0], path),
-            _dec_opt_str(items[1], path),
+            _dec_list_User(items[0], FAST_PATH),
+            _dec_opt_str(items[1], FAST_PATH),
             _2 if type(_2 := items[2]) is int and -(2**63) <= _2 < 2**64 else check_int(_2, path),
         )
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return Page(**decode_fields(items, path, _Page_User_dec_fields))
 
 
 def _dec_list_User(value: object, path: str) -> list[User]:
     items = check_list(value, path)
     try:
-        return [_dec_User(item, path) for item in items]
+        return [_dec_User(item, FAST_PATH) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, _dec_User)
 
 
@@ -166,9 +177,11 @@ def _dec_User(value: object, path: str) -> User:
     try:
         return User(
             _0 if type(_0 := items[0]) is str else check_str(_0, path),
-            _dec_opt_date(items[1], path),
+            _dec_opt_date(items[1], FAST_PATH),
         )
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return User(**decode_fields(items, path, _User_dec_fields))
 
 
@@ -189,8 +202,8 @@ def _enc_Page_int(value: object, path: str) -> Any:
         fail(path, "Page", value)
     try:
         return [
-            _enc_list_int(value.items, path),
-            _enc_opt_str(value.next_token, path),
+            _enc_list_int(value.items, FAST_PATH),
+            _enc_opt_str(value.next_token, FAST_PATH),
             (
                 _2
                 if type(_2 := value.total) is int and -(2**63) <= _2 < 2**64
@@ -198,6 +211,8 @@ def _enc_Page_int(value: object, path: str) -> Any:
             ),
         ]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return encode_fields(value, path, _Page_int_enc_fields)
 
 
@@ -208,6 +223,8 @@ def _enc_list_int(value: object, path: str) -> Any:
     try:
         return [check_int(item, path) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, check_int)
 
 
@@ -221,11 +238,13 @@ def _dec_Page_int(value: object, path: str) -> Page[int]:
         return Page(**decode_fields(items, path, _Page_int_dec_fields))
     try:
         return Page(
-            _dec_list_int(items[0], path),
-            _dec_opt_str(items[1], path),
+            _dec_list_int(items[0], FAST_PATH),
+            _dec_opt_str(items[1], FAST_PATH),
             _2 if type(_2 := items[2]) is int and -(2**63) <= _2 < 2**64 else check_int(_2, path),
         )
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return Page(**decode_fields(items, path, _Page_int_dec_fields))
 
 
@@ -236,22 +255,28 @@ def _dec_list_int(value: object, path: str) -> list[int]:
     try:
         return [check_int(item, path) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, check_int)
 
 
 def _dec_tuple2_Page_int_str(value: object, path: str) -> tuple[Page[int], str]:
     items = check_wire_tuple(value, path, 2)
     try:
-        return (_dec_Page_int(items[0], path), check_str(items[1], path))
+        return (_dec_Page_int(items[0], FAST_PATH), check_str(items[1], path))
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return tuple(convert_positions(items, path, (_dec_Page_int, check_str)))
 
 
 def _enc_tuple2_Page_int_str(value: object, path: str) -> Any:
     items = check_tuple(value, path, 2)
     try:
-        return [_enc_Page_int(items[0], path), check_str(items[1], path)]
+        return [_enc_Page_int(items[0], FAST_PATH), check_str(items[1], path)]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_positions(items, path, (_enc_Page_int, check_str))
 
 
@@ -261,10 +286,12 @@ def _enc_Pair_str_Page_date(value: object, path: str) -> Any:
     try:
         return [
             _0 if type(_0 := value.key) is str else check_str(_0, path),
-            _enc_Page_date(value.value, path),
-            _enc_list_Page_date(value.history, path),
+            _enc_Page_date(value.value, FAST_PATH),
+            _enc_list_Page_date(value.history, FAST_PATH),
         ]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return encode_fields(value, path, _Pair_str_Page_date_enc_fields)
 
 
@@ -273,8 +300,8 @@ def _enc_Page_date(value: object, path: str) -> Any:
         fail(path, "Page", value)
     try:
         return [
-            _enc_list_date(value.items, path),
-            _enc_opt_str(value.next_token, path),
+            _enc_list_date(value.items, FAST_PATH),
+            _enc_opt_str(value.next_token, FAST_PATH),
             (
                 _2
                 if type(_2 := value.total) is int and -(2**63) <= _2 < 2**64
@@ -282,6 +309,8 @@ def _enc_Page_date(value: object, path: str) -> Any:
             ),
         ]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return encode_fields(value, path, _Page_date_enc_fields)
 
 
@@ -290,14 +319,18 @@ def _enc_list_date(value: object, path: str) -> Any:
     try:
         return [enc_date(item, path) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, enc_date)
 
 
 def _enc_list_Page_date(value: object, path: str) -> Any:
     items = check_list(value, path)
     try:
-        return [_enc_Page_date(item, path) for item in items]
+        return [_enc_Page_date(item, FAST_PATH) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, _enc_Page_date)
 
 
@@ -312,10 +345,12 @@ def _dec_Pair_str_Page_date(value: object, path: str) -> Pair[str, Page[date]]:
     try:
         return Pair(
             _0 if type(_0 := items[0]) is str else check_str(_0, path),
-            _dec_Page_date(items[1], path),
-            _dec_list_Page_date(items[2], path),
+            _dec_Page_date(items[1], FAST_PATH),
+            _dec_list_Page_date(items[2], FAST_PATH),
         )
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return Pair(**decode_fields(items, path, _Pair_str_Page_date_dec_fields))
 
 
@@ -329,11 +364,13 @@ def _dec_Page_date(value: object, path: str) -> Page[date]:
         return Page(**decode_fields(items, path, _Page_date_dec_fields))
     try:
         return Page(
-            _dec_list_date(items[0], path),
-            _dec_opt_str(items[1], path),
+            _dec_list_date(items[0], FAST_PATH),
+            _dec_opt_str(items[1], FAST_PATH),
             _2 if type(_2 := items[2]) is int and -(2**63) <= _2 < 2**64 else check_int(_2, path),
         )
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return Page(**decode_fields(items, path, _Page_date_dec_fields))
 
 
@@ -342,22 +379,28 @@ def _dec_list_date(value: object, path: str) -> list[date]:
     try:
         return [dec_date(item, path) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, dec_date)
 
 
 def _dec_list_Page_date(value: object, path: str) -> list[Page[date]]:
     items = check_list(value, path)
     try:
-        return [_dec_Page_date(item, path) for item in items]
+        return [_dec_Page_date(item, FAST_PATH) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, _dec_Page_date)
 
 
 def _enc_list_Node_str(value: object, path: str) -> Any:
     items = check_list(value, path)
     try:
-        return [_enc_Node_str(item, path) for item in items]
+        return [_enc_Node_str(item, FAST_PATH) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, _enc_Node_str)
 
 
@@ -367,17 +410,21 @@ def _enc_Node_str(value: object, path: str) -> Any:
     try:
         return [
             _0 if type(_0 := value.value) is str else check_str(_0, path),
-            _enc_list_Node_str(value.children, path),
+            _enc_list_Node_str(value.children, FAST_PATH),
         ]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return encode_fields(value, path, _Node_str_enc_fields)
 
 
 def _dec_list_Node_str(value: object, path: str) -> list[Node[str]]:
     items = check_list(value, path)
     try:
-        return [_dec_Node_str(item, path) for item in items]
+        return [_dec_Node_str(item, FAST_PATH) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, _dec_Node_str)
 
 
@@ -390,9 +437,11 @@ def _dec_Node_str(value: object, path: str) -> Node[str]:
     try:
         return Node(
             _0 if type(_0 := items[0]) is str else check_str(_0, path),
-            _dec_list_Node_str(items[1], path),
+            _dec_list_Node_str(items[1], FAST_PATH),
         )
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return Node(**decode_fields(items, path, _Node_str_dec_fields))
 
 

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from gopherpipe_runtime import ClientBase, InvalidArgumentError
 from gopherpipe_runtime.convert import (
+    FAST_PATH,
     bad_enum,
     check_dict,
     check_list,
@@ -156,11 +157,13 @@ def _enc_Order(value: object, path: str) -> Any:
         fail(path, "Order", value)
     try:
         return [
-            _enc_lit_buy_sell(value.side, path),
-            _enc_lit_market_limit(value.kind, path),
-            _enc_opt_dict_lit_a_b_lit_0_1(value.flags, path),
+            _enc_lit_buy_sell(value.side, FAST_PATH),
+            _enc_lit_market_limit(value.kind, FAST_PATH),
+            _enc_opt_dict_lit_a_b_lit_0_1(value.flags, FAST_PATH),
         ]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return encode_fields(value, path, _Order_enc_fields)
 
 
@@ -181,8 +184,13 @@ def _enc_opt_dict_lit_a_b_lit_0_1(value: object, path: str) -> Any:
 def _enc_dict_lit_a_b_lit_0_1(value: object, path: str) -> Any:
     items = check_dict(value, path)
     try:
-        return {_enc_lit_a_b(key, path): _enc_lit_0_1(item, path) for key, item in items.items()}
+        return {
+            _enc_lit_a_b(key, FAST_PATH): _enc_lit_0_1(item, FAST_PATH)
+            for key, item in items.items()
+        }
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_entries(items, path, _enc_lit_a_b, _enc_lit_0_1)
 
 
@@ -212,11 +220,13 @@ def _dec_Order(value: object, path: str) -> Order:
         return Order(**decode_fields(items, path, _Order_dec_fields))
     try:
         return Order(
-            _dec_lit_buy_sell(items[0], path),
-            _dec_lit_market_limit(items[1], path),
-            _dec_opt_dict_lit_a_b_lit_0_1(items[2], path),
+            _dec_lit_buy_sell(items[0], FAST_PATH),
+            _dec_lit_market_limit(items[1], FAST_PATH),
+            _dec_opt_dict_lit_a_b_lit_0_1(items[2], FAST_PATH),
         )
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return Order(**decode_fields(items, path, _Order_dec_fields))
 
 
@@ -239,8 +249,13 @@ def _dec_opt_dict_lit_a_b_lit_0_1(
 def _dec_dict_lit_a_b_lit_0_1(value: object, path: str) -> dict[Literal["a", "b"], Literal[0, 1]]:
     items = check_dict(value, path)
     try:
-        return {_dec_lit_a_b(key, path): _dec_lit_0_1(item, path) for key, item in items.items()}
+        return {
+            _dec_lit_a_b(key, FAST_PATH): _dec_lit_0_1(item, FAST_PATH)
+            for key, item in items.items()
+        }
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_entries(items, path, _dec_lit_a_b, _dec_lit_0_1)
 
 
@@ -263,16 +278,20 @@ def _dec_lit_0_1(value: object, path: str) -> Literal[0, 1]:
 def _enc_set_lit_buy_sell(value: object, path: str) -> Any:
     items = check_set(value, path)
     try:
-        return [_enc_lit_buy_sell(item, path) for item in items]
+        return [_enc_lit_buy_sell(item, FAST_PATH) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, _enc_lit_buy_sell)
 
 
 def _dec_set_lit_buy_sell(value: object, path: str) -> set[Literal["buy", "sell"]]:
     items = check_list(value, path)
     try:
-        return {_dec_lit_buy_sell(item, path) for item in items}
+        return {_dec_lit_buy_sell(item, FAST_PATH) for item in items}
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return set(convert_items(items, path, _dec_lit_buy_sell))
 
 

@@ -5,7 +5,14 @@
 from typing import Any
 
 from gopherpipe_runtime import ClientBase, InvalidArgumentError
-from gopherpipe_runtime.convert import check_bool, check_list, check_none, check_str, convert_items
+from gopherpipe_runtime.convert import (
+    FAST_PATH,
+    check_bool,
+    check_list,
+    check_none,
+    check_str,
+    convert_items,
+)
 from service import Greeter, HTTPGateway
 
 
@@ -73,6 +80,8 @@ def _dec_list_str(value: object, path: str) -> list[str]:
     try:
         return [check_str(item, path) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, check_str)
 
 
@@ -83,4 +92,6 @@ def _enc_list_str(value: object, path: str) -> Any:
     try:
         return [check_str(item, path) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, check_str)

@@ -7,6 +7,7 @@ from typing import Any
 
 from gopherpipe_runtime import ClientBase, InvalidArgumentError
 from gopherpipe_runtime.convert import (
+    FAST_PATH,
     bad_enum,
     check_int,
     check_list,
@@ -66,9 +67,11 @@ def _dec_Ticket(value: object, path: str) -> Ticket:
         return Ticket(
             _0 if type(_0 := items[0]) is int and -(2**63) <= _0 < 2**64 else check_int(_0, path),
             _1 if type(_1 := items[1]) is str else check_str(_1, path),
-            _dec_Status(items[2], path),
+            _dec_Status(items[2], FAST_PATH),
         )
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return Ticket(**decode_fields(items, path, _Ticket_dec_fields))
 
 
@@ -87,9 +90,11 @@ def _enc_Ticket(value: object, path: str) -> Any:
         return [
             _0 if type(_0 := value.id) is int and -(2**63) <= _0 < 2**64 else check_int(_0, path),
             _1 if type(_1 := value.title) is str else check_str(_1, path),
-            _enc_Status(value.status, path),
+            _enc_Status(value.status, FAST_PATH),
         ]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return encode_fields(value, path, _Ticket_enc_fields)
 
 
@@ -108,16 +113,20 @@ def _dec_Page(value: object, path: str) -> Page:
     if len(items) < 2:
         return Page(**decode_fields(items, path, _Page_dec_fields))
     try:
-        return Page(_dec_list_Ticket(items[0], path), _dec_opt_str(items[1], path))
+        return Page(_dec_list_Ticket(items[0], FAST_PATH), _dec_opt_str(items[1], FAST_PATH))
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return Page(**decode_fields(items, path, _Page_dec_fields))
 
 
 def _dec_list_Ticket(value: object, path: str) -> list[Ticket]:
     items = check_list(value, path)
     try:
-        return [_dec_Ticket(item, path) for item in items]
+        return [_dec_Ticket(item, FAST_PATH) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, _dec_Ticket)
 
 
@@ -131,16 +140,23 @@ def _enc_Page(value: object, path: str) -> Any:
     if not isinstance(value, Page):
         fail(path, "Page", value)
     try:
-        return [_enc_list_Ticket(value.tickets, path), _enc_opt_str(value.next_token, path)]
+        return [
+            _enc_list_Ticket(value.tickets, FAST_PATH),
+            _enc_opt_str(value.next_token, FAST_PATH),
+        ]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return encode_fields(value, path, _Page_enc_fields)
 
 
 def _enc_list_Ticket(value: object, path: str) -> Any:
     items = check_list(value, path)
     try:
-        return [_enc_Ticket(item, path) for item in items]
+        return [_enc_Ticket(item, FAST_PATH) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, _enc_Ticket)
 
 

@@ -7,6 +7,7 @@ from typing import Any, cast
 
 from gopherpipe_runtime import ClientBase, InvalidArgumentError
 from gopherpipe_runtime.convert import (
+    FAST_PATH,
     bad_enum,
     check_dict,
     check_float,
@@ -109,9 +110,11 @@ def _enc_Point(value: object, path: str) -> Any:
             _0 if type(_0 := value.x) is float else check_float(_0, path),
             _1 if type(_1 := value.y) is float else check_float(_1, path),
             _2 if type(_2 := value.label) is str else check_str(_2, path),
-            _enc_Unit(value.unit, path),
+            _enc_Unit(value.unit, FAST_PATH),
         ]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return encode_fields(value, path, _Point_enc_fields)
 
 
@@ -134,9 +137,11 @@ def _dec_Point(value: object, path: str) -> Point:
             _0 if type(_0 := items[0]) is float else check_float(_0, path),
             _1 if type(_1 := items[1]) is float else check_float(_1, path),
             _2 if type(_2 := items[2]) is str else check_str(_2, path),
-            _dec_Unit(items[3], path),
+            _dec_Unit(items[3], FAST_PATH),
         )
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return Point(**decode_fields(items, path, _Point_dec_fields))
 
 
@@ -151,16 +156,20 @@ def _dec_Unit(value: object, path: str) -> Unit:
 def _enc_list_Point(value: object, path: str) -> Any:
     items = check_list(value, path)
     try:
-        return [_enc_Point(item, path) for item in items]
+        return [_enc_Point(item, FAST_PATH) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, _enc_Point)
 
 
 def _dec_list_Point(value: object, path: str) -> list[Point]:
     items = check_list(value, path)
     try:
-        return [_dec_Point(item, path) for item in items]
+        return [_dec_Point(item, FAST_PATH) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, _dec_Point)
 
 
@@ -179,40 +188,52 @@ def _dec_opt_Point(value: object, path: str) -> Point | None:
 def _dec_tuple2_list_Point_opt_Point(value: object, path: str) -> tuple[list[Point], Point | None]:
     items = check_wire_tuple(value, path, 2)
     try:
-        return (_dec_list_Point(items[0], path), _dec_opt_Point(items[1], path))
+        return (_dec_list_Point(items[0], FAST_PATH), _dec_opt_Point(items[1], FAST_PATH))
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return tuple(convert_positions(items, path, (_dec_list_Point, _dec_opt_Point)))
 
 
 def _enc_tuple2_list_Point_opt_Point(value: object, path: str) -> Any:
     items = check_tuple(value, path, 2)
     try:
-        return [_enc_list_Point(items[0], path), _enc_opt_Point(items[1], path)]
+        return [_enc_list_Point(items[0], FAST_PATH), _enc_opt_Point(items[1], FAST_PATH)]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_positions(items, path, (_enc_list_Point, _enc_opt_Point))
 
 
 def _enc_Movie(value: object, path: str) -> Any:
     items = check_typed_dict(value, path, "Movie", ("title", "year"), _Movie_enc_keys)
     try:
-        return {key: _Movie_enc_keys[key](item, path) for key, item in items.items()}
+        return {key: _Movie_enc_keys[key](item, FAST_PATH) for key, item in items.items()}
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_keys(items, path, _Movie_enc_keys)
 
 
 def _dec_Movie(value: object, path: str) -> Movie:
     items = check_typed_dict(value, path, "Movie", ("title", "year"), _Movie_dec_keys)
     try:
-        return cast(Movie, {key: _Movie_dec_keys[key](item, path) for key, item in items.items()})
+        return cast(
+            Movie, {key: _Movie_dec_keys[key](item, FAST_PATH) for key, item in items.items()}
+        )
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return cast(Movie, convert_keys(items, path, _Movie_dec_keys))
 
 
 def _enc_Query(value: object, path: str) -> Any:
     items = check_typed_dict(value, path, "Query", ("text",), _Query_enc_keys)
     try:
-        return {key: _Query_enc_keys[key](item, path) for key, item in items.items()}
+        return {key: _Query_enc_keys[key](item, FAST_PATH) for key, item in items.items()}
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_keys(items, path, _Query_enc_keys)
 
 
@@ -223,14 +244,20 @@ def _enc_list_str(value: object, path: str) -> Any:
     try:
         return [check_str(item, path) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, check_str)
 
 
 def _dec_Query(value: object, path: str) -> Query:
     items = check_typed_dict(value, path, "Query", ("text",), _Query_dec_keys)
     try:
-        return cast(Query, {key: _Query_dec_keys[key](item, path) for key, item in items.items()})
+        return cast(
+            Query, {key: _Query_dec_keys[key](item, FAST_PATH) for key, item in items.items()}
+        )
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return cast(Query, convert_keys(items, path, _Query_dec_keys))
 
 
@@ -241,22 +268,28 @@ def _dec_list_str(value: object, path: str) -> list[str]:
     try:
         return [check_str(item, path) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, check_str)
 
 
 def _enc_dict_str_Query(value: object, path: str) -> Any:
     items = check_dict(value, path)
     try:
-        return {check_str(key, path): _enc_Query(item, path) for key, item in items.items()}
+        return {check_str(key, path): _enc_Query(item, FAST_PATH) for key, item in items.items()}
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_entries(items, path, check_str, _enc_Query)
 
 
 def _dec_dict_str_Query(value: object, path: str) -> dict[str, Query]:
     items = check_dict(value, path)
     try:
-        return {check_str(key, path): _dec_Query(item, path) for key, item in items.items()}
+        return {check_str(key, path): _dec_Query(item, FAST_PATH) for key, item in items.items()}
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_entries(items, path, check_str, _dec_Query)
 
 

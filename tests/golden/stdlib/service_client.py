@@ -10,6 +10,7 @@ from uuid import UUID
 
 from gopherpipe_runtime import ClientBase, InvalidArgumentError
 from gopherpipe_runtime.convert import (
+    FAST_PATH,
     check_dict,
     check_list,
     check_record,
@@ -172,10 +173,12 @@ def _enc_Invoice(value: object, path: str) -> Any:
             enc_datetime(value.due, path),
             enc_decimal(value.total, path),
             enc_timedelta(value.grace, path),
-            _enc_list_time(value.reminders, path),
-            _enc_opt_datetime(value.paid_at, path),
+            _enc_list_time(value.reminders, FAST_PATH),
+            _enc_opt_datetime(value.paid_at, FAST_PATH),
         ]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return encode_fields(value, path, _Invoice_enc_fields)
 
 
@@ -184,6 +187,8 @@ def _enc_list_time(value: object, path: str) -> Any:
     try:
         return [enc_time(item, path) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, enc_time)
 
 
@@ -208,10 +213,12 @@ def _dec_Invoice(value: object, path: str) -> Invoice:
             dec_datetime(items[2], path),
             dec_decimal(items[3], path),
             dec_timedelta(items[4], path),
-            _dec_list_time(items[5], path),
-            _dec_opt_datetime(items[6], path),
+            _dec_list_time(items[5], FAST_PATH),
+            _dec_opt_datetime(items[6], FAST_PATH),
         )
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return Invoice(**decode_fields(items, path, _Invoice_dec_fields))
 
 
@@ -220,6 +227,8 @@ def _dec_list_time(value: object, path: str) -> list[time]:
     try:
         return [dec_time(item, path) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, dec_time)
 
 
@@ -232,8 +241,12 @@ def _dec_opt_datetime(value: object, path: str) -> datetime | None:
 def _enc_dict_date_list_Decimal(value: object, path: str) -> Any:
     items = check_dict(value, path)
     try:
-        return {enc_date(key, path): _enc_list_Decimal(item, path) for key, item in items.items()}
+        return {
+            enc_date(key, path): _enc_list_Decimal(item, FAST_PATH) for key, item in items.items()
+        }
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_entries(items, path, enc_date, _enc_list_Decimal)
 
 
@@ -242,14 +255,20 @@ def _enc_list_Decimal(value: object, path: str) -> Any:
     try:
         return [enc_decimal(item, path) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, enc_decimal)
 
 
 def _dec_dict_date_list_Decimal(value: object, path: str) -> dict[date, list[Decimal]]:
     items = check_dict(value, path)
     try:
-        return {dec_date(key, path): _dec_list_Decimal(item, path) for key, item in items.items()}
+        return {
+            dec_date(key, path): _dec_list_Decimal(item, FAST_PATH) for key, item in items.items()
+        }
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_entries(items, path, dec_date, _dec_list_Decimal)
 
 
@@ -258,6 +277,8 @@ def _dec_list_Decimal(value: object, path: str) -> list[Decimal]:
     try:
         return [dec_decimal(item, path) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, dec_decimal)
 
 
@@ -266,6 +287,8 @@ def _enc_dict_timedelta_UUID(value: object, path: str) -> Any:
     try:
         return [[enc_timedelta(key, path), enc_uuid(item, path)] for key, item in items.items()]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_pairs(items, path, enc_timedelta, enc_uuid)
 
 
@@ -278,6 +301,8 @@ def _dec_dict_timedelta_UUID(value: object, path: str) -> dict[timedelta, UUID]:
             for key, item in (check_wire_tuple(entry, path, 2),)
         }
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_wire_pairs(items, path, dec_timedelta, dec_uuid)
 
 
@@ -286,6 +311,8 @@ def _enc_set_UUID(value: object, path: str) -> Any:
     try:
         return [enc_uuid(item, path) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, enc_uuid)
 
 
@@ -294,6 +321,8 @@ def _dec_set_UUID(value: object, path: str) -> set[UUID]:
     try:
         return {dec_uuid(item, path) for item in items}
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return set(convert_items(items, path, dec_uuid))
 
 
@@ -302,6 +331,8 @@ def _enc_tuple2_date_time(value: object, path: str) -> Any:
     try:
         return [enc_date(items[0], path), enc_time(items[1], path)]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_positions(items, path, (enc_date, enc_time))
 
 
@@ -310,6 +341,8 @@ def _dec_tuple2_date_time(value: object, path: str) -> tuple[date, time]:
     try:
         return (dec_date(items[0], path), dec_time(items[1], path))
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return tuple(convert_positions(items, path, (dec_date, dec_time)))
 
 

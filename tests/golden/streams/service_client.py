@@ -7,6 +7,7 @@ from typing import Any
 
 from gopherpipe_runtime import Chan, ClientBase, InvalidArgumentError
 from gopherpipe_runtime.convert import (
+    FAST_PATH,
     bad_enum,
     check_bytes,
     check_dict,
@@ -236,9 +237,11 @@ def _dec_Message(value: object, path: str) -> Message:
         return Message(
             _0 if type(_0 := items[0]) is str else check_str(_0, path),
             _1 if type(_1 := items[1]) is str else check_str(_1, path),
-            _dec_Mood(items[2], path),
+            _dec_Mood(items[2], FAST_PATH),
         )
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return Message(**decode_fields(items, path, _Message_dec_fields))
 
 
@@ -257,9 +260,11 @@ def _enc_Message(value: object, path: str) -> Any:
         return [
             _0 if type(_0 := value.sender) is str else check_str(_0, path),
             _1 if type(_1 := value.text) is str else check_str(_1, path),
-            _enc_Mood(value.mood, path),
+            _enc_Mood(value.mood, FAST_PATH),
         ]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return encode_fields(value, path, _Message_enc_fields)
 
 
@@ -272,16 +277,20 @@ def _enc_Mood(value: object, path: str) -> Any:
 def _dec_list_Message(value: object, path: str) -> list[Message]:
     items = check_list(value, path)
     try:
-        return [_dec_Message(item, path) for item in items]
+        return [_dec_Message(item, FAST_PATH) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, _dec_Message)
 
 
 def _enc_list_Message(value: object, path: str) -> Any:
     items = check_list(value, path)
     try:
-        return [_enc_Message(item, path) for item in items]
+        return [_enc_Message(item, FAST_PATH) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, _enc_Message)
 
 
@@ -295,6 +304,8 @@ def _dec_dict_str_int(value: object, path: str) -> dict[str, int]:
     try:
         return {check_str(key, path): check_int(item, path) for key, item in items.items()}
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_entries(items, path, check_str, check_int)
 
 
@@ -308,14 +319,20 @@ def _enc_dict_str_int(value: object, path: str) -> Any:
     try:
         return {check_str(key, path): check_int(item, path) for key, item in items.items()}
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_entries(items, path, check_str, check_int)
 
 
 def _dec_dict_str_opt_Message(value: object, path: str) -> dict[str, Message | None]:
     items = check_dict(value, path)
     try:
-        return {check_str(key, path): _dec_opt_Message(item, path) for key, item in items.items()}
+        return {
+            check_str(key, path): _dec_opt_Message(item, FAST_PATH) for key, item in items.items()
+        }
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_entries(items, path, check_str, _dec_opt_Message)
 
 
@@ -328,8 +345,12 @@ def _dec_opt_Message(value: object, path: str) -> Message | None:
 def _enc_dict_str_opt_Message(value: object, path: str) -> Any:
     items = check_dict(value, path)
     try:
-        return {check_str(key, path): _enc_opt_Message(item, path) for key, item in items.items()}
+        return {
+            check_str(key, path): _enc_opt_Message(item, FAST_PATH) for key, item in items.items()
+        }
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_entries(items, path, check_str, _enc_opt_Message)
 
 
@@ -350,6 +371,8 @@ def _enc_tuple2_int_str(value: object, path: str) -> Any:
     try:
         return [check_int(items[0], path), check_str(items[1], path)]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_positions(items, path, (check_int, check_str))
 
 
@@ -364,6 +387,8 @@ def _dec_tuple2_int_str(value: object, path: str) -> tuple[int, str]:
     try:
         return (check_int(items[0], path), check_str(items[1], path))
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return tuple(convert_positions(items, path, (check_int, check_str)))
 
 

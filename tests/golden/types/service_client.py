@@ -7,6 +7,7 @@ from typing import Any
 
 from gopherpipe_runtime import ClientBase, InvalidArgumentError
 from gopherpipe_runtime.convert import (
+    FAST_PATH,
     bad_enum,
     check_bool,
     check_bytes,
@@ -392,6 +393,8 @@ def _enc_list_int(value: object, path: str) -> Any:
     try:
         return [check_int(item, path) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, check_int)
 
 
@@ -402,6 +405,8 @@ def _dec_list_int(value: object, path: str) -> list[int]:
     try:
         return [check_int(item, path) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, check_int)
 
 
@@ -412,6 +417,8 @@ def _enc_list_float(value: object, path: str) -> Any:
     try:
         return [check_float(item, path) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, check_float)
 
 
@@ -422,14 +429,18 @@ def _dec_list_float(value: object, path: str) -> list[float]:
     try:
         return [check_float(item, path) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, check_float)
 
 
 def _enc_list_Point(value: object, path: str) -> Any:
     items = check_list(value, path)
     try:
-        return [_enc_Point(item, path) for item in items]
+        return [_enc_Point(item, FAST_PATH) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, _enc_Point)
 
 
@@ -442,14 +453,18 @@ def _enc_Point(value: object, path: str) -> Any:
             _1 if type(_1 := value.y) is float else check_float(_1, path),
         ]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return encode_fields(value, path, _Point_enc_fields)
 
 
 def _dec_list_Point(value: object, path: str) -> list[Point]:
     items = check_list(value, path)
     try:
-        return [_dec_Point(item, path) for item in items]
+        return [_dec_Point(item, FAST_PATH) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, _dec_Point)
 
 
@@ -465,6 +480,8 @@ def _dec_Point(value: object, path: str) -> Point:
             _1 if type(_1 := items[1]) is float else check_float(_1, path),
         )
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return Point(**decode_fields(items, path, _Point_dec_fields))
 
 
@@ -475,6 +492,8 @@ def _enc_set_str(value: object, path: str) -> Any:
     try:
         return [check_str(item, path) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, check_str)
 
 
@@ -485,22 +504,28 @@ def _dec_set_str(value: object, path: str) -> set[str]:
     try:
         return {check_str(item, path) for item in items}
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return set(convert_items(items, path, check_str))
 
 
 def _enc_set_tuple2_int_Color(value: object, path: str) -> Any:
     items = check_set(value, path)
     try:
-        return [_enc_tuple2_int_Color(item, path) for item in items]
+        return [_enc_tuple2_int_Color(item, FAST_PATH) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, _enc_tuple2_int_Color)
 
 
 def _enc_tuple2_int_Color(value: object, path: str) -> Any:
     items = check_tuple(value, path, 2)
     try:
-        return [check_int(items[0], path), _enc_Color(items[1], path)]
+        return [check_int(items[0], path), _enc_Color(items[1], FAST_PATH)]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_positions(items, path, (check_int, _enc_Color))
 
 
@@ -513,16 +538,20 @@ def _enc_Color(value: object, path: str) -> Any:
 def _dec_set_tuple2_int_Color(value: object, path: str) -> set[tuple[int, Color]]:
     items = check_list(value, path)
     try:
-        return {_dec_tuple2_int_Color(item, path) for item in items}
+        return {_dec_tuple2_int_Color(item, FAST_PATH) for item in items}
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return set(convert_items(items, path, _dec_tuple2_int_Color))
 
 
 def _dec_tuple2_int_Color(value: object, path: str) -> tuple[int, Color]:
     items = check_wire_tuple(value, path, 2)
     try:
-        return (check_int(items[0], path), _dec_Color(items[1], path))
+        return (check_int(items[0], path), _dec_Color(items[1], FAST_PATH))
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return tuple(convert_positions(items, path, (check_int, _dec_Color)))
 
 
@@ -539,6 +568,8 @@ def _enc_tuple2_int_str(value: object, path: str) -> Any:
     try:
         return [check_int(items[0], path), check_str(items[1], path)]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_positions(items, path, (check_int, check_str))
 
 
@@ -547,22 +578,28 @@ def _dec_tuple2_int_str(value: object, path: str) -> tuple[int, str]:
     try:
         return (check_int(items[0], path), check_str(items[1], path))
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return tuple(convert_positions(items, path, (check_int, check_str)))
 
 
 def _enc_tuple1_Point(value: object, path: str) -> Any:
     items = check_tuple(value, path, 1)
     try:
-        return [_enc_Point(items[0], path)]
+        return [_enc_Point(items[0], FAST_PATH)]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_positions(items, path, (_enc_Point,))
 
 
 def _dec_tuple1_Point(value: object, path: str) -> tuple[Point]:
     items = check_wire_tuple(value, path, 1)
     try:
-        return (_dec_Point(items[0], path),)
+        return (_dec_Point(items[0], FAST_PATH),)
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return tuple(convert_positions(items, path, (_dec_Point,)))
 
 
@@ -583,6 +620,8 @@ def _enc_tuplev_float(value: object, path: str) -> Any:
     try:
         return [check_float(item, path) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, check_float)
 
 
@@ -593,6 +632,8 @@ def _dec_tuplev_float(value: object, path: str) -> tuple[float, ...]:
     try:
         return tuple([check_float(item, path) for item in items])
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return tuple(convert_items(items, path, check_float))
 
 
@@ -606,6 +647,8 @@ def _enc_dict_str_int(value: object, path: str) -> Any:
     try:
         return {check_str(key, path): check_int(item, path) for key, item in items.items()}
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_entries(items, path, check_str, check_int)
 
 
@@ -619,22 +662,32 @@ def _dec_dict_str_int(value: object, path: str) -> dict[str, int]:
     try:
         return {check_str(key, path): check_int(item, path) for key, item in items.items()}
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_entries(items, path, check_str, check_int)
 
 
 def _enc_dict_int_list_Point(value: object, path: str) -> Any:
     items = check_dict(value, path)
     try:
-        return {check_int(key, path): _enc_list_Point(item, path) for key, item in items.items()}
+        return {
+            check_int(key, path): _enc_list_Point(item, FAST_PATH) for key, item in items.items()
+        }
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_entries(items, path, check_int, _enc_list_Point)
 
 
 def _dec_dict_int_list_Point(value: object, path: str) -> dict[int, list[Point]]:
     items = check_dict(value, path)
     try:
-        return {check_int(key, path): _dec_list_Point(item, path) for key, item in items.items()}
+        return {
+            check_int(key, path): _dec_list_Point(item, FAST_PATH) for key, item in items.items()
+        }
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_entries(items, path, check_int, _dec_list_Point)
 
 
@@ -645,6 +698,8 @@ def _enc_dict_float_bool(value: object, path: str) -> Any:
     try:
         return {check_float(key, path): check_bool(item, path) for key, item in items.items()}
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_entries(items, path, check_float, check_bool)
 
 
@@ -655,6 +710,8 @@ def _dec_dict_float_bool(value: object, path: str) -> dict[float, bool]:
     try:
         return {check_float(key, path): check_bool(item, path) for key, item in items.items()}
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_entries(items, path, check_float, check_bool)
 
 
@@ -665,6 +722,8 @@ def _enc_dict_bool_str(value: object, path: str) -> Any:
     try:
         return {check_bool(key, path): check_str(item, path) for key, item in items.items()}
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_entries(items, path, check_bool, check_str)
 
 
@@ -675,6 +734,8 @@ def _dec_dict_bool_str(value: object, path: str) -> dict[bool, str]:
     try:
         return {check_bool(key, path): check_str(item, path) for key, item in items.items()}
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_entries(items, path, check_bool, check_str)
 
 
@@ -685,6 +746,8 @@ def _enc_dict_bytes_bytes(value: object, path: str) -> Any:
     try:
         return {check_bytes(key, path): check_bytes(item, path) for key, item in items.items()}
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_entries(items, path, check_bytes, check_bytes)
 
 
@@ -695,14 +758,20 @@ def _dec_dict_bytes_bytes(value: object, path: str) -> dict[bytes, bytes]:
     try:
         return {check_bytes(key, path): check_bytes(item, path) for key, item in items.items()}
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_entries(items, path, check_bytes, check_bytes)
 
 
 def _enc_dict_Color_Shape(value: object, path: str) -> Any:
     items = check_dict(value, path)
     try:
-        return {_enc_Color(key, path): _enc_Shape(item, path) for key, item in items.items()}
+        return {
+            _enc_Color(key, FAST_PATH): _enc_Shape(item, FAST_PATH) for key, item in items.items()
+        }
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_entries(items, path, _enc_Color, _enc_Shape)
 
 
@@ -715,8 +784,12 @@ def _enc_Shape(value: object, path: str) -> Any:
 def _dec_dict_Color_Shape(value: object, path: str) -> dict[Color, Shape]:
     items = check_dict(value, path)
     try:
-        return {_dec_Color(key, path): _dec_Shape(item, path) for key, item in items.items()}
+        return {
+            _dec_Color(key, FAST_PATH): _dec_Shape(item, FAST_PATH) for key, item in items.items()
+        }
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_entries(items, path, _dec_Color, _dec_Shape)
 
 
@@ -732,9 +805,12 @@ def _enc_dict_tuple2_int_str_float(value: object, path: str) -> Any:
     items = check_dict(value, path)
     try:
         return [
-            [_enc_tuple2_int_str(key, path), check_float(item, path)] for key, item in items.items()
+            [_enc_tuple2_int_str(key, FAST_PATH), check_float(item, path)]
+            for key, item in items.items()
         ]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_pairs(items, path, _enc_tuple2_int_str, check_float)
 
 
@@ -742,11 +818,13 @@ def _dec_dict_tuple2_int_str_float(value: object, path: str) -> dict[tuple[int, 
     items = check_list(value, path)
     try:
         return {
-            _dec_tuple2_int_str(key, path): check_float(item, path)
+            _dec_tuple2_int_str(key, FAST_PATH): check_float(item, path)
             for entry in items
             for key, item in (check_wire_tuple(entry, path, 2),)
         }
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_wire_pairs(items, path, _dec_tuple2_int_str, check_float)
 
 
@@ -789,8 +867,10 @@ def _dec_opt_str(value: object, path: str) -> str | None:
 def _enc_list_dict_str_list_opt_Tagged(value: object, path: str) -> Any:
     items = check_list(value, path)
     try:
-        return [_enc_dict_str_list_opt_Tagged(item, path) for item in items]
+        return [_enc_dict_str_list_opt_Tagged(item, FAST_PATH) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, _enc_dict_str_list_opt_Tagged)
 
 
@@ -798,17 +878,22 @@ def _enc_dict_str_list_opt_Tagged(value: object, path: str) -> Any:
     items = check_dict(value, path)
     try:
         return {
-            check_str(key, path): _enc_list_opt_Tagged(item, path) for key, item in items.items()
+            check_str(key, path): _enc_list_opt_Tagged(item, FAST_PATH)
+            for key, item in items.items()
         }
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_entries(items, path, check_str, _enc_list_opt_Tagged)
 
 
 def _enc_list_opt_Tagged(value: object, path: str) -> Any:
     items = check_list(value, path)
     try:
-        return [_enc_opt_Tagged(item, path) for item in items]
+        return [_enc_opt_Tagged(item, FAST_PATH) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, _enc_opt_Tagged)
 
 
@@ -824,12 +909,14 @@ def _enc_Tagged(value: object, path: str) -> Any:
     try:
         return [
             _0 if type(_0 := value.name) is str else check_str(_0, path),
-            _enc_set_str(value.tags, path),
-            _enc_Color(value.color, path),
-            _enc_list_int(value.extras, path),
-            _enc_opt_str(value.note, path),
+            _enc_set_str(value.tags, FAST_PATH),
+            _enc_Color(value.color, FAST_PATH),
+            _enc_list_int(value.extras, FAST_PATH),
+            _enc_opt_str(value.note, FAST_PATH),
         ]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return encode_fields(value, path, _Tagged_enc_fields)
 
 
@@ -838,8 +925,10 @@ def _dec_list_dict_str_list_opt_Tagged(
 ) -> list[dict[str, list[Tagged | None]]]:
     items = check_list(value, path)
     try:
-        return [_dec_dict_str_list_opt_Tagged(item, path) for item in items]
+        return [_dec_dict_str_list_opt_Tagged(item, FAST_PATH) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, _dec_dict_str_list_opt_Tagged)
 
 
@@ -847,17 +936,22 @@ def _dec_dict_str_list_opt_Tagged(value: object, path: str) -> dict[str, list[Ta
     items = check_dict(value, path)
     try:
         return {
-            check_str(key, path): _dec_list_opt_Tagged(item, path) for key, item in items.items()
+            check_str(key, path): _dec_list_opt_Tagged(item, FAST_PATH)
+            for key, item in items.items()
         }
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_entries(items, path, check_str, _dec_list_opt_Tagged)
 
 
 def _dec_list_opt_Tagged(value: object, path: str) -> list[Tagged | None]:
     items = check_list(value, path)
     try:
-        return [_dec_opt_Tagged(item, path) for item in items]
+        return [_dec_opt_Tagged(item, FAST_PATH) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, _dec_opt_Tagged)
 
 
@@ -878,12 +972,14 @@ def _dec_Tagged(value: object, path: str) -> Tagged:
     try:
         return Tagged(
             _0 if type(_0 := items[0]) is str else check_str(_0, path),
-            _dec_set_str(items[1], path),
-            _dec_Color(items[2], path),
-            _dec_list_int(items[3], path),
-            _dec_opt_str(items[4], path),
+            _dec_set_str(items[1], FAST_PATH),
+            _dec_Color(items[2], FAST_PATH),
+            _dec_list_int(items[3], FAST_PATH),
+            _dec_opt_str(items[4], FAST_PATH),
         )
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return Tagged(**decode_fields(items, path, _Tagged_dec_fields))
 
 
@@ -911,17 +1007,21 @@ def _enc_Node(value: object, path: str) -> Any:
                 if type(_0 := value.value) is int and -(2**63) <= _0 < 2**64
                 else check_int(_0, path)
             ),
-            _enc_list_Node(value.children, path),
+            _enc_list_Node(value.children, FAST_PATH),
         ]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return encode_fields(value, path, _Node_enc_fields)
 
 
 def _enc_list_Node(value: object, path: str) -> Any:
     items = check_list(value, path)
     try:
-        return [_enc_Node(item, path) for item in items]
+        return [_enc_Node(item, FAST_PATH) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, _enc_Node)
 
 
@@ -934,17 +1034,21 @@ def _dec_Node(value: object, path: str) -> Node:
     try:
         return Node(
             _0 if type(_0 := items[0]) is int and -(2**63) <= _0 < 2**64 else check_int(_0, path),
-            _dec_list_Node(items[1], path),
+            _dec_list_Node(items[1], FAST_PATH),
         )
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return Node(**decode_fields(items, path, _Node_dec_fields))
 
 
 def _dec_list_Node(value: object, path: str) -> list[Node]:
     items = check_list(value, path)
     try:
-        return [_dec_Node(item, path) for item in items]
+        return [_dec_Node(item, FAST_PATH) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, _dec_Node)
 
 
@@ -968,6 +1072,8 @@ def _enc_Derived(value: object, path: str) -> Any:
             _1 if type(_1 := value.b) is str else check_str(_1, path),
         ]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return encode_fields(value, path, _Derived_enc_fields)
 
 
@@ -985,6 +1091,8 @@ def _dec_Derived(value: object, path: str) -> Derived:
             _1 if type(_1 := items[1]) is str else check_str(_1, path),
         )
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return Derived(**decode_fields(items, path, _Derived_dec_fields))
 
 
@@ -995,6 +1103,8 @@ def _enc_list_str(value: object, path: str) -> Any:
     try:
         return [check_str(item, path) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, check_str)
 
 
@@ -1005,22 +1115,28 @@ def _dec_list_str(value: object, path: str) -> list[str]:
     try:
         return [check_str(item, path) for item in items]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_items(items, path, check_str)
 
 
 def _enc_dict_str_Point(value: object, path: str) -> Any:
     items = check_dict(value, path)
     try:
-        return {check_str(key, path): _enc_Point(item, path) for key, item in items.items()}
+        return {check_str(key, path): _enc_Point(item, FAST_PATH) for key, item in items.items()}
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_entries(items, path, check_str, _enc_Point)
 
 
 def _dec_dict_str_Point(value: object, path: str) -> dict[str, Point]:
     items = check_dict(value, path)
     try:
-        return {check_str(key, path): _dec_Point(item, path) for key, item in items.items()}
+        return {check_str(key, path): _dec_Point(item, FAST_PATH) for key, item in items.items()}
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_entries(items, path, check_str, _dec_Point)
 
 
@@ -1031,10 +1147,12 @@ def _dec_tuple3_int_list_str_dict_str_Point(
     try:
         return (
             check_int(items[0], path),
-            _dec_list_str(items[1], path),
-            _dec_dict_str_Point(items[2], path),
+            _dec_list_str(items[1], FAST_PATH),
+            _dec_dict_str_Point(items[2], FAST_PATH),
         )
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return tuple(
             convert_positions(items, path, (check_int, _dec_list_str, _dec_dict_str_Point))
         )
@@ -1045,10 +1163,12 @@ def _enc_tuple3_int_list_str_dict_str_Point(value: object, path: str) -> Any:
     try:
         return [
             check_int(items[0], path),
-            _enc_list_str(items[1], path),
-            _enc_dict_str_Point(items[2], path),
+            _enc_list_str(items[1], FAST_PATH),
+            _enc_dict_str_Point(items[2], FAST_PATH),
         ]
     except InvalidArgumentError:
+        if path is FAST_PATH:
+            raise
         return convert_positions(items, path, (check_int, _enc_list_str, _enc_dict_str_Point))
 
 
