@@ -797,9 +797,9 @@ DEPTH = 100_000
 
 
 def test_nesting_100000_deep(api: dict[str, Any], server: ServerProcess) -> None:
-    """A value nested 100,000 deep, in msgpack and in JSON: in a CALL a malformed CALL
-    (INVALID_ARGUMENT, never INTERNAL, never a crashed server); in a MESSAGE or a
-    HELLO a connection error."""
+    """A value nested 100,000 deep, in msgpack and in JSON: in a CALL a refused CALL
+    (RESOURCE_EXHAUSTED naming max_nesting_depth, never INTERNAL, never a crashed
+    server); in a MESSAGE or a HELLO a connection error."""
     packed = b"\x91" * DEPTH + b"\xc0"
     texts = b"[" * DEPTH + b"]" * DEPTH
 
@@ -813,7 +813,8 @@ def test_nesting_100000_deep(api: dict[str, Any], server: ServerProcess) -> None
             ):
                 sock.sendall(encode_frame(FrameType.CALL, body, stream_id))
                 code, message, _ = status_of(sock, decoder, stream_id)
-                assert code == StatusCode.INVALID_ARGUMENT, message
+                assert code == StatusCode.RESOURCE_EXHAUSTED, message
+                assert "max_nesting_depth" in message
             assert_still_serves(sock, decoder, 7)
         sock, decoder = handshake(server.address, "json")
         with sock:
@@ -823,7 +824,8 @@ def test_nesting_100000_deep(api: dict[str, Any], server: ServerProcess) -> None
             ):
                 sock.sendall(encode_frame(FrameType.CALL, body, stream_id))
                 code, message, _ = status_of(sock, decoder, stream_id)
-                assert code == StatusCode.INVALID_ARGUMENT, message
+                assert code == StatusCode.RESOURCE_EXHAUSTED, message
+                assert "max_nesting_depth" in message
             sock.sendall(encode_frame(FrameType.CALL, b'["AllTypes","add",null,{},[1,2]]', 5))
             assert status_of(sock, decoder, 5) == [0, "", 3]
         for codec, body in (("msgpack", b"\x91" + packed), ("json", b"[" + texts + b"]")):
@@ -838,7 +840,7 @@ def test_nesting_100000_deep(api: dict[str, Any], server: ServerProcess) -> None
             sock.sendall(PREFACE + encode_frame(FrameType.HELLO, b"\x81\xa6codecs" + packed[:9000]))
             protocol_error(sock, FrameDecoder(1 << 20), "malformed HELLO")
         return (
-            "CALL: STATUS INVALID_ARGUMENT (msgpack 3/3, JSON 2/2, connection kept); "
+            "CALL: STATUS RESOURCE_EXHAUSTED max_nesting_depth (msgpack 3/3, JSON 2/2, kept); "
             "MESSAGE, HELLO: GOAWAY INTERNAL"
         )
 
