@@ -111,7 +111,13 @@ from .writer import ConnectionLost, FrameWriter
 
 log = logging.getLogger("gopherpipe.client")
 
-_READ_SIZE = 256 * 1024
+_READ_SIZE = 64 * 1024
+"""Bytes asked of each `recv`. `recv(n)` allocates n bytes before it knows how many
+arrive; at 128 KiB and above glibc serves that with mmap (and the shrink with
+mremap, the free with munmap) unless its adaptive threshold happens to have
+risen, so a 256 KiB read cost three extra syscalls per call in some processes
+and not others (measured: +30 µs on the unary p50). 64 KiB stays on the heap
+and still takes a stream's backlog in few reads."""
 _MAX_POLL_MS = 2**31 - 1
 _LEAD_GRACE_S = 0.002
 """How long the read lock stays free before the reader thread takes it: a caller

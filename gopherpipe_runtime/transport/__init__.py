@@ -213,7 +213,7 @@ def _establish(sock: socket.socket, stack: Stack, layer: Layer, deadline: float)
         if remaining <= 0:
             raise TimeoutError(f"{type(layer).__name__} handshake did not finish in time")
         sock.settimeout(remaining)
-        data = sock.recv(256 * 1024)
+        data = sock.recv(64 * 1024)
         if not data:
             raise TransportError(f"server closed the connection during the {layer} handshake")
         try:

@@ -23,7 +23,8 @@ from typing import Any
 
 from . import PeerIdentity, TransportClosed, TransportError
 
-_READ_SIZE = 256 * 1024
+_READ_SIZE = 64 * 1024
+"""Plaintext asked of each read: under glibc's mmap threshold (see server.py)."""
 
 
 def server_context(
