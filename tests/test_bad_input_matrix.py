@@ -37,34 +37,37 @@ Rows 2 and 5 run again on a connection whose server stream is sending when the b
 frame arrives (`test_connection_error_while_a_stream_is_sending`): the GOAWAY must
 still come, as the last frame.
 
-Run with `-s` to see the table of what each row measured. One run (2 shared cores,
-`pytest -s`; RSS in KiB, threads before -> after, the bystander's calls meanwhile):
+Run with `-s` to see the table of what each row measured. One run at 6f5d39a (a quiet
+2-core VM, `pytest -s`; RSS in KiB, threads before -> after, the bystander's calls
+meanwhile, none failed):
 
     row                          before    peak   after threads calls  attacker got
-    truncated frame               25400   25436   25436 11 -> 11  327  GOAWAY UNAVAILABLE
-                                  (frame_timeout) after 1.0 s; before HELLO closed after 2.0 s
-    oversized length              25436   25748   25756 11 -> 11   13  GOAWAY INTERNAL x20;
+    truncated frame               25640   25720   25736 11 -> 11  357  GOAWAY UNAVAILABLE
+                                  (frame_timeout) after 1.1 s; before HELLO closed after 2.1 s
+    oversized length              25736   26032   26032 11 -> 11   14  GOAWAY INTERNAL x20;
                                   result over the client's max: STATUS RESOURCE_EXHAUSTED
-    unknown frame type            25756   25820   25820 11 -> 11   18  26 ignored, served on;
+    unknown frame type            26032   26032   26044 11 -> 11   19  26 ignored, served on;
                                   as the first frame: GOAWAY INTERNAL
-    frame for unknown/closed      25820   25824   25824 11 -> 11   25  28 ignored, served on
-    duplicate stream id           25824   25848   25844 11 -> 11   33  GOAWAY INTERNAL x3
-    bad msgpack                   25852   25880   25888 11 -> 11   49  CALL: INVALID_ARGUMENT
+    frame for unknown/closed      26044   26052   26056 11 -> 11   26  28 ignored, served on
+    duplicate stream id           26056   26064   26068 11 -> 11   34  GOAWAY INTERNAL x3
+    oversized, stream sending     26068   26156   26172 11 -> 12 1026  GOAWAY last (10/10)
+    duplicate id, stream sending  26172   26228   26232 12 -> 12  623  GOAWAY last (10/10)
+    bad msgpack                   26232   26248   26248 12 -> 12   48  CALL: INVALID_ARGUMENT
                                   x7, served on; MESSAGE, HELLO: GOAWAY INTERNAL
-    valid msgpack, wrong shape    25888   25904   25904 11 -> 11   48  INVALID_ARGUMENT x22;
+    valid msgpack, wrong shape    26248   26264   26260 12 -> 12   50  INVALID_ARGUMENT x22;
                                   MESSAGE, HELLO: GOAWAY INTERNAL; old version: UNIMPLEMENTED
-    huge declared length          25904   25960   25960 11 -> 11   98  INVALID_ARGUMENT x54;
+    huge declared length          26260   26332   26332 12 -> 12  102  INVALID_ARGUMENT x54;
                                   MESSAGE, HELLO: GOAWAY INTERNAL x18
-    nesting 100,000 deep          25960   27480   27484 11 -> 11   13  INVALID_ARGUMENT x5;
-                                  MESSAGE, HELLO: GOAWAY INTERNAL
-    2000 idle connections         27484   36824   36628 11 -> 11 1126  4.2 KiB each; GOAWAY
-                                  UNAVAILABLE (idle timeout) 5.0-5.3 s after HELLO; 2000 more: +600
-    never reads (flood)           36628   44888   40880 11 -> 11   13  dropped at once (cap)
-    never reads (stall)           40880   51680   42936 11 -> 11  399  dropped after 2.2 s
-    never reads (streams)         42936   43244   43076 11 -> 12  120  held at the window,
+    nesting 100,000 deep          26332   27484   27488 12 -> 12   14  RESOURCE_EXHAUSTED
+                                  (max_nesting_depth) x5; MESSAGE, HELLO: GOAWAY INTERNAL
+    2000 idle connections         27488   37348   37356 12 -> 12 1094  4.3 KiB each; GOAWAY
+                                  UNAVAILABLE (idle timeout) 5.1-5.3 s after HELLO; 2000 more: +1148
+    never reads (flood)           37356   45344   41888 12 -> 12   14  dropped at once (cap)
+    never reads (stall)           41888   49964   42708 12 -> 12  361  dropped after 2.1 s
+    never reads (streams)         42708   43160   42992 12 -> 12  119  held at the window,
                                   producers stopped when it went
     (TLS client without a certificate: +2368 KiB; WebSocket text frames: +344 KiB;
-     tests/test_bad_input_matrix_transports.py)
+     tests/test_bad_input_matrix_transports.py, an earlier run)
 """
 
 from __future__ import annotations
