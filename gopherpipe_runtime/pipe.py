@@ -84,6 +84,7 @@ from .frames import (
     ProtocolError,
     decode_goaway,
     encode_frame,
+    encode_goaway,
     encode_stream_frame,
 )
 from .handshake import HandshakeError, Settings, client_accept, client_hello
@@ -736,6 +737,10 @@ class _Connection:
             self._dispatch(self.decoder.feed(data))
         except ProtocolError as exc:
             log.warning("protocol error from %s: %s", self.settings.peer_agent, exc)
+            # RFC §8: the side that detects it says why, as the last frame, then closes.
+            last = max(self.streams, default=0)
+            goaway = encode_goaway(last, StatusCode.INTERNAL, f"protocol error: {exc}"[:1000])
+            self.writer.write_nowait(goaway, last=True)
             self._shut(f"protocol error from server: {exc}")
             return False
         except Exception as exc:

@@ -11,6 +11,7 @@ import contextlib
 import pickle
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -42,6 +43,7 @@ from gopherpipe_runtime.frames import (
     Frame,
     FrameDecoder,
     FrameType,
+    decode_goaway,
     encode_frame,
 )
 from gopherpipe_runtime.handshake import client_hello, server_choose
@@ -531,3 +533,31 @@ def test_a_leader_leaving_at_its_deadline_hands_reading_to_a_waiting_call() -> N
 
     assert isinstance(outcomes["hasty"][0], DeadlineExceededError)
     assert outcomes["patient"][0] is None  # not DeadlineExceededError at BOUND
+
+
+# -- a server that breaks the protocol is told why ---------------------------------------
+
+
+def test_a_client_answers_a_protocol_error_with_goaway_before_closing() -> None:
+    """RFC §8: the side that detects a connection error sends GOAWAY (INTERNAL,
+    'protocol error: ...') as its last frame, then closes."""
+    seen: list[Frame] = []
+
+    def on_connect(conn: FakeConnection) -> None:
+        conn.handshake()
+        conn.read_frames()  # the CALL
+        # A frame longer than the client's max_frame_size: a connection error.
+        conn.sock.sendall(struct.pack(">BI", int(FrameType.STATUS), (1 << 20) + 1))
+        while received := conn.read_frames():
+            seen.extend(received)
+
+    with fake_server(on_connect) as server, Pipe(server.address, max_frame_size=1 << 20) as pipe:
+        with pytest.raises(UnavailableError, match="protocol error"):
+            pipe.unary("Svc", "method", [], CallOptions(timeout=BOUND))
+        deadline = time.monotonic() + BOUND
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert seen and seen[-1].type == FrameType.GOAWAY
+    _, code, message = decode_goaway(seen[-1].payload)
+    assert code == StatusCode.INTERNAL
+    assert message.startswith("protocol error:")
