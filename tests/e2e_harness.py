@@ -5,6 +5,7 @@ calling in the background while something hostile happens)."""
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import resource
 import selectors
@@ -141,6 +142,21 @@ def generate_stubs(folder: Path, *contracts: str) -> Path:
         env=same_checkout_env(),
     )
     return folder
+
+
+@contextlib.contextmanager
+def e2e_api(stub_dir: Path) -> Iterator[dict[str, Any]]:
+    """The e2e contracts' clients and the streams contract's `Item`, imported from the
+    stubs `generate_stubs` wrote to `stub_dir` (on sys.path while the block runs)."""
+    sys.path.insert(0, str(stub_dir))
+    try:
+        yield {
+            "AllTypesClient": importlib.import_module("e2e_alltypes_client").AllTypesClient,
+            "StreamsClient": importlib.import_module("e2e_streams_client").StreamsClient,
+            "Item": importlib.import_module("e2e_streams").Item,
+        }
+    finally:
+        sys.path.remove(str(stub_dir))
 
 
 def proc_status(pid: int, field: str) -> int:

@@ -73,13 +73,11 @@ meanwhile, none failed):
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import random
 import selectors
 import socket
 import struct
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -96,6 +94,7 @@ from e2e_harness import (
     assert_served_fresh,
     call_body,
     call_prefix,
+    e2e_api,
     format_table,
     frames_until_closed,
     generate_stubs,
@@ -163,14 +162,8 @@ def stub_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def api(stub_dir: Path) -> Iterator[dict[str, Any]]:
-    sys.path.insert(0, str(stub_dir))
-    try:
-        yield {
-            "AllTypesClient": importlib.import_module("e2e_alltypes_client").AllTypesClient,
-            "StreamsClient": importlib.import_module("e2e_streams_client").StreamsClient,
-        }
-    finally:
-        sys.path.remove(str(stub_dir))
+    with e2e_api(stub_dir) as found:
+        yield found
 
 
 @pytest.fixture(scope="module")

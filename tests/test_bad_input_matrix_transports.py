@@ -26,11 +26,9 @@ What the attacker must get (issue 9, RFC §2):
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import socket
 import ssl
-import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +44,7 @@ from e2e_harness import (
     ServerProcess,
     assert_served_fresh,
     call_body,
+    e2e_api,
     format_table,
     generate_stubs,
     hello_bytes,
@@ -80,14 +79,8 @@ def stub_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def api(stub_dir: Path) -> Iterator[dict[str, Any]]:
-    sys.path.insert(0, str(stub_dir))
-    try:
-        yield {
-            "AllTypesClient": importlib.import_module("e2e_alltypes_client").AllTypesClient,
-            "StreamsClient": importlib.import_module("e2e_streams_client").StreamsClient,
-        }
-    finally:
-        sys.path.remove(str(stub_dir))
+    with e2e_api(stub_dir) as found:
+        yield found
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ too. Memory is watched through the server's VmRSS and threads through its
 
 from __future__ import annotations
 
-import importlib
 import json
 import random
 import resource
@@ -39,6 +38,7 @@ from e2e_harness import (
     call_body,
     call_prefix,
     count_readable,
+    e2e_api,
     frames_until_closed,
     generate_stubs,
     handshake,
@@ -135,15 +135,8 @@ def stub_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def api(stub_dir: Path) -> Iterator[dict[str, Any]]:
-    sys.path.insert(0, str(stub_dir))
-    try:
-        yield {
-            "AllTypesClient": importlib.import_module("e2e_alltypes_client").AllTypesClient,
-            "StreamsClient": importlib.import_module("e2e_streams_client").StreamsClient,
-            "Item": importlib.import_module("e2e_streams").Item,
-        }
-    finally:
-        sys.path.remove(str(stub_dir))
+    with e2e_api(stub_dir) as found:
+        yield found
 
 
 @pytest.fixture(scope="module")
