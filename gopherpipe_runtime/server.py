@@ -791,6 +791,15 @@ class Server:
         last = max(conn.streams, default=0)
         self._end_calls(conn)
         conn.writer.write_nowait(encode_goaway(last, StatusCode.UNAVAILABLE, message), last=True)
+        self._linger(conn)
+
+    @staticmethod
+    def _linger(conn: _Connection) -> None:
+        """Read and drop for `_LINGER`, then close (the sweep does): closing with unread
+        input would reset the connection and could destroy what we sent last (a
+        GOAWAY, a TLS alert, a WebSocket close, a 404) before the peer reads it. Runs
+        from the last write, whatever deadline the connection had before (an open
+        one's handshake deadline is long past)."""
         conn.state = "discard"
         conn.decoder = FrameDecoder(0)  # frees a partial frame's buffer now
         conn.frame_deadline = None
@@ -893,8 +902,7 @@ class Server:
         conn.writer.write_nowait(
             encode_goaway(0, StatusCode.UNAVAILABLE, "this port speaks TLS: dial tls:// or wss://")
         )
-        conn.state = "discard"
-        conn.handshake_deadline = min(conn.handshake_deadline, time.monotonic() + _LINGER)
+        self._linger(conn)
 
     def _drop_transport(self, conn: _Connection, exc: TransportError) -> None:
         """The transport failed (a TLS error, a WebSocket text message) or the peer
@@ -908,10 +916,7 @@ class Server:
         if isinstance(exc, TransportClosed):
             self._close(conn)
             return
-        conn.state = "discard"
-        conn.decoder = FrameDecoder(0)
-        conn.frame_deadline = None
-        conn.handshake_deadline = min(conn.handshake_deadline, time.monotonic() + _LINGER)
+        self._linger(conn)
 
     def _fail_connection(self, conn: _Connection, code: StatusCode, message: str) -> None:
         """GOAWAY and close. The calls end first and the GOAWAY seals the writer, so
@@ -925,10 +930,7 @@ class Server:
         if conn.writer.idle:
             self._close(conn)
             return
-        conn.state = "discard"
-        conn.decoder = FrameDecoder(0)
-        conn.frame_deadline = None
-        conn.handshake_deadline = time.monotonic() + _LINGER
+        self._linger(conn)
 
     def _on_preamble(self, conn: _Connection, data: bytes) -> None:
         seen = conn.preamble + data
@@ -969,8 +971,7 @@ class Server:
             conn.writer.write_nowait(b"")
             if not accepted:
                 log.info("closing connection from %s: WebSocket upgrade to a wrong path", conn.peer)
-                conn.state = "discard"
-                conn.handshake_deadline = min(conn.handshake_deadline, time.monotonic() + _LINGER)
+                self._linger(conn)
                 return
             conn.state = "preamble"
             if early:

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..address import Address
+from ..frames import FrameDecoder, FrameType, ProtocolError, decode_goaway
 from . import tcp, unix
 
 
@@ -136,9 +137,9 @@ class Stack:
         """Close every layer, top first; the bytes to send before closing the socket."""
         with self._lock:
             data = b""
-            for index in range(len(self._layers) - 1, -1, -1):
-                self._layers[index].close()
-                data = self._layers[index].send(data)
+            for layer in reversed(self._layers):
+                layer.close()
+                data = layer.send(data)
             return data
 
     def identity(self) -> PeerIdentity | None:
@@ -177,6 +178,7 @@ def dial(
     Returns the socket (blocking, its timeout set), the stack (None for tcp and
     unix), and any application bytes that arrived with the last handshake.
     """
+    # Imported here: both import this package for Layer's types and errors.
     from . import tls as tls_layer
     from . import ws as ws_layer
 
@@ -232,8 +234,6 @@ def _establish(sock: socket.socket, stack: Stack, layer: Layer, deadline: float)
 def _plain_goaway(data: bytes) -> str | None:
     """The message of a GOAWAY sent in the clear where a handshake was expected: a
     server at its connection limit refuses before any TLS (server.py `_refuse`)."""
-    from ..frames import FrameDecoder, FrameType, ProtocolError, decode_goaway
-
     try:
         frames = FrameDecoder().feed(data)
         if frames and frames[0].type == FrameType.GOAWAY:
