@@ -4,9 +4,11 @@ Nothing here imports the code generator or its dependencies (libcst, jinja2,
 black, typer): a deployed service installs the runtime and msgpack, nothing else.
 """
 
+from .calls import CancelToken, ClientCall, ResponseMetadata, response_metadata
 from .chan import Chan, ChanClosed, Selected, select
 from .client import ClientBase
 from .context import CallContext, Peer, current_call
+from .interceptors import Interceptor
 from .pipe import CallOptions, Pipe
 from .server import Server
 from .service import MethodDef, MethodKind, ServiceDef
@@ -37,13 +39,16 @@ __all__ = [
     "AlreadyExistsError",
     "CallContext",
     "CallOptions",
+    "CancelToken",
     "CancelledError",
     "Chan",
     "ChanClosed",
     "ClientBase",
+    "ClientCall",
     "DataLossError",
     "DeadlineExceededError",
     "FailedPreconditionError",
+    "Interceptor",
     "InternalError",
     "InvalidArgumentError",
     "MethodDef",
@@ -55,6 +60,7 @@ __all__ = [
     "PermissionDeniedError",
     "Pipe",
     "ResourceExhaustedError",
+    "ResponseMetadata",
     "RpcError",
     "Selected",
     "Server",
@@ -65,5 +71,6 @@ __all__ = [
     "UnimplementedError",
     "UnknownError",
     "current_call",
+    "response_metadata",
     "select",
 ]

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, ClassVar, Self, TypeVar
 
+from .calls import CancelToken
 from .chan import Chan
 from .pipe import CallOptions, Pipe
 from .status import InternalError, InvalidArgumentError
@@ -41,11 +42,17 @@ class ClientBase:
         return client
 
     def with_options(
-        self, *, timeout: float | None = None, metadata: Mapping[str, str] | None = None
+        self,
+        *,
+        timeout: float | None = None,
+        metadata: Mapping[str, str] | None = None,
+        cancel: CancelToken | None = None,
     ) -> Self:
         """A client sharing this one's connection whose calls use these options.
 
         Options given here replace the current ones; metadata is merged over them.
+        `cancel`: a `CancelToken` whose ``cancel()`` (from any thread) ends the calls
+        made through the returned client with CANCELLED, telling the server.
         """
         merged = dict(self._gp_options.metadata)
         if metadata:
@@ -53,6 +60,7 @@ class ClientBase:
         options = CallOptions(
             timeout=timeout if timeout is not None else self._gp_options.timeout,
             metadata=merged,
+            cancel=cancel if cancel is not None else self._gp_options.cancel,
         )
         return type(self)(self._gp_pipe, options=options)
 

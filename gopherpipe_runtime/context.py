@@ -5,7 +5,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping
+from typing import Any, ClassVar
 
+from .envelope import DEFAULT_MAX_METADATA_SIZE, metadata_size
+from .service import MethodKind
 from .transport import PeerIdentity
 
 
@@ -36,9 +39,32 @@ class Peer(str):
 
 
 class CallContext:
-    """One call as the server sees it. Read it from the handler's own thread."""
+    """One call as the server sees it. Read it from the handler's own thread.
 
-    __slots__ = ("_cancelled", "deadline", "metadata", "method", "peer", "service")
+    Read-only for handlers and interceptors: `service`, `method`, `kind`,
+    `metadata` (what the client sent), `peer`, `deadline`, `started`. What a
+    handler may change goes through methods: `set_headers`, `set_trailers`,
+    `propagate`. Interceptors keep per-call state in `state`.
+    """
+
+    __slots__ = (
+        "_cancelled",
+        "_headers",
+        "_headers_sent",
+        "_max_metadata_size",
+        "_state",
+        "_trailers",
+        "deadline",
+        "kind",
+        "metadata",
+        "method",
+        "peer",
+        "propagated",
+        "service",
+        "started",
+    )
+
+    side: ClassVar[str] = "server"
 
     def __init__(
         self,
@@ -47,6 +73,7 @@ class CallContext:
         metadata: Mapping[str, str],
         peer: str,
         deadline: float | None,
+        max_metadata_size: int = DEFAULT_MAX_METADATA_SIZE,
     ) -> None:
         self.service = service
         self.method = method
@@ -54,7 +81,18 @@ class CallContext:
         self.peer = peer
         self.deadline = deadline
         """`time.monotonic()` value after which the caller has given up, or None."""
+        self.kind: MethodKind | None = None
+        """The call's shape, once the method is known."""
+        self.started = time.monotonic()
+        """When the call arrived (`time.monotonic()`)."""
+        self.propagated: dict[str, str] | None = None
+        """Metadata that calls this handler makes pass on (`propagate`), or None."""
         self._cancelled = False
+        self._headers: dict[str, str] | None = None
+        self._headers_sent = False
+        self._trailers: dict[str, str] | None = None
+        self._max_metadata_size = max_metadata_size
+        self._state: dict[Any, Any] | None = None
 
     def time_remaining(self) -> float | None:
         """Seconds until the deadline (never negative), or None without a deadline."""
@@ -73,6 +111,54 @@ class CallContext:
     def cancel(self) -> None:
         self._cancelled = True
 
+    @property
+    def state(self) -> dict[Any, Any]:
+        """A dict for interceptors to keep what they need from `intercept` to `on_end`
+        (a span, a start time), keyed by something of their own."""
+        if self._state is None:
+            self._state = {}
+        return self._state
+
+    def set_headers(self, headers: Mapping[str, str]) -> None:
+        """Response headers: sent in a HEADERS frame when the handler returns (before a
+        stream's first item). Merged over earlier ones; ValueError once they were sent
+        or beyond the server's `max_metadata_size`."""
+        if self._headers_sent:
+            raise ValueError("response headers were already sent")
+        self._headers = self._merged(self._headers, headers, "headers")
+
+    def set_trailers(self, trailers: Mapping[str, str]) -> None:
+        """Response trailers: sent with the call's final STATUS, on success and on error
+        (set them, then raise the RpcError). Merged over earlier ones; ValueError
+        beyond the server's `max_metadata_size`."""
+        self._trailers = self._merged(self._trailers, trailers, "trailers")
+
+    def propagate(self, key: str, value: str | None = None) -> None:
+        """Make calls this handler makes to other services carry `key` (with `value`,
+        or with the value the client sent), as they carry the deadline."""
+        if value is None:
+            value = self.metadata.get(key)
+            if value is None:
+                return
+        merged = self._merged(self.propagated, {key: value}, "propagated metadata")
+        self.propagated = merged
+
+    def _merged(
+        self, current: dict[str, str] | None, more: Mapping[str, str], what: str
+    ) -> dict[str, str]:
+        merged = dict(current) if current else {}
+        for key, value in more.items():
+            if type(key) is not str or type(value) is not str:
+                raise TypeError(f"{what} map str to str, not {key!r}: {value!r}")
+            merged[key] = value
+        size = metadata_size(merged)
+        if size > self._max_metadata_size:
+            raise ValueError(
+                f"{what} of {size} bytes exceed the limit of {self._max_metadata_size} "
+                f"(max_metadata_size)"
+            )
+        return merged
+
 
 _local = threading.local()
 
@@ -87,3 +173,9 @@ def current_call() -> CallContext:
 
 def set_current_call(call: CallContext | None) -> None:
     _local.call = call
+
+
+def serving_call() -> CallContext | None:
+    """The call being served on this thread, or None (for onward calls: deadline and
+    metadata propagation)."""
+    return getattr(_local, "call", None)

@@ -1,7 +1,8 @@
 """The codec-encoded bodies of CALL and STATUS frames, sans-IO.
 
 CALL:   [service: str, method: str, timeout_ms: int | None, metadata: {str: str}, args: list]
-STATUS: [code: int, message: str, result: any]
+STATUS: [code: int, message: str, result: any, trailers: {str: str}?]
+HEADERS: {str: str}  (the body of a HEADERS frame, RFC §6.8)
 
 Numbers are range-checked here, before anyone computes with them: a codec may
 hand us any integer (JSON has no limit at all), and one that overflows later,
@@ -97,13 +98,25 @@ def metadata_size(metadata: dict[str, str]) -> int:
     return size
 
 
-def encode_status(codec: Codec, code: int, message: str, result: Any) -> bytes:
+def encode_status(
+    codec: Codec, code: int, message: str, result: Any, trailers: dict[str, str] | None = None
+) -> bytes:
+    if trailers:
+        return codec.encode([code, message, result, trailers])
     return codec.encode([code, message, result])
 
 
 def decode_status(codec: Codec, payload: bytes) -> tuple[int, str, Any]:
     """Raises ProtocolError for a malformed body, LimitExceeded (a ProtocolError) for one
     beyond the codec's decoding limits; a code outside §9 comes back as UNKNOWN."""
+    code, message, result, _ = decode_status_with_trailers(codec, payload)
+    return code, message, result
+
+
+def decode_status_with_trailers(
+    codec: Codec, payload: bytes
+) -> tuple[int, str, Any, dict[str, str] | None]:
+    """As `decode_status`, and the trailers (None when the server sent none)."""
     try:
         body = codec.decode(payload)
     except CodecLimitError as exc:
@@ -115,6 +128,28 @@ def decode_status(codec: Codec, payload: bytes) -> tuple[int, str, Any]:
     code, message, result = body[:3]
     if type(code) is not int or type(message) is not str:
         raise ProtocolError("STATUS code must be an integer and message a string")
+    trailers = body[3] if len(body) > 3 else None
+    if trailers is not None and not _is_metadata(trailers):
+        raise ProtocolError("STATUS trailers must map strings to strings")
     # Mapped here, once, so nothing downstream ever meets a number outside StatusCode.
     known, message = known_code(code, message)
-    return known, message, result
+    return known, message, result, trailers
+
+
+def encode_headers(codec: Codec, headers: dict[str, str]) -> bytes:
+    return codec.encode(headers)
+
+
+def decode_headers(codec: Codec, payload: bytes) -> dict[str, str]:
+    """A HEADERS body; ProtocolError unless it maps strings to strings."""
+    try:
+        headers = codec.decode(payload)
+    except CodecError as exc:  # CodecLimitError included: headers are small or wrong
+        raise ProtocolError(f"malformed HEADERS: {exc}") from None
+    if not _is_metadata(headers):
+        raise ProtocolError("HEADERS must map strings to strings")
+    return headers  # type: ignore[no-any-return]
+
+
+def _is_metadata(value: Any) -> bool:
+    return type(value) is dict and all(type(k) is str and type(v) is str for k, v in value.items())

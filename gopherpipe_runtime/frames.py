@@ -43,6 +43,7 @@ class FrameType(IntEnum):
     STATUS = 0x14
     CANCEL = 0x15
     CREDIT = 0x16
+    HEADERS = 0x17
 
 
 STREAM_FRAMES = frozenset(
@@ -54,6 +55,7 @@ STREAM_FRAMES = frozenset(
         FrameType.STATUS,
         FrameType.CANCEL,
         FrameType.CREDIT,
+        FrameType.HEADERS,
     }
 )
 _CREDIT = struct.Struct(">IQ")

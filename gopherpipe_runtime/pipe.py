@@ -25,6 +25,13 @@ the address asks for; their layers (a `transport.Stack`) then sit between the
 socket and the frames: the leader passes what it reads through them, the
 writer what it sends. tcp:// and unix:// have none.
 
+Calls with more to them -- interceptors (interceptors.py), a `CancelToken`, a
+`response_metadata()` block (calls.py), or a call being served on this thread to
+inherit the deadline and marked metadata from -- take `_unary_intercepted`; the
+plain unary path checks for those four and goes straight to the connection.
+Response headers (a HEADERS frame) and trailers (in STATUS) end up on the
+waiter or stream, on a failed call's RpcError, and in the capture block.
+
 It connects lazily, and after the connection drops the next call reconnects.
 Failed connects back off exponentially (with jitter); a call made while backing
 off fails at once with UNAVAILABLE rather than hanging, as gRPC does without
@@ -49,11 +56,12 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import frames
 from .address import Address, parse_address
+from .calls import CancelToken, ClientCall, ResponseMetadata, current_capture
 from .chan import Chan
 from .codec import (
     CODECS,
@@ -66,7 +74,16 @@ from .codec import (
     codecs_with_limits,
 )
 from .compression import DEFAULT_THRESHOLD, offer_for, wrap
-from .envelope import MAX_TIMEOUT_MS, LimitExceeded, decode_status, encode_call
+from .context import CallContext, serving_call
+from .envelope import (
+    DEFAULT_MAX_METADATA_SIZE,
+    MAX_TIMEOUT_MS,
+    LimitExceeded,
+    decode_headers,
+    decode_status_with_trailers,
+    encode_call,
+    metadata_size,
+)
 from .flow import (
     DEFAULT_CONNECTION_WINDOW_BYTES,
     DEFAULT_STREAM_WINDOW,
@@ -88,8 +105,11 @@ from .frames import (
     encode_stream_frame,
 )
 from .handshake import HandshakeError, Settings, client_accept, client_hello
+from .interceptors import Chain, Interceptor
 from .pool import StepRunner
+from .service import MethodKind
 from .status import (
+    CancelledError,
     DeadlineExceededError,
     InvalidArgumentError,
     ResourceExhaustedError,
@@ -131,6 +151,8 @@ class CallOptions:
     timeout: float | None = None
     """Seconds from the start of the call; None waits as long as the connection lives."""
     metadata: Mapping[str, str] = field(default_factory=dict)
+    cancel: CancelToken | None = None
+    """Cancelling it ends the call with CANCELLED and tells the server (calls.py)."""
 
 
 _PENDING, _DONE, _LEAD = 0, 1, 2
@@ -145,7 +167,17 @@ class _Waiter:
     state changes happen under the connection's mutex.
     """
 
-    __slots__ = ("code", "expired", "message", "result", "retryable", "state", "wake")
+    __slots__ = (
+        "code",
+        "expired",
+        "headers",
+        "message",
+        "result",
+        "retryable",
+        "state",
+        "trailers",
+        "wake",
+    )
 
     def __init__(self) -> None:
         self.wake = threading.Lock()
@@ -157,6 +189,8 @@ class _Waiter:
         self.retryable = False
         self.expired = False
         """Our own deadline ended the wait; the server may have sent nothing."""
+        self.headers: dict[str, str] | None = None
+        self.trailers: dict[str, str] | None = None
 
 
 class _NotProcessed(Exception):
@@ -182,6 +216,7 @@ class ClientStream:
         name: str,
         source: Iterable[Any] | None,
         encode_item: Callable[[Any], Any] | None,
+        sink: ResponseMetadata | None = None,
     ) -> None:
         self._connection = connection
         self.stream_id = stream_id
@@ -197,6 +232,28 @@ class ClientStream:
         self.code = _UNKNOWN
         self.message = ""
         self.result_value: Any = None
+        self.headers: dict[str, str] | None = None
+        self.trailers: dict[str, str] | None = None
+        self.sink = sink
+        """The `response_metadata()` block the stream was opened in, if any."""
+        self._end_callbacks: list[Callable[[int, str], None]] = []
+
+    def on_end(self, callback: Callable[[int, str], None]) -> None:
+        """Run `callback(code, message)` when the call ends (at once if it has)."""
+        with self._lock:
+            if not self._ended.is_set():
+                self._end_callbacks.append(callback)
+                return
+        callback(self.code, self.message)
+
+    def got_headers(self, headers: dict[str, str]) -> None:
+        self.headers = headers
+        if self.sink is not None:
+            self.sink.headers = headers
+
+    def error(self, code: int, message: str) -> RpcError:
+        """The RpcError for this call's failure, with its headers and trailers."""
+        return _error(code, message, self.headers, self.trailers)
 
     def attach_output(self, output: InboundChan[Any]) -> None:
         self._output = output
@@ -223,7 +280,7 @@ class ClientStream:
         self._ended.wait()
         if self.code == 0:
             return self.result_value
-        raise RpcError(self.code, self.message)
+        raise self.error(self.code, self.message)
 
     @property
     def ended(self) -> bool:
@@ -247,6 +304,11 @@ class ClientStream:
             self.code, self.message, self.result_value = code, message, result
             self._ended.set()
             pumping = self._pumping
+            callbacks, self._end_callbacks = self._end_callbacks, []
+        sink = self.sink
+        if sink is not None:
+            sink.code = StatusCode(code)
+            sink.trailers = self.trailers or {}
         if self.credit is not None:
             self.credit.abort()
         if pumping and self._source is not None:
@@ -256,8 +318,10 @@ class ClientStream:
             stop_source(self._source, f"{self.name} ended: {message or 'done'}")
         output = self.output
         if output is not None:
-            output.finish(None if code == 0 else RpcError(code, message))
+            output.finish(None if code == 0 else self.error(code, message))
             self._connection.wake_leader(output)
+        for callback in callbacks:
+            callback(code, message)
 
     def start(self, deadline: float | None) -> None:
         """Start sending `source`, and keep `deadline`; the CALL_STREAM is written."""
@@ -310,6 +374,17 @@ class ClientStream:
                 self.end(code, message, None)
 
 
+def _error(
+    code: int, message: str, headers: dict[str, str] | None, trailers: dict[str, str] | None
+) -> RpcError:
+    error = RpcError(code, message)
+    if headers:
+        error.headers = headers
+    if trailers:
+        error.trailers = trailers
+    return error
+
+
 def _never_park(resume: Callable[[], None]) -> bool:
     # The client's writer queue is bounded by the peer's credit (flow.py): what a
     # stream queues is what the server said it can take.
@@ -353,9 +428,11 @@ class _Connection:
         windows: Windows,
         stack: Stack | None = None,
         codec: Codec | None = None,
+        max_metadata_size: int = DEFAULT_MAX_METADATA_SIZE,
     ) -> None:
         self.sock = sock
         self._stack = stack
+        self.max_metadata_size = max_metadata_size
         """Transport layers (TLS, WebSocket) between the socket and the frames, if any."""
         self.settings = settings
         self.codec: Codec = CODECS[settings.codec] if codec is None else codec
@@ -450,28 +527,60 @@ class _Connection:
         args: list[Any],
         options: CallOptions,
         deadline: float | None,
+        sink: ResponseMetadata | None = None,
     ) -> Any:
         body = self._call_body(service, method, args, options, deadline)
         waiter = _Waiter()
         with self._mutex:
             stream_id = self._new_stream_id()
             self.calls[stream_id] = waiter
+        cancel = options.cancel
+        if cancel is not None:
+            cancel_key = cancel._register(
+                lambda reason: self._cancel_call(stream_id, waiter, reason)
+            )
+            if cancel_key is None:
+                with self._mutex:
+                    self.calls.pop(stream_id, None)
+                raise CancelledError(f"{service}.{method}: {cancel.reason}")
         try:
             self.writer.write(encode_stream_frame(FrameType.CALL, stream_id, body))
         except ConnectionLost as exc:
             with self._mutex:
                 self.calls.pop(stream_id, None)
+            if cancel is not None:
+                cancel._unregister(cancel_key)
             raise UnavailableError(f"connection lost: {exc}") from None
         self._wait(waiter, stream_id, deadline)
+        if cancel is not None:
+            cancel._unregister(cancel_key)
+        if sink is not None:
+            sink.headers = waiter.headers or {}
+            sink.trailers = waiter.trailers or {}
+            sink.code = StatusCode(waiter.code)
         if waiter.code == 0:
             return waiter.result
         if waiter.retryable:
             raise _NotProcessed()
         if waiter.expired:
-            raise DeadlineExceededError(
-                f"{service}.{method} did not answer within {options.timeout:g}s"
-            )
-        raise RpcError(waiter.code, waiter.message)
+            timeout = 0.0 if options.timeout is None else options.timeout
+            raise DeadlineExceededError(f"{service}.{method} did not answer within {timeout:g}s")
+        raise _error(waiter.code, waiter.message, waiter.headers, waiter.trailers)
+
+    def _cancel_call(self, stream_id: int, waiter: _Waiter, reason: str) -> None:
+        """A CancelToken fired (any thread): end the call and tell the server."""
+        with self._mutex:
+            if self.calls.get(stream_id) is not waiter:
+                return  # answered, expired or failed meanwhile
+            del self.calls[stream_id]
+            offered_lead = waiter.state == _LEAD
+            self._finish(waiter, StatusCode.CANCELLED, reason, None)
+        with contextlib.suppress(ConnectionLost):
+            self.writer.write_nowait(encode_stream_frame(FrameType.CANCEL, stream_id, b""))
+        with contextlib.suppress(OSError):  # the caller may be the one polling the socket
+            os.write(self._wake_w, b"c")
+        if offered_lead:
+            self._promote_next()  # the role it was offered must not be lost with it
 
     def open_stream(
         self,
@@ -483,11 +592,12 @@ class _Connection:
         source: Iterable[Any] | None,
         encode_item: Callable[[Any], Any] | None,
         decode_item: Callable[[Any], Any] | None,
+        sink: ResponseMetadata | None = None,
     ) -> ClientStream:
         body = self._call_body(service, method, args, options, deadline)
         with self._mutex:
             stream_id = self._new_stream_id()
-            stream = ClientStream(self, stream_id, f"{service}.{method}", source, encode_item)
+            stream = ClientStream(self, stream_id, f"{service}.{method}", source, encode_item, sink)
             if decode_item is not None:
                 stream.attach_output(self._inbound(stream, decode_item))
             if source is not None:
@@ -871,15 +981,27 @@ class _Connection:
                     raise ProtocolError(f"stream {frame.stream_id} sent beyond its credit")
             elif frame_type == FrameType.STATUS:
                 try:
-                    code, message, result = decode_status(self.codec, frame.payload)
+                    code, message, result, trailers = decode_status_with_trailers(
+                        self.codec, frame.payload
+                    )
                 except LimitExceeded as exc:
-                    code, message, result = (
+                    code, message, result, trailers = (
                         StatusCode.RESOURCE_EXHAUSTED,
                         f"answer refused: {exc}",
+                        None,
                         None,
                     )
                 except ProtocolError as exc:
                     code, message, result = StatusCode.INTERNAL, f"malformed STATUS: {exc}", None
+                    trailers = None
+                if trailers is not None and metadata_size(trailers) > self.max_metadata_size:
+                    code, message, result, trailers = (
+                        StatusCode.RESOURCE_EXHAUSTED,
+                        f"answer refused: trailers of {metadata_size(trailers)} bytes exceed "
+                        f"the client's limit of {self.max_metadata_size} (max_metadata_size)",
+                        None,
+                        None,
+                    )
                 with self._mutex:
                     waiter = self.calls.pop(frame.stream_id, None)
                     if waiter is not None:  # else the caller gave up at its deadline
@@ -887,6 +1009,7 @@ class _Connection:
                         waiter.code = code
                         waiter.message = message
                         waiter.result = result
+                        waiter.trailers = trailers
                         if waiter.state == _PENDING:
                             waiter.wake.release()
                         waiter.state = _DONE
@@ -895,6 +1018,7 @@ class _Connection:
                         stream = self.streams.pop(frame.stream_id, None)
                     last = stream is not None and not self.streams
                 if stream is not None:
+                    stream.trailers = trailers
                     stream.end(code, message, result)
                     if last:
                         self._kick_reader()
@@ -907,6 +1031,8 @@ class _Connection:
                 stream = self.streams.get(frame.stream_id)
                 if stream is not None and stream.credit is not None:
                     stream.credit.abort()
+            elif frame_type == FrameType.HEADERS:
+                self._on_headers(frame.stream_id, decode_headers(self.codec, frame.payload))
             elif frame_type == FrameType.PING:
                 self.writer.write_nowait(encode_frame(FrameType.PONG, frame.payload))
             elif frame_type == FrameType.GOAWAY:
@@ -924,6 +1050,31 @@ class _Connection:
                     stream.end(StatusCode.UNAVAILABLE, f"server going away: {message}", None)
             elif frame_type in (FrameType.CALL, FrameType.CALL_STREAM, FrameType.HELLO):
                 raise ProtocolError(f"unexpected {FrameType(frame_type).name} from a server")
+
+    def _on_headers(self, stream_id: int, headers: dict[str, str]) -> None:
+        size = metadata_size(headers)
+        refused = size > self.max_metadata_size
+        reason = (
+            f"response headers of {size} bytes exceed the client's limit of "
+            f"{self.max_metadata_size} (max_metadata_size)"
+        )
+        with self._mutex:
+            waiter = self.calls.get(stream_id)
+            if waiter is not None:
+                if not refused:
+                    waiter.headers = headers
+                    return
+                del self.calls[stream_id]
+                self._finish(waiter, StatusCode.RESOURCE_EXHAUSTED, reason, None)
+            stream = self.streams.get(stream_id)
+        if waiter is not None:
+            with contextlib.suppress(ConnectionLost):
+                self.writer.write_nowait(encode_stream_frame(FrameType.CANCEL, stream_id, b""))
+        elif stream is not None:
+            if not refused:
+                stream.got_headers(headers)
+            elif self.forget_stream(stream_id, send_cancel=True):
+                stream.end(StatusCode.RESOURCE_EXHAUSTED, reason, None)
 
     def poll_idle(self) -> None:
         """Before reusing a connection nobody is reading, take in what arrived.
@@ -1035,6 +1186,25 @@ def _handshake(
         raise
 
 
+def _inherit(
+    served: CallContext, options: CallOptions, deadline: float | None, name: str
+) -> tuple[CallOptions, float | None]:
+    """The options and deadline of a call made while serving `served`: the earlier
+    deadline of the two, and the metadata marked for propagation under the call's own."""
+    if served.deadline is not None and (deadline is None or served.deadline < deadline):
+        deadline = served.deadline
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise DeadlineExceededError(
+                f"{name}: the deadline of the call being served "
+                f"({served.service}.{served.method}) has passed"
+            )
+        options = replace(options, timeout=remaining)
+    if served.propagated:
+        options = replace(options, metadata={**served.propagated, **options.metadata})
+    return options, deadline
+
+
 def _deadline(timeout: float | None) -> float | None:
     """The `time.monotonic()` value a call gives up at.
 
@@ -1074,6 +1244,15 @@ class Pipe:
                        counting the envelope's own (100). A STATUS beyond either
                        fails its call with RESOURCE_EXHAUSTED, a MESSAGE closes the
                        connection (a protocol error: every open call gets UNAVAILABLE)
+      max_metadata_size   bytes of response headers or trailers accepted from the server,
+                       counted as the server counts request metadata (8 KiB); beyond it
+                       the call fails with RESOURCE_EXHAUSTED
+      interceptors     `interceptors.Interceptor`s run around every call, outermost first
+
+    A call made on a handler's thread (a service calling another) inherits the
+    deadline of the call being served when it is earlier than its own, and
+    carries the metadata the server marked for propagation (`Server(...,
+    propagate_metadata=)`, `current_call().propagate`); its own metadata wins.
     """
 
     def __init__(
@@ -1094,6 +1273,8 @@ class Pipe:
         compression_threshold: int = DEFAULT_THRESHOLD,
         max_decoded_size: int = DEFAULT_MAX_DECODED_SIZE,
         max_nesting_depth: int = DEFAULT_MAX_NESTING_DEPTH,
+        max_metadata_size: int = DEFAULT_MAX_METADATA_SIZE,
+        interceptors: Iterable[Interceptor] = (),
     ) -> None:
         self.address = address
         self._address = parse_address(address)
@@ -1113,6 +1294,9 @@ class Pipe:
         self._backoff_max = backoff_max
         self._windows = Windows(stream_window, stream_window_bytes, connection_window_bytes)
         self._codec_table = codecs_with_limits(max_decoded_size, max_nesting_depth)
+        self._max_metadata_size = max_metadata_size
+        chain = Chain(interceptors)
+        self._interceptors: Chain | None = chain if chain.all else None
         self._lock = threading.Lock()
         self._connection: _Connection | None = None
         self._failures = 0
@@ -1133,6 +1317,68 @@ class Pipe:
         connection already known dead) is resent once on a fresh connection.
         """
         deadline = None if options.timeout is None else _deadline(options.timeout)
+        if (
+            self._interceptors is not None
+            or options.cancel is not None
+            or serving_call() is not None
+            or current_capture() is not None
+        ):
+            return self._unary_intercepted(service, method, args, options, deadline)
+        return self._unary(service, method, args, options, deadline, None)
+
+    def _unary_intercepted(
+        self,
+        service: str,
+        method: str,
+        args: list[Any],
+        options: CallOptions,
+        deadline: float | None,
+    ) -> Any:
+        """A unary call with more to it than the plain path: interceptors, a cancel token,
+        a `response_metadata()` block, or a call being served to inherit from."""
+        served = serving_call()
+        if served is not None:
+            options, deadline = _inherit(served, options, deadline, f"{service}.{method}")
+        sink = current_capture()
+        chain = self._interceptors
+        if chain is None:
+            return self._unary(service, method, args, options, deadline, sink)
+        call = ClientCall(
+            service,
+            method,
+            MethodKind.UNARY,
+            dict(options.metadata),
+            deadline,
+            self.address,
+            time.monotonic(),
+        )
+
+        def proceed() -> Any:
+            return self._unary(
+                service, method, args, replace(options, metadata=call.metadata), deadline, sink
+            )
+
+        code, message = StatusCode.OK, ""
+        try:
+            return chain.run(call, proceed)
+        except RpcError as exc:
+            code, message = exc.code, exc.message
+            raise
+        except BaseException as exc:
+            code, message = StatusCode.UNKNOWN, f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            chain.end(call, code, message)
+
+    def _unary(
+        self,
+        service: str,
+        method: str,
+        args: list[Any],
+        options: CallOptions,
+        deadline: float | None,
+        sink: ResponseMetadata | None,
+    ) -> Any:
         for attempt in (1, 2):
             connection = self._connection
             if connection is not None and not connection.calls and not connection.streams:
@@ -1140,7 +1386,7 @@ class Pipe:
             if connection is None or connection.closed_reason is not None or connection.goaway:
                 connection = self._connect(f"{service}.{method}", options.timeout, deadline)
             try:
-                return connection.unary(service, method, args, options, deadline)
+                return connection.unary(service, method, args, options, deadline, sink)
             except _NotProcessed:
                 if attempt == 2:
                     raise UnavailableError(
@@ -1169,6 +1415,78 @@ class Pipe:
         when the call's deadline ran out first).
         """
         deadline = _deadline(options.timeout)
+        served = serving_call()
+        if served is not None:
+            options, deadline = _inherit(served, options, deadline, f"{service}.{method}")
+        sink = current_capture()
+        chain = self._interceptors
+        if chain is None:
+            stream = self._open(
+                service, method, args, options, deadline, source, encode_item, decode_item, sink
+            )
+        else:
+            if source is None:
+                kind = MethodKind.SERVER_STREAM
+            else:
+                kind = MethodKind.CLIENT_STREAM if decode_item is None else MethodKind.BIDI
+            call = ClientCall(
+                service,
+                method,
+                kind,
+                dict(options.metadata),
+                deadline,
+                self.address,
+                time.monotonic(),
+            )
+            if encode_item is not None:
+                encode_item = chain.observing_send(call, encode_item)
+            if decode_item is not None:
+                decode_item = chain.observing_receive(call, decode_item)
+            observed_encode, observed_decode = encode_item, decode_item
+
+            def proceed() -> ClientStream:
+                return self._open(
+                    service,
+                    method,
+                    args,
+                    replace(options, metadata=call.metadata),
+                    deadline,
+                    source,
+                    observed_encode,
+                    observed_decode,
+                    sink,
+                )
+
+            try:
+                stream = chain.run(call, proceed)
+            except RpcError as exc:
+                chain.end(call, exc.code, exc.message)
+                raise
+            except BaseException as exc:
+                chain.end(call, StatusCode.UNKNOWN, f"{type(exc).__name__}: {exc}")
+                raise
+            stream.on_end(lambda code, message: chain.end(call, code, message))
+        cancel = options.cancel
+        if cancel is not None:
+            key = cancel._register(stream.cancel)
+            if key is None:
+                stream.cancel(f"{service}.{method}: {cancel.reason}")
+            else:
+                stream.on_end(lambda code, message: cancel._unregister(key))
+        return stream
+
+    def _open(
+        self,
+        service: str,
+        method: str,
+        args: list[Any],
+        options: CallOptions,
+        deadline: float | None,
+        source: Iterable[Any] | None,
+        encode_item: Callable[[Any], Any] | None,
+        decode_item: Callable[[Any], Any] | None,
+        sink: ResponseMetadata | None,
+    ) -> ClientStream:
         for attempt in (1, 2):
             connection = self._connection
             if connection is not None and not connection.calls and not connection.streams:
@@ -1177,7 +1495,15 @@ class Pipe:
                 connection = self._connect(f"{service}.{method}", options.timeout, deadline)
             try:
                 return connection.open_stream(
-                    service, method, args, options, deadline, source, encode_item, decode_item
+                    service,
+                    method,
+                    args,
+                    options,
+                    deadline,
+                    source,
+                    encode_item,
+                    decode_item,
+                    sink,
                 )
             except _NotProcessed:
                 if attempt == 2:
@@ -1255,7 +1581,14 @@ class Pipe:
                 settings.peer_max_frame_size,
             )
             self._connection = _Connection(
-                sock, settings, self._write_timeout, decoder, self._windows, stack, codec
+                sock,
+                settings,
+                self._write_timeout,
+                decoder,
+                self._windows,
+                stack,
+                codec,
+                self._max_metadata_size,
             )
             return self._connection
         finally:

@@ -8,7 +8,9 @@ listeners; a WebSocket once an HTTP upgrade is sniffed, on any listener: see
 transport/), sniffs the first bytes, runs the HELLO exchange and splits frames;
 each CALL becomes a task. The poller never runs user code: it hands the
 polling role on before it runs a task. Task threads decode arguments, run the
-user's method and queue the STATUS frame themselves.
+user's method -- inside the interceptors' `intercept`, when the server has any
+(interceptors.py) -- and queue the STATUS frame themselves, after the handler's
+response headers (a HEADERS frame) if it set any and with its trailers.
 
 No thread ever waits on a socket write: frames are queued on the connection's
 writer, which sends what the socket takes and leaves the rest to the poller for
@@ -81,6 +83,7 @@ from .envelope import (
     METADATA_ENTRY_OVERHEAD,
     LimitExceeded,
     decode_call,
+    encode_headers,
     encode_status,
     metadata_size,
 )
@@ -106,6 +109,7 @@ from .frames import (
     encode_stream_frame,
 )
 from .handshake import HandshakeError, server_choose
+from .interceptors import Chain, Interceptor
 from .pool import LeaderFollowerPool, StepRunner
 from .service import MethodDef, ServiceDef
 from .status import (
@@ -165,6 +169,7 @@ _MESSAGE = int(FrameType.MESSAGE)
 _CREDIT = int(FrameType.CREDIT)
 _HALF_CLOSE = int(FrameType.HALF_CLOSE)
 _STATUS = int(FrameType.STATUS)
+_HEADERS = int(FrameType.HEADERS)
 _OK = int(StatusCode.OK)
 HTTP_400 = (
     b"HTTP/1.1 400 Bad Request\r\n"
@@ -274,7 +279,7 @@ def default_max_connections() -> int:
 class _Call:
     """One open call: its context, and for streams the channels and credit."""
 
-    __slots__ = ("context", "credit", "inbound", "outbound")
+    __slots__ = ("context", "credit", "inbound", "intercepted", "outbound")
 
     def __init__(self, context: CallContext, inbound: InboundChan[Any] | None) -> None:
         self.context = context
@@ -285,6 +290,8 @@ class _Call:
         """What we may send (server and bidi streams); made before the handler runs."""
         self.outbound: Iterable[Any] | None = None
         """What the handler returned to stream; stopped if the client cancels."""
+        self.intercepted = False
+        """The interceptors saw the call start, so they see it end (`on_end`)."""
 
     def end(self, error: BaseException, reason: str) -> None:
         """The call is over from outside (CANCEL, connection lost): unblock everyone."""
@@ -349,6 +356,11 @@ class Server:
       tls                 the `ssl.SSLContext` of every tls:// and wss:// address
                           (`transport.tls.server_context` builds one from PEM files,
                           with mTLS when given the clients' CA); required by them
+      interceptors        `interceptors.Interceptor`s run around every call, outermost
+                          first (interceptors.py: order, hooks, the shipped ones)
+      propagate_metadata  request metadata keys that calls made from a handler pass on
+                          to the services they call, with the deadline (default none;
+                          a handler adds more with `current_call().propagate(key)`)
 
     Addresses may mix schemes (tcp, unix, tls, ws, wss). Every listener also
     upgrades WebSocket requests, so a tcp:// port serves ws:// clients too and a
@@ -391,6 +403,8 @@ class Server:
         max_metadata_size: int = DEFAULT_MAX_METADATA_SIZE,
         max_decoded_size: int = DEFAULT_MAX_DECODED_SIZE,
         max_nesting_depth: int = DEFAULT_MAX_NESTING_DEPTH,
+        interceptors: Iterable[Interceptor] = (),
+        propagate_metadata: Iterable[str] = (),
     ) -> None:
         unknown = [c for c in codecs if c not in CODECS]
         if unknown:
@@ -402,6 +416,9 @@ class Server:
         self._codec_table = codecs_with_limits(max_decoded_size, max_nesting_depth)
         self._max_concurrent_streams = max_concurrent_streams
         self._max_metadata_size = max_metadata_size
+        chain = Chain(interceptors)
+        self._interceptors: Chain | None = chain if chain.all else None
+        self._propagate_metadata = frozenset(propagate_metadata)
         if max_frame_size < frames.MAX_HELLO_SIZE or max_frame_size > 0xFFFF_FFFF:
             raise ValueError(f"max_frame_size must be in {frames.MAX_HELLO_SIZE}..2**32-1")
         self._requested = [parse_address(a) for a in (addresses or ("tcp://127.0.0.1:0",))]
@@ -1087,8 +1104,8 @@ class Server:
                 f"(limit {self._windows.connection_bytes})",
             )
             return
-        context = CallContext("", "", {}, conn.peer, None)
-        context.deadline = time.monotonic()  # arrival time until the header is read
+        context = CallContext("", "", {}, conn.peer, None, self._max_metadata_size)
+        context.deadline = context.started  # arrival time until the header is read
         inbound = self._inbound(conn, stream_id) if client_streams else None
         call = _Call(context, inbound)
         conn.streams[stream_id] = call
@@ -1194,11 +1211,14 @@ class Server:
         if call.inbound is not None:
             # Whatever the handler did not read is dropped; later MESSAGEs too.
             call.inbound.finish(discard=True)
+        context = call.context
         if conn.streams.pop(stream_id, None) is not None:
             codec = conn.codec
             assert codec is not None
+            if context._headers is not None and not context._headers_sent:
+                self._send_headers(conn, stream_id, context)
             try:
-                body = encode_status(codec, code, message, result)
+                body = encode_status(codec, code, message, result, context._trailers)
             except CodecError as exc:
                 body = encode_status(
                     codec, StatusCode.INTERNAL, f"cannot encode result: {exc}", None
@@ -1212,10 +1232,26 @@ class Server:
                     None,
                 )
             conn.writer.write_nowait(encode_stream_frame(_STATUS, stream_id, body))
+        elif context._cancelled and code == _OK:
+            code, message = StatusCode.CANCELLED, "cancelled"
         if call.credit is not None:
             # After the STATUS is queued: the client frees the stream's bytes when it
             # reads the STATUS, so ours must not be reused on the wire before it.
             call.credit.abort()
+        if call.intercepted and self._interceptors is not None:
+            call.intercepted = False
+            self._interceptors.end(context, code, message)
+
+    @staticmethod
+    def _send_headers(conn: _Connection, stream_id: int, context: CallContext) -> None:
+        """The handler's response headers (`set_headers`), once, before anything else of
+        the response."""
+        context._headers_sent = True
+        headers = context._headers
+        if headers:
+            assert conn.codec is not None
+            body = encode_headers(conn.codec, headers)
+            conn.writer.write_nowait(encode_stream_frame(_HEADERS, stream_id, body))
 
     def _dispatch(
         self, conn: _Connection, stream_id: int, payload: bytes, state: _Call, codec: Codec
@@ -1255,6 +1291,12 @@ class Server:
                 f"service {header.service!r} has no method {header.method!r}",
                 None,
             )
+        call.kind = method.kind
+        if self._propagate_metadata and header.metadata:
+            marked = self._propagate_metadata
+            propagated = {k: v for k, v in header.metadata.items() if k in marked}
+            if propagated:
+                call.propagated = propagated
         if call.cancelled:
             return StatusCode.DEADLINE_EXCEEDED, "deadline passed before the call started", None
         try:
@@ -1269,6 +1311,10 @@ class Server:
                 state.inbound = self._inbound(conn, stream_id)
                 state.inbound.finish()
             state.inbound.decode_item = method.decode_item
+            if self._interceptors is not None and method.decode_item is not None:
+                state.inbound.decode_item = self._interceptors.observing_receive(
+                    call, method.decode_item
+                )
             position = len(args) if method.stream_param is None else method.stream_param
             args = (*args[:position], state.inbound, *args[position:])
         if method.server_streams:
@@ -1276,7 +1322,12 @@ class Server:
             state.credit = Credit(windows.items, windows.stream_bytes, conn.send_window)
         set_current_call(call)
         try:
-            result = method.call(*args)
+            if self._interceptors is None:
+                result = method.call(*args)
+            else:
+                state.intercepted = True
+                handler = method.call
+                result = self._interceptors.run(call, lambda: handler(*args))
         except RpcError as exc:
             return exc.code, exc.message, None
         except BaseException as exc:  # the caller must always get an answer
@@ -1320,9 +1371,15 @@ class Server:
             )
         assert state.credit is not None and method.encode_item is not None
         state.outbound = source
-        if state.context._cancelled:  # cancelled while the handler ran
+        context = state.context
+        if context._cancelled:  # cancelled while the handler ran
             stop_source(source, "the client cancelled the call")
             return StatusCode.CANCELLED, "cancelled", None
+        # Headers go before the first item, or not at all: set_headers refuses from now on.
+        self._send_headers(conn, stream_id, context)
+        encode_item = method.encode_item
+        if self._interceptors is not None:
+            encode_item = self._interceptors.observing_send(context, encode_item)
 
         def make_frames(batch: list[Any]) -> list[bytes]:
             return message_frames(codec, stream_id, batch, conn.peer_max_frame_size)
@@ -1339,7 +1396,7 @@ class Server:
 
         Outbound(
             source,
-            method.encode_item,
+            encode_item,
             make_frames,
             state.credit,
             conn.writer.write_nowait,

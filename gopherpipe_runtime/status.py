@@ -8,7 +8,9 @@ the number kept in the message, as gRPC does: see `known_code`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import IntEnum
+from types import MappingProxyType
 from typing import ClassVar
 
 
@@ -65,6 +67,11 @@ class RpcError(Exception):
 
     code: StatusCode
     default_code: ClassVar[StatusCode] = StatusCode.UNKNOWN
+    headers: Mapping[str, str] = MappingProxyType({})
+    """On the client: the response headers the server sent before failing, if any."""
+    trailers: Mapping[str, str] = MappingProxyType({})
+    """On the client: the trailers the server sent with the failure
+    (`current_call().set_trailers(...)` before raising)."""
     _by_code: ClassVar[dict[StatusCode, type[RpcError]]] = {}
 
     def __new__(cls, *args: object, **kwargs: object) -> RpcError:
