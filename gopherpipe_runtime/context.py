@@ -7,6 +7,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from .calls import CancelToken
 from .envelope import DEFAULT_MAX_METADATA_SIZE, metadata_size
 from .service import MethodKind
 from .transport import PeerIdentity
@@ -48,6 +49,7 @@ class CallContext:
     """
 
     __slots__ = (
+        "_cancel_token",
         "_cancelled",
         "_headers",
         "_headers_sent",
@@ -88,6 +90,7 @@ class CallContext:
         self.propagated: dict[str, str] | None = None
         """Metadata that calls this handler makes pass on (`propagate`), or None."""
         self._cancelled = False
+        self._cancel_token: CancelToken | None = None
         self._headers: dict[str, str] | None = None
         self._headers_sent = False
         self._trailers: dict[str, str] | None = None
@@ -110,6 +113,20 @@ class CallContext:
 
     def cancel(self) -> None:
         self._cancelled = True
+        token = self._cancel_token
+        if token is not None:
+            token.cancel(f"the call being served ({self.service}.{self.method}) was cancelled")
+
+    @property
+    def cancel_token(self) -> CancelToken:
+        """Cancelled with this call: the calls its handler makes to other services
+        carry it, so cancelling the caller cancels them too."""
+        token = self._cancel_token
+        if token is None:
+            token = self._cancel_token = CancelToken()
+            if self._cancelled:
+                token.cancel(f"the call being served ({self.service}.{self.method}) was cancelled")
+        return token
 
     @property
     def state(self) -> dict[Any, Any]:

@@ -1190,7 +1190,8 @@ def _inherit(
     served: CallContext, options: CallOptions, deadline: float | None, name: str
 ) -> tuple[CallOptions, float | None]:
     """The options and deadline of a call made while serving `served`: the earlier
-    deadline of the two, and the metadata marked for propagation under the call's own."""
+    deadline of the two, the metadata marked for propagation under the call's own,
+    and the served call's cancellation (unless the call has a CancelToken of its own)."""
     if served.deadline is not None and (deadline is None or served.deadline < deadline):
         deadline = served.deadline
         remaining = deadline - time.monotonic()
@@ -1202,6 +1203,8 @@ def _inherit(
         options = replace(options, timeout=remaining)
     if served.propagated:
         options = replace(options, metadata={**served.propagated, **options.metadata})
+    if options.cancel is None:
+        options = replace(options, cancel=served.cancel_token)
     return options, deadline
 
 

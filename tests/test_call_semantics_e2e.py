@@ -78,11 +78,13 @@ class SemanticsServer:
 @pytest.fixture(scope="module")
 def stub_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     folder = generate_stubs(tmp_path_factory.mktemp("semantics"), "e2e_semantics.py")
-    sys.path.insert(0, str(folder))
+    # The stubs, and semantics_impl (for the in-process tracing test).
+    sys.path[:0] = [str(folder), str(E2E)]
     try:
         yield folder
     finally:
         sys.path.remove(str(folder))
+        sys.path.remove(str(E2E))
 
 
 @pytest.fixture(scope="module")
@@ -406,3 +408,78 @@ def test_marked_metadata_propagates(serve: Any, client_class: Any) -> None:
         traced = client.with_options(metadata={"x-request-id": "r-42", "secret": "no"})
         assert traced.relay_metadata(back.address, "x-request-id") == "r-42"
         assert traced.relay_metadata(back.address, "secret") == ""
+
+
+# -- tracing ------------------------------------------------------------------------------
+
+
+def test_tracing_interceptor_links_client_and_server_spans(
+    stub_dir: Path, client_class: Any
+) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import SpanKind
+    from opentelemetry.trace import StatusCode as SpanStatus
+
+    from gopherpipe_runtime import Server
+    from gopherpipe_runtime.interceptors import TracingInterceptor
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing = TracingInterceptor(tracer_provider=provider)
+    server_module = importlib.import_module("e2e_semantics_server")
+    impl = importlib.import_module("semantics_impl")
+    with Server("tcp://127.0.0.1:0", interceptors=[tracing]) as server:
+        server_module.register_semantics(server, impl.SemanticsImpl())
+        with client_class.dial(server.addresses[0], interceptors=[tracing]) as client:
+            traceparent = client.metadata("traceparent")
+            with pytest.raises(RpcError):
+                client.meta(True)
+            assert list(client.count(2, False)) == [0, 1]
+            wait_until(lambda: len(exporter.get_finished_spans()) == 6, "six finished spans")
+    spans = exporter.get_finished_spans()
+    by_kind = {
+        kind: [s for s in spans if s.kind == kind] for kind in (SpanKind.CLIENT, SpanKind.SERVER)
+    }
+    assert len(by_kind[SpanKind.CLIENT]) == 3 and len(by_kind[SpanKind.SERVER]) == 3
+    for client_span in by_kind[SpanKind.CLIENT]:
+        server_span = next(s for s in by_kind[SpanKind.SERVER] if s.name == client_span.name)
+        assert server_span.context.trace_id == client_span.context.trace_id
+        assert server_span.parent is not None
+        assert server_span.parent.span_id == client_span.context.span_id
+    # The trace context crossed the wire as W3C traceparent metadata.
+    first = by_kind[SpanKind.CLIENT][0]
+    assert traceparent.split("-")[1] == f"{first.context.trace_id:032x}"
+    failed = [s for s in spans if s.name == "Semantics/meta"]
+    assert all(s.status.status_code == SpanStatus.ERROR for s in failed)
+    assert failed[0].attributes is not None and failed[0].attributes["rpc.method"] == "meta"
+
+
+def test_cancelling_a_call_cancels_its_onward_calls(serve: Any, client_class: Any) -> None:
+    front = serve()
+    back = serve()
+    with client_class.dial(front.address) as client, client_class.dial(back.address) as backend:
+        token = CancelToken()
+        outcome: list[BaseException] = []
+
+        def call() -> None:
+            try:
+                client.with_options(cancel=token).onward(back.address, "k1")
+            except BaseException as exc:
+                outcome.append(exc)
+
+        caller = threading.Thread(target=call)
+        caller.start()
+        wait_for_event(backend, "slow started k1")
+        token.cancel()
+        caller.join(10)
+        assert not caller.is_alive()
+        assert isinstance(outcome[0], CancelledError), outcome
+        # front's handler was cancelled (CANCEL), which cancelled its call to back.
+        wait_for_event(backend, "slow cancelled k1")
+        wait_until(
+            lambda: any(e.startswith("onward k1 CANCELLED") for e in client.events()),
+            "onward k1 CANCELLED",
+        )
