@@ -1032,7 +1032,7 @@ class Server:
                     )
             elif frame_type == FrameType.PING:
                 conn.writer.write_nowait(encode_frame(FrameType.PONG, frame.payload))
-            elif frame_type in (FrameType.HELLO, FrameType.STATUS):
+            elif frame_type in (FrameType.HELLO, FrameType.STATUS, FrameType.HEADERS):
                 raise ProtocolError(f"unexpected {FrameType(frame_type).name} from a client")
             # PONG and GOAWAY need no action; unknown types are ignored so later
             # versions can add frames (RFC: Extensibility).

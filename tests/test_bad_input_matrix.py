@@ -435,7 +435,7 @@ def test_oversized_length(api: dict[str, Any], server: ServerProcess) -> None:
 
 # -- 3. unknown frame type ---------------------------------------------------------------------
 
-UNKNOWN_TYPES = [0x00, 0x05, 0x0F, 0x17, 0x20, 0x7F, 0x80, 0xFF]
+UNKNOWN_TYPES = [0x00, 0x05, 0x0F, 0x18, 0x20, 0x7F, 0x80, 0xFF]
 
 
 def test_unknown_frame_type(api: dict[str, Any], server: ServerProcess) -> None:

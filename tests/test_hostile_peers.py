@@ -424,7 +424,7 @@ FRAMES_PER_CONNECTION = 100
 """Fuzzed CALL_STREAMs to total/echo hold a handler thread until their connection
 ends; rotating connections keeps that bounded far below MAX_WORKERS."""
 
-_UNKNOWN = [0x00, 0x05, 0x0F, 0x17, 0x20, 0x7F, 0xFF]
+_UNKNOWN = [0x00, 0x05, 0x0F, 0x18, 0x20, 0x7F, 0xFF]
 _TYPE_WEIGHTS = {
     FrameType.CALL: 25,
     FrameType.CALL_STREAM: 10,
