@@ -39,6 +39,15 @@ wait-for-ready. A call's deadline bounds everything it waits for, connecting
 included: a connect it cuts short raises DEADLINE_EXCEEDED, as in gRPC, and is not
 counted for backoff (it says nothing about the server, and must not fail later
 calls that have time to wait).
+
+Keepalive (keepalive.py, RFC §8.1). A connection from which nothing has been read
+for `keepalive_interval` gets a PING; if nothing arrives within `keepalive_timeout`
+the server is declared dead: the connection is closed, its calls and streams end
+with UNAVAILABLE naming keepalive, and the next call reconnects. Since an idle
+connection has nobody reading it, the checks run on keepalive.py's one process-wide
+thread (not a thread per connection), which also reads what has arrived when nobody
+else is reading. The only cost on the call path is the time of each read
+(`last_read`).
 """
 
 from __future__ import annotations
@@ -59,7 +68,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from . import frames
+from . import frames, keepalive
 from .address import Address, parse_address
 from .calls import CancelToken, ClientCall, ResponseMetadata, current_capture
 from .chan import Chan
@@ -140,10 +149,15 @@ risen, so a 256 KiB read cost three extra syscalls per call in some processes
 and not others (measured: +30 µs on the unary p50). 64 KiB stays on the heap
 and still takes a stream's backlog in few reads."""
 _MAX_POLL_MS = 2**31 - 1
+_monotonic = time.monotonic
 _LEAD_GRACE_S = 0.002
 """How long the read lock stays free before the reader thread takes it: a caller
 reading for itself a round trip at a time comes back for it sooner."""
 _STEP_THREAD_IDLE_S = 1.0
+_KEEPALIVE_MAX_READS = 64
+"""Reads the keepalive thread makes for a connection nobody else reads, at most, per
+check: enough to take in what an idle connection received, without becoming its
+reader for long."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,6 +431,13 @@ class _Connection:
     the streams' deadlines (a heap, checked at each wake-up; a new earliest
     deadline wakes it through a pipe it polls with the socket), and leaves when
     the last stream ends.
+
+    Keepalive (`keepalive_check`) runs on keepalive.py's thread: it reads for the
+    connection when nobody holds the read lock (an idle connection), pings once
+    nothing has been read for the interval, and shuts the connection when nothing
+    arrives within the timeout after the PING. A reader that holds the lock but has
+    not got round to reading (a busy process) is not mistaken for a silent server:
+    bytes waiting in the socket count as an answer.
     """
 
     def __init__(
@@ -429,11 +450,14 @@ class _Connection:
         stack: Stack | None = None,
         codec: Codec | None = None,
         max_metadata_size: int = DEFAULT_MAX_METADATA_SIZE,
+        keepalive_interval: float | None = None,
+        keepalive_timeout: float = keepalive.DEFAULT_TIMEOUT,
     ) -> None:
         self.sock = sock
         self._stack = stack
-        self.max_metadata_size = max_metadata_size
         """Transport layers (TLS, WebSocket) between the socket and the frames, if any."""
+        self.max_metadata_size = max_metadata_size
+        """Bytes of response headers or trailers accepted for one call."""
         self.settings = settings
         self.codec: Codec = CODECS[settings.codec] if codec is None else codec
         self.decoder = decoder
@@ -477,6 +501,19 @@ class _Connection:
         self._released_at = 0.0
         self._leading_for: InboundChan[Any] | None = None
         """The output a receiver reads the socket for (read lock held)."""
+        self.last_read = time.monotonic()
+        """When bytes were last read from the socket: proof that the server lives."""
+        self.too_many_pings = False
+        """The server refused our PING rate (GOAWAY "too many pings")."""
+        self._keepalive_interval = keepalive_interval
+        self._keepalive_timeout = keepalive_timeout
+        self._ping_sent_at: float | None = None
+        """When the unanswered PING went out (keepalive thread only)."""
+        self._pings = 0
+        self._sock_poller: select.poll | None = None
+        self._keepalive_watch: keepalive.Watch | None = None
+        if keepalive_interval is not None:
+            self._keepalive_watch = keepalive.watch(self, self.last_read + keepalive_interval)
 
     @property
     def usable(self) -> bool:
@@ -830,6 +867,7 @@ class _Connection:
         if not data:
             self._shut("connection closed by server")
             return False
+        self.last_read = _monotonic()
         stack = self._stack
         if stack is not None:
             try:
@@ -1036,7 +1074,9 @@ class _Connection:
             elif frame_type == FrameType.PING:
                 self.writer.write_nowait(encode_frame(FrameType.PONG, frame.payload))
             elif frame_type == FrameType.GOAWAY:
-                last_stream_id, _, message = decode_goaway(frame.payload)
+                last_stream_id, code, message = decode_goaway(frame.payload)
+                if code == StatusCode.RESOURCE_EXHAUSTED and message == keepalive.TOO_MANY_PINGS:
+                    self.too_many_pings = True
                 with self._mutex:
                     self.goaway = True
                     for stream_id in [s for s in self.calls if s > last_stream_id]:
@@ -1076,7 +1116,7 @@ class _Connection:
             elif self.forget_stream(stream_id, send_cancel=True):
                 stream.end(StatusCode.RESOURCE_EXHAUSTED, reason, None)
 
-    def poll_idle(self) -> None:
+    def poll_idle(self, max_reads: int | None = None) -> None:
         """Before reusing a connection nobody is reading, take in what arrived.
 
         An idle connection may have received GOAWAY or been closed; learning that
@@ -1085,12 +1125,65 @@ class _Connection:
         if not self._read_lock.acquire(blocking=False):
             return  # a leader is reading; it will see whatever is there
         try:
+            reads = 0
             while self.closed_reason is None and self._poller.poll(0):
                 if not self._read_once(0):
+                    return
+                reads += 1
+                if reads == max_reads:
                     return
         finally:
             self._read_lock.release()
             self._promote_next()
+
+    def keepalive_check(self, now: float) -> float | None:
+        """Ping, or declare the server dead, as due (the keepalive thread calls it
+        when it is due); when to look again, None once the connection is closed."""
+        interval = self._keepalive_interval
+        if self.closed_reason is not None or interval is None:
+            return None
+        sent = self._ping_sent_at
+        if sent is not None and self.last_read > sent:
+            sent = self._ping_sent_at = None  # answered: anything read since counts
+        if sent is None:
+            due = self.last_read + interval
+            if now < due:
+                return due
+            # Nothing read for a whole interval; on an idle connection that is because
+            # nobody reads: read for it first (a GOAWAY or a close may be waiting).
+            self.poll_idle(_KEEPALIVE_MAX_READS)
+            if self.closed_reason is not None:
+                return None
+            now = _monotonic()
+            due = self.last_read + interval
+            if now < due:
+                return due
+            self._ping_sent_at = now
+            self._pings += 1
+            self.writer.write_nowait(encode_frame(FrameType.PING, self._pings.to_bytes(8, "big")))
+            return now + self._keepalive_timeout
+        timeout = self._keepalive_timeout
+        if now < sent + timeout:
+            return sent + timeout
+        self.poll_idle(_KEEPALIVE_MAX_READS)  # the PONG of an idle connection waits here
+        if self.closed_reason is not None:
+            return None
+        if self.last_read > sent or self._bytes_waiting():
+            # Answered; or bytes are waiting for a reader that holds the read lock but
+            # has not got round to reading (a loaded process): alive all the same.
+            self._ping_sent_at = None
+            return max(self.last_read, _monotonic()) + interval
+        message = f"keepalive: no answer from the server within {timeout:g}s"
+        log.warning("%s (%s); closing the connection", message, self.settings.peer_agent)
+        self._shut(message)
+        return None
+
+    def _bytes_waiting(self) -> bool:
+        """Bytes (or EOF) wait unread in the socket."""
+        if self._sock_poller is None:
+            self._sock_poller = select.poll()
+            self._sock_poller.register(self._sock_fd, select.POLLIN)
+        return bool(self._sock_poller.poll(0))
 
     def _on_write_error(self, exc: BaseException) -> None:
         with contextlib.suppress(OSError):
@@ -1101,6 +1194,8 @@ class _Connection:
             if self.closed_reason is not None:
                 return
             self.closed_reason = reason
+            if self._keepalive_watch is not None:
+                keepalive.unwatch(self._keepalive_watch)
             if self._stack is not None and self.writer.idle:
                 # A polite end (TLS close_notify, WebSocket close) where it fits now.
                 with contextlib.suppress(OSError):
@@ -1256,6 +1351,14 @@ class Pipe:
     deadline of the call being served when it is earlier than its own, and
     carries the metadata the server marked for propagation (`Server(...,
     propagate_metadata=)`, `current_call().propagate`); its own metadata wins.
+      keepalive_interval   seconds of reading nothing from the server before a PING
+                       (default 60; None: never). Keep it at or above the server's
+                       `min_ping_interval` (10 s by default): a server refusing our rate
+                       (GOAWAY "too many pings") makes the Pipe double it
+      keepalive_timeout    seconds the server has to send anything after a PING
+                       (default 20); then the connection is closed and its calls and
+                       streams end with UNAVAILABLE ("keepalive: no answer from the
+                       server within 20s"); the next call reconnects
     """
 
     def __init__(
@@ -1278,7 +1381,15 @@ class Pipe:
         max_nesting_depth: int = DEFAULT_MAX_NESTING_DEPTH,
         max_metadata_size: int = DEFAULT_MAX_METADATA_SIZE,
         interceptors: Iterable[Interceptor] = (),
+        keepalive_interval: float | None = keepalive.DEFAULT_CLIENT_INTERVAL,
+        keepalive_timeout: float = keepalive.DEFAULT_TIMEOUT,
     ) -> None:
+        if keepalive_interval is not None and not keepalive_interval > 0:
+            raise ValueError("keepalive_interval must be positive (or None: no keepalive)")
+        if not keepalive_timeout > 0:
+            raise ValueError("keepalive_timeout must be positive")
+        self._keepalive_interval = keepalive_interval
+        self._keepalive_timeout = keepalive_timeout
         self.address = address
         self._address = parse_address(address)
         self._compression = offer_for(self._address, compression)
@@ -1312,6 +1423,15 @@ class Pipe:
         """The codec of the live connection, if any."""
         connection = self._connection
         return None if connection is None else connection.settings.codec
+
+    @property
+    def connected(self) -> bool:
+        """Whether the next call would go over the connection the Pipe holds now (as
+        last learned; reads nothing): False before the first call, after `close()`,
+        and once that connection closed, was declared dead by keepalive or got GOAWAY
+        (the next call then reconnects)."""
+        connection = self._connection
+        return connection is not None and connection.usable
 
     def unary(self, service: str, method: str, args: list[Any], options: CallOptions) -> Any:
         """Send one call and wait for its result (wire form); raises RpcError.
@@ -1574,6 +1694,8 @@ class Pipe:
                 raise UnavailableError(f"cannot reach {self.address}: {self._last_error}") from None
             self._failures = 0
             self._retry_at = 0.0
+            if connection is not None and connection.too_many_pings:
+                self._slow_down_pings()
             if connection is not None and not connection.calls and not connection.streams:
                 connection.close("replaced after GOAWAY")
             codec = wrap(
@@ -1592,10 +1714,24 @@ class Pipe:
                 stack,
                 codec,
                 self._max_metadata_size,
+                self._keepalive_interval,
+                self._keepalive_timeout,
             )
             return self._connection
         finally:
             self._lock.release()
+
+    def _slow_down_pings(self) -> None:
+        """The server refused our PING rate: halve it for the connections to come, as
+        gRPC's clients do (lock held)."""
+        if self._keepalive_interval is None:
+            return
+        self._keepalive_interval *= 2
+        log.warning(
+            "%s refused our keepalive PINGs (too many pings); keepalive_interval is now %gs",
+            self.address,
+            self._keepalive_interval,
+        )
 
     def close(self) -> None:
         """Close the connection; calls in flight end with UNAVAILABLE. Idempotent."""
@@ -1604,6 +1740,7 @@ class Pipe:
             connection, self._connection = self._connection, None
         if connection is not None:
             connection.close()
+            keepalive.settle()
 
     def __enter__(self) -> Pipe:
         return self

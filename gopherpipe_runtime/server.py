@@ -31,11 +31,18 @@ Connection lifecycle, all on the polling thread:
   the shortest timeout, at most 1 s; not every selector round, which would cost
   O(connections) per read) enforces the handshake deadline, the frame
   deadline (a frame's body must arrive within `frame_timeout` of its first
-  byte), `idle_timeout` (no open call and nothing read) and `write_timeout`
-  (bytes queued for the peer and none taken). Expiring a
+  byte), `idle_timeout` (no call open and none opened; PINGs do not count, so
+  keepalive cannot hold an unused connection), `write_timeout` (bytes queued for
+  the peer and none taken) and keepalive (keepalive.py: a PING once nothing has
+  been read for `keepalive_interval`, sent only while a call is open, since a
+  client reads an idle connection only when it uses it; silence for
+  `keepalive_timeout` after it drops the connection). Expiring a
   connection that finished HELLO sends GOAWAY, then lingers briefly in
   "discard", reading and dropping, so closing does not reset the connection
   and destroy the GOAWAY before the client reads it.
+- ping policy: a PING sooner than `min_ping_interval` after the client's
+  previous one is a strike; after MAX_PING_STRIKES in a row the next early one
+  gets GOAWAY RESOURCE_EXHAUSTED "too many pings" and the connection closes.
 - close: `_close` is the one way out; it drops the read buffers at once, since a
   handler still running keeps the `_Connection` itself alive. Nothing on the
   connection path refers back to its `_Connection` (the writer's callbacks hold
@@ -63,7 +70,7 @@ from queue import Empty, SimpleQueue
 from types import TracebackType
 from typing import Any, Self
 
-from . import frames
+from . import frames, keepalive
 from .address import Address, parse_address
 from .chan import Chan, ChanClosed
 from .codec import (
@@ -139,6 +146,8 @@ DEFAULT_MAX_CONCURRENT_STREAMS = 16384
 so one connection may use the whole queue but open streams (which hold no thread) stay
 bounded per connection, at about 6 KiB of server memory each."""
 _MAX_HTTP_HEAD = 16 * 1024
+_KEEPALIVE_PING = b"keepaliv"
+"""The server's PING body: 8 opaque bytes (any answer counts, the PONG is not matched)."""
 _LINGER = 1.0
 """Seconds an expired connection keeps being read (and dropped) after its GOAWAY."""
 _ACCEPT_BACKOFF_FIRST = 0.01
@@ -189,14 +198,19 @@ class _Connection:
     __slots__ = (
         "__weakref__",
         "active",
+        "called",
         "codec",
         "decoder",
         "frame_deadline",
         "handshake_deadline",
+        "heard_at",
+        "last_ping_at",
         "lock",
         "peer",
         "peer_max_frame_size",
         "peer_windows",
+        "ping_sent_at",
+        "ping_strikes",
         "preamble",
         "queued_call_bytes",
         "quiet_since",
@@ -240,10 +254,19 @@ class _Connection:
         self.frame_deadline: float | None = None
         """When the frame now partly buffered must be complete; None when none is."""
         self.active = False
-        """Bytes arrived since the last sweep; the sweep turns it into `quiet_since`,
-        so a read costs a store, not a clock call."""
+        """Bytes arrived since the last sweep; the sweep turns it into `heard_at`, so a
+        read costs a store, not a clock call."""
+        self.heard_at = now
+        """The last sweep that saw bytes arrive: the client was alive then (keepalive)."""
+        self.called = False
+        """A call opened since the last sweep; the sweep turns it into `quiet_since`."""
         self.quiet_since = now
-        """The last sweep that saw bytes arrive or a call open: silence starts there."""
+        """The last sweep that saw a call open or opened: idleness starts there."""
+        self.ping_sent_at: float | None = None
+        """When our unanswered keepalive PING went out (sweep time)."""
+        self.last_ping_at: float | None = None
+        """When the client's last PING arrived, and the strikes in a row (ping policy)."""
+        self.ping_strikes = 0
         # Open calls by stream id. The polling thread adds and cancels entries, the
         # handler thread removes its own; single dict operations are atomic.
         self.streams: dict[int, _Call] = {}
@@ -329,9 +352,22 @@ class Server:
                           (RESOURCE_EXHAUSTED) and closed. Default (None): the soft
                           RLIMIT_NOFILE less an eighth of it, at least 64, kept for
                           the handlers' own files (`default_max_connections()`)
-      idle_timeout        seconds a connection with no open call may send nothing
-                          before it gets GOAWAY (UNAVAILABLE) and is closed; clients
-                          reconnect on their next call (default 300; None: never)
+      idle_timeout        seconds a connection may go without an open call before it
+                          gets GOAWAY (UNAVAILABLE) and is closed; clients reconnect on
+                          their next call (default 300; None: never). PINGs do not
+                          count: keepalive checks a peer lives, it does not keep an
+                          unused connection open (as gRPC's MAX_CONNECTION_IDLE)
+      keepalive_interval  seconds of reading nothing on a connection with an open call
+                          before the server sends PING (default 7200, gRPC's; None:
+                          never). Idle connections are not pinged: the client reads
+                          them only when it uses them, and idle_timeout ends them
+      keepalive_timeout   seconds the client has to send anything after that PING,
+                          else GOAWAY (UNAVAILABLE, "keepalive: no answer from the
+                          client within 20s") and close; its calls end (default 20)
+      min_ping_interval   the ping policy: a client PING sooner than this after its
+                          previous one is a strike, and the third strike in a row gets
+                          GOAWAY (RESOURCE_EXHAUSTED, "too many pings") and close;
+                          open calls or not, the same (default 10; None: no policy)
       frame_timeout       seconds one frame may take to arrive once its first byte
                           is in, else GOAWAY (UNAVAILABLE) and close, which frees its
                           buffer (default 30; None: never)
@@ -405,6 +441,9 @@ class Server:
         max_nesting_depth: int = DEFAULT_MAX_NESTING_DEPTH,
         interceptors: Iterable[Interceptor] = (),
         propagate_metadata: Iterable[str] = (),
+        keepalive_interval: float | None = keepalive.DEFAULT_SERVER_INTERVAL,
+        keepalive_timeout: float = keepalive.DEFAULT_TIMEOUT,
+        min_ping_interval: float | None = keepalive.DEFAULT_MIN_PING_INTERVAL,
     ) -> None:
         unknown = [c for c in codecs if c not in CODECS]
         if unknown:
@@ -447,13 +486,23 @@ class Server:
             ("handshake_timeout", handshake_timeout),
             ("idle_timeout", idle_timeout),
             ("frame_timeout", frame_timeout),
+            ("keepalive_interval", keepalive_interval),
+            ("keepalive_timeout", keepalive_timeout),
         ):
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be positive")
+        if min_ping_interval is not None and min_ping_interval < 0:
+            raise ValueError("min_ping_interval must not be negative")
         self._max_connections = max_connections
         self._idle_timeout = idle_timeout
         self._frame_timeout = frame_timeout
-        shortest = min(t for t in (handshake_timeout, idle_timeout, frame_timeout) if t)
+        self._keepalive_interval = keepalive_interval
+        self._keepalive_timeout = keepalive_timeout
+        self._min_ping_interval = min_ping_interval or None
+        timeouts: tuple[float | None, ...] = (handshake_timeout, idle_timeout, frame_timeout)
+        if keepalive_interval is not None:
+            timeouts += (keepalive_interval, keepalive_timeout)
+        shortest = min(t for t in timeouts if t)
         self._sweep_interval = min(1.0, max(0.01, shortest / 4))
         self._next_sweep = 0.0
         self._refusal = encode_goaway(
@@ -780,10 +829,15 @@ class Server:
                 self._selector.register(listener, selectors.EVENT_READ, None)
 
     def _expire(self, now: float) -> None:
-        """The sweep: handshake, frame, idle and write deadlines."""
+        """The sweep: handshake, frame, idle and write deadlines, and keepalive."""
         idle_timeout = self._idle_timeout
+        keepalive_interval = self._keepalive_interval
         for conn in list(self._connections):
             state = conn.state
+            if conn.active:
+                conn.active = False
+                conn.heard_at = now
+                conn.ping_sent_at = None  # anything read answers a PING
             if state != "open":
                 if now > conn.handshake_deadline:
                     self._close(conn)
@@ -793,14 +847,52 @@ class Server:
                     f"frame not complete {self._frame_timeout:g}s after its first byte "
                     f"(frame_timeout)",
                 )
-            elif conn.active or conn.streams:
-                conn.active = False
+            elif conn.called or conn.streams:
+                conn.called = False
                 conn.quiet_since = now
+                if conn.streams and keepalive_interval is not None:
+                    self._keepalive(conn, now, keepalive_interval)
+                else:
+                    conn.ping_sent_at = None  # as below
             elif idle_timeout is not None and now - conn.quiet_since > idle_timeout:
                 self._go_away(conn, f"idle timeout ({idle_timeout:g}s without a call)")
+            else:
+                # No call open: the client may not be reading, and would answer a PING
+                # only when it next uses the connection (pipe.py). Not a dead peer.
+                conn.ping_sent_at = None
             stalled = conn.writer.stalled_since if conn.wants_write else None
             if stalled is not None and now - stalled > self._write_timeout:
                 conn.writer.fail(f"peer read nothing for {self._write_timeout:g}s")
+
+    def _keepalive(self, conn: _Connection, now: float, interval: float) -> None:
+        """Ping a connection with calls open that has been silent for `interval`; drop
+        it when the PING has gone unanswered for the keepalive timeout."""
+        sent = conn.ping_sent_at
+        if sent is None:
+            if now - conn.heard_at >= interval:
+                conn.ping_sent_at = now
+                conn.writer.write_nowait(encode_frame(FrameType.PING, _KEEPALIVE_PING))
+        elif now - sent >= self._keepalive_timeout:
+            self._go_away(
+                conn, f"keepalive: no answer from the client within {self._keepalive_timeout:g}s"
+            )
+
+    def _ping_refused(self, conn: _Connection) -> bool:
+        """The ping policy, for a PING that just arrived: True when it was one early
+        PING too many and the connection is going away."""
+        min_interval = self._min_ping_interval
+        if min_interval is None:
+            return False
+        now = time.monotonic()
+        last, conn.last_ping_at = conn.last_ping_at, now
+        if last is None or now - last >= min_interval:
+            conn.ping_strikes = 0
+            return False
+        conn.ping_strikes += 1
+        if conn.ping_strikes <= keepalive.MAX_PING_STRIKES:
+            return False
+        self._fail_connection(conn, StatusCode.RESOURCE_EXHAUSTED, keepalive.TOO_MANY_PINGS)
+        return True
 
     def _go_away(self, conn: _Connection, message: str) -> None:
         """GOAWAY (UNAVAILABLE), end the calls, and close after a short linger."""
@@ -1031,6 +1123,8 @@ class Server:
                         CancelledError("the client cancelled the call"), "the client cancelled"
                     )
             elif frame_type == FrameType.PING:
+                if self._ping_refused(conn):
+                    return
                 conn.writer.write_nowait(encode_frame(FrameType.PONG, frame.payload))
             elif frame_type in (FrameType.HELLO, FrameType.STATUS, FrameType.HEADERS):
                 raise ProtocolError(f"unexpected {FrameType(frame_type).name} from a client")
@@ -1076,6 +1170,7 @@ class Server:
     ) -> None:
         if stream_id in conn.streams:
             raise ProtocolError(f"stream {stream_id} is already open")
+        conn.called = True  # not idle (the sweep)
         if self._draining:
             self._reply_nowait(conn, stream_id, StatusCode.UNAVAILABLE, "server is shutting down")
             return

@@ -308,7 +308,9 @@ def test_stalled_frames_are_dropped_and_their_memory_freed(stub_dir: Path) -> No
 def test_frame_clock_restarts_with_each_frame(stub_dir: Path) -> None:
     """A busy peer whose reads always end mid-frame is not stalled: the frame timeout
     measures one frame, not how long the buffer has been non-empty."""
-    server = ServerProcess(stub_dir, options=json.dumps({"frame_timeout": 0.5}))
+    # PINGs every 0.2 s are the probe here: the ping policy (min_ping_interval) is off.
+    options = {"frame_timeout": 0.5, "min_ping_interval": None}
+    server = ServerProcess(stub_dir, options=json.dumps(options))
     try:
         sock, decoder = raw_handshake(server.address)
         with sock:

@@ -150,10 +150,14 @@ def silent_count() -> Iterator[int]:
 
 @pytest.fixture(scope="module")
 def server(stub_dir: Path, silent_count: int) -> Iterator[ServerProcess]:
-    process = ServerProcess(
-        stub_dir,
-        options=f'{{"handshake_timeout": {HANDSHAKE_TIMEOUT}, "max_workers": {MAX_WORKERS}}}',
-    )
+    # The fuzzers follow every batch with a PING, whose PONG proves the batch was read:
+    # the ping policy (min_ping_interval, tested in test_keepalive_e2e.py) is off here.
+    options = {
+        "handshake_timeout": HANDSHAKE_TIMEOUT,
+        "max_workers": MAX_WORKERS,
+        "min_ping_interval": None,
+    }
+    process = ServerProcess(stub_dir, options=json.dumps(options))
     yield process
     process.stop()
 
