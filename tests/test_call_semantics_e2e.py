@@ -403,6 +403,15 @@ def test_nested_call_fails_at_the_outer_deadline(serve: Any, client_class: Any) 
         wait_for_event(backend, "slow cancelled n1")
 
 
+def test_onward_call_carries_the_remaining_deadline(serve: Any, client_class: Any) -> None:
+    front = serve()
+    back = serve()
+    with client_class.dial(front.address) as client:
+        assert client.relay_remaining(back.address) == -1.0  # no deadline, none passed on
+        remaining = client.with_options(timeout=5.0).relay_remaining(back.address)
+        assert 0 < remaining <= 5.0
+
+
 def test_marked_metadata_propagates(serve: Any, client_class: Any) -> None:
     front = serve(propagate_metadata=["x-request-id"])
     back = serve()

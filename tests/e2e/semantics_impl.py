@@ -119,6 +119,14 @@ class SemanticsImpl(Semantics):
     def metadata(self, key: str) -> str:
         return current_call().metadata.get(key, "")
 
+    def remaining(self) -> float:
+        remaining = current_call().time_remaining()
+        return -1.0 if remaining is None else remaining
+
+    def relay_remaining(self, address: str) -> float:
+        with SemanticsClient.dial(address) as client:
+            return float(client.remaining())
+
     def events(self) -> list[str]:
         with _lock:
             return list(EVENTS)

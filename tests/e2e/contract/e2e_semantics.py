@@ -39,5 +39,13 @@ class Semantics(ABC):
         """The request metadata value of `key` ("" when absent)."""
 
     @abstractmethod
+    def remaining(self) -> float:
+        """The call's time remaining in seconds, -1.0 without a deadline."""
+
+    @abstractmethod
+    def relay_remaining(self, address: str) -> float:
+        """Calls `remaining()` on `address` with no timeout of its own and returns its answer."""
+
+    @abstractmethod
     def events(self) -> list[str]:
         """What the server's recording interceptors and handlers saw, in order."""
