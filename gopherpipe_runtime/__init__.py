@@ -8,6 +8,7 @@ from .chan import Chan, ChanClosed, Selected, select
 from .client import ClientBase
 from .context import CallContext, Peer, current_call
 from .pipe import CallOptions, Pipe
+from .retry import RetryPolicy, idempotent
 from .server import Server
 from .service import MethodDef, MethodKind, ServiceDef
 from .status import (
@@ -55,6 +56,7 @@ __all__ = [
     "PermissionDeniedError",
     "Pipe",
     "ResourceExhaustedError",
+    "RetryPolicy",
     "RpcError",
     "Selected",
     "Server",
@@ -65,5 +67,6 @@ __all__ = [
     "UnimplementedError",
     "UnknownError",
     "current_call",
+    "idempotent",
     "select",
 ]

@@ -32,6 +32,27 @@ wait-for-ready. A call's deadline bounds everything it waits for, connecting
 included: a connect it cuts short raises DEADLINE_EXCEEDED, as in gRPC, and is not
 counted for backoff (it says nothing about the server, and must not fail later
 calls that have time to wait).
+
+Resending. `Pipe.unary` and `Pipe.stream` make a call's first attempt inline; only
+one that fails with UNAVAILABLE goes on to `Pipe._again`, so a call that succeeds
+pays for retries one comparison (the budget's). What may be resent depends on how
+far the attempt got: a call the server provably never saw (GOAWAY named an older
+stream, or the connection was found dead before the CALL was written) is resent
+once, whatever its method; a call of an `idempotent` method is retried on any
+UNAVAILABLE with the pipe's `RetryPolicy` (backoff with full jitter, never sleeping
+past the deadline, while the per-pipe `RetryBudget` allows: retry.py); any other
+call that may have reached the server is never resent. A stream is retried only
+while it opens: once its CALL is written, failures arrive on the stream. With
+`CallOptions.wait_for_ready` a call that finds no connection waits for one (trying
+whenever the reconnect backoff allows) until its deadline, or with none until the
+pipe is closed, instead of failing at once.
+
+Fork. A child process after `os.fork()` must not touch its parent's connection: the
+socket is shared, so a GOAWAY or a shutdown from the child would end the parent's
+calls. At the fork every live Pipe (`_PIPES`) forgets its connection in the child
+(`forksafe.py`): the child closes only its own descriptors, makes new locks (a
+parent thread may have held the old ones) and dials a connection of its own on its
+next call; the parent's connection is untouched.
 """
 
 from __future__ import annotations
@@ -50,9 +71,9 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from . import frames
+from . import forksafe, frames
 from .address import Address, parse_address
 from .chan import Chan
 from .codec import (
@@ -89,6 +110,7 @@ from .frames import (
 )
 from .handshake import HandshakeError, Settings, client_accept, client_hello
 from .pool import StepRunner
+from .retry import NO_BUDGET, RetryBudget, RetryPolicy
 from .status import (
     DeadlineExceededError,
     InvalidArgumentError,
@@ -131,6 +153,9 @@ class CallOptions:
     timeout: float | None = None
     """Seconds from the start of the call; None waits as long as the connection lives."""
     metadata: Mapping[str, str] = field(default_factory=dict)
+    wait_for_ready: bool = False
+    """While the server cannot be reached, wait for it (until the deadline; with none,
+    until the pipe is closed) instead of failing at once with UNAVAILABLE."""
 
 
 _PENDING, _DONE, _LEAD = 0, 1, 2
@@ -378,7 +403,7 @@ class _Connection:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._poller.register(self._wake_r, select.POLLIN)
-        weakref.finalize(self, _close_fds, self._wake_r, self._wake_w)
+        self._close_wake_fds = weakref.finalize(self, _close_fds, self._wake_r, self._wake_w)
         self.closed_reason: str | None = None
         self.goaway = False
         self.writer = FrameWriter(sock, write_timeout, self._on_write_error, _send_in_thread)
@@ -974,6 +999,30 @@ class _Connection:
     def close(self, reason: str = "pipe closed") -> None:
         self._shut(reason)
 
+    def forget_after_fork(self) -> None:
+        """In a child process after fork: drop this connection, inherited from the parent.
+
+        Nothing is written and nothing shut down: the socket is shared with the parent,
+        which goes on using it (a shutdown or a GOAWAY would end its calls). Only the
+        child's own descriptors are closed. It runs alone in the child (forksafe.py),
+        so it takes no lock and makes new ones (a parent thread may have held the old
+        ones at the fork). Calls and streams in flight are the parent's: the child has
+        none of their threads, so they are dropped without a word.
+        """
+        reason = "inherited from the parent process across fork()"
+        self.closed_reason = reason
+        self._mutex = threading.Lock()
+        self._read_lock = threading.Lock()
+        self._reader_cond = threading.Condition(threading.Lock())
+        self.calls = {}
+        self.streams = {}
+        self._stream_waiters = {}
+        self._deadlines = []
+        self.writer.forget_after_fork(ConnectionLost(reason))
+        with contextlib.suppress(OSError):
+            self.sock.close()  # the child's descriptor only: the parent's stays open
+        self._close_wake_fds()
+
 
 def _close_fds(*fds: int) -> None:
     for fd in fds:
@@ -1046,6 +1095,25 @@ def _deadline(timeout: float | None) -> float | None:
     return time.monotonic() + min(MAX_TIMEOUT_MS / 1000, timeout)
 
 
+_T = TypeVar("_T")
+_DEFAULT_RETRY = RetryPolicy()
+
+
+class _Unreachable(UnavailableError):
+    """`Pipe._connect` found no connection: the call was not sent. Never reaches the
+    caller as such (`_given_up` makes it a plain UnavailableError)."""
+
+
+def _given_up(error: UnavailableError, attempts: int, why: str) -> UnavailableError:
+    """The error a call ends with after `attempts` attempts, saying why it stops there."""
+    notes = [f"{attempts} attempts"] if attempts > 1 else []
+    if why:
+        notes.append(why)
+    if notes:
+        return UnavailableError(f"{error.message} ({'; '.join(notes)})")
+    return UnavailableError(error.message) if type(error) is _Unreachable else error
+
+
 class Pipe:
     """One client-side handle to a service address; share it between threads.
 
@@ -1068,6 +1136,11 @@ class Pipe:
                        system's CAs, `ssl.create_default_context()`); with a client
                        certificate for servers that require one (mTLS):
                        `transport.tls.client_context(ca, certfile=..., keyfile=...)`
+      retry            the `RetryPolicy` for calls of `@idempotent` methods that fail
+                       with UNAVAILABLE (default `RetryPolicy()`: 5 attempts, backoff
+                       0.05 s doubling to 1 s with full jitter, a budget of 10 tokens);
+                       None never retries (a call the server provably never saw is
+                       still resent once)
       max_decoded_size / max_nesting_depth   what one STATUS or MESSAGE from the
                        server may decode into: bytes of arrays and maps as
                        sys.getsizeof counts them (64 MiB) and how deep they nest,
@@ -1094,6 +1167,7 @@ class Pipe:
         compression_threshold: int = DEFAULT_THRESHOLD,
         max_decoded_size: int = DEFAULT_MAX_DECODED_SIZE,
         max_nesting_depth: int = DEFAULT_MAX_NESTING_DEPTH,
+        retry: RetryPolicy | None = _DEFAULT_RETRY,
     ) -> None:
         self.address = address
         self._address = parse_address(address)
@@ -1119,6 +1193,15 @@ class Pipe:
         self._retry_at = 0.0
         self._last_error = ""
         self._closed = False
+        self._closed_event = threading.Event()
+        """Set by `close`: ends the waits of retries and of calls waiting for ready."""
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise TypeError(f"retry must be a RetryPolicy or None, not {type(retry).__name__}")
+        self._retry = retry
+        self._budget = (
+            NO_BUDGET if retry is None else RetryBudget(retry.max_tokens, retry.token_ratio)
+        )
+        _PIPES.add(self)
 
     @property
     def codec(self) -> str | None:
@@ -1126,28 +1209,46 @@ class Pipe:
         connection = self._connection
         return None if connection is None else connection.settings.codec
 
-    def unary(self, service: str, method: str, args: list[Any], options: CallOptions) -> Any:
+    def unary(
+        self,
+        service: str,
+        method: str,
+        args: list[Any],
+        options: CallOptions,
+        idempotent: bool = False,
+    ) -> Any:
         """Send one call and wait for its result (wire form); raises RpcError.
 
-        A call the server provably never saw (refused by GOAWAY, or on a
-        connection already known dead) is resent once on a fresh connection.
+        The first attempt runs here, inline; only a failure with UNAVAILABLE goes on
+        to `_again`, which resends the call when that is safe: at once if the server
+        provably never saw it, after a backoff (`retry`) if the method is
+        `idempotent`, once connected if the call waits for ready.
         """
         deadline = None if options.timeout is None else _deadline(options.timeout)
-        for attempt in (1, 2):
-            connection = self._connection
-            if connection is not None and not connection.calls and not connection.streams:
-                connection.poll_idle()
+        connection = self._connection
+        if connection is not None and not connection.calls and not connection.streams:
+            connection.poll_idle()
+        try:
             if connection is None or connection.closed_reason is not None or connection.goaway:
                 connection = self._connect(f"{service}.{method}", options.timeout, deadline)
-            try:
-                return connection.unary(service, method, args, options, deadline)
-            except _NotProcessed:
-                if attempt == 2:
-                    raise UnavailableError(
-                        f"{service}.{method}: {self.address} refused the call twice "
-                        f"({connection.closed_reason or 'going away'})"
-                    ) from None
-        raise AssertionError("unreachable")
+            result = connection.unary(service, method, args, options, deadline)
+        except (_NotProcessed, UnavailableError) as exc:
+            failure: Exception = exc  # retried below, outside the handler: no chained traceback
+        else:
+            budget = self._budget
+            if budget.tokens < budget.max_tokens:
+                budget.succeeded()
+            return result
+        return self._again(
+            service,
+            method,
+            options,
+            deadline,
+            idempotent,
+            failure,
+            connection,
+            lambda c: c.unary(service, method, args, options, deadline),
+        )
 
     def stream(
         self,
@@ -1159,6 +1260,7 @@ class Pipe:
         source: Iterable[Any] | None = None,
         encode_item: Callable[[Any], Any] | None = None,
         decode_item: Callable[[Any], Any] | None = None,
+        idempotent: bool = False,
     ) -> ClientStream:
         """Open a streaming call.
 
@@ -1166,25 +1268,137 @@ class Pipe:
         `decode_item` makes an output channel for what the server streams. The
         call is under way when this returns; its failures arrive on the stream,
         except that failing to connect raises (UNAVAILABLE, or DEADLINE_EXCEEDED
-        when the call's deadline ran out first).
+        when the call's deadline ran out first). Opening it is retried as a unary
+        call is (`_again`); once its CALL is written, a stream is never retried.
         """
         deadline = _deadline(options.timeout)
-        for attempt in (1, 2):
-            connection = self._connection
-            if connection is not None and not connection.calls and not connection.streams:
-                connection.poll_idle()
+
+        def open_on(connection: _Connection) -> ClientStream:
+            return connection.open_stream(
+                service, method, args, options, deadline, source, encode_item, decode_item
+            )
+
+        connection = self._connection
+        if connection is not None and not connection.calls and not connection.streams:
+            connection.poll_idle()
+        try:
             if connection is None or not connection.usable:
                 connection = self._connect(f"{service}.{method}", options.timeout, deadline)
-            try:
-                return connection.open_stream(
-                    service, method, args, options, deadline, source, encode_item, decode_item
-                )
-            except _NotProcessed:
-                if attempt == 2:
-                    raise UnavailableError(
-                        f"{service}.{method}: {self.address} refused the call"
+            stream = open_on(connection)
+        except (_NotProcessed, UnavailableError) as exc:
+            failure: Exception = exc
+        else:
+            budget = self._budget
+            if budget.tokens < budget.max_tokens:
+                budget.succeeded()  # it is open: the server is there
+            return stream
+        return self._again(
+            service, method, options, deadline, idempotent, failure, connection, open_on
+        )
+
+    def _again(
+        self,
+        service: str,
+        method: str,
+        options: CallOptions,
+        deadline: float | None,
+        idempotent: bool,
+        failure: Exception,
+        connection: _Connection | None,
+        send: Callable[[_Connection], _T],
+    ) -> _T:
+        """Resend a call whose attempt failed with UNAVAILABLE, while that is safe.
+
+        How far the failed attempt got decides: `_Unreachable` (no connection: the
+        call was not sent), `_NotProcessed` (refused unseen: GOAWAY named an older
+        stream, or `connection` was found dead before the CALL was written), any
+        other UnavailableError (the server may have seen the call). It goes again:
+          - unreached, with wait_for_ready: as soon as a connection is made, waiting
+            out the reconnect backoff (`_wait_for_ready`; no attempt or token spent);
+          - refused unseen: once, at once, whatever the method;
+          - any of them, if the method is idempotent and the pipe has a `retry`
+            policy: after `RetryPolicy.backoff` (and no sooner than the next connect
+            may be tried), up to `max_attempts` attempts in all, while the budget
+            allows and the next attempt can start before the deadline;
+        otherwise the last error is raised. Every failed attempt costs the budget a
+        token; the pipe closing ends any wait with UNAVAILABLE.
+        """
+        name = f"{service}.{method}"
+        policy = self._retry if idempotent else None
+        budget = self._budget
+        attempts = 1
+        unseen_resent = False
+        while True:
+            if isinstance(failure, _NotProcessed):
+                assert connection is not None
+                reason = connection.closed_reason or "server going away"
+                error = UnavailableError(f"{name}: {self.address} refused the call ({reason})")
+            else:
+                assert isinstance(failure, UnavailableError)
+                error = failure
+            if self._closed:
+                raise UnavailableError(f"{name}: pipe to {self.address} is closed") from None
+            if not (isinstance(failure, _Unreachable) and options.wait_for_ready):
+                budget.failed()
+                if isinstance(failure, _NotProcessed) and not unseen_resent:
+                    unseen_resent = True
+                elif policy is None or attempts >= policy.max_attempts:
+                    raise _given_up(error, attempts, "") from None
+                elif not budget.allows_retry:
+                    raise _given_up(
+                        error, attempts, "retries throttled: too many failures"
                     ) from None
-        raise AssertionError("unreachable")
+                else:
+                    now = time.monotonic()
+                    # No sooner than the next connect may be tried: an attempt made while
+                    # the pipe backs off would fail at once, for nothing.
+                    delay = max(policy.backoff(attempts), self._retry_at - now)
+                    if deadline is not None and now + delay >= deadline:
+                        raise _given_up(error, attempts, "no time left for another") from None
+                    if delay > 0 and self._closed_event.wait(delay):
+                        continue  # closed meanwhile: said at the top
+                attempts += 1
+            try:
+                connection = self._connection
+                if connection is None or not connection.usable:
+                    if options.wait_for_ready:
+                        connection = self._wait_for_ready(name, options.timeout, deadline, error)
+                    else:
+                        connection = self._connect(name, options.timeout, deadline)
+                result = send(connection)
+            except (_NotProcessed, UnavailableError) as exc:
+                failure = exc
+                continue
+            if budget.tokens < budget.max_tokens:
+                budget.succeeded()
+            return result
+
+    def _wait_for_ready(
+        self, name: str, timeout: float | None, deadline: float | None, error: RpcError
+    ) -> _Connection:
+        """Connect, waiting out failures and the reconnect backoff, until the deadline.
+
+        gRPC's wait-for-ready: while the server cannot be reached the call waits (with
+        no deadline, until the pipe is closed), trying each time the pipe's reconnect
+        backoff allows; the deadline passing meanwhile raises DEADLINE_EXCEEDED naming
+        the last connect error.
+        """
+        while True:
+            if self._closed:
+                raise UnavailableError(f"{name}: pipe to {self.address} is closed") from None
+            now = time.monotonic()
+            wait = self._retry_at - now
+            if deadline is not None and now + max(0.0, wait) >= deadline:
+                raise DeadlineExceededError(
+                    f"{name}: deadline of {timeout:g}s passed while waiting for "
+                    f"{self.address} to be ready ({error.message})"
+                ) from None
+            if wait > 0 and self._closed_event.wait(wait):
+                continue  # closed: said at the top
+            try:
+                return self._connect(name, timeout, deadline)
+            except UnavailableError as exc:
+                error = exc
 
     def _connect(self, name: str, timeout: float | None, deadline: float | None) -> _Connection:
         """The live connection, connecting if needed, within the call's `deadline`.
@@ -1207,7 +1421,7 @@ class Pipe:
                 return connection
             now = time.monotonic()
             if now < self._retry_at:
-                raise UnavailableError(
+                raise _Unreachable(
                     f"cannot reach {self.address} ({self._last_error}); "
                     f"next attempt in {self._retry_at - now:.2f}s"
                 )
@@ -1242,7 +1456,7 @@ class Pipe:
                 backoff = min(self._backoff_max, self._backoff_base * 2 ** (self._failures - 1))
                 self._retry_at = now + backoff * random.uniform(0.8, 1.2)
                 self._last_error = detail
-                raise UnavailableError(f"cannot reach {self.address}: {self._last_error}") from None
+                raise _Unreachable(f"cannot reach {self.address}: {self._last_error}") from None
             self._failures = 0
             self._retry_at = 0.0
             if connection is not None and not connection.calls and not connection.streams:
@@ -1266,14 +1480,45 @@ class Pipe:
         with self._lock:
             self._closed = True
             connection, self._connection = self._connection, None
+        self._closed_event.set()
         if connection is not None:
             connection.close()
+
+    def _forget_after_fork(self) -> None:
+        """In a child process after fork: the next call dials a connection of its own.
+
+        Runs alone in the child (forksafe.py): no lock taken, new ones made (a parent
+        thread may have held the old ones: connecting, or waiting on `_closed_event`).
+        The parent's connection is dropped without a byte sent
+        (`_Connection.forget_after_fork`); the parent goes on using it untouched.
+        """
+        self._lock = threading.Lock()
+        closed_event = threading.Event()
+        if self._closed:
+            closed_event.set()
+        self._closed_event = closed_event
+        self._failures = 0
+        self._retry_at = 0.0
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.forget_after_fork()
 
     def __enter__(self) -> Pipe:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+_PIPES: weakref.WeakSet[Pipe] = weakref.WeakSet()
+"""Every live Pipe, for `_forget_parent_connections`."""
+
+
+@forksafe.reset_in_child
+def _forget_parent_connections() -> None:
+    """After fork, in the child: no Pipe keeps its parent's connection (forksafe.py)."""
+    for pipe in list(_PIPES):
+        pipe._forget_after_fork()
 
 
 __all__ = ["CallOptions", "ClientStream", "Pipe"]
