@@ -62,8 +62,8 @@ class RetryPolicy:
     """Each retry's range is this many times the previous one's (up to max_backoff)."""
     max_tokens: float = 10.0
     """The retry budget (gRPC's retry throttling, per Pipe): every attempt that fails
-    with UNAVAILABLE costs a token, every call that succeeds earns `token_ratio`;
-    retries go only while more than half of `max_tokens` are left."""
+    with UNAVAILABLE costs a token, every call that succeeds (a stream: once open)
+    earns `token_ratio`; retries go only while more than half of `max_tokens` are left."""
     token_ratio: float = 0.1
 
     def __post_init__(self) -> None:
