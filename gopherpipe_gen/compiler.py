@@ -838,21 +838,25 @@ def _methods(service_name: str, method: Method, client: _Emitter, server: _Emitt
             _item_function(server, f"{prefix}_item_in", stream.type, False, item_path)
         )
         extras[:0] = [f"stream_param={method.stream_index}", f"decode_item={prefix}_item_in"]
+    # The contract's @idempotent lets the runtime retry the call (gopherpipe_runtime.retry).
+    retry = ", idempotent=True" if method.idempotent else ""
     if kind == "UNARY":
-        client_call = f'self._gp_unary("{method.name}", {encoded_args}, {prefix}_result)'
+        client_call = f'self._gp_unary("{method.name}", {encoded_args}, {prefix}_result{retry})'
     elif kind == "SERVER_STREAM":
-        client_call = f'self._gp_server_stream("{method.name}", {encoded_args}, {prefix}_item_in)'
+        client_call = (
+            f'self._gp_server_stream("{method.name}", {encoded_args}, {prefix}_item_in{retry})'
+        )
     elif kind == "CLIENT_STREAM":
         assert method.stream_param is not None
         client_call = (
             f'self._gp_client_stream("{method.name}", {encoded_args}, '
-            f"{method.stream_param.name}, {prefix}_item_out, {prefix}_result)"
+            f"{method.stream_param.name}, {prefix}_item_out, {prefix}_result{retry})"
         )
     else:
         assert method.stream_param is not None
         client_call = (
             f'self._gp_bidi("{method.name}", {encoded_args}, '
-            f"{method.stream_param.name}, {prefix}_item_out, {prefix}_item_in)"
+            f"{method.stream_param.name}, {prefix}_item_out, {prefix}_item_in{retry})"
         )
     params_table = defaults_table = None
     if method.required < len(method.params):

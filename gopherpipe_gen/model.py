@@ -166,6 +166,8 @@ class Method:
     stream_param: Param | None = None
     stream_returns: TypeRef | None = None
     stream_index: int | None = None
+    idempotent: bool = False
+    """Marked ``@idempotent`` in the contract: the client may retry its calls."""
 
     @property
     def kind(self) -> str:

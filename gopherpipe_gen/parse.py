@@ -14,7 +14,10 @@ where they come from (``from datetime import date``, or ``import datetime`` and
 Streams: a name is gopherpipe_runtime's ``Chan`` by where it comes from (``from
 gopherpipe_runtime import Chan [as X]`` or ``gopherpipe_runtime.Chan``), not by its
 spelling, since the stubs annotate with the runtime's class and a look-alike would
-not type-check against the contract.
+not type-check against the contract. ``@idempotent`` is recognised the same way
+(``from gopherpipe_runtime import idempotent [as X]``, ``import gopherpipe_runtime
+[as gp]`` then ``@gp.idempotent``); it may mark an RPC method only, and the contract
+file is searched for it anywhere else (`idempotent_elsewhere`).
 """
 
 from __future__ import annotations
@@ -85,6 +88,7 @@ CHAN_OPTIONAL = (
     "stands for 'no items')"
 )
 CHAN_IMPORT = "from gopherpipe_runtime import Chan"
+IDEMPOTENT_IMPORT = "from gopherpipe_runtime import idempotent"
 CHAN_OF_CHAN = (
     "Chan[Chan[T]] is not supported: a stream's items are values; write Chan[T] with a "
     "non-Chan item type, e.g. Chan[list[T]]"
@@ -164,6 +168,9 @@ def _decorator_name(decorator: cst.Decorator) -> str | None:
     if isinstance(node, cst.Call):
         node = node.func
     return _tail_name(node)
+
+
+_Runtime = Literal["runtime", "lookalike", "other"]
 
 
 def _is_docstring_or_filler(statement: cst.BaseStatement | cst.BaseSmallStatement) -> bool:
@@ -1373,8 +1380,44 @@ class _Parser:
                 f"method {name!r} is not abstract: every method of a service is an RPC; "
                 "mark it @abstractmethod or move it out of the service class",
             )
-        if len(decorators) != 1:
-            raise self.fail(mod, fn, "an RPC method takes only the @abstractmethod decorator")
+        idempotent = False
+        others = 0
+        for decorator in fn.decorators:
+            kind = self.idempotent_kind(mod, decorator)
+            if kind == "runtime":
+                if isinstance(decorator.decorator, cst.Call):
+                    raise self.fail(
+                        mod, decorator, "idempotent takes no arguments: write @idempotent"
+                    )
+                if idempotent:
+                    raise self.fail(mod, decorator, "@idempotent is given twice: remove one")
+                idempotent = True
+            elif kind == "lookalike":
+                node = decorator.decorator
+                node = node.func if isinstance(node, cst.Call) else node
+                if isinstance(node, cst.Name) and node.value in mod.imports:
+                    source, dots, _, _ = mod.imports[node.value]
+                    message = (
+                        f"this idempotent comes from {'.' * dots}{source}: gen knows "
+                        f"gopherpipe_runtime's only; write {IDEMPOTENT_IMPORT}"
+                    )
+                elif isinstance(node, cst.Name):
+                    message = f"idempotent is not imported: add {IDEMPOTENT_IMPORT}"
+                else:
+                    message = (
+                        f"{mod.module.code_for_node(node)} is not gopherpipe_runtime's "
+                        f"idempotent: write {IDEMPOTENT_IMPORT}"
+                    )
+                raise self.fail(mod, decorator, message)
+            else:
+                others += 1
+        if others != 1:
+            raise self.fail(
+                mod,
+                fn,
+                "an RPC method takes only the @abstractmethod decorator, and @idempotent "
+                "if a call may safely run twice",
+            )
         if fn.asynchronous is not None:
             raise self.fail(mod, fn.name, "async methods are not supported: use def")
         if name.startswith("_"):
@@ -1452,7 +1495,80 @@ class _Parser:
                     returns = Scalar("None")
         if not ok or returns is None:
             raise _Invalid()
-        return Method(name, tuple(result), returns, stream_param, stream_returns, stream_index)
+        return Method(
+            name, tuple(result), returns, stream_param, stream_returns, stream_index, idempotent
+        )
+
+    def idempotent_kind(self, mod: _Module, decorator: cst.Decorator) -> _Runtime:
+        """Whether `decorator` is gopherpipe_runtime's ``idempotent`` (or a call of it),
+        something else spelled ``idempotent`` ("lookalike"), or another decorator."""
+        node = decorator.decorator
+        if isinstance(node, cst.Call):
+            node = node.func
+        if isinstance(node, cst.Name):
+            if node.value in mod.imports:
+                source, dots, original, _ = mod.imports[node.value]
+                if (
+                    original == "idempotent"
+                    and dots == 0
+                    and source.split(".")[0] == "gopherpipe_runtime"
+                ):
+                    return "runtime"
+            return "lookalike" if node.value == "idempotent" else "other"
+        if isinstance(node, cst.Attribute) and node.attr.value == "idempotent":
+            head = mod.module.code_for_node(node.value)
+            first, _, rest = head.partition(".")
+            module = mod.module_imports.get(first)
+            if module is not None and f"{module}.{rest}".split(".")[0] == "gopherpipe_runtime":
+                return "runtime"
+            return "lookalike"
+        return "other"
+
+    def idempotent_elsewhere(self, mod: _Module) -> None:
+        """Report gopherpipe_runtime's ``@idempotent`` anywhere but on an RPC method
+        (those `method` reads) in the contract file."""
+        services = {
+            cls
+            for cls in mod.classes.values()
+            if any(_tail_name(b.value) == "ABC" for b in cls.bases)
+        }
+        parser = self
+
+        class Visitor(cst.CSTVisitor):
+            def __init__(self) -> None:
+                self.owners: list[cst.ClassDef | cst.FunctionDef] = []
+
+            def visit_ClassDef(self, node: cst.ClassDef) -> None:
+                self.check(node, f"class {node.name.value}")
+                self.owners.append(node)
+
+            def leave_ClassDef(self, original_node: cst.ClassDef) -> None:
+                self.owners.pop()
+
+            def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+                owner = self.owners[-1] if self.owners else None
+                if not (owner in services and len(self.owners) == 1):
+                    if isinstance(owner, cst.ClassDef):
+                        what = f"method {owner.name.value}.{node.name.value}"
+                    else:
+                        what = f"function {node.name.value}"
+                    self.check(node, what)
+                self.owners.append(node)
+
+            def leave_FunctionDef(self, original_node: cst.FunctionDef) -> None:
+                self.owners.pop()
+
+            def check(self, node: cst.ClassDef | cst.FunctionDef, what: str) -> None:
+                for decorator in node.decorators:
+                    if parser.idempotent_kind(mod, decorator) == "runtime":
+                        parser.error(
+                            mod,
+                            decorator,
+                            "@idempotent marks an RPC method (an @abstractmethod of a "
+                            f"service class), which {what} is not: remove it",
+                        )
+
+        mod.module.visit(Visitor())
 
     def param_name(self, mod: _Module, param: cst.Param) -> None:
         name = param.name.value
@@ -1485,6 +1601,7 @@ class _Parser:
         except _Invalid:
             return None
         services: list[Service] = []
+        self.idempotent_elsewhere(mod)
         for cls in mod.classes.values():
             if any(_tail_name(b.value) == "ABC" for b in cls.bases):
                 with contextlib.suppress(_Invalid):

@@ -10,6 +10,7 @@ from .client import ClientBase
 from .context import CallContext, Peer, current_call
 from .interceptors import Interceptor
 from .pipe import CallOptions, Pipe
+from .retry import RetryPolicy, idempotent
 from .server import Server
 from .service import MethodDef, MethodKind, ServiceDef
 from .status import (
@@ -61,6 +62,7 @@ __all__ = [
     "Pipe",
     "ResourceExhaustedError",
     "ResponseMetadata",
+    "RetryPolicy",
     "RpcError",
     "Selected",
     "Server",
@@ -71,6 +73,7 @@ __all__ = [
     "UnimplementedError",
     "UnknownError",
     "current_call",
+    "idempotent",
     "response_metadata",
     "select",
 ]

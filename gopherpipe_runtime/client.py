@@ -47,20 +47,26 @@ class ClientBase:
         timeout: float | None = None,
         metadata: Mapping[str, str] | None = None,
         cancel: CancelToken | None = None,
+        wait_for_ready: bool | None = None,
     ) -> Self:
         """A client sharing this one's connection whose calls use these options.
 
         Options given here replace the current ones; metadata is merged over them.
         `cancel`: a `CancelToken` whose ``cancel()`` (from any thread) ends the calls
         made through the returned client with CANCELLED, telling the server.
+        `wait_for_ready=True`: while the server cannot be reached, a call waits for
+        it (until its deadline; with none, until the pipe is closed) instead of
+        failing at once with UNAVAILABLE, as gRPC's wait-for-ready.
         """
-        merged = dict(self._gp_options.metadata)
+        current = self._gp_options
+        merged = dict(current.metadata)
         if metadata:
             merged.update(metadata)
         options = CallOptions(
-            timeout=timeout if timeout is not None else self._gp_options.timeout,
+            timeout=timeout if timeout is not None else current.timeout,
             metadata=merged,
-            cancel=cancel if cancel is not None else self._gp_options.cancel,
+            cancel=cancel if cancel is not None else current.cancel,
+            wait_for_ready=current.wait_for_ready if wait_for_ready is None else wait_for_ready,
         )
         return type(self)(self._gp_pipe, options=options)
 
@@ -83,22 +89,36 @@ class ClientBase:
     ) -> None:
         self.close()
 
-    def _gp_unary(self, method: str, args: list[Any], decode_result: Callable[[Any], T]) -> T:
-        wire_result = self._gp_pipe.unary(self._gp_service_name, method, args, self._gp_options)
+    def _gp_unary(
+        self,
+        method: str,
+        args: list[Any],
+        decode_result: Callable[[Any], T],
+        idempotent: bool = False,
+    ) -> T:
+        """A unary call; `idempotent` (from the contract's ``@idempotent``) lets the
+        pipe retry it on UNAVAILABLE."""
+        wire_result = self._gp_pipe.unary(
+            self._gp_service_name, method, args, self._gp_options, idempotent
+        )
         try:  # `_gp_decode`, inlined: one call fewer on every unary call
             return decode_result(wire_result)
         except InvalidArgumentError:
             return self._gp_decode(method, decode_result, wire_result)
 
     def _gp_server_stream(
-        self, method: str, args: list[Any], decode_item: Callable[[Any], T]
+        self,
+        method: str,
+        args: list[Any],
+        decode_item: Callable[[Any], T],
+        idempotent: bool = False,
     ) -> Chan[T]:
         """A server-streaming call: the channel of what the server sends.
 
         Iterating it ends when the server finishes, or raises the call's RpcError
         after every item sent before the failure. Closing it cancels the call.
         """
-        return self._gp_output(method, args, None, None, decode_item)
+        return self._gp_output(method, args, None, None, decode_item, idempotent)
 
     def _gp_client_stream(
         self,
@@ -107,6 +127,7 @@ class ClientBase:
         source: Iterable[Any],
         encode_item: Callable[[Any], Any],
         decode_result: Callable[[Any], T],
+        idempotent: bool = False,
     ) -> T:
         """A client-streaming call: send every item of `source`, then wait for the result."""
         stream = self._gp_pipe.stream(
@@ -116,6 +137,7 @@ class ClientBase:
             self._gp_options,
             source=source,
             encode_item=encode_item,
+            idempotent=idempotent,
         )
         return self._gp_decode(method, decode_result, stream.result())
 
@@ -126,9 +148,10 @@ class ClientBase:
         source: Iterable[Any],
         encode_item: Callable[[Any], Any],
         decode_item: Callable[[Any], T],
+        idempotent: bool = False,
     ) -> Chan[T]:
         """A bidi call: items of `source` go out as they come; the channel brings replies."""
-        return self._gp_output(method, args, source, encode_item, decode_item)
+        return self._gp_output(method, args, source, encode_item, decode_item, idempotent)
 
     def _gp_output(
         self,
@@ -137,6 +160,7 @@ class ClientBase:
         source: Iterable[Any] | None,
         encode_item: Callable[[Any], Any] | None,
         decode_item: Callable[[Any], T],
+        idempotent: bool,
     ) -> Chan[T]:
         stream = self._gp_pipe.stream(
             self._gp_service_name,
@@ -146,6 +170,7 @@ class ClientBase:
             source=source,
             encode_item=encode_item,
             decode_item=decode_item,
+            idempotent=idempotent,
         )
         output = stream.take_output()
         output.bad_item = self._gp_malformed(method)

@@ -48,6 +48,27 @@ connection has nobody reading it, the checks run on keepalive.py's one process-w
 thread (not a thread per connection), which also reads what has arrived when nobody
 else is reading. The only cost on the call path is the time of each read
 (`last_read`).
+
+Resending. `Pipe.unary` and `Pipe.stream` make a call's first attempt inline; only
+one that fails with UNAVAILABLE goes on to `Pipe._again`, so a call that succeeds
+pays for retries one comparison (the budget's). What may be resent depends on how
+far the attempt got: a call the server provably never saw (GOAWAY named an older
+stream, or the connection was found dead before the CALL was written) is resent
+once, whatever its method; a call of an `idempotent` method is retried on any
+UNAVAILABLE with the pipe's `RetryPolicy` (backoff with full jitter, never sleeping
+past the deadline, while the per-pipe `RetryBudget` allows: retry.py); any other
+call that may have reached the server is never resent. A stream is retried only
+while it opens: once its CALL is written, failures arrive on the stream. With
+`CallOptions.wait_for_ready` a call that finds no connection waits for one (trying
+whenever the reconnect backoff allows) until its deadline, or with none until the
+pipe is closed, instead of failing at once.
+
+Fork. A child process after `os.fork()` must not touch its parent's connection: the
+socket is shared, so a GOAWAY or a shutdown from the child would end the parent's
+calls. At the fork every live Pipe (`_PIPES`) forgets its connection in the child
+(`forksafe.py`): the child closes only its own descriptors, makes new locks (a
+parent thread may have held the old ones) and dials a connection of its own on its
+next call; the parent's connection is untouched.
 """
 
 from __future__ import annotations
@@ -66,9 +87,9 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
-from . import frames, keepalive
+from . import forksafe, frames, keepalive
 from .address import Address, parse_address
 from .calls import CancelToken, ClientCall, ResponseMetadata, current_capture
 from .chan import Chan
@@ -116,6 +137,7 @@ from .frames import (
 from .handshake import HandshakeError, Settings, client_accept, client_hello
 from .interceptors import Chain, Interceptor
 from .pool import StepRunner
+from .retry import NO_BUDGET, RetryBudget, RetryPolicy
 from .service import MethodKind
 from .status import (
     CancelledError,
@@ -167,6 +189,9 @@ class CallOptions:
     metadata: Mapping[str, str] = field(default_factory=dict)
     cancel: CancelToken | None = None
     """Cancelling it ends the call with CANCELLED and tells the server (calls.py)."""
+    wait_for_ready: bool = False
+    """While the server cannot be reached, wait for it (until the deadline; with none,
+    until the pipe is closed) instead of failing at once with UNAVAILABLE."""
 
 
 _PENDING, _DONE, _LEAD = 0, 1, 2
@@ -479,7 +504,7 @@ class _Connection:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._poller.register(self._wake_r, select.POLLIN)
-        weakref.finalize(self, _close_fds, self._wake_r, self._wake_w)
+        self._close_wake_fds = weakref.finalize(self, _close_fds, self._wake_r, self._wake_w)
         self.closed_reason: str | None = None
         self.goaway = False
         self.writer = FrameWriter(sock, write_timeout, self._on_write_error, _send_in_thread)
@@ -1220,6 +1245,30 @@ class _Connection:
     def close(self, reason: str = "pipe closed") -> None:
         self._shut(reason)
 
+    def forget_after_fork(self) -> None:
+        """In a child process after fork: drop this connection, inherited from the parent.
+
+        Nothing is written and nothing shut down: the socket is shared with the parent,
+        which goes on using it (a shutdown or a GOAWAY would end its calls). Only the
+        child's own descriptors are closed. It runs alone in the child (forksafe.py),
+        so it takes no lock and makes new ones (a parent thread may have held the old
+        ones at the fork). Calls and streams in flight are the parent's: the child has
+        none of their threads, so they are dropped without a word.
+        """
+        reason = "inherited from the parent process across fork()"
+        self.closed_reason = reason
+        self._mutex = threading.Lock()
+        self._read_lock = threading.Lock()
+        self._reader_cond = threading.Condition(threading.Lock())
+        self.calls = {}
+        self.streams = {}
+        self._stream_waiters = {}
+        self._deadlines = []
+        self.writer.forget_after_fork(ConnectionLost(reason))
+        with contextlib.suppress(OSError):
+            self.sock.close()  # the child's descriptor only: the parent's stays open
+        self._close_wake_fds()
+
 
 def _close_fds(*fds: int) -> None:
     for fd in fds:
@@ -1314,6 +1363,25 @@ def _deadline(timeout: float | None) -> float | None:
     return time.monotonic() + min(MAX_TIMEOUT_MS / 1000, timeout)
 
 
+_T = TypeVar("_T")
+_DEFAULT_RETRY = RetryPolicy()
+
+
+class _Unreachable(UnavailableError):
+    """`Pipe._connect` found no connection: the call was not sent. Never reaches the
+    caller as such (`_given_up` makes it a plain UnavailableError)."""
+
+
+def _given_up(error: UnavailableError, attempts: int, why: str) -> UnavailableError:
+    """The error a call ends with after `attempts` attempts, saying why it stops there."""
+    notes = [f"{attempts} attempts"] if attempts > 1 else []
+    if why:
+        notes.append(why)
+    if notes:
+        return UnavailableError(f"{error.message} ({'; '.join(notes)})")
+    return UnavailableError(error.message) if type(error) is _Unreachable else error
+
+
 class Pipe:
     """One client-side handle to a service address; share it between threads.
 
@@ -1336,6 +1404,11 @@ class Pipe:
                        system's CAs, `ssl.create_default_context()`); with a client
                        certificate for servers that require one (mTLS):
                        `transport.tls.client_context(ca, certfile=..., keyfile=...)`
+      retry            the `RetryPolicy` for calls of `@idempotent` methods that fail
+                       with UNAVAILABLE (default `RetryPolicy()`: 5 attempts, backoff
+                       0.05 s doubling to 1 s with full jitter, a budget of 10 tokens);
+                       None never retries (a call the server provably never saw is
+                       still resent once)
       max_decoded_size / max_nesting_depth   what one STATUS or MESSAGE from the
                        server may decode into: bytes of arrays and maps as
                        sys.getsizeof counts them (64 MiB) and how deep they nest,
@@ -1383,6 +1456,7 @@ class Pipe:
         interceptors: Iterable[Interceptor] = (),
         keepalive_interval: float | None = keepalive.DEFAULT_CLIENT_INTERVAL,
         keepalive_timeout: float = keepalive.DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = _DEFAULT_RETRY,
     ) -> None:
         if keepalive_interval is not None and not keepalive_interval > 0:
             raise ValueError("keepalive_interval must be positive (or None: no keepalive)")
@@ -1417,6 +1491,15 @@ class Pipe:
         self._retry_at = 0.0
         self._last_error = ""
         self._closed = False
+        self._closed_event = threading.Event()
+        """Set by `close`: ends the waits of retries and of calls waiting for ready."""
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise TypeError(f"retry must be a RetryPolicy or None, not {type(retry).__name__}")
+        self._retry = retry
+        self._budget = (
+            NO_BUDGET if retry is None else RetryBudget(retry.max_tokens, retry.token_ratio)
+        )
+        _PIPES.add(self)
 
     @property
     def codec(self) -> str | None:
@@ -1433,11 +1516,21 @@ class Pipe:
         connection = self._connection
         return connection is not None and connection.usable
 
-    def unary(self, service: str, method: str, args: list[Any], options: CallOptions) -> Any:
+    def unary(
+        self,
+        service: str,
+        method: str,
+        args: list[Any],
+        options: CallOptions,
+        idempotent: bool = False,
+    ) -> Any:
         """Send one call and wait for its result (wire form); raises RpcError.
 
-        A call the server provably never saw (refused by GOAWAY, or on a
-        connection already known dead) is resent once on a fresh connection.
+        The first attempt runs inline (`_unary`); only a failure with UNAVAILABLE
+        goes on to `_again`, which resends the call when that is safe: at once if
+        the server provably never saw it, after a backoff (`retry`) if the method is
+        `idempotent`, once connected if the call waits for ready. Interceptors see
+        the call once, around all of its attempts.
         """
         deadline = None if options.timeout is None else _deadline(options.timeout)
         if (
@@ -1446,8 +1539,8 @@ class Pipe:
             or serving_call() is not None
             or current_capture() is not None
         ):
-            return self._unary_intercepted(service, method, args, options, deadline)
-        return self._unary(service, method, args, options, deadline, None)
+            return self._unary_intercepted(service, method, args, options, deadline, idempotent)
+        return self._unary(service, method, args, options, deadline, None, idempotent)
 
     def _unary_intercepted(
         self,
@@ -1456,6 +1549,7 @@ class Pipe:
         args: list[Any],
         options: CallOptions,
         deadline: float | None,
+        idempotent: bool,
     ) -> Any:
         """A unary call with more to it than the plain path: interceptors, a cancel token,
         a `response_metadata()` block, or a call being served to inherit from."""
@@ -1465,7 +1559,7 @@ class Pipe:
         sink = current_capture()
         chain = self._interceptors
         if chain is None:
-            return self._unary(service, method, args, options, deadline, sink)
+            return self._unary(service, method, args, options, deadline, sink, idempotent)
         call = ClientCall(
             service,
             method,
@@ -1477,9 +1571,8 @@ class Pipe:
         )
 
         def proceed() -> Any:
-            return self._unary(
-                service, method, args, replace(options, metadata=call.metadata), deadline, sink
-            )
+            sent = replace(options, metadata=call.metadata)
+            return self._unary(service, method, args, sent, deadline, sink, idempotent)
 
         code, message = StatusCode.OK, ""
         try:
@@ -1501,22 +1594,32 @@ class Pipe:
         options: CallOptions,
         deadline: float | None,
         sink: ResponseMetadata | None,
+        idempotent: bool,
     ) -> Any:
-        for attempt in (1, 2):
-            connection = self._connection
-            if connection is not None and not connection.calls and not connection.streams:
-                connection.poll_idle()
+        connection = self._connection
+        if connection is not None and not connection.calls and not connection.streams:
+            connection.poll_idle()
+        try:
             if connection is None or connection.closed_reason is not None or connection.goaway:
                 connection = self._connect(f"{service}.{method}", options.timeout, deadline)
-            try:
-                return connection.unary(service, method, args, options, deadline, sink)
-            except _NotProcessed:
-                if attempt == 2:
-                    raise UnavailableError(
-                        f"{service}.{method}: {self.address} refused the call twice "
-                        f"({connection.closed_reason or 'going away'})"
-                    ) from None
-        raise AssertionError("unreachable")
+            result = connection.unary(service, method, args, options, deadline, sink)
+        except (_NotProcessed, UnavailableError) as exc:
+            failure: Exception = exc  # retried below, outside the handler: no chained traceback
+        else:
+            budget = self._budget
+            if budget.tokens < budget.max_tokens:
+                budget.succeeded()
+            return result
+        return self._again(
+            service,
+            method,
+            options,
+            deadline,
+            idempotent,
+            failure,
+            connection,
+            lambda c: c.unary(service, method, args, options, deadline, sink),
+        )
 
     def stream(
         self,
@@ -1528,6 +1631,7 @@ class Pipe:
         source: Iterable[Any] | None = None,
         encode_item: Callable[[Any], Any] | None = None,
         decode_item: Callable[[Any], Any] | None = None,
+        idempotent: bool = False,
     ) -> ClientStream:
         """Open a streaming call.
 
@@ -1535,7 +1639,8 @@ class Pipe:
         `decode_item` makes an output channel for what the server streams. The
         call is under way when this returns; its failures arrive on the stream,
         except that failing to connect raises (UNAVAILABLE, or DEADLINE_EXCEEDED
-        when the call's deadline ran out first).
+        when the call's deadline ran out first). Opening it is retried as a unary
+        call is (`_again`); once its CALL is written, a stream is never retried.
         """
         deadline = _deadline(options.timeout)
         served = serving_call()
@@ -1545,7 +1650,16 @@ class Pipe:
         chain = self._interceptors
         if chain is None:
             stream = self._open(
-                service, method, args, options, deadline, source, encode_item, decode_item, sink
+                service,
+                method,
+                args,
+                options,
+                deadline,
+                source,
+                encode_item,
+                decode_item,
+                sink,
+                idempotent,
             )
         else:
             if source is None:
@@ -1578,6 +1692,7 @@ class Pipe:
                     observed_encode,
                     observed_decode,
                     sink,
+                    idempotent,
                 )
 
             try:
@@ -1609,31 +1724,134 @@ class Pipe:
         encode_item: Callable[[Any], Any] | None,
         decode_item: Callable[[Any], Any] | None,
         sink: ResponseMetadata | None,
+        idempotent: bool,
     ) -> ClientStream:
-        for attempt in (1, 2):
-            connection = self._connection
-            if connection is not None and not connection.calls and not connection.streams:
-                connection.poll_idle()
+        def open_on(connection: _Connection) -> ClientStream:
+            return connection.open_stream(
+                service, method, args, options, deadline, source, encode_item, decode_item, sink
+            )
+
+        connection = self._connection
+        if connection is not None and not connection.calls and not connection.streams:
+            connection.poll_idle()
+        try:
             if connection is None or not connection.usable:
                 connection = self._connect(f"{service}.{method}", options.timeout, deadline)
-            try:
-                return connection.open_stream(
-                    service,
-                    method,
-                    args,
-                    options,
-                    deadline,
-                    source,
-                    encode_item,
-                    decode_item,
-                    sink,
-                )
-            except _NotProcessed:
-                if attempt == 2:
-                    raise UnavailableError(
-                        f"{service}.{method}: {self.address} refused the call"
+            stream = open_on(connection)
+        except (_NotProcessed, UnavailableError) as exc:
+            failure: Exception = exc
+        else:
+            budget = self._budget
+            if budget.tokens < budget.max_tokens:
+                budget.succeeded()  # it is open: the server is there
+            return stream
+        return self._again(
+            service, method, options, deadline, idempotent, failure, connection, open_on
+        )
+
+    def _again(
+        self,
+        service: str,
+        method: str,
+        options: CallOptions,
+        deadline: float | None,
+        idempotent: bool,
+        failure: Exception,
+        connection: _Connection | None,
+        send: Callable[[_Connection], _T],
+    ) -> _T:
+        """Resend a call whose attempt failed with UNAVAILABLE, while that is safe.
+
+        How far the failed attempt got decides: `_Unreachable` (no connection: the
+        call was not sent), `_NotProcessed` (refused unseen: GOAWAY named an older
+        stream, or `connection` was found dead before the CALL was written), any
+        other UnavailableError (the server may have seen the call). It goes again:
+          - unreached, with wait_for_ready: as soon as a connection is made, waiting
+            out the reconnect backoff (`_wait_for_ready`; no attempt or token spent);
+          - refused unseen: once, at once, whatever the method;
+          - any of them, if the method is idempotent and the pipe has a `retry`
+            policy: after `RetryPolicy.backoff` (and no sooner than the next connect
+            may be tried), up to `max_attempts` attempts in all, while the budget
+            allows and the next attempt can start before the deadline;
+        otherwise the last error is raised. Every failed attempt costs the budget a
+        token; the pipe closing ends any wait with UNAVAILABLE.
+        """
+        name = f"{service}.{method}"
+        policy = self._retry if idempotent else None
+        budget = self._budget
+        attempts = 1
+        unseen_resent = False
+        while True:
+            if isinstance(failure, _NotProcessed):
+                assert connection is not None
+                reason = connection.closed_reason or "server going away"
+                error = UnavailableError(f"{name}: {self.address} refused the call ({reason})")
+            else:
+                assert isinstance(failure, UnavailableError)
+                error = failure
+            if self._closed:
+                raise UnavailableError(f"{name}: pipe to {self.address} is closed") from None
+            if not (isinstance(failure, _Unreachable) and options.wait_for_ready):
+                budget.failed()
+                if isinstance(failure, _NotProcessed) and not unseen_resent:
+                    unseen_resent = True
+                elif policy is None or attempts >= policy.max_attempts:
+                    raise _given_up(error, attempts, "") from None
+                elif not budget.allows_retry:
+                    raise _given_up(
+                        error, attempts, "retries throttled: too many failures"
                     ) from None
-        raise AssertionError("unreachable")
+                else:
+                    now = time.monotonic()
+                    # No sooner than the next connect may be tried: an attempt made while
+                    # the pipe backs off would fail at once, for nothing.
+                    delay = max(policy.backoff(attempts), self._retry_at - now)
+                    if deadline is not None and now + delay >= deadline:
+                        raise _given_up(error, attempts, "no time left for another") from None
+                    if delay > 0 and self._closed_event.wait(delay):
+                        continue  # closed meanwhile: said at the top
+                attempts += 1
+            try:
+                connection = self._connection
+                if connection is None or not connection.usable:
+                    if options.wait_for_ready:
+                        connection = self._wait_for_ready(name, options.timeout, deadline, error)
+                    else:
+                        connection = self._connect(name, options.timeout, deadline)
+                result = send(connection)
+            except (_NotProcessed, UnavailableError) as exc:
+                failure = exc
+                continue
+            if budget.tokens < budget.max_tokens:
+                budget.succeeded()
+            return result
+
+    def _wait_for_ready(
+        self, name: str, timeout: float | None, deadline: float | None, error: RpcError
+    ) -> _Connection:
+        """Connect, waiting out failures and the reconnect backoff, until the deadline.
+
+        gRPC's wait-for-ready: while the server cannot be reached the call waits (with
+        no deadline, until the pipe is closed), trying each time the pipe's reconnect
+        backoff allows; the deadline passing meanwhile raises DEADLINE_EXCEEDED naming
+        the last connect error.
+        """
+        while True:
+            if self._closed:
+                raise UnavailableError(f"{name}: pipe to {self.address} is closed") from None
+            now = time.monotonic()
+            wait = self._retry_at - now
+            if deadline is not None and now + max(0.0, wait) >= deadline:
+                raise DeadlineExceededError(
+                    f"{name}: deadline of {timeout:g}s passed while waiting for "
+                    f"{self.address} to be ready ({error.message})"
+                ) from None
+            if wait > 0 and self._closed_event.wait(wait):
+                continue  # closed: said at the top
+            try:
+                return self._connect(name, timeout, deadline)
+            except UnavailableError as exc:
+                error = exc
 
     def _connect(self, name: str, timeout: float | None, deadline: float | None) -> _Connection:
         """The live connection, connecting if needed, within the call's `deadline`.
@@ -1656,7 +1874,7 @@ class Pipe:
                 return connection
             now = time.monotonic()
             if now < self._retry_at:
-                raise UnavailableError(
+                raise _Unreachable(
                     f"cannot reach {self.address} ({self._last_error}); "
                     f"next attempt in {self._retry_at - now:.2f}s"
                 )
@@ -1691,7 +1909,7 @@ class Pipe:
                 backoff = min(self._backoff_max, self._backoff_base * 2 ** (self._failures - 1))
                 self._retry_at = now + backoff * random.uniform(0.8, 1.2)
                 self._last_error = detail
-                raise UnavailableError(f"cannot reach {self.address}: {self._last_error}") from None
+                raise _Unreachable(f"cannot reach {self.address}: {self._last_error}") from None
             self._failures = 0
             self._retry_at = 0.0
             if connection is not None and connection.too_many_pings:
@@ -1738,15 +1956,46 @@ class Pipe:
         with self._lock:
             self._closed = True
             connection, self._connection = self._connection, None
+        self._closed_event.set()
         if connection is not None:
             connection.close()
             keepalive.settle()
+
+    def _forget_after_fork(self) -> None:
+        """In a child process after fork: the next call dials a connection of its own.
+
+        Runs alone in the child (forksafe.py): no lock taken, new ones made (a parent
+        thread may have held the old ones: connecting, or waiting on `_closed_event`).
+        The parent's connection is dropped without a byte sent
+        (`_Connection.forget_after_fork`); the parent goes on using it untouched.
+        """
+        self._lock = threading.Lock()
+        closed_event = threading.Event()
+        if self._closed:
+            closed_event.set()
+        self._closed_event = closed_event
+        self._failures = 0
+        self._retry_at = 0.0
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.forget_after_fork()
 
     def __enter__(self) -> Pipe:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+_PIPES: weakref.WeakSet[Pipe] = weakref.WeakSet()
+"""Every live Pipe, for `_forget_parent_connections`."""
+
+
+@forksafe.reset_in_child
+def _forget_parent_connections() -> None:
+    """After fork, in the child: no Pipe keeps its parent's connection (forksafe.py)."""
+    for pipe in list(_PIPES):
+        pipe._forget_after_fork()
 
 
 __all__ = ["CallOptions", "ClientStream", "Pipe"]

@@ -275,6 +275,20 @@ class FrameWriter:
         for resume in drained:
             resume()
 
+    def forget_after_fork(self, reason: BaseException) -> None:
+        """In a child process after fork: refuse every write, sending nothing.
+
+        Runs alone in the child (forksafe.py), so it takes no lock: the inherited one
+        may be held by a parent thread that does not exist here, hence a new one. The
+        queue is the parent's to send; parked senders are the parent's threads.
+        """
+        self._lock = threading.Lock()
+        self._error = reason
+        self._pending = []
+        self._pending_bytes = 0
+        self._flushing = False
+        self._drained = []
+
     def close(self, reason: BaseException | None = None) -> None:
         """Refuse further writes; queued bytes are dropped."""
         with self._lock:

@@ -59,14 +59,32 @@ class ServerProcess:
             text=True,
             env=same_checkout_env(),
         )
+        self.addresses: list[str] = []
+        """Every bound address, in the order asked (serve.py takes several, comma-separated)."""
+        self.address = ""
+        line = self._read_line()
+        if line != "standby":  # else `go()` binds
+            self._bound(line)
+
+    def _read_line(self) -> str:
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().strip()
         if not line:
             self.proc.kill()
             raise RuntimeError("server process did not start")
+        return line
+
+    def _bound(self, line: str) -> None:
         self.addresses = line.split()
-        """Every bound address, in the order asked (serve.py takes several, comma-separated)."""
         self.address = self.addresses[0]
+
+    def go(self) -> None:
+        """A server started with harness {"standby": true}: bind and serve now; returns
+        once it listens."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+        self._bound(self._read_line())
 
     def status(self, field: str) -> int:
         """An integer field of the server's /proc/<pid>/status (VmRSS is in KiB)."""

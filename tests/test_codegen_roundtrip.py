@@ -42,7 +42,9 @@ class Loopback:
     def add_service(self, service: ServiceDef) -> None:
         self.services[service.name] = service
 
-    def unary(self, service: str, method: str, args: list[Any], options: Any) -> Any:
+    def unary(
+        self, service: str, method: str, args: list[Any], options: Any, idempotent: bool = False
+    ) -> Any:
         received = wire(args)
         self.calls.append((service, method, received))
         handler = self.services[service].methods[method]
@@ -374,7 +376,9 @@ def test_server_refuses_a_wrong_return_value(types: Stubs) -> None:
 
 def test_client_turns_a_malformed_result_into_internal(types: Stubs) -> None:
     class Liar:
-        def unary(self, service: str, method: str, args: list[Any], options: Any) -> Any:
+        def unary(
+            self, service: str, method: str, args: list[Any], options: Any, idempotent: bool = False
+        ) -> Any:
             return {"points": [[1.0]], "color": 42, "tree": [1, [[2]]]}[method]
 
     stub = types.client.TypesClient(Liar())
@@ -484,6 +488,32 @@ class StreamRecorder:
                 return 3
 
         return Opened()
+
+
+def test_idempotent_methods_say_so_to_the_pipe(load_case: Callable[[str], Stubs]) -> None:
+    stubs = load_case("idempotent")
+    unary: list[tuple[str, bool]] = []
+
+    class Recorder(StreamRecorder):
+        def unary(
+            self, service: str, method: str, args: list[Any], options: Any, idempotent: bool = False
+        ) -> Any:
+            unary.append((method, idempotent))
+            return 1 if method == "append" else None
+
+    pipe = Recorder()
+    client = stubs.client.StoreClient(pipe)
+    client.get("k")
+    client.put(stubs.contract.Entry("k", b"v"))
+    client.append("k", b"v")
+    client.scan("k")
+    with pytest.raises(InternalError):
+        client.get_many(["a"])  # the recorder's result is StreamRecorder's 3, not a list
+    client.watch(["a"])
+    assert unary == [("get", True), ("put", True), ("append", False)]
+    assert [(o["method"], o["idempotent"]) for o in pipe.opened] == [
+        ("scan", True), ("get_many", True), ("watch", True),
+    ]  # fmt: skip
 
 
 def test_stream_shapes_on_the_server(load_case: Callable[[str], Stubs]) -> None:
@@ -1147,7 +1177,9 @@ def test_results_beyond_64_bits_are_refused_on_both_sides(types: Stubs) -> None:
         handler.encode_result(handler.call(*handler.decode_args([1])))
 
     class JsonLiar:
-        def unary(self, service: str, method: str, args: list[Any], options: Any) -> Any:
+        def unary(
+            self, service: str, method: str, args: list[Any], options: Any, idempotent: bool = False
+        ) -> Any:
             return {"integer": -(2**63) - 1, "ints": [1, 2**64]}[method]
 
     stub = types.client.TypesClient(JsonLiar())

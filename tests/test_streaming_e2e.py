@@ -18,7 +18,14 @@ from typing import Any
 
 import msgpack
 import pytest
-from e2e_harness import E2E, ServerProcess, generate_stubs, raw_handshake, read_until_closed
+from e2e_harness import (
+    E2E,
+    ServerProcess,
+    generate_stubs,
+    raw_handshake,
+    read_until_closed,
+    same_checkout_env,
+)
 
 from gopherpipe_runtime import (
     Chan,
@@ -288,7 +295,9 @@ def test_client_killed_mid_stream_ends_the_servers_streams(
 def test_seed_chat_example_runs_as_written(tmp_path: Path) -> None:
     """The seed's Go chat example, translated as in the streaming issue."""
     shutil.copy(E2E.parent.parent / "examples" / "chat" / "service.py", tmp_path / "service.py")
-    subprocess.run([str(GOPHERPIPE), "gen", "service.py"], cwd=tmp_path, check=True)
+    subprocess.run(
+        [str(GOPHERPIPE), "gen", "service.py"], cwd=tmp_path, check=True, env=same_checkout_env()
+    )
     script = textwrap.dedent("""
         import threading
         from gopherpipe_runtime import Chan, Server
@@ -321,7 +330,12 @@ def test_seed_chat_example_runs_as_written(tmp_path: Path) -> None:
             chat.close()
         """)
     run = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=same_checkout_env(),
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines() == [

@@ -4,7 +4,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import Enum
 
-from gopherpipe_runtime import Chan
+from gopherpipe_runtime import Chan, idempotent
 
 
 class Mood(Enum):
@@ -26,13 +26,16 @@ class ChatService(ABC):
     def join_room(self, room_id: str, incoming: Chan[str]) -> Chan[Message]:
         """Bidi: what you send goes to everyone in the room; you get what everyone says."""
 
+    @idempotent
     @abstractmethod
     def history(self, room_id: str, limit: int = 50) -> list[Message]:
-        """Unary: the room's last `limit` messages, oldest first."""
+        """Unary: the room's last `limit` messages, oldest first. Only reads, so a call
+        that fails with UNAVAILABLE is retried."""
 
+    @idempotent
     @abstractmethod
     def tail(self, room_id: str) -> Chan[Message]:
-        """Server stream: follow a room without joining it."""
+        """Server stream: follow a room without joining it (retried while it opens)."""
 
     @abstractmethod
     def upload(self, lines: Chan[str]) -> int:

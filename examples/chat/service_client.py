@@ -47,11 +47,15 @@ class ChatServiceClient(ChatService, ClientBase):
                 check_int(limit, "history(): argument 'limit'"),
             ],
             _ChatService_history_result,
+            idempotent=True,
         )
 
     def tail(self, room_id: str) -> Chan[Message]:
         return self._gp_server_stream(
-            "tail", [check_str(room_id, "tail(): argument 'room_id'")], _ChatService_tail_item_in
+            "tail",
+            [check_str(room_id, "tail(): argument 'room_id'")],
+            _ChatService_tail_item_in,
+            idempotent=True,
         )
 
     def upload(self, lines: Iterable[str]) -> int:

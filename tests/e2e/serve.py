@@ -1,9 +1,9 @@
 """Serve the e2e services in their own process:
 `serve.py STUB_DIR ADDRESS[,ADDRESS...] [options JSON [harness JSON]]`.
 
-Serves AllTypes, and Streams and MoreTypes too when their stubs are in STUB_DIR.
-Prints the bound addresses on stdout (one line, separated by spaces, in the order
-given), then serves until killed or stdin closes. The options go to `Server`; the
+Serves AllTypes, and Streams, MoreTypes and Retries too when their stubs are in
+STUB_DIR. Prints the bound addresses on stdout (one line, separated by spaces, in the
+order given), then serves until killed or stdin closes. The options go to `Server`; the
 harness JSON sets up the process for hardening tests:
   "nofile": N     lower the soft RLIMIT_NOFILE to N before the Server is made
   "gc": false     disable the cyclic garbage collector, so only reference counting frees
@@ -11,6 +11,9 @@ harness JSON sets up the process for hardening tests:
   "tls": {"cert": PEM, "key": PEM, "client_ca": PEM}
                   pass `tls=` an SSLContext serving that certificate; with
                   "client_ca", clients must present a certificate it signed (mTLS)
+  "standby": true print "standby" once everything is imported, and bind only when a
+                  line arrives on stdin: a restart that takes milliseconds, not a
+                  Python start-up (the address must then name a port, not 0)
 """
 
 from __future__ import annotations
@@ -52,6 +55,9 @@ if "tls" in harness:
         tls.verify_mode = ssl.CERT_REQUIRED
     options["tls"] = tls
 
+if harness.get("standby"):
+    print("standby", flush=True)
+    sys.stdin.readline()
 server = Server(*address.split(","), **options)
 register_all_types(server, AllTypesImpl())
 if os.path.exists(os.path.join(stub_dir, "e2e_streams_server.py")):
@@ -64,6 +70,11 @@ if os.path.exists(os.path.join(stub_dir, "e2e_moretypes_server.py")):
     from moretypes_impl import MoreTypesImpl
 
     register_more_types(server, MoreTypesImpl())
+if os.path.exists(os.path.join(stub_dir, "e2e_retries_server.py")):
+    from e2e_retries_server import register_retries  # type: ignore[import-not-found]
+    from retries_impl import RetriesImpl
+
+    register_retries(server, RetriesImpl())
 
 
 def stats() -> dict[str, Any]:
