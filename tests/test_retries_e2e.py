@@ -99,8 +99,14 @@ def test_a_server_restart_is_survived_by_idempotent_calls_only(
             else:
                 kill(first)
                 thread, outcome = in_thread(lambda: call("k", ""))
-            second.go()
-            result = joined(thread, outcome)
+            if method == "put" and when == "just before":
+                # A call the dead server never saw may be resent once: had the new server
+                # bound meanwhile, it would answer. Nobody is listening until it ends here.
+                result = joined(thread, outcome)
+                second.go()
+            else:
+                second.go()
+                result = joined(thread, outcome)
             if method == "get":
                 assert result == {"value": f"k@{second.proc.pid}"}
                 assert client.seen("k") == 1
