@@ -1,21 +1,31 @@
-"""The ``gopherpipe`` command line: ``gopherpipe gen PATH... [-o DIR] [--check]``."""
+"""The ``gopherpipe`` command line: ``gopherpipe gen PATH... [-o DIR] [--check]`` and
+``gopherpipe health ADDRESS [SERVICE]``.
+
+The generator's stack (libcst, jinja2, black) is imported by `gen` only, when it runs:
+``gopherpipe health`` imports the runtime and nothing else of ours, so a health probe
+starts in a fraction of the time (it may run every few seconds in every container).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from .errors import SpecError, SpecErrors
-from .parse import parse_contract
-from .render import FormatConfigError, Output, render_contract, same_code
+
+if TYPE_CHECKING:
+    import ssl
+
+    from .render import Output
 
 app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     no_args_is_help=True,
-    help="GopherPipe code generator: typed client and server stubs from service contracts.",
+    help="GopherPipe: typed client and server stubs from service contracts (gen), and a"
+    " health probe for running servers (health).",
 )
 
 EXIT_STALE = 1
@@ -30,6 +40,9 @@ def _root() -> None:
 
 def generate(paths: list[Path], out_dir: Path | None) -> list[Output]:
     """Every stub for `paths`; raises SpecErrors listing the problems of all of them."""
+    from .parse import parse_contract
+    from .render import render_contract
+
     errors: list[SpecError] = []
     outputs: list[Output] = []
     for path in paths:
@@ -65,11 +78,13 @@ def gen(
 ) -> None:
     """Write <stem>_client.py and <stem>_server.py for each contract.
 
-    The stubs are formatted with the black settings of the project they land in, found
-    as black finds them from the output folder ([tool.black] in pyproject.toml), or
-    black's defaults. A stub that differs from the fresh output only in formatting is
-    left as it is.
+    The stubs are formatted with the black settings of the project they land
+    in, found as black finds them from the output folder (the tool.black table
+    of pyproject.toml), or black's defaults. A stub that differs from the fresh
+    output only in formatting is left as it is.
     """
+    from .render import FormatConfigError
+
     try:
         outputs = generate(paths, out)
     except SpecErrors as exc:
@@ -103,11 +118,96 @@ def _current(output: Output) -> bool | None:
     black settings since) does not make --check fail forever, nor gen rewrite the files
     and fight that formatter.
     """
+    from .render import same_code
+
     try:
         on_disk = output.path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
     return on_disk == output.text or same_code(on_disk, output.text, output.mode)
+
+
+_HEALTH_HELP = """Print the health of a server or one of its services: SERVING or NOT_SERVING.
+
+The server's built-in Health service ("gopherpipe.Health") answers, for
+the server overall or for SERVICE. A stopping server answers NOT_SERVING
+through its grace period.
+
+Exit codes: 0 SERVING; 1 NOT_SERVING; 2 bad arguments; 3 the server has
+no service SERVICE; 4 unreachable, or no answer within --timeout; 5 the
+server answered with another error (e.g. it has no Health service). Only
+0 means healthy.
+
+Examples:
+  gopherpipe health tcp://127.0.0.1:7070
+  gopherpipe health tcp://127.0.0.1:7070 ChatService
+  gopherpipe health tls://api.internal:7443 --ca ca.pem --timeout 2
+
+As a Kubernetes exec probe (in the server's container):
+
+  readinessProbe:
+    exec:
+      command: ["gopherpipe", "health", "tcp://127.0.0.1:7070"]
+    periodSeconds: 10
+    timeoutSeconds: 5
+
+For tls:// and wss:// without --ca/--cert/--key, GOPHERPIPE_TLS_CA,
+GOPHERPIPE_TLS_CERT and GOPHERPIPE_TLS_KEY are used when set (else the
+system's CAs)."""
+
+
+@app.command(help=_HEALTH_HELP)
+def health(
+    address: Annotated[
+        str,
+        typer.Argument(
+            help="tcp://HOST:PORT, unix:///PATH, tls://, ws://, wss://", show_default=False
+        ),
+    ],
+    service: Annotated[
+        str,
+        typer.Argument(help="A service's name (its contract's class name); none: the server."),
+    ] = "",
+    timeout: Annotated[
+        float,
+        typer.Option(help="Seconds for the whole check, connecting included.", min=0.001),
+    ] = 3.0,
+    ca: Annotated[
+        Path | None,
+        typer.Option("--ca", help="CA file (PEM) the server's certificate must chain to."),
+    ] = None,
+    cert: Annotated[
+        Path | None,
+        typer.Option("--cert", help="Our certificate (PEM), for servers that require one."),
+    ] = None,
+    key: Annotated[
+        Path | None,
+        typer.Option("--key", help="The key of --cert, if not in the same file."),
+    ] = None,
+) -> None:
+    # The runtime only: see the module docstring.
+    from gopherpipe_runtime import health as runtime_health
+    from gopherpipe_runtime.transport.tls import client_context, context_from_env
+
+    if key is not None and cert is None:
+        typer.echo("error: --key needs --cert", err=True)
+        raise typer.Exit(runtime_health.EXIT_USAGE)
+    tls: ssl.SSLContext | None
+    try:
+        if ca is not None or cert is not None:
+            tls = client_context(
+                None if ca is None else str(ca),
+                certfile=None if cert is None else str(cert),
+                keyfile=None if key is None else str(key),
+            )
+        else:
+            tls = context_from_env(server_side=False)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        typer.echo(f"error: TLS files: {exc}", err=True)
+        raise typer.Exit(runtime_health.EXIT_USAGE) from None
+    code, line = runtime_health.probe(address, service, timeout=timeout, tls=tls)
+    typer.echo(line, err=code not in (runtime_health.EXIT_SERVING, runtime_health.EXIT_NOT_SERVING))
+    raise typer.Exit(code)
 
 
 def main() -> None:

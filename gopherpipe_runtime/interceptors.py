@@ -262,7 +262,7 @@ class TokenAuthServer(Interceptor):
     def __init__(
         self,
         tokens: Iterable[str] | Callable[[str], bool],
-        exempt: Iterable[str] = ("gopherpipe.Health",),
+        exempt: Iterable[str] = ("gopherpipe.Health",),  # health.HEALTH_SERVICE (it imports us)
     ) -> None:
         if callable(tokens):
             self._valid: Callable[[str], bool] = tokens

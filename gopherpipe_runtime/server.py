@@ -50,6 +50,12 @@ Connection lifecycle, all on the polling thread:
   open stream's `Outbound` does, until the stream ends, which `_close` makes
   happen), so a closed connection is freed by reference counting when its last
   call ends, not whenever the cycle collector next runs.
+- stop (`Server.stop`): the built-in Health service (health.py) turns
+  NOT_SERVING first; then every open connection gets GOAWAY, while the listeners
+  keep accepting through the grace period so that health probes still get an
+  answer: a draining server admits only Health calls (`_on_call`), every other
+  new call gets UNAVAILABLE at once. At the end the listeners close, then every
+  connection.
 """
 
 from __future__ import annotations
@@ -60,11 +66,13 @@ import functools
 import logging
 import os
 import selectors
+import signal
 import socket
 import ssl
 import sys
 import threading
 import time
+import types
 from collections.abc import Callable, Iterable
 from queue import Empty, SimpleQueue
 from types import TracebackType
@@ -116,6 +124,7 @@ from .frames import (
     encode_stream_frame,
 )
 from .handshake import HandshakeError, server_choose
+from .health import HEALTH_SERVICE, HealthState
 from .interceptors import Chain, Interceptor
 from .pool import LeaderFollowerPool, StepRunner
 from .service import MethodDef, ServiceDef
@@ -190,6 +199,11 @@ HTTP_400_BODY = (
     b"This port speaks GopherPipe (TCP_LITE), not HTTP: use a GopherPipe client "
     b"(tcp://host:port).\n"
 )
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived while serve_forever() waited (a BaseException, as
+    KeyboardInterrupt is: nothing between the handler and serve_forever may catch it)."""
 
 
 class _Connection:
@@ -414,6 +428,10 @@ class Server:
     When accept() fails for lack of file descriptors or memory the server stops
     accepting for a while (10 ms, doubling to 1 s) instead of retrying at once,
     and logs once per episode; connections already open keep being served.
+
+    Every server answers the built-in Health service, "gopherpipe.Health"
+    (health.py): `set_serving` sets what it says, `stop` turns it NOT_SERVING
+    before draining, and `serve_forever` drains on SIGTERM as on Ctrl-C.
     """
 
     def __init__(
@@ -530,7 +548,8 @@ class Server:
             poll_timeout=self._poll_timeout,
         )
         self._sender = StepRunner()
-        self._services: dict[str, ServiceDef] = {}
+        self._health = HealthState()
+        self._services: dict[str, ServiceDef] = {HEALTH_SERVICE: self._health.service_def()}
         self._listeners: list[socket.socket] = []
         self._bound: list[Address] = []
         self._listening_on: dict[socket.socket, Address] = {}
@@ -538,6 +557,8 @@ class Server:
         self._commands: SimpleQueue[Callable[[], None]] = SimpleQueue()
         self._wake_r, self._wake_w = socket.socketpair()
         self._started = False
+        self._stopping = False
+        """stop() has begun (health is NOT_SERVING); `_draining` follows on the I/O thread."""
         self._draining = False
         self._stopped = threading.Event()
         self._lock = threading.Lock()
@@ -549,6 +570,18 @@ class Server:
         if service.name in self._services:
             raise ValueError(f"service {service.name!r} is already registered")
         self._services[service.name] = service
+        self._health.add(service.name)
+
+    def set_serving(self, name: str, serving: bool) -> None:
+        """Set what the built-in Health service ("gopherpipe.Health", health.py) answers
+        for the service `name`, or for the server overall when `name` is "".
+
+        Every registered service and the server overall are SERVING until set
+        otherwise (also before start(): a server can start NOT_SERVING and turn
+        SERVING once warm). A name not registered is a ValueError. Once stop() has
+        begun everything is NOT_SERVING and this does nothing.
+        """
+        self._health.set(name, serving)
 
     @property
     def addresses(self) -> list[str]:
@@ -580,23 +613,73 @@ class Server:
             self._pool.start()
         return self
 
-    def serve_forever(self) -> None:
-        """start(), then block until stop() is called (Ctrl-C stops with 5 s grace)."""
+    def serve_forever(self, grace: float | None = 5.0) -> None:
+        """start(), then block until the server stops: stop() called from another
+        thread, or Ctrl-C or SIGTERM (what orchestrators send), either of which
+        drains with `stop(grace)` and returns.
+
+        SIGTERM is caught only when called from the main thread (Python runs signal
+        handlers there), and only while this runs: the previous handler is put back
+        on return. A second SIGTERM while draining is ignored (an orchestrator kills
+        with SIGKILL after its own grace period); a second Ctrl-C interrupts the
+        drain, as Ctrl-C does.
+        """
         self.start()
+        armed = True
+
+        def on_sigterm(signum: int, frame: types.FrameType | None) -> None:
+            # Raising is how a handler ends the wait below at once; a bare flag
+            # would be seen only when the wait times out. Only the first SIGTERM,
+            # and only before stop() began, so that nothing interrupts a drain.
+            nonlocal armed
+            if armed and not self._stopping:
+                armed = False
+                raise _Terminated
+
+        # getsignal() before installing, so that the handler is put back whatever
+        # point a signal interrupts (None: a handler not set from Python, which
+        # could not be restored, so leave it).
+        previous = (
+            signal.getsignal(signal.SIGTERM)
+            if threading.current_thread() is threading.main_thread()
+            else None
+        )
         try:
-            while not self._stopped.wait(0.5):
-                pass
-        except KeyboardInterrupt:
-            self.stop(5.0)
+            try:
+                if previous is not None:
+                    signal.signal(signal.SIGTERM, on_sigterm)
+                while not self._stopped.wait(0.5):
+                    pass
+            except (KeyboardInterrupt, _Terminated) as exc:
+                armed = False
+                why = "SIGTERM" if isinstance(exc, _Terminated) else "interrupted"
+                log.info("%s: draining, up to %ss for calls in progress", why, grace or 0)
+                self.stop(grace)
+        finally:
+            armed = False
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     def stop(self, grace: float | None = None) -> None:
-        """Stop serving.
+        """Stop serving: health first, then a drain of up to `grace` seconds.
 
-        Listeners close at once and every connection gets GOAWAY, so clients stop
-        sending new calls here (calls that still arrive get UNAVAILABLE). Calls in
-        progress get up to `grace` seconds to finish (None: no wait, like gRPC);
-        then every connection is closed. Idempotent.
+        1. The Health service answers NOT_SERVING for the server and every service
+           (for good: set_serving no longer changes it), and its watch streams end.
+        2. Every open connection gets GOAWAY (UNAVAILABLE "server is shutting
+           down"), so well-behaved clients send no new calls on it. The listeners
+           stay open during the grace period so that health probes still reach the
+           server and read NOT_SERVING: new connections are accepted, Health calls
+           are answered, and every other new call gets UNAVAILABLE "server is
+           shutting down" at once (a client may try another endpoint).
+        3. Calls in progress get up to `grace` seconds to finish (None or 0: no
+           wait, like gRPC); stop returns sooner once none is left.
+        4. The listeners close (a Unix socket's path is removed) and so does every
+           connection; calls still running get UNAVAILABLE on the client.
+
+        Idempotent.
         """
+        self._stopping = True
+        self._health.shut_down()
         with self._lock:
             if not self._started or self._stopped.is_set():
                 self._stopped.set()
@@ -722,9 +805,6 @@ class Server:
                 log.warning("accepting again after %d failed attempts", self._accept_failures)
                 self._accept_backoff = 0.0
                 self._accept_failures = 0
-            if self._draining:
-                sock.close()
-                continue
             if len(self._connections) >= self._max_connections:
                 self._refuse(sock)
                 continue
@@ -822,8 +902,6 @@ class Server:
 
     def _resume_accepting(self) -> None:
         self._accepting_at = None
-        if self._draining:
-            return
         for listener in self._listeners:
             with contextlib.suppress(KeyError):
                 self._selector.register(listener, selectors.EVENT_READ, None)
@@ -1171,7 +1249,7 @@ class Server:
         if stream_id in conn.streams:
             raise ProtocolError(f"stream {stream_id} is already open")
         conn.called = True  # not idle (the sweep)
-        if self._draining:
+        if self._draining and not self._is_health_call(conn, payload):
             self._reply_nowait(conn, stream_id, StatusCode.UNAVAILABLE, "server is shutting down")
             return
         if len(conn.streams) >= self._max_concurrent_streams:
@@ -1215,6 +1293,16 @@ class Server:
                 f"server is at its limit of {self._pool.max_pending} pending calls",
             )
 
+    @staticmethod
+    def _is_health_call(conn: _Connection, payload: bytes) -> bool:
+        """A CALL to the Health service, which a draining server still answers. It
+        decodes the CALL here, on the I/O thread, but only while draining."""
+        assert conn.codec is not None
+        try:
+            return decode_call(conn.codec, payload).service == HEALTH_SERVICE
+        except ProtocolError:
+            return False
+
     def _inbound(self, conn: _Connection, stream_id: int) -> InboundChan[Any]:
         writer = conn.writer
 
@@ -1253,26 +1341,28 @@ class Server:
         conn.writer.write_nowait(encode_stream_frame(FrameType.STATUS, stream_id, body))
 
     def _begin_drain(self) -> None:
+        """stop(), step 2: GOAWAY on every open connection. The listeners stay, and
+        so do connections still in their handshake: either may be a health probe."""
         self._draining = True
-        self._accepting_at = None
-        for sock in self._listeners:
-            with contextlib.suppress(KeyError):  # not registered while accepting is paused
-                self._selector.unregister(sock)
-            sock.close()
-        for address in self._bound:
-            if address.scheme == "unix":
-                with contextlib.suppress(OSError):
-                    os.unlink(address.path)
         for conn in list(self._connections):
             if conn.state == "open":
                 last = max(conn.streams, default=0)
                 conn.writer.write_nowait(
                     encode_goaway(last, StatusCode.UNAVAILABLE, "server is shutting down")
                 )
-            else:
-                self._close(conn)
 
     def _close_everything(self) -> None:
+        """stop(), step 4: the listeners, then every connection."""
+        self._accepting_at = None
+        for sock in self._listeners:
+            with contextlib.suppress(KeyError):  # not registered while accepting is paused
+                self._selector.unregister(sock)
+            sock.close()
+        self._listeners.clear()
+        for address in self._bound:
+            if address.scheme == "unix":
+                with contextlib.suppress(OSError):
+                    os.unlink(address.path)
         for conn in list(self._connections):
             self._close(conn)
 

@@ -26,6 +26,7 @@ from gopherpipe_runtime import (
     RpcError,
     StatusCode,
     UnauthenticatedError,
+    health,
     response_metadata,
 )
 from gopherpipe_runtime.interceptors import (
@@ -245,6 +246,8 @@ def test_token_auth_rejects_and_accepts(serve: Any, client_class: Any) -> None:
         assert list(client.count(3, False)) == [0, 1, 2]
         assert client.total([4, 5]) == 9
         assert client.metadata("authorization") == "Bearer s3cret"
+    # Probes carry no credentials: the Health service is exempt by default.
+    assert health.check(server.address) == health.SERVING
 
 
 def test_logging_interceptor_lines(
