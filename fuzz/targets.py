@@ -14,7 +14,7 @@ exception type nobody documents, a wrong answer, or a round trip that changes a 
 - ``hello_server`` / ``hello_client``: `server_choose` and `client_accept` on arbitrary
   HELLO payloads: `ProtocolError` or `HandshakeError` only; what they accept is within
   the RFC's ranges, and the server's reply is accepted by a client that sent that HELLO.
-- ``call_body``: `decode_call` (and `decode_status`) over both codecs: `ProtocolError`
+- ``call_body``: `decode_call` (and `decode_status_with_trailers`, `decode_headers`) over both codecs: `ProtocolError`
   only; what they accept is well-typed and survives encode -> decode unchanged.
 - ``generated``: the converters `gopherpipe gen` writes, for fuzz/contract/ and
   tests/e2e/contract/: every ``_dec_*`` of the client stubs and every argument, result
@@ -53,7 +53,13 @@ import msgpack
 from gopherpipe_runtime import Chan, InvalidArgumentError, StatusCode
 from gopherpipe_runtime.codec import CODECS, Codec, CodecError
 from gopherpipe_runtime.compression import ALGORITHMS, MARK, CompressingCodec
-from gopherpipe_runtime.envelope import MAX_TIMEOUT_MS, decode_call, decode_status, encode_call
+from gopherpipe_runtime.envelope import (
+    MAX_TIMEOUT_MS,
+    decode_call,
+    decode_headers,
+    decode_status_with_trailers,
+    encode_call,
+)
 from gopherpipe_runtime.flow import DEFAULT_WINDOWS, MAX_WINDOW_BYTES, MAX_WINDOW_ITEMS, Windows
 from gopherpipe_runtime.frames import (
     HEADER_SIZE,
@@ -499,6 +505,10 @@ def fuzz_hello_client(data: bytes) -> None:
 # -- CALL and STATUS bodies -------------------------------------------------------------
 
 
+def _is_str_map(value: Any) -> bool:
+    return type(value) is dict and all(type(k) is str and type(v) is str for k, v in value.items())
+
+
 def fuzz_call_body(data: bytes) -> None:
     """data: [codec, CALL or STATUS, raw or recipe, compression] [body, or its recipe]."""
     if not data:
@@ -522,11 +532,18 @@ def fuzz_call_body(data: bytes) -> None:
             payload = MARK + algorithm.compress(payload)
     if data[0] & 2:
         try:
-            code, message, _ = decode_status(codec, payload)
+            headers = decode_headers(codec, payload)
+        except ProtocolError:
+            pass
+        else:
+            check(_is_str_map(headers), "HEADERS", headers)
+        try:
+            code, message, _, trailers = decode_status_with_trailers(codec, payload)
         except ProtocolError:
             return
         check(type(code) is StatusCode, "STATUS code is not a StatusCode:", code)
         check(type(message) is str, "STATUS message", message)
+        check(trailers is None or _is_str_map(trailers), "STATUS trailers", trailers)
         return
     try:
         header = decode_call(codec, payload)

@@ -36,7 +36,13 @@ from hypothesis import strategies as st
 
 from gopherpipe_runtime.codec import CODECS, CodecError
 from gopherpipe_runtime.convert import bad_enum, dec_uuid
-from gopherpipe_runtime.envelope import MAX_TIMEOUT_MS, decode_call, encode_call
+from gopherpipe_runtime.envelope import (
+    MAX_TIMEOUT_MS,
+    decode_call,
+    decode_headers,
+    decode_status_with_trailers,
+    encode_call,
+)
 from gopherpipe_runtime.flow import MAX_WINDOW_BYTES, MAX_WINDOW_ITEMS, Windows
 from gopherpipe_runtime.frames import (
     HEADER_SIZE,
@@ -56,7 +62,7 @@ from gopherpipe_runtime.handshake import (
     client_hello,
     server_choose,
 )
-from gopherpipe_runtime.status import InvalidArgumentError
+from gopherpipe_runtime.status import InvalidArgumentError, StatusCode
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -313,6 +319,42 @@ def test_call_bodies_raise_only_protocol_error(codec_name: str, payload: bytes) 
     assert type(header.service) is str and type(header.method) is str
     assert header.timeout_ms is None or 0 <= header.timeout_ms <= MAX_TIMEOUT_MS
     assert all(type(k) is str and type(v) is str for k, v in header.metadata.items())
+
+
+almost_statuses = st.tuples(
+    st.integers(-5, 20) | wire_values,
+    st.text(max_size=6) | wire_values,
+    wire_values,
+    st.dictionaries(st.text(max_size=4), st.text(max_size=4), max_size=3) | wire_values,
+).map(list)
+
+
+@PROPERTY
+@given(
+    st.sampled_from(sorted(CODECS)),
+    st.binary(max_size=64)
+    | st.tuples(st.sampled_from(sorted(CODECS)), almost_statuses | wire_values).map(
+        lambda c: CODECS[c[0]].encode(c[1])
+    ),
+)
+def test_status_and_headers_bodies_raise_only_protocol_error(
+    codec_name: str, payload: bytes
+) -> None:
+    codec = CODECS[codec_name]
+    try:
+        code, message, _, trailers = decode_status_with_trailers(codec, payload)
+    except ProtocolError:
+        pass
+    else:
+        assert type(code) is StatusCode and type(message) is str
+        assert trailers is None or all(
+            type(k) is str and type(v) is str for k, v in trailers.items()
+        )
+    try:
+        headers = decode_headers(codec, payload)
+    except ProtocolError:
+        return
+    assert all(type(k) is str and type(v) is str for k, v in headers.items())
 
 
 @PROPERTY
