@@ -124,7 +124,18 @@ def run_chat(scheme: str = "tls") -> str:
             "Is this thing on?", "--expect", "1",
         )  # fmt: skip
         said = finish(bob, "bob")
-        return joined + finish(ann, "ann") + said
+        heard = finish(ann, "ann")
+        probe(address)
+        return joined + heard + said
+
+
+def probe(address: str) -> None:
+    """What a Kubernetes exec probe would run: exit 0 only when the server is SERVING."""
+    step(f"gopherpipe health {address}")
+    scheme = address.partition("://")[0]
+    subprocess.run(
+        [str(GOPHERPIPE), "health", address], check=True, env=environment(scheme, "client")
+    )
 
 
 def main() -> None:
