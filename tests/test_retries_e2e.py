@@ -121,6 +121,34 @@ def test_a_server_restart_is_survived_by_idempotent_calls_only(
         second.stop()
 
 
+def test_a_cold_restart_is_survived_by_an_idempotent_call_waiting_for_ready(
+    api: Api, tmp_path: Path
+) -> None:
+    """A cold restart: a new process started from scratch only after the kill, which on
+    a loaded machine may take longer than the default policy's retries (~0.4-0.75 s in
+    all; here it is usually faster, and the call survives without waiting for ready
+    too). The idempotent call in flight is retried, finds nobody listening and,
+    waiting for ready, connects to the new process within its deadline."""
+    first = ServerProcess(api.stubs)
+    hold = tmp_path / "hold"
+    second: ServerProcess | None = None
+    try:
+        with api.RetriesClient.dial(first.address) as plain:
+            client = plain.with_options(timeout=30, wait_for_ready=True)
+            hold.touch()
+            thread, outcome = in_thread(lambda: client.get("k", str(hold)))
+            wait_until(lambda: Path(f"{hold}.{first.proc.pid}").exists(), "the call reached it")
+            kill(first)
+            hold.unlink()
+            second = ServerProcess(api.stubs, first.address)  # imports, binds: a cold start
+            assert joined(thread, outcome) == {"value": f"k@{second.proc.pid}"}
+            assert client.seen("k") == 1
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+
+
 def test_an_idempotent_server_stream_is_retried_while_it_opens(api: Api) -> None:
     first = ServerProcess(api.stubs)
     second = ServerProcess(api.stubs, first.address, harness=STANDBY)
