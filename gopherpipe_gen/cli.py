@@ -94,6 +94,7 @@ Examples:
 
 @app.command(help=_GEN_HELP)
 def gen(
+    ctx: typer.Context,
     paths: Annotated[
         list[Path] | None,
         typer.Argument(
@@ -125,6 +126,8 @@ def gen(
     try:
         contracts, out = plan([str(p) for p in paths or ()], out, Path.cwd())
     except ConfigError as exc:
+        if not paths:  # a bare `gopherpipe gen` outside a configured project
+            typer.echo(ctx.get_usage() + "\n", err=True)
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_CONFIG_ERROR) from None
     from .render import FormatConfigError
