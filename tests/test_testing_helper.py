@@ -13,7 +13,14 @@ from typing import Any
 import pytest
 
 from gopherpipe_runtime import Chan, Pipe, RpcError, Server, current_call
-from gopherpipe_runtime.status import DeadlineExceededError, PermissionDeniedError, StatusCode
+from gopherpipe_runtime.interceptors import TokenAuthClient, TokenAuthServer
+from gopherpipe_runtime.status import (
+    DeadlineExceededError,
+    NotFoundError,
+    PermissionDeniedError,
+    StatusCode,
+    UnauthenticatedError,
+)
 from gopherpipe_runtime.testing import memory_address, serve_in_memory
 
 CHAT = Path(__file__).resolve().parent.parent / "examples" / "chat"
@@ -56,6 +63,8 @@ def make_impl(chat: dict[str, Any]) -> Any:
             return [Message("bot", f"{room_id} {i}") for i in range(limit)]
 
         def tail(self, room_id: str) -> Chan[Any]:
+            if room_id == "gone":
+                raise RpcError(StatusCode.NOT_FOUND, "no room 'gone'")
             out: Chan[Any] = Chan(8)
             for i in range(3):
                 out.send(Message("bot", f"{room_id} {i}"))
@@ -97,6 +106,28 @@ def test_handler_rpc_error_reaches_the_client(chat: dict[str, Any]) -> None:
         pytest.raises(PermissionDeniedError, match="members only"),
     ):
         chat["Client"](pipe).history("secret")
+
+
+def test_stream_errors_and_interceptors_run_through_it(chat: dict[str, Any]) -> None:
+    with serve_in_memory(
+        chat["register"],
+        make_impl(chat),
+        server_options={"interceptors": [TokenAuthServer(["s3cret"])]},
+        pipe_options={"interceptors": [TokenAuthClient("s3cret")]},
+    ) as pipe:
+        client = chat["Client"](pipe)
+        with pytest.raises(NotFoundError, match="no room 'gone'"):
+            list(client.tail("gone"))
+        assert client.upload(iter(["x"])) == 1
+    with (
+        serve_in_memory(
+            chat["register"],
+            make_impl(chat),
+            server_options={"interceptors": [TokenAuthServer(["s3cret"])]},
+        ) as pipe,
+        pytest.raises(UnauthenticatedError),
+    ):
+        chat["Client"](pipe).history("lobby")
 
 
 def test_deadline(chat: dict[str, Any]) -> None:
