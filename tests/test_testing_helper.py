@@ -222,3 +222,23 @@ def test_a_name_is_served_once() -> None:
     # closed: the name is free again
     with Server(address) as again:
         again.start()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_is_refused_and_the_parent_keeps_serving(chat: dict[str, Any]) -> None:
+    with serve_in_memory(chat["register"], make_impl(chat)) as pipe:
+        client = chat["Client"](pipe)
+        assert len(client.history("r", limit=1)) == 1
+        pid = os.fork()
+        if pid == 0:  # the child: a fresh Pipe to the parent's memory:// address
+            code = 1
+            try:
+                with Pipe(pipe.address) as child_pipe:
+                    chat["Client"](child_pipe).history("r")
+            except RpcError as exc:
+                code = 0 if "not reachable from a forked child" in exc.message else 3
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert len(client.history("r", limit=2)) == 2

@@ -14,12 +14,15 @@ what production runs. The "listener" is a `MemoryListener`: a socket whose
 readable end is a doorbell (the read side of another socketpair) that `dial`
 rings after queueing the server's end of a new pair, and whose `accept()`
 hands that end out. So the server's selector and accept loop treat it as any
-listener. Names live in a process-wide registry from listen() until close().
+listener, and an asyncio runtime could use the same sockets. Names live in a
+process-wide registry from listen() until close(); a forked child is refused
+(the server's threads stayed in the parent).
 """
 
 from __future__ import annotations
 
 import errno
+import os
 import socket
 import threading
 from collections import deque
@@ -41,6 +44,7 @@ class MemoryListener(socket.socket):
         doorbell, self._bell = socket.socketpair()
         super().__init__(fileno=doorbell.detach())
         self.name = name
+        self.pid = os.getpid()
         self._waiting: deque[socket.socket] = deque()
         self._lock = threading.Lock()
 
@@ -50,6 +54,8 @@ class MemoryListener(socket.socket):
         if not self.recv(1):
             raise OSError(errno.EBADF, "memory listener closed")
         with self._lock:
+            if not self._waiting:  # a byte with no connection: not ours (see connect)
+                raise BlockingIOError(errno.EAGAIN, "no connection waiting")
             return self._waiting.popleft(), PEER
 
     def connect_pair(self, timeout: float | None) -> socket.socket:
@@ -91,5 +97,12 @@ def connect(address: Address, timeout: float | None) -> socket.socket:
     if listener is None:
         raise ConnectionRefusedError(
             f"no server is serving memory://{address.path} in this process"
+        )
+    if listener.pid != os.getpid():
+        # A forked child inherits the registry and the doorbell, but the server's
+        # threads and queue stay in the parent: ringing would only confuse it.
+        raise ConnectionRefusedError(
+            f"memory://{address.path} is served by process {listener.pid}, "
+            "not reachable from a forked child"
         )
     return listener.connect_pair(timeout)
