@@ -34,7 +34,7 @@ _registry: dict[str, MemoryListener] = {}
 _registry_lock = threading.Lock()
 
 PEER = "memory"
-"""The peer text of a memory connection (`CallContext.peer.address`)."""
+"""The peer text of a memory connection (what `current_call().peer` reads)."""
 
 
 class MemoryListener(socket.socket):
