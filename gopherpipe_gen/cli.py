@@ -1,5 +1,8 @@
-"""The ``gopherpipe`` command line: ``gopherpipe gen PATH... [-o DIR] [--check]`` and
+"""The ``gopherpipe`` command line: ``gopherpipe gen [PATH...] [-o DIR] [--check]`` and
 ``gopherpipe health ADDRESS [SERVICE]``.
+
+Which contracts `gen` reads (files, folders, globs, or the ``[tool.gopherpipe]``
+table of pyproject.toml) is project.py.
 
 The generator's stack (libcst, jinja2, black) is imported by `gen` only, when it runs:
 ``gopherpipe health`` imports the runtime and nothing else of ours, so a health probe
@@ -21,7 +24,7 @@ if TYPE_CHECKING:
     from .render import Output
 
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     no_args_is_help=True,
     help="GopherPipe: typed client and server stubs from service contracts (gen), and a"
@@ -56,14 +59,56 @@ def generate(paths: list[Path], out_dir: Path | None) -> list[Output]:
     return outputs
 
 
-@app.command()
+_GEN_HELP = """Write <stem>_client.py and <stem>_server.py for each contract.
+
+PATH is a contract file, a folder (the contracts directly in it) or a glob
+in quotes ('services/**/*.py'); a contract is a .py file with a top-level
+class deriving from ABC, and stubs gen wrote are skipped. With no PATH,
+the \\[tool.gopherpipe] table of the nearest pyproject.toml (from the current
+folder upward) names them; its paths are relative to that file:
+
+\b
+  \\[tool.gopherpipe]
+  contracts = ["services/*.py"]   # files, folders or globs
+  out = "generated"               # optional; default: beside each contract
+
+out applies to PATHs too, unless -o is given.
+
+The stubs are formatted with the black settings of the project they land
+in, found as black finds them from the output folder (the tool.black table
+of pyproject.toml), or black's defaults. A stub that differs from the fresh
+output only in formatting is left as it is.
+
+Exit codes: 0 done (or, with --check, every stub current); 1 --check found
+a stub missing or stale; 2 a contract error or a configuration error.
+
+\b
+Examples:
+  gopherpipe gen                      # every contract the project names
+  gopherpipe gen --check              # in CI: fail if a stub is stale
+  gopherpipe gen service.py
+  gopherpipe gen services/ -o generated
+  gopherpipe gen 'services/**/*.py'
+"""
+
+
+@app.command(help=_GEN_HELP)
 def gen(
+    ctx: typer.Context,
     paths: Annotated[
-        list[Path], typer.Argument(help="Contract files (service.py).", show_default=False)
-    ],
+        list[Path] | None,
+        typer.Argument(
+            help="Contract files, folders or globs; none: \\[tool.gopherpipe] contracts.",
+            show_default=False,
+        ),
+    ] = None,
     out: Annotated[
         Path | None,
-        typer.Option("-o", "--out", help="Write stubs here instead of next to each contract."),
+        typer.Option(
+            "-o",
+            "--out",
+            help="Write stubs here instead of \\[tool.gopherpipe] out or next to each contract.",
+        ),
     ] = None,
     check: Annotated[
         bool,
@@ -76,17 +121,19 @@ def gen(
         ),
     ] = False,
 ) -> None:
-    """Write <stem>_client.py and <stem>_server.py for each contract.
+    from .project import ConfigError, plan
 
-    The stubs are formatted with the black settings of the project they land
-    in, found as black finds them from the output folder (the tool.black table
-    of pyproject.toml), or black's defaults. A stub that differs from the fresh
-    output only in formatting is left as it is.
-    """
+    try:
+        contracts, out = plan([str(p) for p in paths or ()], out, Path.cwd())
+    except ConfigError as exc:
+        if not paths:  # a bare `gopherpipe gen` outside a configured project
+            typer.echo(ctx.get_usage() + "\n", err=True)
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_CONFIG_ERROR) from None
     from .render import FormatConfigError
 
     try:
-        outputs = generate(paths, out)
+        outputs = generate(contracts, out)
     except SpecErrors as exc:
         for error in exc.errors:
             typer.echo(str(error), err=True)

@@ -2,7 +2,8 @@
 
 ``tcp://host:port`` (IPv4, ``[v6]``, or a name), ``unix:///absolute/path``,
 ``tls://host:port``, ``ws://host:port/path`` and ``wss://host:port/path`` (the
-path defaults to ``/``). How each travels is transport/. The discovery schemes
+path defaults to ``/``), and ``memory://name`` (a server in this process, for
+tests: transport/memory.py). How each travels is transport/. The discovery schemes
 of the design (gophermap, etcd) are recognised and rejected with a clear message
 until they land, rather than being mistaken for a host name.
 """
@@ -42,8 +43,8 @@ class Address:
         return replace(self, host=host, port=port)
 
     def __str__(self) -> str:
-        if self.scheme == "unix":
-            return f"unix://{self.path}"
+        if self.scheme in ("unix", "memory"):
+            return f"{self.scheme}://{self.path}"
         host = f"[{self.host}]" if ":" in self.host else self.host
         path = self.path if self.websocket else ""
         return f"{self.scheme}://{host}:{self.port}{path}"
@@ -57,10 +58,14 @@ def parse_address(text: str) -> Address:
         if not rest.startswith("/"):
             raise ValueError(f"unix address {text!r} needs an absolute path: unix:///run/x.sock")
         return Address("unix", "", 0, rest)
+    if scheme == "memory":
+        if not rest or "/" in rest:
+            raise ValueError(f"memory address {text!r} needs a name without '/': memory://chat")
+        return Address("memory", "", 0, rest)
     if scheme in _PLANNED:
         raise ValueError(
             f"address scheme {scheme}:// is not supported by this version of gopherpipe_runtime "
-            "(use tcp://, tls://, ws://, wss:// or unix://)"
+            "(use tcp://, tls://, ws://, wss://, unix:// or memory://)"
         )
     if scheme not in _HOSTED:
         raise ValueError(f"unknown address scheme {scheme!r} in {text!r}")

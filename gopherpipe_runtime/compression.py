@@ -134,7 +134,7 @@ def offer_for(address: Address, compression: str | tuple[str, ...] | None) -> tu
     if compression != "auto":
         names = (compression,) if isinstance(compression, str) else tuple(compression)
         return supported(names, "Pipe")
-    if address.scheme == "unix" or _is_loopback(address.host):
+    if address.scheme in ("unix", "memory") or _is_loopback(address.host):
         return ()
     return tuple(ALGORITHMS)
 

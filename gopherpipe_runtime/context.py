@@ -14,11 +14,11 @@ from .transport import PeerIdentity
 
 
 class Peer(str):
-    """Who is calling: the peer's address as text ("127.0.0.1:51234", "unix"), and
+    """Who is calling: the peer's address as text ("127.0.0.1:51234", "unix", "memory"), and
     what the transport proved about it.
 
     A `str`, so code that logs or compares the address keeps working; `transport`
-    is the scheme the call came over ("tcp", "unix", "tls", "ws", "wss") and
+    is the scheme the call came over ("tcp", "unix", "tls", "ws", "wss", "memory") and
     `identity` the client's verified certificate (subject and SANs) when the
     server requires one (mTLS), else None.
     """

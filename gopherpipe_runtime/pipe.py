@@ -23,7 +23,7 @@ did not take at once.
 Transports. `transport.dial` connects and runs the TLS and WebSocket handshakes
 the address asks for; their layers (a `transport.Stack`) then sit between the
 socket and the frames: the leader passes what it reads through them, the
-writer what it sends. tcp:// and unix:// have none.
+writer what it sends. tcp://, unix:// and memory:// have none.
 
 Calls with more to them -- interceptors (interceptors.py), a `CancelToken`, a
 `response_metadata()` block (calls.py), or a call being served on this thread to

@@ -137,6 +137,7 @@ from .status import (
 )
 from .stream import InboundChan, Outbound, PumpOutcome, message_frames, stop_source
 from .transport import Stack, TransportClosed, TransportError, listen, tune_accepted
+from .transport import memory as memory_transport
 from .transport import ws as ws_transport
 from .transport.tls import TlsLayer
 from .writer import FrameWriter
@@ -813,7 +814,7 @@ class Server:
                 self._refused = 0
             sock.setblocking(False)
             tune_accepted(sock)
-            peer_text = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "unix"
+            peer_text = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else peer or "unix"
             now = time.monotonic()
             conn = _Connection(sock, peer_text, now, now + self._handshake_timeout)
             conn.writer = FrameWriter(
@@ -1236,7 +1237,9 @@ class Server:
     @staticmethod
     def _peer_of(conn: _Connection) -> Peer:
         if conn.stack is None:
-            return Peer(conn.peer, "unix" if conn.sock.family == socket.AF_UNIX else "tcp")
+            if conn.sock.family != socket.AF_UNIX:
+                return Peer(conn.peer, "tcp")
+            return Peer(conn.peer, "memory" if conn.peer == memory_transport.PEER else "unix")
         layers = conn.stack.layers
         tls = any(isinstance(layer, TlsLayer) for layer in layers)
         websocket = any(isinstance(layer, ws_transport.WsLayer) for layer in layers)

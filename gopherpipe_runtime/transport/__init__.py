@@ -8,6 +8,7 @@ never know which one they run on (RFC-TCP_LITE §3):
   tls://host:port        tls.py   TLS (stdlib `ssl`), TCP_LITE inside it
   ws://host:port/path    ws.py    TCP_LITE inside WebSocket binary messages
   wss://host:port/path   ws.py over tls.py
+  memory://name          memory.py  an in-process socketpair, for tests
 
 The one interface is `Layer`: sans-IO, like frames.py -- bytes from the wire
 in, TCP_LITE bytes out (`receive`), and the reverse (`send`). A connection has a
@@ -42,7 +43,7 @@ from typing import Protocol
 
 from ..address import Address
 from ..frames import FrameDecoder, FrameType, ProtocolError, decode_goaway
-from . import tcp, unix
+from . import memory, tcp, unix
 
 
 class TransportError(ConnectionError):
@@ -154,6 +155,8 @@ def listen(address: Address, backlog: int = 512) -> tuple[socket.socket, Address
     """Bind and listen; returns the socket and the address actually bound."""
     if address.scheme == "unix":
         return unix.listen(address, backlog)
+    if address.scheme == "memory":
+        return memory.listen(address)
     return tcp.listen(address, backlog)
 
 
@@ -175,20 +178,21 @@ def dial(
 ) -> tuple[socket.socket, Stack | None, bytes]:
     """Connect and run every layer's handshake (blocking, within `timeout`).
 
-    Returns the socket (blocking, its timeout set), the stack (None for tcp and
-    unix), and any application bytes that arrived with the last handshake.
+    Returns the socket (blocking, its timeout set), the stack (None for tcp,
+    unix and memory), and any application bytes that arrived with the last handshake.
     """
     # Imported here: both import this package for Layer's types and errors.
     from . import tls as tls_layer
     from . import ws as ws_layer
 
     deadline = time.monotonic() + timeout
-    sock = (
-        unix.connect(address, timeout)
-        if address.scheme == "unix"
-        else tcp.connect(address, timeout)
-    )
-    if address.scheme in ("tcp", "unix"):
+    if address.scheme == "unix":
+        sock = unix.connect(address, timeout)
+    elif address.scheme == "memory":
+        sock = memory.connect(address, timeout)
+    else:
+        sock = tcp.connect(address, timeout)
+    if address.scheme in ("tcp", "unix", "memory"):
         return sock, None, b""
     try:
         stack = Stack()
