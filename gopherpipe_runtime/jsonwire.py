@@ -199,19 +199,53 @@ class JsonWire:
         count = given[-1] + 1 if given else 0
         out: list[Any] = []
         for f in fields[:count]:
-            if f["name"] not in value:
+            sub = f"{path}.{f['name']}" if what == "field" else f"{path}: argument {f['name']!r}"
+            if f["name"] in value:
+                out.append(self.to_wire(f["type"], value[f["name"]], sub))
+                continue
+            # Left out before one that is given: the wire form is positional, so the
+            # default is sent, if its source text is one we can read (a literal, an
+            # Enum member, an empty default_factory).
+            default = self._default(f.get("default"))
+            if default is _NO_DEFAULT:
                 hint = (
                     ""
                     if "default" not in f
-                    else f" (its default cannot be left out before {names[count - 1]!r})"
+                    else f" (its default, {f['default']}, cannot be sent in its place)"
                 )
                 raise JsonWireError(f"{where}{owner} needs the {what} {f['name']!r}{hint}")
-            sub = f"{path}.{f['name']}" if what == "field" else f"{path}: argument {f['name']!r}"
-            out.append(self.to_wire(f["type"], value[f["name"]], sub))
+            out.append(self.to_wire(f["type"], default, sub))
         for f in fields[count:]:
             if "default" not in f:
                 raise JsonWireError(f"{where}{owner} needs the {what} {f['name']!r}")
         return out
+
+    def _default(self, text: str | None) -> Any:
+        """A default's source text as a JSON value, or _NO_DEFAULT if it cannot be read."""
+        if not text:
+            return _NO_DEFAULT
+        try:
+            node = ast.parse(text, mode="eval").body
+        except SyntaxError:
+            return _NO_DEFAULT
+        if isinstance(node, ast.Call) and ast.unparse(node.func) in ("field", "dataclasses.field"):
+            for keyword in node.keywords:
+                if keyword.arg == "default":
+                    return self._default(ast.unparse(keyword.value))
+                if keyword.arg == "default_factory":
+                    factory = ast.unparse(keyword.value)
+                    return {"dict": {}}.get(factory, [] if factory in _EMPTY_LISTS else _NO_DEFAULT)
+            return _NO_DEFAULT
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            named = self.types.get(node.value.id)
+            if named is not None and named.get("kind") == "enum":
+                return node.attr
+            return _NO_DEFAULT
+        try:
+            value = ast.literal_eval(node)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            return _NO_DEFAULT
+        return _jsonish(value)
 
     def _dict_to_wire(self, key: ast.expr, item: ast.expr, value: Any, path: str) -> Any:
         pairs: list[tuple[Any, Any]]
@@ -322,6 +356,21 @@ class JsonWire:
             name = shown if isinstance(shown, str) else json.dumps(shown)
             out[name] = self._to_json(item, v, f"{path}[{k!r}]")
         return out
+
+
+_NO_DEFAULT: Any = object()
+_EMPTY_LISTS = ("list", "set", "frozenset", "tuple")
+
+
+def _jsonish(value: Any) -> Any:
+    """A literal_eval'd default as JSON would spell it (tuples and sets as arrays)."""
+    if isinstance(value, tuple | list | set | frozenset):
+        return [_jsonish(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _jsonish(item) for key, item in value.items()}
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    return value
 
 
 def _args(node: ast.Subscript) -> list[ast.expr]:
