@@ -270,11 +270,13 @@ Examples:
   gopherpipe call tcp://127.0.0.1:7070 ChatService.history '{{"room_id": "go"}}'
   gopherpipe call tcp://127.0.0.1:7070 ChatService.history '["go", 10]'
   gopherpipe call tcp://127.0.0.1:7070 ChatService.tail '{{"room_id": "go"}}'
-  printf '"hi"\\n"bye"\\n' | gopherpipe call tcp://127.0.0.1:7070 ChatService.upload
+  printf '"hi"\\n"bye"\\n' | \\
+      gopherpipe call tcp://127.0.0.1:7070 ChatService.upload
   gopherpipe call tcp://127.0.0.1:7070 ChatService.join_room '["go"]' \\
       --metadata user=ann < lines.jsonl
   gopherpipe call tls://api.internal:7443 Billing.charge \\
-      '{{"amount": "19.99", "when": "2024-05-01T12:00:00Z"}}' --ca ca.pem --timeout 5
+      '{{"amount": "19.99", "when": "2024-05-01T12:00:00Z"}}' \\
+      --ca ca.pem --timeout 5
 
 {_TLS_ENV_HELP}"""
 
@@ -346,9 +348,14 @@ _Metadata = Annotated[
 
 @app.command(help=_DESCRIBE_HELP)
 def describe(
-    address: Annotated[str, typer.Argument(help=_ADDRESS_HELP, show_default=False)],
+    address: Annotated[
+        str, typer.Argument(metavar="ADDRESS", help=_ADDRESS_HELP, show_default=False)
+    ],
     service: Annotated[
-        str, typer.Argument(help="One service's name (its contract's class name); none: all.")
+        str,
+        typer.Argument(
+            metavar="SERVICE", help="One service's name (its contract's class name); none: all."
+        ),
     ] = "",
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the schemas as JSON instead.")
@@ -380,7 +387,9 @@ def describe(
 
 @app.command(help=_CALL_HELP)
 def call(
-    address: Annotated[str, typer.Argument(help=_ADDRESS_HELP, show_default=False)],
+    address: Annotated[
+        str, typer.Argument(metavar="ADDRESS", help=_ADDRESS_HELP, show_default=False)
+    ],
     target: Annotated[
         str,
         typer.Argument(
@@ -389,7 +398,7 @@ def call(
     ],
     arguments: Annotated[
         str,
-        typer.Argument(metavar="[ARGS]", help="JSON object (by name) or array (by position)."),
+        typer.Argument(metavar="ARGS", help="JSON object (by name) or array (by position)."),
     ] = "{}",
     timeout: Annotated[
         float | None,

@@ -264,6 +264,16 @@ def test_describe_and_call_over_mutual_tls() -> None:
         assert from_env.returncode == 0, from_env.stderr
 
 
+@pytest.mark.parametrize("scheme", ["unix", "ws"])
+def test_describe_and_call_over_unix_and_websocket(scheme: str, tmp_path: Path) -> None:
+    where = f"unix://{tmp_path}/chat.sock" if scheme == "unix" else "ws://127.0.0.1:0/chat"
+    with chat_server(where) as bound:
+        described = gp("describe", bound)
+        assert described.returncode == 0 and "class ChatService:" in described.stdout
+        uploaded = gp("call", bound, "ChatService.upload", stdin='"one"\n')
+        assert (uploaded.returncode, uploaded.stdout.strip()) == (0, "1"), uploaded.stderr
+
+
 @pytest.mark.parametrize("command", ["describe", "call"])
 def test_help_has_examples_and_exit_codes(command: str) -> None:
     result = gp(command, "--help")
