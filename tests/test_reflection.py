@@ -213,6 +213,14 @@ def test_schema_describes_the_contract(served: tuple[Pipe, Echo, dict[str, Any]]
     assert 'class Color(Enum):\n    """Colours travel as str values."""\n    RED = "red"' in text
 
 
+def test_schema_is_the_same_over_the_json_codec(
+    served: tuple[Pipe, Echo, dict[str, Any]],
+) -> None:
+    pipe, _, schema = served
+    with Pipe(pipe.address, codec="json") as json_pipe:
+        assert reflection.describe(json_pipe, "Shapes") == [schema]
+
+
 def test_nested_dataclasses_datetime_decimal_uuid_enum(
     served: tuple[Pipe, Echo, dict[str, Any]], stubs: tuple[ModuleType, ModuleType]
 ) -> None:
