@@ -1,16 +1,19 @@
-"""The ``gopherpipe`` command line: ``gopherpipe gen [PATH...] [-o DIR] [--check]`` and
-``gopherpipe health ADDRESS [SERVICE]``.
+"""The ``gopherpipe`` command line: ``gopherpipe gen [PATH...] [-o DIR] [--check]``,
+``gopherpipe health ADDRESS [SERVICE]``, ``gopherpipe describe ADDRESS [SERVICE]`` and
+``gopherpipe call ADDRESS SERVICE.METHOD [ARGS]`` (the last two are clients of the
+built-in Reflection service, gopherpipe_runtime/reflection.py).
 
 Which contracts `gen` reads (files, folders, globs, or the ``[tool.gopherpipe]``
 table of pyproject.toml) is project.py.
 
 The generator's stack (libcst, jinja2, black) is imported by `gen` only, when it runs:
-``gopherpipe health`` imports the runtime and nothing else of ours, so a health probe
+``gopherpipe health`` (and ``describe``, ``call``) imports the runtime and nothing else of ours, so a health probe
 starts in a fraction of the time (it may run every few seconds in every container).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -27,8 +30,9 @@ app = typer.Typer(
     add_completion=True,
     pretty_exceptions_enable=False,
     no_args_is_help=True,
-    help="GopherPipe: typed client and server stubs from service contracts (gen), and a"
-    " health probe for running servers (health).",
+    help="GopherPipe: typed client and server stubs from service contracts (gen), a"
+    " health probe for running servers (health), and a look into and a call of any"
+    " running server (describe, call).",
 )
 
 EXIT_STALE = 1
@@ -255,6 +259,260 @@ def health(
     code, line = runtime_health.probe(address, service, timeout=timeout, tls=tls)
     typer.echo(line, err=code not in (runtime_health.EXIT_SERVING, runtime_health.EXIT_NOT_SERVING))
     raise typer.Exit(code)
+
+
+# -- describe and call: the Reflection service's clients (runtime imports only) ---------
+
+EXIT_RPC_BASE = 10
+"""`gopherpipe call`/`describe` exit with 10 + the status code of a failed call."""
+EXIT_BAD_INPUT = 2
+
+_ADDRESS_HELP = "tcp://HOST:PORT, unix:///PATH, tls://, ws://, wss://"
+_TLS_ENV_HELP = """For tls:// and wss:// without --ca/--cert/--key, GOPHERPIPE_TLS_CA,
+GOPHERPIPE_TLS_CERT and GOPHERPIPE_TLS_KEY are used when set (else the
+system's CAs)."""
+
+_DESCRIBE_HELP = f"""Print the services a running server offers, as Python-like signatures.
+
+The server's built-in Reflection service ("gopherpipe.Reflection") answers
+with each registered service's methods, call shapes, parameters (types and
+defaults), results, docstrings and the dataclasses, Enums and other types
+they use. A server started with Server(..., reflection=False) does not answer
+it.
+
+Exit codes: 0 described; 2 bad arguments; 10 + the status code when the
+call fails (15 NOT_FOUND: no service SERVICE; 22 UNIMPLEMENTED: the server
+has reflection off; 24 UNAVAILABLE: unreachable; 14 DEADLINE_EXCEEDED).
+
+Examples:
+  gopherpipe describe tcp://127.0.0.1:7070
+  gopherpipe describe tcp://127.0.0.1:7070 ChatService
+  gopherpipe describe tcp://127.0.0.1:7070 --json
+  gopherpipe describe tls://api.internal:7443 --ca ca.pem
+
+{_TLS_ENV_HELP}"""
+
+_CALL_HELP = f"""Call a method of a running server, with arguments as JSON.
+
+The types come from the server's Reflection service: JSON is converted to
+what the method expects (datetime, date, time: ISO 8601 strings; UUID: a
+string; Decimal: a string or number; timedelta: seconds; bytes: base64; an
+Enum: a member's name or value; a dataclass: an object by field name, or an
+array) and the result back to JSON (Enum members by name).
+
+ARGS is a JSON object (arguments by name) or array (by position); none: {{}}.
+A unary or client-stream result is printed as pretty JSON. A server
+stream's items (server-stream and bidi methods) are printed one JSON value a
+line as they arrive. A client stream (client-stream and bidi methods) is
+read from stdin, one JSON value a line, until end of input.
+
+Exit codes: 0 OK; 2 bad arguments (unknown method, JSON that does not fit
+the method's types); 10 + the status code when the call fails, e.g. 11
+CANCELLED, 12 UNKNOWN, 13 INVALID_ARGUMENT, 14 DEADLINE_EXCEEDED,
+15 NOT_FOUND, 17 PERMISSION_DENIED, 18 RESOURCE_EXHAUSTED, 22
+UNIMPLEMENTED, 23 INTERNAL, 24 UNAVAILABLE, 26 UNAUTHENTICATED. The error
+is printed to stderr as CODE: message.
+
+Examples:
+  gopherpipe call tcp://127.0.0.1:7070 ChatService.history '{{"room_id": "go"}}'
+  gopherpipe call tcp://127.0.0.1:7070 ChatService.history '["go", 10]'
+  gopherpipe call tcp://127.0.0.1:7070 ChatService.tail '{{"room_id": "go"}}'
+  printf '"hi"\\n"bye"\\n' | \\
+      gopherpipe call tcp://127.0.0.1:7070 ChatService.upload
+  gopherpipe call tcp://127.0.0.1:7070 ChatService.join_room '["go"]' \\
+      --metadata user=ann < lines.jsonl
+  gopherpipe call tls://api.internal:7443 Billing.charge \\
+      '{{"amount": "19.99", "when": "2024-05-01T12:00:00Z"}}' \\
+      --ca ca.pem --timeout 5
+
+{_TLS_ENV_HELP}"""
+
+
+def _client_tls(ca: Path | None, cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
+    """The TLS context of --ca/--cert/--key, else of the environment; exits on bad files."""
+    from gopherpipe_runtime.transport.tls import client_context, context_from_env
+
+    if key is not None and cert is None:
+        typer.echo("error: --key needs --cert", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    try:
+        if ca is not None or cert is not None:
+            return client_context(
+                None if ca is None else str(ca),
+                certfile=None if cert is None else str(cert),
+                keyfile=None if key is None else str(key),
+            )
+        return context_from_env(server_side=False)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        typer.echo(f"error: TLS files: {exc}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+def _rpc_exit(exc: Exception) -> typer.Exit:
+    """Print an RpcError as CODE: message; the exit code is 10 + its status code."""
+    code = getattr(exc, "code", None)
+    name = getattr(code, "name", "UNKNOWN")
+    typer.echo(f"{name}: {getattr(exc, 'message', exc)}", err=True)
+    return typer.Exit(EXIT_RPC_BASE + int(getattr(code, "value", 2)))
+
+
+def _metadata(pairs: list[str]) -> dict[str, str]:
+    metadata: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            typer.echo(f"error: --metadata {pair!r}: write KEY=VALUE", err=True)
+            raise typer.Exit(EXIT_BAD_INPUT)
+        metadata[key] = value
+    return metadata
+
+
+def _check_address(address: str) -> None:
+    from gopherpipe_runtime.address import parse_address
+
+    try:
+        parse_address(address)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+_Ca = Annotated[
+    Path | None, typer.Option("--ca", help="CA file (PEM) the server's certificate must chain to.")
+]
+_Cert = Annotated[
+    Path | None,
+    typer.Option("--cert", help="Our certificate (PEM), for servers that require one."),
+]
+_Key = Annotated[
+    Path | None, typer.Option("--key", help="The key of --cert, if not in the same file.")
+]
+_Metadata = Annotated[
+    list[str] | None,
+    typer.Option("--metadata", "-m", help="KEY=VALUE sent with the call; repeatable."),
+]
+
+
+@app.command(help=_DESCRIBE_HELP)
+def describe(
+    address: Annotated[
+        str, typer.Argument(metavar="ADDRESS", help=_ADDRESS_HELP, show_default=False)
+    ],
+    service: Annotated[
+        str,
+        typer.Argument(
+            metavar="SERVICE", help="One service's name (its contract's class name); none: all."
+        ),
+    ] = "",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the schemas as JSON instead.")
+    ] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds for the whole call.", min=0.001)] = 5.0,
+    metadata: _Metadata = None,
+    ca: _Ca = None,
+    cert: _Cert = None,
+    key: _Key = None,
+) -> None:
+    import json
+
+    from gopherpipe_runtime import reflection
+    from gopherpipe_runtime.status import RpcError
+
+    _check_address(address)
+    tls = _client_tls(ca, cert, key)
+    try:
+        schemas = reflection.describe(
+            address, service, timeout=timeout, tls=tls, metadata=_metadata(metadata or [])
+        )
+    except RpcError as exc:
+        raise _rpc_exit(exc) from None
+    if as_json:
+        typer.echo(json.dumps(schemas, indent=2, ensure_ascii=False))
+        return
+    typer.echo("\n\n".join(reflection.format_service(schema) for schema in schemas), nl=False)
+
+
+@app.command(help=_CALL_HELP)
+def call(
+    address: Annotated[
+        str, typer.Argument(metavar="ADDRESS", help=_ADDRESS_HELP, show_default=False)
+    ],
+    target: Annotated[
+        str,
+        typer.Argument(
+            metavar="SERVICE.METHOD", help="e.g. ChatService.history", show_default=False
+        ),
+    ],
+    arguments: Annotated[
+        str,
+        typer.Argument(metavar="ARGS", help="JSON object (by name) or array (by position)."),
+    ] = "{}",
+    timeout: Annotated[
+        float | None,
+        typer.Option(help="Seconds for the call (none: no deadline).", min=0.001),
+    ] = None,
+    metadata: _Metadata = None,
+    ca: _Ca = None,
+    cert: _Cert = None,
+    key: _Key = None,
+) -> None:
+    import json
+    import sys
+
+    from gopherpipe_runtime import reflection
+    from gopherpipe_runtime.jsonwire import JsonWireError
+    from gopherpipe_runtime.pipe import Pipe
+    from gopherpipe_runtime.status import NotFoundError, RpcError
+
+    service, dot, method = target.rpartition(".")
+    if not dot or not service or not method:
+        typer.echo(f"error: {target!r}: write SERVICE.METHOD", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    try:
+        args = json.loads(arguments)
+    except ValueError as exc:
+        typer.echo(f"error: ARGS is not JSON: {exc}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    _check_address(address)
+    tls = _client_tls(ca, cert, key)
+    headers = _metadata(metadata or [])
+
+    def inputs() -> Iterable[object]:
+        for number, line in enumerate(sys.stdin, 1):
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except ValueError as exc:
+                    raise JsonWireError(f"input line {number} is not JSON: {exc}") from None
+
+    def show(item: object) -> None:
+        typer.echo(json.dumps(item, ensure_ascii=False))
+        sys.stdout.flush()
+
+    try:
+        with Pipe(address, tls=tls, connect_timeout=timeout or 10.0) as pipe:
+            try:
+                schema = reflection.describe(pipe, service, timeout=timeout, metadata=headers)[0]
+            except NotFoundError as exc:
+                raise JsonWireError(
+                    f"the server has no service {service!r} ({exc.message})"
+                ) from None
+            try:
+                reflection.find_method(schema, method)
+            except NotFoundError as exc:
+                raise JsonWireError(exc.message) from None
+            result = reflection.call(
+                pipe, schema, method, args, inputs=inputs(), on_item=show, timeout=timeout,
+                metadata=headers,
+            )  # fmt: skip
+    except JsonWireError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except RpcError as exc:
+        raise _rpc_exit(exc) from None
+    kind = reflection.find_method(schema, method)["kind"]
+    if kind in ("unary", "client_stream"):
+        typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
 
 
 def main() -> None:

@@ -35,6 +35,14 @@ import rule below for a module written next to the stubs: ``from .service_client
 _dec_Point`` in a package, ``from service_client import _dec_Point`` in a plain folder.
 So a server ships both files (gen always writes both); a client needs only its own.
 
+Reflection schema. The server stub also holds, per service, a plain literal (dicts,
+lists, strings) describing it -- methods, call shapes, parameters with their types
+and defaults as the contract spells them, docstrings, and a table of the named types
+they reach -- that the register function passes to the runtime as
+``ServiceDef.schema`` for the built-in Reflection service (`_schema`; the format is in
+``gopherpipe_runtime/reflection.py`` and RFC-TCP_LITE section 13.3). Being a literal,
+it imports nothing.
+
 Import rule (how the stubs import the contract's classes):
 - stubs written next to the contract, in a package (``__init__.py`` beside it):
   ``from .service import EchoService``;
@@ -66,6 +74,7 @@ from .model import (
     OptionalOf,
     Param,
     Scalar,
+    Service,
     SetOf,
     Stdlib,
     TupleOf,
@@ -193,6 +202,9 @@ class ServiceView:
     client_name: str
     register_name: str
     methods: tuple[MethodView, ...]
+    schema_name: str
+    schema: str
+    """The reflection schema as a Python literal (see the module docstring)."""
 
 
 @dataclass
@@ -749,6 +761,81 @@ def _closure(contract: Contract) -> list[Named | NewTypeOf]:
     return list(seen.values())
 
 
+SCHEMA_VERSION = 1
+
+
+def _schema(contract: Contract, service: Service) -> dict[str, object]:
+    """The reflection schema of `service` (format: gopherpipe_runtime/reflection.py)."""
+    types: dict[str, dict[str, object]] = {}
+
+    def visit(ref: TypeRef) -> None:
+        for part in iter_types(ref):
+            if not isinstance(part, Named | NewTypeOf):
+                continue
+            name = spell(part)
+            if name in types:
+                continue
+            if isinstance(part, NewTypeOf):
+                types[name] = {"kind": "newtype", "type": spell(part.inner)}
+                continue
+            key = key_of(part)
+            if part.kind == "enum":
+                enum = contract.enums[key]
+                types[name] = {
+                    "kind": "enum",
+                    "doc": enum.doc,
+                    "members": [[member, value] for member, value in enum.members],
+                }
+                continue
+            record = contract.dataclasses[key]
+            fields: list[dict[str, object]] = []
+            types[name] = {"kind": record.form, "doc": record.doc, "fields": fields}
+            for item in record.fields:
+                entry: dict[str, object] = {"name": item.name, "type": spell(item.type)}
+                if item.has_default:
+                    entry["default"] = item.default or ""
+                fields.append(entry)
+            for item in record.fields:
+                visit(item.type)
+
+    methods: list[dict[str, object]] = []
+    for method in service.methods:
+        params: list[dict[str, object]] = []
+        for param in method.params:
+            entry: dict[str, object] = {"name": param.name, "type": spell(param.type)}
+            if param.default is not None:
+                entry["default"] = param.default.text
+            params.append(entry)
+            visit(param.type)
+        if method.stream_param is not None and method.stream_index is not None:
+            stream = {"name": method.stream_param.name, "type": spell(method.stream_param.type)}
+            params.insert(method.stream_index, {**stream, "stream": True})
+            visit(method.stream_param.type)
+        if method.stream_returns is not None:
+            returns = spell(method.stream_returns)
+            visit(method.stream_returns)
+        else:
+            returns = spell(method.returns)
+            visit(method.returns)
+        methods.append(
+            {
+                "name": method.name,
+                "kind": method.kind.lower(),
+                "params": params,
+                "returns": returns,
+                "idempotent": method.idempotent,
+                "doc": method.doc,
+            }
+        )
+    return {
+        "version": SCHEMA_VERSION,
+        "name": service.name,
+        "doc": service.doc,
+        "methods": methods,
+        "types": types,
+    }
+
+
 @dataclass(frozen=True)
 class StubContext:
     header: str
@@ -997,6 +1084,8 @@ def compile_contract(contract: Contract, out_dir: Path) -> tuple[StubContext, St
                 f"{service.name}Client",
                 f"register_{snake_case(service.name)}",
                 methods,
+                f"_{service.name}_schema",
+                repr(_schema(contract, service)),
             )
         )
     _check_names(contract)

@@ -168,6 +168,8 @@ class Method:
     stream_index: int | None = None
     idempotent: bool = False
     """Marked ``@idempotent`` in the contract: the client may retry its calls."""
+    doc: str = field(default="", compare=False)
+    """The method's docstring (cleaned), for the reflection schema."""
 
     @property
     def kind(self) -> str:
@@ -185,6 +187,7 @@ class Method:
 class Service:
     name: str
     methods: tuple[Method, ...]
+    doc: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)
@@ -193,6 +196,9 @@ class Field:
     type: TypeRef
     has_default: bool
     """For a TypedDict: whether the key may be left out (total=False, NotRequired)."""
+    default: str | None = field(default=None, compare=False)
+    """The default's source text (``Mood.HAPPY``, ``field(default_factory=list)``), for
+    the reflection schema; None without one."""
 
 
 @dataclass(frozen=True)
@@ -207,6 +213,7 @@ class Dataclass:
     keyword_only: bool = False
     """Some field is keyword-only in ``__init__`` (``kw_only``), so decoders construct
     the record by keyword rather than by position."""
+    doc: str = field(default="", compare=False)
 
     @property
     def required(self) -> int:
@@ -224,6 +231,7 @@ class EnumDef:
     module: Path
     members: tuple[tuple[str, int | str], ...]
     value_type: Literal["int", "str"]
+    doc: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)

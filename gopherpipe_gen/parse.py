@@ -1046,7 +1046,11 @@ class _Parser:
         if not ok:
             raise _Invalid()
         return Dataclass(
-            cls.name.value, mod.resolved, tuple(fields.values()), keyword_only=keyword_only
+            cls.name.value,
+            mod.resolved,
+            tuple(fields.values()),
+            keyword_only=keyword_only,
+            doc=_doc(cls),
         )
 
     def record_class(
@@ -1112,7 +1116,7 @@ class _Parser:
                     ok = False
         if not ok:
             raise _Invalid()
-        return Dataclass(cls.name.value, mod.resolved, tuple(fields.values()), form)
+        return Dataclass(cls.name.value, mod.resolved, tuple(fields.values()), form, doc=_doc(cls))
 
     def named_tuple_field(
         self, mod: _Module, small: cst.BaseSmallStatement, fields: dict[str, Field]
@@ -1213,7 +1217,7 @@ class _Parser:
                     raise self.fail(mod, arg, "pass field() arguments by keyword")
         elif value is not None:
             self.defaults.field_default(mod, value, ref)
-        fields[name] = Field(name, ref, has_default)
+        fields[name] = Field(name, ref, has_default, _source(value) if has_default else None)
 
     def enum(self, mod: _Module, cls: cst.ClassDef) -> EnumDef:
         bases = {_tail_name(base.value) for base in cls.bases}
@@ -1251,7 +1255,7 @@ class _Parser:
                 mod, cls.name, f"Enum {cls.name.value} mixes int and str values: use one kind"
             )
         value_type: Literal["int", "str"] = "int" if kinds == {int} else "str"
-        return EnumDef(cls.name.value, mod.resolved, tuple(members), value_type)
+        return EnumDef(cls.name.value, mod.resolved, tuple(members), value_type, doc=_doc(cls))
 
     def auto_value(
         self,
@@ -1368,7 +1372,7 @@ class _Parser:
                     f"class is the method {hidden_name}(): rename the method or the "
                     f"{hidden_name} it names",
                 )
-        return Service(cls.name.value, tuple(methods.values()))
+        return Service(cls.name.value, tuple(methods.values()), doc=_doc(cls))
 
     def method(self, mod: _Module, fn: cst.FunctionDef) -> Method:
         name = fn.name.value
@@ -1496,7 +1500,14 @@ class _Parser:
         if not ok or returns is None:
             raise _Invalid()
         return Method(
-            name, tuple(result), returns, stream_param, stream_returns, stream_index, idempotent
+            name,
+            tuple(result),
+            returns,
+            stream_param,
+            stream_returns,
+            stream_index,
+            idempotent,
+            doc=_doc(fn),
         )
 
     def idempotent_kind(self, mod: _Module, decorator: cst.Decorator) -> _Runtime:
@@ -1751,6 +1762,16 @@ def builtin_name(ref: TypeRef) -> str | None:
     if isinstance(ref, TupleOf):
         return "tuple"
     return None
+
+
+def _doc(node: cst.ClassDef | cst.FunctionDef) -> str:
+    """The docstring of `node`, cleaned as inspect.cleandoc does ("" if none)."""
+    return node.get_docstring(clean=True) or ""
+
+
+def _source(node: cst.BaseExpression | None) -> str | None:
+    """An expression's source text, as the contract writes it."""
+    return None if node is None else cst.Module([]).code_for_node(node)
 
 
 def _spell(ref: TypeRef, qualify: frozenset[str] = frozenset()) -> str:

@@ -127,6 +127,7 @@ from .handshake import HandshakeError, server_choose
 from .health import HEALTH_SERVICE, HealthState
 from .interceptors import Chain, Interceptor
 from .pool import LeaderFollowerPool, StepRunner
+from .reflection import REFLECTION_SERVICE, reflection_service
 from .service import MethodDef, ServiceDef
 from .status import (
     CancelledError,
@@ -399,6 +400,10 @@ class Server:
       max_nesting_depth   how deep arrays and maps may nest in one CALL or MESSAGE,
                           counting the envelope's own (default 100); beyond it, as
                           max_decoded_size
+      reflection          answer the built-in Reflection service (reflection.py), which
+                          tells any client the registered services' methods, types and
+                          docstrings (``gopherpipe describe``/``call`` use it); False: the
+                          service is not there, its calls get UNIMPLEMENTED (default True)
       compression         algorithms a client may choose in HELLO (default: every one
                           installed, zstd then zlib; () refuses all); clients offer
                           them only off the local host by default (compression.py)
@@ -432,7 +437,8 @@ class Server:
 
     Every server answers the built-in Health service, "gopherpipe.Health"
     (health.py): `set_serving` sets what it says, `stop` turns it NOT_SERVING
-    before draining, and `serve_forever` drains on SIGTERM as on Ctrl-C.
+    before draining, and `serve_forever` drains on SIGTERM as on Ctrl-C. Unless
+    ``reflection=False``, it answers "gopherpipe.Reflection" (reflection.py) too.
     """
 
     def __init__(
@@ -463,6 +469,7 @@ class Server:
         keepalive_interval: float | None = keepalive.DEFAULT_SERVER_INTERVAL,
         keepalive_timeout: float = keepalive.DEFAULT_TIMEOUT,
         min_ping_interval: float | None = keepalive.DEFAULT_MIN_PING_INTERVAL,
+        reflection: bool = True,
     ) -> None:
         unknown = [c for c in codecs if c not in CODECS]
         if unknown:
@@ -551,6 +558,8 @@ class Server:
         self._sender = StepRunner()
         self._health = HealthState()
         self._services: dict[str, ServiceDef] = {HEALTH_SERVICE: self._health.service_def()}
+        if reflection:
+            self._services[REFLECTION_SERVICE] = reflection_service(self._services)
         self._listeners: list[socket.socket] = []
         self._bound: list[Address] = []
         self._listening_on: dict[socket.socket, Address] = {}

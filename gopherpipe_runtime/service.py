@@ -4,7 +4,8 @@ A service is a name and a table of methods; each method carries the three
 generated functions the server needs, kept apart so the server can tell whose
 fault a failure is: bad arguments from the caller (INVALID_ARGUMENT), an
 exception in the handler (its RpcError code, else INTERNAL), or a handler that
-returned a value of the wrong type (INTERNAL).
+returned a value of the wrong type (INTERNAL). A service may also carry its
+reflection schema, a plain literal the stub holds (reflection.py).
 """
 
 from __future__ import annotations
@@ -59,3 +60,6 @@ class MethodDef:
 class ServiceDef:
     name: str
     methods: Mapping[str, MethodDef]
+    schema: Mapping[str, Any] | None = None
+    """What the built-in Reflection service tells of this service (reflection.py):
+    written into the server stub by gopherpipe gen; None from stubs that predate it."""

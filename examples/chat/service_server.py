@@ -48,6 +48,7 @@ def register_chat_service(server: Server, impl: ChatService) -> None:
                     decode_item=_ChatService_upload_item_in,
                 ),
             },
+            schema=_ChatService_schema,
         )
     )
 
@@ -112,3 +113,62 @@ _ChatService_history_params: tuple[tuple[Callable[[object, str], Any], str], ...
 
 
 _ChatService_history_defaults: tuple[Any, ...] = (50,)
+
+
+_ChatService_schema: dict[str, Any] = {
+    "version": 1,
+    "name": "ChatService",
+    "doc": "Rooms where gophers talk.",
+    "methods": [
+        {
+            "name": "join_room",
+            "kind": "bidi",
+            "params": [
+                {"name": "room_id", "type": "str"},
+                {"name": "incoming", "type": "str", "stream": True},
+            ],
+            "returns": "Message",
+            "idempotent": False,
+            "doc": "Bidi: what you send goes to everyone in the room; you get what everyone says.",
+        },
+        {
+            "name": "history",
+            "kind": "unary",
+            "params": [
+                {"name": "room_id", "type": "str"},
+                {"name": "limit", "type": "int", "default": "50"},
+            ],
+            "returns": "list[Message]",
+            "idempotent": True,
+            "doc": "Unary: the room's last `limit` messages, oldest first. Only reads, so a call\nthat fails with UNAVAILABLE is retried.",
+        },
+        {
+            "name": "tail",
+            "kind": "server_stream",
+            "params": [{"name": "room_id", "type": "str"}],
+            "returns": "Message",
+            "idempotent": True,
+            "doc": "Server stream: follow a room without joining it (retried while it opens).",
+        },
+        {
+            "name": "upload",
+            "kind": "client_stream",
+            "params": [{"name": "lines", "type": "str", "stream": True}],
+            "returns": "int",
+            "idempotent": False,
+            "doc": 'Client stream: post many lines to the "uploads" room; returns how many.',
+        },
+    ],
+    "types": {
+        "Message": {
+            "kind": "dataclass",
+            "doc": "",
+            "fields": [
+                {"name": "sender", "type": "str"},
+                {"name": "text", "type": "str"},
+                {"name": "mood", "type": "Mood", "default": "Mood.HAPPY"},
+            ],
+        },
+        "Mood": {"kind": "enum", "doc": "", "members": [["HAPPY", 1], ["GRUMPY", 2]]},
+    },
+}

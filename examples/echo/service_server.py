@@ -27,6 +27,7 @@ def register_echo_service(server: Server, impl: EchoService) -> None:
                     _EchoService_repeat_result,
                 ),
             },
+            schema=_EchoService_schema,
         )
     )
 
@@ -65,3 +66,38 @@ _EchoService_repeat_params: tuple[tuple[Callable[[object, str], Any], str], ...]
 
 
 _EchoService_repeat_defaults: tuple[Any, ...] = (2,)
+
+
+_EchoService_schema: dict[str, Any] = {
+    "version": 1,
+    "name": "EchoService",
+    "doc": "Says back what it hears.",
+    "methods": [
+        {
+            "name": "echo",
+            "kind": "unary",
+            "params": [{"name": "text", "type": "str"}],
+            "returns": "str",
+            "idempotent": False,
+            "doc": "Return `text` unchanged.",
+        },
+        {
+            "name": "repeat",
+            "kind": "unary",
+            "params": [
+                {"name": "text", "type": "str"},
+                {"name": "times", "type": "int", "default": "2"},
+            ],
+            "returns": "Echoed",
+            "idempotent": False,
+            "doc": "Return `text` repeated `times` times, with the count.",
+        },
+    ],
+    "types": {
+        "Echoed": {
+            "kind": "dataclass",
+            "doc": "",
+            "fields": [{"name": "text", "type": "str"}, {"name": "times", "type": "int"}],
+        }
+    },
+}

@@ -57,6 +57,7 @@ def register_aliases(server: Server, impl: Aliases) -> None:
                     MethodKind.UNARY, _Aliases_item_args, impl.item, _Aliases_item_result
                 ),
             },
+            schema=_Aliases_schema,
         )
     )
 
@@ -176,3 +177,99 @@ _Aliases_item_params: tuple[tuple[Callable[[object, str], Any], str], ...] = (
 
 
 _Aliases_item_defaults: tuple[Any, ...] = (None,)
+
+
+_Aliases_schema: dict[str, Any] = {
+    "version": 1,
+    "name": "Aliases",
+    "doc": "Echoes aliased types and NewTypes.",
+    "methods": [
+        {
+            "name": "point",
+            "kind": "unary",
+            "params": [{"name": "value", "type": "tuple[float, float]"}],
+            "returns": "tuple[float, float]",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "route",
+            "kind": "unary",
+            "params": [
+                {"name": "value", "type": "list[tuple[float, float]]"},
+                {"name": "unit", "type": "Literal['EUR', 'USD']", "default": '"USD"'},
+            ],
+            "returns": "tuple[list[tuple[float, float]], Literal['EUR', 'USD']]",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "user",
+            "kind": "unary",
+            "params": [
+                {"name": "value", "type": "UserId"},
+                {"name": "admin", "type": "AdminId", "default": "AdminId(UserId(1))"},
+            ],
+            "returns": "tuple[UserId, AdminId]",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "users",
+            "kind": "unary",
+            "params": [{"name": "value", "type": "set[UserId]"}],
+            "returns": "set[UserId]",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "ledger",
+            "kind": "unary",
+            "params": [{"name": "value", "type": "dict[UserId, list[Price]]"}],
+            "returns": "dict[UserId, list[Price]]",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "track",
+            "kind": "unary",
+            "params": [{"name": "value", "type": "Track"}],
+            "returns": "Track | None",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "item",
+            "kind": "unary",
+            "params": [
+                {"name": "value", "type": "Item"},
+                {"name": "sku", "type": "Sku | None", "default": "None"},
+            ],
+            "returns": "tuple[Item, Sku | None]",
+            "idempotent": False,
+            "doc": "",
+        },
+    ],
+    "types": {
+        "UserId": {"kind": "newtype", "type": "int"},
+        "AdminId": {"kind": "newtype", "type": "UserId"},
+        "Price": {"kind": "newtype", "type": "Decimal"},
+        "Track": {
+            "kind": "dataclass",
+            "doc": "",
+            "fields": [
+                {"name": "owner", "type": "UserId"},
+                {"name": "path", "type": "list[tuple[float, float]]"},
+                {"name": "length", "type": "float", "default": "0.0"},
+                {"name": "currency", "type": "Literal['EUR', 'USD']", "default": '"EUR"'},
+                {"name": "next", "type": "Track | None", "default": "None"},
+            ],
+        },
+        "Item": {
+            "kind": "dataclass",
+            "doc": "",
+            "fields": [{"name": "sku", "type": "Sku"}, {"name": "tags", "type": "set[str]"}],
+        },
+        "Sku": {"kind": "newtype", "type": "str"},
+    },
+}

@@ -39,6 +39,7 @@ def register_store(server: Server, impl: Store) -> None:
                 ),
                 "id": MethodDef(MethodKind.UNARY, _Store_id_args, impl.id, _Store_id_result),
             },
+            schema=_Store_schema,
         )
     )
 
@@ -105,3 +106,62 @@ _Store_list_params: tuple[tuple[Callable[[object, str], Any], str], ...] = (
 
 
 _Store_list_defaults: tuple[Any, ...] = ("",)
+
+
+_Store_schema: dict[str, Any] = {
+    "version": 1,
+    "name": "Store",
+    "doc": "A key-value store whose methods take the obvious names.",
+    "methods": [
+        {
+            "name": "set",
+            "kind": "unary",
+            "params": [{"name": "key", "type": "str"}, {"name": "value", "type": "list[int]"}],
+            "returns": "set[str]",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "list",
+            "kind": "unary",
+            "params": [{"name": "prefix", "type": "str", "default": '""'}],
+            "returns": "list[str]",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "type",
+            "kind": "unary",
+            "params": [{"name": "key", "type": "str"}, {"name": "shelf", "type": "Shelf"}],
+            "returns": "tuple[str, int]",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "dict",
+            "kind": "unary",
+            "params": [{"name": "value", "type": "dict[str, list[int]]"}],
+            "returns": "dict[str, set[int]]",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "id",
+            "kind": "unary",
+            "params": [{"name": "value", "type": "frozenset[int] | None"}],
+            "returns": "list[frozenset[int]]",
+            "idempotent": False,
+            "doc": "",
+        },
+    ],
+    "types": {
+        "Shelf": {
+            "kind": "dataclass",
+            "doc": "",
+            "fields": [
+                {"name": "labels", "type": "list[str]"},
+                {"name": "counts", "type": "dict[str, int]"},
+            ],
+        }
+    },
+}

@@ -60,6 +60,7 @@ def register_collections(server: Server, impl: Collections) -> None:
                     _Collections_basket_result,
                 ),
             },
+            schema=_Collections_schema,
         )
     )
 
@@ -116,3 +117,75 @@ def _Collections_basket_args(value: Any) -> tuple[Any, ...]:
 
 def _Collections_basket_result(value: Any) -> Any:
     return _enc_Basket(value, "basket(): result")
+
+
+_Collections_schema: dict[str, Any] = {
+    "version": 1,
+    "name": "Collections",
+    "doc": "Echoes abstract collections.",
+    "methods": [
+        {
+            "name": "seq",
+            "kind": "unary",
+            "params": [{"name": "value", "type": "Sequence[int]"}],
+            "returns": "Sequence[int]",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "typing_seq",
+            "kind": "unary",
+            "params": [{"name": "value", "type": "Sequence[Basket]"}],
+            "returns": "Sequence[Basket]",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "mapping",
+            "kind": "unary",
+            "params": [{"name": "value", "type": "Mapping[str, Sequence[int]]"}],
+            "returns": "Mapping[str, Sequence[int]]",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "pairs",
+            "kind": "unary",
+            "params": [{"name": "value", "type": "Mapping[tuple[int, int], str]"}],
+            "returns": "Mapping[tuple[int, int], str]",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "frozen",
+            "kind": "unary",
+            "params": [{"name": "value", "type": "frozenset[int]"}],
+            "returns": "frozenset[int]",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "basket",
+            "kind": "unary",
+            "params": [{"name": "value", "type": "Basket"}],
+            "returns": "Basket",
+            "idempotent": False,
+            "doc": "",
+        },
+    ],
+    "types": {
+        "Basket": {
+            "kind": "dataclass",
+            "doc": "",
+            "fields": [
+                {"name": "items", "type": "Sequence[str]"},
+                {"name": "prices", "type": "Mapping[str, float]"},
+                {
+                    "name": "tags",
+                    "type": "frozenset[str]",
+                    "default": "field(default_factory=frozenset)",
+                },
+            ],
+        }
+    },
+}

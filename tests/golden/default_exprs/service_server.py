@@ -47,6 +47,7 @@ def register_store(server: Server, impl: Store) -> None:
                     MethodKind.UNARY, _Store_describe_args, impl.describe, _Store_describe_result
                 ),
             },
+            schema=_Store_schema,
         )
     )
 
@@ -161,3 +162,107 @@ _Store_describe_defaults: tuple[Any, ...] = (
     (CHUNK_SIZE, TIMEOUT),
     MAX_CHUNKS,
 )
+
+
+_Store_schema: dict[str, Any] = {
+    "version": 1,
+    "name": "Store",
+    "doc": "",
+    "methods": [
+        {
+            "name": "read",
+            "kind": "unary",
+            "params": [
+                {"name": "key", "type": "str"},
+                {"name": "size", "type": "int", "default": "CHUNK_SIZE"},
+                {"name": "timeout", "type": "timedelta", "default": "timedelta(seconds=10)"},
+            ],
+            "returns": "bytes",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "put",
+            "kind": "unary",
+            "params": [
+                {"name": "upload", "type": "Upload"},
+                {"name": "policy", "type": "RetryPolicy", "default": "DEFAULT_POLICY"},
+                {"name": "wait", "type": "timedelta", "default": "TIMEOUT"},
+                {"name": "deadline", "type": "datetime", "default": "datetime(2030, 1, 1)"},
+            ],
+            "returns": "Upload",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "describe",
+            "kind": "unary",
+            "params": [
+                {"name": "owner", "type": "UUID", "default": "NIL"},
+                {"name": "price", "type": "Decimal", "default": "PRICE"},
+                {"name": "mode", "type": "Literal['fast', 'slow']", "default": "MODE"},
+                {"name": "user", "type": "UserId", "default": "ROOT_USER"},
+                {"name": "color", "type": "Color", "default": "Color.RED"},
+                {"name": "shade", "type": "Color", "default": 'Color("blue")'},
+                {"name": "chunks", "type": "int", "default": "MAX_CHUNKS * 2"},
+                {"name": "size", "type": "Size", "default": "Size(1, 2)"},
+                {
+                    "name": "pair",
+                    "type": "tuple[int, timedelta]",
+                    "default": "(CHUNK_SIZE, TIMEOUT)",
+                },
+                {"name": "limit", "type": "int | None", "default": "MAX_CHUNKS"},
+            ],
+            "returns": "str",
+            "idempotent": False,
+            "doc": "",
+        },
+    ],
+    "types": {
+        "Upload": {
+            "kind": "dataclass",
+            "doc": "",
+            "fields": [
+                {"name": "name", "type": "str"},
+                {"name": "chunk", "type": "int", "default": "CHUNK_SIZE"},
+                {
+                    "name": "policy",
+                    "type": "RetryPolicy",
+                    "default": "field(default_factory=RetryPolicy)",
+                },
+                {"name": "size", "type": "Size", "default": "field(default_factory=Size)"},
+                {
+                    "name": "tags",
+                    "type": "list[str]",
+                    "default": 'field(default_factory=lambda: ["new"])',
+                },
+                {
+                    "name": "seen",
+                    "type": "dict[str, int]",
+                    "default": 'field(default_factory=lambda: {"start": 0})',
+                },
+                {"name": "colors", "type": "frozenset[Color]", "default": "frozenset({C.RED})"},
+                {"name": "started", "type": "date", "default": "date(2024, 1, 1)"},
+            ],
+        },
+        "RetryPolicy": {
+            "kind": "dataclass",
+            "doc": "",
+            "fields": [
+                {"name": "retries", "type": "int", "default": "RETRIES"},
+                {"name": "backoff", "type": "timedelta", "default": "BACKOFF"},
+            ],
+        },
+        "Size": {
+            "kind": "namedtuple",
+            "doc": "",
+            "fields": [
+                {"name": "width", "type": "int", "default": "640"},
+                {"name": "height", "type": "int", "default": "480"},
+                {"name": "unit", "type": "Color", "default": "C.RED"},
+            ],
+        },
+        "Color": {"kind": "enum", "doc": "", "members": [["RED", "red"], ["BLUE", "blue"]]},
+        "UserId": {"kind": "newtype", "type": "int"},
+    },
+}

@@ -46,6 +46,7 @@ def register_defaults(server: Server, impl: Defaults) -> None:
                     _Defaults_positional_result,
                 ),
             },
+            schema=_Defaults_schema,
         )
     )
 
@@ -168,3 +169,90 @@ _Defaults_positional_params: tuple[tuple[Callable[[object, str], Any], str], ...
 
 
 _Defaults_positional_defaults: tuple[Any, ...] = ("x",)
+
+
+_Defaults_schema: dict[str, Any] = {
+    "version": 1,
+    "name": "Defaults",
+    "doc": "",
+    "methods": [
+        {
+            "name": "call",
+            "kind": "unary",
+            "params": [
+                {"name": "a", "type": "int", "default": "1"},
+                {"name": "b", "type": "int", "default": "-2"},
+                {"name": "c", "type": "float", "default": "2.5"},
+                {"name": "d", "type": "float", "default": "-1e3"},
+                {"name": "e", "type": "float", "default": "3"},
+                {"name": "f", "type": "str", "default": '"s"'},
+                {"name": "g", "type": "bytes", "default": 'b"b"'},
+                {"name": "h", "type": "bool", "default": "False"},
+                {"name": "i", "type": "bool", "default": "True"},
+                {"name": "j", "type": "int | None", "default": "None"},
+                {"name": "k", "type": "Mode", "default": "Mode.SLOW"},
+                {"name": "pair", "type": "tuple[int, str]", "default": '(1, "x")'},
+                {"name": "many", "type": "tuple[float, ...]", "default": "()"},
+                {"name": "n", "type": "Mode | None", "default": "Mode.FAST"},
+            ],
+            "returns": "Options",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "submit",
+            "kind": "unary",
+            "params": [
+                {"name": "job", "type": "Job"},
+                {"name": "dry_run", "type": "bool", "default": "False"},
+            ],
+            "returns": "Job",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "positional",
+            "kind": "unary",
+            "params": [
+                {"name": "a", "type": "int"},
+                {"name": "b", "type": "str", "default": '"x"'},
+            ],
+            "returns": "str",
+            "idempotent": False,
+            "doc": "",
+        },
+    ],
+    "types": {
+        "Mode": {"kind": "enum", "doc": "", "members": [["FAST", "fast"], ["SLOW", "slow"]]},
+        "Options": {
+            "kind": "dataclass",
+            "doc": "",
+            "fields": [
+                {"name": "retries", "type": "int", "default": "3"},
+                {"name": "ratio", "type": "float", "default": "-0.5"},
+                {"name": "name", "type": "str", "default": '"gopher"'},
+                {"name": "raw", "type": "bytes", "default": 'b"\\x00"'},
+                {"name": "on", "type": "bool", "default": "True"},
+                {"name": "mode", "type": "Mode", "default": "Mode.FAST"},
+                {"name": "size", "type": "tuple[int, int]", "default": "(640, 480)"},
+                {"name": "parent", "type": "int | None", "default": "field(default=None)"},
+                {"name": "tags", "type": "list[str]", "default": "field(default_factory=list)"},
+                {
+                    "name": "extra",
+                    "type": "dict[str, int]",
+                    "default": "field(default_factory=dict)",
+                },
+                {"name": "seen", "type": "set[int]", "default": "field(default_factory=set)"},
+            ],
+        },
+        "Job": {
+            "kind": "dataclass",
+            "doc": "",
+            "fields": [
+                {"name": "name", "type": "str"},
+                {"name": "options", "type": "Options"},
+                {"name": "priority", "type": "int", "default": "0"},
+            ],
+        },
+    },
+}

@@ -35,6 +35,7 @@ def register_auto(server: Server, impl: Auto) -> None:
                 "sign": MethodDef(MethodKind.UNARY, _Auto_sign_args, impl.sign, _Auto_sign_result),
                 "task": MethodDef(MethodKind.UNARY, _Auto_task_args, impl.task, _Auto_task_result),
             },
+            schema=_Auto_schema,
         )
     )
 
@@ -87,3 +88,72 @@ _Auto_priority_params: tuple[tuple[Callable[[object, str], Any], str], ...] = (
 
 
 _Auto_priority_defaults: tuple[Any, ...] = (Priority.MID,)
+
+
+_Auto_schema: dict[str, Any] = {
+    "version": 1,
+    "name": "Auto",
+    "doc": "Echoes enums whose values come from auto().",
+    "methods": [
+        {
+            "name": "priority",
+            "kind": "unary",
+            "params": [{"name": "value", "type": "Priority", "default": "Priority.MID"}],
+            "returns": "Priority",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "levels",
+            "kind": "unary",
+            "params": [{"name": "value", "type": "dict[Level, Mode]"}],
+            "returns": "dict[Level, Mode]",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "sign",
+            "kind": "unary",
+            "params": [{"name": "value", "type": "set[Sign]"}],
+            "returns": "set[Sign]",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "task",
+            "kind": "unary",
+            "params": [{"name": "value", "type": "Task"}],
+            "returns": "Task",
+            "idempotent": False,
+            "doc": "",
+        },
+    ],
+    "types": {
+        "Priority": {"kind": "enum", "doc": "", "members": [["LOW", 1], ["MID", 2], ["HIGH", 3]]},
+        "Level": {
+            "kind": "enum",
+            "doc": "",
+            "members": [["DEBUG", 10], ["INFO", 11], ["WARN", 12], ["FATAL", 50], ["PANIC", 51]],
+        },
+        "Mode": {
+            "kind": "enum",
+            "doc": "",
+            "members": [
+                ["READ", "read"],
+                ["WRITE", "write"],
+                ["ADMIN", "root"],
+                ["SuperUser", "superuser"],
+            ],
+        },
+        "Sign": {"kind": "enum", "doc": "", "members": [["MINUS", -1], ["ZERO", 0], ["PLUS", 1]]},
+        "Task": {
+            "kind": "dataclass",
+            "doc": "",
+            "fields": [
+                {"name": "priority", "type": "Priority"},
+                {"name": "mode", "type": "Mode", "default": "Mode.READ"},
+                {"name": "level", "type": "Level", "default": "Level.INFO"},
+            ],
+        },
+    },
+}

@@ -20,6 +20,7 @@ def register_store(server: Server, impl: Store) -> None:
                     MethodKind.UNARY, _Store_stock_args, impl.stock, _Store_stock_result
                 ),
             },
+            schema=_Store_schema,
         )
     )
 
@@ -31,3 +32,27 @@ def _Store_stock_args(value: Any) -> tuple[Any, ...]:
 
 def _Store_stock_result(value: Any) -> Any:
     return _enc_dict_str_Item(value, "stock(): result")
+
+
+_Store_schema: dict[str, Any] = {
+    "version": 1,
+    "name": "Store",
+    "doc": "",
+    "methods": [
+        {
+            "name": "stock",
+            "kind": "unary",
+            "params": [{"name": "items", "type": "list[Item]"}],
+            "returns": "dict[str, Item]",
+            "idempotent": False,
+            "doc": "",
+        }
+    ],
+    "types": {
+        "Item": {
+            "kind": "dataclass",
+            "doc": "",
+            "fields": [{"name": "sku", "type": "str"}, {"name": "count", "type": "int"}],
+        }
+    },
+}

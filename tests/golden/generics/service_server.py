@@ -39,6 +39,7 @@ def register_generics(server: Server, impl: Generics) -> None:
                     MethodKind.UNARY, _Generics_trees_args, impl.trees, _Generics_trees_result
                 ),
             },
+            schema=_Generics_schema,
         )
     )
 
@@ -95,3 +96,105 @@ _Generics_numbers_params: tuple[tuple[Callable[[object, str], Any], str], ...] =
 
 
 _Generics_numbers_defaults: tuple[Any, ...] = ("",)
+
+
+_Generics_schema: dict[str, Any] = {
+    "version": 1,
+    "name": "Generics",
+    "doc": "Echoes generic dataclasses with several type arguments.",
+    "methods": [
+        {
+            "name": "users",
+            "kind": "unary",
+            "params": [{"name": "value", "type": "Page[User]"}],
+            "returns": "Page[User]",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "numbers",
+            "kind": "unary",
+            "params": [
+                {"name": "value", "type": "Page[int]"},
+                {"name": "token", "type": "str", "default": '""'},
+            ],
+            "returns": "tuple[Page[int], str]",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "pair",
+            "kind": "unary",
+            "params": [{"name": "value", "type": "Pair[str, Page[date]]"}],
+            "returns": "Pair[str, Page[date]]",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "trees",
+            "kind": "unary",
+            "params": [{"name": "value", "type": "list[Node[str]]"}],
+            "returns": "list[Node[str]]",
+            "idempotent": False,
+            "doc": "",
+        },
+    ],
+    "types": {
+        "Page[User]": {
+            "kind": "dataclass",
+            "doc": "",
+            "fields": [
+                {"name": "items", "type": "list[User]"},
+                {"name": "next_token", "type": "str | None"},
+                {"name": "total", "type": "int", "default": "0"},
+            ],
+        },
+        "User": {
+            "kind": "dataclass",
+            "doc": "",
+            "fields": [
+                {"name": "name", "type": "str"},
+                {"name": "born", "type": "date | None", "default": "None"},
+            ],
+        },
+        "Page[int]": {
+            "kind": "dataclass",
+            "doc": "",
+            "fields": [
+                {"name": "items", "type": "list[int]"},
+                {"name": "next_token", "type": "str | None"},
+                {"name": "total", "type": "int", "default": "0"},
+            ],
+        },
+        "Pair[str, Page[date]]": {
+            "kind": "dataclass",
+            "doc": "",
+            "fields": [
+                {"name": "key", "type": "str"},
+                {"name": "value", "type": "Page[date]"},
+                {
+                    "name": "history",
+                    "type": "list[Page[date]]",
+                    "default": "field(default_factory=list)",
+                },
+            ],
+        },
+        "Page[date]": {
+            "kind": "dataclass",
+            "doc": "",
+            "fields": [
+                {"name": "items", "type": "list[date]"},
+                {"name": "next_token", "type": "str | None"},
+                {"name": "total", "type": "int", "default": "0"},
+            ],
+        },
+        "Node[str]": {
+            "kind": "dataclass",
+            "doc": "",
+            "fields": [
+                {"name": "value", "type": "str"},
+                {"name": "children", "type": "list[Node[str]]"},
+            ],
+        },
+    },
+}

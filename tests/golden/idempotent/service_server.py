@@ -53,6 +53,7 @@ def register_store(server: Server, impl: Store) -> None:
                     encode_item=_Store_watch_item_out,
                 ),
             },
+            schema=_Store_schema,
         )
     )
 
@@ -121,3 +122,67 @@ def _Store_watch_item_out(value: Any) -> Any:
 
 def _Store_watch_item_in(value: Any) -> str:
     return check_str(value, "watch(): item of 'keys'")
+
+
+_Store_schema: dict[str, Any] = {
+    "version": 1,
+    "name": "Store",
+    "doc": "A key-value store: reads are idempotent, an append is not.",
+    "methods": [
+        {
+            "name": "get",
+            "kind": "unary",
+            "params": [{"name": "key", "type": "str"}],
+            "returns": "Entry | None",
+            "idempotent": True,
+            "doc": "Below @idempotent, above @abstractmethod.",
+        },
+        {
+            "name": "put",
+            "kind": "unary",
+            "params": [{"name": "entry", "type": "Entry"}],
+            "returns": "None",
+            "idempotent": True,
+            "doc": "Overwriting with the same value twice leaves what once does.",
+        },
+        {
+            "name": "append",
+            "kind": "unary",
+            "params": [{"name": "key", "type": "str"}, {"name": "value", "type": "bytes"}],
+            "returns": "int",
+            "idempotent": False,
+            "doc": "Not idempotent: appending twice appends twice.",
+        },
+        {
+            "name": "scan",
+            "kind": "server_stream",
+            "params": [{"name": "prefix", "type": "str"}],
+            "returns": "Entry",
+            "idempotent": True,
+            "doc": "A server stream, marked through the module.",
+        },
+        {
+            "name": "get_many",
+            "kind": "client_stream",
+            "params": [{"name": "keys", "type": "str", "stream": True}],
+            "returns": "list[Entry]",
+            "idempotent": True,
+            "doc": "A client stream, through an aliased module.",
+        },
+        {
+            "name": "watch",
+            "kind": "bidi",
+            "params": [{"name": "keys", "type": "str", "stream": True}],
+            "returns": "Entry",
+            "idempotent": True,
+            "doc": "Bidi, through an aliased name.",
+        },
+    ],
+    "types": {
+        "Entry": {
+            "kind": "dataclass",
+            "doc": "",
+            "fields": [{"name": "key", "type": "str"}, {"name": "value", "type": "bytes"}],
+        }
+    },
+}

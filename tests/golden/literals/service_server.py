@@ -49,6 +49,7 @@ def register_literals(server: Server, impl: Literals) -> None:
                     MethodKind.UNARY, _Literals_sides_args, impl.sides, _Literals_sides_result
                 ),
             },
+            schema=_Literals_schema,
         )
     )
 
@@ -119,3 +120,75 @@ _Literals_level_params: tuple[tuple[Callable[[object, str], Any], str], ...] = (
 
 
 _Literals_level_defaults: tuple[Any, ...] = (0,)
+
+
+_Literals_schema: dict[str, Any] = {
+    "version": 1,
+    "name": "Literals",
+    "doc": "Echoes Literal types.",
+    "methods": [
+        {
+            "name": "side",
+            "kind": "unary",
+            "params": [{"name": "value", "type": "Literal['buy', 'sell']"}],
+            "returns": "Literal['buy', 'sell']",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "level",
+            "kind": "unary",
+            "params": [{"name": "value", "type": "Literal[-1, 0, 1]", "default": "0"}],
+            "returns": "Literal[-1, 0, 1]",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "mixed",
+            "kind": "unary",
+            "params": [{"name": "value", "type": "Literal[1, True, '1']"}],
+            "returns": "Literal[1, True, '1']",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "yes",
+            "kind": "unary",
+            "params": [{"name": "value", "type": "Literal[True]"}],
+            "returns": "Literal[True]",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "order",
+            "kind": "unary",
+            "params": [{"name": "value", "type": "Order"}],
+            "returns": "Order",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "sides",
+            "kind": "unary",
+            "params": [{"name": "value", "type": "set[Literal['buy', 'sell']]"}],
+            "returns": "set[Literal['buy', 'sell']]",
+            "idempotent": False,
+            "doc": "",
+        },
+    ],
+    "types": {
+        "Order": {
+            "kind": "dataclass",
+            "doc": "",
+            "fields": [
+                {"name": "side", "type": "Literal['buy', 'sell']"},
+                {"name": "kind", "type": "Literal['market', 'limit']", "default": '"market"'},
+                {
+                    "name": "flags",
+                    "type": "dict[Literal['a', 'b'], Literal[0, 1]] | None",
+                    "default": "None",
+                },
+            ],
+        }
+    },
+}

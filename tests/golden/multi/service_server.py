@@ -24,6 +24,7 @@ def register_greeter(server: Server, impl: Greeter) -> None:
                     MethodKind.UNARY, _Greeter_ping_args, impl.ping, _Greeter_ping_result
                 ),
             },
+            schema=_Greeter_schema,
         )
     )
 
@@ -44,6 +45,7 @@ def register_http_gateway(server: Server, impl: HTTPGateway) -> None:
                     _HTTPGateway_routes_result,
                 ),
             },
+            schema=_HTTPGateway_schema,
         )
     )
 
@@ -101,3 +103,58 @@ _HTTPGateway_hello_params: tuple[tuple[Callable[[object, str], Any], str], ...] 
 
 
 _HTTPGateway_hello_defaults: tuple[Any, ...] = (False,)
+
+
+_Greeter_schema: dict[str, Any] = {
+    "version": 1,
+    "name": "Greeter",
+    "doc": "",
+    "methods": [
+        {
+            "name": "hello",
+            "kind": "unary",
+            "params": [{"name": "name", "type": "str"}],
+            "returns": "str",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "ping",
+            "kind": "unary",
+            "params": [],
+            "returns": "None",
+            "idempotent": False,
+            "doc": "",
+        },
+    ],
+    "types": {},
+}
+
+
+_HTTPGateway_schema: dict[str, Any] = {
+    "version": 1,
+    "name": "HTTPGateway",
+    "doc": "An acronym in the class name: registered as register_http_gateway.",
+    "methods": [
+        {
+            "name": "hello",
+            "kind": "unary",
+            "params": [
+                {"name": "name", "type": "str"},
+                {"name": "loud", "type": "bool", "default": "False"},
+            ],
+            "returns": "str",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "routes",
+            "kind": "unary",
+            "params": [],
+            "returns": "list[str]",
+            "idempotent": False,
+            "doc": "",
+        },
+    ],
+    "types": {},
+}

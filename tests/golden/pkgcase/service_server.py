@@ -25,6 +25,7 @@ def register_tracker(server: Server, impl: Tracker) -> None:
                     MethodKind.UNARY, _Tracker_search_args, impl.search, _Tracker_search_result
                 ),
             },
+            schema=_Tracker_schema,
         )
     )
 
@@ -63,3 +64,51 @@ _Tracker_search_params: tuple[tuple[Callable[[object, str], Any], str], ...] = (
 
 
 _Tracker_search_defaults: tuple[Any, ...] = (Status.OPEN, 50)
+
+
+_Tracker_schema: dict[str, Any] = {
+    "version": 1,
+    "name": "Tracker",
+    "doc": "",
+    "methods": [
+        {
+            "name": "open",
+            "kind": "unary",
+            "params": [{"name": "title", "type": "str"}],
+            "returns": "Ticket",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "search",
+            "kind": "unary",
+            "params": [
+                {"name": "status", "type": "Status", "default": "Status.OPEN"},
+                {"name": "limit", "type": "int", "default": "50"},
+            ],
+            "returns": "Page",
+            "idempotent": False,
+            "doc": "",
+        },
+    ],
+    "types": {
+        "Ticket": {
+            "kind": "dataclass",
+            "doc": "",
+            "fields": [
+                {"name": "id", "type": "int"},
+                {"name": "title", "type": "str"},
+                {"name": "status", "type": "Status", "default": "Status.OPEN"},
+            ],
+        },
+        "Status": {"kind": "enum", "doc": "", "members": [["OPEN", "open"], ["DONE", "done"]]},
+        "Page": {
+            "kind": "dataclass",
+            "doc": "",
+            "fields": [
+                {"name": "tickets", "type": "list[Ticket]"},
+                {"name": "next_token", "type": "str | None", "default": "None"},
+            ],
+        },
+    },
+}

@@ -50,6 +50,7 @@ def register_records(server: Server, impl: Records) -> None:
                     MethodKind.UNARY, _Records_empty_args, impl.empty, _Records_empty_result
                 ),
             },
+            schema=_Records_schema,
         )
     )
 
@@ -124,3 +125,96 @@ _Records_points_params: tuple[tuple[Callable[[object, str], Any], str], ...] = (
 
 
 _Records_points_defaults: tuple[Any, ...] = (None,)
+
+
+_Records_schema: dict[str, Any] = {
+    "version": 1,
+    "name": "Records",
+    "doc": "Echoes NamedTuples and TypedDicts.",
+    "methods": [
+        {
+            "name": "point",
+            "kind": "unary",
+            "params": [{"name": "value", "type": "Point"}],
+            "returns": "Point",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "points",
+            "kind": "unary",
+            "params": [
+                {"name": "value", "type": "list[Point]"},
+                {"name": "origin", "type": "Point | None", "default": "None"},
+            ],
+            "returns": "tuple[list[Point], Point | None]",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "movie",
+            "kind": "unary",
+            "params": [{"name": "value", "type": "Movie"}],
+            "returns": "Movie",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "query",
+            "kind": "unary",
+            "params": [{"name": "value", "type": "Query"}],
+            "returns": "Query",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "queries",
+            "kind": "unary",
+            "params": [{"name": "value", "type": "dict[str, Query]"}],
+            "returns": "dict[str, Query]",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "empty",
+            "kind": "unary",
+            "params": [{"name": "value", "type": "Empty"}],
+            "returns": "Empty",
+            "idempotent": False,
+            "doc": "",
+        },
+    ],
+    "types": {
+        "Point": {
+            "kind": "namedtuple",
+            "doc": "A point; a method is fine.",
+            "fields": [
+                {"name": "x", "type": "float"},
+                {"name": "y", "type": "float"},
+                {"name": "label", "type": "str", "default": '""'},
+                {"name": "unit", "type": "Unit", "default": "Unit.M"},
+            ],
+        },
+        "Unit": {"kind": "enum", "doc": "", "members": [["M", "m"], ["FT", "ft"]]},
+        "Movie": {
+            "kind": "typeddict",
+            "doc": "",
+            "fields": [
+                {"name": "title", "type": "str"},
+                {"name": "year", "type": "int"},
+                {"name": "sequel", "type": "Movie", "default": ""},
+            ],
+        },
+        "Query": {
+            "kind": "typeddict",
+            "doc": "",
+            "fields": [
+                {"name": "text", "type": "str"},
+                {"name": "limit", "type": "int", "default": ""},
+                {"name": "near", "type": "Point | None", "default": ""},
+                {"name": "tags", "type": "list[str]", "default": ""},
+            ],
+        },
+        "Empty": {"kind": "typeddict", "doc": "", "fields": []},
+    },
+}

@@ -76,6 +76,7 @@ def register_stdlib(server: Server, impl: Stdlib) -> None:
                     MethodKind.UNARY, _Stdlib_pair_args, impl.pair, _Stdlib_pair_result
                 ),
             },
+            schema=_Stdlib_schema,
         )
     )
 
@@ -186,3 +187,123 @@ def _Stdlib_pair_args(value: Any) -> tuple[Any, ...]:
 
 def _Stdlib_pair_result(value: Any) -> Any:
     return _enc_tuple2_date_time(value, "pair(): result")
+
+
+_Stdlib_schema: dict[str, Any] = {
+    "version": 1,
+    "name": "Stdlib",
+    "doc": "Echoes each standard-library type, alone and nested.",
+    "methods": [
+        {
+            "name": "when",
+            "kind": "unary",
+            "params": [{"name": "value", "type": "datetime"}],
+            "returns": "datetime",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "day",
+            "kind": "unary",
+            "params": [{"name": "value", "type": "date"}],
+            "returns": "date",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "clock",
+            "kind": "unary",
+            "params": [{"name": "value", "type": "time"}],
+            "returns": "time",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "span",
+            "kind": "unary",
+            "params": [{"name": "value", "type": "timedelta"}],
+            "returns": "timedelta",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "amount",
+            "kind": "unary",
+            "params": [{"name": "value", "type": "Decimal"}],
+            "returns": "Decimal",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "ident",
+            "kind": "unary",
+            "params": [{"name": "value", "type": "UUID"}],
+            "returns": "UUID",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "invoice",
+            "kind": "unary",
+            "params": [{"name": "value", "type": "Invoice"}],
+            "returns": "Invoice",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "by_day",
+            "kind": "unary",
+            "params": [{"name": "value", "type": "dict[date, list[Decimal]]"}],
+            "returns": "dict[date, list[Decimal]]",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "by_span",
+            "kind": "unary",
+            "params": [{"name": "value", "type": "dict[timedelta, UUID]"}],
+            "returns": "dict[timedelta, UUID]",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "ids",
+            "kind": "unary",
+            "params": [{"name": "value", "type": "set[UUID]"}],
+            "returns": "set[UUID]",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "maybe",
+            "kind": "unary",
+            "params": [{"name": "value", "type": "datetime | None"}],
+            "returns": "datetime | None",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "pair",
+            "kind": "unary",
+            "params": [{"name": "value", "type": "tuple[date, time]"}],
+            "returns": "tuple[date, time]",
+            "idempotent": False,
+            "doc": "",
+        },
+    ],
+    "types": {
+        "Invoice": {
+            "kind": "dataclass",
+            "doc": "",
+            "fields": [
+                {"name": "id", "type": "UUID"},
+                {"name": "issued", "type": "date"},
+                {"name": "due", "type": "datetime"},
+                {"name": "total", "type": "Decimal"},
+                {"name": "grace", "type": "timedelta"},
+                {"name": "reminders", "type": "list[time]"},
+                {"name": "paid_at", "type": "datetime | None", "default": "None"},
+            ],
+        }
+    },
+}

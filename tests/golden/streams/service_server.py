@@ -65,6 +65,7 @@ def register_chat_service(server: Server, impl: ChatService) -> None:
                     decode_item=_ChatService_upload_item_in,
                 ),
             },
+            schema=_ChatService_schema,
         )
     )
 
@@ -101,6 +102,7 @@ def register_shapes(server: Server, impl: Shapes) -> None:
                     decode_item=_Shapes_nothing_back_item_in,
                 ),
             },
+            schema=_Shapes_schema,
         )
     )
 
@@ -138,6 +140,7 @@ def register_spellings(server: Server, impl: Spellings) -> None:
                     encode_item=_Spellings_quoted_item_out,
                 ),
             },
+            schema=_Spellings_schema,
         )
     )
 
@@ -158,6 +161,7 @@ def register_pulse(server: Server, impl: Pulse) -> None:
                     encode_item=_Pulse_beats_item_out,
                 ),
             },
+            schema=_Pulse_schema,
         )
     )
 
@@ -334,3 +338,180 @@ _Shapes_middle_params: tuple[tuple[Callable[[object, str], Any], str], ...] = (
 
 
 _Shapes_middle_defaults: tuple[Any, ...] = (3,)
+
+
+_ChatService_schema: dict[str, Any] = {
+    "version": 1,
+    "name": "ChatService",
+    "doc": "Rooms where gophers talk.",
+    "methods": [
+        {
+            "name": "join_room",
+            "kind": "bidi",
+            "params": [
+                {"name": "room_id", "type": "str"},
+                {"name": "incoming", "type": "str", "stream": True},
+            ],
+            "returns": "Message",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "history",
+            "kind": "unary",
+            "params": [
+                {"name": "room_id", "type": "str"},
+                {"name": "limit", "type": "int", "default": "50"},
+            ],
+            "returns": "list[Message]",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "tail",
+            "kind": "server_stream",
+            "params": [{"name": "room_id", "type": "str"}],
+            "returns": "Message",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "upload",
+            "kind": "client_stream",
+            "params": [{"name": "lines", "type": "str", "stream": True}],
+            "returns": "int",
+            "idempotent": False,
+            "doc": "",
+        },
+    ],
+    "types": {
+        "Message": {
+            "kind": "dataclass",
+            "doc": "",
+            "fields": [
+                {"name": "sender", "type": "str"},
+                {"name": "text", "type": "str"},
+                {"name": "mood", "type": "Mood", "default": "Mood.HAPPY"},
+            ],
+        },
+        "Mood": {"kind": "enum", "doc": "", "members": [["HAPPY", 1], ["GRUMPY", 2]]},
+    },
+}
+
+
+_Shapes_schema: dict[str, Any] = {
+    "version": 1,
+    "name": "Shapes",
+    "doc": "",
+    "methods": [
+        {
+            "name": "middle",
+            "kind": "client_stream",
+            "params": [
+                {"name": "room", "type": "str"},
+                {"name": "batches", "type": "list[Message]", "stream": True},
+                {"name": "limit", "type": "int", "default": "3"},
+            ],
+            "returns": "dict[str, int]",
+            "idempotent": False,
+            "doc": "A client stream between other parameters, one of them defaulted.",
+        },
+        {
+            "name": "maybe",
+            "kind": "bidi",
+            "params": [{"name": "keys", "type": "tuple[int, str] | None", "stream": True}],
+            "returns": "dict[str, Message | None]",
+            "idempotent": False,
+            "doc": "Bidi of nested, optional types.",
+        },
+        {
+            "name": "nothing_back",
+            "kind": "client_stream",
+            "params": [{"name": "lines", "type": "bytes", "stream": True}],
+            "returns": "None",
+            "idempotent": False,
+            "doc": "",
+        },
+    ],
+    "types": {
+        "Message": {
+            "kind": "dataclass",
+            "doc": "",
+            "fields": [
+                {"name": "sender", "type": "str"},
+                {"name": "text", "type": "str"},
+                {"name": "mood", "type": "Mood", "default": "Mood.HAPPY"},
+            ],
+        },
+        "Mood": {"kind": "enum", "doc": "", "members": [["HAPPY", 1], ["GRUMPY", 2]]},
+    },
+}
+
+
+_Spellings_schema: dict[str, Any] = {
+    "version": 1,
+    "name": "Spellings",
+    "doc": "Positional-only streams and the other ways to write Chan.",
+    "methods": [
+        {
+            "name": "first",
+            "kind": "client_stream",
+            "params": [
+                {"name": "lines", "type": "str", "stream": True},
+                {"name": "room", "type": "str"},
+            ],
+            "returns": "int",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "qualified",
+            "kind": "bidi",
+            "params": [
+                {"name": "room", "type": "str"},
+                {"name": "numbers", "type": "int", "stream": True},
+            ],
+            "returns": "float",
+            "idempotent": False,
+            "doc": "",
+        },
+        {
+            "name": "quoted",
+            "kind": "bidi",
+            "params": [{"name": "messages", "type": "Message", "stream": True}],
+            "returns": "Message | None",
+            "idempotent": False,
+            "doc": "",
+        },
+    ],
+    "types": {
+        "Message": {
+            "kind": "dataclass",
+            "doc": "",
+            "fields": [
+                {"name": "sender", "type": "str"},
+                {"name": "text", "type": "str"},
+                {"name": "mood", "type": "Mood", "default": "Mood.HAPPY"},
+            ],
+        },
+        "Mood": {"kind": "enum", "doc": "", "members": [["HAPPY", 1], ["GRUMPY", 2]]},
+    },
+}
+
+
+_Pulse_schema: dict[str, Any] = {
+    "version": 1,
+    "name": "Pulse",
+    "doc": "",
+    "methods": [
+        {
+            "name": "beats",
+            "kind": "bidi",
+            "params": [{"name": "pings", "type": "None", "stream": True}],
+            "returns": "None",
+            "idempotent": False,
+            "doc": "Items that are all None: only their count and timing say anything.",
+        }
+    ],
+    "types": {},
+}
