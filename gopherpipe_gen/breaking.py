@@ -269,26 +269,29 @@ class _Comparer:
         old_key: _Keyer,
         what: str,
     ) -> None:
+        old_names = [n for n, *_ in old]
         new_names = [n for n, *_ in new]
         for index, (name, old_type, old_default, old_part) in enumerate(old):
+            if name not in new_names:
+                if index < len(new) and new_names[index] not in old_names:
+                    self.add(True, subject(name), f"{what} at position {index + 1} renamed or "
+                             f"replaced by {new_names[index]!r} (the wire is positional: its "
+                             "meaning may have changed; keyword callers break)",
+                             key(new_names[index]), old_key(name))  # fmt: skip
+                else:
+                    self.add(True, subject(name), f"{what} removed: later ones move up a "
+                             "position, or old senders send it and new readers ignore it",
+                             None, old_key(name))  # fmt: skip
+                    continue
+            elif new_names.index(name) != index:
+                # Its type and default are compared at neither place: it is already broken.
+                self.add(True, subject(name), f"{what} reordered: was at position "
+                         f"{index + 1}, now at {new_names.index(name) + 1} (the wire is "
+                         "positional)", key(name), old_key(name))  # fmt: skip
+                continue
             if index >= len(new):
-                self.add(True, subject(name), f"{what} removed: old senders still send it and "
-                         "new readers ignore it", None, old_key(name))  # fmt: skip
                 continue
             new_name, new_type, new_default, new_part = new[index]
-            if new_name != name:
-                if name in new_names:
-                    # Its type, default... are compared where it now is: not with what
-                    # took its place.
-                    self.add(True, subject(name), f"{what} reordered: was at position "
-                             f"{index + 1}, now at {new_names.index(name) + 1} (the wire is "
-                             "positional)", key(name), old_key(name))  # fmt: skip
-                    continue
-                else:
-                    self.add(True, subject(name), f"{what} at position {index + 1} renamed or "
-                             f"replaced by {new_name!r} (the wire is positional: its meaning "
-                             "may have changed; keyword callers break)", key(new_name),
-                             old_key(name))  # fmt: skip
             change = self.type_change(old_type, new_type)
             if change is not None:
                 self.add(change[0], subject(new_name), change[1], key(new_name), old_key(name))
@@ -307,8 +310,16 @@ class _Comparer:
                 self.add(False, subject(new_name), f"default changed {old_part.default.text} -> "
                          f"{new_part.default.text} (a server uses its own contract's default "
                          "for an argument left out)", key(new_name))  # fmt: skip
-        for name, _type, has_default, _part in new[len(old) :]:
-            if has_default:
+        for index, (name, _type, has_default, _part) in enumerate(new):
+            if name in old_names:
+                continue
+            if index < len(old):
+                if old_names[index] in new_names:
+                    self.add(True, subject(name), f"{what} inserted at position {index + 1}, "
+                             "before the end: the ones after it move (the wire is "
+                             "positional)", key(name))  # fmt: skip
+                # else reported above as renamed or replaced
+            elif has_default:
                 self.add(False, subject(name), f"{what} added at the end with a default",
                          key(name))  # fmt: skip
             else:
@@ -452,9 +463,7 @@ def checkout_from_git(contract: Path, ref: str, into: Path) -> Path:
 
     def git(*args: str) -> bytes:
         try:
-            done = subprocess.run(
-                ["git", "-C", str(folder), *args], capture_output=True, check=False
-            )
+            done = subprocess.run(["git", *args], cwd=folder, capture_output=True, check=False)
         except OSError as exc:
             raise GitError(f"cannot run git: {exc}") from None
         if done.returncode != 0:
@@ -463,6 +472,7 @@ def checkout_from_git(contract: Path, ref: str, into: Path) -> Path:
 
     top = Path(git("rev-parse", "--show-toplevel").decode().strip())
     relative = contract.resolve().relative_to(top.resolve())
+    folder = top  # git archive run in a subfolder would archive that folder only
     git("cat-file", "-e", f"{ref}:{relative.as_posix()}")  # a clear error if absent
     archive = git("archive", "--format=tar", ref, "--", "*.py")
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
