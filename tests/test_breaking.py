@@ -9,9 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from e2e_harness import same_checkout_env
+
 from gopherpipe_gen.breaking import Change, compare
 from gopherpipe_gen.parse import parse_contract
-from e2e_harness import same_checkout_env
 
 BASE = '''\
 from abc import ABC, abstractmethod
