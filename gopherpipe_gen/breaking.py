@@ -473,7 +473,14 @@ def checkout_from_git(contract: Path, ref: str, into: Path) -> Path:
     top = Path(git("rev-parse", "--show-toplevel").decode().strip())
     relative = contract.resolve().relative_to(top.resolve())
     folder = top  # git archive run in a subfolder would archive that folder only
-    git("cat-file", "-e", f"{ref}:{relative.as_posix()}")  # a clear error if absent
+    try:
+        git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    except GitError:
+        raise GitError(f"{ref!r} is not a commit, branch or tag of {top}") from None
+    try:
+        git("cat-file", "-e", f"{ref}:{relative.as_posix()}")
+    except GitError:
+        raise GitError(f"{relative.as_posix()} does not exist at {ref}") from None
     archive = git("archive", "--format=tar", ref, "--", "*.py")
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(into, filter="data")

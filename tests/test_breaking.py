@@ -405,7 +405,11 @@ def test_cli_against_a_real_git_history(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "breaking: v1:api/service.py:8:9: Alarm.ring: method removed" in done.stdout
     done = gopherpipe("breaking", "api/service.py", "--against-git", "nope", cwd=tmp_path)
-    assert done.returncode == 2 and done.stderr.startswith("error: git: ")
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: git: 'nope' is not a commit, branch or tag of ")
+    (api / "new.py").write_text(service)
+    done = gopherpipe("breaking", "api/new.py", "--against-git", "v1", cwd=tmp_path)
+    assert (done.returncode, done.stderr) == (2, "error: git: api/new.py does not exist at v1\n")
 
 
 def test_cli_against_git_outside_a_repository(tmp_path: Path) -> None:
