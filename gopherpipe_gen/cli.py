@@ -213,18 +213,19 @@ def health(
 
 _BREAKING_HELP = """List the wire-breaking changes from an older generation of a contract to NEW.
 
-Both generations are parsed, never imported. Each change is printed as
-PATH:LINE:COL: PART: WHAT, located in NEW where the part still exists there
-(else in the old contract), breaking changes first, then the safe ones. The
-rules (README "Evolving a contract", RFC section 11.1): arguments and dataclass
-fields travel by position, so a removed, renamed or reordered parameter or
-field, a changed type, a new one without a default, a changed Enum value (an
-auto() renumbered), a removed member, method or service, a changed call shape
-are breaking; an added method, service or Enum member, a parameter or field
-added at the end with a default, T widened to T | None are safe.
+Both generations are parsed, never imported. Each change is printed
+as PATH:LINE:COL: PART: WHAT, located in NEW where the part still
+exists there (else in the old contract), breaking changes first, then
+the safe ones. The rules (README "Evolving a contract", RFC 11.1):
+arguments and dataclass fields travel by position, so a removed,
+renamed or reordered parameter or field, a changed type, a new one
+without a default, a changed Enum value (an auto() renumbered), a
+removed member, method or service, a changed call shape are breaking;
+an added method, service or Enum member, a parameter or field added at
+the end with a default, T widened to T | None are safe.
 
-Exit codes: 0 no breaking change; 1 breaking changes; 2 a contract has errors,
-or git could not give the old one.
+Exit codes: 0 no breaking change; 1 breaking changes; 2 a contract
+has errors, or git could not give the old one.
 
 Examples:
   gopherpipe breaking service.py --against old/service.py
@@ -232,8 +233,9 @@ Examples:
   gopherpipe breaking api/service.py --against-git v1.2.0   # a tag
   gopherpipe breaking service.py --against-git HEAD~1
 
-With --against-git REF the old contract is NEW's path in its repository as it
-is at REF (modules it imports from beside it are read at REF too)."""
+With --against-git REF the old contract is NEW's path in its
+repository as it is at REF (modules it imports from beside it are
+read at REF too)."""
 
 
 @app.command(help=_BREAKING_HELP)
