@@ -1,7 +1,9 @@
 """The ``gopherpipe`` command line: ``gopherpipe gen [PATH...] [-o DIR] [--check]``,
 ``gopherpipe health ADDRESS [SERVICE]``, ``gopherpipe describe ADDRESS [SERVICE]`` and
 ``gopherpipe call ADDRESS SERVICE.METHOD [ARGS]`` (the last two are clients of the
-built-in Reflection service, gopherpipe_runtime/reflection.py).
+built-in Reflection service, gopherpipe_runtime/reflection.py), and ``gopherpipe
+breaking NEW.py --against OLD.py`` (or ``--against-git REF``), which compares two
+parsed contracts (breaking.py).
 
 Which contracts `gen` reads (files, folders, globs, or the ``[tool.gopherpipe]``
 table of pyproject.toml) is project.py.
@@ -513,6 +515,81 @@ def call(
     kind = reflection.find_method(schema, method)["kind"]
     if kind in ("unary", "client_stream"):
         typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
+
+
+_BREAKING_HELP = """List the wire-breaking changes from an older generation of a contract to NEW.
+
+Both generations are parsed, never imported. Each change is printed
+as PATH:LINE:COL: PART: WHAT, located in NEW where the part still
+exists there (else in the old contract), breaking changes first, then
+the safe ones. The rules (README "Evolving a contract", RFC 11.1):
+arguments and dataclass fields travel by position, so a removed,
+renamed or reordered parameter or field, a changed type, a new one
+without a default, a changed Enum value (an auto() renumbered), a
+removed member, method or service, a changed call shape are breaking;
+an added method, service or Enum member, a parameter or field added at
+the end with a default, T widened to T | None are safe.
+
+Exit codes: 0 no breaking change; 1 breaking changes; 2 a contract
+has errors, or git could not give the old one.
+
+Examples:
+  gopherpipe breaking service.py --against old/service.py
+  gopherpipe breaking service.py --against-git main
+  gopherpipe breaking api/service.py --against-git v1.2.0   # a tag
+  gopherpipe breaking service.py --against-git HEAD~1
+
+With --against-git REF the old contract is NEW's path in its
+repository as it is at REF (modules it imports from beside it are
+read at REF too)."""
+
+
+@app.command(help=_BREAKING_HELP)
+def breaking(
+    new: Annotated[Path, typer.Argument(help="The contract as it is now.", show_default=False)],
+    against: Annotated[
+        Path | None, typer.Option("--against", help="The older contract file.")
+    ] = None,
+    against_git: Annotated[
+        str | None,
+        typer.Option("--against-git", help="A git ref (branch, tag, commit) to read it at."),
+    ] = None,
+) -> None:
+    import tempfile
+
+    from .breaking import GitError, checkout_from_git, compare, relocate
+    from .parse import parse_contract
+
+    if (against is None) == (against_git is None):
+        typer.echo("error: give one of --against OLD.py and --against-git REF", err=True)
+        raise typer.Exit(EXIT_SPEC_ERROR)
+    with tempfile.TemporaryDirectory(prefix="gopherpipe-breaking-") as folder:
+        try:
+            if against_git is not None:
+                old_path = checkout_from_git(new, against_git, Path(folder))
+            else:
+                assert against is not None
+                old_path = against
+            old = parse_contract(old_path)
+            current = parse_contract(new)
+        except GitError as exc:
+            typer.echo(f"error: git: {exc}", err=True)
+            raise typer.Exit(EXIT_SPEC_ERROR) from None
+        except SpecErrors as exc:
+            for error in exc.errors:
+                typer.echo(str(error), err=True)
+            raise typer.Exit(EXIT_SPEC_ERROR) from None
+        changes = compare(old, current)
+        if against_git is not None:
+            changes = relocate(changes, Path(folder), f"{against_git}:")
+    broken = [c for c in changes if c.breaking]
+    for change in broken:
+        typer.echo(f"breaking: {change}")
+    for change in changes:
+        if not change.breaking:
+            typer.echo(f"safe: {change}")
+    typer.echo(f"{len(broken)} breaking, {len(changes) - len(broken)} safe")
+    raise typer.Exit(1 if broken else 0)
 
 
 def main() -> None:

@@ -242,6 +242,12 @@ class Contract:
     dataclasses: dict[str, Dataclass] = field(default_factory=dict, hash=False)
     """Every dataclass reachable from the services, keyed by (module, name) string."""
     enums: dict[str, EnumDef] = field(default_factory=dict, hash=False)
+    positions: dict[str, tuple[Path, int, int]] = field(
+        default_factory=dict, hash=False, compare=False
+    )
+    """Where each part is declared, (file as displayed, line, column), 1-based, for
+    tools that point at a part (`breaking`); keys are `position_key`'s. Not compared:
+    moving a declaration changes nothing on the wire."""
 
 
 def key_of(ref: Named | NewTypeOf) -> str:
@@ -249,3 +255,10 @@ def key_of(ref: Named | NewTypeOf) -> str:
     if isinstance(ref, Named) and ref.args:
         return f"{ref.module}:{ref.name}{list(ref.args)!r}"
     return f"{ref.module}:{ref.name}"
+
+
+def position_key(*parts: str) -> str:
+    """A key of `Contract.positions`: a service ``("Svc",)``, a method ``("Svc", "m")``,
+    its parameter ``("Svc", "m", "p")`` or result ``("Svc", "m", "->")``; a record or
+    Enum ``(key_of(ref),)``, its field or member ``(key_of(ref), "name")``."""
+    return "\x00".join(parts)

@@ -65,6 +65,7 @@ from .model import (
     TupleOf,
     TypeRef,
     key_of,
+    position_key,
 )
 
 TYPE_HELP = (
@@ -229,6 +230,8 @@ class _Parser:
         self.defaults = DefaultReader(self)
         self.default_uses: list[tuple[_Module, cst.CSTNode, Default]] = []
         """Parameter defaults read so far, to check their names against method names."""
+        self.positions: dict[str, tuple[Path, int, int]] = {}
+        """`Contract.positions`, noted as parts are read."""
 
     # -- errors -------------------------------------------------------------------------
 
@@ -238,6 +241,31 @@ class _Parser:
             where = mod.positions.get(self.anchor[-1])
         line, column = (where.start.line, where.start.column + 1) if where else (1, 1)
         self.errors.append(SpecError(mod.display, line, column, message))
+
+    def mark(self, mod: _Module, node: cst.CSTNode, *key: str) -> None:
+        """Note where the part `key` (see `position_key`) is declared."""
+        where = mod.positions.get(node)
+        if where is not None:
+            self.positions[position_key(*key)] = (
+                mod.display,
+                where.start.line,
+                where.start.column + 1,
+            )
+
+    def mark_class(self, mod: _Module, cls: cst.ClassDef) -> None:
+        """Note where a record or Enum declared as `cls` in `mod` and its fields or members are."""
+        key = f"{mod.resolved}:{cls.name.value}"
+        self.mark(mod, cls.name, key)
+        for statement in cls.body.body:
+            if not isinstance(statement, cst.SimpleStatementLine):
+                continue
+            for small in statement.body:
+                if isinstance(small, cst.AnnAssign) and isinstance(small.target, cst.Name):
+                    self.mark(mod, small.target, key, small.target.value)
+                elif isinstance(small, cst.Assign) and isinstance(
+                    small.targets[0].target, cst.Name
+                ):
+                    self.mark(mod, small.targets[0].target, key, small.targets[0].target.value)
 
     def fail(self, mod: _Module, node: cst.CSTNode, message: str) -> _Invalid:
         self.error(mod, node, message)
@@ -589,6 +617,7 @@ class _Parser:
         name = cls.name.value
         kind = self.kind_of(cls)
         where = used_in or (mod, used_at)
+        self.mark_class(mod, cls)
         for base in cls.bases if kind is None else ():
             parent = mod.classes.get(_tail_name(base.value) or "")
             parent_kind = None if parent is None else self.kind_of(parent)
@@ -1347,6 +1376,11 @@ class _Parser:
                 continue
             methods[method.name] = method
             names.append(statement.name)
+            self.mark(mod, statement.name, cls.name.value, method.name)
+            if statement.returns is not None:
+                self.mark(mod, statement.returns.annotation, cls.name.value, method.name, "->")
+            for param in (*statement.params.posonly_params, *statement.params.params):
+                self.mark(mod, param.name, cls.name.value, method.name, param.name.value)
         # The client class spells its signatures with these names; a method of the same
         # name would hide them there (for mypy, and at run time when they are subscripted).
         used = _signature_names(methods.values())
@@ -1615,6 +1649,7 @@ class _Parser:
         self.idempotent_elsewhere(mod)
         for cls in mod.classes.values():
             if any(_tail_name(b.value) == "ABC" for b in cls.bases):
+                self.mark(mod, cls.name, cls.name.value)
                 with contextlib.suppress(_Invalid):
                     services.append(self.service(mod, cls))
             elif self.kind_of(cls) is not None:
@@ -1637,7 +1672,9 @@ class _Parser:
             )
         if self.errors:
             return None
-        return Contract(self.path, tuple(services), self.dataclasses, self.enums)
+        return Contract(
+            self.path, tuple(services), self.dataclasses, self.enums, positions=self.positions
+        )
 
 
 def _literal_value(node: cst.BaseExpression) -> LiteralValue | None:

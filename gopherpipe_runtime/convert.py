@@ -185,12 +185,14 @@ def check_typed_dict(
 def check_record(value: object, path: str, name: str, required: int, total: int) -> list[Any]:
     """A dataclass in wire form: a list of its fields in declaration order.
 
-    Fewer items than fields is accepted down to the last field without a default,
-    so a field added with a default at the end stays compatible with old peers.
+    Fewer items than fields is accepted down to the last field without a default, and
+    items beyond the last field are ignored (RFC-TCP_LITE section 7): so a field added
+    with a default at the end is compatible in both directions, an old peer reading a
+    newer record as the part it knows. `total` stays in the signature for the message.
     """
     if type(value) is not list:
         fail(path, name, value)
-    if not required <= len(value) <= total:
+    if len(value) < required:
         raise InvalidArgumentError(
             f"{path}: {name} needs {required}..{total} fields on the wire, got {len(value)}"
         )
@@ -198,10 +200,12 @@ def check_record(value: object, path: str, name: str, required: int, total: int)
 
 
 def check_args(value: object, method: str, required: int, total: int) -> list[Any]:
-    """The argument list of a call, as the server receives it."""
+    """The argument list of a call, as the server receives it. Arguments beyond the
+    `total` it declares are ignored (RFC-TCP_LITE section 6.2): a newer client's trailing
+    parameters, which have defaults, so an older server answers as if left out."""
     if type(value) is not list:
         raise InvalidArgumentError(f"{method}(): arguments must be a list on the wire")
-    if not required <= len(value) <= total:
+    if len(value) < required:
         raise InvalidArgumentError(
             f"{method}(): takes {required}..{total} arguments, got {len(value)}"
         )
