@@ -33,8 +33,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     no_args_is_help=True,
     help="GopherPipe: typed client and server stubs from service contracts (gen), a"
-    " health probe for running servers (health), and a look into and a call of any"
-    " running server (describe, call).",
+    " health probe for running servers (health), a look into and a call of any"
+    " running server (describe, call), and the wire-breaking changes between two"
+    " generations of a contract (breaking). Shell completion: gopherpipe"
+    " --install-completion.",
 )
 
 EXIT_STALE = 1
