@@ -46,7 +46,7 @@ from typing import Any, TypeAlias
 
 from .calls import ClientCall
 from .context import CallContext
-from .status import StatusCode, UnauthenticatedError
+from .status import RpcError, StatusCode, UnauthenticatedError
 
 CallInfo: TypeAlias = CallContext | ClientCall
 
@@ -116,6 +116,18 @@ class Chain:
         for interceptor, reached, deeper in self._layers:
             proceed = _bind(interceptor, call, proceed, reached, deeper)
         return proceed()
+
+    def run_or_end(self, call: CallInfo, innermost: Callable[[], Any]) -> Any:
+        """`run`, and `end` with the failure's code when it raises (a call that never got
+        under way ends here; one that did ends when its STATUS comes)."""
+        try:
+            return self.run(call, innermost)
+        except RpcError as exc:
+            self.end(call, exc.code, exc.message)
+            raise
+        except BaseException as exc:
+            self.end(call, StatusCode.UNKNOWN, f"{type(exc).__name__}: {exc}")
+            raise
 
     def end(self, call: CallInfo, code: int, message: str) -> None:
         """`on_end`, innermost first, for the interceptors the call reached."""

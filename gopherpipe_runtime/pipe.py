@@ -1575,31 +1575,29 @@ class Pipe:
         chain = self._interceptors
         if chain is None:
             return self._unary(service, method, args, options, deadline, sink, idempotent)
-        call = ClientCall(
-            service,
-            method,
-            MethodKind.UNARY,
-            dict(options.metadata),
-            deadline,
-            self.address,
-            time.monotonic(),
-        )
+        call = self._client_call(service, method, MethodKind.UNARY, options, deadline)
 
         def proceed() -> Any:
             sent = _with_metadata(options, call.metadata)
             return self._unary(service, method, args, sent, deadline, sink, idempotent)
 
-        code, message = StatusCode.OK, ""
-        try:
-            return chain.run(call, proceed)
-        except RpcError as exc:
-            code, message = exc.code, exc.message
-            raise
-        except BaseException as exc:
-            code, message = StatusCode.UNKNOWN, f"{type(exc).__name__}: {exc}"
-            raise
-        finally:
-            chain.end(call, code, message)
+        result = chain.run_or_end(call, proceed)
+        chain.end(call, StatusCode.OK, "")
+        return result
+
+    def _client_call(
+        self,
+        service: str,
+        method: str,
+        kind: MethodKind,
+        options: CallOptions,
+        deadline: float | None,
+    ) -> ClientCall:
+        """What the client's interceptors see of a call; their metadata is a copy of the
+        options', since they may change it."""
+        return ClientCall(
+            service, method, kind, dict(options.metadata), deadline, self.address, time.monotonic()
+        )
 
     def _unary(
         self,
@@ -1681,15 +1679,7 @@ class Pipe:
                 kind = MethodKind.SERVER_STREAM
             else:
                 kind = MethodKind.CLIENT_STREAM if decode_item is None else MethodKind.BIDI
-            call = ClientCall(
-                service,
-                method,
-                kind,
-                dict(options.metadata),
-                deadline,
-                self.address,
-                time.monotonic(),
-            )
+            call = self._client_call(service, method, kind, options, deadline)
             if encode_item is not None:
                 encode_item = chain.observing_send(call, encode_item)
             if decode_item is not None:
@@ -1710,14 +1700,7 @@ class Pipe:
                     idempotent,
                 )
 
-            try:
-                stream = chain.run(call, proceed)
-            except RpcError as exc:
-                chain.end(call, exc.code, exc.message)
-                raise
-            except BaseException as exc:
-                chain.end(call, StatusCode.UNKNOWN, f"{type(exc).__name__}: {exc}")
-                raise
+            stream = chain.run_or_end(call, proceed)
             stream.on_end(lambda code, message: chain.end(call, code, message))
         cancel = options.cancel
         if cancel is not None:
