@@ -1,4 +1,6 @@
-"""Resolvers: what an address that names a service, rather than one server, stands for now.
+"""Discovery's two faces: resolvers (clients) and announcers (servers).
+
+Resolvers: what an address that names a service, rather than one server, stands for now.
 
 A `Pipe` over ``tcp://host:port`` talks to one server. A Pipe over a list
 (``tcp://a:1,b:2``) or a discovery address (``gophermap://Echo``,
@@ -12,6 +14,12 @@ Which resolver an address needs is decided here, by scheme, so the Pipe never
 names a discovery module: gophermap:// and etcd:// are imported only when an
 address uses them (etcd needs an optional extra). Options a resolver needs, such
 as the `GopherMap` of ``gophermap=gmap``, come from the Pipe's options.
+
+Announcers: what a `Server` tells a registry (``Server(gophermap=gmap)``,
+``Server(registry=EtcdRegistry(...))``). Once bound, the server announces each
+service it serves (not the built-in Health and Reflection) with every address it
+bound, and withdraws them when `stop` begins, before it drains, so that clients
+stop choosing it while its calls in progress finish.
 """
 
 from __future__ import annotations
@@ -19,8 +27,8 @@ from __future__ import annotations
 import importlib
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
 from .address import parse_address
 
@@ -137,3 +145,15 @@ def resolver_for(text: str, options: Mapping[str, Any]) -> Resolver:
     module_name, _, function_name = target.partition(":")
     factory: ResolverFactory = getattr(importlib.import_module(module_name), function_name)
     return factory(text, options)
+
+
+class Announcer(Protocol):
+    """What `Server(gophermap=, registry=)` needs of a registry."""
+
+    def announce(self, services: Mapping[str, Sequence[str]], meta: Mapping[str, str]) -> None:
+        """Advertise ``{service name: [addresses]}`` with `meta` (e.g. version, zone),
+        adding to what was announced before; must not block for long."""
+
+    def withdraw(self, services: Iterable[str]) -> None:
+        """Stop advertising these services (of this server); never raises for a
+        registry that cannot be reached (the entry then ends with its lease/member)."""

@@ -73,7 +73,7 @@ import sys
 import threading
 import time
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from queue import Empty, SimpleQueue
 from types import TracebackType
 from typing import Any, Self
@@ -128,6 +128,7 @@ from .health import HEALTH_SERVICE, HealthState
 from .interceptors import Chain, Interceptor
 from .pool import LeaderFollowerPool, StepRunner
 from .reflection import REFLECTION_SERVICE, reflection_service
+from .resolver import Announcer
 from .service import MethodDef, ServiceDef
 from .status import (
     CancelledError,
@@ -417,6 +418,12 @@ class Server:
       propagate_metadata  request metadata keys that calls made from a handler pass on
                           to the services they call, with the deadline (default none;
                           a handler adds more with `current_call().propagate(key)`)
+      gophermap / registry   where to announce the services (resolver.py's `Announcer`:
+                          a `discovery.GopherMap`, a `discovery.EtcdRegistry`): each
+                          service with every bound address, from start() until stop()
+                          begins (default: none)
+      service_meta        metadata announced with the services, e.g. {"version":
+                          "1.4", "zone": "eu-1"} (default none)
 
     Addresses may mix schemes (tcp, unix, tls, ws, wss). Every listener also
     upgrades WebSocket requests, so a tcp:// port serves ws:// clients too and a
@@ -470,6 +477,9 @@ class Server:
         keepalive_timeout: float = keepalive.DEFAULT_TIMEOUT,
         min_ping_interval: float | None = keepalive.DEFAULT_MIN_PING_INTERVAL,
         reflection: bool = True,
+        gophermap: Announcer | None = None,
+        registry: Announcer | None = None,
+        service_meta: Mapping[str, str] | None = None,
     ) -> None:
         unknown = [c for c in codecs if c not in CODECS]
         if unknown:
@@ -572,6 +582,9 @@ class Server:
         self._draining = False
         self._stopped = threading.Event()
         self._lock = threading.Lock()
+        self._announcers = [a for a in (gophermap, registry) if a is not None]
+        self._service_meta = dict(service_meta or {})
+        self._announced: list[str] = []
 
     # -- public API -------------------------------------------------------------
 
@@ -581,6 +594,8 @@ class Server:
             raise ValueError(f"service {service.name!r} is already registered")
         self._services[service.name] = service
         self._health.add(service.name)
+        if self._started and not self._stopping:
+            self._announce()
 
     def set_serving(self, name: str, serving: bool) -> None:
         """Set what the built-in Health service ("gopherpipe.Health", health.py) answers
@@ -621,7 +636,25 @@ class Server:
             self._selector.register(self._wake_r, selectors.EVENT_READ, self._wake_r)
             self._started = True
             self._pool.start()
+        self._announce()
         return self
+
+    def _announce(self) -> None:
+        names = [n for n in self._services if n not in (HEALTH_SERVICE, REFLECTION_SERVICE)]
+        if not self._announcers or not names:
+            return
+        services = {name: self.addresses for name in names}
+        for announcer in self._announcers:
+            announcer.announce(services, self._service_meta)
+        self._announced = names
+
+    def _withdraw(self) -> None:
+        names, self._announced = self._announced, []
+        for announcer in self._announcers if names else ():
+            try:
+                announcer.withdraw(names)
+            except Exception:  # a registry out of reach must not stop the drain
+                log.exception("withdrawing %s from %r failed", names, announcer)
 
     def serve_forever(self, grace: float | None = 5.0) -> None:
         """start(), then block until the server stops: stop() called from another
@@ -690,6 +723,7 @@ class Server:
         """
         self._stopping = True
         self._health.shut_down()
+        self._withdraw()
         with self._lock:
             if not self._started or self._stopped.is_set():
                 self._stopped.set()
