@@ -137,6 +137,7 @@ from .frames import (
 from .handshake import HandshakeError, Settings, client_accept, client_hello
 from .interceptors import Chain, Interceptor
 from .pool import StepRunner
+from .resolver import Resolver, is_discovery_address, resolver_for
 from .retry import NO_BUDGET, RetryBudget, RetryPolicy
 from .service import MethodKind
 from .status import (
@@ -361,6 +362,8 @@ class ClientStream:
             self._connection.wake_leader(output)
         for callback in callbacks:
             callback(code, message)
+        if self._connection.draining is not None:
+            self._connection.close_if_drained()
 
     def start(self, deadline: float | None) -> None:
         """Start sending `source`, and keep `deadline`; the CALL_STREAM is written."""
@@ -477,8 +480,14 @@ class _Connection:
         max_metadata_size: int = DEFAULT_MAX_METADATA_SIZE,
         keepalive_interval: float | None = None,
         keepalive_timeout: float = keepalive.DEFAULT_TIMEOUT,
+        address: str = "",
     ) -> None:
         self.sock = sock
+        self.address = address
+        """The endpoint this connects to, for messages."""
+        self.draining: str | None = None
+        """Why it takes no new calls and closes once its last call or stream ends
+        (`retire`), if it does."""
         self._stack = stack
         """Transport layers (TLS, WebSocket) between the socket and the frames, if any."""
         self.max_metadata_size = max_metadata_size
@@ -614,6 +623,8 @@ class _Connection:
                 cancel._unregister(cancel_key)
             raise UnavailableError(f"connection lost: {exc}") from None
         self._wait(waiter, stream_id, deadline)
+        if self.draining is not None:
+            self.close_if_drained()
         if cancel is not None:
             cancel._unregister(cancel_key)
         if sink is not None:
@@ -1245,6 +1256,23 @@ class _Connection:
     def close(self, reason: str = "pipe closed") -> None:
         self._shut(reason)
 
+    def retire(self, reason: str) -> None:
+        """Take no new calls (they get `_NotProcessed`, so they go elsewhere) and close
+        once the calls and streams in flight have ended, when they end."""
+        with self._mutex:
+            self.goaway = True
+            self.draining = reason
+        self.close_if_drained()
+
+    def close_if_drained(self) -> None:
+        """Close a retired connection once nothing is in flight on it (a call or
+        stream ending on it calls this; the last one closes it)."""
+        with self._mutex:
+            idle = not self.calls and not self.streams
+        reason = self.draining
+        if idle and reason is not None:
+            self._shut(reason)
+
     def forget_after_fork(self) -> None:
         """In a child process after fork: drop this connection, inherited from the parent.
 
@@ -1393,6 +1421,50 @@ def _given_up(error: UnavailableError, attempts: int, why: str) -> UnavailableEr
     return UnavailableError(error.message) if type(error) is _Unreachable else error
 
 
+class _Endpoint:
+    """One server behind the Pipe's address: its connection and its reconnect backoff.
+
+    `lock` is held for a whole connect, so that concurrent calls to one endpoint
+    make one connection; calls read `connection` without it.
+    """
+
+    __slots__ = (
+        "address",
+        "compression",
+        "connection",
+        "failures",
+        "last_error",
+        "lock",
+        "parsed",
+        "removed",
+        "retry_at",
+    )
+
+    def __init__(self, address: str, compression: str | tuple[str, ...] | None) -> None:
+        self.address = address
+        self.parsed = parse_address(address)
+        self.compression = offer_for(self.parsed, compression)
+        self.lock = threading.Lock()
+        self.connection: _Connection | None = None
+        self.failures = 0
+        """Connects failed in a row: the exponent of the backoff."""
+        self.retry_at = 0.0
+        """No connect is tried before this (`time.monotonic()`): backing off."""
+        self.last_error = ""
+        self.removed = False
+        """The resolver dropped it: no new calls; its connection drains."""
+
+    def note(self, now: float) -> str:
+        """Why it is skipped, for an error naming every endpoint."""
+        wait = self.retry_at - now
+        if wait > 0:
+            return f"{self.address} ({self.last_error}; next attempt in {wait:.2f}s)"
+        return f"{self.address} ({self.last_error})"
+
+
+BALANCE_POLICIES = ("round_robin", "pick_first")
+
+
 class Pipe:
     """One client-side handle to a service address; share it between threads.
 
@@ -1430,6 +1502,14 @@ class Pipe:
                        counted as the server counts request metadata (8 KiB); beyond it
                        the call fails with RESOURCE_EXHAUSTED
       interceptors     `interceptors.Interceptor`s run around every call, outermost first
+      balance          over several endpoints (a list ``tcp://a:1,b:2`` or a discovery
+                       address): "round_robin" (default) gives each call the next
+                       endpoint that is not failing; "pick_first" keeps to the first
+                       endpoint that works and moves on only when it fails (gRPC's two
+                       policies). Failing endpoints are skipped until their backoff ends
+      gophermap        the `discovery.GopherMap` a ``gophermap://Service`` address
+                       resolves through (default None: the resolver joins through the
+                       address's ``@HOST:PORT`` seed); handed to the resolver only
 
     A call made on a handler's thread (a service calling another) inherits the
     deadline of the call being served when it is earlier than its own, and
@@ -1468,7 +1548,11 @@ class Pipe:
         keepalive_interval: float | None = keepalive.DEFAULT_CLIENT_INTERVAL,
         keepalive_timeout: float = keepalive.DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = _DEFAULT_RETRY,
+        balance: str = "round_robin",
+        gophermap: object | None = None,
     ) -> None:
+        if balance not in BALANCE_POLICIES:
+            raise ValueError(f"balance must be one of {BALANCE_POLICIES}, not {balance!r}")
         if keepalive_interval is not None and not keepalive_interval > 0:
             raise ValueError("keepalive_interval must be positive (or None: no keepalive)")
         if not keepalive_timeout > 0:
@@ -1476,8 +1560,7 @@ class Pipe:
         self._keepalive_interval = keepalive_interval
         self._keepalive_timeout = keepalive_timeout
         self.address = address
-        self._address = parse_address(address)
-        self._compression = offer_for(self._address, compression)
+        self._compression_option = compression
         self._compression_threshold = compression_threshold
         if tls is not None and not isinstance(tls, ssl.SSLContext):
             raise TypeError(f"tls must be an ssl.SSLContext, not {type(tls).__name__}")
@@ -1497,35 +1580,130 @@ class Pipe:
         chain = Chain(interceptors)
         self._interceptors: Chain | None = chain if chain.all else None
         self._lock = threading.Lock()
-        self._connection: _Connection | None = None
-        self._failures = 0
-        self._retry_at = 0.0
-        self._last_error = ""
+        """Guards the endpoint list and closing (connects take their endpoint's lock)."""
+        self._news = threading.Condition(self._lock)
+        """Notified when the endpoint list changes or the pipe closes (wait_for_ready)."""
+        self._generation = 0
+        """Counts endpoint list changes (under `_lock`)."""
         self._closed = False
         self._closed_event = threading.Event()
         """Set by `close`: ends the waits of retries and of calls waiting for ready."""
+        self._pick_first = balance == "pick_first"
+        self._turns = itertools.count()
+        """Round robin's turn: `next` on it is atomic, so picking takes no lock."""
+        self._sticky: _Endpoint | None = None
+        """pick_first's current endpoint."""
+        self._draining: set[_Connection] = set()
+        """Connections of removed endpoints with calls still in flight (for `close`)."""
+        self._resolver: Resolver | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self._single: _Endpoint | None = None
+        """The one endpoint of a plain address: the hot path's shortcut."""
+        self._endpoints: tuple[_Endpoint, ...] = ()
+        """The current endpoints, replaced whole on a change, so reads take no lock."""
+        if not is_discovery_address(address):
+            self._single = _Endpoint(address, compression)
+            self._endpoints = (self._single,)
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy or None, not {type(retry).__name__}")
         self._retry = retry
         self._budget = (
             NO_BUDGET if retry is None else RetryBudget(retry.max_tokens, retry.token_ratio)
         )
+        if self._single is None:
+            self._resolve(address, {} if gophermap is None else {"gophermap": gophermap})
         _PIPES.add(self)
+
+    def _resolve(self, address: str, options: Mapping[str, Any]) -> None:
+        """Take the endpoints from the address's resolver, and its changes from now on."""
+        resolver = resolver_for(address, options)
+        self._resolver = resolver
+        ref = weakref.ref(self)
+
+        def changed(endpoints: list[str]) -> None:
+            # Weakly: a resolver shared by many pipes (a GopherMap's) must not keep
+            # a pipe nobody uses alive.
+            pipe = ref()
+            if pipe is not None:
+                pipe._set_endpoints(endpoints)
+
+        # Subscribed before asking, so that no change falls between the two.
+        self._unsubscribe = resolver.subscribe(changed)
+        self._set_endpoints(resolver.endpoints())
+
+    def _set_endpoints(self, addresses: list[str]) -> None:
+        """The resolver's new list (on its thread: nothing here blocks). Endpoints kept
+        keep their connection and backoff; a removed one takes no new calls and its
+        connection closes once the calls and streams in flight on it end."""
+        with self._lock:
+            if self._closed:
+                return
+            current = {endpoint.address: endpoint for endpoint in self._endpoints}
+            endpoints: list[_Endpoint] = []
+            for address in dict.fromkeys(addresses):
+                endpoint = current.pop(address, None)
+                if endpoint is None:
+                    try:
+                        endpoint = _Endpoint(address, self._compression_option)
+                    except (TypeError, ValueError) as exc:
+                        log.warning("%s: ignoring endpoint %r: %s", self.address, address, exc)
+                        continue
+                endpoints.append(endpoint)
+            self._endpoints = tuple(endpoints)
+            removed = list(current.values())
+            for endpoint in removed:
+                endpoint.removed = True  # before reading its connection: see `_connect`
+            self._generation += 1
+            self._news.notify_all()
+        for endpoint in removed:
+            connection = endpoint.connection
+            if connection is not None:
+                self._retire(connection)
+
+    def _retire(self, connection: _Connection) -> None:
+        with self._lock:
+            self._draining = {c for c in self._draining if c.closed_reason is None}
+            self._draining.add(connection)
+        connection.retire(f"{connection.address} was removed from {self.address}")
+
+    @property
+    def endpoints(self) -> list[str]:
+        """The addresses calls are balanced over now (one for a plain address)."""
+        return [endpoint.address for endpoint in self._endpoints]
+
+    @property
+    def _connection(self) -> _Connection | None:
+        """The first endpoint's connection (for tests and debugging; the only one of a
+        plain address)."""
+        endpoints = self._endpoints
+        return endpoints[0].connection if endpoints else None
+
+    @property
+    def _failures(self) -> int:
+        """The first endpoint's failed connects in a row (for tests)."""
+        endpoints = self._endpoints
+        return endpoints[0].failures if endpoints else 0
 
     @property
     def codec(self) -> str | None:
-        """The codec of the live connection, if any."""
-        connection = self._connection
-        return None if connection is None else connection.settings.codec
+        """The codec of the live connection (the first endpoint's that has one), if any."""
+        for endpoint in self._endpoints:
+            connection = endpoint.connection
+            if connection is not None:
+                return connection.settings.codec
+        return None
 
     @property
     def connected(self) -> bool:
         """Whether the next call would go over the connection the Pipe holds now (as
         last learned; reads nothing): False before the first call, after `close()`,
         and once that connection closed, was declared dead by keepalive or got GOAWAY
-        (the next call then reconnects)."""
-        connection = self._connection
-        return connection is not None and connection.usable
+        (the next call then reconnects). Over several endpoints: whether any has one."""
+        for endpoint in self._endpoints:
+            connection = endpoint.connection
+            if connection is not None and connection.usable:
+                return True
+        return False
 
     def unary(
         self,
@@ -1609,12 +1787,13 @@ class Pipe:
         sink: ResponseMetadata | None,
         idempotent: bool,
     ) -> Any:
-        connection = self._connection
+        endpoint = self._single
+        connection = None if endpoint is None else endpoint.connection
         if connection is not None and not connection.calls and not connection.streams:
             connection.poll_idle()
         try:
             if connection is None or connection.closed_reason is not None or connection.goaway:
-                connection = self._connect(f"{service}.{method}", options.timeout, deadline)
+                connection = self._ready(f"{service}.{method}", options.timeout, deadline)
             result = connection.unary(service, method, args, options, deadline, sink)
         except (_NotProcessed, UnavailableError) as exc:
             failure: Exception = exc  # retried below, outside the handler: no chained traceback
@@ -1729,12 +1908,13 @@ class Pipe:
                 service, method, args, options, deadline, source, encode_item, decode_item, sink
             )
 
-        connection = self._connection
+        endpoint = self._single
+        connection = None if endpoint is None else endpoint.connection
         if connection is not None and not connection.calls and not connection.streams:
             connection.poll_idle()
         try:
             if connection is None or not connection.usable:
-                connection = self._connect(f"{service}.{method}", options.timeout, deadline)
+                connection = self._ready(f"{service}.{method}", options.timeout, deadline)
             stream = open_on(connection)
         except (_NotProcessed, UnavailableError) as exc:
             failure: Exception = exc
@@ -1766,7 +1946,8 @@ class Pipe:
         other UnavailableError (the server may have seen the call). It goes again:
           - unreached, with wait_for_ready: as soon as a connection is made, waiting
             out the reconnect backoff (`_wait_for_ready`; no attempt or token spent);
-          - refused unseen: once, at once, whatever the method;
+          - refused unseen: once, at once, whatever the method (over several
+            endpoints, once per endpoint: the next pick goes elsewhere);
           - any of them, if the method is idempotent and the pipe has a `retry`
             policy: after `RetryPolicy.backoff` (and no sooner than the next connect
             may be tried), up to `max_attempts` attempts in all, while the budget
@@ -1778,12 +1959,13 @@ class Pipe:
         policy = self._retry if idempotent else None
         budget = self._budget
         attempts = 1
-        unseen_resent = False
+        unseen_resends = 0
         while True:
             if isinstance(failure, _NotProcessed):
                 assert connection is not None
-                reason = connection.closed_reason or "server going away"
-                error = UnavailableError(f"{name}: {self.address} refused the call ({reason})")
+                reason = connection.closed_reason or connection.draining or "server going away"
+                refuser = connection.address or self.address
+                error = UnavailableError(f"{name}: {refuser} refused the call ({reason})")
             else:
                 assert isinstance(failure, UnavailableError)
                 error = failure
@@ -1791,8 +1973,10 @@ class Pipe:
                 raise UnavailableError(f"{name}: pipe to {self.address} is closed") from None
             if not (isinstance(failure, _Unreachable) and options.wait_for_ready):
                 budget.failed()
-                if isinstance(failure, _NotProcessed) and not unseen_resent:
-                    unseen_resent = True
+                if isinstance(failure, _NotProcessed) and unseen_resends < max(
+                    1, len(self._endpoints)
+                ):
+                    unseen_resends += 1
                 elif policy is None or attempts >= policy.max_attempts:
                     raise _given_up(error, attempts, "") from None
                 elif not budget.allows_retry:
@@ -1803,19 +1987,18 @@ class Pipe:
                     now = time.monotonic()
                     # No sooner than the next connect may be tried: an attempt made while
                     # the pipe backs off would fail at once, for nothing.
-                    delay = max(policy.backoff(attempts), self._retry_at - now)
+                    soonest = min((e.retry_at for e in self._endpoints), default=0.0)
+                    delay = max(policy.backoff(attempts), soonest - now)
                     if deadline is not None and now + delay >= deadline:
                         raise _given_up(error, attempts, "no time left for another") from None
                     if delay > 0 and self._closed_event.wait(delay):
                         continue  # closed meanwhile: said at the top
                 attempts += 1
             try:
-                connection = self._connection
-                if connection is None or not connection.usable:
-                    if options.wait_for_ready:
-                        connection = self._wait_for_ready(name, options.timeout, deadline, error)
-                    else:
-                        connection = self._connect(name, options.timeout, deadline)
+                if options.wait_for_ready:
+                    connection = self._wait_for_ready(name, options.timeout, deadline, error)
+                else:
+                    connection = self._ready(name, options.timeout, deadline)
                 result = send(connection)
             except (_NotProcessed, UnavailableError) as exc:
                 failure = exc
@@ -1829,52 +2012,143 @@ class Pipe:
     ) -> _Connection:
         """Connect, waiting out failures and the reconnect backoff, until the deadline.
 
-        gRPC's wait-for-ready: while the server cannot be reached the call waits (with
-        no deadline, until the pipe is closed), trying each time the pipe's reconnect
-        backoff allows; the deadline passing meanwhile raises DEADLINE_EXCEEDED naming
-        the last connect error.
+        gRPC's wait-for-ready: while no endpoint can be reached the call waits (with
+        no deadline, until the pipe is closed), trying each time an endpoint's
+        reconnect backoff ends, and, with no endpoints at all, whenever the resolver
+        brings a new list; the deadline passing meanwhile raises DEADLINE_EXCEEDED
+        naming the last connect error.
         """
         while True:
             if self._closed:
                 raise UnavailableError(f"{name}: pipe to {self.address} is closed") from None
+            generation = self._generation
+            try:
+                return self._ready(name, timeout, deadline)
+            except _Unreachable as exc:
+                error = exc
             now = time.monotonic()
-            wait = self._retry_at - now
-            if deadline is not None and now + max(0.0, wait) >= deadline:
+            endpoints = self._endpoints
+            wait: float | None
+            if endpoints:
+                wait = max(0.0, min(endpoint.retry_at for endpoint in endpoints) - now)
+                late = deadline is not None and now + wait >= deadline
+            else:  # nothing to try before the resolver brings some
+                wait = None if deadline is None else deadline - now
+                late = wait is not None and wait <= 0
+            if late:
                 raise DeadlineExceededError(
                     f"{name}: deadline of {timeout:g}s passed while waiting for "
                     f"{self.address} to be ready ({error.message})"
                 ) from None
-            if wait > 0 and self._closed_event.wait(wait):
-                continue  # closed: said at the top
-            try:
-                return self._connect(name, timeout, deadline)
-            except UnavailableError as exc:
-                error = exc
+            with self._news:
+                if generation == self._generation and not self._closed:
+                    self._news.wait(wait)
 
-    def _connect(self, name: str, timeout: float | None, deadline: float | None) -> _Connection:
-        """The live connection, connecting if needed, within the call's `deadline`.
+    def _ready(self, name: str, timeout: float | None, deadline: float | None) -> _Connection:
+        """A usable connection to the endpoint the balancing policy picks now.
 
-        The lock is held for a whole connect, so that concurrent calls make one
-        connection; a call waiting for it waits only until its own deadline.
+        With one endpoint: its connection, connecting if needed (`_connect`). With
+        several, the candidates are tried in the policy's order -- round robin from
+        the next turn, pick_first from the current endpoint -- skipping those backing
+        off and moving on from one whose connect fails, so that a call fails (with
+        `_Unreachable` naming every endpoint) only when none can be reached. An
+        endpoint another call is connecting to is skipped at first, and waited for
+        only if no other one works.
         """
-        if deadline is None:
-            self._lock.acquire()
-        elif not self._lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+        endpoints = self._endpoints
+        count = len(endpoints)
+        if count == 1:
+            endpoint = endpoints[0]
+            connection = endpoint.connection
+            if connection is not None and connection.usable:
+                if self._single is None and not connection.calls and not connection.streams:
+                    connection.poll_idle()
+                if connection.usable:
+                    return connection
+            connection = self._connect(endpoint, name, timeout, deadline, True)
+            assert connection is not None
+            return connection
+        if count == 0:
+            if self._closed:
+                raise UnavailableError(f"pipe to {self.address} is closed")
+            raise _Unreachable(f"no endpoints for {self.address}")
+        if self._pick_first:
+            sticky = self._sticky
+            start = endpoints.index(sticky) if sticky in endpoints else 0
+        else:
+            start = next(self._turns) % count
+        now = time.monotonic()
+        notes: list[str] = []
+        busy: list[_Endpoint] = []
+        for i in range(count):
+            endpoint = endpoints[(start + i) % count]
+            connection = endpoint.connection
+            if connection is not None and connection.usable:
+                if not connection.calls and not connection.streams:
+                    connection.poll_idle()  # a dead server's EOF may be waiting
+                if connection.usable:
+                    self._sticky = endpoint
+                    return connection
+            if endpoint.retry_at > now:
+                notes.append(endpoint.note(now))
+                continue
+            try:
+                connection = self._connect(endpoint, name, timeout, deadline, False)
+            except _Unreachable:
+                notes.append(endpoint.note(now))
+                continue
+            if connection is None:
+                busy.append(endpoint)
+                continue
+            self._sticky = endpoint
+            return connection
+        for endpoint in busy:
+            try:
+                connection = self._connect(endpoint, name, timeout, deadline, True)
+            except _Unreachable:
+                notes.append(endpoint.note(time.monotonic()))
+                continue
+            assert connection is not None
+            self._sticky = endpoint
+            return connection
+        raise _Unreachable(f"no endpoint of {self.address} can be reached: {'; '.join(notes)}")
+
+    def _connect(
+        self,
+        endpoint: _Endpoint,
+        name: str,
+        timeout: float | None,
+        deadline: float | None,
+        wait: bool,
+    ) -> _Connection | None:
+        """The endpoint's live connection, connecting if needed, within the call's `deadline`.
+
+        The endpoint's lock is held for a whole connect, so that concurrent calls make
+        one connection; a call waiting for it waits only until its own deadline, and
+        one that would rather go elsewhere (not `wait`) gets None at once.
+        """
+        lock = endpoint.lock
+        if not wait:
+            if not lock.acquire(blocking=False):
+                return None
+        elif deadline is None:
+            lock.acquire()
+        elif not lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
             raise DeadlineExceededError(
                 f"{name}: deadline of {timeout:g}s passed while another call was connecting "
-                f"to {self.address}"
+                f"to {endpoint.address}"
             )
         try:
             if self._closed:
                 raise UnavailableError(f"pipe to {self.address} is closed")
-            connection = self._connection
+            connection = endpoint.connection
             if connection is not None and connection.usable:
                 return connection
             now = time.monotonic()
-            if now < self._retry_at:
+            if now < endpoint.retry_at:
                 raise _Unreachable(
-                    f"cannot reach {self.address} ({self._last_error}); "
-                    f"next attempt in {self._retry_at - now:.2f}s"
+                    f"cannot reach {endpoint.address} ({endpoint.last_error}); "
+                    f"next attempt in {endpoint.retry_at - now:.2f}s"
                 )
             connect_timeout = self._connect_timeout
             if deadline is not None and deadline - now < connect_timeout:
@@ -1882,17 +2156,17 @@ class Pipe:
                 if connect_timeout <= 0:
                     raise DeadlineExceededError(
                         f"{name}: deadline of {timeout:g}s passed before connecting to "
-                        f"{self.address}"
+                        f"{endpoint.address}"
                     )
             try:
                 sock, stack, settings, decoder = _handshake(
-                    self._address,
+                    endpoint.parsed,
                     self._tls,
                     self._codecs,
                     self._max_frame_size,
                     self._windows,
                     connect_timeout,
-                    self._compression,
+                    endpoint.compression,
                 )
             except (OSError, ProtocolError, HandshakeError) as exc:
                 detail = str(exc) or type(exc).__name__
@@ -1901,15 +2175,15 @@ class Pipe:
                     # fail calls that can afford the full connect_timeout.
                     raise DeadlineExceededError(
                         f"{name}: deadline of {timeout:g}s passed while connecting to "
-                        f"{self.address} ({detail})"
+                        f"{endpoint.address} ({detail})"
                     ) from None
-                self._failures += 1
-                backoff = min(self._backoff_max, self._backoff_base * 2 ** (self._failures - 1))
-                self._retry_at = now + backoff * random.uniform(0.8, 1.2)
-                self._last_error = detail
-                raise _Unreachable(f"cannot reach {self.address}: {self._last_error}") from None
-            self._failures = 0
-            self._retry_at = 0.0
+                endpoint.failures += 1
+                backoff = min(self._backoff_max, self._backoff_base * 2 ** (endpoint.failures - 1))
+                endpoint.retry_at = now + backoff * random.uniform(0.8, 1.2)
+                endpoint.last_error = detail
+                raise _Unreachable(f"cannot reach {endpoint.address}: {detail}") from None
+            endpoint.failures = 0
+            endpoint.retry_at = 0.0
             if connection is not None and connection.too_many_pings:
                 self._slow_down_pings()
             if connection is not None and not connection.calls and not connection.streams:
@@ -1921,7 +2195,7 @@ class Pipe:
                 self._max_frame_size,
                 settings.peer_max_frame_size,
             )
-            self._connection = _Connection(
+            connection = _Connection(
                 sock,
                 settings,
                 self._write_timeout,
@@ -1932,10 +2206,19 @@ class Pipe:
                 self._max_metadata_size,
                 self._keepalive_interval,
                 self._keepalive_timeout,
+                endpoint.address,
             )
-            return self._connection
+            endpoint.connection = connection
         finally:
-            self._lock.release()
+            lock.release()
+        # Stored before looking: `_set_endpoints` and `close` set their flag before
+        # looking at the connection, so one of the two sees the other.
+        if endpoint.removed:
+            self._retire(connection)  # the call goes elsewhere (`_NotProcessed`)
+        if self._closed:
+            connection.close()
+            raise UnavailableError(f"pipe to {self.address} is closed")
+        return connection
 
     def _slow_down_pings(self) -> None:
         """The server refused our PING rate: halve it for the connections to come, as
@@ -1950,13 +2233,30 @@ class Pipe:
         )
 
     def close(self) -> None:
-        """Close the connection; calls in flight end with UNAVAILABLE. Idempotent."""
+        """Close every connection; calls in flight end with UNAVAILABLE. Idempotent.
+
+        The pipe closes the resolver it made for a discovery address."""
         with self._lock:
             self._closed = True
-            connection, self._connection = self._connection, None
+            endpoints, self._endpoints = self._endpoints, ()
+            draining, self._draining = self._draining, set()
+            self._generation += 1
+            self._news.notify_all()
         self._closed_event.set()
-        if connection is not None:
+        unsubscribe, self._unsubscribe = self._unsubscribe, None
+        if unsubscribe is not None:
+            unsubscribe()
+        resolver, self._resolver = self._resolver, None
+        if resolver is not None:
+            resolver.close()
+        connections = list(draining)
+        for endpoint in endpoints:
+            connection, endpoint.connection = endpoint.connection, None
+            if connection is not None:
+                connections.append(connection)
+        for connection in connections:
             connection.close()
+        if connections:
             keepalive.settle()
 
     def _forget_after_fork(self) -> None:
@@ -1964,18 +2264,25 @@ class Pipe:
 
         Runs alone in the child (forksafe.py): no lock taken, new ones made (a parent
         thread may have held the old ones: connecting, or waiting on `_closed_event`).
-        The parent's connection is dropped without a byte sent
-        (`_Connection.forget_after_fork`); the parent goes on using it untouched.
+        The parent's connections are dropped without a byte sent
+        (`_Connection.forget_after_fork`); the parent goes on using them untouched.
+        A resolver's own thread is the resolver's to restart (or not).
         """
         self._lock = threading.Lock()
+        self._news = threading.Condition(self._lock)
         closed_event = threading.Event()
         if self._closed:
             closed_event.set()
         self._closed_event = closed_event
-        self._failures = 0
-        self._retry_at = 0.0
-        connection, self._connection = self._connection, None
-        if connection is not None:
+        draining, self._draining = self._draining, set()
+        for endpoint in self._endpoints:
+            endpoint.lock = threading.Lock()
+            endpoint.failures = 0
+            endpoint.retry_at = 0.0
+            if endpoint.connection is not None:
+                draining.add(endpoint.connection)
+                endpoint.connection = None
+        for connection in draining:
             connection.forget_after_fork()
 
     def __enter__(self) -> Pipe:
