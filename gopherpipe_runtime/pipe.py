@@ -2051,9 +2051,11 @@ class Pipe:
         several, the candidates are tried in the policy's order -- round robin from
         the next turn, pick_first from the current endpoint -- skipping those backing
         off and moving on from one whose connect fails, so that a call fails (with
-        `_Unreachable` naming every endpoint) only when none can be reached. An
-        endpoint another call is connecting to is skipped at first, and waited for
-        only if no other one works.
+        `_Unreachable` naming every endpoint) only when none can be reached. Tried
+        only if no other one works: an endpoint another call is connecting to, and
+        one whose server sent GOAWAY on a connection still open (it is draining: a
+        draining server answers new calls UNAVAILABLE, which a call cannot tell
+        from a failure the server saw).
         """
         endpoints = self._endpoints
         count = len(endpoints)
@@ -2083,12 +2085,17 @@ class Pipe:
         for i in range(count):
             endpoint = endpoints[(start + i) % count]
             connection = endpoint.connection
-            if connection is not None and connection.usable:
-                if not connection.calls and not connection.streams:
+            if connection is not None:
+                if connection.closed_reason is None and (
+                    not connection.calls and not connection.streams
+                ):
                     connection.poll_idle()  # a dead server's EOF may be waiting
                 if connection.usable:
                     self._sticky = endpoint
                     return connection
+                if connection.closed_reason is None:
+                    busy.append(endpoint)  # GOAWAY: its server drains
+                    continue
             if endpoint.retry_at > now:
                 notes.append(endpoint.note(now))
                 continue
