@@ -1,8 +1,28 @@
 """Pipe: the client-side handle to one service address.
 
-A Pipe owns at most one live connection at a time and multiplexes every call
-from every thread over it: each call gets a stream id, writes its CALL frame
-(see writer.py for how concurrent writes coalesce) and waits for its STATUS.
+A Pipe owns at most one live connection per endpoint (one endpoint for a plain
+address) and multiplexes every call from every thread over it: each call gets a
+stream id, writes its CALL frame (see writer.py for how concurrent writes
+coalesce) and waits for its STATUS.
+
+Endpoints and balancing. A list (``tcp://a:1,b:2``) or a discovery address
+(``gophermap://Echo``, ``etcd://HOST:PORT/Echo``) stands for several servers:
+the Pipe asks resolver.py for the `Resolver` behind it and keeps an `_Endpoint`
+per address it names -- its own connection, reconnect backoff and connect lock --
+in a tuple replaced whole when the resolver reports a change, so a call picks
+without a lock. `_ready` picks as gRPC's two load-balancing policies do:
+"round_robin" (default) gives each call the next endpoint in turn,
+"pick_first" keeps to one endpoint until it fails. Either skips an endpoint that
+is failing (backing off after a failed connect, or draining after its server's
+GOAWAY), and moves on at once from one whose connect fails, so a call that
+reached no server goes to the next, and fails (UNAVAILABLE naming every
+endpoint, or waits with wait_for_ready) only when none can be reached. A stream
+stays on the connection it opened on. An endpoint the resolver drops takes no
+new calls: its connection is `retire`d, and closes when the last call or stream
+in flight on it ends. An empty list fails calls with UNAVAILABLE "no endpoints
+for ..." (a call waiting for ready waits for the resolver's next list). A plain
+address has one endpoint for good (`_single`): its calls go straight to its
+connection, as before there were several.
 
 Threads. Reading the socket is a role, not a thread (`_Connection`): a unary
 caller waiting for its answer, or a receiver waiting on a stream's output
@@ -33,12 +53,12 @@ Response headers (a HEADERS frame) and trailers (in STATUS) end up on the
 waiter or stream, on a failed call's RpcError, and in the capture block.
 
 It connects lazily, and after the connection drops the next call reconnects.
-Failed connects back off exponentially (with jitter); a call made while backing
-off fails at once with UNAVAILABLE rather than hanging, as gRPC does without
-wait-for-ready. A call's deadline bounds everything it waits for, connecting
-included: a connect it cuts short raises DEADLINE_EXCEEDED, as in gRPC, and is not
-counted for backoff (it says nothing about the server, and must not fail later
-calls that have time to wait).
+Failed connects back off exponentially (with jitter), each endpoint on its own; a
+call made while every endpoint backs off fails at once with UNAVAILABLE rather
+than hanging, as gRPC does without wait-for-ready. A call's deadline bounds
+everything it waits for, connecting included: a connect it cuts short raises
+DEADLINE_EXCEEDED, as in gRPC, and is not counted for backoff (it says nothing
+about the server, and must not fail later calls that have time to wait).
 
 Keepalive (keepalive.py, RFC §8.1). A connection from which nothing has been read
 for `keepalive_interval` gets a PING; if nothing arrives within `keepalive_timeout`
@@ -54,7 +74,8 @@ one that fails with UNAVAILABLE goes on to `Pipe._again`, so a call that succeed
 pays for retries one comparison (the budget's). What may be resent depends on how
 far the attempt got: a call the server provably never saw (GOAWAY named an older
 stream, or the connection was found dead before the CALL was written) is resent
-once, whatever its method; a call of an `idempotent` method is retried on any
+at once, whatever its method: once, or once per endpoint over several (the next
+pick goes elsewhere); a call of an `idempotent` method is retried on any
 UNAVAILABLE with the pipe's `RetryPolicy` (backoff with full jitter, never sleeping
 past the deadline, while the per-pipe `RetryBudget` allows: retry.py); any other
 call that may have reached the server is never resent. A stream is retried only
@@ -63,10 +84,10 @@ while it opens: once its CALL is written, failures arrive on the stream. With
 whenever the reconnect backoff allows) until its deadline, or with none until the
 pipe is closed, instead of failing at once.
 
-Fork. A child process after `os.fork()` must not touch its parent's connection: the
-socket is shared, so a GOAWAY or a shutdown from the child would end the parent's
-calls. At the fork every live Pipe (`_PIPES`) forgets its connection in the child
-(`forksafe.py`): the child closes only its own descriptors, makes new locks (a
+Fork. A child process after `os.fork()` must not touch its parent's connections: the
+sockets are shared, so a GOAWAY or a shutdown from the child would end the parent's
+calls. At the fork every live Pipe (`_PIPES`) forgets every endpoint's connection in
+the child (`forksafe.py`): the child closes only its own descriptors, makes new locks (a
 parent thread may have held the old ones) and dials a connection of its own on its
 next call; the parent's connection is untouched.
 """
