@@ -312,6 +312,14 @@ def test_resolver_updates_add_and_remove_endpoints(fake: FakeResolver) -> None:
             staying.finish()
             wait_until(lambda: old.closed_reason is not None, "the drained connection closed")
             assert "was removed from fake://Who" in (old.closed_reason or "")
+
+            fake.set(a.addresses[0], b.addresses[0])  # back: a fresh connection
+            assert names(pipe, 4) == {"a": 2, "b": 2}
+            [idle] = [e.connection for e in pipe._endpoints if e.address == b.addresses[0]]
+            assert idle is not None
+            fake.set(a.addresses[0])
+            assert idle.closed_reason is not None, "nothing in flight: closed at once"
+            assert names(pipe, 2) == {"a": 2}
         assert fake.closed, "the pipe closes the resolver it made"
 
 
