@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from e2e.who import who_service
 from e2e_harness import same_checkout_env, wait_until
+from test_fork_e2e import child_result, fork_child
 
 from gopherpipe_runtime import (
     CallOptions,
@@ -29,9 +30,11 @@ from gopherpipe_runtime import (
     DeadlineExceededError,
     Pipe,
     Server,
+    StatusCode,
     UnavailableError,
 )
 from gopherpipe_runtime import resolver as resolver_module
+from gopherpipe_runtime.interceptors import CallInfo, Interceptor
 from gopherpipe_runtime.resolver import Resolver, Subscriber, WatchedEndpoints
 
 WHO_SERVE = Path(__file__).parent / "e2e" / "who_serve.py"
@@ -198,11 +201,27 @@ def in_thread(call: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]
     return thread, outcome
 
 
+class Ends(Interceptor):
+    """Counts how the calls it sees end."""
+
+    def __init__(self) -> None:
+        self.ends: Counter[StatusCode] = Counter()
+
+    def on_end(self, call: CallInfo, code: StatusCode, message: str) -> None:
+        self.ends[code] += 1
+
+
 def test_round_robin_spreads_calls_over_every_server() -> None:
-    with servers("a", "b", "c") as running, Pipe(address_list(*running)) as pipe:
+    ends = Ends()
+    with (
+        servers("a", "b", "c") as running,
+        Pipe(address_list(*running), interceptors=[ends]) as pipe,
+    ):
         assert pipe.endpoints == [server.addresses[0] for server in running]
+        assert not pipe.connected
         assert names(pipe, 30) == {"a": 10, "b": 10, "c": 10}
-        assert pipe.connected
+        assert pipe.connected and pipe.codec == "msgpack"
+        assert ends.ends == {StatusCode.OK: 30}  # interceptors see every endpoint's calls
 
 
 def test_pick_first_sticks_to_the_first_server_that_works() -> None:
@@ -359,3 +378,26 @@ def test_close_ends_a_wait_for_an_endpoint(fake: FakeResolver) -> None:
     waiting.join(10)
     assert isinstance(outcome.get("error"), UnavailableError), outcome
     assert "closed" in outcome["error"].message
+
+
+def test_a_forked_child_dials_every_endpoint_anew() -> None:
+    """fork safety for every endpoint: the child calls both servers over connections of
+    its own; the parent's stay, untouched."""
+    with processes("a", "b") as (a, b), Pipe(f"{a.address},{b.address}") as pipe:
+        assert names(pipe, 4) == {"a": 2, "b": 2}
+        parents = [endpoint.connection for endpoint in pipe._endpoints]
+        parent_ports = {c.sock.getsockname()[1] for c in parents if c is not None}
+        assert len(parent_ports) == 2
+
+        def child() -> str:
+            assert all(endpoint.connection is None for endpoint in pipe._endpoints)
+            assert names(pipe, 4) == {"a": 2, "b": 2}
+            mine = [endpoint.connection for endpoint in pipe._endpoints]
+            return " ".join(str(c.sock.getsockname()[1]) for c in mine if c is not None)
+
+        code, report = child_result(*fork_child(child))
+        assert code == 0, report
+        child_ports = {int(port) for port in report.split()}
+        assert len(child_ports) == 2 and not child_ports & parent_ports
+        assert names(pipe, 4) == {"a": 2, "b": 2}
+        assert [endpoint.connection for endpoint in pipe._endpoints] == parents
