@@ -2198,17 +2198,26 @@ class Pipe:
                 )
             except (OSError, ProtocolError, HandshakeError) as exc:
                 detail = str(exc) or type(exc).__name__
-                if isinstance(exc, TimeoutError) and connect_timeout < self._connect_timeout:
-                    # The call ran out of time, not the server: no backoff, which would
-                    # fail calls that can afford the full connect_timeout.
+                cut_short = (
+                    isinstance(exc, TimeoutError) and connect_timeout < self._connect_timeout
+                )
+                if not cut_short or self._single is None:
+                    # A connect the call's deadline cut short says nothing about the server:
+                    # with one endpoint no backoff, which would fail calls that can afford
+                    # the full connect_timeout. With several it does back off, or every
+                    # n-th call would spend its whole deadline on a server that does not
+                    # answer, when others do.
+                    endpoint.failures += 1
+                    backoff = self._backoff_base * 2 ** (endpoint.failures - 1)
+                    endpoint.retry_at = now + min(self._backoff_max, backoff) * random.uniform(
+                        0.8, 1.2
+                    )
+                    endpoint.last_error = detail
+                if cut_short:
                     raise DeadlineExceededError(
                         f"{name}: deadline of {timeout:g}s passed while connecting to "
                         f"{endpoint.address} ({detail})"
                     ) from None
-                endpoint.failures += 1
-                backoff = min(self._backoff_max, self._backoff_base * 2 ** (endpoint.failures - 1))
-                endpoint.retry_at = now + backoff * random.uniform(0.8, 1.2)
-                endpoint.last_error = detail
                 raise _Unreachable(f"cannot reach {endpoint.address}: {detail}") from None
             endpoint.failures = 0
             endpoint.retry_at = 0.0

@@ -251,6 +251,32 @@ def test_every_endpoint_down_fails_at_once_naming_them() -> None:
             assert first in message and second in message
 
 
+@contextlib.contextmanager
+def silent_listener() -> Iterator[str]:
+    """A loopback address whose connects succeed and then hear nothing (no HELLO):
+    a server hung, or a black hole, as far as a client can tell."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)  # the kernel completes connects; nobody ever accepts
+        yield f"tcp://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def test_a_server_that_never_answers_is_skipped_until_its_backoff_ends() -> None:
+    slow = {"backoff_base": 5.0, "backoff_max": 5.0}
+    with silent_listener() as silent, servers("a") as (a,):
+        listed = f"{silent},{a.addresses[0]}"
+        with Pipe(listed, connect_timeout=0.3, **slow) as pipe:
+            assert name(pipe, CallOptions()) == "a"  # silent first: timed out, moved on
+            assert names(pipe, 6) == {"a": 6}
+        with Pipe(listed, **slow) as pipe:
+            # The call's deadline, not connect_timeout, ends the connect: that call
+            # fails, and the endpoint backs off all the same (else every other call
+            # would spend its whole deadline there).
+            with pytest.raises(DeadlineExceededError, match="while connecting to"):
+                name(pipe, CallOptions(timeout=0.3))
+            assert Counter(name(pipe, CallOptions(timeout=5)) for _ in range(6)) == {"a": 6}
+
+
 def test_a_killed_server_costs_at_most_its_calls_in_flight() -> None:
     """Three server processes, four threads calling through one Pipe; one server is
     SIGKILLed mid-run: at most one call per thread fails (the one it had in flight
