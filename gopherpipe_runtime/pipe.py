@@ -57,8 +57,10 @@ Failed connects back off exponentially (with jitter), each endpoint on its own; 
 call made while every endpoint backs off fails at once with UNAVAILABLE rather
 than hanging, as gRPC does without wait-for-ready. A call's deadline bounds
 everything it waits for, connecting included: a connect it cuts short raises
-DEADLINE_EXCEEDED, as in gRPC, and is not counted for backoff (it says nothing
-about the server, and must not fail later calls that have time to wait).
+DEADLINE_EXCEEDED, as in gRPC, and with one endpoint is not counted for backoff
+(it says nothing about the server, and must not fail later calls that have time to
+wait); over several it is, so that a server that does not answer is skipped rather
+than costing every n-th call its deadline.
 
 Keepalive (keepalive.py, RFC §8.1). A connection from which nothing has been read
 for `keepalive_interval` gets a PING; if nothing arrives within `keepalive_timeout`
@@ -124,7 +126,7 @@ from .codec import (
     CodecLimitError,
     codecs_with_limits,
 )
-from .compression import DEFAULT_THRESHOLD, offer_for, wrap
+from .compression import DEFAULT_THRESHOLD, offer_for, supported, wrap
 from .context import CallContext, serving_call
 from .envelope import (
     DEFAULT_MAX_METADATA_SIZE,
@@ -1581,6 +1583,9 @@ class Pipe:
         self._keepalive_interval = keepalive_interval
         self._keepalive_timeout = keepalive_timeout
         self.address = address
+        if compression is not None and compression != "auto":
+            # Checked here, not only per endpoint: a discovery address may have none yet.
+            supported((compression,) if isinstance(compression, str) else compression, "Pipe")
         self._compression_option = compression
         self._compression_threshold = compression_threshold
         if tls is not None and not isinstance(tls, ssl.SSLContext):

@@ -427,3 +427,8 @@ def test_a_forked_child_dials_every_endpoint_anew() -> None:
         assert len(child_ports) == 2 and not child_ports & parent_ports
         assert names(pipe, 4) == {"a": 2, "b": 2}
         assert [endpoint.connection for endpoint in pipe._endpoints] == parents
+
+
+def test_bad_options_are_refused_before_any_endpoint_is_known(fake: FakeResolver) -> None:
+    with pytest.raises(ValueError, match="compression"):
+        Pipe("fake://Who", compression="lz77")
