@@ -1533,6 +1533,9 @@ class Pipe:
       gophermap        the `discovery.GopherMap` a ``gophermap://Service`` address
                        resolves through (default None: the resolver joins through the
                        address's ``@HOST:PORT`` seed); handed to the resolver only
+      gophermap_key    the shared key (bytes) of a keyed GopherMap cluster that a
+                       ``gophermap://Service@HOST:PORT`` pipe joins (default None:
+                       $GOPHERPIPE_GOPHERMAP_KEY_FILE, if set); handed to the resolver
 
     A call made on a handler's thread (a service calling another) inherits the
     deadline of the call being served when it is earlier than its own, and
@@ -1573,6 +1576,7 @@ class Pipe:
         retry: RetryPolicy | None = _DEFAULT_RETRY,
         balance: str = "round_robin",
         gophermap: object | None = None,
+        gophermap_key: bytes | None = None,
     ) -> None:
         if balance not in BALANCE_POLICIES:
             raise ValueError(f"balance must be one of {BALANCE_POLICIES}, not {balance!r}")
@@ -1637,7 +1641,8 @@ class Pipe:
             NO_BUDGET if retry is None else RetryBudget(retry.max_tokens, retry.token_ratio)
         )
         if self._single is None:
-            self._resolve(address, {} if gophermap is None else {"gophermap": gophermap})
+            discovery = {"gophermap": gophermap, "gophermap_key": gophermap_key}
+            self._resolve(address, {k: v for k, v in discovery.items() if v is not None})
         _PIPES.add(self)
 
     def _resolve(self, address: str, options: Mapping[str, Any]) -> None:

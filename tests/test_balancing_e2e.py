@@ -372,6 +372,8 @@ def test_discovery_options_reach_the_resolver(fake: FakeResolver) -> None:
     marker = object()
     with Pipe("fake://Who", gophermap=marker):
         assert fake.options == {"gophermap": marker}
+    with Pipe("fake://Who", gophermap_key=b"k" * 32):
+        assert fake.options == {"gophermap_key": b"k" * 32}
     with Pipe("fake://Who"):
         assert fake.options == {}
 
