@@ -36,7 +36,7 @@ class ClientBase:
 
         Several servers: a list (``tcp://a:1,b:2``), ``gophermap://Service`` (with
         ``gophermap=gmap``, or ``gophermap://Service@HOST:PORT`` to join through a
-        seed) or ``etcd://HOST:PORT/Service``; calls are balanced over them with
+        seed, ``gophermap_key=`` for a keyed cluster) or ``etcd://HOST:PORT/Service``; calls are balanced over them with
         ``balance="round_robin"`` (default: each call to the next server that is not
         failing) or ``"pick_first"`` (one server until it fails), and a call that
         reached no server moves on to the next.
