@@ -434,3 +434,43 @@ def test_a_forked_child_dials_every_endpoint_anew() -> None:
 def test_bad_options_are_refused_before_any_endpoint_is_known(fake: FakeResolver) -> None:
     with pytest.raises(ValueError, match="compression"):
         Pipe("fake://Who", compression="lz77")
+
+
+def test_endpoints_changing_under_load_fail_no_call(fake: FakeResolver) -> None:
+    """The resolver changes the list while four threads call: calls that picked an
+    endpoint as it was removed are refused unseen and go elsewhere, those in flight on
+    it finish there; none fails, and every retired connection closes."""
+    with servers("a", "b", "c") as running:
+        a, b, c = (server.addresses[0] for server in running)
+        lists = [(a, b), (b, c), (c,), (a, c), (a,), (b,), (a, b, c)]
+        fake.set(a, b, c)
+        with Pipe("fake://Who") as pipe:
+            stop = threading.Event()
+            answers: list[str] = []
+            failures: list[BaseException] = []
+
+            def caller() -> None:
+                while not stop.is_set():
+                    try:
+                        answers.append(name(pipe))
+                    except Exception as exc:
+                        failures.append(exc)
+
+            workers = [threading.Thread(target=caller, daemon=True) for _ in range(4)]
+            for worker in workers:
+                worker.start()
+            try:
+                for turn in range(60):
+                    done = len(answers)
+                    fake.set(*lists[turn % len(lists)])
+                    wait_until(lambda n=done: len(answers) >= n + 5, "calls went on", limit=10)
+            finally:
+                stop.set()
+                for worker in workers:
+                    worker.join(10)
+            assert failures == []
+            assert set(answers) == {"a", "b", "c"}
+            wait_until(
+                lambda: all(c.closed_reason is not None for c in pipe._draining),
+                "every retired connection closed",
+            )
