@@ -76,13 +76,13 @@ class Echo:
 
 
 @contextlib.contextmanager
-def servers(*identities: str) -> Iterator[list[Server]]:
+def servers(*identities: str, sleepy: bool = True) -> Iterator[list[Server]]:
     """`Who` servers in this process, on free loopback ports."""
     started: list[Server] = []
     try:
         for identity in identities:
             server = Server("tcp://127.0.0.1:0")
-            server.add_service(who_service(identity))
+            server.add_service(who_service(identity, sleepy))
             started.append(server.start())
         yield started
     finally:
@@ -321,6 +321,31 @@ def test_a_killed_server_costs_at_most_its_calls_in_flight() -> None:
         finally:
             stop.set()
         assert len(failures) <= threads, failures
+
+
+@pytest.mark.parametrize("idempotent", [True, False])
+def test_a_call_the_dead_server_may_have_seen_follows_the_retry_rules(idempotent: bool) -> None:
+    """Killed with a call in flight: an idempotent call is retried on the next server,
+    any other fails with UNAVAILABLE (it may have run), as with one server."""
+    with (
+        processes("a") as (a,),
+        servers("b", sleepy=False) as (b,),
+        Pipe(f"{a.address},{b.addresses[0]}", balance="pick_first", **FAST) as pipe,
+    ):
+        assert name(pipe) == "a"
+        [to_a] = [e.connection for e in pipe._endpoints if e.address == a.address]
+        assert to_a is not None
+        call, outcome = in_thread(
+            lambda: pipe.unary("Who", "nap", [30.0], CALL, idempotent=idempotent)
+        )
+        wait_until(lambda: len(to_a.calls) == 1, "the call is in flight to a")
+        a.kill()
+        call.join(20)
+        if idempotent:
+            assert outcome == {"value": "b"}
+        else:
+            assert isinstance(outcome.get("error"), UnavailableError), outcome
+        assert name(pipe) == "b"
 
 
 def test_streams_stay_on_the_endpoint_they_started_on() -> None:

@@ -1,7 +1,8 @@
 """`Who`: a service that says which server answered, for the balancing tests.
 
 Written by hand (a `ServiceDef`, no generated stubs): `name()` returns the server's
-identity; `echo(items)` (bidi) answers each item with "IDENTITY:item", so a stream
+identity, `nap(seconds)` too, after sleeping that long (a call in flight to kill;
+only on a `sleepy` server); `echo(items)` (bidi) answers each item with "IDENTITY:item", so a stream
 shows which server it stayed on.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from typing import Any
 
 from gopherpipe_runtime import Chan, RpcError
@@ -19,8 +21,13 @@ def _same(value: Any) -> Any:
     return value
 
 
-def who_service(identity: str) -> ServiceDef:
+def who_service(identity: str, sleepy: bool = True) -> ServiceDef:
     def name() -> str:
+        return identity
+
+    def nap(seconds: float) -> str:
+        if sleepy:
+            time.sleep(seconds)
         return identity
 
     def echo(items: Chan[str]) -> Chan[str]:
@@ -39,6 +46,7 @@ def who_service(identity: str) -> ServiceDef:
         "Who",
         {
             "name": MethodDef(MethodKind.UNARY, lambda args: (), name, _same),
+            "nap": MethodDef(MethodKind.UNARY, lambda args: (float(args[0]),), nap, _same),
             "echo": MethodDef(
                 MethodKind.BIDI,
                 lambda args: (),
