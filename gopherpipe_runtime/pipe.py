@@ -257,7 +257,9 @@ class _Waiter:
 
 
 class _NotProcessed(Exception):
-    """The server never saw this call (GOAWAY named an older last stream); safe to resend."""
+    """The server never saw this call (GOAWAY named an older last stream, or the
+    connection had failed before the CALL was queued); safe to resend. The message,
+    if any, says why."""
 
 
 class ClientStream:
@@ -640,11 +642,14 @@ class _Connection:
         try:
             self.writer.write(encode_stream_frame(FrameType.CALL, stream_id, body))
         except ConnectionLost as exc:
+            # `write` raises only when the connection had failed before it queued the
+            # frame: not a byte of this CALL went out.
             with self._mutex:
                 self.calls.pop(stream_id, None)
             if cancel is not None:
                 cancel._unregister(cancel_key)
-            raise UnavailableError(f"connection lost: {exc}") from None
+            self._shut(f"connection lost: {exc}")  # so that the resend goes elsewhere
+            raise _NotProcessed(f"connection lost: {exc}") from None
         self._wait(waiter, stream_id, deadline)
         if self.draining is not None:
             self.close_if_drained()
@@ -710,9 +715,10 @@ class _Connection:
         try:
             self.writer.write(encode_stream_frame(frame_type, stream_id, body))
         except ConnectionLost as exc:
-            if self.forget_stream(stream_id, send_cancel=False):
-                stream.end(StatusCode.UNAVAILABLE, f"connection lost: {exc}", None)
-            return stream
+            # Not written (see `unary`): the stream can open elsewhere, or again.
+            self.forget_stream(stream_id, send_cancel=False)
+            self._shut(f"connection lost: {exc}")
+            raise _NotProcessed(f"connection lost: {exc}") from None
         stream.start(deadline)
         return stream
 
@@ -1994,7 +2000,12 @@ class Pipe:
         while True:
             if isinstance(failure, _NotProcessed):
                 assert connection is not None
-                reason = connection.closed_reason or connection.draining or "server going away"
+                reason = (
+                    str(failure)
+                    or connection.closed_reason
+                    or connection.draining
+                    or "server going away"
+                )
                 refuser = connection.address or self.address
                 error = UnavailableError(f"{name}: {refuser} refused the call ({reason})")
             else:

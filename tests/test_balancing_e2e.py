@@ -348,6 +348,27 @@ def test_a_call_the_dead_server_may_have_seen_follows_the_retry_rules(idempotent
         assert name(pipe) == "b"
 
 
+@pytest.mark.parametrize("resolved", [False, True])
+def test_a_call_on_a_connection_found_dead_before_it_was_written_is_resent(
+    resolved: bool, fake: FakeResolver
+) -> None:
+    """The writer had failed (a reset, say) before the CALL was queued: not a byte of
+    it went out, so it is resent, whatever its method, on a new connection; its
+    stream on the broken connection ends with UNAVAILABLE."""
+    with servers("a") as (a,):
+        fake.set(a.addresses[0])
+        with Pipe("fake://Who" if resolved else a.addresses[0]) as pipe:
+            on_it = Echo(pipe)  # not idle: no poll before the call learns what happened
+            assert on_it.say("x") == "a:x"
+            broken = pipe._connection
+            assert broken is not None
+            broken.writer.fail("injected failure")
+            assert name(pipe) == "a"
+            assert pipe._connection is not broken and broken.closed_reason is not None
+            with pytest.raises(UnavailableError, match="connection lost"):
+                on_it.output.recv(timeout=10)
+
+
 def test_streams_stay_on_the_endpoint_they_started_on() -> None:
     with servers("a", "b", "c") as running, Pipe(address_list(*running)) as pipe:
         echoes = [Echo(pipe) for _ in range(3)]
