@@ -34,6 +34,13 @@ class ClientBase:
         ``ws://host:port/path``, ``wss://host:port/path``); ``tls=ssl.SSLContext``
         for TLS (default: the system's CAs).
 
+        Several servers: a list (``tcp://a:1,b:2``), ``gophermap://Service`` (with
+        ``gophermap=gmap``, or ``gophermap://Service@HOST:PORT`` to join through a
+        seed, ``gophermap_key=`` for a keyed cluster) or ``etcd://HOST:PORT/Service``; calls are balanced over them with
+        ``balance="round_robin"`` (default: each call to the next server that is not
+        failing) or ``"pick_first"`` (one server until it fails), and a call that
+        reached no server moves on to the next.
+
         `options` go to `Pipe`. The connection is made lazily on the first call,
         so dialing a server that is not up yet is not an error.
         """

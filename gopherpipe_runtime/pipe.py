@@ -1,8 +1,28 @@
 """Pipe: the client-side handle to one service address.
 
-A Pipe owns at most one live connection at a time and multiplexes every call
-from every thread over it: each call gets a stream id, writes its CALL frame
-(see writer.py for how concurrent writes coalesce) and waits for its STATUS.
+A Pipe owns at most one live connection per endpoint (one endpoint for a plain
+address) and multiplexes every call from every thread over it: each call gets a
+stream id, writes its CALL frame (see writer.py for how concurrent writes
+coalesce) and waits for its STATUS.
+
+Endpoints and balancing. A list (``tcp://a:1,b:2``) or a discovery address
+(``gophermap://Echo``, ``etcd://HOST:PORT/Echo``) stands for several servers:
+the Pipe asks resolver.py for the `Resolver` behind it and keeps an `_Endpoint`
+per address it names -- its own connection, reconnect backoff and connect lock --
+in a tuple replaced whole when the resolver reports a change, so a call picks
+without a lock. `_ready` picks as gRPC's two load-balancing policies do:
+"round_robin" (default) gives each call the next endpoint in turn,
+"pick_first" keeps to one endpoint until it fails. Either skips an endpoint that
+is failing (backing off after a failed connect, or draining after its server's
+GOAWAY), and moves on at once from one whose connect fails, so a call that
+reached no server goes to the next, and fails (UNAVAILABLE naming every
+endpoint, or waits with wait_for_ready) only when none can be reached. A stream
+stays on the connection it opened on. An endpoint the resolver drops takes no
+new calls: its connection is `retire`d, and closes when the last call or stream
+in flight on it ends. An empty list fails calls with UNAVAILABLE "no endpoints
+for ..." (a call waiting for ready waits for the resolver's next list). A plain
+address has one endpoint for good (`_single`): its calls go straight to its
+connection, as before there were several.
 
 Threads. Reading the socket is a role, not a thread (`_Connection`): a unary
 caller waiting for its answer, or a receiver waiting on a stream's output
@@ -33,12 +53,14 @@ Response headers (a HEADERS frame) and trailers (in STATUS) end up on the
 waiter or stream, on a failed call's RpcError, and in the capture block.
 
 It connects lazily, and after the connection drops the next call reconnects.
-Failed connects back off exponentially (with jitter); a call made while backing
-off fails at once with UNAVAILABLE rather than hanging, as gRPC does without
-wait-for-ready. A call's deadline bounds everything it waits for, connecting
-included: a connect it cuts short raises DEADLINE_EXCEEDED, as in gRPC, and is not
-counted for backoff (it says nothing about the server, and must not fail later
-calls that have time to wait).
+Failed connects back off exponentially (with jitter), each endpoint on its own; a
+call made while every endpoint backs off fails at once with UNAVAILABLE rather
+than hanging, as gRPC does without wait-for-ready. A call's deadline bounds
+everything it waits for, connecting included: a connect it cuts short raises
+DEADLINE_EXCEEDED, as in gRPC, and with one endpoint is not counted for backoff
+(it says nothing about the server, and must not fail later calls that have time to
+wait); over several it is, so that a server that does not answer is skipped rather
+than costing every n-th call its deadline.
 
 Keepalive (keepalive.py, RFC §8.1). A connection from which nothing has been read
 for `keepalive_interval` gets a PING; if nothing arrives within `keepalive_timeout`
@@ -54,7 +76,8 @@ one that fails with UNAVAILABLE goes on to `Pipe._again`, so a call that succeed
 pays for retries one comparison (the budget's). What may be resent depends on how
 far the attempt got: a call the server provably never saw (GOAWAY named an older
 stream, or the connection was found dead before the CALL was written) is resent
-once, whatever its method; a call of an `idempotent` method is retried on any
+at once, whatever its method: once, or once per endpoint over several (the next
+pick goes elsewhere); a call of an `idempotent` method is retried on any
 UNAVAILABLE with the pipe's `RetryPolicy` (backoff with full jitter, never sleeping
 past the deadline, while the per-pipe `RetryBudget` allows: retry.py); any other
 call that may have reached the server is never resent. A stream is retried only
@@ -63,10 +86,10 @@ while it opens: once its CALL is written, failures arrive on the stream. With
 whenever the reconnect backoff allows) until its deadline, or with none until the
 pipe is closed, instead of failing at once.
 
-Fork. A child process after `os.fork()` must not touch its parent's connection: the
-socket is shared, so a GOAWAY or a shutdown from the child would end the parent's
-calls. At the fork every live Pipe (`_PIPES`) forgets its connection in the child
-(`forksafe.py`): the child closes only its own descriptors, makes new locks (a
+Fork. A child process after `os.fork()` must not touch its parent's connections: the
+sockets are shared, so a GOAWAY or a shutdown from the child would end the parent's
+calls. At the fork every live Pipe (`_PIPES`) forgets every endpoint's connection in
+the child (`forksafe.py`): the child closes only its own descriptors, makes new locks (a
 parent thread may have held the old ones) and dials a connection of its own on its
 next call; the parent's connection is untouched.
 """
@@ -103,7 +126,7 @@ from .codec import (
     CodecLimitError,
     codecs_with_limits,
 )
-from .compression import DEFAULT_THRESHOLD, offer_for, wrap
+from .compression import DEFAULT_THRESHOLD, offer_for, supported, wrap
 from .context import CallContext, serving_call
 from .envelope import (
     DEFAULT_MAX_METADATA_SIZE,
@@ -137,6 +160,7 @@ from .frames import (
 from .handshake import HandshakeError, Settings, client_accept, client_hello
 from .interceptors import Chain, Interceptor
 from .pool import StepRunner
+from .resolver import Resolver, is_discovery_address, resolver_for
 from .retry import NO_BUDGET, RetryBudget, RetryPolicy
 from .service import MethodKind
 from .status import (
@@ -233,7 +257,9 @@ class _Waiter:
 
 
 class _NotProcessed(Exception):
-    """The server never saw this call (GOAWAY named an older last stream); safe to resend."""
+    """The server never saw this call (GOAWAY named an older last stream, or the
+    connection had failed before the CALL was queued); safe to resend. The message,
+    if any, says why."""
 
 
 class ClientStream:
@@ -361,6 +387,8 @@ class ClientStream:
             self._connection.wake_leader(output)
         for callback in callbacks:
             callback(code, message)
+        if self._connection.draining is not None:
+            self._connection.close_if_drained()
 
     def start(self, deadline: float | None) -> None:
         """Start sending `source`, and keep `deadline`; the CALL_STREAM is written."""
@@ -477,8 +505,14 @@ class _Connection:
         max_metadata_size: int = DEFAULT_MAX_METADATA_SIZE,
         keepalive_interval: float | None = None,
         keepalive_timeout: float = keepalive.DEFAULT_TIMEOUT,
+        address: str = "",
     ) -> None:
         self.sock = sock
+        self.address = address
+        """The endpoint this connects to, for messages."""
+        self.draining: str | None = None
+        """Why it takes no new calls and closes once its last call or stream ends
+        (`retire`), if it does."""
         self._stack = stack
         """Transport layers (TLS, WebSocket) between the socket and the frames, if any."""
         self.max_metadata_size = max_metadata_size
@@ -608,12 +642,17 @@ class _Connection:
         try:
             self.writer.write(encode_stream_frame(FrameType.CALL, stream_id, body))
         except ConnectionLost as exc:
+            # `write` raises only when the connection had failed before it queued the
+            # frame: not a byte of this CALL went out.
             with self._mutex:
                 self.calls.pop(stream_id, None)
             if cancel is not None:
                 cancel._unregister(cancel_key)
-            raise UnavailableError(f"connection lost: {exc}") from None
+            self._shut(f"connection lost: {exc}")  # so that the resend goes elsewhere
+            raise _NotProcessed(f"connection lost: {exc}") from None
         self._wait(waiter, stream_id, deadline)
+        if self.draining is not None:
+            self.close_if_drained()
         if cancel is not None:
             cancel._unregister(cancel_key)
         if sink is not None:
@@ -676,9 +715,10 @@ class _Connection:
         try:
             self.writer.write(encode_stream_frame(frame_type, stream_id, body))
         except ConnectionLost as exc:
-            if self.forget_stream(stream_id, send_cancel=False):
-                stream.end(StatusCode.UNAVAILABLE, f"connection lost: {exc}", None)
-            return stream
+            # Not written (see `unary`): the stream can open elsewhere, or again.
+            self.forget_stream(stream_id, send_cancel=False)
+            self._shut(f"connection lost: {exc}")
+            raise _NotProcessed(f"connection lost: {exc}") from None
         stream.start(deadline)
         return stream
 
@@ -1245,6 +1285,23 @@ class _Connection:
     def close(self, reason: str = "pipe closed") -> None:
         self._shut(reason)
 
+    def retire(self, reason: str) -> None:
+        """Take no new calls (they get `_NotProcessed`, so they go elsewhere) and close
+        once the calls and streams in flight have ended, when they end."""
+        with self._mutex:
+            self.goaway = True
+            self.draining = reason
+        self.close_if_drained()
+
+    def close_if_drained(self) -> None:
+        """Close a retired connection once nothing is in flight on it (a call or
+        stream ending on it calls this; the last one closes it)."""
+        with self._mutex:
+            idle = not self.calls and not self.streams
+        reason = self.draining
+        if idle and reason is not None:
+            self._shut(reason)
+
     def forget_after_fork(self) -> None:
         """In a child process after fork: drop this connection, inherited from the parent.
 
@@ -1393,6 +1450,50 @@ def _given_up(error: UnavailableError, attempts: int, why: str) -> UnavailableEr
     return UnavailableError(error.message) if type(error) is _Unreachable else error
 
 
+class _Endpoint:
+    """One server behind the Pipe's address: its connection and its reconnect backoff.
+
+    `lock` is held for a whole connect, so that concurrent calls to one endpoint
+    make one connection; calls read `connection` without it.
+    """
+
+    __slots__ = (
+        "address",
+        "compression",
+        "connection",
+        "failures",
+        "last_error",
+        "lock",
+        "parsed",
+        "removed",
+        "retry_at",
+    )
+
+    def __init__(self, address: str, compression: str | tuple[str, ...] | None) -> None:
+        self.address = address
+        self.parsed = parse_address(address)
+        self.compression = offer_for(self.parsed, compression)
+        self.lock = threading.Lock()
+        self.connection: _Connection | None = None
+        self.failures = 0
+        """Connects failed in a row: the exponent of the backoff."""
+        self.retry_at = 0.0
+        """No connect is tried before this (`time.monotonic()`): backing off."""
+        self.last_error = ""
+        self.removed = False
+        """The resolver dropped it: no new calls; its connection drains."""
+
+    def note(self, now: float) -> str:
+        """Why it is skipped, for an error naming every endpoint."""
+        wait = self.retry_at - now
+        if wait > 0:
+            return f"{self.address} ({self.last_error}; next attempt in {wait:.2f}s)"
+        return f"{self.address} ({self.last_error})"
+
+
+BALANCE_POLICIES = ("round_robin", "pick_first")
+
+
 class Pipe:
     """One client-side handle to a service address; share it between threads.
 
@@ -1430,6 +1531,17 @@ class Pipe:
                        counted as the server counts request metadata (8 KiB); beyond it
                        the call fails with RESOURCE_EXHAUSTED
       interceptors     `interceptors.Interceptor`s run around every call, outermost first
+      balance          over several endpoints (a list ``tcp://a:1,b:2`` or a discovery
+                       address): "round_robin" (default) gives each call the next
+                       endpoint that is not failing; "pick_first" keeps to the first
+                       endpoint that works and moves on only when it fails (gRPC's two
+                       policies). Failing endpoints are skipped until their backoff ends
+      gophermap        the `discovery.GopherMap` a ``gophermap://Service`` address
+                       resolves through (default None: the resolver joins through the
+                       address's ``@HOST:PORT`` seed); handed to the resolver only
+      gophermap_key    the shared key (bytes) of a keyed GopherMap cluster that a
+                       ``gophermap://Service@HOST:PORT`` pipe joins (default None:
+                       $GOPHERPIPE_GOPHERMAP_KEY_FILE, if set); handed to the resolver
 
     A call made on a handler's thread (a service calling another) inherits the
     deadline of the call being served when it is earlier than its own, and
@@ -1468,7 +1580,12 @@ class Pipe:
         keepalive_interval: float | None = keepalive.DEFAULT_CLIENT_INTERVAL,
         keepalive_timeout: float = keepalive.DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = _DEFAULT_RETRY,
+        balance: str = "round_robin",
+        gophermap: object | None = None,
+        gophermap_key: bytes | None = None,
     ) -> None:
+        if balance not in BALANCE_POLICIES:
+            raise ValueError(f"balance must be one of {BALANCE_POLICIES}, not {balance!r}")
         if keepalive_interval is not None and not keepalive_interval > 0:
             raise ValueError("keepalive_interval must be positive (or None: no keepalive)")
         if not keepalive_timeout > 0:
@@ -1476,8 +1593,10 @@ class Pipe:
         self._keepalive_interval = keepalive_interval
         self._keepalive_timeout = keepalive_timeout
         self.address = address
-        self._address = parse_address(address)
-        self._compression = offer_for(self._address, compression)
+        if compression is not None and compression != "auto":
+            # Checked here, not only per endpoint: a discovery address may have none yet.
+            supported((compression,) if isinstance(compression, str) else compression, "Pipe")
+        self._compression_option = compression
         self._compression_threshold = compression_threshold
         if tls is not None and not isinstance(tls, ssl.SSLContext):
             raise TypeError(f"tls must be an ssl.SSLContext, not {type(tls).__name__}")
@@ -1497,35 +1616,131 @@ class Pipe:
         chain = Chain(interceptors)
         self._interceptors: Chain | None = chain if chain.all else None
         self._lock = threading.Lock()
-        self._connection: _Connection | None = None
-        self._failures = 0
-        self._retry_at = 0.0
-        self._last_error = ""
+        """Guards the endpoint list and closing (connects take their endpoint's lock)."""
+        self._news = threading.Condition(self._lock)
+        """Notified when the endpoint list changes or the pipe closes (wait_for_ready)."""
+        self._generation = 0
+        """Counts endpoint list changes (under `_lock`)."""
         self._closed = False
         self._closed_event = threading.Event()
         """Set by `close`: ends the waits of retries and of calls waiting for ready."""
+        self._pick_first = balance == "pick_first"
+        self._turns = itertools.count()
+        """Round robin's turn: `next` on it is atomic, so picking takes no lock."""
+        self._sticky: _Endpoint | None = None
+        """pick_first's current endpoint."""
+        self._draining: set[_Connection] = set()
+        """Connections of removed endpoints with calls still in flight (for `close`)."""
+        self._resolver: Resolver | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self._single: _Endpoint | None = None
+        """The one endpoint of a plain address: the hot path's shortcut."""
+        self._endpoints: tuple[_Endpoint, ...] = ()
+        """The current endpoints, replaced whole on a change, so reads take no lock."""
+        if not is_discovery_address(address):
+            self._single = _Endpoint(address, compression)
+            self._endpoints = (self._single,)
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy or None, not {type(retry).__name__}")
         self._retry = retry
         self._budget = (
             NO_BUDGET if retry is None else RetryBudget(retry.max_tokens, retry.token_ratio)
         )
+        if self._single is None:
+            discovery = {"gophermap": gophermap, "gophermap_key": gophermap_key}
+            self._resolve(address, {k: v for k, v in discovery.items() if v is not None})
         _PIPES.add(self)
+
+    def _resolve(self, address: str, options: Mapping[str, Any]) -> None:
+        """Take the endpoints from the address's resolver, and its changes from now on."""
+        resolver = resolver_for(address, options)
+        self._resolver = resolver
+        ref = weakref.ref(self)
+
+        def changed(endpoints: list[str]) -> None:
+            # Weakly: a resolver shared by many pipes (a GopherMap's) must not keep
+            # a pipe nobody uses alive.
+            pipe = ref()
+            if pipe is not None:
+                pipe._set_endpoints(endpoints)
+
+        # Subscribed before asking, so that no change falls between the two.
+        self._unsubscribe = resolver.subscribe(changed)
+        self._set_endpoints(resolver.endpoints())
+
+    def _set_endpoints(self, addresses: list[str]) -> None:
+        """The resolver's new list (on its thread: nothing here blocks). Endpoints kept
+        keep their connection and backoff; a removed one takes no new calls and its
+        connection closes once the calls and streams in flight on it end."""
+        with self._lock:
+            if self._closed:
+                return
+            current = {endpoint.address: endpoint for endpoint in self._endpoints}
+            endpoints: list[_Endpoint] = []
+            for address in dict.fromkeys(addresses):
+                endpoint = current.pop(address, None)
+                if endpoint is None:
+                    try:
+                        endpoint = _Endpoint(address, self._compression_option)
+                    except (TypeError, ValueError) as exc:
+                        log.warning("%s: ignoring endpoint %r: %s", self.address, address, exc)
+                        continue
+                endpoints.append(endpoint)
+            self._endpoints = tuple(endpoints)
+            removed = list(current.values())
+            for endpoint in removed:
+                endpoint.removed = True  # before reading its connection: see `_connect`
+            self._generation += 1
+            self._news.notify_all()
+        for endpoint in removed:
+            connection = endpoint.connection
+            if connection is not None:
+                self._retire(connection)
+
+    def _retire(self, connection: _Connection) -> None:
+        with self._lock:
+            self._draining = {c for c in self._draining if c.closed_reason is None}
+            self._draining.add(connection)
+        connection.retire(f"{connection.address} was removed from {self.address}")
+
+    @property
+    def endpoints(self) -> list[str]:
+        """The addresses calls are balanced over now (one for a plain address)."""
+        return [endpoint.address for endpoint in self._endpoints]
+
+    @property
+    def _connection(self) -> _Connection | None:
+        """The first endpoint's connection (for tests and debugging; the only one of a
+        plain address)."""
+        endpoints = self._endpoints
+        return endpoints[0].connection if endpoints else None
+
+    @property
+    def _failures(self) -> int:
+        """The first endpoint's failed connects in a row (for tests)."""
+        endpoints = self._endpoints
+        return endpoints[0].failures if endpoints else 0
 
     @property
     def codec(self) -> str | None:
-        """The codec of the live connection, if any."""
-        connection = self._connection
-        return None if connection is None else connection.settings.codec
+        """The codec of the live connection (the first endpoint's that has one), if any."""
+        for endpoint in self._endpoints:
+            connection = endpoint.connection
+            if connection is not None:
+                return connection.settings.codec
+        return None
 
     @property
     def connected(self) -> bool:
         """Whether the next call would go over the connection the Pipe holds now (as
         last learned; reads nothing): False before the first call, after `close()`,
         and once that connection closed, was declared dead by keepalive or got GOAWAY
-        (the next call then reconnects)."""
-        connection = self._connection
-        return connection is not None and connection.usable
+        (the next call then reconnects). Over several endpoints: whether any has one."""
+        for endpoint in self._endpoints:
+            connection = endpoint.connection
+            if connection is not None and connection.usable:
+                return True
+        return False
 
     def unary(
         self,
@@ -1609,12 +1824,13 @@ class Pipe:
         sink: ResponseMetadata | None,
         idempotent: bool,
     ) -> Any:
-        connection = self._connection
+        endpoint = self._single
+        connection = None if endpoint is None else endpoint.connection
         if connection is not None and not connection.calls and not connection.streams:
             connection.poll_idle()
         try:
             if connection is None or connection.closed_reason is not None or connection.goaway:
-                connection = self._connect(f"{service}.{method}", options.timeout, deadline)
+                connection = self._ready(f"{service}.{method}", options.timeout, deadline)
             result = connection.unary(service, method, args, options, deadline, sink)
         except (_NotProcessed, UnavailableError) as exc:
             failure: Exception = exc  # retried below, outside the handler: no chained traceback
@@ -1729,12 +1945,13 @@ class Pipe:
                 service, method, args, options, deadline, source, encode_item, decode_item, sink
             )
 
-        connection = self._connection
+        endpoint = self._single
+        connection = None if endpoint is None else endpoint.connection
         if connection is not None and not connection.calls and not connection.streams:
             connection.poll_idle()
         try:
             if connection is None or not connection.usable:
-                connection = self._connect(f"{service}.{method}", options.timeout, deadline)
+                connection = self._ready(f"{service}.{method}", options.timeout, deadline)
             stream = open_on(connection)
         except (_NotProcessed, UnavailableError) as exc:
             failure: Exception = exc
@@ -1766,7 +1983,8 @@ class Pipe:
         other UnavailableError (the server may have seen the call). It goes again:
           - unreached, with wait_for_ready: as soon as a connection is made, waiting
             out the reconnect backoff (`_wait_for_ready`; no attempt or token spent);
-          - refused unseen: once, at once, whatever the method;
+          - refused unseen: once, at once, whatever the method (over several
+            endpoints, once per endpoint: the next pick goes elsewhere);
           - any of them, if the method is idempotent and the pipe has a `retry`
             policy: after `RetryPolicy.backoff` (and no sooner than the next connect
             may be tried), up to `max_attempts` attempts in all, while the budget
@@ -1778,12 +1996,18 @@ class Pipe:
         policy = self._retry if idempotent else None
         budget = self._budget
         attempts = 1
-        unseen_resent = False
+        unseen_resends = 0
         while True:
             if isinstance(failure, _NotProcessed):
                 assert connection is not None
-                reason = connection.closed_reason or "server going away"
-                error = UnavailableError(f"{name}: {self.address} refused the call ({reason})")
+                reason = (
+                    str(failure)
+                    or connection.closed_reason
+                    or connection.draining
+                    or "server going away"
+                )
+                refuser = connection.address or self.address
+                error = UnavailableError(f"{name}: {refuser} refused the call ({reason})")
             else:
                 assert isinstance(failure, UnavailableError)
                 error = failure
@@ -1791,8 +2015,10 @@ class Pipe:
                 raise UnavailableError(f"{name}: pipe to {self.address} is closed") from None
             if not (isinstance(failure, _Unreachable) and options.wait_for_ready):
                 budget.failed()
-                if isinstance(failure, _NotProcessed) and not unseen_resent:
-                    unseen_resent = True
+                if isinstance(failure, _NotProcessed) and unseen_resends < max(
+                    1, len(self._endpoints)
+                ):
+                    unseen_resends += 1
                 elif policy is None or attempts >= policy.max_attempts:
                     raise _given_up(error, attempts, "") from None
                 elif not budget.allows_retry:
@@ -1803,19 +2029,18 @@ class Pipe:
                     now = time.monotonic()
                     # No sooner than the next connect may be tried: an attempt made while
                     # the pipe backs off would fail at once, for nothing.
-                    delay = max(policy.backoff(attempts), self._retry_at - now)
+                    soonest = min((e.retry_at for e in self._endpoints), default=0.0)
+                    delay = max(policy.backoff(attempts), soonest - now)
                     if deadline is not None and now + delay >= deadline:
                         raise _given_up(error, attempts, "no time left for another") from None
                     if delay > 0 and self._closed_event.wait(delay):
                         continue  # closed meanwhile: said at the top
                 attempts += 1
             try:
-                connection = self._connection
-                if connection is None or not connection.usable:
-                    if options.wait_for_ready:
-                        connection = self._wait_for_ready(name, options.timeout, deadline, error)
-                    else:
-                        connection = self._connect(name, options.timeout, deadline)
+                if options.wait_for_ready:
+                    connection = self._wait_for_ready(name, options.timeout, deadline, error)
+                else:
+                    connection = self._ready(name, options.timeout, deadline)
                 result = send(connection)
             except (_NotProcessed, UnavailableError) as exc:
                 failure = exc
@@ -1829,52 +2054,150 @@ class Pipe:
     ) -> _Connection:
         """Connect, waiting out failures and the reconnect backoff, until the deadline.
 
-        gRPC's wait-for-ready: while the server cannot be reached the call waits (with
-        no deadline, until the pipe is closed), trying each time the pipe's reconnect
-        backoff allows; the deadline passing meanwhile raises DEADLINE_EXCEEDED naming
-        the last connect error.
+        gRPC's wait-for-ready: while no endpoint can be reached the call waits (with
+        no deadline, until the pipe is closed), trying each time an endpoint's
+        reconnect backoff ends, and, with no endpoints at all, whenever the resolver
+        brings a new list; the deadline passing meanwhile raises DEADLINE_EXCEEDED
+        naming the last connect error.
         """
         while True:
             if self._closed:
                 raise UnavailableError(f"{name}: pipe to {self.address} is closed") from None
+            generation = self._generation
+            try:
+                return self._ready(name, timeout, deadline)
+            except _Unreachable as exc:
+                error = exc
             now = time.monotonic()
-            wait = self._retry_at - now
-            if deadline is not None and now + max(0.0, wait) >= deadline:
+            endpoints = self._endpoints
+            wait: float | None
+            if endpoints:
+                wait = max(0.0, min(endpoint.retry_at for endpoint in endpoints) - now)
+                late = deadline is not None and now + wait >= deadline
+            else:  # nothing to try before the resolver brings some
+                wait = None if deadline is None else deadline - now
+                late = wait is not None and wait <= 0
+            if late:
                 raise DeadlineExceededError(
                     f"{name}: deadline of {timeout:g}s passed while waiting for "
                     f"{self.address} to be ready ({error.message})"
                 ) from None
-            if wait > 0 and self._closed_event.wait(wait):
-                continue  # closed: said at the top
-            try:
-                return self._connect(name, timeout, deadline)
-            except UnavailableError as exc:
-                error = exc
+            with self._news:
+                if generation == self._generation and not self._closed:
+                    self._news.wait(wait)
 
-    def _connect(self, name: str, timeout: float | None, deadline: float | None) -> _Connection:
-        """The live connection, connecting if needed, within the call's `deadline`.
+    def _ready(self, name: str, timeout: float | None, deadline: float | None) -> _Connection:
+        """A usable connection to the endpoint the balancing policy picks now.
 
-        The lock is held for a whole connect, so that concurrent calls make one
-        connection; a call waiting for it waits only until its own deadline.
+        With one endpoint: its connection, connecting if needed (`_connect`). With
+        several, the candidates are tried in the policy's order -- round robin from
+        the next turn, pick_first from the current endpoint -- skipping those backing
+        off and moving on from one whose connect fails, so that a call fails (with
+        `_Unreachable` naming every endpoint) only when none can be reached. Tried
+        only if no other one works: an endpoint another call is connecting to, and
+        one whose server sent GOAWAY on a connection still open (it is draining: a
+        draining server answers new calls UNAVAILABLE, which a call cannot tell
+        from a failure the server saw).
         """
-        if deadline is None:
-            self._lock.acquire()
-        elif not self._lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+        endpoints = self._endpoints
+        count = len(endpoints)
+        if count == 1:
+            endpoint = endpoints[0]
+            connection = endpoint.connection
+            if connection is not None and connection.usable:
+                if self._single is None and not connection.calls and not connection.streams:
+                    connection.poll_idle()
+                if connection.usable:
+                    return connection
+            connection = self._connect(endpoint, name, timeout, deadline, True)
+            assert connection is not None
+            return connection
+        if count == 0:
+            if self._closed:
+                raise UnavailableError(f"pipe to {self.address} is closed")
+            raise _Unreachable(f"no endpoints for {self.address}")
+        if self._pick_first:
+            sticky = self._sticky
+            start = endpoints.index(sticky) if sticky in endpoints else 0
+        else:
+            start = next(self._turns) % count
+        now = time.monotonic()
+        notes: list[str] = []
+        busy: list[_Endpoint] = []
+        for i in range(count):
+            endpoint = endpoints[(start + i) % count]
+            connection = endpoint.connection
+            if connection is not None:
+                if connection.closed_reason is None and (
+                    not connection.calls and not connection.streams
+                ):
+                    connection.poll_idle()  # a dead server's EOF may be waiting
+                if connection.usable:
+                    self._sticky = endpoint
+                    return connection
+                if connection.closed_reason is None:
+                    busy.append(endpoint)  # GOAWAY: its server drains
+                    continue
+            if endpoint.retry_at > now:
+                notes.append(endpoint.note(now))
+                continue
+            try:
+                connection = self._connect(endpoint, name, timeout, deadline, False)
+            except _Unreachable:
+                notes.append(endpoint.note(now))
+                continue
+            if connection is None:
+                busy.append(endpoint)
+                continue
+            self._sticky = endpoint
+            return connection
+        for endpoint in busy:
+            try:
+                connection = self._connect(endpoint, name, timeout, deadline, True)
+            except _Unreachable:
+                notes.append(endpoint.note(time.monotonic()))
+                continue
+            assert connection is not None
+            self._sticky = endpoint
+            return connection
+        raise _Unreachable(f"no endpoint of {self.address} can be reached: {'; '.join(notes)}")
+
+    def _connect(
+        self,
+        endpoint: _Endpoint,
+        name: str,
+        timeout: float | None,
+        deadline: float | None,
+        wait: bool,
+    ) -> _Connection | None:
+        """The endpoint's live connection, connecting if needed, within the call's `deadline`.
+
+        The endpoint's lock is held for a whole connect, so that concurrent calls make
+        one connection; a call waiting for it waits only until its own deadline, and
+        one that would rather go elsewhere (not `wait`) gets None at once.
+        """
+        lock = endpoint.lock
+        if not wait:
+            if not lock.acquire(blocking=False):
+                return None
+        elif deadline is None:
+            lock.acquire()
+        elif not lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
             raise DeadlineExceededError(
                 f"{name}: deadline of {timeout:g}s passed while another call was connecting "
-                f"to {self.address}"
+                f"to {endpoint.address}"
             )
         try:
             if self._closed:
                 raise UnavailableError(f"pipe to {self.address} is closed")
-            connection = self._connection
+            connection = endpoint.connection
             if connection is not None and connection.usable:
                 return connection
             now = time.monotonic()
-            if now < self._retry_at:
+            if now < endpoint.retry_at:
                 raise _Unreachable(
-                    f"cannot reach {self.address} ({self._last_error}); "
-                    f"next attempt in {self._retry_at - now:.2f}s"
+                    f"cannot reach {endpoint.address} ({endpoint.last_error}); "
+                    f"next attempt in {endpoint.retry_at - now:.2f}s"
                 )
             connect_timeout = self._connect_timeout
             if deadline is not None and deadline - now < connect_timeout:
@@ -1882,34 +2205,43 @@ class Pipe:
                 if connect_timeout <= 0:
                     raise DeadlineExceededError(
                         f"{name}: deadline of {timeout:g}s passed before connecting to "
-                        f"{self.address}"
+                        f"{endpoint.address}"
                     )
             try:
                 sock, stack, settings, decoder = _handshake(
-                    self._address,
+                    endpoint.parsed,
                     self._tls,
                     self._codecs,
                     self._max_frame_size,
                     self._windows,
                     connect_timeout,
-                    self._compression,
+                    endpoint.compression,
                 )
             except (OSError, ProtocolError, HandshakeError) as exc:
                 detail = str(exc) or type(exc).__name__
-                if isinstance(exc, TimeoutError) and connect_timeout < self._connect_timeout:
-                    # The call ran out of time, not the server: no backoff, which would
-                    # fail calls that can afford the full connect_timeout.
+                cut_short = (
+                    isinstance(exc, TimeoutError) and connect_timeout < self._connect_timeout
+                )
+                if not cut_short or self._single is None:
+                    # A connect the call's deadline cut short says nothing about the server:
+                    # with one endpoint no backoff, which would fail calls that can afford
+                    # the full connect_timeout. With several it does back off, or every
+                    # n-th call would spend its whole deadline on a server that does not
+                    # answer, when others do.
+                    endpoint.failures += 1
+                    backoff = self._backoff_base * 2 ** (endpoint.failures - 1)
+                    endpoint.retry_at = now + min(self._backoff_max, backoff) * random.uniform(
+                        0.8, 1.2
+                    )
+                    endpoint.last_error = detail
+                if cut_short:
                     raise DeadlineExceededError(
                         f"{name}: deadline of {timeout:g}s passed while connecting to "
-                        f"{self.address} ({detail})"
+                        f"{endpoint.address} ({detail})"
                     ) from None
-                self._failures += 1
-                backoff = min(self._backoff_max, self._backoff_base * 2 ** (self._failures - 1))
-                self._retry_at = now + backoff * random.uniform(0.8, 1.2)
-                self._last_error = detail
-                raise _Unreachable(f"cannot reach {self.address}: {self._last_error}") from None
-            self._failures = 0
-            self._retry_at = 0.0
+                raise _Unreachable(f"cannot reach {endpoint.address}: {detail}") from None
+            endpoint.failures = 0
+            endpoint.retry_at = 0.0
             if connection is not None and connection.too_many_pings:
                 self._slow_down_pings()
             if connection is not None and not connection.calls and not connection.streams:
@@ -1921,7 +2253,7 @@ class Pipe:
                 self._max_frame_size,
                 settings.peer_max_frame_size,
             )
-            self._connection = _Connection(
+            connection = _Connection(
                 sock,
                 settings,
                 self._write_timeout,
@@ -1932,10 +2264,19 @@ class Pipe:
                 self._max_metadata_size,
                 self._keepalive_interval,
                 self._keepalive_timeout,
+                endpoint.address,
             )
-            return self._connection
+            endpoint.connection = connection
         finally:
-            self._lock.release()
+            lock.release()
+        # Stored before looking: `_set_endpoints` and `close` set their flag before
+        # looking at the connection, so one of the two sees the other.
+        if endpoint.removed:
+            self._retire(connection)  # the call goes elsewhere (`_NotProcessed`)
+        if self._closed:
+            connection.close()
+            raise UnavailableError(f"pipe to {self.address} is closed")
+        return connection
 
     def _slow_down_pings(self) -> None:
         """The server refused our PING rate: halve it for the connections to come, as
@@ -1950,13 +2291,30 @@ class Pipe:
         )
 
     def close(self) -> None:
-        """Close the connection; calls in flight end with UNAVAILABLE. Idempotent."""
+        """Close every connection; calls in flight end with UNAVAILABLE. Idempotent.
+
+        The pipe closes the resolver it made for a discovery address."""
         with self._lock:
             self._closed = True
-            connection, self._connection = self._connection, None
+            endpoints, self._endpoints = self._endpoints, ()
+            draining, self._draining = self._draining, set()
+            self._generation += 1
+            self._news.notify_all()
         self._closed_event.set()
-        if connection is not None:
+        unsubscribe, self._unsubscribe = self._unsubscribe, None
+        if unsubscribe is not None:
+            unsubscribe()
+        resolver, self._resolver = self._resolver, None
+        if resolver is not None:
+            resolver.close()
+        connections = list(draining)
+        for endpoint in endpoints:
+            connection, endpoint.connection = endpoint.connection, None
+            if connection is not None:
+                connections.append(connection)
+        for connection in connections:
             connection.close()
+        if connections:
             keepalive.settle()
 
     def _forget_after_fork(self) -> None:
@@ -1964,18 +2322,25 @@ class Pipe:
 
         Runs alone in the child (forksafe.py): no lock taken, new ones made (a parent
         thread may have held the old ones: connecting, or waiting on `_closed_event`).
-        The parent's connection is dropped without a byte sent
-        (`_Connection.forget_after_fork`); the parent goes on using it untouched.
+        The parent's connections are dropped without a byte sent
+        (`_Connection.forget_after_fork`); the parent goes on using them untouched.
+        A resolver's own thread is the resolver's to restart (or not).
         """
         self._lock = threading.Lock()
+        self._news = threading.Condition(self._lock)
         closed_event = threading.Event()
         if self._closed:
             closed_event.set()
         self._closed_event = closed_event
-        self._failures = 0
-        self._retry_at = 0.0
-        connection, self._connection = self._connection, None
-        if connection is not None:
+        draining, self._draining = self._draining, set()
+        for endpoint in self._endpoints:
+            endpoint.lock = threading.Lock()
+            endpoint.failures = 0
+            endpoint.retry_at = 0.0
+            if endpoint.connection is not None:
+                draining.add(endpoint.connection)
+                endpoint.connection = None
+        for connection in draining:
             connection.forget_after_fork()
 
     def __enter__(self) -> Pipe:
