@@ -662,7 +662,7 @@ class _Connection:
         if waiter.code == 0:
             return waiter.result
         if waiter.retryable:
-            raise _NotProcessed()
+            raise _NotProcessed(waiter.message)  # the GOAWAY's: why it was refused
         if waiter.expired:
             timeout = 0.0 if options.timeout is None else options.timeout
             raise DeadlineExceededError(f"{service}.{method} did not answer within {timeout:g}s")

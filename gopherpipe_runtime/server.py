@@ -712,8 +712,9 @@ class Server:
            down"), so well-behaved clients send no new calls on it. The listeners
            stay open during the grace period so that health probes still reach the
            server and read NOT_SERVING: new connections are accepted, Health calls
-           are answered, and every other new call gets UNAVAILABLE "server is
-           shutting down" at once (a client may try another endpoint).
+           are answered, and every other new call is refused unprocessed at once: a
+           GOAWAY naming the streams before it (UNAVAILABLE "server is shutting
+           down"), so a client sends it to another endpoint.
         3. Calls in progress get up to `grace` seconds to finish (None or 0: no
            wait, like gRPC); stop returns sooner once none is left.
         4. The listeners close (a Unix socket's path is removed) and so does every
@@ -1296,7 +1297,13 @@ class Server:
             raise ProtocolError(f"stream {stream_id} is already open")
         conn.called = True  # not idle (the sweep)
         if self._draining and not self._is_health_call(conn, payload):
-            self._reply_nowait(conn, stream_id, StatusCode.UNAVAILABLE, "server is shutting down")
+            # GOAWAY naming the streams accepted before this one, rather than a STATUS:
+            # it tells the client that this call was not processed, so the client
+            # may resend it elsewhere (another endpoint) whatever its method.
+            last = max(conn.streams, default=0)
+            conn.writer.write_nowait(
+                encode_goaway(last, StatusCode.UNAVAILABLE, "server is shutting down")
+            )
             return
         if len(conn.streams) >= self._max_concurrent_streams:
             self._reply_nowait(

@@ -520,3 +520,27 @@ def test_endpoints_changing_under_load_fail_no_call(fake: FakeResolver) -> None:
                 lambda: all(c.closed_reason is not None for c in pipe._draining),
                 "every retired connection closed",
             )
+
+
+def test_a_draining_server_sends_new_calls_to_the_next_endpoint() -> None:
+    """A server in its stop(grace) period refuses new calls unprocessed (a GOAWAY
+    naming the streams before them, RFC §8), so even a call of a method that is not
+    idempotent goes to another endpoint rather than failing."""
+    with servers("a", "b") as (a, b):
+        napping: list[str] = []
+        with Pipe(a.addresses[0]) as holder:
+            # A call in progress holds a's grace period open.
+            nap = threading.Thread(
+                target=lambda: napping.append(holder.unary("Who", "nap", [1.5], CALL))
+            )
+            nap.start()
+            wait_until(lambda: a._open_calls() == 1, "a's nap call is in progress")
+            stopper = threading.Thread(target=a.stop, args=(30.0,))
+            stopper.start()
+            wait_until(lambda: a._draining, "a is draining")
+            with Pipe(address_list(a, b), balance="pick_first", **FAST) as pipe:
+                # pick_first tries a (the first) and is refused there, unprocessed.
+                assert names(pipe, 6) == Counter({"b": 6})
+            nap.join(30)
+            stopper.join(30)
+        assert napping == ["a"]
