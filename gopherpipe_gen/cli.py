@@ -594,7 +594,6 @@ def breaking(
     raise typer.Exit(1 if broken else 0)
 
 
-
 # -- map: a look at a GopherMap cluster (runtime imports only) ---------------------------
 
 map_app = typer.Typer(

@@ -76,9 +76,7 @@ class Member:
                     raise AssertionError(f"member {self.name or '?'}: no answer in {limit}s")
                 chunk = os.read(self.proc.stdout.fileno(), 65536)
                 if not chunk:
-                    raise AssertionError(
-                        f"member {self.name or '?'} exited ({self.proc.wait(5)})"
-                    )
+                    raise AssertionError(f"member {self.name or '?'} exited ({self.proc.wait(5)})")
                 self._buffer += chunk
         line, _, self._buffer = self._buffer.partition(b"\n")
         return line.decode()
@@ -90,7 +88,9 @@ class Member:
 
     def view(self) -> dict[str, tuple[str, int, list[str]]]:
         """name -> (state, incarnation, services), as this member sees the cluster."""
-        return {name: (state, inc, services) for name, _, state, inc, services in self.ask("members")}
+        return {
+            name: (state, inc, services) for name, _, state, inc, services in self.ask("members")
+        }
 
     def states(self) -> dict[str, str]:
         return {name: state for name, (state, _, _) in self.view().items()}

@@ -87,7 +87,9 @@ def test_a_sigstopped_member_is_suspected_and_resumed_in_time_refutes_and_stays(
             kinds = {kind for kind, name, _ in member.events() if name == victim.name}
             assert "dead" not in kinds, (member.name, member.events())
         assert any(
-            kind == "suspect" and name == victim.name for m in others for kind, name, _ in m.events()
+            kind == "suspect" and name == victim.name
+            for m in others
+            for kind, name, _ in m.events()
         )
         assert victim.stats()["refutations"] >= 1
     finally:
@@ -241,7 +243,10 @@ def test_the_map_cli_prints_members_and_services(
     lines = services.stdout.splitlines()
     assert lines[0].split() == ["SERVICE", "ADDRESS", "MEMBER", "META"]
     assert sorted(line.split() for line in lines[1:]) == sorted(
-        [["EchoService", echo1.echo, "echo1", "zone=test"], ["EchoService", echo2.echo, "echo2", "zone=test"]]
+        [
+            ["EchoService", echo1.echo, "echo1", "zone=test"],
+            ["EchoService", echo2.echo, "echo2", "zone=test"],
+        ]
     )
     # The CLI looked without joining: nobody knows of it.
     assert set(seed.states()) == {"seed", "echo1", "echo2"}
@@ -256,7 +261,9 @@ def test_the_map_cli_prints_members_and_services(
     refused = _gopherpipe("map", "members", "--seed", seed.address, "--key-file", str(wrong))
     assert refused.returncode == 5, refused.stderr
     with socket_closed_port() as port:
-        unreachable = _gopherpipe("map", "services", "--seed", f"127.0.0.1:{port}", "--timeout", "2")
+        unreachable = _gopherpipe(
+            "map", "services", "--seed", f"127.0.0.1:{port}", "--timeout", "2"
+        )
     assert unreachable.returncode == 4 and "unreachable" in unreachable.stderr
 
 
@@ -268,7 +275,9 @@ def test_the_map_cli_reads_a_keyed_cluster_with_its_key_file(tmp_path: Path) -> 
         hex_file.write_text(key.hex() + "\n")
         raw_file.write_bytes(key)
         for key_file in (hex_file, raw_file):
-            out = _gopherpipe("map", "members", "--seed", members[1].address, "--key-file", str(key_file))
+            out = _gopherpipe(
+                "map", "members", "--seed", members[1].address, "--key-file", str(key_file)
+            )
             assert out.returncode == 0, out.stderr
             assert {line.split()[0] for line in out.stdout.splitlines()[1:]} == {"m0", "m1"}
         without = _gopherpipe("map", "members", "--seed", members[1].address)

@@ -690,11 +690,15 @@ class GopherMap:
             self._join_backoff = self._join_backoff_min
             return
         self._join_outstanding -= 1
-        if self._join_outstanding <= 0 and not self._joined.is_set():
-            if self._join_retry_at is None and self._leave_deadline is None:
-                self._join_retry_at = now + self._join_backoff
-                log.debug("gophermap %s: no seed answered; retrying", self._name)
-                self._join_backoff = min(self._join_backoff * 2, self._join_backoff_max)
+        if (
+            self._join_outstanding <= 0
+            and not self._joined.is_set()
+            and self._join_retry_at is None
+            and self._leave_deadline is None
+        ):
+            self._join_retry_at = now + self._join_backoff
+            log.debug("gophermap %s: no seed answered; retrying", self._name)
+            self._join_backoff = min(self._join_backoff * 2, self._join_backoff_max)
 
     # -- push-pull over TCP -----------------------------------------------------------
 
@@ -1030,9 +1034,7 @@ class PullRefused(Exception):
     """A member answered a read-only pull with an error (e.g. the key is wrong)."""
 
 
-def pull_members(
-    seed: str, key: bytes | None = None, timeout: float = 3.0
-) -> list[MemberInfo]:
+def pull_members(seed: str, key: bytes | None = None, timeout: float = 3.0) -> list[MemberInfo]:
     """What the member at `seed` knows (every member, itself included), read with a
     read-only pull: this process does not join. Blocking, bounded by `timeout`.
 

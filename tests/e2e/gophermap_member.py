@@ -48,8 +48,8 @@ gmap.start()
 server: Server | None = None
 if config.get("echo"):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "echo"))
-    import service  # noqa: E402
-    import service_server  # noqa: E402
+    import service
+    import service_server
 
     class Echo(service.EchoService):  # type: ignore[misc]
         def echo(self, text: str) -> str:
