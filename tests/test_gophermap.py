@@ -17,6 +17,7 @@ from gophermap_harness import FAST
 from gopherpipe_runtime.discovery import GopherMap
 from gopherpipe_runtime.discovery.gophermap import (
     ERROR,
+    KEY_FILE_ENV,
     PULL,
     PUSH,
     load_key,
@@ -300,3 +301,18 @@ def test_a_gophermap_address_with_a_seed_joins_as_a_member_serving_nothing(
         lambda: {m.name: m.state for m in a.members()}[own.name] is MemberState.LEFT,
         "the client's member left when its resolver closed",
     )
+
+
+def test_a_seeded_gophermap_address_reads_a_keyed_clusters_key_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = secrets.token_bytes(32)
+    (tmp_path / "cluster.key").write_text(key.hex())
+    with _gmap(name="keyed", key=key) as seed:
+        seed.announce({"Echo": ["tcp://127.0.0.1:7"]}, {})
+        monkeypatch.setenv(KEY_FILE_ENV, str(tmp_path / "cluster.key"))
+        resolver = resolver_for_address(f"gophermap://Echo@{seed.address}", {})
+        try:
+            assert resolver.endpoints() == ["tcp://127.0.0.1:7"]
+        finally:
+            resolver.close()

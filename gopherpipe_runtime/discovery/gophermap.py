@@ -312,7 +312,12 @@ class GopherMap:
             if self._started:
                 raise RuntimeError("GopherMap.start() was already called")
             self._started = True
-        udp, tcp = self._bind()
+        try:
+            udp, tcp = self._bind()
+        except BaseException:
+            with self._lock:
+                self._started = False  # nothing was started: start() may be tried again
+            raise
         port = tcp.getsockname()[1]
         self._udp, self._tcp = udp, tcp
         if self._advertise is not None:
@@ -996,10 +1001,16 @@ JOIN_WAIT = 5.0
 finds the endpoints (joining goes on in the background after that)."""
 
 
+KEY_FILE_ENV = "GOPHERPIPE_GOPHERMAP_KEY_FILE"
+"""The key file (`load_key`) of the GopherMap a ``gophermap://Service@HOST:PORT``
+resolver starts, for a keyed cluster."""
+
+
 def resolver_for_address(address: str, options: Mapping[str, Any]) -> GopherMapResolver:
     """The resolver of ``gophermap://Service`` (the ``gophermap=`` option's GopherMap)
     or ``gophermap://Service@HOST:PORT`` (a GopherMap of its own, joined through that
-    seed; ``gophermap_key=`` gives it the cluster's key)."""
+    seed; for a keyed cluster the key comes from the ``gophermap_key`` option when the
+    Pipe passes one, else from the file named by $GOPHERPIPE_GOPHERMAP_KEY_FILE)."""
     service, seeds = parse_gophermap_address(address)
     gmap = options.get("gophermap")
     if not seeds:
@@ -1024,7 +1035,11 @@ def resolver_for_address(address: str, options: Mapping[str, Any]) -> GopherMapR
     # A member must be reachable by the others: on loopback for a loopback seed, else
     # on the interface that routes to the seed.
     local = "127.0.0.1" if loopback else local_address_towards(socket.gethostbyname(host))
-    own = GopherMap(join_host_port(local, 0), seeds, options.get("gophermap_key"))
+    key = options.get("gophermap_key")
+    key_file = os.environ.get(KEY_FILE_ENV)
+    if key is None and key_file:
+        key = load_key(key_file)
+    own = GopherMap(join_host_port(local, 0), seeds, key)
     own.start()
     own.wait_joined(JOIN_WAIT)
     return GopherMapResolver(own, service, owned=True)
