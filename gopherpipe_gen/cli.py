@@ -3,13 +3,15 @@
 ``gopherpipe call ADDRESS SERVICE.METHOD [ARGS]`` (the last two are clients of the
 built-in Reflection service, gopherpipe_runtime/reflection.py), and ``gopherpipe
 breaking NEW.py --against OLD.py`` (or ``--against-git REF``), which compares two
-parsed contracts (breaking.py).
+parsed contracts (breaking.py). ``gopherpipe map members|services --seed HOST:PORT``
+lists a GopherMap cluster as one member sees it, with a read-only pull
+(discovery/gophermap.py's `pull_members`): the CLI never joins.
 
 Which contracts `gen` reads (files, folders, globs, or the ``[tool.gopherpipe]``
 table of pyproject.toml) is project.py.
 
 The generator's stack (libcst, jinja2, black) is imported by `gen` only, when it runs:
-``gopherpipe health`` (and ``describe``, ``call``) imports the runtime and nothing else of ours, so a health probe
+``gopherpipe health`` (and ``describe``, ``call``, ``map``) imports the runtime and nothing else of ours, so a health probe
 starts in a fraction of the time (it may run every few seconds in every container).
 """
 
@@ -34,8 +36,9 @@ app = typer.Typer(
     no_args_is_help=True,
     help="GopherPipe: typed client and server stubs from service contracts (gen), a"
     " health probe for running servers (health), a look into and a call of any"
-    " running server (describe, call), and the wire-breaking changes between two"
-    " generations of a contract (breaking). Shell completion: gopherpipe"
+    " running server (describe, call), the wire-breaking changes between two"
+    " generations of a contract (breaking), and the members and services of a"
+    " GopherMap cluster (map). Shell completion: gopherpipe"
     " --install-completion.",
 )
 
