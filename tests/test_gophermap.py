@@ -7,6 +7,7 @@ import secrets
 import socket
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -316,3 +317,18 @@ def test_a_seeded_gophermap_address_reads_a_keyed_clusters_key_from_the_environm
             assert resolver.endpoints() == ["tcp://127.0.0.1:7"]
         finally:
             resolver.close()
+
+
+def test_a_keyed_member_answers_a_state_it_cannot_authenticate_with_an_error_only() -> None:
+    from gopherpipe_runtime.discovery.swim import Membership
+
+    with _gmap(name="keyed", key=secrets.token_bytes(32)) as keyed:
+        for key in (None, secrets.token_bytes(32)):
+            stranger = Membership("stranger", "127.0.0.1:9", now=time.time(), key=key)
+            state = stranger.push_pull_state()
+            with _connect(keyed) as sock:
+                sock.sendall(struct.pack(">BI", PUSH, len(state)) + state)
+                answer = _read_all(sock)
+            assert answer[:1] == bytes([ERROR]) and b"refused" in answer  # never our STATE
+        assert keyed.stats["dropped_auth"] == 2
+        assert [m.name for m in keyed.members()] == ["keyed"]

@@ -4,9 +4,11 @@ outsiders, graceful leave, Server announcements, and the ``gopherpipe map`` CLI.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,7 +20,12 @@ from e2e_harness import ROOT, same_checkout_env, wait_until
 from gophermap_harness import FAST, Member, detection_bound, start_cluster, wait_converged
 
 from gopherpipe_runtime.discovery import gossip_wire
-from gopherpipe_runtime.discovery.gophermap import GopherMap, pull_members, split_host_port
+from gopherpipe_runtime.discovery.gophermap import (
+    GopherMap,
+    PullRefused,
+    pull_members,
+    split_host_port,
+)
 from gopherpipe_runtime.discovery.swim import SwimConfig
 
 
@@ -125,12 +132,9 @@ def test_a_keyed_cluster_admits_no_member_without_its_key_and_counts_the_drops()
             "the seed refused both outsiders' states, and they retried",
         )
         before = seed.stats()["dropped_auth"]
-        with_udp = split_host_port(seed.address)
-        import socket
-
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             for datagram in _bad_datagrams(seed, secrets.token_bytes(32)):
-                sock.sendto(datagram, with_udp)
+                sock.sendto(datagram, split_host_port(seed.address))
         wait_until(
             lambda: seed.stats()["dropped_auth"] >= before + 2,
             "the seed dropped and counted the unauthenticated datagrams",
@@ -140,8 +144,6 @@ def test_a_keyed_cluster_admits_no_member_without_its_key_and_counts_the_drops()
         for outsider in outsiders:
             assert set(outsider.states()) == {outsider.name}
         # The read-only pull is keyed too: without the key nothing is told.
-        from gopherpipe_runtime.discovery.gophermap import PullRefused
-
         with pytest.raises(PullRefused):
             pull_members(seed.address, None, timeout=5)
         with pytest.raises(PullRefused):
@@ -248,6 +250,11 @@ def test_the_map_cli_prints_members_and_services(
             ["EchoService", echo2.echo, "echo2", "zone=test"],
         ]
     )
+    as_json = _gopherpipe("map", "services", "--seed", seed.address, "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    assert sorted(row["address"] for row in json.loads(as_json.stdout)) == sorted(
+        [echo1.echo, echo2.echo]
+    )
     # The CLI looked without joining: nobody knows of it.
     assert set(seed.states()) == {"seed", "echo1", "echo2"}
 
@@ -260,10 +267,9 @@ def test_the_map_cli_prints_members_and_services(
     wrong.write_text(secrets.token_hex(32))
     refused = _gopherpipe("map", "members", "--seed", seed.address, "--key-file", str(wrong))
     assert refused.returncode == 5, refused.stderr
-    with socket_closed_port() as port:
-        unreachable = _gopherpipe(
-            "map", "services", "--seed", f"127.0.0.1:{port}", "--timeout", "2"
-        )
+    unreachable = _gopherpipe(
+        "map", "services", "--seed", f"127.0.0.1:{_free_port()}", "--timeout", "2"
+    )
     assert unreachable.returncode == 4 and "unreachable" in unreachable.stderr
 
 
@@ -287,15 +293,8 @@ def test_the_map_cli_reads_a_keyed_cluster_with_its_key_file(tmp_path: Path) -> 
             member.close()
 
 
-class socket_closed_port:
+def _free_port() -> int:
     """A loopback port nobody listens on (bound, then closed)."""
-
-    def __enter__(self) -> int:
-        import socket
-
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            return int(sock.getsockname()[1])
-
-    def __exit__(self, *exc_info: object) -> None:
-        pass
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
