@@ -332,3 +332,13 @@ def test_a_keyed_member_answers_a_state_it_cannot_authenticate_with_an_error_onl
             assert answer[:1] == bytes([ERROR]) and b"refused" in answer  # never our STATE
         assert keyed.stats["dropped_auth"] == 2
         assert [m.name for m in keyed.members()] == ["keyed"]
+
+
+def test_services_beyond_the_gossip_limits_are_refused_whole() -> None:
+    with _gmap(name="big") as gmap:
+        gmap.announce({"Echo": ["tcp://127.0.0.1:1"]}, {})
+        too_many = {f"S{i}": [f"tcp://127.0.0.1:{i}"] for i in range(100)}
+        with pytest.raises(ValueError):
+            gmap.announce(too_many, {})
+        assert gmap.resolve("Echo") == ["tcp://127.0.0.1:1"]
+        assert gmap.resolve("S1") == []

@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from ..resolver import Resolver, Subscriber, WatchedEndpoints
-from .gossip_wire import MAX_PUSH_PULL, PushPull, decode_packet
+from .gossip_wire import MAX_PUSH_PULL, PushPull, check_services, decode_packet
 from .swim import MemberEvent, MemberInfo, Membership, ServiceEntry, SwimConfig
 
 log = logging.getLogger("gopherpipe.gophermap")
@@ -452,26 +452,34 @@ class GopherMap:
 
     def announce(self, services: Mapping[str, Sequence[str]], meta: Mapping[str, str]) -> None:
         """Serve ``{service: [addresses]}`` with `meta`, besides what was announced
-        before (a name announced again is replaced); gossiped as a new incarnation."""
+        before (a name announced again is replaced); gossiped as a new incarnation.
+
+        Raises ValueError, announcing nothing, when the services would not fit the
+        gossip's limits (gossip_wire: 32 services, 16 addresses each, 1 KiB encoded),
+        since every member's services must travel in one datagram."""
         with self._lock:
+            wanted = dict(self._services)
             for service, addresses in services.items():
-                self._services[service] = ServiceEntry(tuple(addresses), dict(meta))
-            self._publish_services()
+                wanted[service] = ServiceEntry(tuple(addresses), dict(meta))
+            self._publish_services(wanted)
         self._wake()
 
     def withdraw(self, services: Iterable[str]) -> None:
         """Stop serving these services."""
         with self._lock:
+            wanted = dict(self._services)
             for service in services:
-                self._services.pop(service, None)
-            self._publish_services()
+                wanted.pop(service, None)
+            self._publish_services(wanted)
         self._wake()
 
-    def _publish_services(self) -> None:
+    def _publish_services(self, wanted: dict[str, ServiceEntry]) -> None:
         # Under the lock. Before start the services wait for the Membership; after
         # stop began there is nobody left to tell.
+        check_services(wanted)
+        self._services = wanted
         if self._membership is not None and not self._stop_requested:
-            self._membership.set_services(dict(self._services), self._clock())
+            self._membership.set_services(dict(wanted), self._clock())
             self._changed = True
 
     # -- watching ---------------------------------------------------------------------
