@@ -58,10 +58,11 @@ def test_five_members_converge_and_a_sigkilled_one_is_declared_dead_within_the_b
     slowest = max(seen.values())
     print(f"\n{victim.name} declared dead by all 4 within {slowest:.2f}s (bound {bound:.2f}s)")
     assert slowest <= bound, (seen, bound)
-    # Nobody else suffered for it: the four still see each other alive.
+    # Nobody else suffered for it: the four see each other alive (a busy machine may
+    # cost one a passing suspicion, which it refutes).
+    wait_converged(others, 10)
     for member in others:
-        states = member.states()
-        assert all(states[m.name] == "ALIVE" for m in others), states
+        assert not any(kind == "dead" and name != victim.name for kind, name, _ in member.events())
 
 
 def test_a_sigstopped_member_is_suspected_and_resumed_in_time_refutes_and_stays() -> None:
