@@ -440,8 +440,14 @@ class GopherMap:
 
     @property
     def stats(self) -> dict[str, int]:
-        """The state machine's counters (dropped_auth, dropped_replay, ...) and the
-        driver's (push_pull_*, udp_send_errors, join_attempts, ...)."""
+        """The state machine's counters (swim.py: sent, received, dropped_auth,
+        dropped_replay, dropped_malformed, suspicions, refutations, deaths, ...) and
+        the driver's: push_pull_out / push_pull_in (exchanges started / accepted),
+        push_pull_failed (ours that got no STATE we accept), push_pull_rejected
+        (states we refused), push_pull_too_large, push_pull_timeouts,
+        push_pull_busy (over push_pull_max_conns), push_pull_malformed, pulls and
+        pull_rejected (read-only pulls answered / refused), join_attempts,
+        udp_send_errors, udp_receive_errors, callback_errors, loop_errors."""
         with self._lock:
             counters = dict(self._stats)
             if self._membership is not None:
