@@ -6,6 +6,7 @@ import math
 import random
 
 import pytest
+from swim_net import FAST, Net
 
 from gopherpipe_runtime.discovery.swim import (
     Membership,
@@ -13,7 +14,6 @@ from gopherpipe_runtime.discovery.swim import (
     ServiceEntry,
     SwimConfig,
 )
-from tests.swim_net import FAST, Net
 
 
 def cluster(n: int, **kw: object) -> Net:
