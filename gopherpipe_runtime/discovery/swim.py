@@ -70,6 +70,7 @@ from .gossip_wire import (
     ServiceEntry,
     Suspect,
     assemble_packet,
+    check_member,
     check_services,
     decode_packet,
     encode_message,
@@ -263,8 +264,7 @@ class Membership:
         self._rng = rng if rng is not None else random.Random()
         frozen = _freeze(services)
         check_services(frozen)
-        if not name or not address:
-            raise ValueError("a member needs a name and an address")
+        check_member(name, address)
         self.name = name
         self._me = _Member(name, address, 0, MemberState.ALIVE, frozen, now)
         self._members: dict[str, _Member] = {name: self._me}
@@ -414,7 +414,11 @@ class Membership:
             m = _Member(info.name, info.address, info.incarnation, info.state, info.services, now)
             self._members[info.name] = m
             if m.state in _LIVE:
-                self._live_add(info.name)
+                self._live_index[info.name] = len(self._live)
+                self._live.append(info.name)
+        # The walk starts afresh (shuffled) at the next probe: inserting each one
+        # into the current walk would cost O(n) apiece.
+        self._probe_order, self._probe_pos = [], 0
 
     def receive(self, datagram: bytes, source: str, now: float) -> None:
         """Handle one datagram from `source` ("host:port"); bad ones are dropped and counted."""
