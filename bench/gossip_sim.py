@@ -11,7 +11,8 @@ The model:
   delay drawn from an exponential distribution of mean 50 ms (a busy process);
   a member "slowed 10x" has a mean of 500 ms, ten times that -- its packets and
   timers are handled that much later, as Lifeguard's experiments slow a member's
-  processing; push-pull (TCP) is done at once, without loss;
+  processing -- and one slowed 40x (2 s) shows the regime where its stalls
+  outlast a protocol period; push-pull (TCP) is done at once, without loss;
 - clusters start converged (`Membership.preload`) and warm up for a few periods.
 
 Scenarios, each run for plain SWIM (``lifeguard=False``) and with Lifeguard:
@@ -20,8 +21,11 @@ Scenarios, each run for plain SWIM (``lifeguard=False``) and with Lifeguard:
 (b) kill: a member stops; seconds until every other member marks it dead;
 (c) loss: `--loss-rate` (5%) packet loss for `--periods` periods: suspicions of
     (healthy) members and members declared dead;
-(d) slow: one member slowed 10x for `--periods` periods: suspicions of, and
-    deaths of, the other (healthy) members -- Lifeguard's headline figure.
+(d) slow: one member slowed 10x (and, separately, 40x) for `--periods` periods:
+    suspicions of, and deaths of, the other (healthy) members -- Lifeguard's
+    headline figure.
+
+The scenarios are independent and run in parallel processes (`--workers`).
 
 Output: a table on stdout, JSON with `--json FILE`, and with `--plot` the figures
 ``bench/gossip_join.png`` and ``bench/gossip_false_positives.png``.
@@ -33,10 +37,12 @@ import argparse
 import heapq
 import json
 import math
+import os
 import random
 import sys
 import time
 from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -44,6 +50,7 @@ from typing import Any
 from gopherpipe_runtime.discovery.swim import MemberInfo, Membership, MemberState, SwimConfig
 
 HERE = Path(__file__).resolve().parent
+WARMUP_PERIODS = 5
 _DELIVER, _WAKE = 0, 1
 
 
@@ -169,9 +176,7 @@ class Result:
     dead_seconds: float = math.nan
     loss_suspicions: int = 0
     loss_deaths: int = 0
-    slow_suspicions: int = 0
-    slow_deaths: int = 0
-    slow_health: int = 0
+    slow: dict[int, dict[str, int]] = field(default_factory=dict)
     processed: int = 0
 
 
@@ -201,66 +206,122 @@ def _false_positives(
     return len(suspicions), len(deaths)
 
 
-def run_mode(lifeguard: bool, members: int, periods: int, loss_rate: float, seed: int) -> Result:
-    config = replace(SwimConfig(), lifeguard=lifeguard)
-    period = config.probe_interval
-    res = Result("lifeguard" if lifeguard else "swim")
-    warmup = 5 * period
+def _config(lifeguard: bool) -> SwimConfig:
+    return replace(SwimConfig(), lifeguard=lifeguard)
 
-    # (a) join, then (b) kill, in one cluster.
+
+def task_join_kill(lifeguard: bool, members: int, seed: int) -> dict[str, Any]:
+    """(a) a join through one seed, then (b) a kill, in one cluster."""
+    config = _config(lifeguard)
+    period = config.probe_interval
     sim = Sim(members, config, seed=seed)
-    sim.run_until(warmup)
+    sim.run_until(WARMUP_PERIODS * period)
     t0 = sim.now
     sim.join("newcomer", seed=0)
-    target = members  # everyone else
-    bound = max(3 * math.log2(members + 1), 1) * period
-    deadline = t0 + max(bound * 3, 60 * period)
-    while sim.now < deadline:
+    deadline = t0 + max(9 * math.log2(members + 1), 60) * period
+    informed: dict[int, float] = {}
+    while sim.now < deadline and len(informed) < members:
         sim.run_until(sim.now + period / 10)
         informed = _first_times(sim.events, "newcomer", {"join"})
-        if len(informed) >= target:
-            break
-    informed = _first_times(sim.events, "newcomer", {"join"})
     times = sorted(t - t0 for t in informed.values())
-    res.join_curve = [(t / period, k + 1) for k, t in enumerate(times)]
-    if len(times) >= target:
-        res.join_periods = times[-1] / period
+    out: dict[str, Any] = {
+        "join_curve": [(t / period, k + 1) for k, t in enumerate(times)],
+        "join_periods": times[-1] / period if len(times) >= members else math.nan,
+        "dead_seconds": math.nan,
+    }
     victim = members // 2
     vname = sim.members[victim].name
     sim.run_until(sim.now + 2 * period)
     t_kill = sim.now
+    sim.events.clear()
     sim.kill(victim)
     alive = [i for i in range(len(sim.members)) if i != victim]
     deadline = t_kill + 300 * period
     while sim.now < deadline:
         sim.run_until(sim.now + period / 2)
-        dead = _first_times((e for e in sim.events if e[0] >= t_kill), vname, {"dead"})
+        dead = _first_times(sim.events, vname, {"dead"})
         if all(i in dead for i in alive):
-            res.dead_seconds = max(dead.values()) - t_kill
+            out["dead_seconds"] = max(dead.values()) - t_kill
             break
-    res.processed += sim.processed
+    out["processed"] = sim.processed
+    return out
 
-    # (c) packet loss.
-    sim = Sim(members, config, seed=seed + 1, loss=loss_rate)
-    sim.run_until(warmup)
+
+def task_loss(
+    lifeguard: bool, members: int, seed: int, periods: int, loss: float
+) -> dict[str, Any]:
+    """(c) packet loss: false positives about (all healthy) members."""
+    config = _config(lifeguard)
+    sim = Sim(members, config, seed=seed + 1, loss=loss)
+    sim.run_until(WARMUP_PERIODS * config.probe_interval)
     sim.events.clear()
-    sim.run_until(sim.now + periods * period)
-    res.loss_suspicions, res.loss_deaths = _false_positives(sim.events, set(), 0.0)
-    res.processed += sim.processed
+    sim.run_until(sim.now + periods * config.probe_interval)
+    suspicions, deaths = _false_positives(sim.events, set(), 0.0)
+    return {"loss_suspicions": suspicions, "loss_deaths": deaths, "processed": sim.processed}
 
-    # (d) one member slowed 10x.
+
+def task_slow(
+    lifeguard: bool, members: int, seed: int, periods: int, factor: int
+) -> dict[str, Any]:
+    """(d) one member slowed `factor` times: false positives about the others."""
+    config = _config(lifeguard)
     sim = Sim(members, config, seed=seed + 2)
     slow = members // 3
-    sim.slow[slow] = sim.proc_mean * 10
-    sim.run_until(warmup)
+    sim.slow[slow] = sim.proc_mean * factor
+    sim.run_until(WARMUP_PERIODS * config.probe_interval)
     sim.events.clear()
-    sim.run_until(sim.now + periods * period)
-    res.slow_suspicions, res.slow_deaths = _false_positives(
-        sim.events, {sim.members[slow].name}, 0.0
-    )
-    res.slow_health = sim.members[slow].health_score
-    res.processed += sim.processed
-    return res
+    health = []
+    end = sim.now + periods * config.probe_interval
+    while sim.now < end:
+        sim.run_until(sim.now + config.probe_interval)
+        health.append(sim.members[slow].health_score)
+    suspicions, deaths = _false_positives(sim.events, {sim.members[slow].name}, 0.0)
+    m = sim.members[slow]
+    return {
+        "slow": {
+            factor: {
+                "suspicions": suspicions,
+                "deaths": deaths,
+                "slow_member_probes": m.stats["probes"],
+                "slow_member_suspicions_raised": m.stats["suspicions"],
+                "slow_member_mean_lhm_x10": round(10 * sum(health) / max(len(health), 1)),
+            }
+        },
+        "processed": sim.processed,
+    }
+
+
+def _run(task: tuple[str, bool, tuple[Any, ...]]) -> tuple[bool, dict[str, Any]]:
+    name, lifeguard, args = task
+    fn = {"join_kill": task_join_kill, "loss": task_loss, "slow": task_slow}[name]
+    return lifeguard, fn(lifeguard, *args)  # type: ignore[operator]
+
+
+def run_all(
+    members: int, periods: int, loss: float, seed: int, factors: list[int], workers: int
+) -> list[Result]:
+    """Every scenario for both modes, in parallel processes (each is independent)."""
+    tasks: list[tuple[str, bool, tuple[Any, ...]]] = []
+    for lg in (False, True):
+        tasks.append(("slow", lg, (members, seed, periods, factors[-1])))
+    for lg in (False, True):
+        tasks.append(("join_kill", lg, (members, seed)))
+        tasks.append(("loss", lg, (members, seed, periods, loss)))
+        for f in factors[:-1]:
+            tasks.append(("slow", lg, (members, seed, periods, f)))
+    results = {False: Result("swim"), True: Result("lifeguard")}
+    if workers > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            done = list(pool.map(_run, tasks))
+    else:
+        done = [_run(t) for t in tasks]
+    for lg, figures in done:
+        r = results[lg]
+        r.processed += figures.pop("processed", 0)
+        r.slow.update(figures.pop("slow", {}))
+        for k, v in figures.items():
+            setattr(r, k, v)
+    return [results[False], results[True]]
 
 
 def _ratio(a: int, b: int) -> str:
@@ -277,11 +338,11 @@ def report(results: list[Result], members: int, periods: int, loss_rate: float) 
     lines = [
         f"GopherMap simulator: {members} members, {periods} periods per false-positive run, "
         f"SwimConfig() defaults (probe {SwimConfig().probe_interval:g} s)",
-        f"{'figure':58} {'SWIM':>10} {'Lifeguard':>10}",
+        f"{'figure':60} {'SWIM':>10} {'Lifeguard':>10}",
     ]
 
     def row(label: str, a: object, b: object) -> None:
-        lines.append(f"{label:58} {a!s:>10} {b!s:>10}")
+        lines.append(f"{label:60} {a!s:>10} {b!s:>10}")
 
     row(
         f"(a) periods until a join reaches all (bound {bound:.1f})",
@@ -301,17 +362,31 @@ def report(results: list[Result], members: int, periods: int, loss_rate: float) 
     row(
         f"(c) {loss_rate:.0%} loss: healthy members declared dead", swim.loss_deaths, lg.loss_deaths
     )
-    row("(d) 1 slow: suspicions of healthy members", swim.slow_suspicions, lg.slow_suspicions)
-    row("(d) 1 slow: healthy members declared dead", swim.slow_deaths, lg.slow_deaths)
-    row("(d) the slow member's health score (LHM) at the end", swim.slow_health, lg.slow_health)
-    lines.append(
-        "(d) fewer suspicions of healthy members with Lifeguard: "
-        + _ratio(swim.slow_suspicions, lg.slow_suspicions)
-    )
+    for f in sorted(swim.slow):
+        a, b = swim.slow[f], lg.slow[f]
+        row(
+            f"(d) 1 member slowed {f}x: suspicions of healthy members",
+            a["suspicions"],
+            b["suspicions"],
+        )
+        row(f"(d) 1 member slowed {f}x: healthy members declared dead", a["deaths"], b["deaths"])
+        row(
+            f"(d) slowed {f}x: suspicions it raised / probes it sent",
+            f"{a['slow_member_suspicions_raised']}/{a['slow_member_probes']}",
+            f"{b['slow_member_suspicions_raised']}/{b['slow_member_probes']}",
+        )
+        row(
+            f"(d) slowed {f}x: its mean health score (LHM)", "-", b["slow_member_mean_lhm_x10"] / 10
+        )
     lines.append(
         "(c) fewer suspicions of healthy members with Lifeguard: "
         + _ratio(swim.loss_suspicions, lg.loss_suspicions)
     )
+    for f in sorted(swim.slow):
+        lines.append(
+            f"(d) slowed {f}x: fewer suspicions of healthy members with Lifeguard: "
+            + _ratio(swim.slow[f]["suspicions"], lg.slow[f]["suspicions"])
+        )
     return "\n".join(lines)
 
 
@@ -339,16 +414,15 @@ def plot(results: list[Result], members: int, loss_rate: float, out: Path) -> li
     paths.append(p)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    labels = [
-        f"{loss_rate:.0%} loss\nsuspicions",
-        f"{loss_rate:.0%} loss\ndeaths",
-        "1 slow member\nsuspicions",
-        "1 slow member\ndeaths",
-    ]
+    fig, ax = plt.subplots(figsize=(9, 4))
+    labels = [f"{loss_rate:.0%} loss\nsuspicions", f"{loss_rate:.0%} loss\ndeaths"]
+    for f in sorted(results[0].slow):
+        labels += [f"1 slowed {f}x\nsuspicions", f"1 slowed {f}x\ndeaths"]
     width = 0.38
     for k, r in enumerate(results):
-        vals = [r.loss_suspicions, r.loss_deaths, r.slow_suspicions, r.slow_deaths]
+        vals = [r.loss_suspicions, r.loss_deaths] + [
+            r.slow[f][k] for f in sorted(r.slow) for k in ("suspicions", "deaths")
+        ]
         xs = [x + (k - 0.5) * width for x in range(len(labels))]
         bars = ax.bar(xs, vals, width, label=r.mode, color=colors[r.mode])
         ax.bar_label(bars, fontsize=8)
@@ -372,17 +446,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--periods", type=int, default=120, help="periods per false-positive run")
     ap.add_argument("--loss-rate", type=float, default=0.05)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--slow-factors",
+        default="10,40",
+        help="slowdowns of the one slow member, comma-separated (default 10,40)",
+    )
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--json", type=Path, help="write the figures here")
     ap.add_argument("--plot", action="store_true", help="write bench/gossip_*.png")
     args = ap.parse_args(argv)
     started = time.perf_counter()
-    results = [
-        run_mode(lg, args.members, args.periods, args.loss_rate, args.seed) for lg in (False, True)
-    ]
+    factors = sorted(int(f) for f in args.slow_factors.split(","))
+    results = run_all(args.members, args.periods, args.loss_rate, args.seed, factors, args.workers)
     print(report(results, args.members, args.periods, args.loss_rate))
     elapsed = time.perf_counter() - started
     events = sum(r.processed for r in results)
-    print(f"({events:,} simulated events in {elapsed:.0f} s wall)")
+    print(f"({events:,} simulated events in {elapsed:.0f} s wall, {args.workers} processes)")
     if args.json:
         args.json.write_text(
             json.dumps(

@@ -52,5 +52,8 @@ def test_quick_simulation_figures_are_sane(tmp_path: Path) -> None:
         # A killed member: dead at all 100 others within (n - 1) P + P + S + G.
         assert 0 < r["dead_seconds"] <= (MEMBERS - 1) + 1 + s + 5, mode
         assert r["dead_seconds"] >= s_min, mode  # no member may skip the suspicion
-        for key in ("loss_suspicions", "loss_deaths", "slow_suspicions", "slow_deaths"):
+        for key in ("loss_suspicions", "loss_deaths"):
             assert isinstance(r[key], int) and r[key] >= 0
+        assert set(r["slow"]) == {"10", "40"}
+        for figures in r["slow"].values():
+            assert figures["suspicions"] >= 0 and figures["deaths"] >= 0
