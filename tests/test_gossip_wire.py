@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 
 import msgpack
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gopherpipe_runtime.discovery.gossip_wire import (
     MAX_PACKET,
@@ -120,6 +123,9 @@ def test_replay_cache_is_bounded_and_stays_safe() -> None:
         [[5, 1, "a", "h:1", {"S": "nope"}]],
         [[5, 1, "a", "h:1", {f"S{i}": [[], {}] for i in range(33)}]],
         [[2, 1, "c", "h:3", "yes"]],
+        [[2, 1, "c", "no-port", True]],
+        [[2, 1, "c", "h:99999", True]],
+        [[5, 1, "a", ":80", {}]],
         [["x"]],
         [[]],
         [7],
@@ -146,3 +152,37 @@ def test_size_limits() -> None:
     with pytest.raises(ValueError, match=str(MAX_SERVICES_BYTES)):
         check_services(big)
     check_services(SERVICES)
+
+
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.text(max_size=20)
+    | st.binary(max_size=8)
+)
+_fields = (
+    _scalars
+    | st.lists(_scalars, max_size=3)
+    | st.dictionaries(st.text(max_size=4), _scalars | st.lists(_scalars, max_size=2), max_size=3)
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    body=st.lists(
+        st.tuples(st.integers(0, 9), st.lists(_fields, max_size=5)).map(lambda t: [t[0], *t[1]]),
+        max_size=4,
+    )
+)
+def test_any_msgpack_body_decodes_or_is_refused(body: list[object]) -> None:
+    data = b"GM\x01\x00" + msgpack.packb(body)
+    with contextlib.suppress(GossipWireError):
+        decode_packet(data)
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.binary(max_size=1500), keyed=st.booleans())
+def test_any_bytes_decode_or_are_refused(data: bytes, keyed: bool) -> None:
+    with contextlib.suppress(GossipWireError):
+        decode_packet(data, key=b"k" if keyed else None, guard=ReplayGuard())

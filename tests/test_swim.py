@@ -6,6 +6,7 @@ import math
 import random
 
 import pytest
+from swim_net import FAST, Net
 
 from gopherpipe_runtime.discovery.swim import (
     Membership,
@@ -13,7 +14,6 @@ from gopherpipe_runtime.discovery.swim import (
     ServiceEntry,
     SwimConfig,
 )
-from tests.swim_net import FAST, Net
 
 
 def cluster(n: int, **kw: object) -> Net:
@@ -162,6 +162,8 @@ def test_config_is_validated() -> None:
         SwimConfig(probe_timeout=2.0, probe_interval=1.0)
     with pytest.raises(ValueError):
         Membership("a", "h:1", now=0.0, services={"S": ServiceEntry(("x" * 200,))})
+    with pytest.raises(ValueError):
+        Membership("a", "no-port", now=0.0)
 
 
 def test_next_deadline_and_tick_are_consistent() -> None:

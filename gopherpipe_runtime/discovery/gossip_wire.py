@@ -234,6 +234,12 @@ def check_services(services: Mapping[str, ServiceEntry]) -> None:
         raise ValueError(f"services encode to more than {MAX_SERVICES_BYTES} bytes")
 
 
+def check_member(name: str, address: str) -> None:
+    """Raise ValueError if a member's name or gossip address would be refused by receivers."""
+    _str(name, MAX_NAME, "member name")
+    _addr(address, "member address")
+
+
 def _array_header(n: int) -> bytes:
     if n < 16:
         return bytes([0x90 | n])
@@ -279,6 +285,14 @@ def _str(v: Any, limit: int, what: str, *, empty: bool = False) -> str:
     if (not v and not empty) or len(v.encode("utf-8", "surrogatepass")) > limit:
         raise MalformedPacket(f"{what} is empty or longer than {limit} bytes")
     return v
+
+
+def _addr(v: Any, what: str) -> str:
+    # A gossip address goes straight to a driver's sendto: "host:port" or nothing.
+    host, colon, port = _str(v, MAX_NAME, what).rpartition(":")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise MalformedPacket(f"{what} is not host:port")
+    return v  # type: ignore[no-any-return]
 
 
 def _bool(v: Any, what: str) -> bool:
@@ -331,7 +345,7 @@ def _message_from_wire(v: Any) -> Message | None:
         return IndirectPing(
             _int(v[1], MAX_SEQ, "seq"),
             _str(v[2], MAX_NAME, "target"),
-            _str(v[3], MAX_NAME, "target address"),
+            _addr(v[3], "target address"),
             _bool(v[4], "nack"),
         )
     if t == MsgType.ACK:
@@ -345,7 +359,7 @@ def _message_from_wire(v: Any) -> Message | None:
         return Alive(
             _int(v[1], MAX_INCARNATION, "incarnation"),
             _str(v[2], MAX_NAME, "name"),
-            _str(v[3], MAX_NAME, "address"),
+            _addr(v[3], "address"),
             _services_from_wire(v[4]),
         )
     if t in (MsgType.SUSPECT, MsgType.DEAD):
@@ -369,7 +383,7 @@ def _message_from_wire(v: Any) -> Message | None:
             out.append(
                 MemberRecord(
                     _str(r[0], MAX_NAME, "name"),
-                    _str(r[1], MAX_NAME, "address"),
+                    _addr(r[1], "address"),
                     _int(r[2], MAX_INCARNATION, "incarnation"),
                     MemberState(state),
                     _services_from_wire(r[4]),

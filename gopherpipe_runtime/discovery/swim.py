@@ -70,6 +70,7 @@ from .gossip_wire import (
     ServiceEntry,
     Suspect,
     assemble_packet,
+    check_member,
     check_services,
     decode_packet,
     encode_message,
@@ -263,8 +264,7 @@ class Membership:
         self._rng = rng if rng is not None else random.Random()
         frozen = _freeze(services)
         check_services(frozen)
-        if not name or not address:
-            raise ValueError("a member needs a name and an address")
+        check_member(name, address)
         self.name = name
         self._me = _Member(name, address, 0, MemberState.ALIVE, frozen, now)
         self._members: dict[str, _Member] = {name: self._me}
@@ -313,9 +313,10 @@ class Membership:
             ),
             0,
         )
-        self._queue_broadcast(name, self._alive_msg())
+        self._broadcasts[name] = _Broadcast(encode_message(self._alive_msg()), 0)
         self._schedule(now + self._rng.uniform(0, self.config.probe_interval), "probe")
-        self._schedule(now + self._rng.uniform(0, self.config.gossip_interval), "gossip")
+        self._gossip_at: float | None = None
+        self._arm_gossip(now + self._rng.uniform(0, self.config.gossip_interval))
         self._schedule(now + self._push_pull_interval(), "push_pull")
 
     # --- reading ----------------------------------------------------------------------
@@ -413,7 +414,11 @@ class Membership:
             m = _Member(info.name, info.address, info.incarnation, info.state, info.services, now)
             self._members[info.name] = m
             if m.state in _LIVE:
-                self._live_add(info.name)
+                self._live_index[info.name] = len(self._live)
+                self._live.append(info.name)
+        # The walk starts afresh (shuffled) at the next probe: inserting each one
+        # into the current walk would cost O(n) apiece.
+        self._probe_order, self._probe_pos = [], 0
 
     def receive(self, datagram: bytes, source: str, now: float) -> None:
         """Handle one datagram from `source` ("host:port"); bad ones are dropped and counted."""
@@ -481,10 +486,9 @@ class Membership:
             elif r.state is MemberState.LEFT:
                 self._on_dead(Dead(r.incarnation, r.name, r.name), now)
             else:
-                # Like memberlist, a remote DEAD is only a suspicion here: we give
-                # the member its chance to refute rather than trust a stale view.
-                if r.name not in self._members:
-                    self._on_alive(Alive(r.incarnation, r.name, r.address, r.services), now)
+                # Like memberlist, a remote DEAD is only a suspicion here (the member
+                # gets its chance to refute rather than a stale view's verdict), and
+                # of members we know: a forgotten dead member is not brought back.
                 self._on_suspect(Suspect(r.incarnation, r.name, self.name), now)
 
     # --- internals: sending -----------------------------------------------------------
@@ -498,6 +502,14 @@ class Membership:
     def _queue_broadcast(self, name: str, msg: Message) -> None:
         self._broadcast_order += 1
         self._broadcasts[name] = _Broadcast(encode_message(msg), self._broadcast_order)
+        self._arm_gossip(self._now + self.config.gossip_interval)
+
+    def _arm_gossip(self, at: float) -> None:
+        # The gossip timer runs only while there is news to spread: an idle member
+        # wakes once per probe, not five times more for nothing.
+        if self._gossip_at is None:
+            self._gossip_at = at
+            self._schedule(at, "gossip")
 
     def _piggyback(self, room: int) -> list[bytes]:
         if not self._broadcasts or room <= 0:
@@ -566,13 +578,15 @@ class Membership:
 
     def _on_timer_gossip(self, _arg: Any, now: float) -> None:
         self._now = now
-        self._schedule(now + self.config.gossip_interval, "gossip")
+        self._gossip_at = None
         if not self._broadcasts:
             return
         for name in self._sample(self.config.gossip_nodes):
             self._send(self._members[name].address, [])
             if not self._broadcasts:
                 break
+        if self._broadcasts:
+            self._arm_gossip(now + self.config.gossip_interval)
 
     def _on_timer_push_pull(self, _arg: Any, now: float) -> None:
         self._schedule(now + self._push_pull_interval(), "push_pull")
