@@ -342,3 +342,22 @@ def test_services_beyond_the_gossip_limits_are_refused_whole() -> None:
             gmap.announce(too_many, {})
         assert gmap.resolve("Echo") == ["tcp://127.0.0.1:1"]
         assert gmap.resolve("S1") == []
+
+
+def test_a_wildcard_bind_advertises_the_given_host_with_the_bound_port() -> None:
+    with _gmap(name="wild", bind="0.0.0.0:0", advertise="127.0.0.1:0") as wild:
+        host, port = split_host_port(wild.address)
+        assert host == "127.0.0.1" and port > 0
+        with _gmap(name="peer", seeds=[wild.address]) as peer:
+            assert peer.wait_joined(10)
+            wait_until(lambda: len(wild.members()) == 2, "the peer reached the wildcard member")
+
+
+def test_a_name_the_gossip_cannot_carry_fails_start_and_leaves_nothing_running() -> None:
+    threads = threading.active_count()
+    gmap = _gmap(name="x" * 500)
+    with pytest.raises(ValueError):
+        gmap.start()
+    assert threading.active_count() == threads
+    with pytest.raises(RuntimeError, match="not started"):
+        _ = gmap.address

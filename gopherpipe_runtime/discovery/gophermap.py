@@ -207,7 +207,8 @@ class GopherMap:
                           (`load_key` reads a key file); None: no authentication
       name                this member's unique name (default ``<hostname>-<port>``)
       advertise           ``host:port`` others reach this member at (default the bound
-                          address; required when binding 0.0.0.0 or ::)
+                          address; required when binding 0.0.0.0 or ::); port 0 there
+                          means the bound port
       config              the protocol's timing (`swim.SwimConfig`, LAN defaults)
       services            ``{name: ServiceEntry}`` served from the start (default none;
                           a Server adds its own through `announce`)
@@ -319,23 +320,32 @@ class GopherMap:
                 self._started = False  # nothing was started: start() may be tried again
             raise
         port = tcp.getsockname()[1]
-        self._udp, self._tcp = udp, tcp
         if self._advertise is not None:
-            self._address = self._advertise
+            host, advertised_port = split_host_port(self._advertise)
+            address = join_host_port(host, advertised_port or port)
         else:
-            self._address = join_host_port(tcp.getsockname()[0], port)
-        if self._name is None:
-            self._name = f"{socket.gethostname()}-{port}"
+            address = join_host_port(tcp.getsockname()[0], port)
+        name = self._name if self._name is not None else f"{socket.gethostname()}-{port}"
         now = self._clock()
-        with self._lock:
-            self._membership = Membership(
-                self._name,
-                self._address,
+        try:
+            membership = Membership(
+                name,
+                address,
                 now=now,
                 config=self._config,
                 services=dict(self._services),
                 key=self._key,
             )
+        except BaseException:  # e.g. a name over the gossip's limits
+            udp.close()
+            tcp.close()
+            with self._lock:
+                self._started = False
+            raise
+        self._udp, self._tcp = udp, tcp
+        self._address, self._name = address, name
+        with self._lock:
+            self._membership = membership
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
         for sock in (udp, tcp, self._wake_r, self._wake_w):
