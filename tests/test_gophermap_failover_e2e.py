@@ -7,6 +7,7 @@ ones) as well as GopherMap."""
 from __future__ import annotations
 
 import inspect
+import secrets
 import sys
 from collections.abc import Iterator
 
@@ -72,3 +73,20 @@ def test_a_gophermap_client_keeps_succeeding_through_the_kill_of_one_of_three_se
         # One call at a time is in flight: at most that one may fail.
         assert len(calling.failures) <= 1, calling.failures
         print(f"\n{calling.calls} calls, {len(calling.failures)} failed: {calling.failures}")
+
+
+def test_a_gophermap_client_joins_a_keyed_cluster_with_gophermap_key() -> None:
+    key = secrets.token_bytes(32)
+    server = Member(name="keyed-echo", echo=True, key=key.hex()).started()
+    try:
+        sys.path.insert(0, str(ROOT / "examples" / "echo"))
+        try:
+            import service_client
+        finally:
+            sys.path.pop(0)
+        address = f"gophermap://EchoService@{server.address}"
+        with service_client.EchoServiceClient.dial(address, gophermap_key=key) as client:
+            assert client.with_options(timeout=10).echo("keyed") == "keyed"
+        assert server.stats()["dropped_auth"] == 0
+    finally:
+        server.close()
