@@ -361,3 +361,11 @@ def test_a_name_the_gossip_cannot_carry_fails_start_and_leaves_nothing_running()
     assert threading.active_count() == threads
     with pytest.raises(RuntimeError, match="not started"):
         _ = gmap.address
+
+
+def test_a_seed_may_be_a_host_name(pair: tuple[GopherMap, GopherMap]) -> None:
+    a, _ = pair
+    port = split_host_port(a.address)[1]
+    with _gmap(name="named", seeds=[f"localhost:{port}"]) as named:
+        assert named.wait_joined(10)
+        wait_until(lambda: {m.name for m in named.members()} == {"a", "b", "named"}, "joined")

@@ -746,7 +746,10 @@ class GopherMap:
             self._join_outstanding += 1
         try:
             host, port = split_host_port(peer)
-            info = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
+            # The family we gossip in: a name like localhost must not lead to ::1 when
+            # the cluster is on 127.0.0.1.
+            family = self._udp.family if self._udp is not None else 0
+            info = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)[0]
             sock = socket.socket(info[0], socket.SOCK_STREAM)
         except (OSError, ValueError) as exc:
             log.debug("gophermap %s: push-pull with %s: %s", self._name, peer, exc)
