@@ -27,7 +27,10 @@ times it is handed; this module owns the sockets and the clock, and nothing else
   (member events) call back on the loop thread; `GopherMapResolver` feeds a Pipe.
 - `resolver_for_address`: ``gophermap://Service`` over the Pipe's ``gophermap=``
   option, or ``gophermap://Service@HOST:PORT`` with a GopherMap of its own that joins
-  through that seed as a member serving nothing, stopped by the resolver's `close`.
+  through that seed as a member serving nothing (keyed: ``gophermap_key`` or the file
+  in $GOPHERPIPE_GOPHERMAP_KEY_FILE), stopped by the resolver's `close`.
+- For tools: `pull_members` (a blocking read-only pull, what ``gopherpipe map`` runs),
+  `load_key` (key files: 64 hex digits or 32 raw bytes), `split_host_port`.
 """
 
 from __future__ import annotations
