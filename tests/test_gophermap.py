@@ -62,17 +62,28 @@ def _read_all(sock: socket.socket) -> bytes:
     return data
 
 
-def test_udp_and_tcp_share_one_port_and_one_thread_runs_everything() -> None:
-    threads = threading.active_count()
+def _gophermap_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("gophermap-")]
+
+
+def test_udp_and_tcp_share_one_port_and_one_thread_runs_everything(
+    pair: tuple[GopherMap, GopherMap],
+) -> None:
+    a, _ = pair
+    before = _gophermap_threads()
+    assert len(before) == 2  # one per GopherMap, however many members and connections
     with _gmap(name="solo") as gmap:
         host, port = split_host_port(gmap.address)
         assert host == "127.0.0.1" and port > 0
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, pytest.raises(OSError):
             udp.bind((host, port))  # taken by the gossip socket
-        assert threading.active_count() == threads + 1
         assert gmap.wait_joined(0)  # no seeds: a cluster of one
         assert [m.name for m in gmap.members()] == ["solo"]
-    assert threading.active_count() == threads
+        assert sorted(_gophermap_threads()) == sorted([*before, f"gophermap-{port}"])
+        for _ in range(3):  # push-pulls in flight take no thread either
+            assert {m.name for m in pull_members(a.address)} == {"a", "b"}
+        assert len(_gophermap_threads()) == 3
+    assert sorted(_gophermap_threads()) == sorted(before)
 
 
 def test_a_member_retries_its_seed_until_it_answers() -> None:
