@@ -380,3 +380,16 @@ def test_a_seed_may_be_a_host_name(pair: tuple[GopherMap, GopherMap]) -> None:
     with _gmap(name="named", seeds=[f"localhost:{port}"]) as named:
         assert named.wait_joined(10)
         wait_until(lambda: {m.name for m in named.members()} == {"a", "b", "named"}, "joined")
+
+
+def test_a_pulled_keyed_state_must_be_fresh_and_signed_with_our_key() -> None:
+    from gopherpipe_runtime.discovery.gophermap import _decode_state
+    from gopherpipe_runtime.discovery.swim import Membership
+
+    key = secrets.token_bytes(32)
+    member = Membership("m", "127.0.0.1:9", now=time.time(), key=key)
+    assert [m.name for m in _decode_state(member.push_pull_state(now=time.time()), key)] == ["m"]
+    with pytest.raises(ValueError, match="replay"):
+        _decode_state(member.push_pull_state(now=time.time() - 100), key)
+    with pytest.raises(ValueError, match="HMAC"):
+        _decode_state(member.push_pull_state(now=time.time()), secrets.token_bytes(32))

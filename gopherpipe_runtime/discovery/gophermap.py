@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from ..resolver import Resolver, Subscriber, WatchedEndpoints
-from .gossip_wire import MAX_PUSH_PULL, PushPull, check_services, decode_packet
+from .gossip_wire import MAX_PUSH_PULL, PushPull, ReplayGuard, check_services, decode_packet
 from .swim import MemberEvent, MemberInfo, Membership, ServiceEntry, SwimConfig
 
 log = logging.getLogger("gopherpipe.gophermap")
@@ -1117,7 +1117,10 @@ def _decode_state(data: bytes, key: bytes | None) -> list[MemberInfo]:
     # Decoded as is, not merged into a state machine of ours: a merge would turn
     # the member's DEAD records into suspicions (swim.py gives the dead a chance to
     # refute), and this is a report of what the member believes.
-    messages = decode_packet(data, key=key, now=time.time(), max_size=MAX_PUSH_PULL)
+    # A fresh guard still checks the timestamp window: an old answer replayed to us
+    # is refused.
+    guard = ReplayGuard(SwimConfig().replay_window)
+    messages = decode_packet(data, key=key, now=time.time(), guard=guard, max_size=MAX_PUSH_PULL)
     if len(messages) != 1 or not isinstance(messages[0], PushPull):
         raise ValueError("the answer is not one push-pull state")
     return [
