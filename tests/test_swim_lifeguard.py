@@ -249,3 +249,18 @@ def test_dead_members_are_forgotten_after_reclaim() -> None:
     # A stale SUSPECT of a forgotten member does not bring it back.
     m.receive(encode_packet([Suspect(0, "p1", "p2")]), "10.0.1.2:1", 40.0)
     assert m.member("p1") is None
+
+
+def test_a_member_that_left_stops_probing_and_accusing() -> None:
+    m = lone(5)
+    t0, _dest, _ping = run_to_first_probe(m)
+    m.leave(t0 + 0.01)
+    left = [x for _d, msgs in sent(m) for x in msgs]
+    assert any(
+        getattr(x, "name", None) == "me" and getattr(x, "accuser", None) == "me" for x in left
+    )
+    while m.next_deadline() < t0 + 5.0:
+        m.tick(m.next_deadline())
+        assert not any(isinstance(x, Ping) for _d, msgs in sent(m) for x in msgs)
+    assert m.stats["suspicions"] == 0
+    assert m.member("me").state is MemberState.LEFT  # type: ignore[union-attr]

@@ -53,6 +53,7 @@ from typing import Any
 from .gossip_wire import (
     MAX_PACKET,
     MAX_PUSH_PULL,
+    MAX_PUSH_PULL_MEMBERS,
     PACKET_OVERHEAD,
     Ack,
     Alive,
@@ -452,9 +453,14 @@ class Membership:
 
         A keyed state is stamped with `now` (default: the latest `now` we were given).
         """
+        # Over the receivers' member limit, the live members go first (ourselves
+        # foremost) and the dead ones are left out: they are news that can wait.
+        ordered = sorted(
+            self._members.values(),
+            key=lambda m: (m is not self._me, m.state not in _LIVE),
+        )[:MAX_PUSH_PULL_MEMBERS]
         records = tuple(
-            MemberRecord(m.name, m.address, m.incarnation, m.state, m.services)
-            for m in self._members.values()
+            MemberRecord(m.name, m.address, m.incarnation, m.state, m.services) for m in ordered
         )
         nonce = self._rng.getrandbits(64).to_bytes(8, "big")
         data = encode_packet(
@@ -571,8 +577,10 @@ class Membership:
 
     def _on_timer_probe(self, _arg: Any, now: float) -> None:
         self._now = now
-        self._finish_probe(now)
-        if not self._left:
+        if self._left:
+            self._probe = None  # a member that has left accuses no one
+        else:
+            self._finish_probe(now)
             self._start_probe(now)
         self._schedule(now + self._scale(self.config.probe_interval), "probe")
 
