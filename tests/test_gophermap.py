@@ -3,6 +3,7 @@ the push-pull connection's bounds, bad input, watching, and gophermap:// resolve
 
 from __future__ import annotations
 
+import math
 import secrets
 import socket
 import struct
@@ -393,3 +394,12 @@ def test_a_pulled_keyed_state_must_be_fresh_and_signed_with_our_key() -> None:
         _decode_state(member.push_pull_state(now=time.time() - 100), key)
     with pytest.raises(ValueError, match="HMAC"):
         _decode_state(member.push_pull_state(now=time.time()), secrets.token_bytes(32))
+
+
+def test_the_loop_waits_for_sockets_when_the_state_machine_has_no_timer() -> None:
+    with _gmap(name="idle") as gmap:
+        assert gmap._membership is not None
+        gmap._membership.next_deadline = lambda: math.inf  # type: ignore[method-assign]
+        for _ in range(3):
+            assert [m.name for m in pull_members(gmap.address)] == ["idle"]
+        assert gmap.stats.get("loop_errors", 0) == 0

@@ -77,6 +77,7 @@ _MAX_DATAGRAM = 65536
 _DATAGRAMS_PER_ROUND = 64
 """Read at most this many datagrams per wake-up, so timers and TCP are not starved."""
 _BIND_ATTEMPTS = 20
+_MAX_WAIT = 60.0
 
 
 def load_key(path: str | os.PathLike[str]) -> bytes:
@@ -587,7 +588,8 @@ class GopherMap:
         for conn in self._conns.values():
             deadline = min(deadline, conn.deadline)
         # Work given by the last round (a merge, an announce) is flushed without waiting.
-        timeout = 0.0 if self._changed else max(0.0, deadline - now)
+        # (next_deadline() is inf with no timer: selectors refuse an infinite timeout.)
+        timeout = 0.0 if self._changed else min(max(0.0, deadline - now), _MAX_WAIT)
         self._changed = False
         ready = self._selector.select(timeout)
         now = self._clock()
