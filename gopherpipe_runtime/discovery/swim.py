@@ -35,8 +35,9 @@ What it does, and where the ideas come from (the code is ours):
   key, `now` is also the packet timestamp, so keyed drivers pass wall-clock time
   (time.time()) and members' clocks must agree within `replay_window`.
 
-Everything is bounded: datagram size (`max_packet`), relayed probes, the replay
-cache, and push-pull state (gossip_wire's limits). Bad packets are dropped and
+Everything is bounded: datagram size (`max_packet`), the member table
+(`max_members`), relayed probes, the replay cache, and push-pull state
+(gossip_wire's limits). Bad packets are dropped and
 counted in `stats`; `receive` never raises for anything a peer can send.
 """
 
