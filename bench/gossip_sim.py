@@ -400,11 +400,13 @@ def plot(results: list[Result], members: int, loss_rate: float, out: Path) -> li
     paths = []
     fig, ax = plt.subplots(figsize=(7, 4))
     for r in results:
-        xs = [0.0] + [x for x, _ in r.join_curve]
-        ys = [1] + [y for _, y in r.join_curve]
+        xs = [x for x, _ in r.join_curve]
+        ys = [y for _, y in r.join_curve]
         ax.step(xs, ys, where="post", label=r.mode, color=colors[r.mode])
-    ax.axvline(3 * math.log2(members), linestyle="--", color="grey", label="3·log2(n)")
-    ax.set_xlabel("protocol periods since the join")
+    ax.axvline(3 * math.log2(members), linestyle="--", color="grey", label="3·log2(n), the bound")
+    # Log time: the whole curve fits in a period or two, the bound is at 30.
+    ax.set_xscale("log")
+    ax.set_xlabel("protocol periods since the join (log scale)")
     ax.set_ylabel("members that know the newcomer")
     ax.set_title(f"Join dissemination, {members} members")
     ax.legend()
@@ -454,7 +456,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--json", type=Path, help="write the figures here")
     ap.add_argument("--plot", action="store_true", help="write bench/gossip_*.png")
+    ap.add_argument("--replot", type=Path, help="only redraw the figures from a --json file")
     args = ap.parse_args(argv)
+    if args.replot:
+        saved = json.loads(args.replot.read_text())
+        again = []
+        for r in saved["results"]:
+            r["slow"] = {int(k): v for k, v in r["slow"].items()}
+            r["join_curve"] = [tuple(point) for point in r["join_curve"]]
+            again.append(Result(**r))
+        for p in plot(again, saved["members"], saved["loss_rate"], HERE):
+            print(f"wrote {p}")
+        return 0
     started = time.perf_counter()
     factors = sorted(int(f) for f in args.slow_factors.split(","))
     results = run_all(args.members, args.periods, args.loss_rate, args.seed, factors, args.workers)

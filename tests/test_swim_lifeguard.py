@@ -264,3 +264,11 @@ def test_a_member_that_left_stops_probing_and_accusing() -> None:
         assert not any(isinstance(x, Ping) for _d, msgs in sent(m) for x in msgs)
     assert m.stats["suspicions"] == 0
     assert m.member("me").state is MemberState.LEFT  # type: ignore[union-attr]
+
+
+def test_member_count_is_bounded() -> None:
+    m = lone(3, max_members=10)
+    for i in range(20):
+        m.receive(encode_packet([Alive(0, f"x{i}", f"10.0.3.{i}:1", {})]), "10.0.1.1:1", 0.001)
+    assert len(m.members()) == 10
+    assert m.stats["dropped_member_limit"] == 14

@@ -35,8 +35,9 @@ What it does, and where the ideas come from (the code is ours):
   key, `now` is also the packet timestamp, so keyed drivers pass wall-clock time
   (time.time()) and members' clocks must agree within `replay_window`.
 
-Everything is bounded: datagram size (`max_packet`), relayed probes, the replay
-cache, and push-pull state (gossip_wire's limits). Bad packets are dropped and
+Everything is bounded: datagram size (`max_packet`), the member table
+(`max_members`), relayed probes, the replay cache, and push-pull state
+(gossip_wire's limits). Bad packets are dropped and
 counted in `stats`; `receive` never raises for anything a peer can send.
 """
 
@@ -111,6 +112,7 @@ class SwimConfig:
     - dead_member_reclaim (30.0 s): how long dead/left members are kept before removal.
     - replay_window (30.0 s): keyed packets older or newer than this are dropped.
     - max_packet (1400): datagram size limit; piggybacked messages fill what is left.
+    - max_members (16384): members known at once; news of more is dropped and counted.
     """
 
     probe_interval: float = 1.0
@@ -127,6 +129,7 @@ class SwimConfig:
     dead_member_reclaim: float = 30.0
     replay_window: float = 30.0
     max_packet: int = MAX_PACKET
+    max_members: int = 16384
 
     def __post_init__(self) -> None:
         for name in (
@@ -146,6 +149,8 @@ class SwimConfig:
                 raise ValueError(f"SwimConfig.{name} must be >= 0")
         if self.suspicion_max_timeout_mult < 1 or self.awareness_max_multiplier < 1:
             raise ValueError("SwimConfig multipliers must be >= 1")
+        if self.max_members < 1:
+            raise ValueError("SwimConfig.max_members must be >= 1")
         if not 512 <= self.max_packet <= MAX_PACKET:
             raise ValueError(f"SwimConfig.max_packet must be in 512..{MAX_PACKET}")
 
@@ -302,6 +307,7 @@ class Membership:
                 "dropped_malformed",
                 "dropped_misdirected",
                 "dropped_relay_full",
+                "dropped_member_limit",
                 "probes",
                 "probe_failures",
                 "indirect_probes",
@@ -764,6 +770,9 @@ class Membership:
             return
         m = self._members.get(msg.name)
         if m is None:
+            if len(self._members) >= self.config.max_members:
+                self._stats["dropped_member_limit"] += 1
+                return
             m = _Member(
                 msg.name, msg.address, msg.incarnation, MemberState.ALIVE, msg.services, now
             )
