@@ -28,6 +28,21 @@ import targets  # noqa: E402
 
 from gopherpipe_runtime.codec import CODECS  # noqa: E402
 from gopherpipe_runtime.compression import ALGORITHMS, MARK  # noqa: E402
+from gopherpipe_runtime.discovery.gossip_wire import (  # noqa: E402
+    HEAD_SIZE,
+    Ack,
+    Alive,
+    Dead,
+    IndirectPing,
+    MemberRecord,
+    MemberState,
+    Nack,
+    Ping,
+    PushPull,
+    ServiceEntry,
+    Suspect,
+    encode_packet,
+)
 from gopherpipe_runtime.envelope import encode_call, encode_status  # noqa: E402
 from gopherpipe_runtime.flow import Windows  # noqa: E402
 from gopherpipe_runtime.frames import (  # noqa: E402
@@ -118,6 +133,25 @@ def inflate_seeds() -> list[bytes]:
             choice = index | targets._INFLATE_LIMITS.index(limit) << 2
             for plain in (b"", b"gopher" * 30, bytes(range(256))):
                 seeds.append(target("inflate") + bytes([choice]) + algorithm.compress(plain))
+    return seeds
+
+
+def gossip_seeds() -> list[bytes]:
+    services = {"Echo": ServiceEntry(("tcp://10.0.0.5:5000",), {"version": "1"})}
+    messages = [
+        Ping(1, "fuzz"),
+        IndirectPing(2, "m1", "10.0.0.3:7946", True),
+        Ack(3),
+        Nack(4),
+        Alive(1, "m9", "10.0.0.20:7946", services),
+        Suspect(0, "m2", "m1"),
+        Dead(0, "m3", "m3"),
+    ]
+    state = PushPull(True, (MemberRecord("m7", "10.0.0.8:7946", 2, MemberState.ALIVE, services),))
+    seeds = [target("gossip") + b"\x00" + encode_packet([m]) for m in messages]
+    seeds.append(target("gossip") + b"\x00" + encode_packet(messages))
+    seeds.append(target("gossip") + b"\x03" + encode_packet(messages)[HEAD_SIZE:])
+    seeds.append(target("gossip") + b"\x04" + encode_packet([state]))
     return seeds
 
 
@@ -235,6 +269,7 @@ def main() -> None:
     for old in CORPUS.iterdir():
         old.unlink()
     seeds = frames_seeds() + hello_seeds() + call_seeds() + generated_seeds() + inflate_seeds()
+    seeds += gossip_seeds()
     for seed in seeds:
         name = targets.TARGET_NAMES[seed[0]]
         (CORPUS / f"{name}-{hashlib.sha1(seed).hexdigest()[:12]}").write_bytes(seed)

@@ -20,6 +20,10 @@ exception type nobody documents, a wrong answer, or a round trip that changes a 
   tests/e2e/contract/: every ``_dec_*`` of the client stubs and every argument, result
   and stream-item decoder, fed any value either codec decodes: `InvalidArgumentError`
   only; a value a decoder accepts must encode again, and decode to the same value.
+- ``gossip``: GopherMap's `decode_packet` (keyed or not; the fuzzer may have its body
+  signed to get past the HMAC) and a `Membership` receiving it: `GossipWireError` only
+  from the decoder, nothing at all from `receive` or `merge_push_pull` but ValueError;
+  what decodes survives encode -> decode; no datagram sent over 1400 bytes.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ import contextlib
 import dataclasses
 import enum
 import functools
+import hashlib
+import hmac
 import importlib
 import math
 import os
@@ -53,6 +59,17 @@ import msgpack
 from gopherpipe_runtime import Chan, InvalidArgumentError, StatusCode
 from gopherpipe_runtime.codec import CODECS, Codec, CodecError
 from gopherpipe_runtime.compression import ALGORITHMS, MARK, CompressingCodec
+from gopherpipe_runtime.discovery.gossip_wire import (
+    HEAD_SIZE,
+    MAX_PACKET,
+    MAX_PUSH_PULL,
+    GossipWireError,
+    ReplayGuard,
+    assemble_packet,
+    decode_packet,
+    encode_message,
+)
+from gopherpipe_runtime.discovery.swim import MemberInfo, Membership, MemberState
 from gopherpipe_runtime.envelope import (
     MAX_TIMEOUT_MS,
     decode_call,
@@ -594,6 +611,60 @@ def fuzz_inflate(data: bytes) -> None:
     )
 
 
+# -- GopherMap gossip ------------------------------------------------------------------------
+
+_GOSSIP_KEY = b"fuzz-gossip-key"
+_GOSSIP_NOW = 1_000_000.0
+
+
+def _gossip_member(key: bytes | None) -> Membership:
+    m = Membership("fuzz", "10.0.0.1:7946", now=_GOSSIP_NOW, key=key)
+    m.preload(
+        [MemberInfo(f"m{i}", f"10.0.0.{i + 2}:7946", 0, MemberState.ALIVE, {}) for i in range(4)],
+        _GOSSIP_NOW,
+    )
+    return m
+
+
+def fuzz_gossip(data: bytes) -> None:
+    """data: [mode] [a gossip packet]: `decode_packet`, then `Membership.receive`.
+
+    mode bit 0: keyed; bit 1 (keyed only): sign what follows as the body, so that the
+    fuzzer gets past the HMAC to the parser; bit 2: a push-pull state's size limit.
+    """
+    if not data:
+        return
+    mode, packet = data[0], data[1:]
+    key = _GOSSIP_KEY if mode & 1 else None
+    if key is not None and mode & 2:
+        packet = packet[HEAD_SIZE:] if packet.startswith(b"GM\x01") else packet
+        packet = b"GM\x01\x01" + struct.pack(">q8s", int(_GOSSIP_NOW * 1000), b"n" * 8) + packet
+        packet += hmac.new(key, packet, hashlib.sha256).digest()
+    limit = MAX_PUSH_PULL if mode & 4 else MAX_PACKET
+    try:
+        messages = decode_packet(
+            packet, key=key, now=_GOSSIP_NOW, guard=ReplayGuard(), max_size=limit
+        )
+    except GossipWireError:
+        messages = None
+    if messages is not None:
+        again = assemble_packet([encode_message(m) for m in messages])
+        check(
+            decode_packet(again, max_size=MAX_PUSH_PULL) == messages,
+            "gossip encode -> decode changed",
+            messages,
+        )
+    member = _gossip_member(key)
+    if limit == MAX_PACKET:
+        member.receive(packet, "10.0.0.9:7946", _GOSSIP_NOW)
+        member.tick(member.next_deadline())
+    else:
+        with contextlib.suppress(ValueError):
+            member.merge_push_pull(packet, _GOSSIP_NOW)
+    for _dest, out in member.take_outgoing():
+        check(len(out) <= MAX_PACKET, "a datagram over the limit", len(out))
+
+
 # -- generated converters ----------------------------------------------------------------
 
 Converter = Callable[[object, str], Any]
@@ -818,6 +889,7 @@ TARGETS: tuple[tuple[str, Callable[[bytes], None]], ...] = (
     ("call_body", fuzz_call_body),
     ("generated", fuzz_generated),
     ("inflate", fuzz_inflate),
+    ("gossip", fuzz_gossip),
 )
 TARGET_NAMES = tuple(name for name, _ in TARGETS)
 

@@ -3,13 +3,15 @@
 ``gopherpipe call ADDRESS SERVICE.METHOD [ARGS]`` (the last two are clients of the
 built-in Reflection service, gopherpipe_runtime/reflection.py), and ``gopherpipe
 breaking NEW.py --against OLD.py`` (or ``--against-git REF``), which compares two
-parsed contracts (breaking.py).
+parsed contracts (breaking.py). ``gopherpipe map members|services --seed HOST:PORT``
+lists a GopherMap cluster as one member sees it, with a read-only pull
+(discovery/gophermap.py's `pull_members`): the CLI never joins.
 
 Which contracts `gen` reads (files, folders, globs, or the ``[tool.gopherpipe]``
 table of pyproject.toml) is project.py.
 
 The generator's stack (libcst, jinja2, black) is imported by `gen` only, when it runs:
-``gopherpipe health`` (and ``describe``, ``call``) imports the runtime and nothing else of ours, so a health probe
+``gopherpipe health`` (and ``describe``, ``call``, ``map``) imports the runtime and nothing else of ours, so a health probe
 starts in a fraction of the time (it may run every few seconds in every container).
 """
 
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -34,8 +36,9 @@ app = typer.Typer(
     no_args_is_help=True,
     help="GopherPipe: typed client and server stubs from service contracts (gen), a"
     " health probe for running servers (health), a look into and a call of any"
-    " running server (describe, call), and the wire-breaking changes between two"
-    " generations of a contract (breaking). Shell completion: gopherpipe"
+    " running server (describe, call), the wire-breaking changes between two"
+    " generations of a contract (breaking), and the members and services of a"
+    " GopherMap cluster (map). Shell completion: gopherpipe"
     " --install-completion.",
 )
 
@@ -592,6 +595,164 @@ def breaking(
             typer.echo(f"safe: {change}")
     typer.echo(f"{len(broken)} breaking, {len(changes) - len(broken)} safe")
     raise typer.Exit(1 if broken else 0)
+
+
+# -- map: a look at a GopherMap cluster (runtime imports only) ---------------------------
+
+map_app = typer.Typer(
+    no_args_is_help=True,
+    help="Look at a GopherMap cluster through one member: its members (members) and"
+    " the services they announce (services).",
+)
+app.add_typer(map_app, name="map")
+
+EXIT_MAP_UNREACHABLE = 4
+EXIT_MAP_REFUSED = 5
+
+_MAP_HELP_TAIL = """The member at --seed is asked for everything it knows with a read-only
+pull over its TCP port (the CLI does not join the cluster: it is not a
+member, so nothing is left behind and nobody has to notice it leaving).
+With a keyed cluster, --key-file holds its key (64 hex digits, or 32 raw
+bytes); the member checks that we have it (a challenge) and we check its
+answer is signed with it.
+
+Exit codes: 0 listed; 2 bad arguments (seed, key file); 4 the member is
+unreachable or did not answer within --timeout; 5 it refused (wrong or
+missing key) or its answer was not signed with our key."""
+
+_MAP_MEMBERS_HELP = f"""List the members of a GopherMap cluster, as one member sees them.
+
+Columns: name, gossip address (UDP and TCP, host:port), state (ALIVE,
+SUSPECT, DEAD, LEFT; dead and left members are remembered for a while),
+incarnation, and the services each announces.
+
+Examples:
+  gopherpipe map members --seed 127.0.0.1:7946
+  gopherpipe map members --seed 10.0.0.5:7946 --key-file cluster.key --json
+
+{_MAP_HELP_TAIL}"""
+
+_MAP_SERVICES_HELP = f"""List the services announced in a GopherMap cluster: one row per address.
+
+Columns: service, address (what gophermap://SERVICE resolves to), the
+member announcing it, and its metadata (e.g. version, zone). Members that
+are dead or left are not listed (clients do not use them).
+
+Examples:
+  gopherpipe map services --seed 127.0.0.1:7946
+  gopherpipe map services --seed 10.0.0.5:7946 --key-file cluster.key
+
+{_MAP_HELP_TAIL}"""
+
+_SeedOption = Annotated[
+    str, typer.Option("--seed", help="HOST:PORT of any member.", show_default=False)
+]
+_KeyFileOption = Annotated[
+    Path | None,
+    typer.Option("--key-file", help="The cluster's key: 64 hex digits or 32 raw bytes."),
+]
+_TimeoutOption = Annotated[
+    float, typer.Option(help="Seconds for the whole look, connecting included.", min=0.001)
+]
+_JsonOption = Annotated[bool, typer.Option("--json", help="One JSON array instead of a table.")]
+
+
+def _pull(seed: str, key_file: Path | None, timeout: float) -> list[Any]:
+    """Every member the seed knows; exits with the documented codes on failure."""
+    from gopherpipe_runtime.discovery import gophermap
+
+    try:
+        gophermap.split_host_port(seed)
+        key = None if key_file is None else gophermap.load_key(key_file)
+    except (OSError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_SPEC_ERROR) from None
+    try:
+        return gophermap.pull_members(seed, key, timeout)
+    except gophermap.PullRefused as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_MAP_REFUSED) from None
+    except OSError as exc:
+        typer.echo(f"error: {seed} unreachable: {exc or type(exc).__name__}", err=True)
+        raise typer.Exit(EXIT_MAP_UNREACHABLE) from None
+    except ValueError as exc:
+        typer.echo(f"error: {seed} answered with a state we cannot accept: {exc}", err=True)
+        raise typer.Exit(EXIT_MAP_REFUSED) from None
+
+
+def format_table(header: list[str], rows: list[list[str]]) -> str:
+    """Columns as wide as their widest cell, two spaces apart; "-" for an empty cell."""
+    cells = [header] + [[cell or "-" for cell in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in cells
+    )
+
+
+@map_app.command("members", help=_MAP_MEMBERS_HELP)
+def map_members(
+    seed: _SeedOption,
+    key_file: _KeyFileOption = None,
+    timeout: _TimeoutOption = 3.0,
+    as_json: _JsonOption = False,
+) -> None:
+    members = sorted(_pull(seed, key_file, timeout), key=lambda m: m.name)
+    if as_json:
+        import json
+
+        rows: list[dict[str, Any]] = [
+            {
+                "name": m.name,
+                "address": m.address,
+                "state": m.state.name,
+                "incarnation": m.incarnation,
+                "services": sorted(m.services),
+            }
+            for m in members
+        ]
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    header = ["NAME", "ADDRESS", "STATE", "INCARNATION", "SERVICES"]
+    table = [
+        [m.name, m.address, m.state.name, str(m.incarnation), ",".join(sorted(m.services))]
+        for m in members
+    ]
+    typer.echo(format_table(header, table))
+
+
+@map_app.command("services", help=_MAP_SERVICES_HELP)
+def map_services(
+    seed: _SeedOption,
+    key_file: _KeyFileOption = None,
+    timeout: _TimeoutOption = 3.0,
+    as_json: _JsonOption = False,
+) -> None:
+    from gopherpipe_runtime.discovery.swim import MemberState
+
+    rows: list[tuple[str, str, str, dict[str, str]]] = []
+    for member in _pull(seed, key_file, timeout):
+        if member.state not in (MemberState.ALIVE, MemberState.SUSPECT):
+            continue
+        for service, entry in member.services.items():
+            for address in entry.addresses:
+                rows.append((service, address, member.name, dict(entry.meta)))
+    rows.sort()
+    if as_json:
+        import json
+
+        typer.echo(
+            json.dumps(
+                [{"service": s, "address": a, "member": m, "meta": meta} for s, a, m, meta in rows],
+                indent=2,
+            )
+        )
+        return
+    header = ["SERVICE", "ADDRESS", "MEMBER", "META"]
+    table = [
+        [s, a, m, ",".join(f"{k}={v}" for k, v in sorted(meta.items()))] for s, a, m, meta in rows
+    ]
+    typer.echo(format_table(header, table))
 
 
 def main() -> None:
