@@ -1,12 +1,11 @@
 """Acceptance: a client on ``gophermap://EchoService@SEED`` keeps succeeding through the
 SIGKILL of one of three Echo servers (at most the calls in flight on it fail).
 
-Needs the balancing Pipe (a Pipe over a resolver's endpoints, skipping the failing
+Uses the balancing Pipe (a Pipe over a resolver's endpoints, skipping the failing
 ones) as well as GopherMap."""
 
 from __future__ import annotations
 
-import inspect
 import secrets
 import sys
 from collections.abc import Iterator
@@ -14,15 +13,6 @@ from collections.abc import Iterator
 import pytest
 from e2e_harness import ROOT, Bystander, wait_until
 from gophermap_harness import FAST, Member, detection_bound, wait_converged
-
-from gopherpipe_runtime import Pipe
-
-# Until branch `balance` is merged the Pipe talks to one address only; once merged
-# (its Pipe takes balance=) this runs everywhere. Remove the mark after the merge.
-pytestmark = pytest.mark.skipif(
-    "balance" not in inspect.signature(Pipe).parameters,
-    reason="needs the balancing Pipe of branch balance (a Pipe over a resolver's endpoints)",
-)
 
 
 @pytest.fixture
