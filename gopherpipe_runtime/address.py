@@ -4,8 +4,10 @@
 ``tls://host:port``, ``ws://host:port/path`` and ``wss://host:port/path`` (the
 path defaults to ``/``), and ``memory://name`` (a server in this process, for
 tests: transport/memory.py). How each travels is transport/. The discovery schemes
-of the design (gophermap, etcd) are recognised and rejected with a clear message
-until they land, rather than being mistaken for a host name.
+(gophermap, etcd) and lists (``tcp://a:1,b:2``) name a service, not one server: a
+Pipe hands them to resolver.py before anything here sees them, and anywhere else
+(a Server's address, a CLI argument) they are refused with a clear message rather
+than mistaken for a host name.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass, replace
 
-_PLANNED = ("gophermap", "etcd")
+_DISCOVERY = ("gophermap", "etcd")
 _HOSTED = ("tcp", "tls", "ws", "wss")
 
 
@@ -62,10 +64,10 @@ def parse_address(text: str) -> Address:
         if not rest or "/" in rest:
             raise ValueError(f"memory address {text!r} needs a name without '/': memory://chat")
         return Address("memory", "", 0, rest)
-    if scheme in _PLANNED:
+    if scheme in _DISCOVERY:
         raise ValueError(
-            f"address scheme {scheme}:// is not supported by this version of gopherpipe_runtime "
-            "(use tcp://, tls://, ws://, wss://, unix:// or memory://)"
+            f"{text!r} names a service, not one server: a client dials it (Pipe, "
+            "XClient.dial), a server binds tcp://, tls://, ws://, wss://, unix:// or memory://"
         )
     if scheme not in _HOSTED:
         raise ValueError(f"unknown address scheme {scheme!r} in {text!r}")
