@@ -32,10 +32,13 @@ Resolve and watch: `resolve(service)` reads the range ``<prefix><service>/``.
 `watch(service, callback)` reads the same range, calls `callback(addresses)` with it,
 then watches the range from the revision that read returned plus one, so that no
 change between the two is missed. Each change calls `callback` with the whole new
-list. A watch that breaks (etcd restarted, connection reset, 60 s without a byte --
-etcd's progress notifications are asked for) is opened again from the last revision
-seen, after a backoff of 0.1 s doubling up to 5 s with jitter; if etcd compacted that
-revision away, the range is read again and the watch starts over from it.
+list. A watch that breaks (etcd restarted, connection reset) is opened again from the
+last revision seen, after a backoff of 0.1 s doubling up to 5 s with jitter; if etcd
+compacted that revision away, the range is read again and the watch starts over from
+it. A quiet watch is not a broken one: an etcd host that vanished without a FIN is
+found by TCP keep-alive probes (after 30 s of silence, 3 probes 10 s apart), and, as a
+backstop, a watch silent for 15 minutes is reopened (etcd sends the progress
+notifications asked for every 10 minutes by default, so a live one never is).
 
 Threads: the keeper (only once something is announced) and one per active watch: a
 watch is one long HTTP response that blocks its reader, and a process watches as many
@@ -86,10 +89,9 @@ log = logging.getLogger("gopherpipe.etcd")
 DEFAULT_PREFIX = "/gopherpipe/services/"
 DEFAULT_PORT = 2379
 
-_WATCH_IDLE = 60.0
-"""Seconds a watch may go without a byte before it is opened again: a peer that
-vanished without a FIN would otherwise hold the watch forever. Reopening costs one
-request and loses nothing (it resumes from the last revision seen)."""
+_WATCH_IDLE = 900.0
+"""Seconds a watch may go without a byte before it is opened again (see above)."""
+_KEEPALIVE = {"TCP_KEEPIDLE": 30, "TCP_KEEPINTVL": 10, "TCP_KEEPCNT": 3}
 _MAX_WATCH_MESSAGE = 16 << 20
 _BACKOFF_FIRST = 0.1
 _BACKOFF_MAX = 5.0
@@ -447,6 +449,15 @@ class EtcdRegistry:
             watch.cancel()
 
 
+def _probe_when_quiet(sock: socket.socket) -> None:
+    sock.settimeout(_WATCH_IDLE)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in _KEEPALIVE.items():
+        option = getattr(socket, name, None)  # Linux names; other systems keep their defaults
+        if option is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
+
+
 class _Watch:
     """One watched service: its thread, its stream, and the entries it has seen."""
 
@@ -485,6 +496,9 @@ class _Watch:
             self._thread.join(self._registry.timeout + 1)
         self._registry._forget(self)
 
+    def _names(self) -> tuple[str, str]:
+        return self._registry.url, self._service
+
     def _resync(self) -> None:
         self._state, self._revision = self._registry._range(self._prefix)
         self._deliver()
@@ -507,6 +521,8 @@ class _Watch:
                 if self._state is None:
                     self._resync()
                 self._stream()
+            except TimeoutError:
+                log.info("etcd at %s: the watch of %s timed out; reopening", *self._names())
             except Exception as exc:  # any failure reopens the watch; none ends it
                 if self._stop.is_set():
                     return
@@ -548,7 +564,7 @@ class _Watch:
             if response.status != 200:
                 raise EtcdError(f"watch answered HTTP {response.status}: {response.read(512)!r}")
             if conn.sock is not None:
-                conn.sock.settimeout(_WATCH_IDLE)
+                _probe_when_quiet(conn.sock)
             while not self._stop.is_set():
                 line = response.readline(_MAX_WATCH_MESSAGE + 1)
                 if not line:
