@@ -40,7 +40,7 @@ def test_a_watch_adds_a_new_server_to_a_running_client(etcd: EtcdServer, tmp_pat
     address = f"etcd://127.0.0.1:{etcd.client_port}/AllTypes"
     if not pipe_takes_discovery_addresses(address):
         pytest.skip("this checkout's Pipe does not balance over discovery addresses yet")
-    stubs = generate_stubs(tmp_path, "e2e_alltypes.py")
+    stubs = generate_stubs(tmp_path, "e2e_alltypes.py", "e2e_streams.py")
     first = serve(stubs, etcd)
     second: ServerProcess | None = None
     try:
