@@ -5,10 +5,8 @@ going, and survive etcd restarting and compacting."""
 
 from __future__ import annotations
 
-import base64
 import json
 import signal
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -293,8 +291,8 @@ def test_a_watch_starts_from_the_revision_its_list_was_read_at(
         announcer.announce({"Echo": ["tcp://127.0.0.1:7451"]}, {})
         seen = Recorder()
         watch = _Watch(reader, "Echo", seen)
-        watch._state, watch._revision = state, revision
-        watch._thread.start()
+        watch.state.reset(state, revision)
+        watch.start(read_first=False)
         try:
             wait_until(
                 lambda: seen.last() == ["tcp://127.0.0.1:7450", "tcp://127.0.0.1:7451"],
@@ -317,8 +315,8 @@ def test_a_watch_whose_revision_was_compacted_reads_the_range_again(
         seen = Recorder()
         # A watch that last saw revision 1 (long compacted), as after a long outage.
         watch = _Watch(reader, "Echo", seen)
-        watch._state = {}
-        watch._thread.start()
+        watch.state.reset({}, 1)
+        watch.start(read_first=False)
         try:
             wait_until(
                 lambda: seen.last() == ["tcp://127.0.0.1:7500", "tcp://127.0.0.1:7501"],
@@ -345,63 +343,3 @@ def test_an_unreachable_etcd_fails_clearly_and_never_blocks_a_server() -> None:
     resolver = resolver_for(f"etcd://{url.removeprefix('http://')}/Echo", {})
     assert resolver.endpoints() == []
     resolver.close()
-
-
-@pytest.mark.parametrize(
-    ("address", "expected"),
-    [
-        ("etcd://127.0.0.1:2379/Echo", ("http://127.0.0.1:2379", "/gopherpipe/services/", "Echo")),
-        ("etcd://[::1]:2379/a/b/Echo", ("http://[::1]:2379", "/a/b/", "Echo")),
-    ],
-)
-def test_etcd_addresses(address: str, expected: tuple[str, str, str]) -> None:
-    from gopherpipe_runtime.discovery.etcd import parse_etcd_address
-
-    assert parse_etcd_address(address) == expected
-
-
-@pytest.mark.parametrize(
-    ("address", "message"),
-    [
-        ("etcd://127.0.0.1:2379", "needs host, port and service"),
-        ("etcd://127.0.0.1:2379/", "needs host, port and service"),
-        ("etcd://127.0.0.1/Echo", "needs host and port"),
-        ("etcd://127.0.0.1:x/Echo", "needs host and port"),
-        ("etcd://127.0.0.1:2379/a//Echo", "must end with a service name"),
-        ("etcd://127.0.0.1:2379/Echo/", "must end with a service name"),
-        ("etcd://127.0.0.1:2379/Echo?x=1", "no '?'"),
-    ],
-)
-def test_bad_etcd_addresses_are_refused_clearly(address: str, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        resolver_for(address, {})
-
-
-def test_bad_registry_options_are_refused_clearly() -> None:
-    pytest.importorskip("etcd3gw")
-    from gopherpipe_runtime.discovery import EtcdRegistry
-
-    for url in ("127.0.0.1:2379", "ftp://h:1", "http://h:1/v3", "http://h:99999"):
-        with pytest.raises(ValueError, match="etcd URL"):
-            EtcdRegistry(url)
-    with pytest.raises(ValueError, match="prefix"):
-        EtcdRegistry(prefix="services")
-    with pytest.raises(ValueError, match="positive"):
-        EtcdRegistry(ttl=0)
-    with pytest.raises(ValueError, match="service name"):
-        EtcdRegistry().resolve("a/b")
-
-
-def test_without_the_extra_the_error_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    from gopherpipe_runtime.discovery import EtcdRegistry
-
-    monkeypatch.setitem(sys.modules, "etcd3gw", None)  # what a missing package looks like
-    with pytest.raises(ImportError, match=r"pip install 'gopherpipe\[etcd\]'"):
-        EtcdRegistry()
-
-
-def test_key_encoding_round_trips_every_address() -> None:
-    from gopherpipe_runtime.discovery.etcd import _b64, _range_end
-
-    assert base64.b64decode(_b64("/p/Echo/tcp://[::1]:7")) == b"/p/Echo/tcp://[::1]:7"
-    assert _range_end("/p/Echo/") == "/p/Echo0"

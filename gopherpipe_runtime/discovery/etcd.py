@@ -40,6 +40,12 @@ found by TCP keep-alive probes (after 30 s of silence, 3 probes 10 s apart), and
 backstop, a watch silent for 15 minutes is reopened (etcd sends the progress
 notifications asked for every 10 minutes by default, so a live one never is).
 
+The sans-IO half: `read_range` (a range reply -> entries and revision) and
+`WatchState` (the entries of a range, fed the watch stream's lines: what happened,
+where to resume) hold every rule about what etcd sends, and are tested without etcd;
+`_Watch` is the thin I/O around them. An unreadable entry or event is skipped and
+counted; a line that is not a watch response reopens the stream.
+
 Threads: the keeper (only once something is announced) and one per active watch: a
 watch is one long HTTP response that blocks its reader, and a process watches as many
 ranges as services it dials, not members or calls. All are daemon threads, ended by
@@ -51,15 +57,15 @@ grpc-gateway JSON API (``/v3/`` on etcd 3.4 and later; it finds the path from
 ``/version``) without grpc. Its `Watcher`, however, cannot serve here: it reads on an
 executor thread that swallows the stream's end and any error (a broken watch goes
 silent, never to be reopened), has no read timeout, ignores etcd's cancel and
-compaction notices, and cancels by closing a duplicated socket. So the watch stream is
+compaction notices, and cancels through requests' private attributes. So the stream is
 read here with the standard library's http.client: one POST to ``<api>/watch``, one
 JSON object per line in a chunked response, a socket this module can shut down.
 
 ``etcd://HOST:PORT/Service`` (`resolver_for_address`): the registry at
 ``http://HOST:PORT`` with the default prefix; ``etcd://HOST:PORT/my/prefix/Service``
 names another prefix (``/my/prefix/``). TLS to etcd and its authentication are not
-supported through the address (an `EtcdRegistry` with an https:// URL uses the
-system's certificate store).
+supported through the address; an `EtcdRegistry` with an https:// URL verifies etcd's
+certificate against the default CAs, and client certificates are not supported yet.
 """
 
 from __future__ import annotations
@@ -262,17 +268,9 @@ class EtcdRegistry:
             "/kv/range", {"key": _b64(prefix), "range_end": _b64(_range_end(prefix))}
         )
         try:
-            revision = int(reply["header"]["revision"])
-            kvs = reply.get("kvs", [])
-            raw = [(_unb64(kv["key"]).decode(), _unb64(kv.get("value", ""))) for kv in kvs]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise EtcdError(f"etcd at {self.url}: malformed range reply: {exc}") from exc
-        found = {}
-        for key, value in raw:
-            address = self._address_of(key, value)
-            if address is not None:
-                found[key] = address
-        return found, revision
+            return read_range(reply, self._address_of)
+        except EtcdError as exc:
+            raise EtcdError(f"etcd at {self.url}: {exc}") from exc
 
     def _grant(self) -> Lease:
         lease: Lease = self._call("lease grant", self._client.lease, math.ceil(self.ttl))
@@ -449,6 +447,122 @@ class EtcdRegistry:
             watch.cancel()
 
 
+EntryReader = Callable[[str, bytes], "str | None"]
+"""`read(key, value)` -> the entry's address, or None for an entry to skip."""
+
+
+def read_range(reply: Any, read: EntryReader) -> tuple[dict[str, str], int]:
+    """A decoded ``/kv/range`` reply -> ({key: address} of the readable entries, the
+    store's revision); EtcdError if it is not a range reply at all."""
+    try:
+        revision = int(reply["header"]["revision"])
+        raw = [
+            (_unb64(kv["key"]).decode(), _unb64(kv.get("value", ""))) for kv in reply.get("kvs", [])
+        ]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise EtcdError(f"malformed range reply ({type(exc).__name__}: {exc})") from exc
+    found = {}
+    for key, value in raw:
+        address = read(key, value)
+        if address is not None:
+            found[key] = address
+    return found, revision
+
+
+class WatchState:
+    """The sans-IO half of a watch: the entries of one range, kept current by the watch
+    messages fed to it (no sockets, threads or clocks; tested on its own).
+
+    `entries` is None until `reset` with a range read (and again after etcd compacted
+    the revision to resume from); `start_revision` is where a watch stream must begin.
+    `feed(line)` applies one line of the stream and says what it was:
+      "created"   the watch is running
+      "progress"  nothing changed up to a later revision
+      "events"    entries were put or deleted (`endpoints()` may have changed)
+      "resync"    etcd compacted the revision to resume from: read the range again
+    A line that is not a watch response, an error, or a cancel for another reason
+    raises EtcdError (the stream is then opened anew). An event that cannot be read is
+    skipped and counted by `read` like a malformed value, so that one bad entry never
+    stalls the watch.
+    """
+
+    def __init__(self, read: EntryReader) -> None:
+        self._read = read
+        self.entries: dict[str, str] | None = None
+        self.revision = 0
+        """The last revision whose changes `entries` reflects."""
+
+    def reset(self, entries: dict[str, str], revision: int) -> None:
+        self.entries, self.revision = dict(entries), revision
+
+    @property
+    def start_revision(self) -> int:
+        return self.revision + 1
+
+    def endpoints(self) -> list[str]:
+        return sorted(set((self.entries or {}).values()))
+
+    def feed(self, line: bytes) -> str:
+        try:
+            message = json.loads(line)
+        except ValueError as exc:
+            raise EtcdError(f"the watch sent a line that is not JSON: {line[:200]!r}") from exc
+        result = message.get("result") if isinstance(message, dict) else None
+        if not isinstance(result, dict):
+            raise EtcdError(f"the watch sent {str(message)[:200]}")
+        if result.get("created"):
+            return "created"
+        if result.get("canceled"):
+            if _int(result.get("compact_revision")):
+                self.entries = None
+                return "resync"
+            raise EtcdError(f"etcd canceled the watch: {result.get('cancel_reason', '')}")
+        events = result.get("events") or []
+        if not isinstance(events, list):
+            raise EtcdError(f"the watch sent events that are not a list: {str(events)[:200]}")
+        if not events:
+            header = result.get("header")
+            revision = _int(header.get("revision")) if isinstance(header, dict) else 0
+            self.revision = max(self.revision, revision)
+            return "progress"
+        if self.entries is None:
+            raise EtcdError("the watch sent events before the range was read")
+        for event in events:
+            self._apply(event)
+        return "events"
+
+    def _apply(self, event: Any) -> None:
+        assert self.entries is not None
+        try:
+            kv = event["kv"]
+            key = _unb64(kv["key"]).decode()
+            # Not the header's revision: a watch catching up gets its events in
+            # batches, each headed by the store's revision, later than the batch's end.
+            revision = int(kv["mod_revision"])
+            deleted = event.get("type", "PUT") == "DELETE"
+            value = b"" if deleted else _unb64(kv.get("value", ""))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            self._read(f"(unreadable event {str(event)[:100]})", b"")  # counted, skipped
+            return
+        if deleted:
+            self.entries.pop(key, None)
+        else:
+            address = self._read(key, value)
+            if address is None:
+                self.entries.pop(key, None)
+            else:
+                self.entries[key] = address
+        self.revision = max(self.revision, revision)
+
+
+def _int(value: Any) -> int:
+    """etcd's JSON gateway writes 64-bit integers as strings, and leaves zeros out."""
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
 def _probe_when_quiet(sock: socket.socket) -> None:
     sock.settimeout(_WATCH_IDLE)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
@@ -459,16 +573,14 @@ def _probe_when_quiet(sock: socket.socket) -> None:
 
 
 class _Watch:
-    """One watched service: its thread, its stream, and the entries it has seen."""
+    """One watched service: its thread, its stream, and its `WatchState`."""
 
     def __init__(self, registry: EtcdRegistry, service: str, callback: Subscriber) -> None:
         self._registry = registry
         self._service = service
         self._prefix = registry.service_prefix(service)
         self._callback = callback
-        self._state: dict[str, str] | None = None
-        """key -> address as of `_revision`; None until read (again)."""
-        self._revision = 0
+        self.state = WatchState(registry._address_of)
         self._delivered: list[str] | None = None
         self._failures = 0
         self._stop = threading.Event()
@@ -478,11 +590,12 @@ class _Watch:
             target=self._run, name=f"gopherpipe-etcd-watch-{service}", daemon=True
         )
 
-    def start(self) -> None:
-        try:
-            self._resync()
-        except EtcdError as exc:
-            log.warning("%s; watching %s in the background", exc, self._service)
+    def start(self, read_first: bool = True) -> None:
+        if read_first:
+            try:
+                self._read_range()
+            except EtcdError as exc:
+                log.warning("%s; watching %s in the background", exc, self._service)
         self._thread.start()
 
     def cancel(self) -> None:
@@ -496,16 +609,12 @@ class _Watch:
             self._thread.join(self._registry.timeout + 1)
         self._registry._forget(self)
 
-    def _names(self) -> tuple[str, str]:
-        return self._registry.url, self._service
-
-    def _resync(self) -> None:
-        self._state, self._revision = self._registry._range(self._prefix)
+    def _read_range(self) -> None:
+        self.state.reset(*self._registry._range(self._prefix))
         self._deliver()
 
     def _deliver(self) -> None:
-        assert self._state is not None
-        endpoints = sorted(set(self._state.values()))
+        endpoints = self.state.endpoints()
         if endpoints == self._delivered or self._stop.is_set():
             return
         self._delivered = endpoints
@@ -516,19 +625,20 @@ class _Watch:
             log.exception("a watch callback for %s failed", self._service)
 
     def _run(self) -> None:
+        url = self._registry.url
         while not self._stop.is_set():
             try:
-                if self._state is None:
-                    self._resync()
+                if self.state.entries is None:
+                    self._read_range()
                 self._stream()
             except TimeoutError:
-                log.info("etcd at %s: the watch of %s timed out; reopening", *self._names())
+                log.info("etcd at %s: the watch of %s timed out; reopening", url, self._service)
             except Exception as exc:  # any failure reopens the watch; none ends it
                 if self._stop.is_set():
                     return
                 log.warning(
                     "etcd at %s: the watch of %s broke (%s: %s); reopening",
-                    self._registry.url,
+                    url,
                     self._service,
                     type(exc).__name__,
                     exc,
@@ -553,7 +663,7 @@ class _Watch:
                 "create_request": {
                     "key": _b64(self._prefix),
                     "range_end": _b64(_range_end(self._prefix)),
-                    "start_revision": self._revision + 1,
+                    "start_revision": self.state.start_revision,
                     "progress_notify": True,
                 }
             }
@@ -571,48 +681,20 @@ class _Watch:
                     return
                 if len(line) > _MAX_WATCH_MESSAGE:
                     raise EtcdError(f"a watch message longer than {_MAX_WATCH_MESSAGE} bytes")
-                if line.strip() and not self._handle(json.loads(line)):
+                if not line.strip():
+                    continue
+                what = self.state.feed(line)
+                if what == "created":
+                    self._failures = 0
+                elif what == "events":
+                    self._deliver()
+                elif what == "resync":
+                    self._registry._count("watch_resyncs")
                     return
         finally:
             with self._conn_lock:
                 self._conn = None
             conn.close()
-
-    def _handle(self, message: Any) -> bool:
-        """Apply one watch message; False when the stream must be opened anew."""
-        if not isinstance(message, dict) or "result" not in message:
-            raise EtcdError(f"the watch answered {str(message)[:200]}")
-        result = message["result"]
-        if result.get("created"):
-            self._failures = 0
-            return True
-        if result.get("canceled"):
-            if int(result.get("compact_revision", 0)):
-                self._registry._count("watch_resyncs")
-                self._state = None  # the revision to resume from is gone: read again
-                return False
-            raise EtcdError(f"etcd canceled the watch: {result.get('cancel_reason', '')}")
-        events = result.get("events") or []
-        if not events:  # a progress notification: nothing changed up to this revision
-            self._revision = max(self._revision, int(result["header"]["revision"]))
-            return True
-        assert self._state is not None
-        for event in events:
-            kv = event["kv"]
-            key = _unb64(kv["key"]).decode()
-            if event.get("type", "PUT") == "DELETE":
-                self._state.pop(key, None)
-            else:
-                address = self._registry._address_of(key, _unb64(kv.get("value", "")))
-                if address is None:
-                    self._state.pop(key, None)
-                else:
-                    self._state[key] = address
-            # Not the header's revision: a watch catching up gets its events in
-            # batches, each headed by the store's revision, later than the batch's end.
-            self._revision = max(self._revision, int(kv["mod_revision"]))
-        self._deliver()
-        return True
 
 
 class EtcdResolver(Resolver):
