@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 import sys
 from typing import Any
 
 import pytest
+from e2e_harness import same_checkout_env
 
 from gopherpipe_runtime.discovery.etcd import EtcdError, WatchState, read_range
 from gopherpipe_runtime.resolver import resolver_for
@@ -184,3 +186,17 @@ def test_key_encoding_round_trips_every_address() -> None:
 
     assert base64.b64decode(_b64("/p/Echo/tcp://[::1]:7")) == b"/p/Echo/tcp://[::1]:7"
     assert _range_end("/p/Echo/") == "/p/Echo0"
+
+
+def test_discovery_imports_etcd3gw_only_when_a_registry_is_made() -> None:
+    pytest.importorskip("etcd3gw")
+    code = (
+        "import sys\n"
+        "import gopherpipe_runtime, gopherpipe_runtime.discovery.etcd\n"
+        "assert 'etcd3gw' not in sys.modules\n"
+        "from gopherpipe_runtime.discovery import EtcdRegistry\n"
+        "assert 'gopherpipe_runtime.discovery.gophermap' not in sys.modules\n"
+        "EtcdRegistry('http://127.0.0.1:2379')\n"
+        "assert 'etcd3gw' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, env=same_checkout_env(), timeout=60)
