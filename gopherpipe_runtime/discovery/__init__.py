@@ -1,10 +1,7 @@
-"""Discovery: who serves a service now, beyond one literal address.
+"""Service discovery: GopherMap (SWIM gossip, `swim` + `gossip_wire` + `gophermap`) and etcd.
 
-  gophermap.py  `GopherMap`: SWIM-style gossip membership, no server to run
-  etcd.py       `EtcdRegistry`: etcd as the registry, for large fleets (optional extra)
-
-Both are imported only when first named here (`__getattr__`), so that using one does
-not import the other, and importing the runtime imports neither.
+`GopherMap` and `EtcdRegistry` are imported lazily, so that importing one never
+imports the other (etcd needs an optional extra).
 """
 
 from __future__ import annotations
@@ -12,7 +9,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["EtcdRegistry", "GopherMap"]
+# The modules behind these names arrive with their own helpers' branches; a
+# TYPE_CHECKING import of them belongs here once they exist.
 
 _LAZY = {"GopherMap": ".gophermap", "EtcdRegistry": ".etcd"}
 
