@@ -5,8 +5,8 @@ For fleets that outgrow gossip or already run etcd (a real, replicated store), a
 serves, and a client dialing ``etcd://127.0.0.1:2379/Echo`` resolves the servers of
 Echo and follows every change (resolver.py's `Resolver`, which the Pipe balances over).
 
-Key layout (one key per service and address, so that servers never write each
-other's keys)::
+Key layout (RFC-TCP_LITE.md section 15; one key per service and address, so that
+servers never write each other's keys)::
 
     <prefix><service>/<address>  ->  {"address": "<address>", "service": "<service>",
                                       "meta": {"version": "1.2", ...}}
