@@ -22,7 +22,11 @@ $(VENV)/.installed-bench: $(VENV)/.installed-dev
 demo: $(VENV)/.installed-dev
 	$(PY) examples/run_demo.py
 
+# scripts/ensure-etcd installs an etcd server for the etcd tests when there is none (they
+# start their own on free ports); done here, outside pytest's per-test timeout. Where it
+# cannot be installed the tests say so and are skipped.
 test: $(VENV)/.installed-dev
+	scripts/ensure-etcd >/dev/null || echo "make test: no etcd, the etcd tests will be skipped" >&2
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.installed-dev

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from etcd_server import EtcdServer, EtcdUnavailable, etcd_binary
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -39,3 +40,25 @@ def _copy_case(case: str, root: Path) -> Path:
 @pytest.fixture(scope="session")
 def copy_case() -> Callable[[str, Path], Path]:
     return _copy_case
+
+
+@pytest.fixture(scope="session")
+def etcd_bin() -> str:
+    """The etcd binary (installed by scripts/ensure-etcd if missing); skips the test,
+    saying why, only where etcd can be neither found nor installed."""
+    pytest.importorskip("etcd3gw", reason="the etcd tests need etcd3gw: pip install -e '.[dev]'")
+    try:
+        return etcd_binary()
+    except EtcdUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def etcd(etcd_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
+    """One real etcd server on free loopback ports, shared by the session's etcd tests."""
+    server = EtcdServer(etcd_bin, tmp_path_factory.mktemp("etcd"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

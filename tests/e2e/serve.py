@@ -11,6 +11,8 @@ harness JSON sets up the process for hardening tests:
   "tls": {"cert": PEM, "key": PEM, "client_ca": PEM}
                   pass `tls=` an SSLContext serving that certificate; with
                   "client_ca", clients must present a certificate it signed (mTLS)
+  "etcd": {"url": URL, "ttl": S, "prefix": P}
+                  pass `registry=` an EtcdRegistry(URL, ttl=S, prefix=P), closed at the end
   "standby": true print "standby" once everything is imported, and bind only when a
                   line arrives on stdin: a restart that takes milliseconds, not a
                   Python start-up (the address must then name a port, not 0)
@@ -54,6 +56,14 @@ if "tls" in harness:
         tls.load_verify_locations(harness["tls"]["client_ca"])
         tls.verify_mode = ssl.CERT_REQUIRED
     options["tls"] = tls
+
+if "etcd" in harness:
+    from gopherpipe_runtime.discovery import EtcdRegistry
+
+    etcd = harness["etcd"]
+    options["registry"] = EtcdRegistry(
+        etcd["url"], ttl=etcd.get("ttl", 10), prefix=etcd.get("prefix", "/gopherpipe/services/")
+    )
 
 if harness.get("standby"):
     print("standby", flush=True)
@@ -107,3 +117,5 @@ def stop_when_parent_goes() -> None:
 
 threading.Thread(target=stop_when_parent_goes, daemon=True).start()
 server.serve_forever()
+if "registry" in options:
+    options["registry"].close()
