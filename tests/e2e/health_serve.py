@@ -1,16 +1,19 @@
 """A server for the health and SIGTERM tests: `health_serve.py ADDRESS GRACE`.
 
 Serves `Slow.wait() -> str`, which prints "started" on stdout and returns "done"
-once the test writes "release" on our stdin. Prints the bound address first, then
-runs `serve_forever(grace=GRACE)` and prints "serve_forever returned" once it has
-(so the test sees SIGTERM drain and return, not the process killed). Stdin's EOF
+once the test writes "release" on our stdin. Runs `serve_forever(grace=GRACE)`,
+prints the bound address once its SIGTERM handler is in, and prints "serve_forever
+returned" once it has (so the test sees SIGTERM drain and return, not the process
+killed). Stdin's EOF
 (the test finished or died) releases the call and stops the server.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
+import time
 from typing import Any
 
 from gopherpipe_runtime import Server
@@ -36,7 +39,17 @@ server.add_service(
     ServiceDef("Slow", {"wait": MethodDef(MethodKind.UNARY, lambda args: (), wait, identity)})
 )
 server.start()
-print(server.addresses[0], flush=True)
+default_sigterm = signal.getsignal(signal.SIGTERM)
+
+
+def announce_when_armed() -> None:
+    # The address is the test's go-ahead, SIGTERM included: print it only once
+    # serve_forever has put its handler in (on a loaded machine the main thread may
+    # get there late, and a SIGTERM before it would kill the process outright).
+    deadline = time.monotonic() + 30
+    while signal.getsignal(signal.SIGTERM) is default_sigterm and time.monotonic() < deadline:
+        time.sleep(0.001)
+    print(server.addresses[0], flush=True)
 
 
 def read_commands() -> None:
@@ -48,5 +61,6 @@ def read_commands() -> None:
 
 
 threading.Thread(target=read_commands, daemon=True).start()
+threading.Thread(target=announce_when_armed, daemon=True).start()
 server.serve_forever(grace=grace)
 print("serve_forever returned", flush=True)
