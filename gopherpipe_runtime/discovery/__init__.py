@@ -7,10 +7,13 @@ imports the other (etcd needs an optional extra).
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-# The modules behind these names arrive with their own helpers' branches; a
-# TYPE_CHECKING import of them belongs here once they exist.
+if TYPE_CHECKING:  # type checkers see the real classes; at run time they load on use
+    from .etcd import EtcdRegistry
+    from .gophermap import GopherMap
+
+__all__ = ["EtcdRegistry", "GopherMap"]
 
 _LAZY = {"GopherMap": ".gophermap", "EtcdRegistry": ".etcd"}
 
