@@ -7,13 +7,32 @@ event heap; this module is only the network and the clock.
 
 The model:
 - one-way latency uniform in [1 ms, 5 ms]; each datagram is lost with `--loss`;
-- every member handles each inbound datagram and each timer after a processing
-  delay drawn from an exponential distribution of mean 50 ms (a busy process);
-  a member "slowed 10x" has a mean of 500 ms, ten times that -- its packets and
-  timers are handled that much later, as Lifeguard's experiments slow a member's
-  processing -- and one slowed 40x (2 s) shows the regime where its stalls
-  outlast a protocol period; push-pull (TCP) is done at once, without loss;
+- every member is a process that handles one event at a time, in the order the
+  events came (a FIFO): a datagram when it arrives, its due timers when they fall
+  due; each event costs an exponential processing time of mean `--cost-ms` (5 ms: a
+  healthy member is a few per cent busy). A datagram that finds RCVBUF_DATAGRAMS
+  (256, about Linux's default 208 KiB UDP receive buffer) already waiting is dropped,
+  as the kernel does. The outputs of an event leave when it is done, and the state
+  machine's `now` is that moment;
+- a member "slowed 10x" pays ten times the cost for each event (40x: forty), so it
+  falls behind when its load times its cost passes one second per second: then its
+  queue grows to the buffer's bound and every event waits tens of seconds;
+- two threading models, both run: "one" (`Sim.threads`), our own driver
+  (gophermap.py: one loop thread reads the datagrams that came, then runs the timers
+  due), where timers wait in the same FIFO, so a slow member still sees an ack that
+  came before its probe timed out first; and "two", memberlist's (the probe
+  goroutine's timers fire on time while the packet handler lags), where only the
+  handling of datagrams is slowed, as in the Lifeguard paper's experiments, which
+  delay message processing at the anomalous members;
+- push-pull (TCP) is done at once, without loss;
 - clusters start converged (`Membership.preload`) and warm up for a few periods.
+
+Why not the simpler model it replaces (every event delayed by its own independent
+random draw): it reorders a member's events at random, which no process does -- a
+timer seen before the ack that came before it, one datagram overtaking another --
+and a member whose every event is late by a random draw is never *behind*, so it
+never has the backlog that makes a slow process miss a whole round of acks and
+refutations, which is what Lifeguard is about.
 
 Scenarios, each run for plain SWIM (``lifeguard=False``) and with Lifeguard:
 (a) join: a newcomer joins through one seed; protocol periods until every member
@@ -21,9 +40,12 @@ Scenarios, each run for plain SWIM (``lifeguard=False``) and with Lifeguard:
 (b) kill: a member stops; seconds until every other member marks it dead;
 (c) loss: `--loss-rate` (5%) packet loss for `--periods` periods: suspicions of
     (healthy) members and members declared dead;
-(d) slow: one member slowed 10x (and, separately, 40x) for `--periods` periods:
-    suspicions of, and deaths of, the other (healthy) members -- Lifeguard's
-    headline figure.
+(d) slow: one member slowed 10x (and, separately, 40x), in either threading model,
+    for `--periods` periods: suspicions of, and deaths of, the other (healthy)
+    members -- Lifeguard's headline figure. Both are counted as distinct (member,
+    incarnation) pairs suspected, or declared dead, by any member: the paper's false
+    positive is a healthy member declared failed; a suspicion is the cheaper event
+    that precedes it (and that a refutation undoes).
 
 The scenarios are independent and run in parallel processes (`--workers`).
 
