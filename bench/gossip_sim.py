@@ -384,6 +384,10 @@ def task_slow(
                 "slow_member_deaths_declared": sum(
                     1 for _t, i, kind, _m in sim.events if i == slow and kind == "dead"
                 ),
+                # The paper's "false positives at healthy members": declared by them.
+                "deaths_declared_by_healthy": _false_positives(
+                    [e for e in sim.events if e[1] != slow], {sim.members[slow].name}, 0.0
+                )[1],
                 "slow_member_mean_lhm_x10": round(10 * sum(health) / max(len(health), 1)),
                 # How loaded it was: busy fraction, its events' time in its queue
                 # (median, 99th percentile, ms) and datagrams its full buffer dropped.
@@ -489,9 +493,9 @@ def report(results: list[Result], members: int, periods: int, loss_rate: float) 
             f"{b['slow_member_suspicions_raised']}/{b['slow_member_probes']}",
         )
         row(
-            f"(d) slowed {f}: deaths it declared",
-            a["slow_member_deaths_declared"],
-            b["slow_member_deaths_declared"],
+            f"(d) slowed {f}: deaths it declared / declared by healthy members",
+            f"{a['slow_member_deaths_declared']}/{a.get('deaths_declared_by_healthy', '?')}",
+            f"{b['slow_member_deaths_declared']}/{b.get('deaths_declared_by_healthy', '?')}",
         )
         row(f"(d) slowed {f}: its mean health score (LHM)", "-", b["slow_member_mean_lhm_x10"] / 10)
         row(
