@@ -54,6 +54,6 @@ def test_quick_simulation_figures_are_sane(tmp_path: Path) -> None:
         assert r["dead_seconds"] >= s_min, mode  # no member may skip the suspicion
         for key in ("loss_suspicions", "loss_deaths"):
             assert isinstance(r[key], int) and r[key] >= 0
-        assert set(r["slow"]) == {"10", "40"}
+        assert set(r["slow"]) == {"10x/one", "10x/two", "40x/one", "40x/two"}
         for figures in r["slow"].values():
             assert figures["suspicions"] >= 0 and figures["deaths"] >= 0

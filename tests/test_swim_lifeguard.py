@@ -271,3 +271,41 @@ def test_member_count_is_bounded() -> None:
         m.receive(encode_packet([Alive(0, f"x{i}", f"10.0.3.{i}:1", {})]), "10.0.1.1:1", 0.001)
     assert len(m.members()) == 10
     assert m.stats["dropped_member_limit"] == 14
+
+
+def test_a_member_in_poor_health_waits_longer_for_the_ack() -> None:
+    # Lifeguard scales the probe timeout too, not only the interval: a slow member
+    # gives its target (LHM + 1) probe timeouts before asking others.
+    m = lone(9)
+    t0, _dest, _ping = run_to_first_probe(m)
+    m.tick(t0 + FAST.probe_timeout)
+    sent(m)
+    t1 = t0 + FAST.probe_interval
+    m.tick(t1)  # failed, no nacks: LHM 3
+    assert m.health_score == 3
+    sent(m)
+    # This probe was sent at t1; its indirect pings wait 4 probe timeouts.
+    m.tick(t1 + 4 * FAST.probe_timeout - 1e-6)
+    assert not any(isinstance(x, IndirectPing) for _d, msgs in sent(m) for x in msgs)
+    m.tick(t1 + 4 * FAST.probe_timeout)
+    assert any(isinstance(x, IndirectPing) for _d, msgs in sent(m) for x in msgs)
+
+
+def test_an_ack_after_the_indirect_probes_does_not_count_as_health() -> None:
+    # Only a direct ack in time is evidence of our own health (as memberlist does it).
+    m = lone(9)
+    t0, _dest, _ping = run_to_first_probe(m)
+    m.tick(t0 + FAST.probe_timeout)
+    sent(m)
+    t1 = t0 + FAST.probe_interval
+    m.tick(t1)  # failed, no nacks: LHM 3; the next probe goes out now
+    dest, ping = next((d, x) for d, msgs in sent(m) for x in msgs if isinstance(x, Ping))
+    m.tick(t1 + 4 * FAST.probe_timeout)  # indirect probes out
+    m.receive(encode_packet([Ack(ping.seq)]), dest, t1 + 4 * FAST.probe_timeout + 0.001)
+    assert m.health_score == 3
+    # A direct one, in time, lowers it.
+    t2 = t1 + 4 * FAST.probe_interval
+    m.tick(t2)
+    dest, ping = next((d, x) for d, msgs in sent(m) for x in msgs if isinstance(x, Ping))
+    m.receive(encode_packet([Ack(ping.seq)]), dest, t2 + 0.001)
+    assert m.health_score == 2
