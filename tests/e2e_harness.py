@@ -516,3 +516,18 @@ def format_table(title: str, results: list[Measured]) -> str:
             f"{m.calls:>6}  {m.outcome}"
         )
     return "\n".join(lines)
+
+
+def in_thread(call: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
+    """Run `call` on a thread; the dict gets "value" or "error"."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = call()
+        except Exception as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome

@@ -119,13 +119,13 @@ class Member:
                 pipe.close()
 
 
-def start_cluster(n: int, **config: Any) -> list[Member]:
-    """`n` members, the first the seed of the others; returns once all are converged
-    (each sees all `n` alive)."""
-    first = Member(name="m0", **config).started()
+def start_cluster(n: int, prefix: str = "m", **config: Any) -> list[Member]:
+    """`n` members named prefix0.., the first the seed of the others; returns once all
+    are converged (each sees all `n` alive)."""
+    first = Member(name=f"{prefix}0", **config).started()
     members = [first]
     try:
-        rest = [Member(name=f"m{i}", seeds=[first.address], **config) for i in range(1, n)]
+        rest = [Member(name=f"{prefix}{i}", seeds=[first.address], **config) for i in range(1, n)]
         members += rest
         for member in rest:
             member.started()

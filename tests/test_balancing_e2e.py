@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from e2e.who import who_service
-from e2e_harness import same_checkout_env, wait_until
+from e2e_harness import in_thread, same_checkout_env, wait_until
 from test_fork_e2e import child_result, fork_child
 
 from gopherpipe_runtime import (
@@ -185,20 +185,6 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeResolver]:
         yield FAKES["Who"]
     finally:
         del FAKES["Who"]
-
-
-def in_thread(call: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["value"] = call()
-        except Exception as exc:
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, outcome
 
 
 class Ends(Interceptor):

@@ -12,20 +12,14 @@ from collections.abc import Iterator
 
 import pytest
 from e2e_harness import ROOT, Bystander, wait_until
-from gophermap_harness import FAST, Member, detection_bound, wait_converged
+from gophermap_harness import FAST, Member, detection_bound, start_cluster
 
 
 @pytest.fixture
 def echo_servers() -> Iterator[list[Member]]:
     """Three members, each serving EchoService through Server(gophermap=)."""
-    seed = Member(name="echo0", echo=True).started()
-    members = [seed]
+    members = start_cluster(3, prefix="echo", echo=True)
     try:
-        rest = [Member(name=f"echo{i}", seeds=[seed.address], echo=True) for i in (1, 2)]
-        members += rest
-        for member in rest:
-            member.started()
-        wait_converged(members)
         yield members
     finally:
         for member in members:

@@ -15,13 +15,13 @@ import importlib
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_harness import ServerProcess, generate_stubs, wait_until
+from e2e_harness import ServerProcess, generate_stubs, in_thread, wait_until
 
 from gopherpipe_runtime import (
     CallOptions,
@@ -49,21 +49,6 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
         yield Api(stubs, importlib.import_module("e2e_retries_client").RetriesClient)
     finally:
         sys.path.remove(str(stubs))
-
-
-def in_thread(call: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
-    """Run `call` on a thread; the dict gets "value" or "error"."""
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["value"] = call()
-        except Exception as exc:
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, outcome
 
 
 def joined(thread: threading.Thread, outcome: dict[str, Any]) -> dict[str, Any]:

@@ -1125,7 +1125,4 @@ def _decode_state(data: bytes, key: bytes | None) -> list[MemberInfo]:
     messages = decode_packet(data, key=key, now=time.time(), guard=guard, max_size=MAX_PUSH_PULL)
     if len(messages) != 1 or not isinstance(messages[0], PushPull):
         raise ValueError("the answer is not one push-pull state")
-    return [
-        MemberInfo(r.name, r.address, r.incarnation, r.state, r.services)
-        for r in messages[0].members
-    ]
+    return list(messages[0].members)

@@ -155,13 +155,9 @@ class SwimConfig:
             raise ValueError(f"SwimConfig.max_packet must be in 512..{MAX_PACKET}")
 
 
-@dataclass(frozen=True, slots=True)
-class MemberInfo:
-    name: str
-    address: str
-    incarnation: int
-    state: MemberState
-    services: Mapping[str, ServiceEntry]
+MemberInfo = MemberRecord
+"""A member as this member knows it (`members`, events): the very record push-pull
+carries (gossip_wire.py), so the two cannot drift apart."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -465,9 +461,7 @@ class Membership:
             self._members.values(),
             key=lambda m: (m is not self._me, m.state not in _LIVE),
         )[:MAX_PUSH_PULL_MEMBERS]
-        records = tuple(
-            MemberRecord(m.name, m.address, m.incarnation, m.state, m.services) for m in ordered
-        )
+        records = tuple(m.info() for m in ordered)
         nonce = self._rng.getrandbits(64).to_bytes(8, "big")
         data = encode_packet(
             [PushPull(join, records)],
