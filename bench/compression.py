@@ -25,10 +25,10 @@ from collections.abc import Callable
 from typing import Any
 
 from gopherpipe_runtime import Pipe, Server
-from gopherpipe_runtime.codec import CODECS
 from gopherpipe_runtime.compression import ALGORITHMS, wrap
 from gopherpipe_runtime.pipe import CallOptions
 from gopherpipe_runtime.service import MethodDef, MethodKind, ServiceDef
+from gopherpipe_runtime.wire.codec import CODECS
 
 MIB = 1 << 20
 

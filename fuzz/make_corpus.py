@@ -26,7 +26,6 @@ sys.path[:0] = [str(ROOT), str(ROOT / "fuzz")]
 
 import targets  # noqa: E402
 
-from gopherpipe_runtime.codec import CODECS  # noqa: E402
 from gopherpipe_runtime.compression import ALGORITHMS, MARK  # noqa: E402
 from gopherpipe_runtime.discovery.gossip_wire import (  # noqa: E402
     HEAD_SIZE,
@@ -43,16 +42,17 @@ from gopherpipe_runtime.discovery.gossip_wire import (  # noqa: E402
     Suspect,
     encode_packet,
 )
-from gopherpipe_runtime.envelope import encode_call, encode_status  # noqa: E402
 from gopherpipe_runtime.flow import Windows  # noqa: E402
-from gopherpipe_runtime.frames import (  # noqa: E402
+from gopherpipe_runtime.wire.codec import CODECS  # noqa: E402
+from gopherpipe_runtime.wire.envelope import encode_call, encode_status  # noqa: E402
+from gopherpipe_runtime.wire.frames import (  # noqa: E402
     FrameType,
     encode_credit,
     encode_frame,
     encode_goaway,
     encode_stream_frame,
 )
-from gopherpipe_runtime.handshake import client_hello, server_choose  # noqa: E402
+from gopherpipe_runtime.wire.handshake import client_hello, server_choose  # noqa: E402
 
 CORPUS = ROOT / "fuzz" / "corpus"
 DICTIONARY = ROOT / "fuzz" / "gopherpipe.dict"

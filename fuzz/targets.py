@@ -57,7 +57,6 @@ from uuid import UUID
 import msgpack
 
 from gopherpipe_runtime import Chan, InvalidArgumentError, StatusCode
-from gopherpipe_runtime.codec import CODECS, Codec, CodecError
 from gopherpipe_runtime.compression import ALGORITHMS, MARK, CompressingCodec
 from gopherpipe_runtime.discovery.gossip_wire import (
     HEAD_SIZE,
@@ -70,15 +69,16 @@ from gopherpipe_runtime.discovery.gossip_wire import (
     encode_message,
 )
 from gopherpipe_runtime.discovery.swim import MemberInfo, Membership, MemberState
-from gopherpipe_runtime.envelope import (
+from gopherpipe_runtime.flow import DEFAULT_WINDOWS, MAX_WINDOW_BYTES, MAX_WINDOW_ITEMS, Windows
+from gopherpipe_runtime.wire.codec import CODECS, Codec, CodecError
+from gopherpipe_runtime.wire.envelope import (
     MAX_TIMEOUT_MS,
     decode_call,
     decode_headers,
     decode_status_with_trailers,
     encode_call,
 )
-from gopherpipe_runtime.flow import DEFAULT_WINDOWS, MAX_WINDOW_BYTES, MAX_WINDOW_ITEMS, Windows
-from gopherpipe_runtime.frames import (
+from gopherpipe_runtime.wire.frames import (
     HEADER_SIZE,
     MAX_FRAME_LENGTH,
     MAX_HELLO_SIZE,
@@ -90,7 +90,7 @@ from gopherpipe_runtime.frames import (
     decode_credit,
     decode_goaway,
 )
-from gopherpipe_runtime.handshake import (
+from gopherpipe_runtime.wire.handshake import (
     AGENT,
     PROTOCOL_VERSIONS,
     HandshakeError,

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .address import Address
-from .codec import Codec, CodecError
+from .wire.codec import Codec, CodecError
 
 MARK = b"\xc1"
 DEFAULT_THRESHOLD = 1024

@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from .calls import CancelToken
-from .envelope import DEFAULT_MAX_METADATA_SIZE, metadata_size
 from .service import MethodKind
 from .transport import PeerIdentity
+from .wire.envelope import DEFAULT_MAX_METADATA_SIZE, metadata_size
 
 
 class Peer(str):

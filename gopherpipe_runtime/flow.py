@@ -33,7 +33,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .frames import ProtocolError
+from .wire.frames import ProtocolError
 
 DEFAULT_STREAM_WINDOW = 1024
 DEFAULT_STREAM_WINDOW_BYTES = 1024 * 1024

@@ -32,7 +32,6 @@ from typing import Any
 
 from .address import parse_address
 from .chan import Chan, ChanClosed
-from .convert import check_args, check_str
 from .pipe import CallOptions, Pipe
 from .service import MethodDef, MethodKind, ServiceDef
 from .status import (
@@ -42,6 +41,7 @@ from .status import (
     RpcError,
     UnavailableError,
 )
+from .wire.convert import check_args, check_str
 
 HEALTH_SERVICE = "gopherpipe.Health"
 """The wire name of the service (the CALL's `service`): a dot, which no contract's

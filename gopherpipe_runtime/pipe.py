@@ -112,31 +112,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-from . import forksafe, frames, keepalive
+from . import forksafe, keepalive
 from .address import Address, parse_address
 from .calls import CancelToken, ClientCall, ResponseMetadata, current_capture
 from .chan import Chan
-from .codec import (
-    CODECS,
-    DEFAULT_CODECS,
-    DEFAULT_MAX_DECODED_SIZE,
-    DEFAULT_MAX_NESTING_DEPTH,
-    Codec,
-    CodecError,
-    CodecLimitError,
-    codecs_with_limits,
-)
 from .compression import DEFAULT_THRESHOLD, offer_for, supported, wrap
 from .context import CallContext, serving_call
-from .envelope import (
-    DEFAULT_MAX_METADATA_SIZE,
-    MAX_TIMEOUT_MS,
-    LimitExceeded,
-    decode_headers,
-    decode_status_with_trailers,
-    encode_call,
-    metadata_size,
-)
 from .flow import (
     DEFAULT_CONNECTION_WINDOW_BYTES,
     DEFAULT_STREAM_WINDOW,
@@ -147,17 +128,6 @@ from .flow import (
     SendWindow,
     Windows,
 )
-from .frames import (
-    PREFACE,
-    FrameDecoder,
-    FrameType,
-    ProtocolError,
-    decode_goaway,
-    encode_frame,
-    encode_goaway,
-    encode_stream_frame,
-)
-from .handshake import HandshakeError, Settings, client_accept, client_hello
 from .interceptors import Chain, Interceptor
 from .pool import StepRunner
 from .resolver import Resolver, is_discovery_address, resolver_for
@@ -183,6 +153,37 @@ from .stream import (
     stop_source,
 )
 from .transport import Stack, TransportError, dial
+from .wire import frames
+from .wire.codec import (
+    CODECS,
+    DEFAULT_CODECS,
+    DEFAULT_MAX_DECODED_SIZE,
+    DEFAULT_MAX_NESTING_DEPTH,
+    Codec,
+    CodecError,
+    CodecLimitError,
+    codecs_with_limits,
+)
+from .wire.envelope import (
+    DEFAULT_MAX_METADATA_SIZE,
+    MAX_TIMEOUT_MS,
+    LimitExceeded,
+    decode_headers,
+    decode_status_with_trailers,
+    encode_call,
+    metadata_size,
+)
+from .wire.frames import (
+    PREFACE,
+    FrameDecoder,
+    FrameType,
+    ProtocolError,
+    decode_goaway,
+    encode_frame,
+    encode_goaway,
+    encode_stream_frame,
+)
+from .wire.handshake import HandshakeError, Settings, client_accept, client_hello
 from .writer import ConnectionLost, FrameWriter
 
 log = logging.getLogger("gopherpipe.client")

@@ -47,11 +47,11 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .chan import Chan
-from .convert import check_args, check_list, check_str
 from .jsonwire import JsonWire, JsonWireError, args_to_wire
 from .pipe import CallOptions, Pipe
 from .service import MethodDef, MethodKind, ServiceDef
 from .status import NotFoundError, RpcError
+from .wire.convert import check_args, check_list, check_str
 
 REFLECTION_SERVICE = "gopherpipe.Reflection"
 SCHEMA_VERSION = 1

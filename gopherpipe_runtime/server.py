@@ -78,30 +78,11 @@ from queue import Empty, SimpleQueue
 from types import TracebackType
 from typing import Any, Self
 
-from . import frames, keepalive
+from . import keepalive
 from .address import Address, parse_address
 from .chan import Chan, ChanClosed
-from .codec import (
-    CODECS,
-    DEFAULT_CODECS,
-    DEFAULT_MAX_DECODED_SIZE,
-    DEFAULT_MAX_NESTING_DEPTH,
-    Codec,
-    CodecError,
-    CodecLimitError,
-    codecs_with_limits,
-)
 from .compression import ALGORITHMS, DEFAULT_THRESHOLD, supported, wrap
 from .context import CallContext, Peer, set_current_call
-from .envelope import (
-    DEFAULT_MAX_METADATA_SIZE,
-    METADATA_ENTRY_OVERHEAD,
-    LimitExceeded,
-    decode_call,
-    encode_headers,
-    encode_status,
-    metadata_size,
-)
 from .flow import (
     DEFAULT_CONNECTION_WINDOW_BYTES,
     DEFAULT_STREAM_WINDOW,
@@ -112,18 +93,6 @@ from .flow import (
     SendWindow,
     Windows,
 )
-from .frames import (
-    PREFACE,
-    FrameDecoder,
-    FrameType,
-    Preamble,
-    ProtocolError,
-    classify_preamble,
-    encode_frame,
-    encode_goaway,
-    encode_stream_frame,
-)
-from .handshake import HandshakeError, server_choose
 from .health import HEALTH_SERVICE, HealthState
 from .interceptors import Chain, Interceptor
 from .pool import LeaderFollowerPool, StepRunner
@@ -142,6 +111,38 @@ from .transport import Stack, TransportClosed, TransportError, listen, tune_acce
 from .transport import memory as memory_transport
 from .transport import ws as ws_transport
 from .transport.tls import TlsLayer
+from .wire import frames
+from .wire.codec import (
+    CODECS,
+    DEFAULT_CODECS,
+    DEFAULT_MAX_DECODED_SIZE,
+    DEFAULT_MAX_NESTING_DEPTH,
+    Codec,
+    CodecError,
+    CodecLimitError,
+    codecs_with_limits,
+)
+from .wire.envelope import (
+    DEFAULT_MAX_METADATA_SIZE,
+    METADATA_ENTRY_OVERHEAD,
+    LimitExceeded,
+    decode_call,
+    encode_headers,
+    encode_status,
+    metadata_size,
+)
+from .wire.frames import (
+    PREFACE,
+    FrameDecoder,
+    FrameType,
+    Preamble,
+    ProtocolError,
+    classify_preamble,
+    encode_frame,
+    encode_goaway,
+    encode_stream_frame,
+)
+from .wire.handshake import HandshakeError, server_choose
 from .writer import FrameWriter
 
 log = logging.getLogger("gopherpipe.server")

@@ -31,10 +31,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
 from .chan import Chan, ChanClosed
-from .codec import Codec, CodecError
 from .flow import Credit, CreditSend, Inflow
-from .frames import STREAM_HEADER_SIZE, STREAM_ID_SIZE, FrameType, encode_stream_frame
 from .status import InvalidArgumentError, ResourceExhaustedError, RpcError
+from .wire.codec import Codec, CodecError
+from .wire.frames import STREAM_HEADER_SIZE, STREAM_ID_SIZE, FrameType, encode_stream_frame
 
 T = TypeVar("T")
 

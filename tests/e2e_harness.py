@@ -23,8 +23,14 @@ from typing import IO, Any
 import msgpack
 
 from gopherpipe_runtime import Pipe, StatusCode
-from gopherpipe_runtime.frames import PREFACE, FrameDecoder, FrameType, decode_goaway, encode_frame
-from gopherpipe_runtime.handshake import client_hello
+from gopherpipe_runtime.wire.frames import (
+    PREFACE,
+    FrameDecoder,
+    FrameType,
+    decode_goaway,
+    encode_frame,
+)
+from gopherpipe_runtime.wire.handshake import client_hello
 
 E2E = Path(__file__).parent / "e2e"
 ROOT = Path(__file__).resolve().parent.parent

@@ -111,7 +111,7 @@ from e2e_harness import (
 )
 
 from gopherpipe_runtime import Pipe, StatusCode
-from gopherpipe_runtime.frames import (
+from gopherpipe_runtime.wire.frames import (
     DEFAULT_MAX_FRAME_SIZE,
     MAX_HELLO_SIZE,
     PREFACE,

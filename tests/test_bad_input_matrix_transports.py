@@ -57,7 +57,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from gopherpipe_runtime import Pipe, UnavailableError
-from gopherpipe_runtime.frames import FrameDecoder, FrameType, encode_frame
+from gopherpipe_runtime.wire.frames import FrameDecoder, FrameType, encode_frame
 
 MiB = 1024 * 1024
 MAX_WORKERS = 8

@@ -8,15 +8,15 @@ from typing import Any
 import msgpack
 import pytest
 
-from gopherpipe_runtime.codec import CODECS, CodecError
-from gopherpipe_runtime.frames import ProtocolError
-from gopherpipe_runtime.handshake import (
+from gopherpipe_runtime.status import NotFoundError, RpcError, StatusCode
+from gopherpipe_runtime.wire.codec import CODECS, CodecError
+from gopherpipe_runtime.wire.frames import ProtocolError
+from gopherpipe_runtime.wire.handshake import (
     HandshakeError,
     client_accept,
     client_hello,
     server_choose,
 )
-from gopherpipe_runtime.status import NotFoundError, RpcError, StatusCode
 
 WIRE_VALUES: list[Any] = [
     None,

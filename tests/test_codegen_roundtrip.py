@@ -21,7 +21,7 @@ import pytest
 from gopherpipe_gen.cli import generate
 from gopherpipe_gen.parse import parse_contract
 from gopherpipe_runtime import InternalError, InvalidArgumentError, ServiceDef
-from gopherpipe_runtime.codec import CODECS
+from gopherpipe_runtime.wire.codec import CODECS
 
 GOLDEN = Path(__file__).parent / "golden"
 FLAT_MODULES = ("service", "service_client", "service_server", "models")

@@ -14,7 +14,6 @@ import pytest
 
 from gopherpipe_runtime import InvalidArgumentError, Server
 from gopherpipe_runtime.address import parse_address
-from gopherpipe_runtime.codec import CODECS, CodecError
 from gopherpipe_runtime.compression import (
     ALGORITHMS,
     MARK,
@@ -23,7 +22,8 @@ from gopherpipe_runtime.compression import (
     supported,
     wrap,
 )
-from gopherpipe_runtime.frames import (
+from gopherpipe_runtime.wire.codec import CODECS, CodecError
+from gopherpipe_runtime.wire.frames import (
     PREFACE,
     FrameDecoder,
     FrameType,
@@ -31,7 +31,7 @@ from gopherpipe_runtime.frames import (
     encode_frame,
     encode_stream_frame,
 )
-from gopherpipe_runtime.handshake import client_accept, client_hello, server_choose
+from gopherpipe_runtime.wire.handshake import client_accept, client_hello, server_choose
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 MIB = 1 << 20

@@ -24,7 +24,7 @@ from gopherpipe_runtime import (
     ServiceDef,
     StatusCode,
 )
-from gopherpipe_runtime.frames import FrameDecoder, FrameType, encode_frame
+from gopherpipe_runtime.wire.frames import FrameDecoder, FrameType, encode_frame
 from gopherpipe_runtime.writer import FrameWriter
 
 

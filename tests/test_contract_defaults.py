@@ -18,9 +18,9 @@ from e2e_harness import raw_handshake, read_frames
 
 from gopherpipe_gen.cli import generate
 from gopherpipe_runtime import Server
-from gopherpipe_runtime.codec import CODECS
-from gopherpipe_runtime.envelope import decode_status, encode_call
-from gopherpipe_runtime.frames import FrameType, encode_frame
+from gopherpipe_runtime.wire.codec import CODECS
+from gopherpipe_runtime.wire.envelope import decode_status, encode_call
+from gopherpipe_runtime.wire.frames import FrameType, encode_frame
 
 CODEC = CODECS["msgpack"]
 MODULES = ("service", "service_server")

@@ -17,7 +17,7 @@ import msgpack
 import pytest
 
 from gopherpipe_runtime import codec as codec_module
-from gopherpipe_runtime.codec import (
+from gopherpipe_runtime.wire.codec import (
     CODECS,
     DEFAULT_MAX_DECODED_SIZE,
     DEFAULT_MAX_NESTING_DEPTH,
@@ -29,7 +29,7 @@ from gopherpipe_runtime.codec import (
     codecs_with_limits,
     nesting_exceeds,
 )
-from gopherpipe_runtime.envelope import (
+from gopherpipe_runtime.wire.envelope import (
     METADATA_ENTRY_OVERHEAD,
     LimitExceeded,
     decode_call,
@@ -37,7 +37,7 @@ from gopherpipe_runtime.envelope import (
     encode_status,
     metadata_size,
 )
-from gopherpipe_runtime.frames import ProtocolError
+from gopherpipe_runtime.wire.frames import ProtocolError
 
 MIB = 1024 * 1024
 SIZE_MESSAGE = r"more than {} bytes of arrays and maps \(max_decoded_size\)"

@@ -42,7 +42,7 @@ from gopherpipe_runtime import (
     UnavailableError,
     UnimplementedError,
 )
-from gopherpipe_runtime.frames import (
+from gopherpipe_runtime.wire.frames import (
     PREFACE,
     FrameDecoder,
     FrameType,

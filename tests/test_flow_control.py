@@ -8,8 +8,8 @@ import threading
 import pytest
 
 from gopherpipe_runtime.flow import Credit, Inflow, ReceiveWindow, SendWindow, Windows
-from gopherpipe_runtime.frames import ProtocolError
 from gopherpipe_runtime.stream import InboundChan
+from gopherpipe_runtime.wire.frames import ProtocolError
 
 
 def test_sender_waits_once_a_byte_window_is_reached_and_one_frame_may_overshoot() -> None:

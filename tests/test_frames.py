@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from gopherpipe_runtime.frames import (
+from gopherpipe_runtime.wire.frames import (
     PREFACE,
     Frame,
     FrameDecoder,

@@ -34,17 +34,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gopherpipe_runtime.codec import CODECS, CodecError
 from gopherpipe_runtime.convert import bad_enum, dec_uuid
-from gopherpipe_runtime.envelope import (
+from gopherpipe_runtime.flow import MAX_WINDOW_BYTES, MAX_WINDOW_ITEMS, Windows
+from gopherpipe_runtime.status import InvalidArgumentError, StatusCode
+from gopherpipe_runtime.wire.codec import CODECS, CodecError
+from gopherpipe_runtime.wire.envelope import (
     MAX_TIMEOUT_MS,
     decode_call,
     decode_headers,
     decode_status_with_trailers,
     encode_call,
 )
-from gopherpipe_runtime.flow import MAX_WINDOW_BYTES, MAX_WINDOW_ITEMS, Windows
-from gopherpipe_runtime.frames import (
+from gopherpipe_runtime.wire.frames import (
     HEADER_SIZE,
     MAX_FRAME_LENGTH,
     MAX_HELLO_SIZE,
@@ -53,7 +54,7 @@ from gopherpipe_runtime.frames import (
     FrameDecoder,
     ProtocolError,
 )
-from gopherpipe_runtime.handshake import (
+from gopherpipe_runtime.wire.handshake import (
     AGENT,
     PROTOCOL_VERSIONS,
     HandshakeError,
@@ -62,7 +63,6 @@ from gopherpipe_runtime.handshake import (
     client_hello,
     server_choose,
 )
-from gopherpipe_runtime.status import InvalidArgumentError, StatusCode
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -36,9 +36,14 @@ from gopherpipe_runtime import (
     UnknownError,
 )
 from gopherpipe_runtime import server as server_module
-from gopherpipe_runtime.codec import CODECS
-from gopherpipe_runtime.envelope import MAX_TIMEOUT_MS, decode_call, decode_status, encode_status
-from gopherpipe_runtime.frames import (
+from gopherpipe_runtime.wire.codec import CODECS
+from gopherpipe_runtime.wire.envelope import (
+    MAX_TIMEOUT_MS,
+    decode_call,
+    decode_status,
+    encode_status,
+)
+from gopherpipe_runtime.wire.frames import (
     PREFACE,
     Frame,
     FrameDecoder,
@@ -46,7 +51,7 @@ from gopherpipe_runtime.frames import (
     decode_goaway,
     encode_frame,
 )
-from gopherpipe_runtime.handshake import client_hello, server_choose
+from gopherpipe_runtime.wire.handshake import client_hello, server_choose
 
 # Every wait in these tests is bounded by this; a hang fails instead of blocking CI.
 BOUND = 20.0

@@ -36,14 +36,14 @@ from e2e_harness import (
 )
 
 from gopherpipe_runtime import CallOptions, Pipe, Server, StatusCode, UnavailableError
-from gopherpipe_runtime.frames import (
+from gopherpipe_runtime.wire.frames import (
     PREFACE,
     FrameDecoder,
     FrameType,
     decode_goaway,
     encode_frame,
 )
-from gopherpipe_runtime.handshake import client_hello
+from gopherpipe_runtime.wire.handshake import client_hello
 
 MiB = 1024 * 1024
 

@@ -50,7 +50,7 @@ from e2e_harness import (
 )
 
 from gopherpipe_runtime import DeadlineExceededError, StatusCode
-from gopherpipe_runtime.frames import (
+from gopherpipe_runtime.wire.frames import (
     PREFACE,
     FrameDecoder,
     FrameType,
@@ -58,7 +58,7 @@ from gopherpipe_runtime.frames import (
     encode_frame,
     encode_stream_frame,
 )
-from gopherpipe_runtime.handshake import client_hello
+from gopherpipe_runtime.wire.handshake import client_hello
 
 HANDSHAKE_TIMEOUT = 2.0
 """Short, so waiting for the server to drop half-open peers stays quick; 2 s rather

@@ -36,8 +36,8 @@ from e2e_harness import (
 )
 
 from gopherpipe_runtime import Chan, Pipe, Server, StatusCode, UnavailableError, keepalive
-from gopherpipe_runtime.frames import FrameDecoder, FrameType, decode_goaway, encode_frame
 from gopherpipe_runtime.pipe import CallOptions
+from gopherpipe_runtime.wire.frames import FrameDecoder, FrameType, decode_goaway, encode_frame
 
 INTERVAL = 0.2
 TIMEOUT = 0.5

@@ -30,9 +30,9 @@ from gopherpipe_runtime import (
     StatusCode,
     UnavailableError,
 )
-from gopherpipe_runtime.codec import CODECS, DEFAULT_MAX_DECODED_SIZE
-from gopherpipe_runtime.envelope import encode_call
-from gopherpipe_runtime.frames import (
+from gopherpipe_runtime.wire.codec import CODECS, DEFAULT_MAX_DECODED_SIZE
+from gopherpipe_runtime.wire.envelope import encode_call
+from gopherpipe_runtime.wire.frames import (
     PREFACE,
     Frame,
     FrameDecoder,
@@ -41,7 +41,7 @@ from gopherpipe_runtime.frames import (
     encode_frame,
     encode_stream_frame,
 )
-from gopherpipe_runtime.handshake import client_hello
+from gopherpipe_runtime.wire.handshake import client_hello
 
 BOUND = 20.0
 MIB = 1024 * 1024

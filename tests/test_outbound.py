@@ -11,10 +11,10 @@ from typing import Any
 import msgpack
 
 from gopherpipe_runtime import Chan, select
-from gopherpipe_runtime.codec import CODECS
 from gopherpipe_runtime.flow import Credit, SendWindow
-from gopherpipe_runtime.frames import FrameDecoder, FrameType
 from gopherpipe_runtime.stream import Outbound, PumpOutcome, message_frames
+from gopherpipe_runtime.wire.codec import CODECS
+from gopherpipe_runtime.wire.frames import FrameDecoder, FrameType
 
 
 class FakeWire:

@@ -21,9 +21,9 @@ from e2e_harness import (
     thread_count,
 )
 
-from gopherpipe_runtime.codec import CODECS
-from gopherpipe_runtime.envelope import encode_call
-from gopherpipe_runtime.frames import FrameType, encode_stream_frame
+from gopherpipe_runtime.wire.codec import CODECS
+from gopherpipe_runtime.wire.envelope import encode_call
+from gopherpipe_runtime.wire.frames import FrameType, encode_stream_frame
 
 MIB = 1024 * 1024
 MAX_WORKERS = 8

@@ -36,7 +36,7 @@ from gopherpipe_runtime import (
     StatusCode,
     UnavailableError,
 )
-from gopherpipe_runtime.frames import FrameDecoder, FrameType, decode_goaway, encode_frame
+from gopherpipe_runtime.wire.frames import FrameDecoder, FrameType, decode_goaway, encode_frame
 
 GOPHERPIPE = Path(sys.executable).parent / "gopherpipe"
 MANY = 100_000

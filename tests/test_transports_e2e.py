@@ -30,15 +30,15 @@ import msgpack
 import pytest
 
 from gopherpipe_runtime import Chan, Server, StatusCode, UnavailableError, current_call
-from gopherpipe_runtime.frames import (
+from gopherpipe_runtime.transport import tls as tls_transport
+from gopherpipe_runtime.wire.frames import (
     PREFACE,
     FrameDecoder,
     FrameType,
     encode_frame,
     encode_stream_frame,
 )
-from gopherpipe_runtime.handshake import client_hello
-from gopherpipe_runtime.transport import tls as tls_transport
+from gopherpipe_runtime.wire.handshake import client_hello
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..address import Address
-from ..frames import FrameDecoder, FrameType, ProtocolError, decode_goaway
+from ..wire.frames import FrameDecoder, FrameType, ProtocolError, decode_goaway
 from . import memory, tcp, unix
 
 

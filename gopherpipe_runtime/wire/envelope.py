@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from ..status import known_code
 from .codec import Codec, CodecError, CodecLimitError
 from .frames import ProtocolError
-from .status import known_code
 
 DEFAULT_MAX_METADATA_SIZE = 8 * 1024
 """A server's default `max_metadata_size`: gRPC's default for its `max_metadata_size`."""

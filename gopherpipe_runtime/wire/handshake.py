@@ -13,7 +13,7 @@ from typing import Any
 
 import msgpack
 
-from .flow import DEFAULT_WINDOWS, MAX_WINDOW_BYTES, MAX_WINDOW_ITEMS, Windows
+from ..flow import DEFAULT_WINDOWS, MAX_WINDOW_BYTES, MAX_WINDOW_ITEMS, Windows
 from .frames import MAX_FRAME_LENGTH, MAX_HELLO_SIZE, ProtocolError
 
 PROTOCOL_VERSIONS = (2,)
