@@ -22,6 +22,7 @@ bytes when it ends the stream (after writing its STATUS or CANCEL, or on
 receiving one), a receiver when it drops the stream's items; frames are ordered
 on the wire, so the receiver's count never exceeds the sender's.
 
+The windows themselves (`wire.windows.Windows`, what HELLO announces) are wire.
 `Credit` and `SendWindow` are the sender's side, `ReceiveWindow` the receiver's
 (the per-stream half of it lives in `stream.InboundChan`).
 """
@@ -31,40 +32,20 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from .wire.frames import ProtocolError
 
-DEFAULT_STREAM_WINDOW = 1024
-DEFAULT_STREAM_WINDOW_BYTES = 1024 * 1024
-DEFAULT_CONNECTION_WINDOW_BYTES = 16 * 1024 * 1024
-MAX_WINDOW_ITEMS = 1 << 20
-MAX_WINDOW_BYTES = (1 << 32) - 1
-
-
-@dataclass(frozen=True, slots=True)
-class Windows:
-    """What one side buffers for the other, announced in HELLO."""
-
-    items: int = DEFAULT_STREAM_WINDOW
-    """Items per stream."""
-    stream_bytes: int = DEFAULT_STREAM_WINDOW_BYTES
-    """MESSAGE payload bytes per stream."""
-    connection_bytes: int = DEFAULT_CONNECTION_WINDOW_BYTES
-    """MESSAGE payload bytes across a connection's streams."""
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.items <= MAX_WINDOW_ITEMS:
-            raise ValueError(f"stream_window must be in 1..{MAX_WINDOW_ITEMS}")
-        for name, value in (
-            ("stream_window_bytes", self.stream_bytes),
-            ("connection_window_bytes", self.connection_bytes),
-        ):
-            if not 1 <= value <= MAX_WINDOW_BYTES:
-                raise ValueError(f"{name} must be in 1..{MAX_WINDOW_BYTES}")
-
-
-DEFAULT_WINDOWS = Windows()
+# The windows are the wire's (HELLO announces them); re-exported here for the
+# accounting's users.
+from .wire.windows import (
+    DEFAULT_CONNECTION_WINDOW_BYTES,
+    DEFAULT_STREAM_WINDOW,
+    DEFAULT_STREAM_WINDOW_BYTES,
+    DEFAULT_WINDOWS,
+    MAX_WINDOW_BYTES,
+    MAX_WINDOW_ITEMS,
+    Windows,
+)
 
 
 class SendWindow:
@@ -340,6 +321,8 @@ __all__ = [
     "DEFAULT_STREAM_WINDOW",
     "DEFAULT_STREAM_WINDOW_BYTES",
     "DEFAULT_WINDOWS",
+    "MAX_WINDOW_BYTES",
+    "MAX_WINDOW_ITEMS",
     "Credit",
     "Inflow",
     "ReceiveWindow",

@@ -13,8 +13,8 @@ from typing import Any
 
 import msgpack
 
-from ..flow import DEFAULT_WINDOWS, MAX_WINDOW_BYTES, MAX_WINDOW_ITEMS, Windows
 from .frames import MAX_FRAME_LENGTH, MAX_HELLO_SIZE, ProtocolError
+from .windows import DEFAULT_WINDOWS, MAX_WINDOW_BYTES, MAX_WINDOW_ITEMS, Windows
 
 PROTOCOL_VERSIONS = (2,)
 """Version 2 counts flow control in bytes as well as items (a 12-byte CREDIT);
