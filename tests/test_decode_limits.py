@@ -16,7 +16,7 @@ from typing import Any
 import msgpack
 import pytest
 
-from gopherpipe_runtime import codec as codec_module
+from gopherpipe_runtime.wire import codec as codec_module
 from gopherpipe_runtime.wire.codec import (
     CODECS,
     DEFAULT_MAX_DECODED_SIZE,
