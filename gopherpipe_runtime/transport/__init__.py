@@ -10,7 +10,7 @@ never know which one they run on (RFC-TCP_LITE §3):
   wss://host:port/path   ws.py over tls.py
   memory://name          memory.py  an in-process socketpair, for tests
 
-The one interface is `Layer`: sans-IO, like frames.py -- bytes from the wire
+The one interface is `Layer`: sans-IO, like wire/frames.py -- bytes from the wire
 in, TCP_LITE bytes out (`receive`), and the reverse (`send`). A connection has a
 `Stack` of layers: none for tcp and unix (the hot path pays nothing), TLS, a
 WebSocket, or TLS under a WebSocket. Sockets, blocking and clocks stay in the
