@@ -5,16 +5,19 @@ test certificate (`grpc.ssl_server_credentials`), and an address `tls://host:por
 the client open a `grpc.secure_channel` that checks it against the test CA
 (`grpc.ssl_channel_credentials`): server-only TLS, as GopherPipe's tls:// in the bench.
 
-The stubs are generated from bench/protos/echo.proto by grpcio-tools at bench time (in
+The stubs are generated from bench/protos/*.proto by grpcio-tools at bench time (in
 `prepare`), into bench/_grpc_generated/, which is git-ignored: generated code must match the
-installed grpcio/protobuf, so it is never committed.
+installed grpcio/protobuf, so it is never committed. When grpclib is installed, the same
+protoc run writes its stubs there too (`<name>_grpc.py`, for bench/aio).
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import itertools
 import queue
+import shutil
 import subprocess
 import sys
 import threading
@@ -38,7 +41,23 @@ _GEN_DIR = _BENCH_DIR / "_grpc_generated"
 _SERVER_WORKERS = 16
 
 
+def _grpclib_plugin() -> list[str]:
+    """protoc's flags for grpclib's stubs (`<name>_grpc.py`, for bench/aio), if grpclib is
+    installed: its plugin is a console script beside this interpreter (a venv's bin/ need
+    not be on PATH, so it is named to protoc by its full path)."""
+    if importlib.util.find_spec("grpclib") is None:
+        return []
+    plugin = Path(sys.executable).parent / "protoc-gen-grpclib_python"
+    if not plugin.exists():
+        found = shutil.which("protoc-gen-grpclib_python")
+        if found is None:
+            return []
+        plugin = Path(found)
+    return [f"--plugin=protoc-gen-grpclib_python={plugin}", f"--grpclib_python_out={_GEN_DIR}"]
+
+
 def prepare() -> None:
+    """grpcio's stubs, and grpclib's beside them when grpclib is installed (bench/aio)."""
     _GEN_DIR.mkdir(exist_ok=True)
     subprocess.run(
         [
@@ -48,6 +67,7 @@ def prepare() -> None:
             f"-I{_PROTO_DIR}",
             f"--python_out={_GEN_DIR}",
             f"--grpc_python_out={_GEN_DIR}",
+            *_grpclib_plugin(),
             str(_PROTO_DIR / "echo.proto"),
             str(_PROTO_DIR / "stream.proto"),
             str(_PROTO_DIR / "broadcast.proto"),
