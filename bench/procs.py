@@ -26,9 +26,12 @@ class ChildError(RuntimeError):
     pass
 
 
-def _command(*args: str) -> list[str]:
+WORKER = "bench.worker"
+
+
+def _command(*args: str, module: str = WORKER) -> list[str]:
     # -u: the READY line must not sit in a pipe buffer while the runner waits for it.
-    return [sys.executable, "-u", "-m", "bench.worker", *args]
+    return [sys.executable, "-u", "-m", module, *args]
 
 
 def _pump(stream: IO[str], tag: str, tail: deque[str], lines: queue.Queue[str] | None) -> None:
@@ -128,24 +131,30 @@ def measure(
     timeout: float,
 ) -> dict[str, Any]:
     """Run one scenario in a fresh client process and return its figures."""
-    cmd = _command("measure", framework, scenario, address, str(payload_size), json.dumps(params))
+    return result(
+        f"{framework} {scenario}",
+        "measure", framework, scenario, address, str(payload_size), json.dumps(params),
+        timeout=timeout,
+    )  # fmt: skip
+
+
+def result(tag: str, *args: str, timeout: float, module: str = WORKER) -> dict[str, Any]:
+    """Run `python -m module *args` to the end and return the figures of its RESULT line."""
+    cmd = _command(*args, module=module)
     try:
         done = subprocess.run(
             cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, check=False
         )
     except subprocess.TimeoutExpired as exc:
-        raise ChildError(f"{framework} {scenario}: no result after {timeout:.0f} s") from exc
+        raise ChildError(f"{tag}: no result after {timeout:.0f} s") from exc
     for line in done.stdout.splitlines():
         if line.startswith(RESULT):
             figures: dict[str, Any] = json.loads(line.removeprefix(RESULT))
             return figures
     err = done.stderr.splitlines()
     if err:
-        print(
-            f"  [{framework} {scenario} client] " + "\n    ".join(err[-_TAIL_LINES:]),
-            file=sys.stderr,
-        )
-    raise ChildError(f"{framework} {scenario}: client exited {done.returncode}: {_last_line(err)}")
+        print(f"  [{tag} client] " + "\n    ".join(err[-_TAIL_LINES:]), file=sys.stderr)
+    raise ChildError(f"{tag}: client exited {done.returncode}: {_last_line(err)}")
 
 
 class Child:
@@ -155,10 +164,10 @@ class Child:
     errors. `stop` closes stdin (the lifeline), waits, and kills if it must.
     """
 
-    def __init__(self, tag: str, *args: str) -> None:
+    def __init__(self, tag: str, *args: str, module: str = WORKER) -> None:
         self.tag = tag
         self.proc = subprocess.Popen(
-            _command(*args),
+            _command(*args, module=module),
             cwd=REPO_ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

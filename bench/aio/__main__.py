@@ -1,0 +1,5 @@
+import sys
+
+from bench.aio.runner import main
+
+sys.exit(main())
