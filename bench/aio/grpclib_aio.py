@@ -110,7 +110,9 @@ async def serve(kind: str, params: dict[str, Any]) -> tuple[str, Callable[[float
 
         server = _Server([Hub()], max_streams=max(100, params.get("streams", 0) + 16))
     # A socket of our own, so the OS-chosen port is known without reaching into the server.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # proto IPPROTO_TCP, as getaddrinfo would give: grpclib and asyncio set TCP_NODELAY on
+    # accepted sockets only when proto says TCP (with proto 0, a call waits out delayed ACKs).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     await server.start(sock=sock)

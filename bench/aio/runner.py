@@ -76,6 +76,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--quick; 0 leaves the row out)",
     )
     parser.add_argument(
+        "--streams-only", action="store_true", help="only the open-streams row"
+    )
+    parser.add_argument(
         "--loop",
         choices=["uvloop", "asyncio"],
         help="the event loop of every process (default: uvloop if installed, else asyncio)",
@@ -84,6 +87,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.rounds is not None and args.rounds < 1:
         parser.error("--rounds must be at least 1")
+    if args.streams_only and args.streams == 0:
+        parser.error("--streams-only with --streams 0 leaves nothing to run")
     args.rounds = args.rounds or DEFAULT_ROUNDS[args.quick]
     args.streams = STREAMS[args.quick] if args.streams is None else args.streams
     if args.loop is None:
@@ -236,7 +241,9 @@ def table(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> tuple
     ratios: dict[str, float] = {}
     notes: list[str] = []
     for label, row, key, fmt, lower in _TABLE:
-        if row == "open_streams" and not args.streams:
+        if (row == "open_streams" and not args.streams) or (
+            row != "open_streams" and args.streams_only
+        ):
             continue
         cells = []
         for n in names:
@@ -289,14 +296,16 @@ def main(argv: list[str] | None = None) -> int:
             if name in failed_prepare:
                 continue
             out: dict[str, Any] = {}
-            _echo_rows(name, args, tag, out)
+            if not args.streams_only:
+                _echo_rows(name, args, tag, out)
             if args.streams:
                 out["open_streams"] = _open_streams(name, args, tag)
             rounds[name].append(out)
     results: dict[str, dict[str, Any]] = {}
     for name in args.names:
         if name in failed_prepare:
-            rows = [*SCENARIOS, *(["open_streams"] if args.streams else [])]
+            rows = [] if args.streams_only else list(SCENARIOS)
+            rows += ["open_streams"] if args.streams else []
             results[name] = {row: {"error": failed_prepare[name]} for row in rows}
         else:
             results[name] = _combine(rounds[name])
