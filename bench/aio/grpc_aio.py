@@ -2,6 +2,12 @@
 
 Stubs are grpcio-tools' (bench/_grpc_generated, made by bench/frameworks/grpcio.prepare);
 handlers are coroutines and async generators, as grpc.aio's docs write them.
+
+One setting is changed from grpc's defaults, for the open-streams row: the server's
+pending-request queue (`grpc.server.max_pending_requests`, 1000, hard limit 3000) is raised
+to the stream count. With the default, a burst of subscribes beyond it is CANCELLED by the
+server right after their headers arrive (seen in grpc's http trace); that is the cause of
+the CANCELLED streams bench/README.md reports for grpc.aio past ~1,000 streams.
 """
 
 from __future__ import annotations
@@ -29,7 +35,16 @@ def _modules(name: str) -> tuple[Any, Any]:
 
 
 async def serve(kind: str, params: dict[str, Any]) -> tuple[str, Callable[[float], Awaitable[None]]]:
-    server = grpc.aio.server()
+    # grpc core queues calls that arrive before the server asked for them, at most
+    # grpc.server.max_pending_requests (1000; hard limit 3000) of them, and CANCELs the rest:
+    # a burst of thousands of subscribes would fail. Raised to the burst the row makes.
+    pending = max(1000, params.get("streams", 0) + 16)
+    server = grpc.aio.server(
+        options=[
+            ("grpc.server.max_pending_requests", pending),
+            ("grpc.server.max_pending_requests_hard_limit", max(3000, pending)),
+        ]
+    )
     subscribers: set[asyncio.Queue[Any]] = set()
     if kind == "echo":
         echo_pb2, echo_grpc = _modules("echo")
