@@ -14,8 +14,8 @@ Rows:
                     (4 of them), each with its welcome read: the server's
                     (VmRSS open - VmRSS idle) / N, as bench/streams.py does for the threads
 
-Every process of a run uses the same event loop (--loop: uvloop when it is installed, else
-asyncio's own). A framework that fails a row shows n/a with the reason under the table;
+Every process of a run uses the same event loop: asyncio's own, or uvloop for all with
+--loop uvloop. A framework that fails a row shows n/a with the reason under the table;
 the exit status is 1 if GopherPipe failed any row.
 """
 
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.metadata
-import importlib.util
 import json
 import os
 import platform
@@ -81,7 +80,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--loop",
         choices=["uvloop", "asyncio"],
-        help="the event loop of every process (default: uvloop if installed, else asyncio)",
+        help="the event loop of every process (default asyncio's own: uvloop is an optional "
+        "extra for all three)",
     )
     parser.add_argument("--json", metavar="PATH", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
@@ -92,7 +92,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     args.rounds = args.rounds or DEFAULT_ROUNDS[args.quick]
     args.streams = STREAMS[args.quick] if args.streams is None else args.streams
     if args.loop is None:
-        args.loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+        args.loop = "asyncio"
     names = [n.strip() for n in (args.frameworks or ",".join(FRAMEWORKS)).split(",") if n.strip()]
     unknown = [n for n in names if n not in FRAMEWORKS]
     if unknown:
