@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint bench fuzz clean
+.PHONY: demo test lint bench bench-aio fuzz clean
 
 $(VENV)/.installed-dev: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ lint: $(VENV)/.installed-dev
 # --streams-only`); the chart is bench/results.png, which README.md embeds.
 bench: $(VENV)/.installed-bench
 	$(PY) -m bench --streams 1000 --chart bench/results.png
+
+# The asyncio bench: GopherPipe's aio runtime beside grpc.aio and grpclib (bench/aio),
+# 3 rounds with 10,000 open streams; `python -m bench.aio --quick` is its smoke run.
+bench-aio: $(VENV)/.installed-bench
+	$(PY) -m bench.aio
 
 # Every fuzz target (fuzz/targets.py) in one atheris process for FUZZ_SECONDS; what it
 # learns goes to fuzz/.work/corpus (the seeds in fuzz/corpus are only read), a crashing

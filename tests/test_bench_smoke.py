@@ -1,11 +1,13 @@
 """bench/ itself: the timing helpers, and `python -m bench --quick` end to end.
 
-The end-to-end run covers GopherPipe and the raw-socket floor only, so it needs no grpcio and
-always runs; it checks that figures come out, never how fast they are.
+The end-to-end runs cover GopherPipe and the raw-socket floor only (the asyncio bench:
+GopherPipe only), so they need no grpcio or grpclib and always run; they check that figures
+come out, never how fast they are.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -180,3 +182,56 @@ def test_stream_order_and_count_are_checked() -> None:
         measure.server_stream(lambda count: [Item(i) for i in range(count - 1)], 10)
     with pytest.raises(measure.StreamOrderError):
         measure.bidi_pingpong(lambda seq: seq + 1, rounds=3, warmup=0)
+
+
+def test_async_loops_count_every_task_and_reject_a_wrong_echo() -> None:
+    from bench.aio import measure as aio_measure
+
+    async def echo(text: str) -> str:
+        return text
+
+    async def wrong(text: str) -> str:
+        return text[:-1]
+
+    figures = asyncio.run(aio_measure.unary_concurrent(echo, "abc", 8, 5, 1))
+    assert figures["calls"] == 40 and figures["calls_per_s"] > 0
+    with pytest.raises(measure.EchoMismatchError):
+        asyncio.run(aio_measure.unary_concurrent(wrong, "abc", 4, 3, 1))
+    with pytest.raises(measure.EchoMismatchError):
+        asyncio.run(aio_measure.unary_latency(wrong, "abc", calls=3, warmup=0))
+
+
+def test_quick_aio_bench_over_gopherpipe(tmp_path: Path) -> None:
+    """`python -m bench.aio --quick` end to end for the GopherPipe column ONLY (grpc.aio and
+    grpclib are the bench extra, which tests do not need): the asyncio stubs `gopherpipe gen
+    --asyncio` writes at bench time, its server and client processes, every row."""
+    figures_path = tmp_path / "aio.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.aio",
+            "--quick",
+            "--frameworks",
+            "gopherpipe",
+            "--streams",
+            "100",
+            "--json",
+            str(figures_path),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = json.loads(figures_path.read_text())["results"]["gopherpipe"]
+    assert results["unary_latency"]["p50_us"] > 0
+    assert results["unary_concurrent"]["tasks"] == 64
+    assert results["unary_concurrent"]["calls_per_s"] > 0
+    assert results["server_stream"]["item_type"] == "Tick"
+    assert results["server_stream"]["messages_per_s"] > 0
+    assert results["open_streams"]["streams"] == 100
+    assert results["open_streams"]["rss_open_mb"] > 0
+    assert "server stream, typed msgs/s" in done.stdout

@@ -43,7 +43,9 @@ def _stubs(stem: str) -> ModuleType:
     return importlib.import_module(f"bench._gp_generated.{stem}_aio")
 
 
-async def serve(kind: str, params: dict[str, Any]) -> tuple[str, Callable[[float], Awaitable[None]]]:
+async def serve(
+    kind: str, params: dict[str, Any]
+) -> tuple[str, Callable[[float], Awaitable[None]]]:
     from gopherpipe_runtime.aio import Server
 
     server = Server("tcp://127.0.0.1:0")
@@ -104,9 +106,7 @@ async def serve(kind: str, params: dict[str, Any]) -> tuple[str, Callable[[float
 
 async def unary_latency(address: str, payload: str, params: dict[str, Any]) -> dict[str, Any]:
     async with _stubs("echo_service").EchoServiceAsyncClient.dial(address) as client:
-        return await measure.unary_latency(
-            client.echo, payload, params["calls"], params["warmup"]
-        )
+        return await measure.unary_latency(client.echo, payload, params["calls"], params["warmup"])
 
 
 async def unary_concurrent(address: str, payload: str, params: dict[str, Any]) -> dict[str, Any]:

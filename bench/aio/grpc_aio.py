@@ -34,7 +34,9 @@ def _modules(name: str) -> tuple[Any, Any]:
     return __import__(f"{name}_pb2"), __import__(f"{name}_pb2_grpc")
 
 
-async def serve(kind: str, params: dict[str, Any]) -> tuple[str, Callable[[float], Awaitable[None]]]:
+async def serve(
+    kind: str, params: dict[str, Any]
+) -> tuple[str, Callable[[float], Awaitable[None]]]:
     # grpc core queues calls that arrive before the server asked for them, at most
     # grpc.server.max_pending_requests (1000; hard limit 3000) of them, and CANCELs the rest:
     # a burst of thousands of subscribes would fail. Raised to the burst the row makes.

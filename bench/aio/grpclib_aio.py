@@ -61,7 +61,9 @@ class _Server(Server):
         return protocol
 
 
-async def serve(kind: str, params: dict[str, Any]) -> tuple[str, Callable[[float], Awaitable[None]]]:
+async def serve(
+    kind: str, params: dict[str, Any]
+) -> tuple[str, Callable[[float], Awaitable[None]]]:
     subscribers: set[asyncio.Queue[Any]] = set()
     if kind == "echo":
         echo_pb2, echo_grpc = _modules("echo")

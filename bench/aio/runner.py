@@ -74,9 +74,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help=f"open streams in the last row (default {STREAMS[False]:,}, {STREAMS[True]} with "
         "--quick; 0 leaves the row out)",
     )
-    parser.add_argument(
-        "--streams-only", action="store_true", help="only the open-streams row"
-    )
+    parser.add_argument("--streams-only", action="store_true", help="only the open-streams row")
     parser.add_argument(
         "--loop",
         choices=["uvloop", "asyncio"],
@@ -176,15 +174,9 @@ def _open_streams(name: str, args: argparse.Namespace, tag: str) -> dict[str, An
             holders = []
             for i, share in enumerate(shares):
                 params = {"count": share, "topic": "bench", "timeout_s": timeout}
-                holders.append(
-                    stack.enter_context(
-                        procs.Child(
-                            f"{name} holder {i}",
-                            "hold", name, address, args.loop, json.dumps(params),
-                            module=MODULE,
-                        )  # fmt: skip
-                    )
-                )
+                args_ = ("hold", name, address, args.loop, json.dumps(params))
+                holder = procs.Child(f"{name} holder {i}", *args_, module=MODULE)
+                holders.append(stack.enter_context(holder))
             for holder in holders:
                 holder.expect("OPEN ", timeout)
             open_s = time.monotonic() - started
@@ -230,7 +222,9 @@ _TABLE = [
 ]
 
 
-def table(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> tuple[str, dict[str, float]]:
+def table(
+    results: dict[str, dict[str, Any]], args: argparse.Namespace
+) -> tuple[str, dict[str, float]]:
     names = args.names
     others = [n for n in names if n != "gopherpipe"] if "gopherpipe" in names else []
     width = 14

@@ -82,9 +82,7 @@ async def _measure(framework: str, scenario: str, address: str, size: str, param
 
 
 async def _hold(framework: str, address: str, params: str) -> int:
-    figures = await load(framework).hold_streams(
-        address, json.loads(params), _say, _stdin_closed()
-    )
+    figures = await load(framework).hold_streams(address, json.loads(params), _say, _stdin_closed())
     _say(RESULT + json.dumps(figures))
     return 0
 
