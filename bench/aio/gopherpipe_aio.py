@@ -20,6 +20,7 @@ from types import ModuleType
 from typing import Any
 
 from bench.aio import measure
+from bench.measure import StreamOrderError
 
 LABEL = "gopherpipe"
 
@@ -140,7 +141,7 @@ async def hold_streams(
                 asyncio.gather(*(anext(stream) for stream in streams)), params["timeout_s"]
             )
             if any(w.seq != 0 for w in welcomes):
-                raise measure.StreamOrderError("a stream's first item was not the welcome")
+                raise StreamOrderError("a stream's first item was not the welcome")
             open_s = time.monotonic() - started
             say(f"OPEN {len(streams)}")
             await release

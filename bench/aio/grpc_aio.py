@@ -21,6 +21,7 @@ import grpc
 
 from bench.aio import measure
 from bench.frameworks import grpcio
+from bench.measure import StreamOrderError
 
 LABEL = "grpc.aio"
 
@@ -157,7 +158,7 @@ async def hold_streams(
                 asyncio.gather(*(call.read() for call in calls)), params["timeout_s"]
             )
             if any(w is grpc.aio.EOF or w.seq != 0 for w in welcomes):
-                raise measure.StreamOrderError("a stream's first item was not the welcome")
+                raise StreamOrderError("a stream's first item was not the welcome")
             open_s = time.monotonic() - started
             say(f"OPEN {len(calls)}")
             await release

@@ -25,6 +25,7 @@ from h2.settings import SettingCodes
 
 from bench.aio import measure
 from bench.frameworks import grpcio
+from bench.measure import StreamOrderError
 
 LABEL = "grpclib"
 
@@ -57,7 +58,7 @@ class _Server(Server):
             )
             connection.flush()
 
-        protocol.connection_made = connection_made
+        protocol.connection_made = connection_made  # type: ignore[method-assign]
         return protocol
 
 
@@ -204,7 +205,7 @@ async def hold_streams(
             await stream.send_message(request, end=True)
             welcome = await stream.recv_message()
             if welcome is None or welcome.seq != 0:
-                raise measure.StreamOrderError("a stream's first item was not the welcome")
+                raise StreamOrderError("a stream's first item was not the welcome")
             welcomed += 1
             if welcomed == count:
                 all_open.set()

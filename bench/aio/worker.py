@@ -52,9 +52,13 @@ def _stdin_closed() -> asyncio.Future[None]:
     loop = asyncio.get_running_loop()
     closed: asyncio.Future[None] = loop.create_future()
 
+    def done() -> None:
+        if not closed.done():
+            closed.set_result(None)
+
     def read() -> None:
         sys.stdin.read()
-        loop.call_soon_threadsafe(lambda: closed.done() or closed.set_result(None))
+        loop.call_soon_threadsafe(done)
 
     threading.Thread(target=read, name="stdin-lifeline", daemon=True).start()
     return closed
