@@ -11,13 +11,16 @@ python -m bench.aio.worker hold FRAMEWORK ADDRESS LOOP PARAMS_JSON
     its welcome, holds them until stdin closes, then prints "RESULT <json>".
 
 LOOP is "asyncio" (the standard loop) or "uvloop"; every process of a run uses the same.
-Each raises its soft RLIMIT_NOFILE to the hard limit first.
+Each raises its soft RLIMIT_NOFILE to the hard limit first. The libraries' log records go to
+stderr (which the runner echoes) at WARNING, or at $BENCH_LOG (e.g. DEBUG) when set.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
 import resource
 import sys
 import threading
@@ -99,6 +102,7 @@ def _raise_nofile() -> None:
 
 def main(argv: list[str]) -> int:
     _raise_nofile()
+    logging.basicConfig(level=os.environ.get("BENCH_LOG", "WARNING"))
     if len(argv) == 5 and argv[0] == "serve" and argv[1] in FRAMEWORKS:
         framework, kind, loop, params = argv[1:]
         return _run(loop, _serve(framework, kind, params))
