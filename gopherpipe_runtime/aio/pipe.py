@@ -270,7 +270,7 @@ class _Connection:
         self.settings: Settings | None = None
         self.codec: Codec | None = None
         self.calls: dict[int, _Unary] = {}
-        self.streams: dict[int, StreamCall] = {}
+        self.streams: dict[int, _Stream] = {}
         self._ids = itertools.count(1)
         self.closed_reason: str | None = None
         self.goaway = False
@@ -488,9 +488,6 @@ class _Connection:
         refused = [self.streams.pop(s) for s in list(self.streams) if s > last_stream_id]
         for stream in refused:
             stream._end(StatusCode.UNAVAILABLE, f"server going away: {message}", None)
-        if not self.calls and not self.streams:
-            # Nothing left on it: close now rather than wait for the server to.
-            self.shut(f"server going away: {message}")
 
     def _on_headers(self, stream_id: int, headers: dict[str, str]) -> None:
         size = metadata_size(headers)
@@ -584,7 +581,7 @@ class _Connection:
         if not call.future.done():
             call.future.set_result((code, reason, None, call.headers, None, False))
 
-    def forget_stream(self, stream: StreamCall, send_cancel: bool) -> None:
+    def forget_stream(self, stream: _Stream, send_cancel: bool) -> None:
         stream_id = stream._stream_id
         if self.streams.get(stream_id) is stream:
             del self.streams[stream_id]
@@ -676,17 +673,9 @@ class _Connection:
             self.shut(self.draining)
 
 
-class StreamCall(AsyncIterator[Any]):
-    """One streaming call: an async iterator of what the server streams (decoded
-    items), `result()` for the final status (a client stream's result), `cancel()`,
-    `aclose()`; `headers` once they arrive and `trailers` at the end.
-
-    It opens at once (a task connects and writes the CALL); its failures -- including
-    failing to connect -- arrive as the RpcError that iteration or `result()` raises,
-    after every item the server sent before the failure, as the threaded
-    ClientStream's output does. The task awaiting it being cancelled cancels the call
-    (CANCEL is sent); so does `aclose()` before the end.
-    """
+class _Stream:
+    """One streaming call's state, held by its connection's table while open; the
+    caller holds the `StreamCall` over it (so that dropping that is noticed)."""
 
     __slots__ = (
         "__weakref__",
@@ -708,6 +697,7 @@ class StreamCall(AsyncIterator[Any]):
         "_open_task",
         "_options",
         "_pipe",
+        "_reader",
         "_result",
         "_send_task",
         "_service",
@@ -763,8 +753,12 @@ class StreamCall(AsyncIterator[Any]):
         self.headers: dict[str, str] | None = None
         self.trailers: dict[str, str] | None = None
         self._open_task: asyncio.Task[None] | None = None
+        self._reader: asyncio.Task[Any] | None = None
+        """The task reading the stream (or, until one does, that opened it): its
+        being cancelled, wherever it was waiting at the time, cancels the call."""
 
     def _start(self) -> None:
+        self._read_by(asyncio.current_task(self._loop))
         deadline = self._deadline
         if deadline is not None:
             self._timer = self._loop.call_later(max(0.0, deadline - time.monotonic()), self._expire)
@@ -890,6 +884,8 @@ class StreamCall(AsyncIterator[Any]):
         if self._ended:
             return
         self._ended = True
+        if self._reader is not None:
+            self._read_by(None)
         self._code, self._message, self._result = code, message, result
         if self._timer is not None:
             self._timer.cancel()
@@ -920,10 +916,32 @@ class StreamCall(AsyncIterator[Any]):
 
     # -- the caller's side --------------------------------------------------------------
 
-    def __aiter__(self) -> Self:
-        return self
+    def _read_by(self, task: asyncio.Task[Any] | None) -> None:
+        old = self._reader
+        if old is task:
+            return
+        if old is not None:
+            old.remove_done_callback(self._reader_done)
+        self._reader = task
+        if task is not None:
+            task.add_done_callback(self._reader_done)
+
+    def _reader_done(self, task: asyncio.Task[Any]) -> None:
+        # Only cancellation: a task that returns may have handed the stream on (a
+        # wait_for around one read runs it in a task of its own, for instance).
+        if task is self._reader:
+            self._reader = None
+            if task.cancelled():
+                self._fail(StatusCode.CANCELLED, f"{self.name}: the reading task was cancelled")
+
+    def _dropped(self) -> None:
+        """The caller dropped its StreamCall before the end (garbage-collected)."""
+        self._fail(StatusCode.CANCELLED, f"{self.name}: the stream was dropped unfinished")
 
     async def __anext__(self) -> Any:
+        reader = asyncio.current_task()
+        if reader is not self._reader:
+            self._read_by(reader)
         try:
             inbound = self._inbound
             if inbound is None:
@@ -946,6 +964,9 @@ class StreamCall(AsyncIterator[Any]):
 
     async def result(self) -> Any:
         """Wait for the final status: the result (wire form), or the RpcError."""
+        reader = asyncio.current_task()
+        if reader is not self._reader and not self._ended:
+            self._read_by(reader)
         try:
             await asyncio.wait([self._done])
         except asyncio.CancelledError:
@@ -980,6 +1001,75 @@ class StreamCall(AsyncIterator[Any]):
     def code(self) -> StatusCode | None:
         """The final status code, None while the call runs."""
         return StatusCode(self._code) if self._ended else None
+
+
+class StreamCall(AsyncIterator[Any]):
+    """One streaming call: an async iterator of what the server streams (decoded
+    items), `result()` for the final status (a client stream's result), `cancel()`,
+    `aclose()`; `headers` once they arrive and `trailers` at the end.
+
+    It opens at once (a task connects and writes the CALL); its failures -- including
+    failing to connect -- arrive as the RpcError that iteration or `result()` raises,
+    after every item the server sent before the failure, as the threaded
+    ClientStream's output does. The call is cancelled (CANCEL sent) by `cancel()`,
+    by `aclose()` before the end, by the cancellation of the task reading it (or, until
+    one reads, of the task that opened it) wherever that task waits, and when the
+    StreamCall is dropped unfinished (garbage-collected).
+    """
+
+    __slots__ = ("__weakref__", "_core")
+
+    def __init__(self, core: _Stream) -> None:
+        self._core = core
+
+    def __del__(self) -> None:
+        core = self._core
+        if not core._ended:
+            # Perhaps on another thread (the cyclic collector runs anywhere): hop on.
+            with contextlib.suppress(RuntimeError):
+                core._loop.call_soon_threadsafe(core._dropped)
+
+    def __aiter__(self) -> Self:
+        return self
+
+    def __anext__(self) -> Awaitable[Any]:
+        return self._core.__anext__()
+
+    def result(self) -> Awaitable[Any]:
+        """Wait for the final status: the result (wire form), or the RpcError."""
+        return self._core.result()
+
+    def cancel(self, message: str = "cancelled by the client") -> None:
+        """Abandon the call: the server is told, the reader gets CANCELLED."""
+        self._core.cancel(message)
+
+    def aclose(self) -> Awaitable[None]:
+        """Stop reading: before the end this cancels the call; then waits until the
+        source (if any) has been stopped."""
+        return self._core.aclose()
+
+    @property
+    def name(self) -> str:
+        return self._core.name
+
+    @property
+    def headers(self) -> dict[str, str] | None:
+        """The response headers, once they arrived."""
+        return self._core.headers
+
+    @property
+    def trailers(self) -> dict[str, str] | None:
+        """The trailers, once the call ended with them."""
+        return self._core.trailers
+
+    @property
+    def ended(self) -> bool:
+        return self._core._ended
+
+    @property
+    def code(self) -> StatusCode | None:
+        """The final status code, None while the call runs."""
+        return self._core.code
 
 
 class _Endpoint:
@@ -1398,7 +1488,7 @@ class Pipe:
         served = serving_call()
         if served is not None:
             options, deadline = _inherit(served, options, deadline, f"{service}.{method}")
-        call = StreamCall(
+        call = _Stream(
             self,
             loop,
             service,
@@ -1413,9 +1503,9 @@ class Pipe:
             idempotent,
         )
         call._start()
-        return call
+        return StreamCall(call)
 
-    async def _open_stream(self, call: StreamCall) -> None:
+    async def _open_stream(self, call: _Stream) -> None:
         """Connect (as a unary call would, resending while that is safe) and attach
         `call` to a connection. Only the opening is retried: once its CALL is written,
         failures arrive on the stream."""
