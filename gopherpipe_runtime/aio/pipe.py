@@ -369,6 +369,9 @@ class _Connection:
                     if error is not None
                     else ConnectionError("server closed the connection during the handshake")
                 )
+                # Marked retrieved: a transport handshake failing reaches `open` as
+                # open_connection's own exception, and nobody awaits this one then.
+                self._hello.exception()
             return
         if error is None:
             self.shut("connection closed by server")
