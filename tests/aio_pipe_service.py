@@ -4,7 +4,8 @@ Built by hand as a `ServiceDef` (wire values in and out, no generated stubs), so
 aio Pipe is tested on its own: `Pipe.unary` / `Pipe.stream` name the methods.
 
 In-process: ``service(name)`` and the module's `STATE`, which the handlers fill in
-(items produced per stream tag, calls that saw their cancellation, attempts).
+(items produced per stream tag, calls that saw their cancellation, attempts); from
+another process, the `cancelled` and `produced` methods read it.
 As a script: ``aio_pipe_service.py ADDRESS [NAME]`` serves it, prints the bound
 address on stdout and serves until stdin closes or the process is killed.
 """
@@ -93,6 +94,14 @@ def service(name: str = "server") -> ServiceDef:
         current_call().set_trailers({"x-trail": "t"})
         return "ok"
 
+    def cancelled() -> list[str]:
+        with STATE.lock:
+            return list(STATE.cancelled)
+
+    def produced(tag: str) -> int:
+        with STATE.lock:
+            return STATE.produced[tag]
+
     def unary(fn: Any) -> MethodDef:
         return MethodDef(MethodKind.UNARY, _args, fn, _same)
 
@@ -105,6 +114,8 @@ def service(name: str = "server") -> ServiceDef:
             "fail": unary(fail),
             "flaky": unary(flaky),
             "headers": unary(headers),
+            "cancelled": unary(cancelled),
+            "produced": unary(produced),
             "count": MethodDef(MethodKind.SERVER_STREAM, _args, count, _same, encode_item=_same),
             "total": MethodDef(
                 MethodKind.CLIENT_STREAM, _args, total, _same, stream_param=0, decode_item=_same

@@ -115,6 +115,25 @@ def test_four_call_shapes(address: str) -> None:
     run(main)
 
 
+def test_a_stream_used_without_holding_it(address: str) -> None:
+    """Chained uses hold the StreamCall while they run: not taken for dropped ones."""
+    pipe = Pipe(address)
+
+    async def main() -> None:
+        total = pipe.stream("T", "total", [], NONE, source=range(10), encode_item=same)
+        assert await total.result() == 45
+        assert (
+            await pipe.stream("T", "total", [], NONE, source=range(10), encode_item=same).result()
+            == 45
+        )
+        assert await anext(pipe.stream("T", "count", [3, "chained"], NONE, decode_item=same)) == 0
+        gc.collect()
+        await wait_until(lambda: pipe.open_streams == 0)  # the last one, dropped, is cancelled
+        await pipe.close()
+
+    run(main)
+
+
 def test_many_concurrent_calls_share_one_connection(address: str) -> None:
     pipe = Pipe(address)
 

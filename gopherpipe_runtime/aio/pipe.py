@@ -692,6 +692,7 @@ class _Stream:
         "_done",
         "_encode_item",
         "_ended",
+        "_holder",
         "_idempotent",
         "_inbound",
         "_loop",
@@ -756,6 +757,8 @@ class _Stream:
         self.headers: dict[str, str] | None = None
         self.trailers: dict[str, str] | None = None
         self._open_task: asyncio.Task[None] | None = None
+        self._holder: StreamCall | None = None
+        """The caller's StreamCall while one of its reads is under way."""
         self._reader: asyncio.Task[Any] | None = None
         """The task reading the stream (or, until one does, that opened it): its
         being cancelled, wherever it was waiting at the time, cancels the call."""
@@ -964,6 +967,8 @@ class _Stream:
             # The task reading the stream was cancelled: so is the call.
             self._fail(StatusCode.CANCELLED, f"{self.name}: the reading task was cancelled")
             raise
+        finally:
+            self._holder = None
 
     async def result(self) -> Any:
         """Wait for the final status: the result (wire form), or the RpcError."""
@@ -1036,20 +1041,25 @@ class StreamCall(AsyncIterator[Any]):
         return self
 
     def __anext__(self) -> Awaitable[Any]:
-        return self._core.__anext__()
+        # The core's coroutine itself (no extra frame per item); while it runs the
+        # core holds this StreamCall, so that ``await anext(pipe.stream(...))`` is not
+        # taken for a dropped stream before its item arrives.
+        core = self._core
+        core._holder = self
+        return core.__anext__()
 
-    def result(self) -> Awaitable[Any]:
+    async def result(self) -> Any:
         """Wait for the final status: the result (wire form), or the RpcError."""
-        return self._core.result()
+        return await self._core.result()  # (a frame of ours: it holds the StreamCall)
 
     def cancel(self, message: str = "cancelled by the client") -> None:
         """Abandon the call: the server is told, the reader gets CANCELLED."""
         self._core.cancel(message)
 
-    def aclose(self) -> Awaitable[None]:
+    async def aclose(self) -> None:
         """Stop reading: before the end this cancels the call; then waits until the
         source (if any) has been stopped."""
-        return self._core.aclose()
+        await self._core.aclose()
 
     @property
     def name(self) -> str:

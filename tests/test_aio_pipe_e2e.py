@@ -1,0 +1,160 @@
+"""The asyncio Pipe against the threaded Server in ANOTHER process: the four shapes,
+a deadline, cancellation and flow control seen from the server's side, and a killed
+server: every open call and stream ends with UNAVAILABLE, never a hang."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e_harness import same_checkout_env
+
+from gopherpipe_runtime import DeadlineExceededError, RpcError, StatusCode, UnavailableError
+from gopherpipe_runtime.aio import Pipe
+from gopherpipe_runtime.pipe import CallOptions
+
+SERVICE = Path(__file__).resolve().parent / "aio_pipe_service.py"
+NONE = CallOptions()
+
+
+def same(value: Any) -> Any:
+    return value
+
+
+class ServiceProcess:
+    def __init__(self, name: str = "remote") -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(SERVICE), "tcp://127.0.0.1:0", name],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=same_checkout_env(),
+        )
+        assert self.proc.stdout is not None
+        self.address = self.proc.stdout.readline().strip()
+        if not self.address:
+            self.proc.kill()
+            raise RuntimeError("the service process did not start")
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def remote() -> Iterator[ServiceProcess]:
+    process = ServiceProcess()
+    yield process
+    process.stop()
+
+
+async def until(condition: Any, limit: float = 10.0) -> None:
+    end = time.monotonic() + limit
+    while not await condition():
+        assert time.monotonic() < end, "condition not reached in time"
+        await asyncio.sleep(0.02)
+
+
+def test_four_shapes_deadline_cancellation_and_flow_control(remote: ServiceProcess) -> None:
+    pipe = Pipe(remote.address, stream_window=16)
+
+    async def gen(n: int) -> AsyncIterator[int]:
+        for i in range(n):
+            yield i
+
+    async def main() -> None:
+        assert await pipe.unary("T", "who", [], NONE) == "remote"
+        assert [
+            x async for x in pipe.stream("T", "count", [100, "e2e"], NONE, decode_item=same)
+        ] == list(range(100))
+        assert (
+            await pipe.stream("T", "total", [], NONE, source=gen(100), encode_item=same).result()
+            == 4950
+        )
+        bidi = pipe.stream(
+            "T", "double", [], NONE, source=gen(5), encode_item=same, decode_item=same
+        )
+        assert [x async for x in bidi] == [0, 2, 4, 6, 8]
+        # A deadline.
+        with pytest.raises(DeadlineExceededError):
+            await pipe.unary("T", "hold", ["e2e-deadline", 10.0], CallOptions(timeout=0.2))
+        # The awaiting task cancelled: the handler sees it (CANCEL; no deadline was sent).
+        task = asyncio.create_task(pipe.unary("T", "hold", ["e2e-cancel", 10.0], NONE))
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+        async def cancelled_seen() -> bool:
+            return "e2e-cancel" in await pipe.unary("T", "cancelled", [], NONE)
+
+        await until(cancelled_seen)
+        # A slow consumer suspends the producer in the other process.
+        stream = pipe.stream("T", "count", [-1, "e2e-slow"], NONE, decode_item=same)
+        assert await stream.__anext__() == 0
+        await asyncio.sleep(0.5)
+        held = await pipe.unary("T", "produced", ["e2e-slow"], NONE)
+        await asyncio.sleep(0.3)
+        assert await pipe.unary("T", "produced", ["e2e-slow"], NONE) == held
+        assert held <= 1 + 16 + 128, held
+        await stream.aclose()
+        await pipe.close()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_a_killed_server_ends_every_call_and_stream_with_unavailable() -> None:
+    remote = ServiceProcess()
+    pipe = Pipe(remote.address)
+
+    async def endless() -> AsyncIterator[int]:
+        while True:
+            yield 1
+            await asyncio.sleep(0.01)
+
+    async def main() -> None:
+        assert await pipe.unary("T", "who", [], NONE) == "remote"
+        unary = asyncio.create_task(pipe.unary("T", "hold", ["killed", 30.0], NONE))
+        server_stream = pipe.stream("T", "count", [-1, "killed"], NONE, decode_item=same)
+        assert await server_stream.__anext__() == 0
+        client_stream = pipe.stream("T", "total", [], NONE, source=endless(), encode_item=same)
+        bidi = pipe.stream(
+            "T", "double", [], NONE, source=endless(), encode_item=same, decode_item=same
+        )
+        assert await bidi.__anext__() == 2
+        await asyncio.sleep(0.1)
+        remote.kill()
+        with pytest.raises(UnavailableError):
+            await unary
+        for stream in (server_stream, bidi):
+            with pytest.raises(UnavailableError):
+                async for _ in stream:
+                    pass
+        with pytest.raises(UnavailableError):
+            await client_stream.result()
+        assert pipe.open_streams == 0 and pipe.open_calls == 0
+        # New calls fail at once: nobody listens there any more.
+        with pytest.raises(RpcError) as caught:
+            await pipe.unary("T", "who", [], CallOptions(timeout=5))
+        assert caught.value.code == StatusCode.UNAVAILABLE
+        await pipe.close()
+
+    try:
+        asyncio.run(asyncio.wait_for(main(), 30))
+    finally:
+        remote.stop()
