@@ -102,6 +102,9 @@ def service(name: str = "server") -> ServiceDef:
         with STATE.lock:
             return STATE.produced[tag]
 
+    def meta(key: str) -> str | None:
+        return current_call().metadata.get(key)
+
     def unary(fn: Any) -> MethodDef:
         return MethodDef(MethodKind.UNARY, _args, fn, _same)
 
@@ -116,6 +119,7 @@ def service(name: str = "server") -> ServiceDef:
             "headers": unary(headers),
             "cancelled": unary(cancelled),
             "produced": unary(produced),
+            "meta": unary(meta),
             "count": MethodDef(MethodKind.SERVER_STREAM, _args, count, _same, encode_item=_same),
             "total": MethodDef(
                 MethodKind.CLIENT_STREAM, _args, total, _same, stream_param=0, decode_item=_same

@@ -23,6 +23,7 @@ from gopherpipe_runtime import (
     CancelToken,
     DeadlineExceededError,
     NotFoundError,
+    PermissionDeniedError,
     RpcError,
     Server,
     StatusCode,
@@ -30,6 +31,7 @@ from gopherpipe_runtime import (
 )
 from gopherpipe_runtime.aio import Pipe, StreamCall
 from gopherpipe_runtime.aio import pipe as aio_pipe
+from gopherpipe_runtime.interceptors import CallInfo, Interceptor, TokenAuthClient
 from gopherpipe_runtime.pipe import CallOptions
 from gopherpipe_runtime.resolver import Resolver, WatchedEndpoints
 from gopherpipe_runtime.wire.frames import (
@@ -677,14 +679,67 @@ def test_a_pipe_in_use_by_another_running_loop_fails_clearly(address: str) -> No
         other.close()
 
 
-def test_options_that_cannot_be_honoured_are_refused() -> None:
-    from gopherpipe_runtime.interceptors import LoggingInterceptor
+class _Recorder(Interceptor):
+    def __init__(self) -> None:
+        self.ends: list[tuple[str, StatusCode]] = []
+        self.sent: list[Any] = []
+        self.received: list[Any] = []
 
-    with pytest.raises(TypeError, match="interceptors="):
-        Pipe("tcp://127.0.0.1:1", interceptors=[LoggingInterceptor()])
+    def intercept(self, call: CallInfo, proceed: Callable[[], Any]) -> Any:
+        if call.method == "refused":
+            raise PermissionDeniedError("not you")
+        call.metadata["x-seen"] = call.kind.value
+        return proceed()
+
+    def on_end(self, call: CallInfo, code: StatusCode, message: str) -> None:
+        self.ends.append((call.method, code))
+
+    def on_send(self, call: CallInfo, item: Any) -> None:
+        self.sent.append(item)
+
+    def on_receive(self, call: CallInfo, item: Any) -> None:
+        self.received.append(item)
+
+
+def test_interceptors_see_every_call(address: str) -> None:
+    recorder = _Recorder()
+    pipe = Pipe(address, interceptors=[TokenAuthClient("sesame"), recorder])
+
+    async def main() -> None:
+        assert await pipe.unary("T", "meta", ["authorization"], NONE) == "Bearer sesame"
+        assert await pipe.unary("T", "meta", ["x-seen"], NONE) == "unary"
+        with pytest.raises(PermissionDeniedError):
+            await pipe.unary("T", "refused", [], NONE)
+        with pytest.raises(DeadlineExceededError):
+            await pipe.unary("T", "hold", ["intercepted", 5.0], CallOptions(timeout=0.1))
+        bidi = pipe.stream(
+            "T", "double", [], NONE, source=[1, 2], encode_item=same, decode_item=same
+        )
+        assert [x async for x in bidi] == [2, 4]
+        with pytest.raises(PermissionDeniedError):
+            pipe.stream("T", "refused", [], NONE, decode_item=same)
+        await pipe.close()
+
+    run(main)
+    assert recorder.ends == [
+        ("meta", StatusCode.OK),
+        ("meta", StatusCode.OK),
+        ("refused", StatusCode.PERMISSION_DENIED),
+        ("hold", StatusCode.DEADLINE_EXCEEDED),
+        ("double", StatusCode.OK),
+        ("refused", StatusCode.PERMISSION_DENIED),
+    ]
+    assert recorder.sent == [1, 2] and recorder.received == [2, 4]
+
+
+def test_options_are_checked() -> None:
     with pytest.raises(ValueError, match="balance"):
         Pipe("tcp://127.0.0.1:1", balance="random")
-    assert aio_pipe.REFUSED_OPTIONS == ("interceptors",)
+    with pytest.raises(TypeError, match="tls"):
+        Pipe("tls://127.0.0.1:1", tls="cert.pem")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="codecs"):
+        Pipe("tcp://127.0.0.1:1", codec="xml")
+    assert aio_pipe.REFUSED_OPTIONS == ()
 
 
 def test_stream_call_is_exported() -> None:

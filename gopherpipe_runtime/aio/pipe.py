@@ -38,16 +38,24 @@ deadline or by anybody -- sends CANCEL and forgets the call, as does a
 the loop). A stream also ends at its deadline by a loop timer, whether or not a
 task is awaiting it at the time.
 
-Options the threaded Pipe has that this one refuses (a clear TypeError naming
-them): ``interceptors`` (their `intercept(call, proceed)` is synchronous). The
-threaded ``response_metadata()`` block (thread-local) is not read: a StreamCall
-has `headers` / `trailers`, and a failed call's RpcError carries both.
+Interceptors (``interceptors=``, the threaded runtime's `Interceptor`s, unchanged).
+`intercept(call, proceed)` is synchronous: it runs before the call goes out (it may
+change ``call.metadata`` or refuse with an RpcError), and ``proceed()`` returns the
+call's awaitable, which the Pipe awaits when `intercept` returns it -- what the
+shipped ones (token auth, tracing, logging) do. So an interceptor that inspects the
+*result* of ``proceed()`` sees an awaitable here, not the answer; `on_end` sees how
+the call ended, `on_send` / `on_receive` every stream item, as in the threaded Pipe.
+
+Every option of the threaded Pipe is honoured (`REFUSED_OPTIONS` is empty). The
+threaded ``response_metadata()`` block (thread-local) is not read: a StreamCall has
+`headers` / `trailers`, and a failed call's RpcError carries both.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import itertools
 import logging
 import random
@@ -61,6 +69,7 @@ from typing import Any, Self, TypeVar
 
 from .. import keepalive
 from ..address import Address, parse_address
+from ..calls import ClientCall
 from ..compression import DEFAULT_THRESHOLD, offer_for, supported, wrap
 from ..context import CallContext
 from ..flow import (
@@ -73,9 +82,11 @@ from ..flow import (
     SendWindow,
     Windows,
 )
-from ..pipe import BALANCE_POLICIES, CallOptions
+from ..interceptors import Chain, Interceptor
+from ..pipe import BALANCE_POLICIES, CallOptions, _with_metadata
 from ..resolver import Resolver, is_discovery_address, resolver_for
 from ..retry import NO_BUDGET, RetryBudget, RetryPolicy
+from ..service import MethodKind
 from ..status import CancelledError as RpcCancelledError
 from ..status import (
     DeadlineExceededError,
@@ -131,8 +142,8 @@ _OK = 0
 _UNKNOWN = StatusCode.UNKNOWN.value
 _CANCEL = FrameType.CANCEL
 
-REFUSED_OPTIONS = ("interceptors",)
-"""Options of the threaded Pipe this one cannot honour yet (see the module docstring)."""
+REFUSED_OPTIONS: tuple[str, ...] = ()
+"""Options of the threaded Pipe this one cannot honour (none: every one is honoured)."""
 
 _Answer = tuple[int, str, Any, "dict[str, str] | None", "dict[str, str] | None", bool]
 """What a unary call's future resolves to: code, message, result, headers, trailers,
@@ -698,6 +709,7 @@ class _Stream:
         "_loop",
         "_message",
         "_method",
+        "_on_end",
         "_open_task",
         "_options",
         "_pipe",
@@ -757,6 +769,8 @@ class _Stream:
         self.headers: dict[str, str] | None = None
         self.trailers: dict[str, str] | None = None
         self._open_task: asyncio.Task[None] | None = None
+        self._on_end: Callable[[int, str], None] | None = None
+        """The interceptors' `on_end`, if any."""
         self._holder: StreamCall | None = None
         """The caller's StreamCall while one of its reads is under way."""
         self._reader: asyncio.Task[Any] | None = None
@@ -916,6 +930,8 @@ class _Stream:
             self._inbound.finish(None if code == _OK else self._error(), discard=discard)
         if not self._done.done():
             self._done.set_result(None)
+        if self._on_end is not None:
+            self._on_end(code, message)
 
     def _error(self) -> RpcError:
         return _error(self._code, self._message, self.headers, self.trailers)
@@ -1126,11 +1142,12 @@ class Pipe:
     and defaults -- codec, connect_timeout, max_frame_size, write_timeout,
     backoff_base, backoff_max, stream_window, stream_window_bytes,
     connection_window_bytes, tls, compression, compression_threshold,
-    max_decoded_size, max_nesting_depth, max_metadata_size, keepalive_interval,
-    keepalive_timeout, retry, balance, gophermap, gophermap_key -- except
-    ``interceptors``, refused with a TypeError (see the module docstring).
+    max_decoded_size, max_nesting_depth, max_metadata_size, interceptors (see the
+    module docstring for how a synchronous `intercept` meets an awaited call),
+    keepalive_interval, keepalive_timeout, retry, balance, gophermap, gophermap_key.
     ``write_timeout`` bounds how long the transport may stay paused (the server
-    reading nothing) before the connection is closed.
+    reading nothing) before the connection is closed; keepalive PINGs run on loop
+    timers (no thread).
     """
 
     def __init__(
@@ -1152,7 +1169,7 @@ class Pipe:
         max_decoded_size: int = DEFAULT_MAX_DECODED_SIZE,
         max_nesting_depth: int = DEFAULT_MAX_NESTING_DEPTH,
         max_metadata_size: int = DEFAULT_MAX_METADATA_SIZE,
-        interceptors: Iterable[Any] = (),
+        interceptors: Iterable[Interceptor] = (),
         keepalive_interval: float | None = keepalive.DEFAULT_CLIENT_INTERVAL,
         keepalive_timeout: float = keepalive.DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = _DEFAULT_RETRY,
@@ -1160,12 +1177,8 @@ class Pipe:
         gophermap: object | None = None,
         gophermap_key: bytes | None = None,
     ) -> None:
-        if tuple(interceptors):
-            raise TypeError(
-                "gopherpipe_runtime.aio.Pipe does not support interceptors= yet (an "
-                "Interceptor's intercept(call, proceed) is synchronous); use the threaded "
-                "gopherpipe_runtime.Pipe for intercepted calls"
-            )
+        chain = Chain(interceptors)
+        self._interceptors: Chain | None = chain if chain.all else None
         if balance not in BALANCE_POLICIES:
             raise ValueError(f"balance must be one of {BALANCE_POLICIES}, not {balance!r}")
         if keepalive_interval is not None and not keepalive_interval > 0:
@@ -1376,8 +1389,24 @@ class Pipe:
         served = serving_call()
         if served is not None:
             options, deadline = _inherit(served, options, deadline, f"{service}.{method}")
+        if self._interceptors is not None:
+            return await self._unary_intercepted(
+                service, method, args, options, deadline, idempotent
+            )
         if deadline is None:
             return await self._unary(service, method, args, options, deadline, idempotent)
+        return await self._unary_within(service, method, args, options, deadline, idempotent)
+
+    async def _unary_within(
+        self,
+        service: str,
+        method: str,
+        args: list[Any],
+        options: CallOptions,
+        deadline: float,
+        idempotent: bool,
+    ) -> Any:
+        """`_unary` under the call's deadline (an asyncio.timeout): DEADLINE_EXCEEDED."""
         phase: list[str] = []
         timer = asyncio.timeout(deadline - time.monotonic())
         try:
@@ -1393,6 +1422,54 @@ class Pipe:
             raise DeadlineExceededError(
                 f"{service}.{method} did not answer within {timeout:g}s{where}"
             ) from None
+
+    async def _unary_intercepted(
+        self,
+        service: str,
+        method: str,
+        args: list[Any],
+        options: CallOptions,
+        deadline: float | None,
+        idempotent: bool,
+    ) -> Any:
+        """A unary call through the interceptors: `intercept(call, proceed)` runs
+        synchronously, and `proceed()` returns the call's awaitable, which is awaited
+        here when `intercept` returns it (or an awaitable wrapping it); `on_end` sees
+        how the call ended. An interceptor that answers without proceeding returns a
+        value, which is the call's result."""
+        chain = self._interceptors
+        assert chain is not None
+        call = ClientCall(
+            service,
+            method,
+            MethodKind.UNARY,
+            dict(options.metadata),
+            deadline,
+            self.address,
+            time.monotonic(),
+        )
+
+        def proceed() -> Awaitable[Any]:
+            sent = _with_metadata(options, call.metadata)
+            if deadline is None:
+                return self._unary(service, method, args, sent, deadline, idempotent)
+            return self._unary_within(service, method, args, sent, deadline, idempotent)
+
+        try:
+            result = chain.run(call, proceed)
+            if inspect.isawaitable(result):
+                result = await result
+        except RpcError as exc:
+            chain.end(call, exc.code, exc.message)
+            raise
+        except asyncio.CancelledError:
+            chain.end(call, StatusCode.CANCELLED, "the awaiting task was cancelled")
+            raise
+        except BaseException as exc:
+            chain.end(call, StatusCode.UNKNOWN, f"{type(exc).__name__}: {exc}")
+            raise
+        chain.end(call, StatusCode.OK, "")
+        return result
 
     async def _unary(
         self,
@@ -1501,22 +1578,66 @@ class Pipe:
         served = serving_call()
         if served is not None:
             options, deadline = _inherit(served, options, deadline, f"{service}.{method}")
-        call = _Stream(
-            self,
-            loop,
-            service,
-            method,
-            args,
-            options,
-            deadline,
-            source,
-            encode_item,
-            decode_item,
-            bad_item,
-            idempotent,
+        chain = self._interceptors
+        if chain is None:
+            call = _Stream(
+                self,
+                loop,
+                service,
+                method,
+                args,
+                options,
+                deadline,
+                source,
+                encode_item,
+                decode_item,
+                bad_item,
+                idempotent,
+            )
+            call._start()
+            return StreamCall(call)
+        # Through the interceptors, as the threaded Pipe: `intercept` sees the call
+        # before it opens (it may change the metadata, or refuse with an RpcError),
+        # `on_send` / `on_receive` each item, `on_end` the end.
+        if source is None:
+            kind = MethodKind.SERVER_STREAM
+        else:
+            kind = MethodKind.CLIENT_STREAM if decode_item is None else MethodKind.BIDI
+        info = ClientCall(
+            service, method, kind, dict(options.metadata), deadline, self.address, time.monotonic()
         )
-        call._start()
-        return StreamCall(call)
+        if encode_item is not None:
+            encode_item = chain.observing_send(info, encode_item)
+        if decode_item is not None:
+            decode_item = chain.observing_receive(info, decode_item)
+        observed_encode, observed_decode = encode_item, decode_item
+
+        def proceed() -> _Stream:
+            core = _Stream(
+                self,
+                loop,
+                service,
+                method,
+                args,
+                _with_metadata(options, info.metadata),
+                deadline,
+                source,
+                observed_encode,
+                observed_decode,
+                bad_item,
+                idempotent,
+            )
+            core._on_end = lambda code, message: chain.end(info, code, message)
+            core._start()
+            return core
+
+        opened = chain.run_or_end(info, proceed)
+        if not isinstance(opened, _Stream):
+            raise TypeError(
+                f"an interceptor's intercept() for stream {service}.{method} must return "
+                f"what proceed() returned, not {type(opened).__name__}"
+            )
+        return StreamCall(opened)
 
     async def _open_stream(self, call: _Stream) -> None:
         """Connect (as a unary call would, resending while that is safe) and attach
