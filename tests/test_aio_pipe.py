@@ -12,7 +12,7 @@ import gc
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,7 +29,7 @@ from gopherpipe_runtime import (
     StatusCode,
     UnavailableError,
 )
-from gopherpipe_runtime.aio import Pipe, StreamCall
+from gopherpipe_runtime.aio import AsyncClientBase, Pipe, StreamCall
 from gopherpipe_runtime.aio import pipe as aio_pipe
 from gopherpipe_runtime.interceptors import CallInfo, Interceptor, TokenAuthClient
 from gopherpipe_runtime.pipe import CallOptions
@@ -113,6 +113,45 @@ def test_four_call_shapes(address: str) -> None:
         assert [x async for x in bidi] == [2 * i for i in range(10)]
         assert await bidi.result() is None
         await pipe.close()
+
+    run(main)
+
+
+class _TAsyncClient(AsyncClientBase):
+    """What a generated ``<Service>AsyncClient`` looks like, written by hand."""
+
+    _gp_service_name = "T"
+
+    async def echo(self, value: Any) -> Any:
+        return await self._gp_unary("echo", [value], same)
+
+    async def hold(self, tag: str, seconds: float) -> str:
+        result: str = await self._gp_unary("hold", [tag, seconds], same)
+        return result
+
+    def count(self, n: int, tag: str) -> AsyncIterator[int]:
+        return self._gp_server_stream("count", [n, tag], same)
+
+    async def total(self, items: AsyncIterable[int] | Iterable[int]) -> int:
+        result: int = await self._gp_client_stream("total", [], items, same, same)
+        return result
+
+    def double(self, items: AsyncIterable[int] | Iterable[int]) -> AsyncIterator[int]:
+        return self._gp_bidi("double", [], items, same, same)
+
+
+def test_an_async_client_stub_over_the_pipe(address: str) -> None:
+    client = _TAsyncClient.dial(address)  # outside any loop
+
+    async def main() -> None:
+        async with client:
+            assert await client.echo("stub") == "stub"
+            assert [x async for x in client.count(3, "stub")] == [0, 1, 2]
+            assert await client.total(range(4)) == 6
+            assert [x async for x in client.double([1, 2, 3])] == [2, 4, 6]
+            with pytest.raises(DeadlineExceededError):
+                await client.with_options(timeout=0.1).hold("stub", 5.0)
+        assert not client.pipe.connected
 
     run(main)
 
