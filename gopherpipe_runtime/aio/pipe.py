@@ -802,6 +802,22 @@ class _Stream:
             if self._token_key is None:
                 self._end(StatusCode.CANCELLED, f"{self.name}: {cancel.reason}", None)
                 return
+        endpoint = self._pipe._single
+        connection = None if endpoint is None else endpoint.connection
+        if connection is not None and connection.usable:
+            # Connected already: open here and now, no task (the common case).
+            try:
+                self._attach(connection)
+            except _NotProcessed:
+                pass  # GOAWAY meanwhile: the task below goes elsewhere
+            except RpcError as exc:  # a request that cannot be sent
+                self._end(exc.code, exc.message, None)
+                return
+            else:
+                budget = self._pipe._budget
+                if budget.tokens < budget.max_tokens:
+                    budget.succeeded()
+                return
         self._open_task = self._loop.create_task(self._open(), name=f"gopherpipe-open {self.name}")
 
     # -- opening and sending ------------------------------------------------------------
