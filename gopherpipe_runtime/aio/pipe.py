@@ -1260,22 +1260,18 @@ class Pipe:
         ref = weakref.ref(self)
 
         def changed(endpoints: list[str]) -> None:
-            # On the resolver's thread, perhaps: the endpoints are the loop's to change.
-            pipe = ref()
+            # Perhaps on the resolver's own thread: while a loop runs the pipe, the
+            # endpoints are that loop's to change; with none running, nothing races.
+            pipe = ref()  # weakly: a resolver shared by many pipes must not keep this one
             if pipe is None:
                 return
-            loop = pipe._loop
-            if loop is not None and not loop.is_closed():
-                try:
-                    loop.call_soon_threadsafe(pipe._set_endpoints, endpoints)
-                    return
-                except RuntimeError:
-                    pass  # closed meanwhile: no loop owns the pipe's connections
             with pipe._bind_lock:
-                if pipe._loop is None or pipe._loop.is_closed():
-                    pipe._set_endpoints(endpoints)
-                    return
-            pipe._loop.call_soon_threadsafe(pipe._set_endpoints, endpoints)
+                loop = pipe._loop
+                if loop is not None and loop.is_running():
+                    with contextlib.suppress(RuntimeError):  # closed meanwhile: below
+                        loop.call_soon_threadsafe(pipe._set_endpoints, endpoints)
+                        return
+                pipe._set_endpoints(endpoints)
 
         self._unsubscribe = resolver.subscribe(changed)
         self._set_endpoints(resolver.endpoints())
