@@ -978,7 +978,7 @@ class _Stream:
 
     async def __anext__(self) -> Any:
         reader = asyncio.current_task()
-        if reader is not self._reader:
+        if reader is not self._reader and not self._ended:
             self._read_by(reader)
         try:
             inbound = self._inbound
