@@ -530,6 +530,21 @@ def test_on_ready_lets_a_pump_drain_without_a_task() -> None:
     arun(main())
 
 
+def test_select_takes_an_item_a_hook_buffered_while_it_registered() -> None:
+    async def main() -> None:
+        a: Chan[int] = Chan()
+        b: Chan[int] = Chan(1)
+
+        def fill_b() -> None:  # runs when the select starts waiting on `a`
+            b.try_send(5)
+
+        a._on_ready = fill_b
+        assert await select(a, b, timeout=1) == Selected(1, 5, True)
+        assert waiters(a) == waiters(b) == 0 and len(b) == 0
+
+    arun(main())
+
+
 # -- aio.run ---------------------------------------------------------------------------------------
 
 

@@ -387,6 +387,18 @@ def _report(exc: Exception, chan: Chan[Any]) -> None:
     loop.call_exception_handler({"message": f"{chan!r}: _on_ready hook raised", "exception": exc})
 
 
+def _try_case(index: int, chan: Chan[Any], is_send: bool, value: Any) -> Selected | None:
+    """Do case `index` if it can proceed now (the caller runs `_after_take`)."""
+    if is_send:
+        return Selected(index, None, True) if chan.try_send(value) else None
+    taken, received = chan._take()
+    if taken:
+        return Selected(index, received, True)
+    if chan._closed:
+        return Selected(index, None, False)
+    return None
+
+
 SelectCase = Union["Chan[Any]", tuple["Chan[Any]", Any]]
 
 
@@ -417,16 +429,11 @@ async def select(
     random.shuffle(order)
     for index in order:
         chan, is_send, value = parsed[index]
-        if is_send:
-            if chan.try_send(value):
-                return Selected(index, None, True)
-            continue
-        taken, received = chan._take()
-        if taken:
-            chan._after_take()
-            return Selected(index, received, True)
-        if chan._closed:
-            return Selected(index, None, False)
+        ready = _try_case(index, chan, is_send, value)
+        if ready is not None:
+            if ready.ok and not is_send:
+                chan._after_take()
+            return ready
     if default:
         return Selected(-1, None, False)
     if timeout is not None and timeout <= 0:
@@ -440,10 +447,11 @@ async def select(
             waiter = _Waiter(future, value, index)
             (chan._senders if is_send else chan._receivers)[waiter] = None
             registered.append((chan, waiter))
+        # Hooks run only once every case waits: one run mid-registration could make a
+        # later case ready (an item buffered beside a waiting receiver breaks the order).
+        for chan, _ in registered:
             if chan._on_ready is not None:
                 chan._fire()
-            if future.done():
-                break  # a hook completed a case already: the others need not wait
         if timeout is not None:
             handle = loop.call_later(timeout, _expire, future, "select timed out")
         try:
