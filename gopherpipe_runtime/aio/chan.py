@@ -190,10 +190,13 @@ class Chan(Generic[T]):
         return self._give(value)
 
     def _give(self, value: T) -> bool:
-        receiver = _pop_live(self._receivers)
+        # (The emptiness tests spare the common case two calls.)
+        receiver = _pop_live(self._receivers) if self._receivers else None
         if receiver is not None:
             receiver.deliver(value)
-        elif len(self._buffer) < self.capacity and _first_live(self._senders) is None:
+        elif len(self._buffer) < self.capacity and (
+            not self._senders or _first_live(self._senders) is None
+        ):
             # Older waiting senders go first: a free slot with senders waiting is theirs.
             self._buffer.append(value)
         else:
@@ -276,7 +279,7 @@ class Chan(Generic[T]):
     def _take(self) -> tuple[bool, T | None]:
         if self._buffer:
             value = self._buffer.popleft()
-            if len(self._buffer) < self.capacity:
+            if self._senders and len(self._buffer) < self.capacity:
                 # The freed slot goes to the oldest waiting sender.
                 sender = _pop_live(self._senders)
                 if sender is not None:
@@ -294,7 +297,10 @@ class Chan(Generic[T]):
         return True, value
 
     def _put_back(self, value: T) -> None:
-        """A value a cancelled receiver was handed returns to the front of the channel."""
+        """A value a cancelled receiver was handed returns to the front of the channel.
+
+        Even once closed: a closed channel still yields what was sent before the close.
+        """
         receiver = _pop_live(self._receivers)
         if receiver is not None:
             receiver.deliver(value)
