@@ -11,7 +11,9 @@ instead of blocked on:
   ``(None, False)``. ``try_send`` / ``try_recv`` / ``recv_many`` never wait.
 - ``async for item in chan`` drains it and stops at close (raising the close error, if
   any, after the last item). ``close(error=None)`` is synchronous and idempotent;
-  ``async with chan:`` closes on exit, with the escaping exception.
+  ``async with chan:`` closes on exit, with the escaping exception (a CancelledError
+  becomes a ChanClosed caused by it, so receivers never see another task's cancellation
+  as their own).
 - `select` waits on several send/receive cases at once and picks a ready one at random.
 - Every waiting call takes ``timeout`` (seconds) and raises ``TimeoutError`` when it passes.
 - `ChanClosed` and `Selected` are the threaded runtime's own classes: one error type for
