@@ -29,7 +29,7 @@ from gopherpipe_runtime import (
     StatusCode,
     UnavailableError,
 )
-from gopherpipe_runtime.aio import AsyncClientBase, Pipe, StreamCall
+from gopherpipe_runtime.aio import AsyncClientBase, Chan, ChanClosed, Pipe, StreamCall
 from gopherpipe_runtime.aio import pipe as aio_pipe
 from gopherpipe_runtime.interceptors import CallInfo, Interceptor, TokenAuthClient
 from gopherpipe_runtime.pipe import CallOptions
@@ -370,6 +370,41 @@ def test_cancelling_a_stream_reader_cancels_the_stream(server: Server) -> None:
         gc.collect()
         await wait_until(lambda: server._open_calls() == 0)
         assert pipe.open_streams == 0
+        await pipe.close()
+
+    run(main)
+
+
+def test_an_aio_chan_as_the_source(address: str) -> None:
+    """The seed's chat shape: a task sends on a Chan while another reads the replies;
+    closing the Chan half-closes the stream, and a stream that ends first closes it."""
+    pipe = Pipe(address)
+
+    async def main() -> None:
+        outgoing: Chan[int] = Chan(4)
+        bidi = pipe.stream(
+            "T", "double", [], NONE, source=outgoing, encode_item=same, decode_item=same
+        )
+
+        async def produce() -> None:
+            async with outgoing:  # closed on exit: the server's loop ends
+                for i in range(50):
+                    await outgoing.send(i)
+
+        producer = asyncio.create_task(produce())
+        assert [x async for x in bidi] == [2 * i for i in range(50)]
+        await producer
+        # The stream ends first (cancelled here): the producer's next send fails.
+        feed: Chan[int] = Chan(1)
+        call = pipe.stream("T", "total", [], NONE, source=feed, encode_item=same)
+        await feed.send(1)
+        call.cancel()
+        with pytest.raises(ChanClosed):
+            for _ in range(10):
+                await feed.send(2)
+        with pytest.raises(RpcError) as caught:
+            await call.result()
+        assert caught.value.code == StatusCode.CANCELLED
         await pipe.close()
 
     run(main)

@@ -70,6 +70,7 @@ from typing import Any, Self, TypeVar
 from .. import keepalive
 from ..address import Address, parse_address
 from ..calls import ClientCall
+from ..chan import ChanClosed
 from ..compression import DEFAULT_THRESHOLD, offer_for, supported, wrap
 from ..context import CallContext
 from ..flow import (
@@ -130,6 +131,7 @@ from ..wire.frames import (
     encode_stream_frame,
 )
 from ..wire.handshake import HandshakeError, Settings, client_accept, client_hello
+from .chan import Chan
 from .connection import Connection, open_connection
 from .context import serving_call
 from .stream import Inbound, send_stream
@@ -935,6 +937,10 @@ class _Stream:
         if send_task is not None and not send_task.done():
             # Stops the source (send_stream closes it on the way out).
             send_task.cancel()
+        if isinstance(self._source, Chan):
+            # Closed here too: a send task cancelled before its first step never gets
+            # to, and the producer must learn that nobody reads any more (idempotent).
+            self._source.close(ChanClosed(f"{self.name} ended: {message or 'done'}"))
         open_task = self._open_task
         if (
             open_task is not None
