@@ -578,9 +578,11 @@ def test_idempotent_calls_are_retried_and_others_are_not(address: str) -> None:
 
 async def _fake_server(
     on_call: Callable[[asyncio.StreamWriter, int], None] | None,
+    read: bool = True,
 ) -> tuple[asyncio.Server, str, list[int]]:
     """A TCP_LITE peer that answers HELLO and hands every CALL's stream id to `on_call`
-    (None: it never answers anything, PING included)."""
+    (None: it never answers anything, PING included); with `read` False it reads
+    nothing after the HELLO."""
     calls: list[int] = []
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -594,6 +596,8 @@ async def _fake_server(
                         _, answer = server_choose(frame.payload, ("msgpack",), 1 << 20)
                         writer.write(encode_frame(FrameType.HELLO, answer))
                         hello = True
+                        if not read:
+                            await asyncio.sleep(60)
                     elif frame.type in (FrameType.CALL, FrameType.CALL_STREAM):
                         calls.append(frame.stream_id)
                         if on_call is not None:
@@ -633,6 +637,42 @@ def test_keepalive_declares_a_silent_server_dead() -> None:
                 await stream.__anext__()
             assert calls == [1, 2] or calls == [2, 1] or len(calls) == 2
             await pipe.close()
+
+    run(main)
+
+
+def test_a_server_that_stops_reading_hits_the_write_timeout() -> None:
+    async def main() -> None:
+        fake, fake_address, _ = await _fake_server(None, read=False)
+        async with fake:
+            pipe = Pipe(fake_address, write_timeout=0.3)
+            # Megabytes of calls (a CALL is not flow-controlled): the socket buffers
+            # fill, the transport pauses, and stays paused past the write timeout.
+            calls = [pipe.unary("T", "echo", [b"x" * 900_000], NONE) for _ in range(32)]
+            results = await asyncio.gather(*calls, return_exceptions=True)
+            assert all(isinstance(r, UnavailableError) for r in results), results[:1]
+            assert "write timeout" in str(results[-1])
+            await pipe.close()
+
+    run(main)
+
+
+def test_closing_the_pipe_ends_what_is_open(address: str) -> None:
+    pipe = Pipe(address)
+
+    async def main() -> None:
+        unary = asyncio.create_task(pipe.unary("T", "hold", ["closing", 5.0], NONE))
+        stream = pipe.stream("T", "count", [-1, "closing"], NONE, decode_item=same)
+        assert await stream.__anext__() == 0
+        await wait_until(lambda: pipe.open_calls == 1)
+        await pipe.close()
+        with pytest.raises(UnavailableError):
+            await unary
+        with pytest.raises(UnavailableError):
+            async for _ in stream:
+                pass
+        with pytest.raises(UnavailableError, match="closed"):
+            await pipe.unary("T", "echo", [1], NONE)
 
     run(main)
 
