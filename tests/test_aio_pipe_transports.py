@@ -104,3 +104,24 @@ def test_uvloop_when_installed(addresses: dict[str, str]) -> None:
         await pipe.close()
 
     uvloop.run(asyncio.wait_for(main(), 30))
+
+
+@pytest.mark.parametrize("algorithm", ["zlib", "zstd"])
+def test_compression_is_negotiated(addresses: dict[str, str], algorithm: str) -> None:
+    if algorithm == "zstd":
+        pytest.importorskip("zstandard")
+    pipe = Pipe(addresses["tcp"], compression=algorithm, compression_threshold=64)
+    big = "gopher " * 20_000
+
+    async def main() -> None:
+        assert await pipe.unary("T", "echo", [big], NONE) == big
+        connection = pipe._endpoints[0].connection
+        assert connection is not None and connection.settings is not None
+        assert connection.settings.compression == algorithm
+        bidi = pipe.stream(
+            "T", "double", [], NONE, source=[big] * 3, encode_item=same, decode_item=same
+        )
+        assert [x async for x in bidi] == [big * 2] * 3
+        await pipe.close()
+
+    asyncio.run(asyncio.wait_for(main(), 30))
