@@ -5,6 +5,8 @@ server: every open call and stream ends with UNAVAILABLE, never a hang."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -158,3 +160,36 @@ def test_a_killed_server_ends_every_call_and_stream_with_unavailable() -> None:
         asyncio.run(asyncio.wait_for(main(), 30))
     finally:
         remote.stop()
+
+
+def test_a_pipe_used_on_both_sides_of_fork(remote: ServiceProcess) -> None:
+    """A child forked while the parent's loop runs calls through the Pipe it inherited,
+    on a connection (and a loop) of its own; the parent's connection is untouched."""
+    pipe = Pipe(remote.address)
+
+    async def main() -> None:
+        assert await pipe.unary("T", "echo", ["parent"], NONE) == "parent"
+        before = pipe._endpoints[0].connection
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into pytest
+            code = 1
+            try:
+                # Not pytest-timeout's handler (inherited): the default, which ends it.
+                signal.signal(signal.SIGALRM, signal.SIG_DFL)
+                signal.alarm(30)  # a stuck child ends itself
+                answer = asyncio.run(pipe.unary("T", "echo", ["child"], NONE))
+                os.write(write_end, str(answer).encode())
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write_end)
+        _, status = await asyncio.to_thread(os.waitpid, pid, 0)
+        with os.fdopen(read_end, "rb") as reader:
+            report = reader.read().decode()
+        assert os.waitstatus_to_exitcode(status) == 0 and report == "child"
+        assert await pipe.unary("T", "echo", ["parent again"], NONE) == "parent again"
+        assert pipe._endpoints[0].connection is before
+        await pipe.close()
+
+    asyncio.run(asyncio.wait_for(main(), 60))

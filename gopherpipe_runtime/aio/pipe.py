@@ -15,9 +15,12 @@ I/O is the event loop's. Map of this module:
                 PINGs on loop timers, the connection window, CANCEL
   _ClientConn   aio/connection.Connection, plus when bytes were last read (keepalive)
                 and the `write_timeout` watch while the transport is paused
-  StreamCall    one streaming call: an async iterator of what the server streams
-                (aio/stream.Inbound), `result()`, `cancel()`, `aclose()`, headers and
-                trailers; its source goes out through aio/stream.send_stream
+  _Stream       one streaming call's state, in its connection's table: opening (at
+                once on a live connection, else in a task that connects), what the
+                server streams (aio/stream.Inbound), its source going out through
+                aio/stream.send_stream (a task), the deadline timer, the end
+  StreamCall    what the caller holds over a _Stream: an async iterator of decoded
+                items, `result()`, `cancel()`, `aclose()`, headers and trailers
 
 Loop binding. A Pipe is made anywhere (no loop needed); each endpoint's connection
 is made lazily by the first call, on the loop that call runs on, and belongs to that
@@ -30,13 +33,18 @@ rather than touching another loop's objects. Each connection has one small task
 cancels what is left at its end, that task closes the connection, so nothing of a
 finished loop leaks into the next one.
 
-Cancellation. A call's deadline is an `asyncio.timeout` around the whole call
-(connecting included) and is sent as the CALL's timeout_ms; the task awaiting a
-unary call or a stream (its `async for`, `result()`) being cancelled -- by the
-deadline or by anybody -- sends CANCEL and forgets the call, as does a
-`CallOptions.cancel` token (which may be cancelled from any thread: it hops onto
-the loop). A stream also ends at its deadline by a loop timer, whether or not a
-task is awaiting it at the time.
+Cancellation. A unary call's deadline is an `asyncio.timeout` around the whole
+call (connecting and resending included) and is sent as the CALL's timeout_ms; the
+task awaiting it being cancelled -- by the deadline or by anybody -- sends CANCEL and
+forgets the call, as does a `CallOptions.cancel` token (which may be cancelled from
+any thread: it hops onto the loop). A stream ends at its deadline by a loop timer;
+it is cancelled (CANCEL sent) when the task reading it -- the last one to await its
+`__anext__` or `result()`, or until one does, the one that opened it -- is
+cancelled, wherever that task was waiting (a `done` callback: a reader cancelled
+in a sleep between two items counts too), by `cancel()` / `aclose()`, and when its
+StreamCall is dropped unfinished. Whatever ends a stream stops its source (an
+async generator is closed, an aio `Chan` closed) and frees its flow-control windows,
+so cancelled streams leave no task and no buffer behind.
 
 Interceptors (``interceptors=``, the threaded runtime's `Interceptor`s, unchanged).
 `intercept(call, proceed)` is synchronous: it runs before the call goes out (it may
@@ -58,6 +66,7 @@ import contextlib
 import inspect
 import itertools
 import logging
+import os
 import random
 import ssl
 import threading
@@ -67,7 +76,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, I
 from dataclasses import replace
 from typing import Any, Self, TypeVar
 
-from .. import keepalive
+from .. import forksafe, keepalive
 from ..address import Address, parse_address
 from ..calls import ClientCall
 from ..chan import ChanClosed
@@ -678,6 +687,18 @@ class _Connection:
         except RuntimeError:  # the loop closed meanwhile
             self.closed_reason = self.closed_reason or reason
 
+    def forget_after_fork(self) -> None:
+        """In a child after fork: close the child's copy of the socket and nothing
+        else (no frame written, no loop touched: both are the parent's)."""
+        self.closed_reason = "inherited from the parent process across fork()"
+        self.calls = {}
+        self.streams = {}
+        transport = None if self.conn is None else self.conn.transport
+        sock = None if transport is None else transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                os.close(sock.fileno())
+
     def retire(self, reason: str) -> None:
         """No new calls; close once the calls and streams in flight have ended."""
         self.goaway = True
@@ -1257,6 +1278,7 @@ class Pipe:
         else:
             discovery = {"gophermap": gophermap, "gophermap_key": gophermap_key}
             self._resolve(address, {k: v for k, v in discovery.items() if v is not None})
+        _PIPES.add(self)
 
     # -- endpoints ----------------------------------------------------------------------
 
@@ -2040,11 +2062,43 @@ class Pipe:
                     with contextlib.suppress(TimeoutError, OSError):
                         await asyncio.wait_for(conn.wait_lost(), 1.0)
 
+    def _forget_after_fork(self) -> None:
+        """In a child after fork, alone: see `_forget_parent_connections`."""
+        self._bind_lock = threading.Lock()
+        self._loop = None
+        self._news = None
+        connections = {e.connection for e in self._endpoints} | self._draining
+        self._draining = set()
+        for endpoint in self._endpoints:
+            endpoint.connection = None
+            endpoint.connecting = None
+            endpoint.failures = 0
+            endpoint.retry_at = 0.0
+        for connection in connections:
+            if connection is not None:
+                connection.forget_after_fork()
+
     async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+_PIPES: weakref.WeakSet[Pipe] = weakref.WeakSet()
+"""Every live aio Pipe, for `_forget_parent_connections`."""
+
+
+@forksafe.reset_in_child
+def _forget_parent_connections() -> None:
+    """After fork, in the child: no aio Pipe keeps its parent's connections (forksafe.py).
+
+    The parent's loop does not run in the child (and its epoll set is shared with the
+    parent): nothing of it is touched. Each connection's socket descriptor -- the
+    child's copy only -- is closed, and the pipe forgets its loop, so the child's
+    next call dials a connection of its own on the child's loop."""
+    for pipe in list(_PIPES):
+        pipe._forget_after_fork()
 
 
 def _consume(task: asyncio.Task[Any]) -> None:
