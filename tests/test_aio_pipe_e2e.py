@@ -193,3 +193,23 @@ def test_a_pipe_used_on_both_sides_of_fork(remote: ServiceProcess) -> None:
         await pipe.close()
 
     asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_balancing_moves_off_a_killed_server() -> None:
+    first, second = ServiceProcess("first"), ServiceProcess("second")
+    pipe = Pipe(f"{first.address},{second.address}")
+
+    async def main() -> None:
+        assert {await pipe.unary("T", "who", [], NONE) for _ in range(4)} == {"first", "second"}
+        first.kill()
+        # Idempotent: a call that went out on the dead connection before its EOF was
+        # read is retried (on the other server) rather than failed.
+        names = {await pipe.unary("T", "who", [], NONE, idempotent=True) for _ in range(6)}
+        assert names == {"second"}
+        await pipe.close()
+
+    try:
+        asyncio.run(asyncio.wait_for(main(), 30))
+    finally:
+        first.stop()
+        second.stop()
