@@ -30,6 +30,8 @@ class State:
         """Items each server stream (by tag) has produced: what flow control bounds."""
         self.cancelled: list[str] = []
         """Tags of `hold` calls whose handler saw the call cancelled."""
+        self.started: list[str] = []
+        """Tags of `hold` calls whose handler has started."""
         self.attempts: Counter[str] = Counter()
 
 
@@ -53,6 +55,8 @@ def service(name: str = "server") -> ServiceDef:
 
     def hold(tag: str, seconds: float) -> str:
         call = current_call()
+        with STATE.lock:
+            STATE.started.append(tag)
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             if call.cancelled:
@@ -98,6 +102,10 @@ def service(name: str = "server") -> ServiceDef:
         with STATE.lock:
             return list(STATE.cancelled)
 
+    def started() -> list[str]:
+        with STATE.lock:
+            return list(STATE.started)
+
     def produced(tag: str) -> int:
         with STATE.lock:
             return STATE.produced[tag]
@@ -118,6 +126,7 @@ def service(name: str = "server") -> ServiceDef:
             "flaky": unary(flaky),
             "headers": unary(headers),
             "cancelled": unary(cancelled),
+            "started": unary(started),
             "produced": unary(produced),
             "meta": unary(meta),
             "count": MethodDef(MethodKind.SERVER_STREAM, _args, count, _same, encode_item=_same),

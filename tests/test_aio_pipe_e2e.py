@@ -97,7 +97,11 @@ def test_four_shapes_deadline_cancellation_and_flow_control(remote: ServiceProce
             await pipe.unary("T", "hold", ["e2e-deadline", 10.0], CallOptions(timeout=0.2))
         # The awaiting task cancelled: the handler sees it (CANCEL; no deadline was sent).
         task = asyncio.create_task(pipe.unary("T", "hold", ["e2e-cancel", 10.0], NONE))
-        await asyncio.sleep(0.2)
+
+        async def started() -> bool:
+            return "e2e-cancel" in await pipe.unary("T", "started", [], NONE)
+
+        await until(started)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
