@@ -1117,7 +1117,8 @@ def _aio_method(service_name: str, method: Method, aio: _Emitter) -> AioMethodVi
 
 def _docstring(text: str, indent: str) -> str:
     """`text` as a triple-quoted literal whose later lines are indented by `indent`."""
-    # A quote that ends the text would close the literal early: escape it apart.
+    # A quote that ends the text would close the literal early: escape it apart. (Black
+    # then adds a space after it in a one-line docstring, as in any: its only change.)
     tail = ""
     if text.endswith('"'):
         text, tail = text[:-1], '\\"'

@@ -270,3 +270,45 @@ def test_the_client_encodes_arguments_and_decodes_results(stubs: dict[str, Modul
                 pass
 
     asyncio.run(main())
+
+
+TRICKY_DOCS = """from abc import ABC, abstractmethod
+
+
+class Notes(ABC):
+    r'''Backslashes \\n stay, as do "quotes" and \"\"\" triples.
+
+    A second paragraph, indented:
+        code()
+    ends with a quote: "'''
+
+    @abstractmethod
+    def plain(self) -> int:
+        '''One line ending in a quote "'''
+
+    @abstractmethod
+    def tabbed(self) -> int:
+        '''Tab\there, a bell \\a and a triple \"\"\" inside.'''
+"""
+
+
+def test_contract_docstrings_are_copied_exactly(tmp_path: Path) -> None:
+    contract = tmp_path / "notes.py"
+    contract.write_text(TRICKY_DOCS)
+    for output in generate([contract], None, asyncio=True):
+        output.path.write_text(output.text)
+    namespace: dict[str, Any] = {}
+    exec(contract.read_text(), namespace)  # the contract itself, to compare docstrings
+    sys.path.insert(0, str(tmp_path))
+    try:
+        aio = importlib.import_module("notes_aio")
+    finally:
+        sys.path.remove(str(tmp_path))
+        for name in ("notes", "notes_client", "notes_server", "notes_aio"):
+            sys.modules.pop(name, None)
+    notes = namespace["Notes"]
+    assert inspect.getdoc(aio.NotesAsync) == inspect.getdoc(notes)
+    assert inspect.getdoc(aio.NotesAsync.tabbed) == inspect.getdoc(notes.tabbed)
+    # Black's one change: a one-line docstring ending in a quote gets a space before the
+    # closing quotes (as black does to any such docstring: '"""a "  """' is no literal).
+    assert inspect.getdoc(aio.NotesAsync.plain) == inspect.getdoc(notes.plain) + " "
