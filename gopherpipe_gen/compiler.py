@@ -1,4 +1,5 @@
-"""Turn a parsed `Contract` into the template context of the client and server stubs.
+"""Turn a parsed `Contract` into the template context of the client and server stubs
+(and of the asyncio stub, with ``--asyncio``).
 
 Every decision about the generated code is made here, in Python; the templates only
 lay out what this module computes.
@@ -34,6 +35,17 @@ result encoders, and imports the converters they call from the client stub, by t
 import rule below for a module written next to the stubs: ``from .service_client import
 _dec_Point`` in a package, ``from service_client import _dec_Point`` in a plain folder.
 So a server ships both files (gen always writes both); a client needs only its own.
+
+The asyncio stub (``<stem>_aio.py``, ``gen --asyncio``) defines no converter and no
+per-method function either. Its interface ``XAsync`` and client ``XAsyncClient`` spell the
+same signatures with async shapes (`_aio_method`); the client's calls are the threaded
+client's expressions (`_client_call`: AsyncClientBase takes ClientBase's arguments), with
+the converters and result/item decoders imported from the client stub by name; its
+``register_x_async`` builds the threaded server stub's MethodDef table (`_method_def`)
+with the server stub's argument decoders, encoders and schema, reached as
+``_gp_server.NAME`` (``import service_server as _gp_server``, or ``from . import ...`` in
+a package) since the two stubs define functions of the same names for opposite
+directions. Only ``call`` differs: the implementation's coroutine or async generator.
 
 Reflection schema. The server stub also holds, per service, a plain literal (dicts,
 lists, strings) describing it -- methods, call shapes, parameters with their types
