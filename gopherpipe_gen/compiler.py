@@ -1088,7 +1088,7 @@ def _aio_method(service_name: str, method: Method, aio: _Emitter) -> AioMethodVi
     """One method of the asyncio stub. Its client encodes arguments with the expressions
     the threaded client uses (the same converters, imported from the client stub) and
     decodes with the client stub's per-method functions; its registration calls the
-    server stub's (see `_aio_context`)."""
+    server stub's (see the module docstring)."""
     prefix = f"_{service_name}_{method.name}"
     wire: list[tuple[str, str, str | None, bool]] = []
     encodes: list[str] = []
@@ -1106,7 +1106,7 @@ def _aio_method(service_name: str, method: Method, aio: _Emitter) -> AioMethodVi
     returns_none = False
     if method.stream_returns is None:
         returns = aio.annotate(method.returns)
-        returns_none = returns == "None"
+        returns_none = isinstance(method.returns, Scalar) and method.returns.name == "None"
         aio.from_shared.add(f"{prefix}_result")
         no_result = ""
     else:
