@@ -5,6 +5,7 @@ server: every open call and stream ends with UNAVAILABLE, never a hang."""
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import signal
 import subprocess
@@ -217,3 +218,19 @@ def test_balancing_moves_off_a_killed_server() -> None:
     finally:
         first.stop()
         second.stop()
+
+
+def test_the_generated_asyncio_chat_client_with_the_threaded_server() -> None:
+    """examples/chat/client_aio.py (the generated XAsyncClient, `async for`, an aio
+    Chan as its stream) in a room of the threaded server.py, with a threaded client."""
+    examples = str(Path(__file__).resolve().parent.parent / "examples")
+    sys.path.insert(0, examples)
+    try:
+        run_demo = importlib.import_module("run_demo")
+    finally:
+        sys.path.remove(examples)
+    out = run_demo.run_chat("tls", server="server.py", ann_script="client_aio.py")
+    assert "ann joined General" in out
+    assert "[ann hears] bob: Hello Gophers!" in out
+    assert "[bob hears] ann: Hi bob, ann here" in out
+    assert "ann: the room's history has 3 messages" in out
