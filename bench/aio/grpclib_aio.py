@@ -7,8 +7,9 @@ client side is `async with stub.Method.open() as stream` and `async for`.
 
 One setting is changed from grpclib's defaults, for the open-streams row only: h2
 advertises SETTINGS_MAX_CONCURRENT_STREAMS = 100 and grpclib has no option for it, so a
-client's 101st stream would wait for one to close; the server raises it to the stream
-count (see `_Server`), so every stream fits on the one connection, as with the others.
+client's 101st stream would wait for one to close; the streams server starts its
+connections at the stream count instead (see `_lift_stream_limit`), so every stream fits
+on the one connection, as with the others.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import grpclib.protocol
 from grpclib.client import Channel
 from grpclib.server import Server
-from h2.settings import SettingCodes
+from h2.connection import H2Connection
+from h2.settings import SettingCodes, Settings
 
 from bench.aio import measure
 from bench.frameworks import grpcio
@@ -39,27 +42,32 @@ def _modules(name: str) -> tuple[Any, Any]:
     return __import__(f"{name}_pb2"), __import__(f"{name}_grpc")
 
 
-class _Server(Server):
-    """grpclib's Server advertising `max_streams` concurrent streams instead of h2's 100."""
+def _lift_stream_limit(limit: int) -> None:
+    """Make this process's grpclib servers allow and advertise `limit` concurrent streams
+    per connection from the connection's first byte.
 
-    def __init__(self, handlers: list[Any], max_streams: int) -> None:
-        super().__init__(handlers)
-        self._max_streams = max_streams
+    h2 starts every connection at MAX_CONCURRENT_STREAMS = 100, and grpclib builds the
+    H2Connection and sends its SETTINGS inside `connection_made`, with no option to change
+    it. A later SETTINGS frame is not enough: the limit rises only when the client ACKs it,
+    and a client that opened hundreds of streams before it read either SETTINGS frame gets
+    its connection closed (h2's TooManyStreamsError is a protocol error to grpclib; seen
+    as "Connection lost" under load). So the server process swaps in an H2Connection whose
+    settings start at `limit`, the way h2 itself sets 100.
+    """
 
-    def _protocol_factory(self) -> Any:
-        protocol = super()._protocol_factory()
-        made = protocol.connection_made
+    class WideH2Connection(H2Connection):
+        def __init__(self, config: Any = None) -> None:
+            super().__init__(config=config)
+            if not self.config.client_side:
+                self.local_settings = Settings(
+                    client=False,
+                    initial_values={
+                        SettingCodes.MAX_CONCURRENT_STREAMS: limit,
+                        SettingCodes.MAX_HEADER_LIST_SIZE: self.DEFAULT_MAX_HEADER_LIST_SIZE,
+                    },
+                )
 
-        def connection_made(transport: Any) -> None:
-            made(transport)
-            connection = protocol.connection
-            connection._connection.update_settings(
-                {SettingCodes.MAX_CONCURRENT_STREAMS: self._max_streams}
-            )
-            connection.flush()
-
-        protocol.connection_made = connection_made  # type: ignore[method-assign]
-        return protocol
+    grpclib.protocol.H2Connection = WideH2Connection  # type: ignore[attr-defined]
 
 
 async def serve(
@@ -86,7 +94,7 @@ async def serve(
                 async for ping in stream:
                     await stream.send_message(ping)
 
-        server: Server = Server([Echo(), Streams()])
+        server = Server([Echo(), Streams()])
     else:
         pb2, pb2_grpc = _modules("broadcast")
 
@@ -111,7 +119,8 @@ async def serve(
                     inbox.put_nowait(event)
                 await stream.send_message(pb2.PublishReply(delivered=len(subscribers)))
 
-        server = _Server([Hub()], max_streams=max(100, params.get("streams", 0) + 16))
+        _lift_stream_limit(max(100, params.get("streams", 0) + 16))
+        server = Server([Hub()])
     # A socket of our own, so the OS-chosen port is known without reaching into the server.
     # proto IPPROTO_TCP, as getaddrinfo would give: grpclib and asyncio set TCP_NODELAY on
     # accepted sockets only when proto says TCP (with proto 0, a call waits out delayed ACKs).
