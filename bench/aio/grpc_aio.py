@@ -5,9 +5,10 @@ handlers are coroutines and async generators, as grpc.aio's docs write them.
 
 One setting is changed from grpc's defaults, for the open-streams row: the server's
 pending-request queue (`grpc.server.max_pending_requests`, 1000, hard limit 3000) is raised
-to the stream count. With the default, a burst of subscribes beyond it is CANCELLED by the
-server right after their headers arrive (seen in grpc's http trace); that is the cause of
-the CANCELLED streams bench/README.md reports for grpc.aio past ~1,000 streams.
+to the stream count. With the default, some subscribes of a burst are CANCELLED by the
+server right after their headers arrive (seen in grpc's http trace; none with the option
+raised): very likely the cause of the CANCELLED streams bench/README.md reports for
+grpc.aio past ~1,000 streams.
 """
 
 from __future__ import annotations
