@@ -109,7 +109,9 @@ from .status import (
 from .stream import InboundChan, Outbound, PumpOutcome, message_frames, stop_source
 from .transport import Stack, TransportClosed, TransportError, listen, tune_accepted
 from .transport import memory as memory_transport
-from .transport import ws as ws_transport
+from .transport.sniff import HTTP_400 as HTTP_400
+from .transport.sniff import HTTP_400_BODY as HTTP_400_BODY
+from .transport.sniff import answer_http, transport_of
 from .transport.tls import TlsLayer
 from .wire import frames
 from .wire.codec import (
@@ -146,6 +148,8 @@ from .wire.handshake import HandshakeError, server_choose
 from .writer import FrameWriter
 
 log = logging.getLogger("gopherpipe.server")
+# HTTP_400 and HTTP_400_BODY (imported above, from transport/sniff.py) were defined
+# here before the sniffing moved out: still importable from this module.
 
 _READ_SIZE = 64 * 1024
 """Bytes asked of each `recv`. `recv(n)` allocates n bytes before it knows how many
@@ -158,7 +162,6 @@ DEFAULT_MAX_CONCURRENT_STREAMS = 16384
 """A server's default `max_concurrent_streams`: as many as its default `max_pending_calls`,
 so one connection may use the whole queue but open streams (which hold no thread) stay
 bounded per connection, at about 6 KiB of server memory each."""
-_MAX_HTTP_HEAD = 16 * 1024
 _KEEPALIVE_PING = b"keepaliv"
 """The server's PING body: 8 opaque bytes (any answer counts, the PONG is not matched)."""
 _LINGER = 1.0
@@ -193,16 +196,6 @@ _HALF_CLOSE = int(FrameType.HALF_CLOSE)
 _STATUS = int(FrameType.STATUS)
 _HEADERS = int(FrameType.HEADERS)
 _OK = int(StatusCode.OK)
-HTTP_400 = (
-    b"HTTP/1.1 400 Bad Request\r\n"
-    b"Content-Type: text/plain; charset=utf-8\r\n"
-    b"Connection: close\r\n"
-    b"Content-Length: %d\r\n\r\n%s"
-)
-HTTP_400_BODY = (
-    b"This port speaks GopherPipe (TCP_LITE), not HTTP: use a GopherPipe client "
-    b"(tcp://host:port).\n"
-)
 
 
 class _Terminated(BaseException):
@@ -1187,36 +1180,32 @@ class Server:
         # then; a head that never ends is cut off at a fixed size or by the
         # handshake deadline.
         head = conn.preamble + data
-        if b"\r\n\r\n" not in head and len(head) < _MAX_HTTP_HEAD:
+        answer = answer_http(head, conn.ws_path)
+        if answer is None:
             conn.preamble = head
             return
-        try:
-            layer, early, accepted = ws_transport.accept(head, conn.ws_path)
-        except ws_transport.UpgradeUnavailable:
-            pass  # any other HTTP request: the 400 below
-        else:
+        conn.preamble = b""
+        if answer.layer is not None:
             # The TCP_LITE connection starts again inside the WebSocket: preface, HELLO.
-            conn.preamble = b""
             if conn.stack is None:
                 conn.stack = Stack()
                 conn.writer.transform = conn.stack.send
-            conn.stack.push(layer)
+            conn.stack.push(answer.layer)
             conn.writer.write_nowait(b"")
-            if not accepted:
+            if not answer.accepted:
                 log.info("closing connection from %s: WebSocket upgrade to a wrong path", conn.peer)
                 self._linger(conn)
                 return
             conn.state = "preamble"
-            if early:
-                self._on_preamble(conn, early)
+            if answer.early:
+                self._on_preamble(conn, answer.early)
             return
-        conn.writer.write_nowait(HTTP_400 % (len(HTTP_400_BODY), HTTP_400_BODY))
+        conn.writer.write_nowait(answer.reply)
         with contextlib.suppress(OSError):
             conn.sock.shutdown(socket.SHUT_WR)
         # Keep reading (and discarding) until the client closes or the deadline
         # passes: closing with unread bytes would reset the connection and could
         # destroy the 400 before the client reads it.
-        conn.preamble = b""
         conn.state = "discard"
         conn.handshake_deadline = min(conn.handshake_deadline, time.monotonic() + 2.0)
 
@@ -1281,15 +1270,12 @@ class Server:
 
     @staticmethod
     def _peer_of(conn: _Connection) -> Peer:
-        if conn.stack is None:
-            if conn.sock.family != socket.AF_UNIX:
-                return Peer(conn.peer, "tcp")
-            return Peer(conn.peer, "memory" if conn.peer == memory_transport.PEER else "unix")
-        layers = conn.stack.layers
-        tls = any(isinstance(layer, TlsLayer) for layer in layers)
-        websocket = any(isinstance(layer, ws_transport.WsLayer) for layer in layers)
-        transport = ("wss" if tls else "ws") if websocket else "tls"
-        return Peer(conn.peer, transport, conn.stack.identity())
+        if conn.sock.family != socket.AF_UNIX:
+            base = "tcp"
+        else:
+            base = "memory" if conn.peer == memory_transport.PEER else "unix"
+        transport, identity = transport_of(conn.stack, base)
+        return Peer(conn.peer, transport, identity)
 
     def _on_call(
         self, conn: _Connection, stream_id: int, payload: bytes, client_streams: bool
