@@ -2,7 +2,9 @@
 
 The chat part is the main job: two clients join a room and talk, over TLS with
 client certificates (mTLS, the test certificates in examples/certs; the echo
-example runs over a Unix socket). Every step is bounded in time and the script
+example runs over a Unix socket). Then the asyncio variants (`*_aio.py`, on
+`gopherpipe_runtime.aio`): the echo pair, and the chat with the asyncio server
+hosting an asyncio client (ann) and a threaded one (bob) in one room. Every step is bounded in time and the script
 exits non-zero if any fails, so the demo doubles as a smoke test.
 tests/test_transports_e2e.py runs both examples over every transport with these
 same functions.
@@ -50,9 +52,9 @@ def check_stubs(folder: Path) -> None:
 
 
 @contextmanager
-def serving(folder: Path, scheme: str) -> Iterator[str]:
-    """Start the example's server on a fresh address of `scheme`; yield the address
-    it printed (the real port)."""
+def serving(folder: Path, scheme: str, script: str = "server.py") -> Iterator[str]:
+    """Start the example's server (`script`) on a fresh address of `scheme`; yield the
+    address it printed (the real port)."""
     with tempfile.TemporaryDirectory() as scratch:
         if scheme == "unix":
             address = f"unix://{scratch}/{folder.name}.sock"
@@ -60,9 +62,9 @@ def serving(folder: Path, scheme: str) -> Iterator[str]:
             address = f"{scheme}://127.0.0.1:0/{folder.name}"
         else:
             address = f"{scheme}://127.0.0.1:0"
-        step(f"{folder.name}: python server.py {address}")
+        step(f"{folder.name}: python {script} {address}")
         server = subprocess.Popen(
-            [sys.executable, "server.py", address],
+            [sys.executable, script, address],
             cwd=folder,
             stdout=subprocess.PIPE,
             text=True,
@@ -80,11 +82,13 @@ def serving(folder: Path, scheme: str) -> Iterator[str]:
             server.wait(10)
 
 
-def client(folder: Path, address: str, *args: str) -> subprocess.Popen[str]:
-    step(f"{folder.name}: python client.py {address} {' '.join(args)}")
+def client(
+    folder: Path, address: str, *args: str, script: str = "client.py"
+) -> subprocess.Popen[str]:
+    step(f"{folder.name}: python {script} {address} {' '.join(args)}")
     scheme = address.partition("://")[0]
     return subprocess.Popen(
-        [sys.executable, "client.py", address, *args],
+        [sys.executable, script, address, *args],
         cwd=folder,
         stdout=subprocess.PIPE,
         text=True,
@@ -107,12 +111,29 @@ def run_echo(scheme: str = "unix") -> str:
         return finish(client(folder, address), "echo client")
 
 
-def run_chat(scheme: str = "tls") -> str:
-    """The chat example end to end; returns what ann and bob printed."""
+def run_echo_aio(scheme: str = "unix") -> str:
+    """The asyncio echo example: server_aio.py and client_aio.py."""
+    folder = EXAMPLES / "echo"
+    with serving(folder, scheme, "server_aio.py") as address:
+        return finish(client(folder, address, script="client_aio.py"), "echo client (asyncio)")
+
+
+def run_chat(scheme: str = "tls", server: str = "server.py", ann_script: str = "client.py") -> str:
+    """The chat example end to end; returns what ann and bob printed. With
+    `server="server_aio.py"` and `ann_script="client_aio.py"`, the asyncio server hosts
+    ann on asyncio and bob on threads, in one room: the two runtimes interoperate."""
     folder = EXAMPLES / "chat"
-    with serving(folder, scheme) as address:
+    with serving(folder, scheme, server) as address:
         ann = client(
-            folder, address, "--name", "ann", "--reply", "Hi bob, ann here", "--expect", "1"
+            folder,
+            address,
+            "--name",
+            "ann",
+            "--reply",
+            "Hi bob, ann here",
+            "--expect",
+            "1",
+            script=ann_script,
         )
         assert ann.stdout is not None
         joined = ann.stdout.readline()  # ann is in the room before bob speaks
@@ -143,6 +164,8 @@ def main() -> None:
     run_echo("unix")
     check_stubs(EXAMPLES / "chat")
     run_chat("tls")
+    run_echo_aio("unix")
+    run_chat("tls", server="server_aio.py", ann_script="client_aio.py")
     step("demo finished: every example ran end to end")
 
 
