@@ -71,7 +71,14 @@ import os
 import signal
 import ssl
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Coroutine, Iterable, Mapping
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Iterable,
+    Mapping,
+)
 from types import TracebackType
 from typing import Any, Self
 
@@ -204,7 +211,7 @@ class _ServerConnection(Connection):
     """One accepted connection: the shared `Connection` plus what the server tracks."""
 
     def __init__(self, server: Server, listening: Address) -> None:
-        super().__init__(self._frames_in, self._lost)
+        super().__init__(self._frames_in, self._gone_away)
         self.server = server
         self.listening = listening
         self.state = "preamble"  # -> hello -> open; -> http; -> discard; -> closed
@@ -253,13 +260,14 @@ class _ServerConnection(Connection):
             # empty buffer: a busy stream may never leave the buffer empty).
             self.frame_deadline = time.monotonic() + timeout
 
-    def feed(self, data: bytes) -> None:
-        # A frame the decoder refuses (beyond max_frame_size) is told to the peer in a
-        # GOAWAY, as by the threaded server, before the connection closes.
-        try:
-            super().feed(data)
-        except ProtocolError as exc:
-            self.server._fail_connection(self, StatusCode.INTERNAL, f"protocol error: {exc}")
+    def fail(self, error: BaseException) -> None:
+        # A frame the decoder refuses (beyond max_frame_size, a bad header) is told to
+        # the peer in a GOAWAY before the connection closes, as by the threaded
+        # server; a transport's failure is the shared Connection's to handle.
+        if isinstance(error, ProtocolError) and self.state in ("hello", "open"):
+            self.server._fail_connection(self, StatusCode.INTERNAL, f"protocol error: {error}")
+            return
+        super().fail(error)
 
     # -- callbacks from Connection ------------------------------------------------
 
@@ -279,7 +287,7 @@ class _ServerConnection(Connection):
             log.exception("failed handling frames from %s", self.peer)
             server._fail_connection(self, StatusCode.INTERNAL, f"server error: {exc!r}"[:200])
 
-    def _lost(self, exc: BaseException | None) -> None:
+    def _gone_away(self, exc: BaseException | None) -> None:
         if exc is not None and not isinstance(exc, TransportClosed | ConnectionError):
             log.info("connection from %s lost: %s", self.peer, exc)
         self.server._forget(self)
@@ -609,7 +617,7 @@ class Server:
         while this runs; where the loop cannot have them, signals are left alone."""
         await self.start()
         loop = asyncio.get_running_loop()
-        installed: list[int] = []
+        installed: list[signal.Signals] = []
 
         def on_signal(signum: int) -> None:
             if self._stopping:
@@ -955,36 +963,26 @@ class Server:
         context = CallContext("", "", {}, conn.caller, None, self._max_metadata_size)
         context.deadline = context.started  # arrival time until the header is read
         call = _Call(context)
-        if client_streams:
-            # Made before anything else can fail: MESSAGEs may already follow.
-            call.inbound = self._inbound(conn, stream_id)
-            conn.streams[stream_id] = call
         opened = prepare_call(
             codec, payload, context, self._services, self._max_metadata_size,
             self._propagate_metadata,
         )  # fmt: skip
         if isinstance(opened, Refusal):
-            conn.streams.pop(stream_id, None)
-            if call.inbound is not None:
-                call.inbound.finish(discard=True)
             self._reply(conn, stream_id, opened.code, opened.message)
             return
         method, args = opened
+        # MESSAGEs of a CALL_STREAM are handled after this returns (frames are taken in
+        # order, on the loop), so the inbound stream is made in time for them; to a
+        # method that takes no stream they go nowhere.
         if method.client_streams:
-            inbound = call.inbound
-            if inbound is None:  # plain CALL: the client's stream is empty
-                inbound = call.inbound = self._inbound(conn, stream_id)
-                inbound.finish()
             decode = method.decode_item
             if decode is not None and self._interceptors is not None:
                 decode = self._interceptors.observing_receive(context, decode)
-            inbound.decode_item = decode
+            inbound = call.inbound = self._inbound(conn, stream_id, decode)
+            if not client_streams:  # plain CALL: the client's stream is empty
+                inbound.finish()
             position = len(args) if method.stream_param is None else method.stream_param
             args = (*args[:position], inbound, *args[position:])
-        elif call.inbound is not None:
-            # CALL_STREAM to a method that takes no stream: its items are dropped.
-            call.inbound.finish(discard=True)
-            call.inbound = None
         if method.server_streams:
             windows = conn.peer_windows
             call.credit = Credit(windows.items, windows.stream_bytes, conn.send_window)
@@ -996,7 +994,9 @@ class Server:
         call.task = task
         task.add_done_callback(functools.partial(self._call_done, conn, stream_id, call))
 
-    def _inbound(self, conn: _ServerConnection, stream_id: int) -> Inbound[Any]:
+    def _inbound(
+        self, conn: _ServerConnection, stream_id: int, decode: Callable[[Any], Any] | None
+    ) -> Inbound[Any]:
         def return_credit(items: int, nbytes: int) -> None:
             conn.write(frames.encode_credit(stream_id, items, nbytes))
 
@@ -1006,7 +1006,7 @@ class Server:
 
         windows = self._windows
         inflow = Inflow(conn.receive_window, windows.items, windows.stream_bytes, return_credit)
-        return Inbound(inflow, on_abandon=stop_client)
+        return Inbound(inflow, decode_item=decode, on_abandon=stop_client)
 
     async def _run(
         self,
