@@ -16,7 +16,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from gopherpipe_runtime import ClientBase, Chan, InvalidArgumentError, RpcError, StatusCode
+from gopherpipe_runtime import Chan, ClientBase, InvalidArgumentError, RpcError, StatusCode
 from gopherpipe_runtime.aio import current_call
 from gopherpipe_runtime.convert import check_args, check_int, check_str
 from gopherpipe_runtime.service import MethodDef, MethodKind, ServiceDef
