@@ -77,6 +77,12 @@ class Lab:
         call.set_trailers({"t": "tail"})
         return f"{call.metadata.get(key, '')}|{call.peer.transport}|{call.time_remaining() is not None}"
 
+    async def whoami(self) -> str:
+        """The caller as the handler sees it: transport and certificate subject."""
+        peer = current_call().peer
+        identity = getattr(peer, "identity", None)
+        return f"{getattr(peer, 'transport', '?')}|{identity.subject if identity else ''}"
+
     async def stats(self) -> str:
         """The record, for a test in another process."""
         record = self.record
@@ -194,6 +200,7 @@ def service_def(impl: Lab) -> ServiceDef:
             "fail": MethodDef(unary, _args("fail", check_int, check_str), impl.fail, _str_out),
             "wrong": MethodDef(unary, _args("wrong"), impl.wrong, _str_out),
             "stats": MethodDef(unary, _args("stats"), impl.stats, _str_out),
+            "whoami": MethodDef(unary, _args("whoami"), impl.whoami, _str_out),
             "reset": MethodDef(unary, _args("reset"), impl.reset, _str_out),
             "meta": MethodDef(unary, _args("meta", check_str), impl.meta, _str_out),
             "count": MethodDef(
@@ -260,6 +267,9 @@ class LabClient(ClientBase):
 
     def meta(self, key: str) -> str:
         return self._gp_unary("meta", [key], _str_out)
+
+    def whoami(self) -> str:
+        return self._gp_unary("whoami", [], _str_out)
 
     def stats(self) -> dict[str, Any]:
         return json.loads(self._gp_unary("stats", [], _str_out))  # type: ignore[no-any-return]
