@@ -31,7 +31,7 @@ import asyncio
 import socket
 import ssl
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from ..address import Address
 from ..transport import Layer, Stack, TransportError, _plain_goaway, client_tls_context, memory
@@ -73,8 +73,9 @@ class Connection(asyncio.Protocol):
     # -- asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A cast, not an isinstance check: uvloop's transports are not subclasses of
+        # asyncio.Transport, though they have its methods.
+        self.transport = cast(asyncio.Transport, transport)
         self._loop = asyncio.get_running_loop()
         name = transport.get_extra_info("peername")
         if isinstance(name, tuple) and len(name) >= 2:
