@@ -35,8 +35,12 @@ T = TypeVar("T")
 class LoopThread:
     """An event loop in a thread of its own, for a server the test's threads call."""
 
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
+    def __init__(self, kind: str = "asyncio") -> None:
+        if kind == "uvloop":
+            uvloop = pytest.importorskip("uvloop")
+            self.loop = uvloop.new_event_loop()
+        else:
+            self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
 

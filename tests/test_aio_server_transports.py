@@ -38,16 +38,16 @@ def client_tls() -> ssl.SSLContext:
     )
 
 
-@pytest.fixture(scope="module")
-def everywhere() -> Iterator[Served]:
-    """One asyncio server on every scheme at once."""
-    runner = LoopThread()
+@pytest.fixture(scope="module", params=["asyncio", "uvloop"])
+def everywhere(request: pytest.FixtureRequest) -> Iterator[Served]:
+    """One asyncio server on every scheme at once, on asyncio's own loop and on uvloop."""
+    runner = LoopThread(request.param)
     with tempfile.TemporaryDirectory() as scratch:
         served = Served(
             runner,
             "tcp://127.0.0.1:0",
             f"unix://{scratch}/lab.sock",
-            "memory://aio-lab",
+            f"memory://aio-lab-{request.param}",
             "tls://127.0.0.1:0",
             "ws://127.0.0.1:0/lab",
             "wss://127.0.0.1:0/lab",
