@@ -249,7 +249,14 @@ class _ServerConnection(Connection):
     def data_received(self, data: bytes) -> None:
         self.active = True
         self.got_frames = False
-        super().data_received(data)
+        try:
+            super().data_received(data)
+        except Exception as exc:
+            # A bug in sniffing what one peer sent costs that connection, not the loop
+            # (frames are guarded in `_frames_in`; this is for the `raw` callbacks).
+            log.exception("failed handling bytes from %s", self.peer)
+            self.server._fail_connection(self, StatusCode.INTERNAL, f"server error: {exc!r}"[:200])
+            return
         timeout = self.server._frame_timeout
         if self.state != "open" or not timeout:
             return
@@ -782,8 +789,13 @@ class Server:
             self._loop.call_later(seconds, conn.abort)
 
     def _fail_connection(self, conn: _ServerConnection, code: StatusCode, message: str) -> None:
-        """GOAWAY naming the last stream, the calls end, and close after a linger."""
+        """GOAWAY naming the last stream, the calls end, and close after a linger (before
+        HELLO: closed at once, as the peer reads no GOAWAY yet)."""
         if conn.state in ("discard", "closed"):
+            return
+        if conn.state not in ("hello", "open"):
+            log.info("closing connection from %s: %s", conn.peer, message)
+            self._close(conn)
             return
         log.info("closing connection from %s: %s", conn.peer, message)
         last = max(conn.streams, default=0)
@@ -1269,7 +1281,7 @@ async def _threaded_chan_items(chan: ThreadedChan[Any]) -> AsyncIterator[Any]:
                 # Counted as a receiver, as Outbound is, so that senders notify.
                 chan._receivers += 1
                 chan._on_ready = wake
-            closed, error = chan._closed, chan._error
+            error = chan._error
         if taken:
             chan._after_take()
             yield value
@@ -1278,7 +1290,6 @@ async def _threaded_chan_items(chan: ThreadedChan[Any]) -> AsyncIterator[Any]:
             if error is not None:
                 raise error
             return
-        _ = closed
         try:
             await ready.wait()
         finally:
