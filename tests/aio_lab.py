@@ -77,6 +77,9 @@ class Lab:
         call.set_trailers({"t": "tail"})
         return f"{call.metadata.get(key, '')}|{call.peer.transport}|{call.time_remaining() is not None}"
 
+    async def big(self, size: int) -> str:
+        return "x" * size
+
     async def whoami(self) -> str:
         """The caller as the handler sees it: transport and certificate subject."""
         peer = current_call().peer
@@ -201,6 +204,7 @@ def service_def(impl: Lab) -> ServiceDef:
             "wrong": MethodDef(unary, _args("wrong"), impl.wrong, _str_out),
             "stats": MethodDef(unary, _args("stats"), impl.stats, _str_out),
             "whoami": MethodDef(unary, _args("whoami"), impl.whoami, _str_out),
+            "big": MethodDef(unary, _args("big", check_int), impl.big, _str_out),
             "reset": MethodDef(unary, _args("reset"), impl.reset, _str_out),
             "meta": MethodDef(unary, _args("meta", check_str), impl.meta, _str_out),
             "count": MethodDef(

@@ -199,6 +199,45 @@ def test_a_draining_server_refuses_new_calls_with_goaway_but_answers_health(
         stopping.join(10)
 
 
+def _unread_results(served: Served, calls: int, wait: float = 1.5) -> int:
+    """Ask for `calls` results of 1 MB and read none until the server gives up on the
+    connection; the bytes that had reached us by then."""
+    sock, _ = raw_handshake(served.address)
+    with sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        for stream_id in range(1, 2 * calls, 2):
+            call(sock, stream_id, "big", [1000 * 1000])
+        time.sleep(wait)  # the server queues what we do not read, then its sweep drops us
+        total = 0
+        try:
+            while chunk := sock.recv(1 << 20):
+                total += len(chunk)
+        except ConnectionResetError:
+            pass
+    return total
+
+
+def test_a_client_that_never_reads_is_dropped_beyond_max_outbound_bytes(
+    runner: LoopThread,
+) -> None:
+    served = Served(runner, max_outbound_bytes=4 << 20)
+    try:
+        assert _unread_results(served, 40) < 30 << 20
+        with served.client() as client:
+            assert client.echo("others fine") == "others fine"
+    finally:
+        served.stop()
+
+
+def test_a_client_that_stops_reading_is_dropped_after_write_timeout(runner: LoopThread) -> None:
+    served = Served(runner, write_timeout=0.2)
+    try:
+        # Two sweeps (a second apart) see the queue stuck: the second drops us.
+        assert _unread_results(served, 12, wait=2.5) < 12 << 20
+    finally:
+        served.stop()
+
+
 class Recording(Interceptor):
     def __init__(self) -> None:
         self.ends: list[tuple[str, StatusCode]] = []
