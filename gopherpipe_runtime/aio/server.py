@@ -172,6 +172,8 @@ _HEADERS = int(FrameType.HEADERS)
 _OK = int(StatusCode.OK)
 _CLIENT_MAY_NOT_SEND = (int(FrameType.HELLO), int(FrameType.STATUS), int(FrameType.HEADERS))
 
+_NO_TIMEOUT = contextlib.nullcontext()
+"""A call without a deadline pays for no `asyncio.timeout` (reusable: it holds nothing)."""
 Outcome = tuple[int, str, Any]
 """A call's end: STATUS code, message, and the wire result (unary, client stream)."""
 
@@ -1032,9 +1034,10 @@ class Server:
         context = call.context
         name = f"{context.service}.{context.method}"
         set_current_call(context)
-        timeout = asyncio.timeout(context.time_remaining())
+        remaining = context.time_remaining()
+        timeout = None if remaining is None else asyncio.timeout(remaining)
         try:
-            async with timeout:
+            async with timeout or _NO_TIMEOUT:
                 if self._interceptors is None:
                     result = method.call(*args)
                 else:
@@ -1045,10 +1048,10 @@ class Server:
                     return await self._stream_out(conn, stream_id, call, method, result, name)
                 if inspect.isawaitable(result):
                     result = await result
-        except TimeoutError:
-            if not timeout.expired():
+        except TimeoutError as exc:
+            if timeout is None or not timeout.expired():  # the handler's own
                 log.exception("handler %s raised", name)
-                return StatusCode.INTERNAL, "TimeoutError: a timeout in the handler", None
+                return StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}", None
             return StatusCode.DEADLINE_EXCEEDED, f"{name} did not finish by its deadline", None
         except RpcError as exc:
             return exc.code, exc.message, None
