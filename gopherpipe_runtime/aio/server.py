@@ -45,7 +45,8 @@ Options as the threaded Server, with these differences:
                       run: its `proceed()` returns the coroutine (or stream) that the
                       server then awaits, as a streaming call's `proceed()` does in
                       the threaded server; raising refuses the call; `on_end` sees
-                      the outcome, `on_send`/`on_receive` the items
+                      the outcome, `on_send`/`on_receive` the items. While
+                      `intercept` runs, the threaded `current_call()` is set too
   gophermap / registry  announce and withdraw run in the loop's default executor
                       (an etcd registry does blocking I/O)
 
@@ -87,6 +88,7 @@ from ..address import Address, parse_address
 from ..chan import Chan as ThreadedChan
 from ..compression import ALGORITHMS, DEFAULT_THRESHOLD, supported, wrap
 from ..context import CallContext, Peer
+from ..context import set_current_call as set_threaded_call
 from ..flow import (
     DEFAULT_CONNECTION_WINDOW_BYTES,
     DEFAULT_STREAM_WINDOW,
@@ -1043,7 +1045,13 @@ class Server:
                 else:
                     call.intercepted = True
                     handler = method.call
-                    result = self._interceptors.run(context, lambda: handler(*args))
+                    # Interceptors are the threaded runtime's, and may read its
+                    # thread-local current_call(): set while they run (synchronously).
+                    set_threaded_call(context)
+                    try:
+                        result = self._interceptors.run(context, lambda: handler(*args))
+                    finally:
+                        set_threaded_call(None)
                 if method.server_streams:
                     return await self._stream_out(conn, stream_id, call, method, result, name)
                 if inspect.isawaitable(result):
