@@ -2,6 +2,7 @@
 
   chan.py     Chan and select for tasks (Go channels on an event loop)
   context.py  current_call() through contextvars
+  loop.py     run(): asyncio.run on uvloop's loop when uvloop is installed
   pipe.py     Pipe: the client side, its calls and streams
   server.py   Server: listeners, connections and handlers as tasks
   client.py   AsyncClientBase, the base of generated ``<Service>AsyncClient`` stubs
@@ -15,6 +16,7 @@ from ..chan import ChanClosed, Selected
 from .chan import Chan, select
 from .client import AsyncClientBase
 from .context import current_call
+from .loop import run
 from .pipe import Pipe, StreamCall
 from .server import Server
 
@@ -27,5 +29,6 @@ __all__ = [
     "Server",
     "StreamCall",
     "current_call",
+    "run",
     "select",
 ]

@@ -243,12 +243,7 @@ class _Pump:
         """Up to `most` items, at least one; None once the source is exhausted."""
         chan = self._chan
         if chan is not None:
-            items: list[Any] = []
-            while len(items) < most:
-                value, ok = chan.try_recv()
-                if not ok:
-                    break
-                items.append(value)
+            items = chan.recv_many(most)
             if items:
                 return items
             value, ok = await chan.recv_ok()
