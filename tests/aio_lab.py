@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from gopherpipe_runtime import Chan, ClientBase, InvalidArgumentError, RpcError, StatusCode
+from gopherpipe_runtime.aio import Chan as AioChan
 from gopherpipe_runtime.aio import current_call
 from gopherpipe_runtime.convert import check_args, check_int, check_str
 from gopherpipe_runtime.service import MethodDef, MethodKind, ServiceDef
@@ -45,6 +46,7 @@ class Lab:
 
     def __init__(self, record: Record) -> None:
         self.record = record
+        self.tasks: set[asyncio.Task[None]] = set()
 
     async def echo(self, text: str) -> str:
         return text
@@ -135,6 +137,22 @@ class Lab:
 
         threading.Thread(target=feed, daemon=True).start()
         return chan
+
+    async def aio_chan(self, n: int) -> AioChan[int]:
+        """An asyncio Chan fed by a task of the handler's: slow producer, small buffer."""
+        chan: AioChan[int] = AioChan(4)
+
+        async def feed() -> None:
+            async with chan:
+                for i in range(n):
+                    await chan.send(i)
+
+        self.tasks.add(asyncio.get_running_loop().create_task(feed()))
+        return chan
+
+    async def relay(self, factor: int, items: AsyncIterator[int]) -> AsyncIterator[int]:
+        """Bidi by handing the inbound stream back as the outbound source (no copy)."""
+        return items
 
     async def failing_stream(self, n: int) -> AsyncIterator[int]:
         for i in range(n):
@@ -236,6 +254,18 @@ def service_def(impl: Lab) -> ServiceDef:
             "first": MethodDef(
                 client, _args("first"), impl.first, _int, stream_param=0, decode_item=_int
             ),
+            "aio_chan": MethodDef(
+                server, _args("aio_chan", check_int), impl.aio_chan, _int, encode_item=_int
+            ),
+            "relay": MethodDef(
+                bidi,
+                _args("relay", check_int),
+                impl.relay,
+                _int,
+                stream_param=1,
+                decode_item=_int,
+                encode_item=_int,
+            ),
             "double": MethodDef(
                 bidi,
                 _args("double", check_int),
@@ -289,6 +319,9 @@ class LabClient(ClientBase):
 
     def first(self, items: Iterator[int] | list[int] | Chan[int]) -> int:
         return self._gp_client_stream("first", [], items, _int, _int)
+
+    def relay(self, items: Iterator[int] | list[int] | Chan[int]) -> Chan[int]:
+        return self._gp_bidi("relay", [1], items, _int, _int)
 
     def double(self, factor: int, items: Iterator[int] | list[int] | Chan[int]) -> Chan[int]:
         return self._gp_bidi("double", [factor], items, _int, _int)

@@ -148,7 +148,7 @@ def test_metadata_headers_trailers_and_deadline_reach_the_handler(served: Served
 # -- the four shapes --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", ["count", "listed", "later", "threaded_chan"])
+@pytest.mark.parametrize("method", ["count", "listed", "later", "threaded_chan", "aio_chan"])
 def test_server_streams_of_every_source(served: Served, method: str) -> None:
     with served.client() as client:
         assert list(client.stream(method, 2500)) == list(range(2500))
@@ -180,6 +180,8 @@ def test_a_handler_that_stops_reading_stops_the_client(served: Served) -> None:
 def test_bidi(served: Served) -> None:
     with served.client() as client:
         assert list(client.double(3, iter(range(3000)))) == [i * 3 for i in range(3000)]
+        # The inbound stream itself returned as the outbound one.
+        assert list(client.relay(iter(range(3000)))) == list(range(3000))
 
 
 # -- deadlines, cancellation, flow control ---------------------------------------------
@@ -335,3 +337,15 @@ def test_a_frame_over_the_limit_gets_goaway(loop_thread: LoopThread) -> None:
             assert client.echo("fine") == "fine"
     finally:
         served.stop()
+
+
+@pytest.mark.parametrize("algorithm", ["zlib", "zstd"])
+def test_compression_negotiated_in_hello(served: Served, algorithm: str) -> None:
+    big = "gopher " * 50_000
+    with served.client(compression=algorithm, codec="json") as client:
+        assert client.echo(big) == big
+        assert list(client.stream("listed", 20_000)) == list(range(20_000))
+        assert client.pipe.codec == "json"
+        # The server's side of the connection compresses (compression.wrap's codec).
+        codecs = [type(conn.codec).__name__ for conn in list(served.server._connections)]
+        assert "CompressingCodec" in codecs, codecs
