@@ -349,3 +349,28 @@ def test_compression_negotiated_in_hello(served: Served, algorithm: str) -> None
         # The server's side of the connection compresses (compression.wrap's codec).
         codecs = [type(conn.codec).__name__ for conn in list(served.server._connections)]
         assert "CompressingCodec" in codecs, codecs
+
+
+def test_cancelled_streams_leave_nothing_behind(served: Served) -> None:
+    async def tasks() -> int:
+        return len(asyncio.all_tasks()) - 1  # less this one
+
+    before = served.runner.run(tasks())
+    with served.client() as client:
+        for _ in range(200):
+            items = client.stream("count", 10**9)
+            items.recv(timeout=5)
+            items.close()
+        for _ in range(50):
+            token = CancelToken()
+            stream = client.with_options(cancel=token).double(1, itertools.count())
+            stream.recv(timeout=5)
+            token.cancel()
+        assert client.echo("still") == "still"
+
+    def settled() -> bool:
+        open_calls = sum(len(conn.streams) for conn in list(served.server._connections))
+        return served.server._running == 0 and open_calls == 0
+
+    assert wait_for(settled)
+    assert wait_for(lambda: served.runner.run(tasks()) <= before)
