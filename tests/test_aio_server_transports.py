@@ -138,3 +138,29 @@ def test_an_http_probe_gets_400(everywhere: Served, index: int) -> None:
         else:
             answer = _http_probe(raw)
     assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+
+
+@pytest.mark.parametrize(
+    ("role", "failure"),
+    [(None, "certificate required"), ("rogue-client", "unknown ca")],
+    ids=["no-certificate", "certificate-from-another-ca"],
+)
+def test_a_client_without_a_valid_certificate_gets_unavailable(
+    everywhere: Served, role: str | None, failure: str
+) -> None:
+    if role is None:
+        context = tls_transport.client_context(cert("ca.pem"))
+    else:
+        context = tls_transport.client_context(
+            cert("ca.pem"), certfile=cert(f"{role}.pem"), keyfile=cert(f"{role}.key")
+        )
+    address = everywhere.server.addresses[3]
+    with (
+        LabClient.dial(address, tls=context, connect_timeout=3) as client,
+        pytest.raises(RpcError) as caught,
+    ):
+        client.echo("x")
+    assert caught.value.code == StatusCode.UNAVAILABLE
+    assert failure in caught.value.message.lower()
+    with LabClient.dial(everywhere.server.addresses[3], tls=client_tls()) as client:
+        assert client.echo("the server goes on") == "the server goes on"

@@ -10,6 +10,7 @@ serve.py; "grace": seconds; "uvloop": true to run on uvloop (skipped when absent
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -44,7 +45,9 @@ async def main() -> None:
             loop.remove_reader(sys.stdin.fileno())
             stopping.append(loop.create_task(server.stop(grace)))
 
-    loop.add_reader(sys.stdin.fileno(), stdin_readable)
+    # stdin may be a file (/dev/null), which a loop cannot watch: then signals only.
+    with contextlib.suppress(PermissionError, ValueError):
+        loop.add_reader(sys.stdin.fileno(), stdin_readable)
     await server.serve_forever(grace)
 
 
