@@ -118,6 +118,12 @@ class Lab:
         finally:
             record.stream_closed.set()
 
+    async def idle(self, n: int) -> AsyncIterator[int]:
+        """Yields `n` items, then waits for ever (an open stream with nothing to send)."""
+        for i in range(n):
+            yield i
+        await asyncio.Event().wait()
+
     def listed(self, n: int) -> list[int]:
         return list(range(n))
 
@@ -228,6 +234,7 @@ def service_def(impl: Lab) -> ServiceDef:
             "count": MethodDef(
                 server, _args("count", check_int), impl.count, _int, encode_item=_int
             ),
+            "idle": MethodDef(server, _args("idle", check_int), impl.idle, _int, encode_item=_int),
             "listed": MethodDef(
                 server, _args("listed", check_int), impl.listed, _int, encode_item=_int
             ),
