@@ -124,6 +124,26 @@ class Lab:
             yield i
         await asyncio.Event().wait()
 
+    async def ticking(self, n: int) -> AsyncIterator[int]:
+        """Yields `n` items, giving the loop a turn every 7: batches end at those turns."""
+        record = self.record
+        record.started.set()
+        try:
+            for i in range(n):
+                if i % 7 == 6:
+                    await asyncio.sleep(0)
+                record.produced = i + 1
+                yield i
+        except (asyncio.CancelledError, GeneratorExit):
+            record.cancelled.set()
+            raise
+        finally:
+            record.stream_closed.set()
+
+    def failing_sync(self, n: int) -> Iterator[int]:
+        yield from range(n)
+        raise RpcError(StatusCode.OUT_OF_RANGE, "no more")
+
     def listed(self, n: int) -> list[int]:
         return list(range(n))
 
@@ -235,6 +255,12 @@ def service_def(impl: Lab) -> ServiceDef:
                 server, _args("count", check_int), impl.count, _int, encode_item=_int
             ),
             "idle": MethodDef(server, _args("idle", check_int), impl.idle, _int, encode_item=_int),
+            "ticking": MethodDef(
+                server, _args("ticking", check_int), impl.ticking, _int, encode_item=_int
+            ),
+            "failing_sync": MethodDef(
+                server, _args("failing_sync", check_int), impl.failing_sync, _int, encode_item=_int
+            ),
             "listed": MethodDef(
                 server, _args("listed", check_int), impl.listed, _int, encode_item=_int
             ),

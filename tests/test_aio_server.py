@@ -148,21 +148,29 @@ def test_metadata_headers_trailers_and_deadline_reach_the_handler(served: Served
 # -- the four shapes --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", ["count", "listed", "later", "threaded_chan", "aio_chan"])
+@pytest.mark.parametrize(
+    "method", ["count", "ticking", "listed", "later", "threaded_chan", "aio_chan"]
+)
 def test_server_streams_of_every_source(served: Served, method: str) -> None:
     with served.client() as client:
         assert list(client.stream(method, 2500)) == list(range(2500))
         assert list(client.stream(method, 0)) == []
 
 
-def test_a_stream_that_fails_ends_with_its_code_after_its_items(served: Served) -> None:
+@pytest.mark.parametrize(
+    ("method", "code"),
+    [("failing_stream", StatusCode.ABORTED), ("failing_sync", StatusCode.OUT_OF_RANGE)],
+)
+def test_a_stream_that_fails_ends_with_its_code_after_its_items(
+    served: Served, method: str, code: StatusCode
+) -> None:
     with served.client() as client:
         got: list[int] = []
         with pytest.raises(RpcError) as caught:
-            for item in client.stream("failing_stream", 3):
+            for item in client.stream(method, 3):
                 got.append(item)
     assert got == [0, 1, 2]
-    assert caught.value.code == StatusCode.ABORTED
+    assert caught.value.code == code
 
 
 def test_client_stream(served: Served) -> None:
@@ -215,9 +223,10 @@ def test_a_client_cancel_cancels_the_handler(served: Served) -> None:
     assert served.record.cancelled.wait(5)
 
 
-def test_closing_a_server_stream_closes_the_generator(served: Served) -> None:
+@pytest.mark.parametrize("method", ["count", "ticking"])
+def test_closing_a_server_stream_closes_the_generator(served: Served, method: str) -> None:
     with served.client() as client:
-        items = client.stream("count", 10**9)
+        items = client.stream(method, 10**9)
         assert [items.recv(timeout=5) for _ in range(3)] == [0, 1, 2]
         items.close()
         assert served.record.stream_closed.wait(5)
@@ -225,10 +234,11 @@ def test_closing_a_server_stream_closes_the_generator(served: Served) -> None:
         assert client.echo("still fine") == "still fine"
 
 
-def test_a_slow_reader_holds_the_producer_to_its_window(served: Served) -> None:
+@pytest.mark.parametrize("method", ["count", "ticking"])
+def test_a_slow_reader_holds_the_producer_to_its_window(served: Served, method: str) -> None:
     window = 64
     with served.client(stream_window=window) as client:
-        items = client.stream("count", 100_000)
+        items = client.stream(method, 100_000)
         reader = iter(items)
         assert next(reader) == 0
         # The producer runs ahead only as far as the client's window (plus the batch
@@ -374,3 +384,15 @@ def test_cancelled_streams_leave_nothing_behind(served: Served) -> None:
 
     assert wait_for(settled)
     assert wait_for(lambda: served.runner.run(tasks()) <= before)
+
+
+def test_accepted_tcp_sockets_have_nagle_off(served: Served) -> None:
+    """Without TCP_NODELAY a stream's frames written in separate loop iterations wait
+    for the client's delayed ACK (measured: a window of 64 items streamed at 830 items/s
+    instead of 80,000). asyncio sets it only when the socket's proto says TCP."""
+    with served.client() as client:
+        assert client.echo("x") == "x"
+        socks = [conn.transport.get_extra_info("socket") for conn in served.server._connections]
+        assert socks
+        for sock in socks:
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)

@@ -70,6 +70,7 @@ import inspect
 import logging
 import os
 import signal
+import socket
 import ssl
 import time
 from collections.abc import (
@@ -248,6 +249,14 @@ class _ServerConnection(Connection):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        if self.listening.scheme not in ("unix", "memory"):
+            # asyncio sets TCP_NODELAY only on sockets whose proto says TCP, which an
+            # accepted socket of a listener made with proto 0 does not: without it,
+            # a stream's small frames wait for the client's delayed ACK (40 ms).
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.server._accepted(self)
 
     def data_received(self, data: bytes) -> None:
