@@ -315,6 +315,8 @@ class _Pump:
                 # The awaitable's iterator (a coroutine's, an async generator's asend):
                 # what a task steps with send/throw.
                 step = source.__anext__().__await__()
+                if not hasattr(step, "throw"):  # a hand-made awaitable's plain iterator
+                    step = _stepper(step)
                 try:
                     yielded = step.send(None)
                 except StopIteration as done:
@@ -359,6 +361,11 @@ class _Pump:
                 await aclose()
             elif callable(close := getattr(closer, "close", None)):
                 close()
+
+
+def _stepper(iterator: Iterator[Any]) -> Generator[Any, Any, Any]:
+    """A generator (send, throw) around an awaitable's plain iterator."""
+    return (yield from iterator)
 
 
 @types.coroutine
