@@ -47,8 +47,10 @@ def step(text: str) -> None:
 
 
 def check_stubs(folder: Path) -> None:
-    step(f"{folder.name}: gopherpipe gen --check service.py")
-    subprocess.run([str(GOPHERPIPE), "gen", "--check", "service.py"], cwd=folder, check=True)
+    step(f"{folder.name}: gopherpipe gen --check --asyncio service.py")
+    subprocess.run(
+        [str(GOPHERPIPE), "gen", "--check", "--asyncio", "service.py"], cwd=folder, check=True
+    )
 
 
 @contextmanager

@@ -1,4 +1,5 @@
-"""The ``gopherpipe`` command line: ``gopherpipe gen [PATH...] [-o DIR] [--check]``,
+"""The ``gopherpipe`` command line: ``gopherpipe gen [PATH...] [-o DIR] [--check]
+[--asyncio]``,
 ``gopherpipe health ADDRESS [SERVICE]``, ``gopherpipe describe ADDRESS [SERVICE]`` and
 ``gopherpipe call ADDRESS SERVICE.METHOD [ARGS]`` (the last two are clients of the
 built-in Reflection service, gopherpipe_runtime/reflection.py), and ``gopherpipe
@@ -52,8 +53,9 @@ def _root() -> None:
     """Keeps `gen` a real subcommand (typer would otherwise promote a lone command)."""
 
 
-def generate(paths: list[Path], out_dir: Path | None) -> list[Output]:
-    """Every stub for `paths`; raises SpecErrors listing the problems of all of them."""
+def generate(paths: list[Path], out_dir: Path | None, asyncio: bool = False) -> list[Output]:
+    """Every stub for `paths` (with the asyncio stubs if `asyncio`); raises SpecErrors
+    listing the problems of all of them."""
     from .parse import parse_contract
     from .render import render_contract
 
@@ -62,7 +64,7 @@ def generate(paths: list[Path], out_dir: Path | None) -> list[Output]:
     for path in paths:
         try:
             contract = parse_contract(path)
-            outputs.extend(render_contract(contract, out_dir or path.parent))
+            outputs.extend(render_contract(contract, out_dir or path.parent, asyncio))
         except SpecErrors as exc:
             errors.extend(exc.errors)
     if errors:
@@ -70,7 +72,8 @@ def generate(paths: list[Path], out_dir: Path | None) -> list[Output]:
     return outputs
 
 
-_GEN_HELP = """Write <stem>_client.py and <stem>_server.py for each contract.
+_GEN_HELP = """Write <stem>_client.py and <stem>_server.py for each contract, and
+<stem>_aio.py with --asyncio.
 
 PATH is a contract file, a folder (the contracts directly in it) or a glob
 in quotes ('services/**/*.py'); a contract is a .py file with a top-level
@@ -82,8 +85,15 @@ folder upward) names them; its paths are relative to that file:
   \\[tool.gopherpipe]
   contracts = ["services/*.py"]   # files, folders or globs
   out = "generated"               # optional; default: beside each contract
+  asyncio = true                  # optional; default: false
 
-out applies to PATHs too, unless -o is given.
+out and asyncio apply to PATHs too, unless -o or --asyncio/--no-asyncio
+is given.
+
+With --asyncio, <stem>_aio.py holds, for each service X, the interface
+XAsync (async methods; server streams are async generators), the client
+XAsyncClient and register_x_async(server, impl) for
+gopherpipe_runtime.aio.Server. It imports the other two stubs.
 
 The stubs are formatted with the black settings of the project they land
 in, found as black finds them from the output folder (the tool.black table
@@ -98,6 +108,7 @@ Examples:
   gopherpipe gen                      # every contract the project names
   gopherpipe gen --check              # in CI: fail if a stub is stale
   gopherpipe gen service.py
+  gopherpipe gen --asyncio service.py # also service_aio.py
   gopherpipe gen services/ -o generated
   gopherpipe gen 'services/**/*.py'
 """
@@ -131,11 +142,20 @@ def gen(
             " reformatted is current.",
         ),
     ] = False,
+    asyncio: Annotated[
+        bool | None,
+        typer.Option(
+            "--asyncio/--no-asyncio",
+            help="Also write <stem>_aio.py, the asyncio stubs (default: \\[tool.gopherpipe]"
+            " asyncio, else no). --check then checks it too.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     from .project import ConfigError, plan
 
     try:
-        contracts, out = plan([str(p) for p in paths or ()], out, Path.cwd())
+        contracts, out, asyncio = plan([str(p) for p in paths or ()], out, Path.cwd(), asyncio)
     except ConfigError as exc:
         if not paths:  # a bare `gopherpipe gen` outside a configured project
             typer.echo(ctx.get_usage() + "\n", err=True)
@@ -144,7 +164,7 @@ def gen(
     from .render import FormatConfigError
 
     try:
-        outputs = generate(contracts, out)
+        outputs = generate(contracts, out, asyncio)
     except SpecErrors as exc:
         for error in exc.errors:
             typer.echo(str(error), err=True)

@@ -1,4 +1,5 @@
-"""Turn a parsed `Contract` into the template context of the client and server stubs.
+"""Turn a parsed `Contract` into the template context of the client and server stubs
+(and of the asyncio stub, with ``--asyncio``).
 
 Every decision about the generated code is made here, in Python; the templates only
 lay out what this module computes.
@@ -34,6 +35,17 @@ result encoders, and imports the converters they call from the client stub, by t
 import rule below for a module written next to the stubs: ``from .service_client import
 _dec_Point`` in a package, ``from service_client import _dec_Point`` in a plain folder.
 So a server ships both files (gen always writes both); a client needs only its own.
+
+The asyncio stub (``<stem>_aio.py``, ``gen --asyncio``) defines no converter and no
+per-method function either. Its interface ``XAsync`` and client ``XAsyncClient`` spell the
+same signatures with async shapes (`_aio_method`); the client's calls are the threaded
+client's expressions (`_client_call`: AsyncClientBase takes ClientBase's arguments), with
+the converters and result/item decoders imported from the client stub by name; its
+``register_x_async`` builds the threaded server stub's MethodDef table (`_method_def`)
+with the server stub's argument decoders, encoders and schema, reached as
+``_gp_server.NAME`` (``import service_server as _gp_server``, or ``from . import ...`` in
+a package) since the two stubs define functions of the same names for opposite
+directions. Only ``call`` differs: the implementation's coroutine or async generator.
 
 Reflection schema. The server stub also holds, per service, a plain literal (dicts,
 lists, strings) describing it -- methods, call shapes, parameters with their types
@@ -93,6 +105,13 @@ STUB_NAMES = frozenset(
     | {"Server", "ServiceDef", "fail", "bad_enum", "Chan", "Iterable", "no_result"}
     | {"FAST_PATH"}
 )
+# Names the asyncio stub imports or defines besides those (checked with --asyncio only).
+AIO_STUB_NAMES = frozenset(
+    {"ABC", "abstractmethod", "AsyncClientBase", "AsyncIterable", "AsyncIterator", "Iterable"}
+    | {"MethodDef", "MethodKind", "Server", "ServiceDef", "no_result"}
+)
+AIO_SERVER = "_gp_server"
+"""The name the asyncio stub imports the server stub under (module docstring)."""
 FAST = "FAST_PATH"
 """What a converter's first attempt passes as the path of its parts (see above)."""
 
@@ -205,6 +224,41 @@ class ServiceView:
     schema_name: str
     schema: str
     """The reflection schema as a Python literal (see the module docstring)."""
+
+
+@dataclass(frozen=True)
+class AioMethodView:
+    """A method of the asyncio stub: the interface's abstract method, the client's."""
+
+    name: str
+    is_async: bool
+    """Unary and client-stream methods are coroutines (``async def``). Server-stream and
+    bidi methods are plain ``def``s returning an AsyncIterator: an implementation written
+    as an async generator (``async def`` that yields) has exactly that type, where an
+    abstract ``async def ... -> AsyncIterator[T]`` would be a coroutine of an iterator."""
+    interface: tuple[SignatureParam, ...]
+    """The interface's parameters: a Chan[T] parameter arrives as AsyncIterator[T]."""
+    client: tuple[SignatureParam, ...]
+    """The client's: a Chan[T] parameter takes AsyncIterable[T] | Iterable[T]."""
+    returns: str
+    returns_none: bool
+    doc: str | None
+    """The contract's docstring as a literal, indented for the method's body."""
+    client_call: str
+    method_def: str
+
+
+@dataclass(frozen=True)
+class AioServiceView:
+    name: str
+    interface_name: str
+    client_name: str
+    register_name: str
+    doc: str
+    """The interface's docstring literal."""
+    methods: tuple[AioMethodView, ...]
+    schema: str
+    """The server stub's reflection schema, which the asyncio registration reuses."""
 
 
 @dataclass
@@ -865,6 +919,31 @@ class StubContext:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
 
+@dataclass(frozen=True)
+class AioContext:
+    """What the asyncio stub (``<stem>_aio.py``) template lays out."""
+
+    header: str
+    source_name: str
+    abc_names: tuple[str, ...]
+    std_imports: tuple[tuple[str, tuple[str, ...]], ...]
+    imports: tuple[tuple[str, tuple[str, ...]], ...]
+    client_module: str
+    client_names: tuple[str, ...]
+    """What it imports from the client stub: converters and the per-method functions."""
+    server_package: bool
+    """The server stub is imported relatively (``from . import x_server as ...``)."""
+    server_stem: str
+    server_alias: str
+    helpers: tuple[str, ...]
+    uses_builtins: bool
+    call_defaults: bool
+    services: tuple[AioServiceView, ...]
+
+    def as_dict(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
 def _path_literal(text: str) -> str:
     # Paths embed user names only, which are identifiers: plain double quotes suffice.
     return f'"{text}"'
@@ -883,7 +962,6 @@ def _methods(service_name: str, method: Method, client: _Emitter, server: _Emitt
     server_functions: list[FunctionView] = []
     kind = method.kind
     encoded_args = f"[{', '.join(p.encode for p in params)}]"
-    extras: list[str] = []
     if method.stream_returns is None:
         # A result value: decoded by the client, encoded by the server.
         returns = client.annotate(method.returns)
@@ -899,7 +977,6 @@ def _methods(service_name: str, method: Method, client: _Emitter, server: _Emitt
         server_functions.append(
             FunctionView(f"{prefix}_result", "Any", result_encode, returns_none)
         )
-        result_encoder = f"{prefix}_result"
     else:
         item_type = client.annotate(method.stream_returns)
         returns = f"Chan[{item_type}]"
@@ -912,8 +989,7 @@ def _methods(service_name: str, method: Method, client: _Emitter, server: _Emitt
         server_functions.append(
             _item_function(server, f"{prefix}_item_out", method.stream_returns, True, item_path)
         )
-        result_encoder = server.helper("no_result")
-        extras.append(f"encode_item={prefix}_item_out")
+        server.helper("no_result")
     if method.stream_param is not None:
         stream = method.stream_param
         client.uses_iterable = True
@@ -924,27 +1000,7 @@ def _methods(service_name: str, method: Method, client: _Emitter, server: _Emitt
         server_functions.append(
             _item_function(server, f"{prefix}_item_in", stream.type, False, item_path)
         )
-        extras[:0] = [f"stream_param={method.stream_index}", f"decode_item={prefix}_item_in"]
-    # The contract's @idempotent lets the runtime retry the call (gopherpipe_runtime.retry).
-    retry = ", idempotent=True" if method.idempotent else ""
-    if kind == "UNARY":
-        client_call = f'self._gp_unary("{method.name}", {encoded_args}, {prefix}_result{retry})'
-    elif kind == "SERVER_STREAM":
-        client_call = (
-            f'self._gp_server_stream("{method.name}", {encoded_args}, {prefix}_item_in{retry})'
-        )
-    elif kind == "CLIENT_STREAM":
-        assert method.stream_param is not None
-        client_call = (
-            f'self._gp_client_stream("{method.name}", {encoded_args}, '
-            f"{method.stream_param.name}, {prefix}_item_out, {prefix}_result{retry})"
-        )
-    else:
-        assert method.stream_param is not None
-        client_call = (
-            f'self._gp_bidi("{method.name}", {encoded_args}, '
-            f"{method.stream_param.name}, {prefix}_item_out, {prefix}_item_in{retry})"
-        )
+    client_call = _client_call(method, prefix, encoded_args)
     params_table = defaults_table = None
     if method.required < len(method.params):
         params_table = f"{prefix}_params"
@@ -969,9 +1025,7 @@ def _methods(service_name: str, method: Method, client: _Emitter, server: _Emitt
             server.contract_names |= _names_in(view.default)
         server.tables.append(Table(defaults_table, "tuple[Any, ...]", _tuple_display(defaults)))
     server.helper("check_args")
-    method_def = ", ".join(
-        [f"MethodKind.{kind}", f"{prefix}_args", f"impl.{method.name}", result_encoder, *extras]
-    )
+    method_def = _method_def(method, prefix, "", "no_result")
     return MethodView(
         name=method.name,
         kind=kind,
@@ -982,13 +1036,113 @@ def _methods(service_name: str, method: Method, client: _Emitter, server: _Emitt
         client_call=client_call,
         client_functions=tuple(client_functions),
         server_functions=tuple(server_functions),
-        method_def=f"MethodDef({method_def})",
+        method_def=method_def,
         required=method.required,
         args_decoder=f"{prefix}_args",
         params_table=params_table,
         defaults_table=defaults_table,
         decoded_args=_tuple_display([p.decode for p in params]),
     )
+
+
+def _client_call(method: Method, prefix: str, encoded_args: str) -> str:
+    """The expression a client method evaluates: the same in the threaded and the asyncio
+    client, whose bases (ClientBase, aio.AsyncClientBase) take the same arguments."""
+    # The contract's @idempotent lets the runtime retry the call (gopherpipe_runtime.retry).
+    retry = ", idempotent=True" if method.idempotent else ""
+    kind = method.kind
+    if kind == "UNARY":
+        return f'self._gp_unary("{method.name}", {encoded_args}, {prefix}_result{retry})'
+    if kind == "SERVER_STREAM":
+        return f'self._gp_server_stream("{method.name}", {encoded_args}, {prefix}_item_in{retry})'
+    assert method.stream_param is not None
+    if kind == "CLIENT_STREAM":
+        return (
+            f'self._gp_client_stream("{method.name}", {encoded_args}, '
+            f"{method.stream_param.name}, {prefix}_item_out, {prefix}_result{retry})"
+        )
+    return (
+        f'self._gp_bidi("{method.name}", {encoded_args}, '
+        f"{method.stream_param.name}, {prefix}_item_out, {prefix}_item_in{retry})"
+    )
+
+
+def _method_def(method: Method, prefix: str, module: str, no_result: str) -> str:
+    """The MethodDef(...) a register function builds: the server stub's own functions,
+    spelled ``module`` + name (the asyncio stub reaches them through the server stub).
+    `no_result` is the result encoder (stream methods have none)."""
+    parts = [
+        f"MethodKind.{method.kind}",
+        f"{module}{prefix}_args",
+        f"impl.{method.name}",
+        no_result if method.stream_returns is not None else f"{module}{prefix}_result",
+    ]
+    if method.stream_param is not None:
+        parts += [f"stream_param={method.stream_index}", f"decode_item={module}{prefix}_item_in"]
+    if method.stream_returns is not None:
+        parts.append(f"encode_item={module}{prefix}_item_out")
+    return f"MethodDef({', '.join(parts)})"
+
+
+def _aio_method(service_name: str, method: Method, aio: _Emitter) -> AioMethodView:
+    """One method of the asyncio stub. Its client encodes arguments with the expressions
+    the threaded client uses (the same converters, imported from the client stub) and
+    decodes with the client stub's per-method functions; its registration calls the
+    server stub's (see the module docstring)."""
+    prefix = f"_{service_name}_{method.name}"
+    wire: list[tuple[str, str, str | None, bool]] = []
+    encodes: list[str] = []
+    for param in method.params:
+        path = _path_literal(f"{method.name}(): argument '{param.name}'")
+        if param.default is not None:
+            for module, name in param.default.stdlib:
+                aio.std_names.setdefault(module, set()).add(name)
+        default = None if param.default is None else param.default.text
+        wire.append((param.name, aio.annotate(param.type), default, param.positional_only))
+        encodes.append(aio.call(param.type, True, param.name, path))
+    if method.stream_param is not None:
+        aio.abc_names |= {"AsyncIterator", "AsyncIterable", "Iterable"}
+        aio.from_shared.add(f"{prefix}_item_out")
+    returns_none = False
+    if method.stream_returns is None:
+        returns = aio.annotate(method.returns)
+        returns_none = isinstance(method.returns, Scalar) and method.returns.name == "None"
+        aio.from_shared.add(f"{prefix}_result")
+        no_result = ""
+    else:
+        aio.abc_names.add("AsyncIterator")
+        returns = f"AsyncIterator[{aio.annotate(method.stream_returns)}]"
+        aio.from_shared.add(f"{prefix}_item_in")
+        no_result = aio.helper("no_result")
+    return AioMethodView(
+        name=method.name,
+        is_async=method.stream_returns is None,
+        interface=_with_stream(method, wire, "AsyncIterator[{}]", aio),
+        client=_with_stream(method, wire, "AsyncIterable[{}] | Iterable[{}]", aio),
+        returns=returns,
+        returns_none=returns_none,
+        doc=_docstring(method.doc, "        ") if method.doc else None,
+        client_call=_client_call(method, prefix, f"[{', '.join(encodes)}]"),
+        method_def=_method_def(method, prefix, f"{AIO_SERVER}.", no_result),
+    )
+
+
+def _docstring(text: str, indent: str) -> str:
+    """`text` as a triple-quoted literal whose later lines are indented by `indent`."""
+    # A quote that ends the text would close the literal early: escape it apart. (Black
+    # then adds a space after it in a one-line docstring, as in any: its only change.)
+    tail = ""
+    if text.endswith('"'):
+        text, tail = text[:-1], '\\"'
+    escaped = text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"') + tail
+    escaped = "".join(
+        f"\\x{ord(char):02x}" if ord(char) < 32 and char not in "\n\t" else char for char in escaped
+    )
+    lines = escaped.split("\n")
+    body = "\n".join([lines[0], *(indent + line if line else "" for line in lines[1:])])
+    if len(lines) > 1:
+        body += "\n" + indent
+    return f'"""{body}"""'
 
 
 def _item_function(
@@ -1012,16 +1166,25 @@ def _signature(
     widens to Iterable[T], which still satisfies the abstract method.
     """
     spelled = [(p.name, p.annotation, p.default, p.positional_only) for p in params]
+    return _with_stream(method, spelled, "Iterable[{}]", client)
+
+
+def _with_stream(
+    method: Method,
+    spelled: list[tuple[str, str, str | None, bool]],
+    stream_form: str,
+    emitter: _Emitter,
+) -> tuple[SignatureParam, ...]:
+    """`spelled` (the wire parameters as (name, annotation, default, positional-only)),
+    with the Chan parameter put back in its place, annotated `stream_form` of its item
+    type, as SignatureParams."""
     if method.stream_param is not None and method.stream_index is not None:
         stream = method.stream_param
+        item = emitter.annotate(stream.type)
+        spelled = [*spelled]
         spelled.insert(
             method.stream_index,
-            (
-                stream.name,
-                f"Iterable[{client.annotate(stream.type)}]",
-                None,
-                stream.positional_only,
-            ),
+            (stream.name, stream_form.format(item, item), None, stream.positional_only),
         )
     result = []
     for index, (name, spelled_type, default, positional_only) in enumerate(spelled):
@@ -1069,11 +1232,17 @@ def _tuple_display(parts: list[str]) -> str:
     return f"({', '.join(parts)})"
 
 
-def compile_contract(contract: Contract, out_dir: Path) -> tuple[StubContext, StubContext]:
-    """The (client, server) template contexts for one contract."""
+def compile_contract(
+    contract: Contract, out_dir: Path, asyncio: bool = False
+) -> tuple[StubContext, StubContext, AioContext | None]:
+    """The (client, server, asyncio) template contexts for one contract; the asyncio one
+    only if asked for (``gen --asyncio``)."""
     client = _Emitter(contract)
     server = _Emitter(contract, shared=client)
+    # The asyncio stub defines no converter: like the server stub, it imports them.
+    aio = _Emitter(contract, shared=client, std_names={"typing": set()})
     services: list[ServiceView] = []
+    aio_services: list[AioServiceView] = []
     for service in contract.services:
         client.in_class = frozenset(m.name for m in service.methods) & BUILTIN_TYPES
         methods = tuple(_methods(service.name, m, client, server) for m in service.methods)
@@ -1088,50 +1257,79 @@ def compile_contract(contract: Contract, out_dir: Path) -> tuple[StubContext, St
                 repr(_schema(contract, service)),
             )
         )
-    _check_names(contract)
+        if asyncio:
+            aio.in_class = frozenset(m.name for m in service.methods) & BUILTIN_TYPES
+            aio_methods = tuple(_aio_method(service.name, m, aio) for m in service.methods)
+            aio.in_class = frozenset()
+            doc = service.doc or (
+                f"{service.name} on asyncio: implementations subclass it, "
+                f"{service.name}AsyncClient calls one."
+            )
+            aio_services.append(
+                AioServiceView(
+                    service.name,
+                    f"{service.name}Async",
+                    f"{service.name}AsyncClient",
+                    f"register_{snake_case(service.name)}_async",
+                    _docstring(doc, "    "),
+                    aio_methods,
+                    f"{AIO_SERVER}._{service.name}_schema",
+                )
+            )
+    _check_names(contract, asyncio)
     contract_module = module_ref(contract.path, out_dir)
     client_module = module_ref(out_dir / f"{contract.path.stem}_client.py", out_dir)
     source_name = contract.path.name
     header = f"# Generated by gopherpipe gen from {source_name}. DO NOT EDIT."
+    call_defaults = any(
+        p.default is not None and _has_call(p.default.text)
+        for service in contract.services
+        for m in service.methods
+        for p in m.params
+    )
 
     def imports(emitter: _Emitter) -> tuple[tuple[str, tuple[str, ...]], ...]:
         # The client stub defines every converter, so it uses every class they reach;
-        # the server stub, only the services and what its own code spells.
-        by_module: dict[str, set[str]] = {contract_module: {s.name for s in contract.services}}
+        # the server stub, only the services and what its own code spells; the asyncio
+        # stub, only what it spells (its interfaces are its own classes).
+        by_module: dict[str, set[str]] = {}
+        if emitter is not aio:
+            by_module[contract_module] = {s.name for s in contract.services}
         for named in _closure(contract):
             if emitter.shared is None or named.name in emitter.contract_names:
                 by_module.setdefault(module_ref(named.module, out_dir), set()).add(named.name)
         for module_file, name in _default_imports(contract):
-            # Both stubs spell defaults: the client's signatures and the server's table
-            # refer to the contract's own constant or class (see defaults.py).
+            # Every stub spells defaults: the clients' signatures (and the asyncio
+            # interface's) and the server's table refer to the contract's own constant
+            # or class (see defaults.py).
             by_module.setdefault(module_ref(module_file, out_dir), set()).add(name)
         return tuple((module, tuple(sorted(names))) for module, names in sorted(by_module.items()))
 
-    def context(emitter: _Emitter) -> StubContext:
+    def abc_imports(emitter: _Emitter) -> tuple[str, ...]:
         abc_names = set(emitter.abc_names)
         if emitter.uses_callable:
             abc_names.add("Callable")
         if emitter.uses_iterable:
             abc_names.add("Iterable")
+        return tuple(sorted(abc_names))
+
+    def std_imports(emitter: _Emitter) -> tuple[tuple[str, tuple[str, ...]], ...]:
         std = emitter.std_names
+        return tuple((module, tuple(sorted(std[module]))) for module in sorted(std) if std[module])
+
+    def context(emitter: _Emitter) -> StubContext:
         return StubContext(
             header=header,
             source_name=source_name,
-            abc_names=tuple(sorted(abc_names)),
-            std_imports=tuple((module, tuple(sorted(std[module]))) for module in sorted(std)),
+            abc_names=abc_imports(emitter),
+            std_imports=std_imports(emitter),
             imports=imports(emitter),
             client_module=client_module,
             client_names=tuple(sorted(emitter.from_shared)),
             helpers=tuple(sorted(emitter.helpers)),
             uses_chan=emitter.uses_chan,
             uses_builtins=emitter.uses_builtins,
-            call_defaults=emitter.shared is None
-            and any(
-                p.default is not None and _has_call(p.default.text)
-                for service in contract.services
-                for m in service.methods
-                for p in m.params
-            ),
+            call_defaults=emitter.shared is None and call_defaults,
             needs_none=emitter.needs_none,
             needs_invalid=any(c.precise for c in emitter.converters.values()),
             tables=tuple(emitter.tables),
@@ -1139,8 +1337,9 @@ def compile_contract(contract: Contract, out_dir: Path) -> tuple[StubContext, St
             services=tuple(services),
         )
 
-    imported = {name for emitter in (client, server) for names in emitter.std_names.values()
-                for name in names} | client.abc_names | server.abc_names  # fmt: skip
+    emitters = (client, server, aio) if asyncio else (client, server)
+    imported = {name for emitter in emitters for names in emitter.std_names.values()
+                for name in names} | {name for e in emitters for name in e.abc_names}  # fmt: skip
     own = _declared(contract) | {named.name for named in _closure(contract)}
     own |= {name for _, name in _default_imports(contract)}
     clashes = imported & own
@@ -1157,7 +1356,26 @@ def compile_contract(contract: Contract, out_dir: Path) -> tuple[StubContext, St
                 for name in sorted(clashes)
             ]
         )
-    return context(client), context(server)
+    aio_context = None
+    if asyncio:
+        server_module = module_ref(out_dir / f"{contract.path.stem}_server.py", out_dir)
+        aio_context = AioContext(
+            header=header,
+            source_name=source_name,
+            abc_names=abc_imports(aio),
+            std_imports=std_imports(aio),
+            imports=imports(aio),
+            client_module=client_module,
+            client_names=tuple(sorted(aio.from_shared)),
+            server_package=server_module.startswith("."),
+            server_stem=server_module.lstrip("."),
+            server_alias=AIO_SERVER,
+            helpers=tuple(sorted(aio.helpers)),
+            uses_builtins=aio.uses_builtins,
+            call_defaults=call_defaults,
+            services=tuple(aio_services),
+        )
+    return context(client), context(server), aio_context
 
 
 def _default_imports(contract: Contract) -> list[tuple[Path, str]]:
@@ -1177,9 +1395,10 @@ def _declared(contract: Contract) -> set[str]:
     }
 
 
-def _check_names(contract: Contract) -> None:
+def _check_names(contract: Contract, asyncio: bool = False) -> None:
     """Generated names must not collide with the contract's own."""
     declared = _declared(contract)
+    stub_names = STUB_NAMES | AIO_STUB_NAMES if asyncio else STUB_NAMES
     errors = [
         SpecError(
             contract.path,
@@ -1187,7 +1406,7 @@ def _check_names(contract: Contract) -> None:
             1,
             f"the name {name!r} is used by the generated stubs: rename the contract's class",
         )
-        for name in sorted((declared | {s.name for s in contract.services}) & STUB_NAMES)
+        for name in sorted((declared | {s.name for s in contract.services}) & stub_names)
     ]
     constants = {name for _, name in _default_imports(contract)} - declared
     errors += [
@@ -1228,5 +1447,22 @@ def _check_names(contract: Contract) -> None:
         for service in contract.services
         if f"{service.name}Client" in declared
     ]
+    if asyncio:
+        # The asyncio stub imports the contract's classes beside its own: XAsync and
+        # XAsyncClient must be none of them.
+        taken = declared | {named.name for named in _closure(contract)}
+        taken |= {name for _, name in _default_imports(contract)}
+        errors += [
+            SpecError(
+                contract.path,
+                1,
+                1,
+                f"class {generated} would clash with the generated asyncio stub of "
+                f"{service.name}: rename one of them",
+            )
+            for service in contract.services
+            for generated in (f"{service.name}Async", f"{service.name}AsyncClient")
+            if generated in taken
+        ]
     if errors:
         raise SpecErrors(errors)

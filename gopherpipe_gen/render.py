@@ -1,8 +1,9 @@
 """Fill the templates with a compiled context and format the result with black.
 
-A contract gives exactly two files, ``<stem>_client.py`` and ``<stem>_server.py``; the
-client stub defines the converters and the server stub imports the ones it calls from it
-(see `gopherpipe_gen.compiler`), so no converter is written twice.
+A contract gives two files, ``<stem>_client.py`` and ``<stem>_server.py``, and with
+``--asyncio`` a third, ``<stem>_aio.py``; the client stub defines the converters, the
+server stub imports the ones it calls from it, and the asyncio stub imports what it needs
+from both (see `gopherpipe_gen.compiler`), so no converter is written twice.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from black.files import find_pyproject_toml, parse_pyproject_toml
 from black.mode import Mode, Preview, TargetVersion
 from black.parsing import InvalidInput
 
-from .compiler import StubContext, compile_contract
+from .compiler import AioContext, StubContext, compile_contract
 from .model import Contract
 
 _T = TypeVar("_T")
@@ -93,7 +94,7 @@ def _mode_from_config(config: dict[str, Any], source: str) -> Mode:
     )
 
 
-def render(template: str, context: StubContext, mode: Mode) -> str:
+def render(template: str, context: StubContext | AioContext, mode: Mode) -> str:
     source = _environment().get_template(template).render(context.as_dict())
     return black.format_str(source, mode=mode)
 
@@ -120,12 +121,16 @@ class Output:
     mode: Mode  # what `text` was formatted with; --check compares under it too
 
 
-def render_contract(contract: Contract, out_dir: Path) -> list[Output]:
-    """The two stub files for a contract, as (path, text), not yet written."""
-    client, server = compile_contract(contract, out_dir)
+def render_contract(contract: Contract, out_dir: Path, asyncio: bool = False) -> list[Output]:
+    """The stub files for a contract, as (path, text), not yet written: client and
+    server, and the asyncio stub if `asyncio`."""
+    client, server, aio = compile_contract(contract, out_dir, asyncio)
     stem = contract.path.stem
     mode = black_mode(out_dir)
-    return [
+    outputs = [
         Output(out_dir / f"{stem}_client.py", render("client.py.jinja2", client, mode), mode),
         Output(out_dir / f"{stem}_server.py", render("server.py.jinja2", server, mode), mode),
     ]
+    if aio is not None:
+        outputs.append(Output(out_dir / f"{stem}_aio.py", render("aio.py.jinja2", aio, mode), mode))
+    return outputs

@@ -31,7 +31,9 @@ def _copy_case(case: str, root: Path) -> Path:
         GOLDEN / case,
         target,
         ignore=lambda _folder, names: [
-            n for n in names if n == "__pycache__" or n.endswith(("_client.py", "_server.py"))
+            n
+            for n in names
+            if n == "__pycache__" or n.endswith(("_client.py", "_server.py", "_aio.py"))
         ],
     )
     return target

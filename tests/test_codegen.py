@@ -19,7 +19,8 @@ GOLDEN = ROOT / "tests" / "golden"
 ERRORS = GOLDEN / "errors"
 CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "service.py").exists())
 ERROR_CASES = sorted(p.stem for p in ERRORS.glob("*.py"))
-STUBS = ("service_client.py", "service_server.py")
+SYNC_STUBS = ("service_client.py", "service_server.py")
+STUBS = (*SYNC_STUBS, "service_aio.py")  # with --asyncio
 
 CopyCase = Callable[[str, Path], Path]
 
@@ -59,7 +60,7 @@ def test_golden_stubs(case: str, tmp_path: Path, copy_case: CopyCase, update_gol
     # the copy carries this repo's black settings, which format the goldens in place.
     shutil.copy(ROOT / "pyproject.toml", tmp_path)
     contract = copy_case(case, tmp_path) / "service.py"
-    outputs = generate([contract], None)
+    outputs = generate([contract], None, asyncio=True)
     assert [o.path.name for o in outputs] == list(STUBS)
     for output in outputs:
         expected = GOLDEN / case / output.path.name
@@ -73,9 +74,17 @@ def test_golden_stubs(case: str, tmp_path: Path, copy_case: CopyCase, update_gol
 
 
 def test_generation_is_deterministic(tmp_path: Path, copy_case: CopyCase) -> None:
-    first = generate([copy_case("types", tmp_path / "a") / "service.py"], None)
-    second = generate([copy_case("types", tmp_path / "b") / "service.py"], None)
+    first = generate([copy_case("types", tmp_path / "a") / "service.py"], None, asyncio=True)
+    second = generate([copy_case("types", tmp_path / "b") / "service.py"], None, asyncio=True)
+    assert [o.path.name for o in first] == list(STUBS)
     assert [o.text for o in first] == [o.text for o in second]
+
+
+def test_asyncio_adds_a_file_and_changes_no_other(tmp_path: Path, copy_case: CopyCase) -> None:
+    contract = copy_case("streams", tmp_path) / "service.py"
+    plain = generate([contract], None)
+    assert [o.path.name for o in plain] == list(SYNC_STUBS)
+    assert [o.text for o in plain] == [o.text for o in generate([contract], None, True)][:2]
 
 
 def test_import_rule_for_flat_package_and_imported_types() -> None:
@@ -139,13 +148,13 @@ def test_check_detects_stale_and_missing_stubs(in_tmp: Path, copy_case: CopyCase
 
     source = folder / "service.py"
     source.write_text(source.read_text().replace("loud: bool = False", "loud: bool = True"))
-    before = {name: (folder / name).read_text() for name in STUBS}
+    before = {name: (folder / name).read_text() for name in SYNC_STUBS}
     code, _, stderr = run("gen", "--check", contract)
     assert code == 1
     # Both carry the default: the client in its signature, the server for short CALLs.
     assert "multi/service_client.py: stale" in stderr
     assert "multi/service_server.py: stale" in stderr
-    assert {name: (folder / name).read_text() for name in STUBS} == before, "--check wrote"
+    assert {name: (folder / name).read_text() for name in SYNC_STUBS} == before, "--check wrote"
 
     run("gen", contract)
     (folder / "service_server.py").unlink()
@@ -153,6 +162,67 @@ def test_check_detects_stale_and_missing_stubs(in_tmp: Path, copy_case: CopyCase
     assert code == 1
     assert stderr.strip() == ("multi/service_server.py: missing; run gopherpipe gen to update it")
     assert not (folder / "service_server.py").exists()
+
+
+def test_check_with_asyncio_checks_the_asyncio_stub(in_tmp: Path, copy_case: CopyCase) -> None:
+    folder = copy_case("multi", in_tmp)
+    contract = "multi/service.py"
+    assert run("gen", contract)[0] == 0
+    # Current without --asyncio; with it, the missing third file is reported alone.
+    assert run("gen", "--check", contract) == (0, "", "")
+    code, _, stderr = run("gen", "--check", "--asyncio", contract)
+    assert code == 1
+    assert stderr.strip() == "multi/service_aio.py: missing; run gopherpipe gen to update it"
+    code, stdout, _ = run("gen", "--asyncio", contract)
+    assert code == 0 and stdout.strip() == "wrote multi/service_aio.py"
+    assert run("gen", "--check", "--asyncio", contract) == (0, "", "")
+
+    source = folder / "service.py"
+    source.write_text(source.read_text().replace("loud: bool = False", "loud: bool = True"))
+    before = (folder / "service_aio.py").read_text()
+    code, _, stderr = run("gen", "--check", "--asyncio", contract)
+    assert code == 1
+    assert "multi/service_aio.py: stale" in stderr  # its signatures carry the default too
+    assert (folder / "service_aio.py").read_text() == before, "--check wrote"
+    assert run("gen", "--asyncio", contract)[0] == 0
+    assert "loud: bool = True" in (folder / "service_aio.py").read_text()
+
+
+def test_asyncio_stub_goes_to_the_out_dir_and_imports_the_others(
+    in_tmp: Path, copy_case: CopyCase
+) -> None:
+    (in_tmp / "top").mkdir()
+    (in_tmp / "top" / "__init__.py").write_text("")
+    copy_case("pkgcase", in_tmp / "top")
+    code, _, _ = run("gen", "--asyncio", "top/pkgcase/service.py", "-o", "out")
+    assert code == 0
+    assert files_in(in_tmp / "out") == set(STUBS)
+    aio = (in_tmp / "out" / "service_aio.py").read_text()
+    assert "\nfrom top.pkgcase.models import " in aio
+    assert "\nfrom service_client import " in aio
+    assert "\nimport service_server as _gp_server\n" in aio
+    # In a package, beside the contract: relative imports, as the other stubs do.
+    code, _, _ = run("gen", "--asyncio", "top/pkgcase/service.py")
+    assert code == 0
+    beside = (in_tmp / "top" / "pkgcase" / "service_aio.py").read_text()
+    assert "\nfrom .service_client import " in beside
+    assert "\nfrom . import service_server as _gp_server\n" in beside
+
+
+def test_asyncio_names_must_not_clash_with_the_contract(in_tmp: Path) -> None:
+    (in_tmp / "clash.py").write_text(
+        "from abc import ABC, abstractmethod\nfrom dataclasses import dataclass\n\n\n"
+        "@dataclass\nclass GreeterAsync:\n    text: str\n\n\n"
+        "class Greeter(ABC):\n    @abstractmethod\n"
+        "    def hello(self, value: GreeterAsync) -> str: ...\n"
+    )
+    assert run("gen", "clash.py")[0] == 0  # only the asyncio stub would define it twice
+    code, _, stderr = run("gen", "--check", "--asyncio", "clash.py")
+    assert code == 2
+    assert stderr == (
+        "clash.py:1:1: class GreeterAsync would clash with the generated asyncio stub of "
+        "Greeter: rename one of them\n"
+    )
 
 
 def test_out_dir_uses_absolute_imports(in_tmp: Path, copy_case: CopyCase) -> None:
@@ -178,9 +248,11 @@ def test_example_stubs_are_current(example: str) -> None:
     # Byte for byte: black --check keeps the examples formatted with this repo's settings,
     # which gen finds from examples/, so --check's tolerance of formatting is not needed.
     contract = ROOT / "examples" / example / "service.py"
-    code, _, stderr = run("gen", "--check", str(contract))
+    code, _, stderr = run("gen", "--check", "--asyncio", str(contract))
     assert code == 0, stderr
-    for output in generate([contract], None):
+    outputs = generate([contract], None, asyncio=True)
+    assert [o.path.name for o in outputs] == list(STUBS)
+    for output in outputs:
         assert output.path.read_text(encoding="utf-8") == output.text, output.path
 
 

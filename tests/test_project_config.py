@@ -136,6 +136,31 @@ def test_the_nearest_pyproject_with_a_table_is_used(tmp_path: Path) -> None:
     assert (root / "services" / "chat_client.py").exists()
 
 
+def test_asyncio_in_the_table_adds_the_asyncio_stubs(tmp_path: Path) -> None:
+    root = project(tmp_path / "demo", 'contracts = ["services/*.py"]\nasyncio = true')
+    done = gen(root)
+    assert done.returncode == 0, done.stderr
+    assert names(root / "services") == [
+        "chat.py",
+        "chat_aio.py",
+        "chat_client.py",
+        "chat_server.py",
+        "e2e_streams.py",
+        "e2e_streams_aio.py",
+        "e2e_streams_client.py",
+        "e2e_streams_server.py",
+        "helpers.py",
+    ]
+    # The asyncio stubs (class XAsync(ABC)) are not taken for contracts the next time.
+    assert gen(root, "--check").returncode == 0
+    # It applies to arguments too; --no-asyncio leaves the asyncio stub out (and alone).
+    (root / "services" / "chat_aio.py").unlink()
+    assert gen(root, "--check", "services/chat.py").returncode == 1
+    assert gen(root, "--check", "--no-asyncio", "services/chat.py").returncode == 0
+    assert gen(root, "--no-asyncio", "services/chat.py").returncode == 0
+    assert not (root / "services" / "chat_aio.py").exists()
+
+
 @pytest.mark.parametrize(
     ("table", "expected"),
     [
@@ -143,6 +168,7 @@ def test_the_nearest_pyproject_with_a_table_is_used(tmp_path: Path) -> None:
         ('contracts = "services/*.py"', "contracts must be a non-empty list"),
         ("contracts = []", "contracts must be a non-empty list"),
         ('contracts = ["services/*.py"]\nout = 3', "out must be a folder"),
+        ('contracts = ["services/*.py"]\nasyncio = "yes"', "asyncio must be true or false"),
         ('contracts = ["nowhere/*.py"]', "'nowhere/*.py': the pattern matches nothing"),
         ('contracts = ["services/h*.py"]', "matches 1 files, none a contract"),
         ('contracts = ["services/gone.py"]', "no such file or folder"),

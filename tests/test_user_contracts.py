@@ -54,12 +54,17 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
         CONTRACTS,
         root,
         dirs_exist_ok=True,
-        ignore=shutil.ignore_patterns("__pycache__", "README.md", "*_client.py", "*_server.py"),
+        ignore=shutil.ignore_patterns(
+            "__pycache__", "README.md", "*_client.py", "*_server.py", "*_aio.py"
+        ),
     )
     contracts = sorted(str(p) for p in root.rglob("service.py"))
     assert len(contracts) == len(PACKAGES) + 1
     gopherpipe = Path(sys.executable).parent / "gopherpipe"
-    subprocess.run([str(gopherpipe), "gen", *contracts], check=True, capture_output=True)
+    # With the asyncio stubs, so the mypy run below checks them over every contract too.
+    subprocess.run(
+        [str(gopherpipe), "gen", "--asyncio", *contracts], check=True, capture_output=True
+    )
     return root
 
 
@@ -67,6 +72,7 @@ def test_every_contract_generates(generated: Path) -> None:
     for contract in generated.rglob("service.py"):
         assert (contract.parent / "service_client.py").exists()
         assert (contract.parent / "service_server.py").exists()
+        assert (contract.parent / "service_aio.py").exists()
 
 
 def test_stubs_and_implementations_pass_mypy_strict(generated: Path) -> None:
@@ -84,6 +90,7 @@ def test_stubs_and_implementations_pass_mypy_strict(generated: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert sum(f.endswith("_client.py") for f in files) == len(PACKAGES) + 1
+    assert sum(f.endswith("_aio.py") for f in files) == len(PACKAGES) + 1
 
 
 @pytest.fixture(scope="module")

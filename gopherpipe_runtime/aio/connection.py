@@ -73,8 +73,8 @@ class Connection(asyncio.Protocol):
     # -- asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # A cast, not an isinstance check: uvloop's transports are not subclasses of
-        # asyncio.Transport, though they have its methods.
+        # A cast, not an isinstance check: uvloop's transports have asyncio.Transport's
+        # methods without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
         self._loop = asyncio.get_running_loop()
         name = transport.get_extra_info("peername")
