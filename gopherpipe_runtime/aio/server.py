@@ -16,6 +16,9 @@ Map:
   Server             listeners (loop.create_server; memory:// by add_reader), the
                      per-call path, the sweep (timeouts, keepalive), stop and drain.
 
+Tasks: none per connection (a connection is asyncio's Protocol callbacks, and one
+timer sweeps them all); one per running call; a short one per memory:// accept.
+
 Calls. Each CALL is prepared on the loop as it arrives (decoded, checked against the
 limits, its method found and its arguments decoded: quick, and a refusal costs no
 task), then runs as one task: the handler, and for a server or bidi stream the
