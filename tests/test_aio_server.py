@@ -396,3 +396,10 @@ def test_accepted_tcp_sockets_have_nagle_off(served: Served) -> None:
         assert socks
         for sock in socks:
             assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
+def test_stop_on_another_loop_says_which_one(served: Served) -> None:
+    with pytest.raises(RuntimeError, match="loop that started the server"):
+        asyncio.run(served.server.stop())
+    with served.client() as client:
+        assert client.echo("unharmed") == "unharmed"

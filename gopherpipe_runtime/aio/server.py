@@ -596,10 +596,15 @@ class Server:
         calls in progress get up to `grace` seconds (None or 0: none), then the
         listeners and connections close and the calls left are cancelled. Idempotent;
         awaited on the server's loop."""
+        running = asyncio.get_running_loop()
+        if self._loop is not None and running is not self._loop:
+            # Touching another loop's transports from here would corrupt them.
+            raise RuntimeError(
+                "Server.stop() must be awaited on the loop that started the server; from "
+                "another thread: asyncio.run_coroutine_threadsafe(server.stop(), loop)"
+            )
         if self._stop_task is None:
-            assert self._loop is not None or not self._started
-            loop = self._loop or asyncio.get_running_loop()
-            self._stop_task = loop.create_task(self._stop(grace))
+            self._stop_task = running.create_task(self._stop(grace))
         # Shielded: a caller cancelled while waiting does not cut the drain short.
         await asyncio.shield(self._stop_task)
 
