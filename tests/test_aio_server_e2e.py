@@ -275,3 +275,14 @@ def test_open_streams_cost_a_few_kib_each(server: AioServerProcess) -> None:
             stream.close()
         assert client.echo("x") == "x"
     assert per_stream < 12 * 1024, per_stream
+
+
+def test_sigint_drains_as_sigterm_does() -> None:
+    process = AioServerProcess(harness={"grace": 5})
+    try:
+        with process.client() as client:
+            assert client.echo("x") == "x"
+        process.proc.send_signal(signal.SIGINT)
+        assert process.proc.wait(10) == 0  # a drain and a clean exit, no KeyboardInterrupt
+    finally:
+        process.stop()
