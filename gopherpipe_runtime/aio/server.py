@@ -42,8 +42,9 @@ Options as the threaded Server, with these differences:
   max_workers         accepted and ignored: no threads; handlers are tasks
   max_pending_calls   calls running at once server-wide (handler tasks, open
                       streams included); one more gets RESOURCE_EXHAUSTED
-  max_outbound_bytes / write_timeout  checked by the sweep (the transport's write
-                      buffer), not on every write
+  max_outbound_bytes  the transport's write buffer, checked as results are written
+                      while it is above its high-water mark, and by the sweep
+  write_timeout       checked by the sweep (the write buffer not shrinking)
   interceptors        `intercept` runs as the call starts, with the handler not yet
                       run: its `proceed()` returns the coroutine (or stream) that the
                       server then awaits, as a streaming call's `proceed()` does in
@@ -1201,6 +1202,14 @@ class Server:
                 codec, code, message, result, context._trailers, conn.peer_max_frame_size
             )
             conn.write(encode_stream_frame(_STATUS, stream_id, body))
+            if conn.paused:
+                # Results do not wait for the peer to read (streams do, on drain()): a
+                # client that sends calls and reads nothing is cut off here, not only
+                # by the next sweep.
+                transport = conn.transport
+                queued = 0 if transport is None else transport.get_write_buffer_size()
+                if queued > self._max_outbound_bytes:
+                    self._outbound_overflow(conn, queued)
         elif context._cancelled and code == _OK:
             code, message = StatusCode.CANCELLED, "cancelled"
         if call.credit is not None:
@@ -1224,6 +1233,14 @@ class Server:
             except Exception:  # one connection's trouble must not stop the sweep
                 log.exception("sweeping the connection from %s failed", conn.peer)
                 conn.abort()
+
+    def _outbound_overflow(self, conn: _ServerConnection, queued: int) -> None:
+        log.info(
+            "dropping connection from %s: %d bytes queued unread (max_outbound_bytes)",
+            conn.peer,
+            queued,
+        )
+        conn.abort()
 
     def _expire(self, conn: _ServerConnection, now: float) -> None:
         idle_timeout = self._idle_timeout
@@ -1271,12 +1288,7 @@ class Server:
             return
         queued = transport.get_write_buffer_size()
         if queued > self._max_outbound_bytes:
-            log.info(
-                "dropping connection from %s: %d bytes queued unread (max_outbound_bytes)",
-                conn.peer,
-                queued,
-            )
-            conn.abort()
+            self._outbound_overflow(conn, queued)
         elif not queued:
             conn.stalled_since = None
         elif conn.stalled_since is None or queued < conn.stalled_size:
