@@ -76,7 +76,7 @@ import types
 from collections.abc import Callable, Iterable, Mapping
 from queue import Empty, SimpleQueue
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 from . import keepalive
 from .address import Address, parse_address
@@ -109,7 +109,9 @@ from .status import (
 from .stream import InboundChan, Outbound, PumpOutcome, message_frames, stop_source
 from .transport import Stack, TransportClosed, TransportError, listen, tune_accepted
 from .transport import memory as memory_transport
-from .transport import ws as ws_transport
+from .transport.sniff import HTTP_400 as HTTP_400
+from .transport.sniff import HTTP_400_BODY as HTTP_400_BODY
+from .transport.sniff import answer_http, transport_of
 from .transport.tls import TlsLayer
 from .wire import frames
 from .wire.codec import (
@@ -146,6 +148,8 @@ from .wire.handshake import HandshakeError, server_choose
 from .writer import FrameWriter
 
 log = logging.getLogger("gopherpipe.server")
+# HTTP_400 and HTTP_400_BODY (imported above, from transport/sniff.py) were defined
+# here before the sniffing moved out: still importable from this module.
 
 _READ_SIZE = 64 * 1024
 """Bytes asked of each `recv`. `recv(n)` allocates n bytes before it knows how many
@@ -158,7 +162,6 @@ DEFAULT_MAX_CONCURRENT_STREAMS = 16384
 """A server's default `max_concurrent_streams`: as many as its default `max_pending_calls`,
 so one connection may use the whole queue but open streams (which hold no thread) stay
 bounded per connection, at about 6 KiB of server memory each."""
-_MAX_HTTP_HEAD = 16 * 1024
 _KEEPALIVE_PING = b"keepaliv"
 """The server's PING body: 8 opaque bytes (any answer counts, the PONG is not matched)."""
 _LINGER = 1.0
@@ -193,16 +196,6 @@ _HALF_CLOSE = int(FrameType.HALF_CLOSE)
 _STATUS = int(FrameType.STATUS)
 _HEADERS = int(FrameType.HEADERS)
 _OK = int(StatusCode.OK)
-HTTP_400 = (
-    b"HTTP/1.1 400 Bad Request\r\n"
-    b"Content-Type: text/plain; charset=utf-8\r\n"
-    b"Connection: close\r\n"
-    b"Content-Length: %d\r\n\r\n%s"
-)
-HTTP_400_BODY = (
-    b"This port speaks GopherPipe (TCP_LITE), not HTTP: use a GopherPipe client "
-    b"(tcp://host:port).\n"
-)
 
 
 class _Terminated(BaseException):
@@ -1187,36 +1180,32 @@ class Server:
         # then; a head that never ends is cut off at a fixed size or by the
         # handshake deadline.
         head = conn.preamble + data
-        if b"\r\n\r\n" not in head and len(head) < _MAX_HTTP_HEAD:
+        answer = answer_http(head, conn.ws_path)
+        if answer is None:
             conn.preamble = head
             return
-        try:
-            layer, early, accepted = ws_transport.accept(head, conn.ws_path)
-        except ws_transport.UpgradeUnavailable:
-            pass  # any other HTTP request: the 400 below
-        else:
+        conn.preamble = b""
+        if answer.layer is not None:
             # The TCP_LITE connection starts again inside the WebSocket: preface, HELLO.
-            conn.preamble = b""
             if conn.stack is None:
                 conn.stack = Stack()
                 conn.writer.transform = conn.stack.send
-            conn.stack.push(layer)
+            conn.stack.push(answer.layer)
             conn.writer.write_nowait(b"")
-            if not accepted:
+            if not answer.accepted:
                 log.info("closing connection from %s: WebSocket upgrade to a wrong path", conn.peer)
                 self._linger(conn)
                 return
             conn.state = "preamble"
-            if early:
-                self._on_preamble(conn, early)
+            if answer.early:
+                self._on_preamble(conn, answer.early)
             return
-        conn.writer.write_nowait(HTTP_400 % (len(HTTP_400_BODY), HTTP_400_BODY))
+        conn.writer.write_nowait(answer.reply)
         with contextlib.suppress(OSError):
             conn.sock.shutdown(socket.SHUT_WR)
         # Keep reading (and discarding) until the client closes or the deadline
         # passes: closing with unread bytes would reset the connection and could
         # destroy the 400 before the client reads it.
-        conn.preamble = b""
         conn.state = "discard"
         conn.handshake_deadline = min(conn.handshake_deadline, time.monotonic() + 2.0)
 
@@ -1281,15 +1270,12 @@ class Server:
 
     @staticmethod
     def _peer_of(conn: _Connection) -> Peer:
-        if conn.stack is None:
-            if conn.sock.family != socket.AF_UNIX:
-                return Peer(conn.peer, "tcp")
-            return Peer(conn.peer, "memory" if conn.peer == memory_transport.PEER else "unix")
-        layers = conn.stack.layers
-        tls = any(isinstance(layer, TlsLayer) for layer in layers)
-        websocket = any(isinstance(layer, ws_transport.WsLayer) for layer in layers)
-        transport = ("wss" if tls else "ws") if websocket else "tls"
-        return Peer(conn.peer, transport, conn.stack.identity())
+        if conn.sock.family != socket.AF_UNIX:
+            base = "tcp"
+        else:
+            base = "memory" if conn.peer == memory_transport.PEER else "unix"
+        transport, identity = transport_of(conn.stack, base)
+        return Peer(conn.peer, transport, identity)
 
     def _on_call(
         self, conn: _Connection, stream_id: int, payload: bytes, client_streams: bool
@@ -1456,20 +1442,9 @@ class Server:
             assert codec is not None
             if context._headers is not None and not context._headers_sent:
                 self._send_headers(conn, stream_id, context)
-            try:
-                body = encode_status(codec, code, message, result, context._trailers)
-            except CodecError as exc:
-                body = encode_status(
-                    codec, StatusCode.INTERNAL, f"cannot encode result: {exc}", None
-                )
-            if len(body) + frames.STREAM_ID_SIZE > conn.peer_max_frame_size:
-                body = encode_status(
-                    codec,
-                    StatusCode.RESOURCE_EXHAUSTED,
-                    f"result of {len(body)} bytes exceeds the client's max frame size "
-                    f"of {conn.peer_max_frame_size}",
-                    None,
-                )
+            body = status_body(
+                codec, code, message, result, context._trailers, conn.peer_max_frame_size
+            )
             conn.writer.write_nowait(encode_stream_frame(_STATUS, stream_id, body))
         elif context._cancelled and code == _OK:
             code, message = StatusCode.CANCELLED, "cancelled"
@@ -1498,53 +1473,12 @@ class Server:
         """Decode, dispatch and run one call: its (code, message, wire result), or None
         when a stream was started that will end the call itself."""
         call = state.context
-        try:
-            header = decode_call(codec, payload)
-        except LimitExceeded as exc:
-            return StatusCode.RESOURCE_EXHAUSTED, f"CALL refused: {exc}", None
-        except ProtocolError as exc:
-            return StatusCode.INVALID_ARGUMENT, f"malformed CALL: {exc}", None
-        if header.metadata:
-            size = metadata_size(header.metadata)
-            if size > self._max_metadata_size:
-                return (
-                    StatusCode.RESOURCE_EXHAUSTED,
-                    f"{header.service}.{header.method}: metadata of {size} bytes exceeds the "
-                    f"server's limit of {self._max_metadata_size} (max_metadata_size; each "
-                    f"entry counts its key and value in UTF-8 plus {METADATA_ENTRY_OVERHEAD})",
-                    None,
-                )
-        call.service = header.service
-        call.method = header.method
-        call.metadata = header.metadata
-        arrival = call.deadline
-        assert arrival is not None
-        call.deadline = None if header.timeout_ms is None else arrival + header.timeout_ms / 1000
-        service = self._services.get(header.service)
-        if service is None:
-            return StatusCode.UNIMPLEMENTED, f"unknown service {header.service!r}", None
-        method = service.methods.get(header.method)
-        if method is None:
-            return (
-                StatusCode.UNIMPLEMENTED,
-                f"service {header.service!r} has no method {header.method!r}",
-                None,
-            )
-        call.kind = method.kind
-        if self._propagate_metadata and header.metadata:
-            marked = self._propagate_metadata
-            propagated = {k: v for k, v in header.metadata.items() if k in marked}
-            if propagated:
-                call.propagated = propagated
-        if call.cancelled:
-            return StatusCode.DEADLINE_EXCEEDED, "deadline passed before the call started", None
-        try:
-            args = method.decode_args(header.args)
-        except InvalidArgumentError as exc:
-            return StatusCode.INVALID_ARGUMENT, exc.message, None
-        except Exception as exc:
-            log.exception("decoding arguments of %s.%s failed", header.service, header.method)
-            return StatusCode.INTERNAL, f"cannot decode arguments: {exc}", None
+        opened = prepare_call(
+            codec, payload, call, self._services, self._max_metadata_size, self._propagate_metadata
+        )
+        if isinstance(opened, Refusal):
+            return opened.code, opened.message, None
+        method, args = opened
         if method.client_streams:
             if state.inbound is None:  # plain CALL: the client's stream is empty
                 state.inbound = self._inbound(conn, stream_id)
@@ -1570,19 +1504,19 @@ class Server:
         except RpcError as exc:
             return exc.code, exc.message, None
         except BaseException as exc:  # the caller must always get an answer
-            log.exception("handler %s.%s raised", header.service, header.method)
+            log.exception("handler %s.%s raised", call.service, call.method)
             return StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}", None
         finally:
             set_current_call(None)
         if method.server_streams:
-            name = f"{header.service}.{header.method}"
+            name = f"{call.service}.{call.method}"
             return self._stream_out(conn, stream_id, state, method, result, codec, name)
         if call.deadline is not None and time.monotonic() > call.deadline:
             # The caller has given up (or is about to): a late success must not
             # race its DEADLINE_EXCEEDED, as in gRPC.
             return (
                 StatusCode.DEADLINE_EXCEEDED,
-                f"{header.service}.{header.method} finished after its deadline",
+                f"{call.service}.{call.method} finished after its deadline",
                 None,
             )
         try:
@@ -1650,18 +1584,120 @@ class Server:
         source: Iterable[Any], outcome: str, error: BaseException | None, name: str
     ) -> tuple[int, str]:
         """The final status of a server stream that ended with `outcome`."""
-        if outcome == PumpOutcome.DONE:
-            return StatusCode.OK, ""
         if outcome == PumpOutcome.ABORTED:
             stop_source(source, "the client cancelled the call")
-            return StatusCode.CANCELLED, "cancelled"
-        stop_source(source, "the stream failed")
-        if outcome == PumpOutcome.BAD_ITEM:
-            detail = error.message if isinstance(error, RpcError) else str(error)
-            return StatusCode.INTERNAL, f"handler sent a wrong value: {detail}"
-        if isinstance(error, RpcError):
-            return error.code, error.message
-        if isinstance(error, ChanClosed):
-            return StatusCode.CANCELLED, str(error)
-        log.error("stream of %s failed: %r", name, error)
-        return StatusCode.INTERNAL, f"{type(error).__name__}: {error}"
+        elif outcome != PumpOutcome.DONE:
+            stop_source(source, "the stream failed")
+        return stream_status(outcome, error, name)
+
+
+class Refusal(NamedTuple):
+    """A call answered before its handler runs: the STATUS code and message."""
+
+    code: int
+    message: str
+
+
+def prepare_call(
+    codec: Codec,
+    payload: bytes,
+    call: CallContext,
+    services: Mapping[str, ServiceDef],
+    max_metadata_size: int,
+    propagate_metadata: frozenset[str],
+) -> tuple[MethodDef, tuple[Any, ...]] | Refusal:
+    """A CALL's body -> the method to run and its decoded arguments, filling in `call`
+    (service, method, metadata, kind, deadline, propagated metadata); or the Refusal that
+    answers it (malformed, over a limit, unknown, past its deadline, bad arguments).
+
+    Sans-IO, shared by both servers so that they answer alike. `call.deadline` holds the
+    arrival time on entry (the CALL's timeout counts from it).
+    """
+    try:
+        header = decode_call(codec, payload)
+    except LimitExceeded as exc:
+        return Refusal(StatusCode.RESOURCE_EXHAUSTED, f"CALL refused: {exc}")
+    except ProtocolError as exc:
+        return Refusal(StatusCode.INVALID_ARGUMENT, f"malformed CALL: {exc}")
+    if header.metadata:
+        size = metadata_size(header.metadata)
+        if size > max_metadata_size:
+            return Refusal(
+                StatusCode.RESOURCE_EXHAUSTED,
+                f"{header.service}.{header.method}: metadata of {size} bytes exceeds the "
+                f"server's limit of {max_metadata_size} (max_metadata_size; each "
+                f"entry counts its key and value in UTF-8 plus {METADATA_ENTRY_OVERHEAD})",
+            )
+    call.service = header.service
+    call.method = header.method
+    call.metadata = header.metadata
+    arrival = call.deadline
+    assert arrival is not None
+    call.deadline = None if header.timeout_ms is None else arrival + header.timeout_ms / 1000
+    service = services.get(header.service)
+    if service is None:
+        return Refusal(StatusCode.UNIMPLEMENTED, f"unknown service {header.service!r}")
+    method = service.methods.get(header.method)
+    if method is None:
+        return Refusal(
+            StatusCode.UNIMPLEMENTED,
+            f"service {header.service!r} has no method {header.method!r}",
+        )
+    call.kind = method.kind
+    if propagate_metadata and header.metadata:
+        propagated = {k: v for k, v in header.metadata.items() if k in propagate_metadata}
+        if propagated:
+            call.propagated = propagated
+    if call.cancelled:
+        return Refusal(StatusCode.DEADLINE_EXCEEDED, "deadline passed before the call started")
+    try:
+        args = method.decode_args(header.args)
+    except InvalidArgumentError as exc:
+        return Refusal(StatusCode.INVALID_ARGUMENT, exc.message)
+    except Exception as exc:
+        log.exception("decoding arguments of %s.%s failed", header.service, header.method)
+        return Refusal(StatusCode.INTERNAL, f"cannot decode arguments: {exc}")
+    return method, args
+
+
+def status_body(
+    codec: Codec,
+    code: int,
+    message: str,
+    result: Any,
+    trailers: dict[str, str] | None,
+    peer_max_frame_size: int,
+) -> bytes:
+    """A STATUS frame's body; INTERNAL when the result cannot be encoded, and
+    RESOURCE_EXHAUSTED when it is more than the client takes in one frame."""
+    try:
+        body = encode_status(codec, code, message, result, trailers)
+    except CodecError as exc:
+        body = encode_status(codec, StatusCode.INTERNAL, f"cannot encode result: {exc}", None)
+    if len(body) + frames.STREAM_ID_SIZE > peer_max_frame_size:
+        body = encode_status(
+            codec,
+            StatusCode.RESOURCE_EXHAUSTED,
+            f"result of {len(body)} bytes exceeds the client's max frame size "
+            f"of {peer_max_frame_size}",
+            None,
+        )
+    return body
+
+
+def stream_status(outcome: str, error: BaseException | None, name: str) -> tuple[int, str]:
+    """The final status of a server stream whose sending ended with `outcome`
+    (`stream.PumpOutcome`) and `error`; `name` ("Service.method") is for the log."""
+    if outcome == PumpOutcome.DONE:
+        return StatusCode.OK, ""
+    if outcome == PumpOutcome.ABORTED:
+        return StatusCode.CANCELLED, "cancelled"
+    if outcome == PumpOutcome.BAD_ITEM:
+        detail = error.message if isinstance(error, RpcError) else str(error)
+        return StatusCode.INTERNAL, f"handler sent a wrong value: {detail}"
+    if isinstance(error, RpcError):
+        return error.code, error.message
+    if isinstance(error, ChanClosed):
+        return StatusCode.CANCELLED, str(error)
+    log.error("stream of %s failed: %r", name, error)
+    return StatusCode.INTERNAL, f"{type(error).__name__}: {error}"

@@ -21,8 +21,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import types
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+)
 from typing import Any, Generic, Self, TypeVar
 
 from ..chan import ChanClosed
@@ -220,6 +228,13 @@ class _Pump:
         self._sync: Iterator[Any] | None = None
         self._sequence: list[Any] | tuple[Any, ...] | None = None
         self._position = 0
+        self._step: Generator[Any, Any, Any] | None = None
+        """An async source's `__anext__` that suspended while a batch was being taken:
+        its items went out first, and the next `take` finishes it (`_resume`)."""
+        self._yielded: Any = None
+        self._failure: BaseException | None = None
+        """How the source failed after the items of the last batch: raised next."""
+        self._exhausted = False
         if self._chan is not None:
             pass
         elif isinstance(source, list | tuple):
@@ -256,22 +271,87 @@ class _Pump:
             batch = list(self._sequence[self._position : self._position + most])
             self._position += len(batch)
             return batch or None
-        if self._async is not None:
-            try:
-                return [await anext(self._async)]
-            except StopAsyncIteration:
-                return None
-        assert self._sync is not None
-        try:
-            return [next(self._sync)]
-        except StopIteration:
+        failure = self._failure
+        if failure is not None:
+            self._failure = None
+            raise failure
+        if self._exhausted:
             return None
+        if self._async is not None:
+            return await self._take_async(most)
+        return self._take_sync(most)
+
+    def _take_sync(self, most: int) -> list[Any] | None:
+        """A sync iterable runs inline whatever the batch: take what credit allows."""
+        source = self._sync
+        assert source is not None
+        batch: list[Any] = []
+        try:
+            for item in source:
+                batch.append(item)
+                if len(batch) >= most:
+                    break
+            else:
+                self._exhausted = True
+        except Exception as exc:
+            if not batch:
+                raise
+            self._failure = exc  # after the items that came before it
+        return batch or None
+
+    async def _take_async(self, most: int) -> list[Any] | None:
+        """Items of an async source, batched: each `__anext__` is stepped by hand, and
+        the items it yields without suspending (an async generator with nothing to wait
+        for) join the batch; the first one that suspends ends the batch if it has items,
+        and is finished (awaited) by the next `take`. So a fast producer fills frames and
+        a slow one's items go out as they come, one await per item."""
+        source = self._async
+        assert source is not None
+        items: list[Any] = []
+        while len(items) < most:
+            step, yielded = self._step, self._yielded
+            self._step = self._yielded = None
+            if step is None:
+                # The awaitable's iterator (a coroutine's, an async generator's asend):
+                # what a task steps with send/throw.
+                step = source.__anext__().__await__()
+                if not hasattr(step, "throw"):  # a hand-made awaitable's plain iterator
+                    step = _stepper(step)
+                try:
+                    yielded = step.send(None)
+                except StopIteration as done:
+                    items.append(done.value)
+                    continue
+                except StopAsyncIteration:
+                    self._exhausted = True
+                    break
+                except Exception as exc:
+                    if not items:
+                        raise
+                    self._failure = exc
+                    break
+                if items:  # it waits for something: send what we have meanwhile
+                    self._step, self._yielded = step, yielded
+                    break
+            try:
+                items.append(await _resume(step, yielded))
+            except StopAsyncIteration:
+                self._exhausted = True
+                break
+        return items or None
 
     async def stop_source(self) -> None:
         """Nobody reads the source any more: tell whoever feeds it."""
         if self._chan is not None:
             self._chan.close(ChanClosed("the stream ended"))
             return
+        step, self._step = self._step, None
+        if step is not None:
+            # The source is suspended inside a step nobody will finish: it gets the
+            # CancelledError a cancelled stream gives it at its await, and ends there
+            # (or aclose, below, ends it).
+            with contextlib.suppress(BaseException):
+                step.throw(asyncio.CancelledError())
         closer = self._async if self._async is not None else self._sync
         if closer is None:
             return
@@ -281,6 +361,31 @@ class _Pump:
                 await aclose()
             elif callable(close := getattr(closer, "close", None)):
                 close()
+
+
+def _stepper(iterator: Iterator[Any]) -> Generator[Any, Any, Any]:
+    """A generator (send, throw) around an awaitable's plain iterator."""
+    return (yield from iterator)
+
+
+@types.coroutine
+def _resume(step: Generator[Any, Any, Any], yielded: Any) -> Generator[Any, Any, Any]:
+    """Await the rest of `step`, a coroutine already stepped by hand that yielded
+    `yielded` (what it waits for: a future, or None for a bare yield). Its yields go to
+    the running task as if the task had stepped it; a cancellation is thrown into it."""
+    while True:
+        try:
+            sent = yield yielded
+        except BaseException as exc:
+            try:
+                yielded = step.throw(exc)
+            except StopIteration as done:
+                return done.value
+            continue
+        try:
+            yielded = step.send(sent)
+        except StopIteration as done:
+            return done.value
 
 
 __all__ = ["Inbound", "send_stream"]
