@@ -14,7 +14,14 @@ has more than a window in flight, however slowly we read.
 It is a coroutine run by the owner's task for the stream; cancelling that task is how
 a stream is stopped from outside (a CANCEL, a lost connection), and the source is then
 stopped as the threaded `stop_source` does: an `aio.Chan` is closed, an async
-generator is closed (`aclose`), a generator too.
+generator is closed (`aclose`), a generator too. A task cancelled before it first
+runs never enters the coroutine, so there the owner stops the source itself (the Pipe
+closes a Chan source; a generator that never started has nothing to close).
+
+Items share frames where that costs no waiting: an `aio.Chan` is drained with
+`recv_many`, the items an async generator yields without suspending go out together
+(each `__anext__` is stepped by hand: one that suspends ends the batch, and the next
+take finishes it), and a sync iterable fills the credit.
 """
 
 from __future__ import annotations
