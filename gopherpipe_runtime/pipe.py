@@ -1350,7 +1350,7 @@ def _handshake(
     windows: Windows,
     timeout: float,
     compression: tuple[str, ...] = (),
-) -> tuple[socket.socket, Stack | None, Settings, FrameDecoder]:
+) -> tuple[socket.socket, Stack | None, Settings, FrameDecoder, list[frames.Frame]]:
     deadline = time.monotonic() + timeout
     sock, stack, early = dial(address, tls, timeout)
     try:
@@ -1378,11 +1378,11 @@ def _handshake(
         if first.type != FrameType.HELLO:
             raise ProtocolError("server's first frame is not HELLO")
         settings = client_accept(first.payload, codecs, compression)
-        if len(received) > 1:
-            raise ProtocolError("server sent frames before the first call")
         decoder.max_frame_size = max_frame_size
         sock.setblocking(False)
-        return sock, stack, settings, decoder
+        # What came with the HELLO is the connection's from then on: a server that began
+        # draining as we connected sends its GOAWAY right behind it (RFC section 8).
+        return sock, stack, settings, decoder, received[1:]
     except BaseException:
         sock.close()
         raise
@@ -2209,7 +2209,7 @@ class Pipe:
                         f"{endpoint.address}"
                     )
             try:
-                sock, stack, settings, decoder = _handshake(
+                sock, stack, settings, decoder, early_frames = _handshake(
                     endpoint.parsed,
                     self._tls,
                     self._codecs,
@@ -2267,6 +2267,12 @@ class Pipe:
                 self._keepalive_timeout,
                 endpoint.address,
             )
+            if early_frames:  # nobody else holds the connection yet
+                try:
+                    connection._dispatch(early_frames)
+                except ProtocolError as exc:
+                    connection.close(f"protocol error from server: {exc}")
+                    raise _Unreachable(f"cannot reach {endpoint.address}: {exc}") from None
             endpoint.connection = connection
         finally:
             lock.release()

@@ -304,6 +304,7 @@ class _Connection:
         self.windows = pipe._windows
         self.max_metadata_size = pipe._max_metadata_size
         self._hello: asyncio.Future[list[Frame]] = loop.create_future()
+        self._behind_hello: list[Frame] = []
         self._ended: asyncio.Future[None] = loop.create_future()
         self._guard_task: asyncio.Task[None] | None = None
         self._keepalive_interval = keepalive_interval
@@ -352,8 +353,6 @@ class _Connection:
                 if first.type != FrameType.HELLO:
                     raise ProtocolError("server's first frame is not HELLO")
                 settings = client_accept(first.payload, codecs, compression)
-                if len(received) > 1:
-                    raise ProtocolError("server sent frames before the first call")
             except BaseException:
                 self.closed_reason = "handshake failed"
                 conn.abort()
@@ -371,6 +370,11 @@ class _Connection:
         self._guard_task = self.loop.create_task(self._guard(), name="gopherpipe-aio-connection")
         if self._keepalive_interval is not None:
             self._keepalive = self.loop.call_later(self._keepalive_interval, self._keepalive_check)
+        # What came behind the HELLO is the connection's: a server that began draining
+        # as we connected sends its GOAWAY right after it (RFC section 8).
+        behind, self._behind_hello = received[1:] + self._behind_hello, []
+        if behind:
+            self._on_frames(behind)
 
     async def _guard(self) -> None:
         """Wait for the connection's end; if the loop cancels this first (the end of
@@ -406,6 +410,8 @@ class _Connection:
         if self.settings is None:  # the HELLO exchange is under way
             if not self._hello.done():
                 self._hello.set_result(received)
+            else:  # read before the handshake's task took the HELLO
+                self._behind_hello += received
             return
         try:
             self._dispatch(received)
