@@ -27,6 +27,12 @@ options, use `memory_address()` with `Server` and `Pipe` directly::
         with Pipe(address) as pipe:
             ...
 
+On asyncio, `serve_in_memory_async` does the same with `gopherpipe_runtime.aio`'s
+Server and Pipe (the generated ``register_x_async``, ``XAsyncClient(pipe)``)::
+
+    async with serve_in_memory_async(register_chat_service_async, Chat()) as pipe:
+        assert await ChatServiceAsyncClient(pipe).history("lobby") == []
+
 A memory:// server is reachable only from the process that started it (not
 from a child after fork).
 """
@@ -35,14 +41,17 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .pipe import Pipe
 from .server import Server
 
-__all__ = ["memory_address", "serve_in_memory"]
+if TYPE_CHECKING:
+    from . import aio
+
+__all__ = ["memory_address", "serve_in_memory", "serve_in_memory_async"]
 
 _Impl = TypeVar("_Impl")
 _counter = itertools.count(1)
@@ -81,3 +90,30 @@ def serve_in_memory(
             yield pipe
     finally:
         server.stop(0)
+
+
+@asynccontextmanager
+async def serve_in_memory_async(
+    register: Callable[[aio.Server, _Impl], object],
+    impl: _Impl,
+    /,
+    *,
+    server_options: Mapping[str, Any] | None = None,
+    pipe_options: Mapping[str, Any] | None = None,
+) -> AsyncIterator[aio.Pipe]:
+    """`serve_in_memory` on asyncio: serve `impl` with `register` (the generated
+    ``register_x_async``) on a fresh memory:// `aio.Server` on the running loop, and
+    yield an `aio.Pipe` connected to it; both are closed when the block ends."""
+    from .aio import Pipe as AsyncPipe
+    from .aio import Server as AsyncServer
+
+    address = memory_address()
+    server = AsyncServer(address, **dict(server_options or {}))
+    register(server, impl)
+    await server.start()
+    pipe = AsyncPipe(address, **dict(pipe_options or {}))
+    try:
+        yield pipe
+    finally:
+        await pipe.close()
+        await server.stop(0)

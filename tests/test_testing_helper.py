@@ -3,10 +3,11 @@ through the real stubs, codec and frames, with no TCP or Unix listener."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from gopherpipe_runtime.status import (
     StatusCode,
     UnauthenticatedError,
 )
-from gopherpipe_runtime.testing import memory_address, serve_in_memory
+from gopherpipe_runtime.testing import memory_address, serve_in_memory, serve_in_memory_async
 
 CHAT = Path(__file__).resolve().parent.parent / "examples" / "chat"
 
@@ -31,6 +32,7 @@ def chat() -> Iterator[dict[str, Any]]:
     sys.path.insert(0, str(CHAT))
     try:
         import service  # type: ignore[import-not-found]
+        import service_aio  # type: ignore[import-not-found]
         import service_client  # type: ignore[import-not-found]
         import service_server  # type: ignore[import-not-found]
 
@@ -39,10 +41,13 @@ def chat() -> Iterator[dict[str, Any]]:
             "Message": service.Message,
             "Client": service_client.ChatServiceClient,
             "register": service_server.register_chat_service,
+            "ChatServiceAsync": service_aio.ChatServiceAsync,
+            "AsyncClient": service_aio.ChatServiceAsyncClient,
+            "register_async": service_aio.register_chat_service_async,
         }
     finally:
         sys.path.remove(str(CHAT))
-        for name in ("service", "service_client", "service_server"):
+        for name in ("service", "service_client", "service_server", "service_aio"):
             sys.modules.pop(name, None)
 
 
@@ -242,3 +247,34 @@ def test_a_forked_child_is_refused_and_the_parent_keeps_serving(chat: dict[str, 
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
         assert len(client.history("r", limit=2)) == 2
+
+
+def test_four_call_shapes_in_memory_on_asyncio(chat: dict[str, Any]) -> None:
+    Message = chat["Message"]
+
+    class Impl(chat["ChatServiceAsync"]):  # type: ignore[misc]
+        async def history(self, room_id: str, limit: int = 50) -> list[Any]:
+            return [Message("bot", f"{room_id} {i}") for i in range(limit)]
+
+        async def tail(self, room_id: str) -> AsyncIterator[Any]:
+            for i in range(3):
+                yield Message("bot", f"{room_id} {i}")
+
+        async def upload(self, lines: AsyncIterator[str]) -> int:
+            return len([line async for line in lines])
+
+        async def join_room(self, room_id: str, incoming: AsyncIterator[str]) -> AsyncIterator[Any]:
+            async for text in incoming:
+                yield Message(room_id, text.upper())
+
+    async def main() -> None:
+        async with serve_in_memory_async(chat["register_async"], Impl()) as pipe:
+            client = chat["AsyncClient"](pipe)
+            assert [m.text for m in await client.history("r", limit=2)] == ["r 0", "r 1"]
+            assert [m.text async for m in client.tail("t")] == ["t 0", "t 1", "t 2"]
+            assert await client.upload(["a", "b"]) == 2
+            replies = [m.text async for m in client.join_room("j", ["hi", "yo"])]
+            assert replies == ["HI", "YO"]
+            assert pipe.address.startswith("memory://")
+
+    asyncio.run(main())
