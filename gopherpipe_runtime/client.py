@@ -65,16 +65,7 @@ class ClientBase:
         it (until its deadline; with none, until the pipe is closed) instead of
         failing at once with UNAVAILABLE, as gRPC's wait-for-ready.
         """
-        current = self._gp_options
-        merged = dict(current.metadata)
-        if metadata:
-            merged.update(metadata)
-        options = CallOptions(
-            timeout=timeout if timeout is not None else current.timeout,
-            metadata=merged,
-            cancel=cancel if cancel is not None else current.cancel,
-            wait_for_ready=current.wait_for_ready if wait_for_ready is None else wait_for_ready,
-        )
+        options = merged_options(self._gp_options, timeout, metadata, cancel, wait_for_ready)
         return type(self)(self._gp_pipe, options=options)
 
     @property
@@ -184,19 +175,47 @@ class ClientBase:
         return output
 
     def _gp_decode(self, method: str, decode: Callable[[Any], T], wire: Any) -> T:
-        try:
-            return decode(wire)
-        except InvalidArgumentError as exc:
-            # The server sent something the contract does not allow: that is the
-            # server's bug (or a contract mismatch), not the caller's argument.
-            raise InternalError(
-                f"{self._gp_service_name}.{method}: malformed result from server: {exc.message}"
-            ) from None
+        return decoded_result(self._gp_service_name, method, decode, wire)
 
     def _gp_malformed(self, method: str) -> Callable[[InvalidArgumentError], BaseException]:
-        def malformed(exc: InvalidArgumentError) -> BaseException:
-            return InternalError(
-                f"{self._gp_service_name}.{method}: malformed item from server: {exc.message}"
-            )
+        return malformed_item(self._gp_service_name, method)
 
-        return malformed
+
+def merged_options(
+    current: CallOptions,
+    timeout: float | None,
+    metadata: Mapping[str, str] | None,
+    cancel: CancelToken | None,
+    wait_for_ready: bool | None,
+) -> CallOptions:
+    """`with_options` of both client bases: given options replace the current ones,
+    metadata is merged over the current metadata."""
+    merged = dict(current.metadata)
+    if metadata:
+        merged.update(metadata)
+    return CallOptions(
+        timeout=timeout if timeout is not None else current.timeout,
+        metadata=merged,
+        cancel=cancel if cancel is not None else current.cancel,
+        wait_for_ready=current.wait_for_ready if wait_for_ready is None else wait_for_ready,
+    )
+
+
+def decoded_result(service: str, method: str, decode: Callable[[Any], T], wire: Any) -> T:
+    try:
+        return decode(wire)
+    except InvalidArgumentError as exc:
+        # The server sent something the contract does not allow: that is the
+        # server's bug (or a contract mismatch), not the caller's argument.
+        raise InternalError(
+            f"{service}.{method}: malformed result from server: {exc.message}"
+        ) from None
+
+
+def malformed_item(service: str, method: str) -> Callable[[InvalidArgumentError], BaseException]:
+    """What a stream item the contract does not allow becomes: the server's INTERNAL."""
+
+    def malformed(exc: InvalidArgumentError) -> BaseException:
+        return InternalError(f"{service}.{method}: malformed item from server: {exc.message}")
+
+    return malformed

@@ -1495,6 +1495,41 @@ class _Endpoint:
 BALANCE_POLICIES = ("round_robin", "pick_first")
 
 
+def checked_options(
+    *,
+    codec: str | tuple[str, ...],
+    balance: str,
+    keepalive_interval: float | None,
+    keepalive_timeout: float,
+    write_timeout: float,
+    compression: str | tuple[str, ...] | None,
+    tls: ssl.SSLContext | None,
+    retry: RetryPolicy | None,
+) -> tuple[str, ...]:
+    """The checks both Pipes (this one and `aio.Pipe`) make of their options, in the
+    same words; returns the codecs offered, in order."""
+    if balance not in BALANCE_POLICIES:
+        raise ValueError(f"balance must be one of {BALANCE_POLICIES}, not {balance!r}")
+    if keepalive_interval is not None and not keepalive_interval > 0:
+        raise ValueError("keepalive_interval must be positive (or None: no keepalive)")
+    if not keepalive_timeout > 0:
+        raise ValueError("keepalive_timeout must be positive")
+    if not write_timeout > 0:
+        raise ValueError("write_timeout must be positive")
+    if compression is not None and compression != "auto":
+        # Checked here, not only per endpoint: a discovery address may have none yet.
+        supported((compression,) if isinstance(compression, str) else compression, "Pipe")
+    if tls is not None and not isinstance(tls, ssl.SSLContext):
+        raise TypeError(f"tls must be an ssl.SSLContext, not {type(tls).__name__}")
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise TypeError(f"retry must be a RetryPolicy or None, not {type(retry).__name__}")
+    codecs = (codec,) if isinstance(codec, str) else tuple(codec)
+    unknown = [c for c in codecs if c not in CODECS]
+    if unknown:
+        raise ValueError(f"unknown codecs {unknown}; available: {sorted(CODECS)}")
+    return codecs
+
+
 class Pipe:
     """One client-side handle to a service address; share it between threads.
 
@@ -1585,27 +1620,22 @@ class Pipe:
         gophermap: object | None = None,
         gophermap_key: bytes | None = None,
     ) -> None:
-        if balance not in BALANCE_POLICIES:
-            raise ValueError(f"balance must be one of {BALANCE_POLICIES}, not {balance!r}")
-        if keepalive_interval is not None and not keepalive_interval > 0:
-            raise ValueError("keepalive_interval must be positive (or None: no keepalive)")
-        if not keepalive_timeout > 0:
-            raise ValueError("keepalive_timeout must be positive")
+        self._codecs = checked_options(
+            codec=codec,
+            balance=balance,
+            keepalive_interval=keepalive_interval,
+            keepalive_timeout=keepalive_timeout,
+            write_timeout=write_timeout,
+            compression=compression,
+            tls=tls,
+            retry=retry,
+        )
         self._keepalive_interval = keepalive_interval
         self._keepalive_timeout = keepalive_timeout
         self.address = address
-        if compression is not None and compression != "auto":
-            # Checked here, not only per endpoint: a discovery address may have none yet.
-            supported((compression,) if isinstance(compression, str) else compression, "Pipe")
         self._compression_option = compression
         self._compression_threshold = compression_threshold
-        if tls is not None and not isinstance(tls, ssl.SSLContext):
-            raise TypeError(f"tls must be an ssl.SSLContext, not {type(tls).__name__}")
         self._tls = tls
-        self._codecs = (codec,) if isinstance(codec, str) else tuple(codec)
-        unknown = [c for c in self._codecs if c not in CODECS]
-        if unknown:
-            raise ValueError(f"unknown codecs {unknown}; available: {sorted(CODECS)}")
         self._connect_timeout = connect_timeout
         self._max_frame_size = max_frame_size
         self._write_timeout = write_timeout
@@ -1641,8 +1671,6 @@ class Pipe:
         if not is_discovery_address(address):
             self._single = _Endpoint(address, compression)
             self._endpoints = (self._single,)
-        if retry is not None and not isinstance(retry, RetryPolicy):
-            raise TypeError(f"retry must be a RetryPolicy or None, not {type(retry).__name__}")
         self._retry = retry
         self._budget = (
             NO_BUDGET if retry is None else RetryBudget(retry.max_tokens, retry.token_ratio)

@@ -338,6 +338,72 @@ class _Call:
             stop_source(self.outbound, reason)
 
 
+def checked_options(
+    addresses: tuple[str, ...],
+    *,
+    codecs: tuple[str, ...],
+    max_workers: int,
+    max_pending_calls: int,
+    max_concurrent_streams: int,
+    max_metadata_size: int,
+    max_frame_size: int,
+    tls: ssl.SSLContext | None,
+    max_connections: int | None,
+    handshake_timeout: float,
+    idle_timeout: float | None,
+    frame_timeout: float | None,
+    keepalive_interval: float | None,
+    keepalive_timeout: float,
+    min_ping_interval: float | None,
+) -> tuple[list[Address], int, float]:
+    """The checks both servers (this one and `aio.Server`) make of their options, in
+    the same words; returns the addresses to bind, the connection limit (its default
+    resolved) and the interval of the timeout sweep (a quarter of the shortest timeout,
+    between 10 ms and 1 s)."""
+    unknown = [c for c in codecs if c not in CODECS]
+    if unknown:
+        raise ValueError(f"unknown codecs {unknown}; available: {sorted(CODECS)}")
+    if max_concurrent_streams < 1:
+        raise ValueError("max_concurrent_streams must be at least 1")
+    if max_metadata_size < METADATA_ENTRY_OVERHEAD:
+        raise ValueError(f"max_metadata_size must be at least {METADATA_ENTRY_OVERHEAD}")
+    if max_frame_size < frames.MAX_HELLO_SIZE or max_frame_size > 0xFFFF_FFFF:
+        raise ValueError(f"max_frame_size must be in {frames.MAX_HELLO_SIZE}..2**32-1")
+    if max_workers < 1:
+        raise ValueError("max_workers must be at least 1")
+    if max_pending_calls < 1:
+        raise ValueError("max_pending_calls must be at least 1")
+    requested = [parse_address(a) for a in (addresses or ("tcp://127.0.0.1:0",))]
+    needing_tls = [str(a) for a in requested if a.tls]
+    if needing_tls and tls is None:
+        raise ValueError(
+            f"{', '.join(needing_tls)} need a certificate: Server(..., tls=ssl.SSLContext), "
+            "e.g. gopherpipe_runtime.transport.tls.server_context(cert, key)"
+        )
+    if tls is not None and not isinstance(tls, ssl.SSLContext):
+        raise TypeError(f"tls must be an ssl.SSLContext, not {type(tls).__name__}")
+    if max_connections is None:
+        max_connections = default_max_connections()
+    if max_connections < 1:
+        raise ValueError("max_connections must be at least 1")
+    for name, value in (
+        ("handshake_timeout", handshake_timeout),
+        ("idle_timeout", idle_timeout),
+        ("frame_timeout", frame_timeout),
+        ("keepalive_interval", keepalive_interval),
+        ("keepalive_timeout", keepalive_timeout),
+    ):
+        if value is not None and value <= 0:
+            raise ValueError(f"{name} must be positive")
+    if min_ping_interval is not None and min_ping_interval < 0:
+        raise ValueError("min_ping_interval must not be negative")
+    timeouts: tuple[float | None, ...] = (handshake_timeout, idle_timeout, frame_timeout)
+    if keepalive_interval is not None:
+        timeouts += (keepalive_interval, keepalive_timeout)
+    shortest = min(t for t in timeouts if t)
+    return requested, max_connections, min(1.0, max(0.01, shortest / 4))
+
+
 class Server:
     """Serves registered services on one or more addresses.
 
@@ -475,30 +541,29 @@ class Server:
         registry: Announcer | None = None,
         service_meta: Mapping[str, str] | None = None,
     ) -> None:
-        unknown = [c for c in codecs if c not in CODECS]
-        if unknown:
-            raise ValueError(f"unknown codecs {unknown}; available: {sorted(CODECS)}")
-        if max_concurrent_streams < 1:
-            raise ValueError("max_concurrent_streams must be at least 1")
-        if max_metadata_size < METADATA_ENTRY_OVERHEAD:
-            raise ValueError(f"max_metadata_size must be at least {METADATA_ENTRY_OVERHEAD}")
+        self._requested, max_connections, self._sweep_interval = checked_options(
+            addresses,
+            codecs=codecs,
+            max_workers=max_workers,
+            max_pending_calls=max_pending_calls,
+            max_concurrent_streams=max_concurrent_streams,
+            max_metadata_size=max_metadata_size,
+            max_frame_size=max_frame_size,
+            tls=tls,
+            max_connections=max_connections,
+            handshake_timeout=handshake_timeout,
+            idle_timeout=idle_timeout,
+            frame_timeout=frame_timeout,
+            keepalive_interval=keepalive_interval,
+            keepalive_timeout=keepalive_timeout,
+            min_ping_interval=min_ping_interval,
+        )
         self._codec_table = codecs_with_limits(max_decoded_size, max_nesting_depth)
         self._max_concurrent_streams = max_concurrent_streams
         self._max_metadata_size = max_metadata_size
         chain = Chain(interceptors)
         self._interceptors: Chain | None = chain if chain.all else None
         self._propagate_metadata = frozenset(propagate_metadata)
-        if max_frame_size < frames.MAX_HELLO_SIZE or max_frame_size > 0xFFFF_FFFF:
-            raise ValueError(f"max_frame_size must be in {frames.MAX_HELLO_SIZE}..2**32-1")
-        self._requested = [parse_address(a) for a in (addresses or ("tcp://127.0.0.1:0",))]
-        needing_tls = [str(a) for a in self._requested if a.tls]
-        if needing_tls and tls is None:
-            raise ValueError(
-                f"{', '.join(needing_tls)} need a certificate: Server(..., tls=ssl.SSLContext), "
-                "e.g. gopherpipe_runtime.transport.tls.server_context(cert, key)"
-            )
-        if tls is not None and not isinstance(tls, ssl.SSLContext):
-            raise TypeError(f"tls must be an ssl.SSLContext, not {type(tls).__name__}")
         self._tls = tls
         self._compression = supported(tuple(compression), "Server")
         self._compression_threshold = compression_threshold
@@ -508,32 +573,12 @@ class Server:
         self._write_timeout = write_timeout
         self._windows = Windows(stream_window, stream_window_bytes, connection_window_bytes)
         self._max_outbound_bytes = max_outbound_bytes
-        if max_connections is None:
-            max_connections = default_max_connections()
-        if max_connections < 1:
-            raise ValueError("max_connections must be at least 1")
-        for name, value in (
-            ("handshake_timeout", handshake_timeout),
-            ("idle_timeout", idle_timeout),
-            ("frame_timeout", frame_timeout),
-            ("keepalive_interval", keepalive_interval),
-            ("keepalive_timeout", keepalive_timeout),
-        ):
-            if value is not None and value <= 0:
-                raise ValueError(f"{name} must be positive")
-        if min_ping_interval is not None and min_ping_interval < 0:
-            raise ValueError("min_ping_interval must not be negative")
         self._max_connections = max_connections
         self._idle_timeout = idle_timeout
         self._frame_timeout = frame_timeout
         self._keepalive_interval = keepalive_interval
         self._keepalive_timeout = keepalive_timeout
         self._min_ping_interval = min_ping_interval or None
-        timeouts: tuple[float | None, ...] = (handshake_timeout, idle_timeout, frame_timeout)
-        if keepalive_interval is not None:
-            timeouts += (keepalive_interval, keepalive_timeout)
-        shortest = min(t for t in timeouts if t)
-        self._sweep_interval = min(1.0, max(0.01, shortest / 4))
         self._next_sweep = 0.0
         self._refusal = encode_goaway(
             0,

@@ -7,8 +7,9 @@ from types import TracebackType
 from typing import Any, ClassVar, Self, TypeVar
 
 from ..calls import CancelToken
+from ..client import decoded_result, malformed_item, merged_options
 from ..pipe import CallOptions
-from ..status import InternalError, InvalidArgumentError
+from ..status import InvalidArgumentError
 from .pipe import Pipe
 
 T = TypeVar("T")
@@ -51,16 +52,7 @@ class AsyncClientBase:
         """A client sharing this one's pipe whose calls use these options (as the
         threaded `ClientBase.with_options`): given options replace the current ones,
         metadata is merged over them."""
-        current = self._gp_options
-        merged = dict(current.metadata)
-        if metadata:
-            merged.update(metadata)
-        options = CallOptions(
-            timeout=timeout if timeout is not None else current.timeout,
-            metadata=merged,
-            cancel=cancel if cancel is not None else current.cancel,
-            wait_for_ready=current.wait_for_ready if wait_for_ready is None else wait_for_ready,
-        )
+        options = merged_options(self._gp_options, timeout, metadata, cancel, wait_for_ready)
         return type(self)(self._gp_pipe, options=options)
 
     @property
@@ -159,19 +151,7 @@ class AsyncClientBase:
         )
 
     def _gp_decode(self, method: str, decode: Callable[[Any], T], wire: Any) -> T:
-        try:
-            return decode(wire)
-        except InvalidArgumentError as exc:
-            # The server sent what the contract does not allow: the server's bug (or a
-            # contract mismatch), not the caller's argument.
-            raise InternalError(
-                f"{self._gp_service_name}.{method}: malformed result from server: {exc.message}"
-            ) from None
+        return decoded_result(self._gp_service_name, method, decode, wire)
 
     def _gp_malformed(self, method: str) -> Callable[[InvalidArgumentError], BaseException]:
-        def malformed(exc: InvalidArgumentError) -> BaseException:
-            return InternalError(
-                f"{self._gp_service_name}.{method}: malformed item from server: {exc.message}"
-            )
-
-        return malformed
+        return malformed_item(self._gp_service_name, method)

@@ -80,7 +80,7 @@ from .. import forksafe, keepalive
 from ..address import Address, parse_address
 from ..calls import ClientCall
 from ..chan import ChanClosed
-from ..compression import DEFAULT_THRESHOLD, offer_for, supported, wrap
+from ..compression import DEFAULT_THRESHOLD, offer_for, wrap
 from ..context import CallContext
 from ..flow import (
     DEFAULT_CONNECTION_WINDOW_BYTES,
@@ -93,7 +93,7 @@ from ..flow import (
     Windows,
 )
 from ..interceptors import Chain, Interceptor
-from ..pipe import BALANCE_POLICIES, CallOptions, _with_metadata
+from ..pipe import CallOptions, _with_metadata, checked_options
 from ..resolver import Resolver, is_discovery_address, resolver_for
 from ..retry import NO_BUDGET, RetryBudget, RetryPolicy
 from ..service import MethodKind
@@ -110,7 +110,6 @@ from ..stream import PumpOutcome, message_frames
 from ..transport import TransportError
 from ..wire import frames
 from ..wire.codec import (
-    CODECS,
     DEFAULT_CODECS,
     DEFAULT_MAX_DECODED_SIZE,
     DEFAULT_MAX_NESTING_DEPTH,
@@ -1228,25 +1227,17 @@ class Pipe:
     ) -> None:
         chain = Chain(interceptors)
         self._interceptors: Chain | None = chain if chain.all else None
-        if balance not in BALANCE_POLICIES:
-            raise ValueError(f"balance must be one of {BALANCE_POLICIES}, not {balance!r}")
-        if keepalive_interval is not None and not keepalive_interval > 0:
-            raise ValueError("keepalive_interval must be positive (or None: no keepalive)")
-        if not keepalive_timeout > 0:
-            raise ValueError("keepalive_timeout must be positive")
-        if not write_timeout > 0:
-            raise ValueError("write_timeout must be positive")
-        if compression is not None and compression != "auto":
-            supported((compression,) if isinstance(compression, str) else compression, "Pipe")
-        if tls is not None and not isinstance(tls, ssl.SSLContext):
-            raise TypeError(f"tls must be an ssl.SSLContext, not {type(tls).__name__}")
-        if retry is not None and not isinstance(retry, RetryPolicy):
-            raise TypeError(f"retry must be a RetryPolicy or None, not {type(retry).__name__}")
+        self._codecs = checked_options(
+            codec=codec,
+            balance=balance,
+            keepalive_interval=keepalive_interval,
+            keepalive_timeout=keepalive_timeout,
+            write_timeout=write_timeout,
+            compression=compression,
+            tls=tls,
+            retry=retry,
+        )
         self.address = address
-        self._codecs = (codec,) if isinstance(codec, str) else tuple(codec)
-        unknown = [c for c in self._codecs if c not in CODECS]
-        if unknown:
-            raise ValueError(f"unknown codecs {unknown}; available: {sorted(CODECS)}")
         self._keepalive_interval = keepalive_interval
         self._keepalive_timeout = keepalive_timeout
         self._compression_option = compression

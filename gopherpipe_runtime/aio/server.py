@@ -89,7 +89,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from .. import keepalive
-from ..address import Address, parse_address
+from ..address import Address
 from ..chan import Chan as ThreadedChan
 from ..compression import ALGORITHMS, DEFAULT_THRESHOLD, supported, wrap
 from ..context import CallContext, Peer
@@ -111,7 +111,7 @@ from ..resolver import Announcer
 from ..server import (
     DEFAULT_MAX_CONCURRENT_STREAMS,
     Refusal,
-    default_max_connections,
+    checked_options,
     prepare_call,
     status_body,
     stream_status,
@@ -126,7 +126,6 @@ from ..transport.sniff import answer_http, transport_of
 from ..transport.tls import TlsLayer
 from ..wire import frames
 from ..wire.codec import (
-    CODECS,
     DEFAULT_CODECS,
     DEFAULT_MAX_DECODED_SIZE,
     DEFAULT_MAX_NESTING_DEPTH,
@@ -137,7 +136,6 @@ from ..wire.codec import (
 )
 from ..wire.envelope import (
     DEFAULT_MAX_METADATA_SIZE,
-    METADATA_ENTRY_OVERHEAD,
     decode_call,
     encode_headers,
 )
@@ -446,45 +444,27 @@ class Server:
         registry: Announcer | None = None,
         service_meta: Mapping[str, str] | None = None,
     ) -> None:
-        # The checks are the threaded Server's, in the same words.
-        unknown = [c for c in codecs if c not in CODECS]
-        if unknown:
-            raise ValueError(f"unknown codecs {unknown}; available: {sorted(CODECS)}")
-        if max_concurrent_streams < 1:
-            raise ValueError("max_concurrent_streams must be at least 1")
-        if max_metadata_size < METADATA_ENTRY_OVERHEAD:
-            raise ValueError(f"max_metadata_size must be at least {METADATA_ENTRY_OVERHEAD}")
-        if max_frame_size < frames.MAX_HELLO_SIZE or max_frame_size > 0xFFFF_FFFF:
-            raise ValueError(f"max_frame_size must be in {frames.MAX_HELLO_SIZE}..2**32-1")
-        if max_workers < 1:
-            raise ValueError("max_workers must be at least 1")
-        if max_pending_calls < 1:
-            raise ValueError("max_pending_calls must be at least 1")
-        self._requested = [parse_address(a) for a in (addresses or ("tcp://127.0.0.1:0",))]
-        needing_tls = [str(a) for a in self._requested if a.tls]
-        if needing_tls and tls is None:
-            raise ValueError(
-                f"{', '.join(needing_tls)} need a certificate: Server(..., tls=ssl.SSLContext), "
-                "e.g. gopherpipe_runtime.transport.tls.server_context(cert, key)"
-            )
-        if tls is not None and not isinstance(tls, ssl.SSLContext):
-            raise TypeError(f"tls must be an ssl.SSLContext, not {type(tls).__name__}")
-        if max_connections is None:
-            max_connections = default_max_connections()
-        if max_connections < 1:
-            raise ValueError("max_connections must be at least 1")
-        for name, value in (
-            ("handshake_timeout", handshake_timeout),
-            ("idle_timeout", idle_timeout),
-            ("frame_timeout", frame_timeout),
-            ("keepalive_interval", keepalive_interval),
-            ("keepalive_timeout", keepalive_timeout),
-            ("write_timeout", write_timeout),
-        ):
-            if value is not None and value <= 0:
-                raise ValueError(f"{name} must be positive")
-        if min_ping_interval is not None and min_ping_interval < 0:
-            raise ValueError("min_ping_interval must not be negative")
+        # The threaded Server's checks, in the same words; write_timeout is the sweep's
+        # here, so it must be positive too.
+        self._requested, max_connections, self._sweep_interval = checked_options(
+            addresses,
+            codecs=codecs,
+            max_workers=max_workers,
+            max_pending_calls=max_pending_calls,
+            max_concurrent_streams=max_concurrent_streams,
+            max_metadata_size=max_metadata_size,
+            max_frame_size=max_frame_size,
+            tls=tls,
+            max_connections=max_connections,
+            handshake_timeout=handshake_timeout,
+            idle_timeout=idle_timeout,
+            frame_timeout=frame_timeout,
+            keepalive_interval=keepalive_interval,
+            keepalive_timeout=keepalive_timeout,
+            min_ping_interval=min_ping_interval,
+        )
+        if write_timeout <= 0:
+            raise ValueError("write_timeout must be positive")
         self._codec_table = codecs_with_limits(max_decoded_size, max_nesting_depth)
         self._codecs = tuple(codecs)
         self._max_frame_size = max_frame_size
@@ -507,11 +487,6 @@ class Server:
         self._keepalive_interval = keepalive_interval
         self._keepalive_timeout = keepalive_timeout
         self._min_ping_interval = min_ping_interval or None
-        timeouts: tuple[float | None, ...] = (handshake_timeout, idle_timeout, frame_timeout)
-        if keepalive_interval is not None:
-            timeouts += (keepalive_interval, keepalive_timeout)
-        shortest = min(t for t in timeouts if t)
-        self._sweep_interval = min(1.0, max(0.01, shortest / 4))
         self._refusal = encode_goaway(
             0,
             StatusCode.RESOURCE_EXHAUSTED,
