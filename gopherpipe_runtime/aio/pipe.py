@@ -73,7 +73,6 @@ import threading
 import time
 import weakref
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from dataclasses import replace
 from typing import Any, Self, TypeVar
 
 from .. import forksafe, keepalive
@@ -81,7 +80,6 @@ from ..address import Address, parse_address
 from ..calls import ClientCall
 from ..chan import ChanClosed
 from ..compression import DEFAULT_THRESHOLD, offer_for, wrap
-from ..context import CallContext
 from ..flow import (
     DEFAULT_CONNECTION_WINDOW_BYTES,
     DEFAULT_STREAM_WINDOW,
@@ -93,7 +91,7 @@ from ..flow import (
     Windows,
 )
 from ..interceptors import Chain, Interceptor
-from ..pipe import CallOptions, _with_metadata, checked_options
+from ..pipe import CallOptions, _inherit, _with_metadata, checked_options
 from ..resolver import Resolver, is_discovery_address, resolver_for
 from ..retry import NO_BUDGET, RetryBudget, RetryPolicy
 from ..service import MethodKind
@@ -194,28 +192,6 @@ def _deadline(timeout: float | None) -> float | None:
     if timeout is None:
         return None
     return time.monotonic() + min(MAX_TIMEOUT_MS / 1000, timeout)
-
-
-def _inherit(
-    served: CallContext, options: CallOptions, deadline: float | None, name: str
-) -> tuple[CallOptions, float | None]:
-    """A call made while serving `served` (an aio handler calling another service):
-    the earlier deadline, the propagated metadata under its own, the served call's
-    cancellation unless it has a token of its own (as the threaded `_inherit`)."""
-    if served.deadline is not None and (deadline is None or served.deadline < deadline):
-        deadline = served.deadline
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise DeadlineExceededError(
-                f"{name}: the deadline of the call being served "
-                f"({served.service}.{served.method}) has passed"
-            )
-        options = replace(options, timeout=remaining)
-    if served.propagated:
-        options = replace(options, metadata={**served.propagated, **options.metadata})
-    if options.cancel is None:
-        options = replace(options, cancel=served.cancel_token)
-    return options, deadline
 
 
 class _Unary:
